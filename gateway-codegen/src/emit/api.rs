@@ -1,0 +1,117 @@
+//! `src/api.rs`: the static table the runtime serves — upstreams, and one entry per operation.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use crate::model::{Api, Operation, PathPart, Target, Upstream};
+
+pub(super) fn api_rs(api: &Api) -> TokenStream {
+    let name = &api.name;
+    let spec_file = &api.spec_file;
+    let version = &api.version;
+    let upstreams = api.upstreams.iter().map(upstream);
+    let operations = api.operations.iter().map(operation);
+    quote! {
+        //! The gateway's static configuration: its upstreams, and one entry per operation.
+
+        use ::gateway_runtime::http::Method;
+        use ::gateway_runtime::params::check;
+        use ::gateway_runtime::spec::{
+            ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
+        };
+        use ::std::time::Duration;
+
+        #[allow(unused_imports)]
+        use super::params;
+
+        /// Everything the runtime needs to serve this API.
+        pub static API: ApiSpec = ApiSpec {
+            name: #name,
+            spec_file: #spec_file,
+            api_version: #version,
+            upstreams: &[#(#upstreams),*],
+            operations: &[#(#operations),*],
+        };
+    }
+}
+
+fn millis(d: std::time::Duration) -> Literal {
+    Literal::u64_unsuffixed(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn upstream(u: &Upstream) -> TokenStream {
+    let name = &u.name;
+    let url = &u.url;
+    let timeout = millis(u.timeout);
+    let connect_timeout = millis(u.connect_timeout);
+    quote! {
+        UpstreamSpec {
+            name: #name,
+            url: #url,
+            timeout: Duration::from_millis(#timeout),
+            connect_timeout: Duration::from_millis(#connect_timeout),
+        }
+    }
+}
+
+fn operation(op: &Operation) -> TokenStream {
+    let id = &op.id;
+    let method = format_ident!("{}", op.method);
+    let template = &op.template;
+    let route = &op.route;
+    let path_params = &op.path_params;
+    // All-empty suffixes are written as `&[]`: the common case stays short.
+    let suffixes: &[String] = if op.path_suffixes.iter().all(String::is_empty) { &[] } else { &op.path_suffixes };
+    let validate = match &op.params {
+        Some(params) => {
+            let ty = format_ident!("{}", params.name);
+            quote!(Some(check::<params::#ty>))
+        }
+        None => quote!(None),
+    };
+    let target = target(&op.target);
+    quote! {
+        OperationSpec {
+            id: #id,
+            method: Method::#method,
+            template: #template,
+            route: #route,
+            path_params: &[#(#path_params),*],
+            path_suffixes: &[#(#suffixes),*],
+            validate: #validate,
+            target: #target,
+        }
+    }
+}
+
+fn target(target: &Target) -> TokenStream {
+    match target {
+        Target::Upstream { upstream, path } => {
+            let upstream = Literal::usize_unsuffixed(*upstream);
+            let parts = path.iter().map(|part| match part {
+                PathPart::Literal(text) => quote!(PathPart::Literal(#text)),
+                PathPart::Param(i) => {
+                    let i = Literal::usize_unsuffixed(*i);
+                    quote!(PathPart::Param(#i))
+                }
+            });
+            quote! {
+                TargetSpec::Upstream(UpstreamTarget { upstream: #upstream, path: &[#(#parts),*] })
+            }
+        }
+        Target::Mock(mock) => {
+            let status = Literal::u16_unsuffixed(mock.status);
+            let headers = mock.headers.iter().map(|(k, v)| quote!((#k, #v)));
+            let content_type = &mock.content_type;
+            let body = &mock.body;
+            quote! {
+                TargetSpec::Mock(MockSpec {
+                    status: #status,
+                    headers: &[#(#headers),*],
+                    content_type: #content_type,
+                    body: #body,
+                })
+            }
+        }
+    }
+}

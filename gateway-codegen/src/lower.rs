@@ -1,0 +1,287 @@
+//! Step 3 of the pipeline: checked spec → [`crate::model::Api`].
+//!
+//! Assigns Rust names, turns parameter schemas into Rust types, and collects string enums. Everything that can be
+//! wrong with the spec was found by [`crate::validate`]; what is left here is deciding how to read what is right,
+//! with warnings where the spec says something the gateway cannot use (a default of the wrong type).
+
+use std::collections::BTreeMap;
+
+use openapiv3::{
+    IntegerFormat, NumberFormat, OpenAPI, Parameter, ParameterSchemaOrContent, PathStyle, QueryStyle, ReferenceOr,
+    Schema, SchemaKind, Type, VariantOrUnknownOrEmpty,
+};
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param, ParamStruct, ParamType, Scalar};
+use crate::names::{self, Scope};
+use crate::parse::ParsedSpec;
+use crate::parse::refs;
+use crate::validate::{Checked, CheckedOperation};
+
+/// Names the params module already uses, which generated types must not shadow.
+const RESERVED_TYPES: &[&str] = &["Option", "Result", "String", "Vec", "Self", "ParamIn", "ListStyle"];
+
+/// Builds the model.
+pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &mut Diagnostics) -> Api {
+    let mut types = Types {
+        scope: Scope::with_reserved(RESERVED_TYPES),
+        enums: BTreeMap::new(),
+    };
+    let operations = checked
+        .operations
+        .iter()
+        .map(|op| lower_operation(&spec.openapi, op, &mut types, diags))
+        .collect();
+    Api {
+        name: checked.name,
+        spec_file: spec_file.to_owned(),
+        title: spec.openapi.info.title.clone(),
+        version: spec.openapi.info.version.clone(),
+        upstreams: checked.upstreams,
+        operations,
+        enums: types.enums.into_values().collect(),
+    }
+}
+
+fn first_line(text: Option<&String>) -> Option<String> {
+    text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
+        .map(str::to_owned)
+}
+
+fn lower_operation(
+    openapi: &OpenAPI,
+    op: &CheckedOperation<'_>,
+    types: &mut Types,
+    diags: &mut Diagnostics,
+) -> Operation {
+    let struct_name = types.scope.claim(format!("{}Params", names::type_name(&op.id, "Operation")), "");
+    let mut fields = Scope::default();
+    let mut params = Vec::new();
+    let mut unchecked = Vec::new();
+    for (at, parameter) in &op.parsed.params {
+        let data = parameter.parameter_data_ref();
+        let name = &data.name;
+        let location = match parameter {
+            Parameter::Path { .. } => match op.path_params.iter().position(|p| p == name) {
+                Some(i) => Location::Path(i),
+                None => continue,
+            },
+            Parameter::Query { .. } => Location::Query,
+            Parameter::Header { .. } => {
+                // OpenAPI: header parameters named Accept, Content-Type or Authorization are ignored.
+                if ["accept", "content-type", "authorization"].contains(&name.to_ascii_lowercase().as_str()) {
+                    continue;
+                }
+                Location::Header
+            }
+            Parameter::Cookie { .. } => Location::Cookie,
+        };
+        let list_style = match parameter {
+            Parameter::Query { style: QueryStyle::Form, .. } if data.explode.unwrap_or(true) => Some(ListStyle::Repeated),
+            Parameter::Query { style: QueryStyle::Form, .. } => Some(ListStyle::Comma),
+            Parameter::Query { style: QueryStyle::SpaceDelimited, .. } => Some(ListStyle::Space),
+            Parameter::Query { style: QueryStyle::PipeDelimited, .. } => Some(ListStyle::Pipe),
+            Parameter::Query { style: QueryStyle::DeepObject, .. } => None,
+            Parameter::Path { style: PathStyle::Label | PathStyle::Matrix, .. } => None,
+            Parameter::Path { .. } | Parameter::Header { .. } | Parameter::Cookie { .. } => Some(ListStyle::Comma),
+        };
+        let schema = match &data.format {
+            ParameterSchemaOrContent::Schema(schema) => Some(schema),
+            ParameterSchemaOrContent::Content(_) => None,
+        };
+        let enum_hint = format!("{}{}", struct_name.trim_end_matches("Params"), names::type_name(name, "Param"));
+        let ty = match (schema, list_style) {
+            (Some(schema), Some(style)) => param_type(openapi, schema, &enum_hint, types, 0).map(|ty| (ty, style)),
+            _ => None,
+        };
+        let Some((ty, list_style)) = ty else {
+            unchecked.push(format!("{} `{name}`", location_label(location)));
+            continue;
+        };
+        let required = matches!(location, Location::Path(_)) || data.required;
+        let default = if required {
+            None
+        } else {
+            schema
+                .and_then(|s| resolve_schema(openapi, s))
+                .and_then(|s| s.schema_data.default.as_ref())
+                .and_then(|value| {
+                    let literal = default_literal(&ty, value, types);
+                    if literal.is_none() {
+                        diags.push(Diagnostic::warning(
+                            format!("{at}/schema/default"),
+                            format!("default `{value}` of parameter `{name}` does not fit its type; ignored"),
+                        ));
+                    }
+                    literal
+                })
+        };
+        params.push(Param {
+            name: name.clone(),
+            field: fields.claim(names::field(name), "_"),
+            location,
+            ty,
+            required,
+            default,
+            list_style,
+            doc: first_line(data.description.as_ref()),
+        });
+    }
+    let summary = first_line(op.parsed.operation.summary.as_ref())
+        .or_else(|| first_line(op.parsed.operation.description.as_ref()));
+    Operation {
+        id: op.id.clone(),
+        method: op.parsed.method.to_owned(),
+        template: op.parsed.template.clone(),
+        route: op.route.clone(),
+        path_params: op.path_params.clone(),
+        path_suffixes: op.path_suffixes.clone(),
+        summary,
+        params: (!params.is_empty()).then(|| ParamStruct {
+            name: struct_name,
+            fields: params,
+            unchecked,
+        }),
+        target: op.target.clone(),
+    }
+}
+
+fn location_label(location: Location) -> &'static str {
+    match location {
+        Location::Path(_) => "path",
+        Location::Query => "query",
+        Location::Header => "header",
+        Location::Cookie => "cookie",
+    }
+}
+
+fn resolve_schema<'a>(openapi: &'a OpenAPI, schema: &'a ReferenceOr<Schema>) -> Option<&'a Schema> {
+    refs::resolve(openapi, schema).ok()
+}
+
+/// Schema nesting followed (through `allOf` of one) before a schema is taken as untyped.
+const MAX_SCHEMA_DEPTH: usize = 16;
+
+/// The Rust type of a parameter schema, or `None` for one the gateway forwards unchecked (objects, nested arrays).
+fn param_type(
+    openapi: &OpenAPI,
+    schema: &ReferenceOr<Schema>,
+    enum_hint: &str,
+    types: &mut Types,
+    depth: usize,
+) -> Option<ParamType> {
+    let resolved = resolve_schema(openapi, schema)?;
+    let hint = match schema {
+        ReferenceOr::Reference { reference } => {
+            names::type_name(reference.rsplit('/').next().unwrap_or(enum_hint), "Enum")
+        }
+        ReferenceOr::Item(_) => enum_hint.to_owned(),
+    };
+    match &resolved.schema_kind {
+        SchemaKind::Type(Type::Array(array)) => {
+            let items = array.items.as_ref()?;
+            let items = match items {
+                ReferenceOr::Item(boxed) => ReferenceOr::Item((**boxed).clone()),
+                ReferenceOr::Reference { reference } => ReferenceOr::Reference {
+                    reference: reference.clone(),
+                },
+            };
+            match param_type(openapi, &items, &format!("{hint}Item"), types, depth + 1)? {
+                ParamType::Scalar(scalar) => Some(ParamType::List(scalar)),
+                ParamType::List(_) => None,
+            }
+        }
+        SchemaKind::AllOf { all_of } if all_of.len() == 1 && depth < MAX_SCHEMA_DEPTH => {
+            param_type(openapi, &all_of[0], &hint, types, depth + 1)
+        }
+        kind => scalar_type(kind, &hint, types).map(ParamType::Scalar),
+    }
+}
+
+fn scalar_type(kind: &SchemaKind, hint: &str, types: &mut Types) -> Option<Scalar> {
+    Some(match kind {
+        SchemaKind::Type(Type::Integer(int)) => match int.format {
+            VariantOrUnknownOrEmpty::Item(IntegerFormat::Int32) => Scalar::I32,
+            _ => Scalar::I64,
+        },
+        SchemaKind::Type(Type::Number(number)) => match number.format {
+            VariantOrUnknownOrEmpty::Item(NumberFormat::Float) => Scalar::F32,
+            _ => Scalar::F64,
+        },
+        SchemaKind::Type(Type::Boolean(_)) => Scalar::Bool,
+        SchemaKind::Type(Type::String(string)) => {
+            let mut values: Vec<String> = Vec::new();
+            for value in string.enumeration.iter().flatten() {
+                if !values.contains(value) {
+                    values.push(value.clone());
+                }
+            }
+            if !values.is_empty() {
+                Scalar::Enum(types.add_enum(hint, values))
+            } else if matches!(&string.format, VariantOrUnknownOrEmpty::Unknown(f) if f == "uuid") {
+                Scalar::Uuid
+            } else {
+                // Every other format (date, date-time, byte, …) is read as text; request validation checks formats.
+                Scalar::String
+            }
+        }
+        SchemaKind::Type(Type::Object(_)) => return None,
+        SchemaKind::Type(Type::Array(_)) => return None,
+        // oneOf/anyOf/not/untyped: any text may be valid, so accept any text.
+        SchemaKind::OneOf { .. } | SchemaKind::AnyOf { .. } | SchemaKind::Not { .. } | SchemaKind::AllOf { .. } => {
+            Scalar::String
+        }
+        SchemaKind::Any(any) => match any.typ.as_deref() {
+            Some("object") => return None,
+            _ => Scalar::String,
+        },
+    })
+}
+
+fn default_literal(ty: &ParamType, value: &serde_json::Value, types: &Types) -> Option<Literal> {
+    let ParamType::Scalar(scalar) = ty else { return None };
+    match (scalar, value) {
+        (Scalar::I32, v) => v.as_i64().filter(|n| i32::try_from(*n).is_ok()).map(Literal::Int),
+        (Scalar::I64, v) => v.as_i64().map(Literal::Int),
+        (Scalar::F32 | Scalar::F64, v) => v.as_f64().map(Literal::Float),
+        (Scalar::Bool, v) => v.as_bool().map(Literal::Bool),
+        (Scalar::String, serde_json::Value::String(s)) => Some(Literal::Str(s.clone())),
+        (Scalar::Uuid, serde_json::Value::String(s)) => uuid_like(s).then(|| Literal::Str(s.clone())),
+        (Scalar::Enum(name), serde_json::Value::String(s)) => types
+            .enums
+            .get(name)
+            .and_then(|e| e.variants.iter().find(|(_, wire)| wire == s))
+            .map(|(variant, _)| Literal::Variant(variant.clone())),
+        _ => None,
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
+
+/// The names of generated types (parameter structs and enums share one namespace), and the enums themselves.
+#[derive(Debug)]
+struct Types {
+    scope: Scope,
+    enums: BTreeMap<String, EnumType>,
+}
+
+impl Types {
+    /// The name of the enum of `values`, created if new; a `$ref`'d enum used by several parameters is one type.
+    fn add_enum(&mut self, hint: &str, values: Vec<String>) -> String {
+        let mut variant_names = Scope::default();
+        let variants: Vec<(String, String)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (variant_names.claim(names::type_name(v, &format!("V{i}")), ""), v.clone()))
+            .collect();
+        let base = names::type_name(hint, "Enum");
+        if self.enums.get(&base).is_some_and(|existing| existing.variants == variants) {
+            return base;
+        }
+        let name = self.scope.claim(base, "");
+        self.enums.insert(name.clone(), EnumType { name: name.clone(), variants });
+        name
+    }
+}

@@ -1,0 +1,209 @@
+//! Step 3 of the pipeline: the gateway's intermediate representation.
+//!
+//! Plain owned data, with no `openapiv3` types: everything emit needs and nothing it must look up elsewhere.
+//! Built by [`crate::lower`] from a validated spec; read by [`crate::emit`].
+
+use std::time::Duration;
+
+/// A whole gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Api {
+    /// `x-gateway.name` or the file stem: the crate is `<name>-gateway`.
+    pub name: String,
+    /// The spec file as given to the generator (shown in headers and `--version`).
+    pub spec_file: String,
+    /// `info.title`.
+    pub title: String,
+    /// `info.version`.
+    pub version: String,
+    /// Upstreams, named ones first in spec order, then implicit ones from `servers`.
+    pub upstreams: Vec<Upstream>,
+    /// Operations served, in document order (maps in the spec keep their order, so output is deterministic).
+    pub operations: Vec<Operation>,
+    /// String enums used by parameters, sorted by name.
+    pub enums: Vec<EnumType>,
+}
+
+/// An HTTP upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// Its name (`default` for the spec's own first server).
+    pub name: String,
+    /// Absolute base URL.
+    pub url: String,
+    /// Time until the response head.
+    pub timeout: Duration,
+    /// Time to connect.
+    pub connect_timeout: Duration,
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// `operationId`, or one derived from method and path.
+    pub id: String,
+    /// Upper-case method.
+    pub method: String,
+    /// The path template as written.
+    pub template: String,
+    /// The router's path (`/pets/{p0}`).
+    pub route: String,
+    /// Path parameter names in template order.
+    pub path_params: Vec<String>,
+    /// Per path parameter, literal text after it in its segment (`.json` in `{Sid}.json`), checked at run time.
+    pub path_suffixes: Vec<String>,
+    /// First line of the summary or description, for docs.
+    pub summary: Option<String>,
+    /// The typed parameters; `None` when there is nothing to check.
+    pub params: Option<ParamStruct>,
+    /// Where requests go.
+    pub target: Target,
+}
+
+/// The generated struct holding an operation's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamStruct {
+    /// Rust type name (`GetPetParams`).
+    pub name: String,
+    /// Fields in declaration order.
+    pub fields: Vec<Param>,
+    /// Parameters forwarded without a check (object-valued, `content`-typed), by `in` and name, for docs.
+    pub unchecked: Vec<String>,
+}
+
+/// One typed parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// Name as declared.
+    pub name: String,
+    /// Rust field name.
+    pub field: String,
+    /// Where it is read from.
+    pub location: Location,
+    /// Its type.
+    pub ty: ParamType,
+    /// Whether a request without it is refused.
+    pub required: bool,
+    /// Value used when absent (scalars only).
+    pub default: Option<Literal>,
+    /// How array items are separated.
+    pub list_style: ListStyle,
+    /// First line of the description.
+    pub doc: Option<String>,
+}
+
+/// Where a parameter is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// Path parameter at this index of the template.
+    Path(usize),
+    /// Query string.
+    Query,
+    /// Header.
+    Header,
+    /// Cookie.
+    Cookie,
+}
+
+/// A parameter's Rust type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamType {
+    /// One value.
+    Scalar(Scalar),
+    /// An array of values.
+    List(Scalar),
+}
+
+/// Scalar parameter types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scalar {
+    /// `integer`, `format: int32`.
+    I32,
+    /// `integer` (int64 or no format).
+    I64,
+    /// `number`, `format: float`.
+    F32,
+    /// `number`.
+    F64,
+    /// `boolean`.
+    Bool,
+    /// `string` (any format other than uuid), or a schema with no usable type.
+    String,
+    /// `string`, `format: uuid`.
+    Uuid,
+    /// A string enum: the name of a generated type in [`Api::enums`].
+    Enum(String),
+}
+
+/// How array items are separated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListStyle {
+    /// Repeated key (`form`, explode).
+    Repeated,
+    /// Comma-separated.
+    Comma,
+    /// Space-separated.
+    Space,
+    /// Pipe-separated.
+    Pipe,
+}
+
+/// A default value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    /// Integer.
+    Int(i64),
+    /// Number.
+    Float(f64),
+    /// Boolean.
+    Bool(bool),
+    /// String.
+    Str(String),
+    /// Enum variant (Rust name).
+    Variant(String),
+}
+
+/// A generated string enum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnumType {
+    /// Rust type name.
+    pub name: String,
+    /// (Rust variant name, wire value), in spec order.
+    pub variants: Vec<(String, String)>,
+}
+
+/// Where an operation's requests go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Reverse proxy.
+    Upstream {
+        /// Index into [`Api::upstreams`].
+        upstream: usize,
+        /// The rewritten path after the upstream's base path.
+        path: Vec<PathPart>,
+    },
+    /// Fixed response.
+    Mock(Mock),
+}
+
+/// A piece of an upstream path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPart {
+    /// Literal text (already percent-encoded where needed).
+    Literal(String),
+    /// Path parameter by template index.
+    Param(usize),
+}
+
+/// A fixed response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mock {
+    /// Status.
+    pub status: u16,
+    /// Headers, in spec order.
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type`, empty for none.
+    pub content_type: String,
+    /// Body text.
+    pub body: String,
+}

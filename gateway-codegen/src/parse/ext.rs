@@ -1,0 +1,120 @@
+//! The `x-gateway` extension, as typed serde structs.
+//!
+//! Every struct denies unknown fields: a misspelt key is a generate-time error with a "did you mean", never a
+//! silently ignored setting (typify only warns; a gateway that quietly drops `cahce:` would serve stale or
+//! unprotected data). The same [`PolicyExt`] sits at the top level, on path items and on operations; settings
+//! on an operation override its path item's, which override the top level's.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+
+/// The extension's key, wherever it appears.
+pub const EXTENSION: &str = "x-gateway";
+
+/// `x-gateway` at the top level of the spec.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootExt {
+    /// The gateway's name: crate `<name>-gateway`. Default: the spec's file stem.
+    pub name: Option<String>,
+    /// Named HTTP upstreams that operations proxy to.
+    #[serde(default)]
+    pub upstreams: IndexMap<String, UpstreamExt>,
+    /// The default target of every operation.
+    pub target: Option<TargetExt>,
+}
+
+/// `x-gateway` on a path item or an operation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyExt {
+    /// Where requests go.
+    pub target: Option<TargetExt>,
+    /// Leave the operation (or every operation of the path item) out of the gateway.
+    pub skip: Option<bool>,
+}
+
+/// An upstream under `x-gateway.upstreams`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamExt {
+    /// Absolute `http` or `https` base URL; may carry a base path.
+    pub url: String,
+    /// Whole-request timeout until the response head arrives. Default 30s.
+    pub timeout: Option<DurationValue>,
+    /// TCP (and TLS) connect timeout. Default 5s.
+    pub connect_timeout: Option<DurationValue>,
+}
+
+/// `target:`: exactly one of `upstream` or `mock`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetExt {
+    /// Proxy to this named upstream.
+    pub upstream: Option<String>,
+    /// Rewrite of the upstream path; `{param}` placeholders. Default: the operation's own path.
+    pub path: Option<String>,
+    /// Answer with a fixed response instead.
+    pub mock: Option<MockExt>,
+}
+
+/// `target.mock:`: a fixed response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockExt {
+    /// Status code. Default 200.
+    #[serde(default = "default_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// The body: a string is sent as is, any other value as JSON.
+    pub body: Option<serde_json::Value>,
+    /// `Content-Type`. Default: `application/json` for a JSON body, `text/plain; charset=utf-8` for a string.
+    pub content_type: Option<String>,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// A duration written as `250ms`, `10s`, `5m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(&text).map(DurationValue).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a duration such as `250ms`, `10s` or `5m`, refusing zero and bare numbers (whose unit would be a guess).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration `{text}`: write a number and a unit, like `250ms`, `10s` or `5m`");
+    if text.trim().chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let d = humantime::parse_duration(text.trim()).map_err(|_| bad())?;
+    if d.is_zero() {
+        return Err(format!("invalid duration `{text}`: must be greater than zero"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("ten seconds").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+}

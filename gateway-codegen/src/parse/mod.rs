@@ -1,0 +1,295 @@
+//! Step 1 of the pipeline: spec text → typed OpenAPI document, `x-gateway` extensions and a flat list of
+//! operations with their parameters resolved.
+//!
+//! The text is read once into a `serde_json::Value` (JSON, or YAML through serde_yaml), repaired where published
+//! specs commonly deviate from the schema in harmless ways (each repair is a warning), then deserialized into
+//! `openapiv3::OpenAPI`. Problems are diagnostics at JSON pointers; nothing here panics on any input.
+
+pub mod ext;
+pub mod refs;
+mod repair;
+
+use openapiv3::{OpenAPI, Operation, Parameter, PathItem, ReferenceOr, Server};
+use serde::de::DeserializeOwned;
+
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::locate::{escape_segment, pointer};
+use ext::{EXTENSION, PolicyExt, RootExt};
+
+/// The spec, parsed.
+#[derive(Debug)]
+pub struct ParsedSpec {
+    /// The OpenAPI document.
+    pub openapi: OpenAPI,
+    /// Top-level `x-gateway` (default when absent).
+    pub root: RootExt,
+    /// Every operation, in document order.
+    pub operations: Vec<ParsedOperation>,
+}
+
+/// An operation with what the later steps need, gathered from its path item and the document.
+#[derive(Debug)]
+pub struct ParsedOperation {
+    /// JSON pointer to the operation (`/paths/~1pets/get`).
+    pub pointer: String,
+    /// JSON pointer to its path item (`/paths/~1pets`).
+    pub path_pointer: String,
+    /// The path template as written (`/pets/{petId}`).
+    pub template: String,
+    /// Upper-case HTTP method.
+    pub method: &'static str,
+    /// The operation itself.
+    pub operation: Operation,
+    /// Parameters of the path item and the operation merged (the operation's win), `$ref`s resolved, each with
+    /// the pointer where it is written.
+    pub params: Vec<(String, Parameter)>,
+    /// The path item's `x-gateway`, with its pointer.
+    pub path_ext: Option<(String, PolicyExt)>,
+    /// The operation's `x-gateway`, with its pointer.
+    pub op_ext: Option<(String, PolicyExt)>,
+    /// The servers in effect (operation, else path item, else document), with the pointer to the first.
+    pub servers: Option<(String, Server)>,
+}
+
+/// Parses `text` (JSON or YAML). Diagnostics (warnings, and errors if it fails) are added to `diags`.
+pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
+    let mut document = read_document(text, diags)?;
+    check_version(&document, diags)?;
+    repair::repair(&mut document, diags);
+    let openapi: OpenAPI = deserialize_at(&document, "", diags)?;
+    let root = extension::<RootExt>(&openapi.extensions, "", diags).map(|(_, e)| e).unwrap_or_default();
+    let operations = collect_operations(&openapi, diags);
+    Some(ParsedSpec {
+        openapi,
+        root,
+        operations,
+    })
+}
+
+fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Value> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    // JSON is YAML, but a JSON reader is far faster on multi-megabyte specs and gives better messages for them.
+    let parsed = if trimmed.starts_with('{') {
+        serde_json::from_str::<serde_json::Value>(trimmed).map_err(|e| {
+            format!("the spec is not valid JSON: {e}")
+        })
+    } else {
+        serde_yaml::from_str::<serde_json::Value>(trimmed).map_err(|e| format!("the spec is not valid YAML: {e}"))
+    };
+    match parsed {
+        Ok(value) if value.is_object() => Some(value),
+        Ok(_) => {
+            diags.push(
+                Diagnostic::error("", "the spec is not an object at its top level")
+                    .help("an OpenAPI document starts with `openapi: 3.0.3`, `info:` and `paths:`"),
+            );
+            None
+        }
+        Err(message) => {
+            diags.push(Diagnostic::error("", message));
+            None
+        }
+    }
+}
+
+fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Option<()> {
+    let version = document.get("openapi").and_then(|v| v.as_str());
+    match version {
+        Some(v) if v.starts_with("3.0.") => Some(()),
+        Some(v) if v.starts_with("3.1") => {
+            diags.push(
+                Diagnostic::error("/openapi", format!("OpenAPI {v} is not supported yet: this generator reads OpenAPI 3.0.x"))
+                    .help("convert the spec to OpenAPI 3.0.3 (for example with `openapi-format --convertTo 3.0`), or track 3.1 support in the project's issues"),
+            );
+            None
+        }
+        Some(v) => {
+            diags.push(
+                Diagnostic::error("/openapi", format!("unsupported OpenAPI version `{v}`"))
+                    .help("this generator reads OpenAPI 3.0.x documents (`openapi: 3.0.3`)"),
+            );
+            None
+        }
+        None if document.get("swagger").is_some() => {
+            diags.push(
+                Diagnostic::error("/swagger", "Swagger 2.0 documents are not supported")
+                    .help("convert the document to OpenAPI 3.0 first (for example with `swagger2openapi`)"),
+            );
+            None
+        }
+        None => {
+            diags.push(
+                Diagnostic::error("", "the document has no `openapi` version field")
+                    .help("start the spec with `openapi: 3.0.3`"),
+            );
+            None
+        }
+    }
+}
+
+/// Deserializes `value` (found at `base`) into `T`, turning a failure into a diagnostic at the exact pointer.
+fn deserialize_at<T: DeserializeOwned>(value: &serde_json::Value, base: &str, diags: &mut Diagnostics) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut at = base.to_owned();
+            for segment in e.path().iter() {
+                match segment {
+                    serde_path_to_error::Segment::Seq { index } => at.push_str(&format!("/{index}")),
+                    serde_path_to_error::Segment::Map { key } => {
+                        at.push('/');
+                        at.push_str(&escape_segment(key));
+                    }
+                    serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+                }
+            }
+            diags.push(describe_serde_error(&at, &e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+/// Turns serde's message into a diagnostic, with a "did you mean" for unknown fields.
+fn describe_serde_error(at: &str, message: &str) -> Diagnostic {
+    // serde words an unknown field as: unknown field `cahce`, expected one of `a`, `b` (or: expected `a`).
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let at = format!("{at}/{}", escape_segment(field));
+        let mut d = Diagnostic::error(&at, format!("unknown key `{field}`"));
+        d = match did_you_mean(field, known.iter().copied()) {
+            Some(best) => d.help(format!("did you mean `{best}`?")),
+            None if known.is_empty() => d.help("this object takes no keys"),
+            None => d.help(format!("the known keys here are: {}", known.join(", "))),
+        };
+        return d;
+    }
+    if message.contains("did not match any variant of untagged enum ReferenceOr") {
+        return Diagnostic::error(at, "this is neither a valid `$ref` nor a valid inline object")
+            .help("check the object's required fields and their types against the OpenAPI 3.0 specification");
+    }
+    // serde_json appends " at line L column C" for text input; from a Value it does not, so the message is clean.
+    Diagnostic::error(at, message.to_owned())
+}
+
+/// Reads and type-checks the `x-gateway` extension among `extensions` of the object at `base`.
+fn extension<T: DeserializeOwned>(
+    extensions: &indexmap::IndexMap<String, serde_json::Value>,
+    base: &str,
+    diags: &mut Diagnostics,
+) -> Option<(String, T)> {
+    let value = extensions.get(EXTENSION)?;
+    let at = format!("{base}/{EXTENSION}");
+    if value.is_null() {
+        return None;
+    }
+    deserialize_at(value, &at, diags).map(|ext| (at, ext))
+}
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedOperation> {
+    let mut out = Vec::new();
+    for (template, item) in &openapi.paths.paths {
+        let path_pointer = pointer(&["paths", template.as_str()]);
+        let item: &PathItem = match item {
+            ReferenceOr::Item(item) => item,
+            ReferenceOr::Reference { reference } => {
+                diags.push(
+                    Diagnostic::error(format!("{path_pointer}/$ref"), format!("path item `$ref: {reference}` is not supported"))
+                        .help("write the path item inline"),
+                );
+                continue;
+            }
+        };
+        let path_ext = extension::<PolicyExt>(&item.extensions, &path_pointer, diags);
+        let path_params = resolve_params(openapi, &item.parameters, &format!("{path_pointer}/parameters"), diags);
+        let operations = [
+            &item.get, &item.put, &item.post, &item.delete, &item.options, &item.head, &item.patch, &item.trace,
+        ];
+        for (method, operation) in METHODS.iter().zip(operations) {
+            let Some(operation) = operation else { continue };
+            let op_pointer = format!("{path_pointer}/{method}");
+            let op_ext = extension::<PolicyExt>(&operation.extensions, &op_pointer, diags);
+            let op_params = resolve_params(openapi, &operation.parameters, &format!("{op_pointer}/parameters"), diags);
+            // An operation's parameter overrides the path item's of the same name and location.
+            let mut params: Vec<(String, Parameter)> = path_params
+                .iter()
+                .filter(|(_, p)| {
+                    !op_params
+                        .iter()
+                        .any(|(_, o)| o.parameter_data_ref().name == p.parameter_data_ref().name && same_location(o, p))
+                })
+                .cloned()
+                .collect();
+            params.extend(op_params);
+            let servers = first_server(&operation.servers, &format!("{op_pointer}/servers"))
+                .or_else(|| first_server(&item.servers, &format!("{path_pointer}/servers")))
+                .or_else(|| first_server(&openapi.servers, "/servers"));
+            out.push(ParsedOperation {
+                pointer: op_pointer,
+                path_pointer: path_pointer.clone(),
+                template: template.clone(),
+                method: method_name(method),
+                operation: operation.clone(),
+                params,
+                path_ext: path_ext.clone(),
+                op_ext,
+                servers,
+            });
+        }
+    }
+    out
+}
+
+fn method_name(lower: &str) -> &'static str {
+    match lower {
+        "get" => "GET",
+        "put" => "PUT",
+        "post" => "POST",
+        "delete" => "DELETE",
+        "options" => "OPTIONS",
+        "head" => "HEAD",
+        "patch" => "PATCH",
+        _ => "TRACE",
+    }
+}
+
+fn first_server(servers: &[Server], at: &str) -> Option<(String, Server)> {
+    servers.first().map(|s| (format!("{at}/0"), s.clone()))
+}
+
+/// Whether two parameters are read from the same place.
+pub fn same_location(a: &Parameter, b: &Parameter) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+fn resolve_params(
+    openapi: &OpenAPI,
+    params: &[ReferenceOr<Parameter>],
+    base: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, Parameter)> {
+    let mut out = Vec::new();
+    for (i, param) in params.iter().enumerate() {
+        let at = format!("{base}/{i}");
+        match refs::resolve(openapi, param) {
+            Ok(p) => out.push((at, p.clone())),
+            Err(e) => diags.push(Diagnostic::error(format!("{at}/$ref"), e.to_string())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_messages_become_suggestions() {
+        let d = describe_serde_error("/x-gateway", "unknown field `upstreem`, expected one of `name`, `upstreams`, `target`");
+        assert_eq!(d.pointer, "/x-gateway/upstreem");
+        assert_eq!(d.message, "unknown key `upstreem`");
+        assert_eq!(d.help.as_deref(), Some("did you mean `upstreams`?"));
+    }
+}

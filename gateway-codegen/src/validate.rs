@@ -1,0 +1,660 @@
+//! Step 2 of the pipeline: every generate-time check, with cross references resolved on the way.
+//!
+//! Checks never stop at the first problem: each records a diagnostic and the walk goes on, so the user sees every
+//! error of a spec in one run. What the checks establish (routes, targets, upstreams) is returned, so the model
+//! is built from checked facts and nothing is worked out twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use openapiv3::{Parameter, Server};
+
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::model::{Mock, PathPart, Target, Upstream};
+use crate::parse::ext::{MockExt, TargetExt};
+use crate::parse::{ParsedOperation, ParsedSpec};
+use crate::template::{self, Namespace, Piece};
+
+/// Upstream timeout when `timeout` is not set (AWS API Gateway's integration limit is 29 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect timeout when `connect_timeout` is not set.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What validation needs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The spec file's stem: the gateway's name when `x-gateway.name` is absent.
+    pub file_stem: String,
+    /// Base URL for operations with no target when the spec has no absolute server URL.
+    pub default_upstream: Option<String>,
+}
+
+/// The checked facts the model is built from.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// The gateway's name.
+    pub name: String,
+    /// Named upstreams in spec order, then implicit ones from `servers` in order of first use.
+    pub upstreams: Vec<Upstream>,
+    /// Operations to serve (skipped ones left out), in document order.
+    pub operations: Vec<CheckedOperation<'a>>,
+}
+
+/// An operation that passed every check.
+#[derive(Debug)]
+pub struct CheckedOperation<'a> {
+    /// The parsed operation.
+    pub parsed: &'a ParsedOperation,
+    /// `operationId`, or one derived from method and path.
+    pub id: String,
+    /// The router's path.
+    pub route: String,
+    /// Path parameter names in template order.
+    pub path_params: Vec<String>,
+    /// Per path parameter, literal text that follows it inside its segment (`.json` in `{Sid}.json`), which the
+    /// router of axum 0.8 cannot match; the runtime strips and checks it instead.
+    pub path_suffixes: Vec<String>,
+    /// Where requests go.
+    pub target: Target,
+}
+
+/// Runs every check. Returns `None` when any error was found.
+pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Option<Checked<'a>> {
+    let name = check_name(spec, ctx, diags);
+    let mut upstreams = Upstreams::new(spec, diags);
+    let mut operations = Vec::new();
+    let mut ids: HashMap<String, &str> = HashMap::new();
+    for op in &spec.operations {
+        if let Some(id) = &op.operation.operation_id {
+            if let Some(first) = ids.insert(id.clone(), &op.pointer) {
+                diags.push(
+                    Diagnostic::error(format!("{}/operationId", op.pointer), format!("duplicate operationId `{id}`"))
+                        .related(format!("{first}/operationId"), "first used here")
+                        .help("operationIds must be unique across the spec; rename one"),
+                );
+            }
+        }
+        let skip = op.op_ext.as_ref().and_then(|(_, e)| e.skip).or(op.path_ext.as_ref().and_then(|(_, e)| e.skip));
+        if skip == Some(true) {
+            continue;
+        }
+        if let Some(checked) = check_operation(spec, op, ctx, &mut upstreams, diags) {
+            operations.push(checked);
+        }
+    }
+    check_routes(spec, &operations, diags);
+    let upstreams = upstreams.finish();
+    (!diags.has_errors()).then_some(Checked {
+        name,
+        upstreams,
+        operations,
+    })
+}
+
+fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> String {
+    if let Some(name) = &spec.root.name {
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            && name.starts_with(|c: char| c.is_ascii_lowercase());
+        if !valid {
+            diags.push(
+                Diagnostic::error("/x-gateway/name", format!("gateway name `{name}` cannot name a crate"))
+                    .help("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. `petstore`"),
+            );
+        }
+        return name.clone();
+    }
+    // A file stem is the user's file name, not a setting: make it a crate name rather than refuse it.
+    let mut name: String = ctx
+        .file_stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "api-");
+    }
+    name
+}
+
+/// Named and implicit upstreams, numbered in order of first use.
+struct Upstreams {
+    list: Vec<Upstream>,
+    named: IndexMap<String, usize>,
+    implicit: HashMap<String, usize>,
+    document_server: Option<String>,
+}
+
+impl Upstreams {
+    fn new(spec: &ParsedSpec, diags: &mut Diagnostics) -> Self {
+        let mut list = Vec::new();
+        let mut named = IndexMap::new();
+        for (name, upstream) in &spec.root.upstreams {
+            let at = format!("/x-gateway/upstreams/{}", crate::locate::escape_segment(name));
+            if !valid_upstream_name(name) {
+                diags.push(
+                    Diagnostic::error(&at, format!("upstream name `{name}` is not a plain name"))
+                        .help("use letters, digits, `-`, `_` and `.` (it is also the NAME in `--upstream NAME=URL`)"),
+                );
+            }
+            check_url(&upstream.url, &format!("{at}/url"), diags);
+            named.insert(name.clone(), list.len());
+            list.push(Upstream {
+                name: name.clone(),
+                url: upstream.url.clone(),
+                timeout: upstream.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0),
+                connect_timeout: upstream.connect_timeout.map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            });
+        }
+        let document_server = spec.openapi.servers.first().map(server_url);
+        Self {
+            list,
+            named,
+            implicit: HashMap::new(),
+            document_server,
+        }
+    }
+
+    /// The upstream for an operation with no target: its servers' first URL.
+    fn implicit(&mut self, url: String) -> usize {
+        if let Some(&i) = self.implicit.get(&url) {
+            return i;
+        }
+        let base = if self.document_server.as_deref().is_some_and(|d| same_server(d, &url)) {
+            String::from("default")
+        } else {
+            url::Url::parse(&url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from("server"))
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while self.list.iter().any(|u| u.name == name) {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        let i = self.list.len();
+        self.implicit.insert(url.clone(), i);
+        self.list.push(Upstream {
+            name,
+            url,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        });
+        i
+    }
+
+    fn finish(self) -> Vec<Upstream> {
+        self.list
+    }
+}
+
+fn same_server(document: &str, url: &str) -> bool {
+    document == url || url.ends_with(document) && document.starts_with('/')
+}
+
+fn valid_upstream_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A server's URL with its variables at their defaults.
+fn server_url(server: &Server) -> String {
+    let mut url = server.url.clone();
+    if let Some(vars) = &server.variables {
+        for (name, var) in vars {
+            url = url.replace(&format!("{{{name}}}"), &var.default);
+        }
+    }
+    url
+}
+
+fn check_url(url: &str, at: &str, diags: &mut Diagnostics) {
+    let problem = match url::Url::parse(url) {
+        Err(e) => Some(format!("`{url}` is not a valid URL: {e}")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            Some(format!("upstream URL `{url}` must use http or https, not `{}`", u.scheme()))
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some(format!("upstream URL `{url}` has no host")),
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            Some(format!("upstream URL `{url}` must not have a query or fragment"))
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            Some(format!("upstream URL `{url}` must not carry credentials"))
+        }
+        Ok(_) => None,
+    };
+    if let Some(message) = problem {
+        diags.push(Diagnostic::error(at, message).help("write an absolute base URL such as `http://127.0.0.1:9001/v1`"));
+    }
+}
+
+fn check_operation<'a>(
+    spec: &ParsedSpec,
+    op: &'a ParsedOperation,
+    ctx: &Context,
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<CheckedOperation<'a>> {
+    let errors_before = diags.items().len();
+    let id = op.operation.operation_id.clone().unwrap_or_else(|| derived_id(op));
+    let routed = template::routed_part(&op.template);
+    if routed.len() != op.template.len() {
+        diags.push(
+            Diagnostic::warning(
+                &op.path_pointer,
+                format!("path key `{}` carries a query or fragment, which no request path has; routed as `{routed}`", op.template),
+            )
+            .help("give the operation its own path, or mark one of the operations sharing it with `x-gateway: { skip: true }`"),
+        );
+    }
+    let pieces = match template::scan(routed) {
+        Ok(pieces) => pieces,
+        Err(e) => {
+            diags.push(Diagnostic::error(&op.path_pointer, format!("invalid path template: {e}")));
+            return None;
+        }
+    };
+    if !routed.starts_with('/') {
+        diags.push(
+            Diagnostic::error(&op.path_pointer, format!("path `{routed}` must start with `/`"))
+                .help(format!("write `/{routed}`")),
+        );
+    }
+    let (route, path_params, path_suffixes) = route_parts(&pieces, &op.path_pointer, diags)?;
+    check_path_params(op, &path_params, diags);
+    let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
+    let new_errors = diags.items()[errors_before..]
+        .iter()
+        .any(|d| d.severity == crate::diagnostics::Severity::Error);
+    if new_errors {
+        return None;
+    }
+    Some(CheckedOperation {
+        parsed: op,
+        id,
+        route,
+        path_params,
+        path_suffixes,
+        target: target?,
+    })
+}
+
+/// An id for an operation that has none: `get_pets_petId` for `GET /pets/{petId}`.
+fn derived_id(op: &ParsedOperation) -> String {
+    let mut id = op.method.to_ascii_lowercase();
+    for part in op.template.split(|c: char| !c.is_ascii_alphanumeric() && c != '_') {
+        if !part.is_empty() {
+            id.push('_');
+            id.push_str(part);
+        }
+    }
+    id
+}
+
+/// The route, the path parameter names, and the per-parameter segment suffixes of a template.
+fn route_parts(pieces: &[Piece], at: &str, diags: &mut Diagnostics) -> Option<(String, Vec<String>, Vec<String>)> {
+    let mut route = String::new();
+    let mut names = Vec::new();
+    let mut suffixes = Vec::new();
+    // Work segment by segment: the router matches a literal prefix before a parameter (`thumbnail.{ext}`) but not a
+    // literal suffix after one (`{Sid}.json`); such a segment is routed whole and the runtime checks the suffix.
+    let text: String = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Literal(t) => t.clone(),
+            Piece::Placeholder(n) => format!("{{{n}}}"),
+        })
+        .collect();
+    for (i, segment) in text.split('/').enumerate() {
+        if i > 0 {
+            route.push('/');
+        }
+        let seg_pieces = template::scan(segment).unwrap_or_default();
+        let param = format!("{{p{}}}", names.len());
+        match seg_pieces.as_slice() {
+            [Piece::Placeholder(name)] => {
+                route.push_str(&param);
+                names.push(name.clone());
+                suffixes.push(String::new());
+            }
+            [Piece::Literal(prefix), Piece::Placeholder(name)] => {
+                route.push_str(&template::route_of(&[Piece::Literal(prefix.clone())]));
+                route.push_str(&param);
+                names.push(name.clone());
+                suffixes.push(String::new());
+            }
+            [Piece::Placeholder(name), Piece::Literal(suffix)] => {
+                route.push_str(&param);
+                names.push(name.clone());
+                suffixes.push(suffix.clone());
+            }
+            literals if literals.iter().all(|p| matches!(p, Piece::Literal(_))) => {
+                route.push_str(&template::route_of(literals));
+            }
+            _ => {
+                diags.push(
+                    Diagnostic::error(at, format!("path segment `{segment}` mixes parameters and text in a way no router can split unambiguously"))
+                        .help("keep to one parameter per segment, with literal text only before it or only after it"),
+                );
+                return None;
+            }
+        }
+    }
+    Some((route, names, suffixes))
+}
+
+fn location_name(p: &Parameter) -> &'static str {
+    match p {
+        Parameter::Query { .. } => "query",
+        Parameter::Header { .. } => "header",
+        Parameter::Path { .. } => "path",
+        Parameter::Cookie { .. } => "cookie",
+    }
+}
+
+fn check_path_params(op: &ParsedOperation, in_template: &[String], diags: &mut Diagnostics) {
+    let declared: Vec<(&String, &Parameter)> = op
+        .params
+        .iter()
+        .filter(|(_, p)| matches!(p, Parameter::Path { .. }))
+        .map(|(at, p)| (at, p))
+        .collect();
+    for name in in_template {
+        if !declared.iter().any(|(_, p)| &p.parameter_data_ref().name == name) {
+            diags.push(
+                Diagnostic::error(&op.path_pointer, format!("path placeholder `{{{name}}}` has no declared path parameter in {} {}", op.method, op.template))
+                    .help(format!("declare it under `parameters:` with `name: {name}`, `in: path`, `required: true` and a schema")),
+            );
+        }
+    }
+    for (at, p) in &declared {
+        let name = &p.parameter_data_ref().name;
+        if !in_template.contains(name) {
+            let mut d = Diagnostic::error(*at, format!("path parameter `{name}` does not appear in the path template `{}`", op.template));
+            d = match did_you_mean(name, in_template.iter().map(String::as_str)) {
+                Some(best) => d.help(format!("did you mean `{best}`? or add `{{{name}}}` to the path")),
+                None => d.help(format!("add `{{{name}}}` to the path, or remove the parameter")),
+            };
+            diags.push(d);
+        }
+    }
+    // Duplicates are legal only across path item and operation (where the operation's wins, merged in parse).
+    let mut seen: HashMap<(String, &str), &String> = HashMap::new();
+    for (at, p) in &op.params {
+        let key = (p.parameter_data_ref().name.clone(), location_name(p));
+        if let Some(first) = seen.insert(key, at) {
+            diags.push(
+                Diagnostic::warning(at, format!("parameter `{}` in {} is declared twice; the later one is used", p.parameter_data_ref().name, location_name(p)))
+                    .related(first.clone(), "first declared here"),
+            );
+        }
+    }
+}
+
+/// The effective `target` (operation, else path item, else top level) with the pointer where it is written.
+fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation) -> Option<(String, &'s TargetExt)> {
+    let from = |ext: &'s Option<(String, crate::parse::ext::PolicyExt)>| {
+        ext.as_ref().and_then(|(at, e)| e.target.as_ref().map(|t| (format!("{at}/target"), t)))
+    };
+    from(&op.op_ext)
+        .or_else(|| from(&op.path_ext))
+        .or_else(|| spec.root.target.as_ref().map(|t| (String::from("/x-gateway/target"), t)))
+}
+
+fn check_target(
+    spec: &ParsedSpec,
+    op: &ParsedOperation,
+    ctx: &Context,
+    path_params: &[String],
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<Target> {
+    let Some((at, target)) = effective_target(spec, op) else {
+        return implicit_target(op, ctx, path_params, upstreams, diags);
+    };
+    match (&target.upstream, &target.mock) {
+        (Some(_), Some(_)) => {
+            diags.push(
+                Diagnostic::error(&at, "a target has both `upstream` and `mock`")
+                    .help("keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(&at, "a target needs `upstream` or `mock`")
+                    .help("e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`"),
+            );
+            None
+        }
+        (None, Some(mock)) => {
+            if target.path.is_some() {
+                diags.push(Diagnostic::error(format!("{at}/path"), "`path` rewrites an upstream path; a mock target has none").help("remove `path`"));
+            }
+            check_mock(mock, &format!("{at}/mock"), diags).map(Target::Mock)
+        }
+        (Some(name), None) => {
+            let Some(&upstream) = upstreams.named.get(name) else {
+                let mut d = Diagnostic::error(format!("{at}/upstream"), format!("upstream `{name}` is not defined"));
+                let known: Vec<&str> = upstreams.named.keys().map(String::as_str).collect();
+                d = match did_you_mean(name, known.iter().copied()) {
+                    Some(best) => d.help(format!("did you mean `{best}`?")),
+                    None if known.is_empty() => d.help(format!("define it under `x-gateway: {{ upstreams: {{ {name}: {{ url: http://... }} }} }}` at the top level")),
+                    None => d.help(format!("defined upstreams: {}", known.join(", "))),
+                };
+                diags.push(d);
+                return None;
+            };
+            let path = match &target.path {
+                Some(rewrite) => rewrite_path(rewrite, &format!("{at}/path"), path_params, diags)?,
+                None => default_path(path_params, &op.template),
+            };
+            Some(Target::Upstream { upstream, path })
+        }
+    }
+}
+
+fn implicit_target(
+    op: &ParsedOperation,
+    ctx: &Context,
+    path_params: &[String],
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<Target> {
+    let server = op.servers.as_ref().map(|(at, s)| (at, server_url(s)));
+    let url = match (&server, &ctx.default_upstream) {
+        (Some((_, url)), _) if url::Url::parse(url).is_ok() => url.clone(),
+        (Some((_, url)), Some(base)) => format!("{}{}", base.trim_end_matches('/'), url),
+        (None, Some(base)) => base.clone(),
+        (Some((at, url)), None) => {
+            diags.push(
+                Diagnostic::error(&op.pointer, format!("{} {} has no target, and the server URL `{url}` is relative", op.method, op.template))
+                    .related((*at).clone(), "the server URL in effect")
+                    .help("add `x-gateway: { target: { upstream: NAME } }` (top level, path or operation), an absolute `servers` URL, or generate with `--default-upstream URL`"),
+            );
+            return None;
+        }
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(&op.pointer, format!("{} {} has no target and the spec has no `servers` URL to proxy to", op.method, op.template))
+                    .help("add `x-gateway: { target: { upstream: NAME } }` (top level, path or operation), a `servers:` entry, or generate with `--default-upstream URL`"),
+            );
+            return None;
+        }
+    };
+    let at = server.as_ref().map_or_else(|| op.pointer.clone(), |(at, _)| format!("{at}/url"));
+    let before = diags.items().len();
+    check_url(&url, &at, diags);
+    if diags.items().len() > before {
+        return None;
+    }
+    let upstream = upstreams.implicit(url);
+    Some(Target::Upstream {
+        upstream,
+        path: default_path(path_params, &op.template),
+    })
+}
+
+/// The upstream path when there is no rewrite: the operation's own path.
+fn default_path(path_params: &[String], template: &str) -> Vec<PathPart> {
+    let routed = template::routed_part(template);
+    let mut parts = Vec::new();
+    let mut index = 0;
+    for piece in template::scan(routed).unwrap_or_default() {
+        match piece {
+            Piece::Literal(text) => parts.push(PathPart::Literal(text)),
+            Piece::Placeholder(_) if index < path_params.len() => {
+                parts.push(PathPart::Param(index));
+                index += 1;
+            }
+            Piece::Placeholder(_) => {}
+        }
+    }
+    parts
+}
+
+fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Diagnostics) -> Option<Vec<PathPart>> {
+    if !rewrite.starts_with('/') {
+        diags.push(Diagnostic::error(at, format!("rewrite path `{rewrite}` must start with `/`")).help(format!("write `/{rewrite}`")));
+        return None;
+    }
+    let pieces = match template::scan(rewrite) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(Diagnostic::error(at, format!("invalid rewrite path: {e}")));
+            return None;
+        }
+    };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) => {
+                if let Some(bad) = text.chars().find(|c| c.is_whitespace() || matches!(c, '?' | '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '|')) {
+                    diags.push(Diagnostic::error(at, format!("rewrite path `{rewrite}` contains `{bad}`, which is not allowed in a URL path")).help("percent-encode it"));
+                    ok = false;
+                }
+                parts.push(PathPart::Literal(text));
+            }
+            Piece::Placeholder(placeholder) => match template::qualify(&placeholder) {
+                Err(e) => {
+                    diags.push(Diagnostic::error(at, e));
+                    ok = false;
+                }
+                Ok((Namespace::Path, name)) => match path_params.iter().position(|p| p == name) {
+                    Some(i) => parts.push(PathPart::Param(i)),
+                    None => {
+                        let mut d = Diagnostic::error(at, format!("rewrite placeholder `{{{placeholder}}}` names no path parameter of this operation"));
+                        d = match did_you_mean(name, path_params.iter().map(String::as_str)) {
+                            Some(best) => d.help(format!("did you mean `{{{best}}}`?")),
+                            None if path_params.is_empty() => d.help("the operation has no path parameters"),
+                            None => d.help(format!("its path parameters are: {}", path_params.join(", "))),
+                        };
+                        diags.push(d);
+                        ok = false;
+                    }
+                },
+                Ok((ns, _)) => {
+                    diags.push(
+                        Diagnostic::error(at, format!("`{{{placeholder}}}`: {} placeholders are not supported in a rewrite path", ns.prefix()))
+                            .help("a rewrite path can use the operation's path parameters: `{name}` or `{path.name}`"),
+                    );
+                    ok = false;
+                }
+            },
+        }
+    }
+    ok.then_some(parts)
+}
+
+fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock> {
+    let mut ok = true;
+    if !(100..=599).contains(&mock.status) {
+        diags.push(Diagnostic::error(format!("{at}/status"), format!("status {} is not an HTTP status code", mock.status)).help("use a code from 100 to 599"));
+        ok = false;
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &mock.headers {
+        let hat = format!("{at}/headers/{}", crate::locate::escape_segment(name));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            diags.push(Diagnostic::error(&hat, format!("`{name}` is not a valid header name")).help("header names are tokens: letters, digits and `-`"));
+            ok = false;
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            diags.push(Diagnostic::error(&hat, format!("the value of header `{name}` is not a valid header value")).help("use visible ASCII; no line breaks"));
+            ok = false;
+        }
+        headers.push((name.clone(), value.clone()));
+    }
+    let (body, default_type) = match &mock.body {
+        None => (String::new(), ""),
+        Some(serde_json::Value::String(s)) => (s.clone(), "text/plain; charset=utf-8"),
+        Some(value) => (value.to_string(), "application/json"),
+    };
+    let content_type = mock.content_type.clone().unwrap_or_else(|| default_type.to_owned());
+    if http::HeaderValue::from_str(&content_type).is_err() {
+        diags.push(Diagnostic::error(format!("{at}/content_type"), "`content_type` is not a valid header value"));
+        ok = false;
+    }
+    ok.then_some(Mock {
+        status: mock.status,
+        headers,
+        content_type,
+        body,
+    })
+}
+
+/// Two operations with one method on templates that match the same requests, and routes the router refuses.
+fn check_routes(spec: &ParsedSpec, operations: &[CheckedOperation<'_>], diags: &mut Diagnostics) {
+    let _ = spec;
+    let mut by_route: BTreeMap<(&str, &str), &CheckedOperation<'_>> = BTreeMap::new();
+    for op in operations {
+        let key = (op.route.as_str(), op.parsed.method);
+        if let Some(first) = by_route.get(&key) {
+            diags.push(
+                Diagnostic::error(
+                    &op.parsed.pointer,
+                    format!(
+                        "{} {} matches the same requests as {} {}",
+                        op.parsed.method, op.parsed.template, first.parsed.method, first.parsed.template
+                    ),
+                )
+                .related(first.parsed.pointer.clone(), "the other operation")
+                .help("leave one out of the gateway with `x-gateway: { skip: true }` on it, or give them distinct paths"),
+            );
+            continue;
+        }
+        by_route.insert(key, op);
+    }
+    let mut router = matchit::Router::new();
+    let mut pointers: HashMap<&str, &str> = HashMap::new();
+    for op in operations {
+        if pointers.contains_key(op.route.as_str()) {
+            continue;
+        }
+        match router.insert(op.route.as_str(), ()) {
+            Ok(()) => {
+                pointers.insert(op.route.as_str(), op.parsed.path_pointer.as_str());
+            }
+            Err(matchit::InsertError::Conflict { with }) => {
+                let other = pointers.get(with.as_str()).copied().unwrap_or("");
+                let other_template = operations
+                    .iter()
+                    .find(|o| o.route == with)
+                    .map_or(with.clone(), |o| o.parsed.template.clone());
+                diags.push(
+                    Diagnostic::error(
+                        &op.parsed.path_pointer,
+                        format!("path `{}` overlaps `{other_template}`: the router cannot tell their requests apart", op.parsed.template),
+                    )
+                    .related(other.to_owned(), "the overlapping path")
+                    .help("leave the operations of one path out with `x-gateway: { skip: true }` on its path item, or give the paths distinct literal segments"),
+                );
+            }
+            Err(e) => {
+                diags.push(Diagnostic::error(&op.parsed.path_pointer, format!("path `{}` cannot be routed: {e}", op.parsed.template)));
+            }
+        }
+    }
+}

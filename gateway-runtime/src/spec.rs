@@ -1,0 +1,100 @@
+//! The static description of a gateway that generated code hands to the runtime.
+//!
+//! Everything here is `'static` and const-constructible, so a generated crate is a set of `static` tables plus
+//! typed parameter parsers: no start-up parsing, no allocation, and nothing generic for the compiler to
+//! instantiate per operation. The runtime knows nothing of OpenAPI; these types are its whole input.
+
+use std::time::Duration;
+
+use http::Method;
+
+use crate::params::{ParamError, RequestParams};
+
+/// One generated gateway: its upstreams and operations.
+#[derive(Debug)]
+pub struct ApiSpec {
+    /// The gateway's name (`x-gateway.name` or the spec's file stem).
+    pub name: &'static str,
+    /// The spec file the gateway was generated from, for logs and `--version`.
+    pub spec_file: &'static str,
+    /// `info.version` of the spec.
+    pub api_version: &'static str,
+    /// Named upstreams; operations refer to them by index.
+    pub upstreams: &'static [UpstreamSpec],
+    /// Every operation served, in a stable order (by route, then method).
+    pub operations: &'static [OperationSpec],
+}
+
+/// An HTTP upstream: a base URL that may carry a base path.
+#[derive(Debug)]
+pub struct UpstreamSpec {
+    /// The name under `x-gateway.upstreams` (or `default` for the implicit `servers` upstream).
+    pub name: &'static str,
+    /// Absolute `http://` or `https://` URL, checked at generate time; may be overridden with `--upstream`.
+    pub url: &'static str,
+    /// Time allowed from sending the request to receiving the response head; `504` when exceeded.
+    pub timeout: Duration,
+    /// Time allowed to establish the TCP (and TLS) connection; `502` when exceeded.
+    pub connect_timeout: Duration,
+}
+
+/// One OpenAPI operation (a method on a path template).
+#[derive(Debug)]
+pub struct OperationSpec {
+    /// The `operationId` (or a derived one for specs that have none).
+    pub id: &'static str,
+    /// The HTTP method.
+    pub method: Method,
+    /// The OpenAPI path template as written in the spec, e.g. `/pets/{petId}`.
+    pub template: &'static str,
+    /// The route given to the router: the template with parameters renamed positionally (`/pets/{p0}`), so that
+    /// templates differing only in parameter names share one route.
+    pub route: &'static str,
+    /// Path parameter names, in the order they appear in the template (route capture `p{i}` is `path_params[i]`).
+    pub path_params: &'static [&'static str],
+    /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
+    pub validate: Option<fn(&RequestParams<'_>) -> Result<(), ParamError>>,
+    /// Where the request goes.
+    pub target: TargetSpec,
+}
+
+/// Where an operation's requests go.
+#[derive(Debug)]
+pub enum TargetSpec {
+    /// Reverse-proxy to an upstream.
+    Upstream(UpstreamTarget),
+    /// Answer with a fixed response.
+    Mock(MockSpec),
+}
+
+/// Reverse-proxy to `upstreams[upstream]`, at the rewritten path.
+#[derive(Debug)]
+pub struct UpstreamTarget {
+    /// Index into [`ApiSpec::upstreams`].
+    pub upstream: usize,
+    /// The upstream path (appended to the upstream's base path), as literal text and path parameters. Parameter
+    /// values are percent-encoded as one path segment when substituted.
+    pub path: &'static [PathPart],
+}
+
+/// A piece of a rewritten upstream path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathPart {
+    /// Literal text, already percent-encoded as needed.
+    Literal(&'static str),
+    /// The value of path parameter `i` (index into [`OperationSpec::path_params`]).
+    Param(usize),
+}
+
+/// A fixed response.
+#[derive(Debug)]
+pub struct MockSpec {
+    /// The status code (checked to be 100..=599 at generate time).
+    pub status: u16,
+    /// Extra response headers (names and values checked at generate time).
+    pub headers: &'static [(&'static str, &'static str)],
+    /// `Content-Type` of the body; empty for none.
+    pub content_type: &'static str,
+    /// The body, exactly as sent.
+    pub body: &'static str,
+}

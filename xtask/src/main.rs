@@ -1,0 +1,66 @@
+//! The project's tasks, as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
+//!
+//! Only xtask touches the disk for the generator: `gateway-codegen` returns files, this writes them.
+
+mod corpus;
+mod demo;
+mod generate;
+mod process;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Tasks of the OpenAPI gateway compiler")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Generate a gateway crate from each spec in specs/ (or the given ones) into gateways/<name>/.
+    Generate(generate::Args),
+    /// Generate and build the example gateway, start its upstream and the gateway, and print requests to try.
+    Demo(demo::Args),
+    /// Run every test: generated code up to date, unit, end-to-end and corpus tests.
+    Test(test::Args),
+    /// Generate a gateway for every spec of the shared real-world corpus and build them; print the tally.
+    Corpus(corpus::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Generate(args) => generate::run(&args),
+        Task::Demo(args) => demo::run(&args),
+        Task::Test(args) => test::run(&args),
+        Task::Corpus(args) => corpus::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `path` relative to the workspace root where possible, for messages and generated headers.
+pub fn display_path(path: &Path) -> String {
+    let root = workspace_root();
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
+    absolute
+        .strip_prefix(&root)
+        .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
+}
