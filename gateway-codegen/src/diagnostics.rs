@@ -31,6 +31,8 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// Other places involved (e.g. the first of two conflicting operations), with a note each.
     pub related: Vec<(String, String)>,
+    /// A position known directly (a syntax error), used instead of looking the pointer up.
+    pub location: Option<Location>,
 }
 
 impl Diagnostic {
@@ -42,6 +44,7 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             related: Vec::new(),
+            location: None,
         }
     }
 
@@ -57,6 +60,13 @@ impl Diagnostic {
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Pins the diagnostic to a known position.
+    #[must_use]
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = Some(location);
         self
     }
 
@@ -125,7 +135,7 @@ impl Diagnostics {
             .map(|d| RenderedDiagnostic {
                 severity: d.severity,
                 file: file.to_owned(),
-                location: find(&d.pointer),
+                location: d.location.or_else(|| find(&d.pointer)),
                 pointer: d.pointer.clone(),
                 message: d.message.clone(),
                 help: d.help.clone(),

@@ -164,6 +164,6 @@ mod tests {
     #[test]
     fn finds_keys_in_json() {
         let text = "{\n  \"openapi\": \"3.0.0\",\n  \"paths\": {\"/a\": {\"get\": {}}}\n}";
-        assert_eq!(find(text, "/paths/~1a/get"), Some(Location { line: 3, column: 22 }));
+        assert_eq!(find(text, "/paths/~1a/get"), Some(Location { line: 3, column: 20 }));
     }
 }

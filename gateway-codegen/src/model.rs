@@ -18,7 +18,7 @@ pub struct Api {
     pub version: String,
     /// Upstreams, named ones first in spec order, then implicit ones from `servers`.
     pub upstreams: Vec<Upstream>,
-    /// Operations served, in document order (maps in the spec keep their order, so output is deterministic).
+    /// Operations served, ordered by path then method (the spec's maps are read sorted), so output is deterministic.
     pub operations: Vec<Operation>,
     /// String enums used by parameters, sorted by name.
     pub enums: Vec<EnumType>,

@@ -57,6 +57,8 @@ pub struct CheckedOperation<'a> {
     pub path_suffixes: Vec<String>,
     /// Where requests go.
     pub target: Target,
+    /// Position in the document, to keep output in document order.
+    pub order: usize,
 }
 
 /// Runs every check. Returns `None` when any error was found.
@@ -79,11 +81,13 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         if skip == Some(true) {
             continue;
         }
-        if let Some(checked) = check_operation(spec, op, ctx, &mut upstreams, diags) {
+        if let Some(mut checked) = check_operation(spec, op, ctx, &mut upstreams, diags) {
+            checked.order = operations.len();
             operations.push(checked);
         }
     }
-    check_routes(spec, &operations, diags);
+    let operations = merge_variants(operations, diags);
+    check_routes(&operations, diags);
     let upstreams = upstreams.finish();
     (!diags.has_errors()).then_some(Checked {
         name,
@@ -277,6 +281,7 @@ fn check_operation<'a>(
         path_params,
         path_suffixes,
         target: target?,
+        order: 0,
     })
 }
 
@@ -410,6 +415,10 @@ fn check_target(
     upstreams: &mut Upstreams,
     diags: &mut Diagnostics,
 ) -> Option<Target> {
+    if op.ext_failed || spec.root_failed {
+        // Which target was meant is unknown; the unreadable extension is already reported.
+        return None;
+    }
     let Some((at, target)) = effective_target(spec, op) else {
         return implicit_target(op, ctx, path_params, upstreams, diags);
     };
@@ -605,9 +614,40 @@ fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock>
     })
 }
 
+/// Some specs document one endpoint several times under path keys that differ only by a query or fragment
+/// (`PUT /files/{id}#lock`, `GET /pet/{id}?streaming`): alternative request shapes of the same endpoint. When such
+/// a variant goes where its twin goes, the first plain one serves the route and the variant is dropped with a
+/// warning; if their targets differ, the conflict stays an error for [`check_routes`] to report.
+fn merge_variants<'a>(operations: Vec<CheckedOperation<'a>>, diags: &mut Diagnostics) -> Vec<CheckedOperation<'a>> {
+    let is_variant = |op: &CheckedOperation<'_>| template::routed_part(&op.parsed.template).len() != op.parsed.template.len();
+    let mut kept: Vec<CheckedOperation<'a>> = Vec::new();
+    // Plain operations first, so a variant gives way to its plain twin wherever they sit in the document.
+    let (plain, variants): (Vec<_>, Vec<_>) = operations.into_iter().partition(|op| !is_variant(op));
+    for op in plain.into_iter().chain(variants) {
+        let twin = kept
+            .iter()
+            .find(|k| k.route == op.route && k.parsed.method == op.parsed.method && k.target == op.target);
+        match twin {
+            Some(twin) if is_variant(&op) => diags.push(
+                Diagnostic::warning(
+                    &op.parsed.pointer,
+                    format!(
+                        "{} {} is the same endpoint as {} {}; the gateway routes it once, with the parameters of `{}`",
+                        op.parsed.method, op.parsed.template, twin.parsed.method, twin.parsed.template, twin.id
+                    ),
+                )
+                .related(twin.parsed.pointer.clone(), "served by this operation"),
+            ),
+            _ => kept.push(op),
+        }
+    }
+    // Back to document order: the output follows the spec.
+    kept.sort_by_key(|op| op.order);
+    kept
+}
+
 /// Two operations with one method on templates that match the same requests, and routes the router refuses.
-fn check_routes(spec: &ParsedSpec, operations: &[CheckedOperation<'_>], diags: &mut Diagnostics) {
-    let _ = spec;
+fn check_routes(operations: &[CheckedOperation<'_>], diags: &mut Diagnostics) {
     let mut by_route: BTreeMap<(&str, &str), &CheckedOperation<'_>> = BTreeMap::new();
     for op in operations {
         let key = (op.route.as_str(), op.parsed.method);

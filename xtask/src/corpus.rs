@@ -1,3 +1,190 @@
+//! `cargo xtask corpus`: the generator against real-world specs nobody here wrote.
+//!
+//! Every spec in the shared corpus must either generate a crate that builds, or be refused with at least one
+//! located error; a panic, an internal error, or generated code that does not compile fails the task. The crates
+//! are generated into `target/corpus/`, a workspace of its own that shares the project's `Cargo.lock` and target
+//! directory, so the dependencies are built once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use gateway_codegen::{GenerateError, Options, Severity, SpecInput};
+
+use crate::process::cargo;
+use crate::workspace_root;
+
 #[derive(clap::Args, Debug)]
-pub struct Args {}
-pub fn run(_: &Args) -> anyhow::Result<()> { Ok(()) }
+pub struct Args {
+    /// The corpus directory. Default: ../shared/specs-corpus beside the checkout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Only generate; do not build the crates.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Build in release mode (as shipped), to time it.
+    #[arg(long)]
+    pub release: bool,
+}
+
+/// What happened to one spec.
+enum Outcome {
+    Generated { operations: usize, lines: usize },
+    Refused { errors: usize, first: String },
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let dir = args.dir.clone().unwrap_or_else(|| workspace_root().join("../shared/specs-corpus"));
+    let specs = find_specs(&dir).with_context(|| format!("reading the corpus at {}", dir.display()))?;
+    if specs.is_empty() {
+        bail!("no specs found in {}", dir.display());
+    }
+    let out = workspace_root().join("target/corpus");
+    if out.exists() {
+        fs::remove_dir_all(&out)?;
+    }
+    fs::create_dir_all(&out)?;
+
+    let mut rows = Vec::new();
+    let mut members = Vec::new();
+    let mut broken = Vec::new();
+    for spec in &specs {
+        let name = spec.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = fs::read_to_string(spec)?;
+        let started = Instant::now();
+        let options = Options {
+            runtime_path: String::from("../../../gateway-runtime"),
+            standalone: false,
+            // The corpus specs' servers are real services or relative URLs; a closed local port keeps builds honest
+            // without sending anything anywhere.
+            default_upstream: Some(String::from("http://127.0.0.1:9")),
+        };
+        let file = format!("specs-corpus/{}", spec.strip_prefix(&dir).unwrap_or(spec).display());
+        let result = std::panic::catch_unwind(|| gateway_codegen::generate(SpecInput { file: &file, text: &text }, &options));
+        let elapsed = started.elapsed();
+        let outcome = match result {
+            Err(_) => {
+                broken.push(format!("{name}: the generator panicked"));
+                continue;
+            }
+            Ok(Err(GenerateError::Emit(e))) => {
+                broken.push(format!("{name}: {e}"));
+                continue;
+            }
+            Ok(Err(GenerateError::Spec { diagnostics, .. })) => {
+                let errors: Vec<_> = diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+                let Some(first) = errors.first() else {
+                    broken.push(format!("{name}: refused without an error message"));
+                    continue;
+                };
+                Outcome::Refused {
+                    errors: errors.len(),
+                    first: first.to_string().lines().take(2).collect::<Vec<_>>().join(" "),
+                }
+            }
+            Ok(Ok(generated)) => {
+                // Distinct crate names even where two corpus specs share `x-gateway.name` or a stem.
+                let dir_name = format!("c{:02}-{}", members.len(), generated.name);
+                let crate_dir = out.join(&dir_name);
+                let mut lines = 0;
+                for (rel, contents) in &generated.files {
+                    let path = crate_dir.join(rel);
+                    if let Some(parent) = path.parent() {
+                        fs::create_dir_all(parent)?;
+                    }
+                    let contents = if rel == "Cargo.toml" {
+                        contents.replace(&format!("name = \"{}\"", generated.package), &format!("name = \"{dir_name}-gateway\""))
+                    } else {
+                        lines += contents.lines().count();
+                        contents.clone()
+                    };
+                    fs::write(&path, contents)?;
+                }
+                members.push(dir_name);
+                Outcome::Generated {
+                    operations: generated.operations,
+                    lines,
+                }
+            }
+        };
+        rows.push((name, elapsed, outcome));
+    }
+
+    println!("{:<58} {:>9}  result", "spec", "generate");
+    for (name, elapsed, outcome) in &rows {
+        match outcome {
+            Outcome::Generated { operations, lines } => println!(
+                "{name:<58} {:>7.0}ms  generated: {operations} operations, {lines} lines ({:.1}/op)",
+                ms(*elapsed),
+                *lines as f64 / (*operations).max(1) as f64
+            ),
+            Outcome::Refused { errors, first } => {
+                println!("{name:<58} {:>7.0}ms  refused: {errors} error(s); first: {first}", ms(*elapsed));
+            }
+        }
+    }
+    let generated = rows.iter().filter(|r| matches!(r.2, Outcome::Generated { .. })).count();
+    println!(
+        "tally: {} specs, {generated} generated, {} refused with located errors, {} broken",
+        specs.len(),
+        rows.len() - generated,
+        broken.len()
+    );
+    for b in &broken {
+        eprintln!("BROKEN {b}");
+    }
+    if !broken.is_empty() {
+        bail!("{} corpus spec(s) broke the generator", broken.len());
+    }
+    if args.no_build || members.is_empty() {
+        return Ok(());
+    }
+
+    // One workspace for all the generated crates, locked like the project's.
+    let manifest = toml::to_string(&toml::toml! { [workspace] resolver = "3" })?;
+    let members_toml: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    fs::write(
+        out.join("Cargo.toml"),
+        manifest.replace("[workspace]\n", &format!("[workspace]\nmembers = [{}]\n", members_toml.join(", "))),
+    )?;
+    fs::copy(workspace_root().join("Cargo.lock"), out.join("Cargo.lock"))?;
+    let started = Instant::now();
+    let mut build = cargo();
+    build
+        .current_dir(&out)
+        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+        .args(["build", "--workspace", "--quiet"]);
+    if args.release {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build for the corpus")?;
+    if !status.success() {
+        bail!("the crates generated from the corpus do not all build (see the errors above)");
+    }
+    println!(
+        "built all {} generated corpus crates in {:.1}s ({})",
+        members.len(),
+        started.elapsed().as_secs_f64(),
+        if args.release { "release" } else { "debug" }
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn find_specs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(find_specs(&path)?);
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -68,7 +68,32 @@ fn header(api: &Api, comment: &str) -> String {
 
 fn rust_file(file: &'static str, header: &str, tokens: TokenStream) -> Result<String, EmitError> {
     let parsed = syn::parse2::<syn::File>(tokens).map_err(|source| EmitError::Tokens { file, source })?;
-    Ok(format!("{header}{}", prettyplease::unparse(&parsed)))
+    Ok(format!("{header}{}", space_items(&prettyplease::unparse(&parsed))))
+}
+
+/// prettyplease prints items back to back; a blank line after each top-level item (and the module docs and
+/// imports) makes the files readable.
+fn space_items(code: &str) -> String {
+    let mut out = String::with_capacity(code.len() + code.len() / 16);
+    let mut lines = code.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        let Some(next) = lines.peek() else { break };
+        let ends_item = line == "}" || line == "};" || (line.starts_with("use ") && !next.starts_with("use "));
+        let ends_docs = line.starts_with("//!") && !next.starts_with("//!");
+        let ends_attrs = line.starts_with("#![") && !next.starts_with("#![");
+        if (ends_item || ends_docs || ends_attrs) && !next.is_empty() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One `#[doc]` attribute per line, so prettyplease prints `///` lines rather than a block comment.
+pub(crate) fn doc_lines(text: &str) -> proc_macro2::TokenStream {
+    let lines = text.lines().map(|l| if l.is_empty() { String::new() } else { format!(" {l}") });
+    quote! { #(#[doc = #lines])* }
 }
 
 fn main_rs(api: &Api) -> TokenStream {

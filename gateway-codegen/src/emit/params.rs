@@ -116,13 +116,14 @@ fn list_style_tokens(style: ListStyle) -> TokenStream {
 fn param_struct(op: &Operation) -> Option<TokenStream> {
     let params = op.params.as_ref()?;
     let ident = format_ident!("{}", params.name);
-    let mut doc = format!(" Parameters of `{}`: `{} {}`.", op.id, op.method, op.template);
+    let mut doc = format!("Parameters of `{}`: `{} {}`.", op.id, op.method, op.template);
     if let Some(summary) = &op.summary {
-        doc.push_str(&format!("\n\n {summary}"));
+        doc.push_str(&format!("\n\n{summary}"));
     }
     if !params.unchecked.is_empty() {
-        doc.push_str(&format!("\n\n Forwarded without a type check: {}.", params.unchecked.join(", ")));
+        doc.push_str(&format!("\n\nForwarded without a type check: {}.", params.unchecked.join(", ")));
     }
+    let doc = super::doc_lines(&doc);
     let fields = params.fields.iter().map(|p| {
         let field = format_ident!("{}", p.field);
         let ty = field_type(p);
@@ -165,7 +166,7 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         quote!(#field: #read #default)
     });
     Some(quote! {
-        #[doc = #doc]
+        #doc
         #[derive(Debug, Clone, PartialEq)]
         pub struct #ident {
             #(#fields,)*

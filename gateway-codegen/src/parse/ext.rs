@@ -86,7 +86,17 @@ pub struct DurationValue(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
+        // A bare number is read too, so that `timeout: 10` gets the message that asks for a unit.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(serde_json::Number),
+        }
+        let text = match Written::deserialize(deserializer)? {
+            Written::Text(text) => text,
+            Written::Number(n) => n.to_string(),
+        };
         parse_duration(&text).map(DurationValue).map_err(serde::de::Error::custom)
     }
 }

@@ -5,6 +5,7 @@
 //! specs commonly deviate from the schema in harmless ways (each repair is a warning), then deserialized into
 //! `openapiv3::OpenAPI`. Problems are diagnostics at JSON pointers; nothing here panics on any input.
 
+mod document;
 pub mod ext;
 pub mod refs;
 mod repair;
@@ -23,6 +24,9 @@ pub struct ParsedSpec {
     pub openapi: OpenAPI,
     /// Top-level `x-gateway` (default when absent).
     pub root: RootExt,
+    /// Whether the top-level `x-gateway` was unreadable (already reported): checks that depend on it stay quiet
+    /// rather than pile consequential errors on the real one.
+    pub root_failed: bool,
     /// Every operation, in document order.
     pub operations: Vec<ParsedOperation>,
 }
@@ -49,6 +53,8 @@ pub struct ParsedOperation {
     pub op_ext: Option<(String, PolicyExt)>,
     /// The servers in effect (operation, else path item, else document), with the pointer to the first.
     pub servers: Option<(String, Server)>,
+    /// Whether its own or its path item's `x-gateway` was unreadable (already reported).
+    pub ext_failed: bool,
 }
 
 /// Parses `text` (JSON or YAML). Diagnostics (warnings, and errors if it fails) are added to `diags`.
@@ -57,26 +63,20 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     check_version(&document, diags)?;
     repair::repair(&mut document, diags);
     let openapi: OpenAPI = deserialize_at(&document, "", diags)?;
+    let errors_before = diags.items().len();
     let root = extension::<RootExt>(&openapi.extensions, "", diags).map(|(_, e)| e).unwrap_or_default();
+    let root_failed = diags.items().len() > errors_before;
     let operations = collect_operations(&openapi, diags);
     Some(ParsedSpec {
         openapi,
         root,
+        root_failed,
         operations,
     })
 }
 
 fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Value> {
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    // JSON is YAML, but a JSON reader is far faster on multi-megabyte specs and gives better messages for them.
-    let parsed = if trimmed.starts_with('{') {
-        serde_json::from_str::<serde_json::Value>(trimmed).map_err(|e| {
-            format!("the spec is not valid JSON: {e}")
-        })
-    } else {
-        serde_yaml::from_str::<serde_json::Value>(trimmed).map_err(|e| format!("the spec is not valid YAML: {e}"))
-    };
-    match parsed {
+    match document::read(text) {
         Ok(value) if value.is_object() => Some(value),
         Ok(_) => {
             diags.push(
@@ -85,8 +85,8 @@ fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Valu
             );
             None
         }
-        Err(message) => {
-            diags.push(Diagnostic::error("", message));
+        Err(diagnostic) => {
+            diags.push(diagnostic);
             None
         }
     }
@@ -202,7 +202,9 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
                 continue;
             }
         };
+        let before = diags.items().len();
         let path_ext = extension::<PolicyExt>(&item.extensions, &path_pointer, diags);
+        let path_ext_failed = diags.items().len() > before;
         let path_params = resolve_params(openapi, &item.parameters, &format!("{path_pointer}/parameters"), diags);
         let operations = [
             &item.get, &item.put, &item.post, &item.delete, &item.options, &item.head, &item.patch, &item.trace,
@@ -210,7 +212,9 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
         for (method, operation) in METHODS.iter().zip(operations) {
             let Some(operation) = operation else { continue };
             let op_pointer = format!("{path_pointer}/{method}");
+            let before = diags.items().len();
             let op_ext = extension::<PolicyExt>(&operation.extensions, &op_pointer, diags);
+            let ext_failed = path_ext_failed || diags.items().len() > before;
             let op_params = resolve_params(openapi, &operation.parameters, &format!("{op_pointer}/parameters"), diags);
             // An operation's parameter overrides the path item's of the same name and location.
             let mut params: Vec<(String, Parameter)> = path_params
@@ -236,6 +240,7 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
                 path_ext: path_ext.clone(),
                 op_ext,
                 servers,
+                ext_failed,
             });
         }
     }

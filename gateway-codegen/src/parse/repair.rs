@@ -10,13 +10,16 @@ use crate::locate::escape_segment;
 
 /// Applies every repair to the raw document.
 pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
+    repair_servers(document.get_mut("servers"), "/servers", diags);
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for (template, item) in paths.iter_mut() {
             let base = format!("/paths/{}", escape_segment(template));
             repair_param_list(item.get_mut("parameters"), &format!("{base}/parameters"), diags);
+            repair_servers(item.get_mut("servers"), &format!("{base}/servers"), diags);
             if let Some(item) = item.as_object_mut() {
                 for (method, op) in item.iter_mut() {
                     repair_param_list(op.get_mut("parameters"), &format!("{base}/{method}/parameters"), diags);
+                    repair_servers(op.get_mut("servers"), &format!("{base}/{method}/servers"), diags);
                 }
             }
         }
@@ -30,6 +33,37 @@ pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
         }
     }
     repair_integer_bounds(document, &mut String::new(), diags);
+}
+
+/// Server variables are strings; YAML reads `default: 80` and `enum: [80, 443]` as numbers.
+fn repair_servers(servers: Option<&mut Value>, base: &str, diags: &mut Diagnostics) {
+    let Some(servers) = servers.and_then(Value::as_array_mut) else { return };
+    for (i, server) in servers.iter_mut().enumerate() {
+        let Some(vars) = server.get_mut("variables").and_then(Value::as_object_mut) else { continue };
+        for (name, var) in vars.iter_mut() {
+            let at = format!("{base}/{i}/variables/{}", escape_segment(name));
+            let mut fixed = false;
+            if let Some(default) = var.get_mut("default") {
+                fixed |= stringify(default);
+            }
+            if let Some(values) = var.get_mut("enum").and_then(Value::as_array_mut) {
+                for v in values {
+                    fixed |= stringify(v);
+                }
+            }
+            if fixed {
+                diags.push(Diagnostic::warning(at, format!("server variable `{name}` has values that are not strings; read as strings")).help("quote them"));
+            }
+        }
+    }
+}
+
+fn stringify(value: &mut Value) -> bool {
+    if value.is_number() || value.is_boolean() {
+        *value = Value::String(value.to_string());
+        return true;
+    }
+    false
 }
 
 fn repair_param_list(list: Option<&mut Value>, base: &str, diags: &mut Diagnostics) {

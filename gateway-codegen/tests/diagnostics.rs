@@ -1,0 +1,219 @@
+//! One test per generate-time error kind: the message, the help, and the line it points at.
+
+use gateway_codegen::{GenerateError, Options, RenderedDiagnostic, Severity, SpecInput, generate};
+
+/// A valid spec the tests break one way at a time. Line numbers in assertions refer to the final text.
+const BASE: &str = r#"openapi: 3.0.3
+info: { title: T, version: "1" }
+x-gateway:
+  upstreams:
+    pets: { url: "http://127.0.0.1:9001", timeout: 10s }
+paths:
+  /pets/{petId}:
+    get:
+      operationId: getPet
+      parameters:
+        - { name: petId, in: path, required: true, schema: { type: integer } }
+      x-gateway:
+        target: { upstream: pets, path: "/v1/pets/{petId}" }
+      responses: { "200": { description: ok } }
+"#;
+
+fn run(spec: &str) -> Result<gateway_codegen::Generated, Vec<RenderedDiagnostic>> {
+    match generate(SpecInput { file: "specs/t.yaml", text: spec }, &Options::default()) {
+        Ok(g) => Ok(g),
+        Err(GenerateError::Spec { diagnostics, .. }) => Err(diagnostics),
+        Err(e) => panic!("unexpected failure: {e}"),
+    }
+}
+
+fn errors(spec: &str) -> Vec<RenderedDiagnostic> {
+    let diagnostics = run(spec).err().expect("the spec should be refused");
+    diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect()
+}
+
+/// The only error of `spec`, checked to mention `message` at `line`.
+fn single_error(spec: &str, message: &str, line: usize) -> RenderedDiagnostic {
+    let errs = errors(spec);
+    assert_eq!(errs.len(), 1, "expected one error, got: {errs:#?}");
+    let e = errs.into_iter().next().expect("one error");
+    assert!(e.message.contains(message), "message {:?} should contain {message:?}", e.message);
+    assert_eq!(e.line(), Some(line), "wrong line for {e}");
+    let rendered = e.to_string();
+    assert!(rendered.contains(&format!("specs/t.yaml:{line}:")), "rendered: {rendered}");
+    e
+}
+
+#[test]
+fn the_base_spec_is_valid() {
+    let g = run(BASE).expect("base spec generates");
+    assert_eq!(g.package, "t-gateway");
+    assert_eq!(g.operations, 1);
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let spec = BASE.replace("target: { upstream: pets,", "targte: { upstream: pets,");
+    let e = single_error(&spec, "unknown key `targte`", 13);
+    assert_eq!(e.help.as_deref(), Some("did you mean `target`?"));
+    let spec = BASE.replace("timeout: 10s", "timout: 10s");
+    let e = single_error(&spec, "unknown key `timout`", 5);
+    assert_eq!(e.help.as_deref(), Some("did you mean `timeout`?"));
+    let spec = BASE.replace("  upstreams:", "  upstreems:");
+    let e = single_error(&spec, "unknown key `upstreems`", 4);
+    assert_eq!(e.help.as_deref(), Some("did you mean `upstreams`?"));
+}
+
+#[test]
+fn undefined_upstream() {
+    let spec = BASE.replace("target: { upstream: pets,", "target: { upstream: petz,");
+    let e = single_error(&spec, "upstream `petz` is not defined", 13);
+    assert_eq!(e.help.as_deref(), Some("did you mean `pets`?"));
+}
+
+#[test]
+fn path_placeholder_without_parameter() {
+    let spec = BASE.replace("  /pets/{petId}:", "  /pets/{petId}/{size}:");
+    let e = single_error(&spec, "path placeholder `{size}` has no declared path parameter", 7);
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("name: size")));
+}
+
+#[test]
+fn path_parameter_missing_from_template() {
+    let spec = BASE.replace("  /pets/{petId}:", "  /pets/{id}:").replace("/v1/pets/{petId}", "/v1/pets/{id}");
+    let errs = errors(&spec);
+    let declared = errs
+        .iter()
+        .find(|e| e.message.contains("path parameter `petId` does not appear in the path template `/pets/{id}`"))
+        .expect("reverse check reported");
+    assert_eq!(declared.line(), Some(11));
+    let placeholder = errs.iter().find(|e| e.message.contains("path placeholder `{id}`")).expect("forward check");
+    assert_eq!(placeholder.line(), Some(7));
+}
+
+#[test]
+fn rewrite_placeholder_that_names_no_parameter() {
+    let spec = BASE.replace("/v1/pets/{petId}", "/v1/pets/{petid}");
+    let e = single_error(&spec, "rewrite placeholder `{petid}` names no path parameter", 13);
+    assert_eq!(e.help.as_deref(), Some("did you mean `{petId}`?"));
+    let spec = BASE.replace("/v1/pets/{petId}", "/v1/pets/{query.petId}");
+    single_error(&spec, "query placeholders are not supported in a rewrite path", 13);
+}
+
+#[test]
+fn two_templates_matching_the_same_requests() {
+    let spec = format!(
+        "{BASE}  /pets/{{id}}:\n    get:\n      operationId: getPetById\n      parameters:\n        - {{ name: id, in: path, required: true, schema: {{ type: string }} }}\n      responses: {{ \"200\": {{ description: ok }} }}\n      x-gateway: {{ target: {{ upstream: pets }} }}\n"
+    );
+    let e = single_error(&spec, "GET /pets/{id} matches the same requests as GET /pets/{petId}", 16);
+    assert_eq!(e.related.len(), 1);
+    assert_eq!(e.related[0].0.map(|l| l.line), Some(8), "the other operation's line");
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("skip: true")));
+    // Skipping one resolves it, and different methods on the two templates are fine.
+    let skipped = spec.replace("x-gateway: { target: { upstream: pets } }", "x-gateway: { skip: true, target: { upstream: pets } }");
+    assert_eq!(run(&skipped).expect("skip resolves the conflict").operations, 1);
+    let other_method = spec.replace("  /pets/{id}:\n    get:", "  /pets/{id}:\n    delete:");
+    assert_eq!(run(&other_method).expect("distinct methods share a route").operations, 2);
+}
+
+#[test]
+fn duplicate_operation_ids() {
+    let spec = format!(
+        "{BASE}  /cats:\n    get:\n      operationId: getPet\n      responses: {{ \"200\": {{ description: ok }} }}\n      x-gateway: {{ target: {{ upstream: pets }} }}\n"
+    );
+    let e = single_error(&spec, "duplicate operationId `getPet`", 17);
+    assert_eq!(e.related[0].0.map(|l| l.line), Some(9));
+}
+
+#[test]
+fn bad_duration() {
+    let spec = BASE.replace("timeout: 10s", "timeout: 10");
+    let e = single_error(&spec, "invalid duration `10`", 5);
+    assert!(e.message.contains("like `250ms`, `10s` or `5m`"));
+}
+
+#[test]
+fn bad_upstream_url() {
+    let spec = BASE.replace("http://127.0.0.1:9001", "ftp://127.0.0.1:9001");
+    single_error(&spec, "must use http or https", 5);
+    let spec = BASE.replace("http://127.0.0.1:9001", "127.0.0.1:9001");
+    single_error(&spec, "is not a valid URL", 5);
+}
+
+#[test]
+fn unsupported_openapi_version() {
+    let e = single_error(&BASE.replace("openapi: 3.0.3", "openapi: 3.1.0"), "OpenAPI 3.1.0 is not supported", 1);
+    assert!(e.help.is_some());
+    single_error(&BASE.replace("openapi: 3.0.3", "swagger: \"2.0\""), "Swagger 2.0", 1);
+}
+
+#[test]
+fn invalid_yaml_is_an_error_not_a_panic() {
+    let errs = errors("openapi: 3.0.3\npaths: [unclosed\n");
+    assert!(errs[0].message.contains("not valid YAML"), "{}", errs[0]);
+    let errs = errors("{\"openapi\": ");
+    assert!(errs[0].message.contains("not valid JSON"), "{}", errs[0]);
+}
+
+#[test]
+fn no_target_and_no_server() {
+    let spec = BASE.replace("      x-gateway:\n        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n", "");
+    let e = single_error(&spec, "GET /pets/{petId} has no target and the spec has no `servers` URL", 8);
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("--default-upstream")));
+    // With a server URL it proxies there, as the implicit upstream `default`.
+    let with_server = spec.replace("x-gateway:\n  upstreams:", "servers: [{ url: \"https://api.example.com/v2\" }]\nx-gateway:\n  upstreams:");
+    let g = run(&with_server).expect("server URL is the implicit upstream");
+    assert!(g.files["src/api.rs"].contains("url: \"https://api.example.com/v2\""));
+}
+
+#[test]
+fn target_needs_exactly_one_kind_and_a_valid_mock() {
+    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { upstream: pets, mock: { status: 200 } }");
+    single_error(&spec, "a target has both `upstream` and `mock`", 13);
+    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { mock: { status: 99 } }");
+    single_error(&spec, "status 99 is not an HTTP status code", 13);
+    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { mock: { headers: { \"bad header\": x } } }");
+    single_error(&spec, "`bad header` is not a valid header name", 13);
+}
+
+#[test]
+fn invalid_openapi_structure_points_at_the_field() {
+    let spec = BASE.replace("info: { title: T, version: \"1\" }", "info: { title: T }");
+    let errs = errors(&spec);
+    assert!(errs[0].message.contains("missing field `version`"), "{}", errs[0]);
+    assert_eq!(errs[0].line(), Some(2));
+}
+
+#[test]
+fn every_error_is_reported_in_one_run() {
+    let spec = BASE
+        .replace("timeout: 10s", "timeout: soon")
+        .replace("target: { upstream: pets,", "target: { upstream: cats,")
+        .replace("  /pets/{petId}:", "  /pets/{petId}/{x}:");
+    // The bad duration stops the extension from being read; the rest is still checked.
+    let errs = errors(&spec);
+    assert!(errs.len() >= 2, "{errs:#?}");
+    assert!(errs.iter().any(|e| e.message.contains("invalid duration `soon`")));
+    assert!(errs.iter().any(|e| e.message.contains("{x}")));
+}
+
+#[test]
+fn warnings_do_not_stop_generation() {
+    let spec = BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }",
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: limit, in: query, schema: { type: integer, default: ten } }",
+    );
+    let g = run(&spec).expect("a bad default is a warning");
+    let w = g.warnings.iter().find(|w| w.message.contains("default `\"ten\"`")).expect("warned");
+    assert_eq!(w.severity, Severity::Warning);
+}
+
+#[test]
+fn output_is_deterministic() {
+    let a = run(BASE).expect("generates");
+    let b = run(BASE).expect("generates");
+    assert_eq!(a.files, b.files);
+    for (path, text) in &a.files {
+        assert!(text.contains("@generated by gateway-codegen from `specs/t.yaml`"), "{path} lacks the header");
+    }
+}
