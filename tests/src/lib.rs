@@ -1,1 +1,7 @@
+//! Test support: an instrumented upstream, a gateway process, and an HTTP client, all on 127.0.0.1.
+//!
+//! The upstream is also the example upstream of `cargo xtask demo` and the benchmark's origin (`test-upstream`).
 
+pub mod client;
+pub mod gateway;
+pub mod upstream;

@@ -1,0 +1,120 @@
+//! A generated gateway running as a real process, stopped by its PID.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a gateway may take to report that it listens.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The path of a binary built in this workspace's target directory (next to the test executable's `deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).unwrap_or_default();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first (`cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it printed on stderr so far is collected here when it exits.
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Gateway {
+    /// Starts `bin` on an ephemeral port of 127.0.0.1 with extra `args`, and waits for `listening on http://ADDR`.
+    pub fn start(bin: &str, args: &[String]) -> Result<Self, String> {
+        let mut child = Command::new(binary(bin))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("GATEWAY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting {bin}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let mut gateway = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: Some(stderr),
+        };
+        match rx.recv_timeout(START_LIMIT) {
+            Ok(addr) => {
+                gateway.addr = addr.parse().map_err(|e| format!("bad address {addr:?}: {e}"))?;
+                Ok(gateway)
+            }
+            Err(_) => {
+                let _ = gateway.child.kill();
+                let _ = gateway.child.wait();
+                Err(format!("{bin} did not start: {}", gateway.take_stderr()))
+            }
+        }
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Everything the process wrote to stderr (waits for it to have exited).
+    pub fn take_stderr(&mut self) -> String {
+        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! An upstream that tells what it received, and can be slow, large, streaming or failing on request.
+//!
+//! Behaviour is chosen by query parameters, which a gateway passes through untouched:
+//! - `delay_ms=N` — wait N ms before the response head;
+//! - `status=N` — answer with status N;
+//! - `size=N` — answer with N bytes (`x` repeated), streamed in 64 KiB chunks;
+//! - `echo=body` — stream the request body back as the response body;
+//! - `gate=NAME` — send `first\n`, then wait until `/__release/NAME` is requested, then send `second\n`;
+//! - `hop=1` — add hop-by-hop headers to the response (`Connection: x-hop`, `X-Hop`, `Keep-Alive`).
+//!
+//! Otherwise the answer is a JSON description of the request: method, raw path, query, headers, body.
+//! `/__calls` answers how many other requests arrived. Every response carries `X-Upstream: echo`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Shared state of one upstream.
+#[derive(Default)]
+struct State {
+    calls: AtomicU64,
+    arrived: Mutex<Option<watch::Sender<u64>>>,
+    gates: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl State {
+    fn gate(&self, name: &str) -> Arc<Notify> {
+        let mut gates = self.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.entry(name.to_owned()).or_default().clone()
+    }
+}
+
+/// A running upstream; stops when dropped.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    arrived: watch::Receiver<u64>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Upstream {
+    /// Starts on an ephemeral port of 127.0.0.1, on the current tokio runtime.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, arrived) = watch::channel(0);
+        let state = Arc::new(State {
+            arrived: Mutex::new(Some(tx)),
+            ..State::default()
+        });
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = &mut stopped => break,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let state = serving.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            state,
+            arrived,
+            _stop: stop,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far (not counting `/__` control requests).
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` requests have arrived, or `limit` passes; returns whether they did.
+    pub async fn wait_for_calls(&self, n: u64, limit: Duration) -> bool {
+        let mut rx = self.arrived.clone();
+        tokio::time::timeout(limit, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Lets a `gate=NAME` response send its second chunk.
+    pub fn release(&self, name: &str) {
+        self.state.gate(name).notify_one();
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if path == "/__calls" {
+        return Ok(Response::new(full(state.calls.load(Ordering::SeqCst).to_string())));
+    }
+    if let Some(name) = path.strip_prefix("/__release/") {
+        state.gate(name).notify_one();
+        return Ok(Response::new(full("released")));
+    }
+    let count = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(tx) = state.arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+        tx.send_replace(count);
+    }
+    let query: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let number = |key: &str| query.get(key).and_then(|v| v.parse::<u64>().ok());
+    if let Some(ms) = number("delay_ms") {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let status = number("status")
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+
+    let body = if query.get("echo").map(String::as_str) == Some("body") {
+        req.into_body().boxed()
+    } else if let Some(size) = number("size") {
+        sized_body(size)
+    } else if let Some(gate) = query.get("gate") {
+        gated_body(state.gate(gate))
+    } else {
+        full(describe(req).await)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("x-upstream", HeaderValue::from_static("echo"));
+    if query.contains_key("hop") {
+        headers.insert("connection", HeaderValue::from_static("x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+    }
+    Ok(response)
+}
+
+/// The JSON description of a request.
+async fn describe(req: Request<Incoming>) -> String {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<serde_json::Value> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        headers.insert(name.as_str().to_owned(), serde_json::Value::Array(values));
+    }
+    serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body_bytes": body.len(),
+        "body": std::str::from_utf8(&body).ok().filter(|b| b.len() <= 64 * 1024),
+    })
+    .to_string()
+}
+
+const CHUNK: usize = 64 * 1024;
+
+fn sized_body(size: u64) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'x'; CHUNK]);
+        let mut left = usize::try_from(size).unwrap_or(usize::MAX);
+        while left > 0 {
+            let n = left.min(CHUNK);
+            if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    StreamBody::new(ReceiverStream::new(rx)).boxed()
+}
+
+fn gated_body(gate: Arc<Notify>) -> Body {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+    tokio::spawn(async move {
+        if tx.send(Ok(Frame::data(Bytes::from_static(b"first\n")))).await.is_err() {
+            return;
+        }
+        gate.notified().await;
+        let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second\n")))).await;
+    });
+    StreamBody::new(ReceiverStream::new(rx)).boxed()
+}
