@@ -146,7 +146,7 @@ impl Diagnostics {
                     .collect(),
             })
             .collect();
-        out.sort_by(|a, b| (a.severity, a.location).cmp(&(b.severity, b.location)));
+        out.sort_by_key(|a| (a.severity, a.location));
         out
     }
 }

@@ -71,22 +71,22 @@ pub fn locate(text: &str, wanted: &HashSet<String>) -> HashMap<String, Location>
         );
         if starts_node {
             // Is this node a mapping key? Then remember it and record the entry's location.
-            if let Some(Frame::Mapping { key }) = stack.last_mut() {
-                if key.is_none() {
-                    let text = match &event {
-                        Event::Scalar(value, ..) => value.to_string(),
-                        _ => String::from("?"),
-                    };
-                    let len = current.len();
-                    current.push('/');
-                    current.push_str(&escape_segment(&text));
-                    record(&current, span, &mut found);
-                    current.truncate(len);
-                    *key = Some(text);
-                    // Collection keys cannot occur in an OpenAPI document (JSON has none); a YAML file that has one
-                    // gets approximate locations after it, never a wrong parse.
-                    continue;
-                }
+            if let Some(Frame::Mapping { key }) = stack.last_mut()
+                && key.is_none()
+            {
+                let text = match &event {
+                    Event::Scalar(value, ..) => value.to_string(),
+                    _ => String::from("?"),
+                };
+                let len = current.len();
+                current.push('/');
+                current.push_str(&escape_segment(&text));
+                record(&current, span, &mut found);
+                current.truncate(len);
+                *key = Some(text);
+                // Collection keys cannot occur in an OpenAPI document (JSON has none); a YAML file that has one
+                // gets approximate locations after it, never a wrong parse.
+                continue;
             }
             // A value: extend the pointer with its key or index.
             let len = current.len();
@@ -149,7 +149,10 @@ mod tests {
     fn finds_keys_and_items_in_yaml() {
         let text = "openapi: 3.0.3\npaths:\n  /pets/{id}:\n    get:\n      parameters:\n        - name: id\n          in: path\n";
         assert_eq!(find(text, "/openapi"), Some(Location { line: 1, column: 1 }));
-        assert_eq!(find(text, "/paths/~1pets~1{id}/get"), Some(Location { line: 4, column: 5 }));
+        assert_eq!(
+            find(text, "/paths/~1pets~1{id}/get"),
+            Some(Location { line: 4, column: 5 })
+        );
         assert_eq!(
             find(text, "/paths/~1pets~1{id}/get/parameters/0"),
             Some(Location { line: 6, column: 11 })

@@ -54,7 +54,9 @@ fn lower_operation(
     types: &mut Types,
     diags: &mut Diagnostics,
 ) -> Operation {
-    let struct_name = types.scope.claim(format!("{}Params", names::type_name(&op.id, "Operation")), "");
+    let struct_name = types
+        .scope
+        .claim(format!("{}Params", names::type_name(&op.id, "Operation")), "");
     let mut fields = Scope::default();
     let mut params = Vec::new();
     let mut unchecked = Vec::new();
@@ -77,19 +79,41 @@ fn lower_operation(
             Parameter::Cookie { .. } => Location::Cookie,
         };
         let list_style = match parameter {
-            Parameter::Query { style: QueryStyle::Form, .. } if data.explode.unwrap_or(true) => Some(ListStyle::Repeated),
-            Parameter::Query { style: QueryStyle::Form, .. } => Some(ListStyle::Comma),
-            Parameter::Query { style: QueryStyle::SpaceDelimited, .. } => Some(ListStyle::Space),
-            Parameter::Query { style: QueryStyle::PipeDelimited, .. } => Some(ListStyle::Pipe),
-            Parameter::Query { style: QueryStyle::DeepObject, .. } => None,
-            Parameter::Path { style: PathStyle::Label | PathStyle::Matrix, .. } => None,
+            Parameter::Query {
+                style: QueryStyle::Form,
+                ..
+            } if data.explode.unwrap_or(true) => Some(ListStyle::Repeated),
+            Parameter::Query {
+                style: QueryStyle::Form,
+                ..
+            } => Some(ListStyle::Comma),
+            Parameter::Query {
+                style: QueryStyle::SpaceDelimited,
+                ..
+            } => Some(ListStyle::Space),
+            Parameter::Query {
+                style: QueryStyle::PipeDelimited,
+                ..
+            } => Some(ListStyle::Pipe),
+            Parameter::Query {
+                style: QueryStyle::DeepObject,
+                ..
+            } => None,
+            Parameter::Path {
+                style: PathStyle::Label | PathStyle::Matrix,
+                ..
+            } => None,
             Parameter::Path { .. } | Parameter::Header { .. } | Parameter::Cookie { .. } => Some(ListStyle::Comma),
         };
         let schema = match &data.format {
             ParameterSchemaOrContent::Schema(schema) => Some(schema),
             ParameterSchemaOrContent::Content(_) => None,
         };
-        let enum_hint = format!("{}{}", struct_name.trim_end_matches("Params"), names::type_name(name, "Param"));
+        let enum_hint = format!(
+            "{}{}",
+            struct_name.trim_end_matches("Params"),
+            names::type_name(name, "Param")
+        );
         let ty = match (schema, list_style) {
             (Some(schema), Some(style)) => param_type(openapi, schema, &enum_hint, types, 0).map(|ty| (ty, style)),
             _ => None,
@@ -137,7 +161,7 @@ fn lower_operation(
         path_params: op.path_params.clone(),
         path_suffixes: op.path_suffixes.clone(),
         summary,
-        params: (!params.is_empty()).then(|| ParamStruct {
+        params: (!params.is_empty()).then_some(ParamStruct {
             name: struct_name,
             fields: params,
             unchecked,
@@ -257,7 +281,14 @@ fn default_literal(ty: &ParamType, value: &serde_json::Value, types: &Types) -> 
 }
 
 fn uuid_like(s: &str) -> bool {
-    s.len() == 36 && s.chars().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+    s.len() == 36
+        && s.chars().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// The names of generated types (parameter structs and enums share one namespace), and the enums themselves.
@@ -274,14 +305,29 @@ impl Types {
         let variants: Vec<(String, String)> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| (variant_names.claim(names::type_name(v, &format!("V{i}")), ""), v.clone()))
+            .map(|(i, v)| {
+                (
+                    variant_names.claim(names::type_name(v, &format!("V{i}")), ""),
+                    v.clone(),
+                )
+            })
             .collect();
         let base = names::type_name(hint, "Enum");
-        if self.enums.get(&base).is_some_and(|existing| existing.variants == variants) {
+        if self
+            .enums
+            .get(&base)
+            .is_some_and(|existing| existing.variants == variants)
+        {
             return base;
         }
         let name = self.scope.claim(base, "");
-        self.enums.insert(name.clone(), EnumType { name: name.clone(), variants });
+        self.enums.insert(
+            name.clone(),
+            EnumType {
+                name: name.clone(),
+                variants,
+            },
+        );
         name
     }
 }

@@ -12,7 +12,10 @@ const KEYWORDS: &[&str] = &[
 ];
 
 fn ascii_only(text: &str) -> String {
-    let mut out: String = text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .collect();
     // Collapse the runs of `_` left by punctuation, and trim them at the ends.
     while out.contains("__") {
         out = out.replace("__", "_");

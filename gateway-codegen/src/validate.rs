@@ -68,16 +68,23 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     let mut operations = Vec::new();
     let mut ids: HashMap<String, &str> = HashMap::new();
     for op in &spec.operations {
-        if let Some(id) = &op.operation.operation_id {
-            if let Some(first) = ids.insert(id.clone(), &op.pointer) {
-                diags.push(
-                    Diagnostic::error(format!("{}/operationId", op.pointer), format!("duplicate operationId `{id}`"))
-                        .related(format!("{first}/operationId"), "first used here")
-                        .help("operationIds must be unique across the spec; rename one"),
-                );
-            }
+        if let Some(id) = &op.operation.operation_id
+            && let Some(first) = ids.insert(id.clone(), &op.pointer)
+        {
+            diags.push(
+                Diagnostic::error(
+                    format!("{}/operationId", op.pointer),
+                    format!("duplicate operationId `{id}`"),
+                )
+                .related(format!("{first}/operationId"), "first used here")
+                .help("operationIds must be unique across the spec; rename one"),
+            );
         }
-        let skip = op.op_ext.as_ref().and_then(|(_, e)| e.skip).or(op.path_ext.as_ref().and_then(|(_, e)| e.skip));
+        let skip = op
+            .op_ext
+            .as_ref()
+            .and_then(|(_, e)| e.skip)
+            .or(op.path_ext.as_ref().and_then(|(_, e)| e.skip));
         if skip == Some(true) {
             continue;
         }
@@ -99,7 +106,9 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
 fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> String {
     if let Some(name) = &spec.root.name {
         let valid = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
             && name.starts_with(|c: char| c.is_ascii_lowercase());
         if !valid {
             diags.push(
@@ -113,7 +122,13 @@ fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Stri
     let mut name: String = ctx
         .file_stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         name.insert_str(0, "api-");
@@ -199,7 +214,10 @@ fn same_server(document: &str, url: &str) -> bool {
 }
 
 fn valid_upstream_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// A server's URL with its variables at their defaults.
@@ -216,9 +234,10 @@ fn server_url(server: &Server) -> String {
 fn check_url(url: &str, at: &str, diags: &mut Diagnostics) {
     let problem = match url::Url::parse(url) {
         Err(e) => Some(format!("`{url}` is not a valid URL: {e}")),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            Some(format!("upstream URL `{url}` must use http or https, not `{}`", u.scheme()))
-        }
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!(
+            "upstream URL `{url}` must use http or https, not `{}`",
+            u.scheme()
+        )),
         Ok(u) if u.host_str().is_none_or(str::is_empty) => Some(format!("upstream URL `{url}` has no host")),
         Ok(u) if u.query().is_some() || u.fragment().is_some() => {
             Some(format!("upstream URL `{url}` must not have a query or fragment"))
@@ -229,7 +248,8 @@ fn check_url(url: &str, at: &str, diags: &mut Diagnostics) {
         Ok(_) => None,
     };
     if let Some(message) = problem {
-        diags.push(Diagnostic::error(at, message).help("write an absolute base URL such as `http://127.0.0.1:9001/v1`"));
+        diags
+            .push(Diagnostic::error(at, message).help("write an absolute base URL such as `http://127.0.0.1:9001/v1`"));
     }
 }
 
@@ -255,7 +275,10 @@ fn check_operation<'a>(
     let pieces = match template::scan(routed) {
         Ok(pieces) => pieces,
         Err(e) => {
-            diags.push(Diagnostic::error(&op.path_pointer, format!("invalid path template: {e}")));
+            diags.push(Diagnostic::error(
+                &op.path_pointer,
+                format!("invalid path template: {e}"),
+            ));
             return None;
         }
     };
@@ -368,15 +391,29 @@ fn check_path_params(op: &ParsedOperation, in_template: &[String], diags: &mut D
     for name in in_template {
         if !declared.iter().any(|(_, p)| &p.parameter_data_ref().name == name) {
             diags.push(
-                Diagnostic::error(&op.path_pointer, format!("path placeholder `{{{name}}}` has no declared path parameter in {} {}", op.method, op.template))
-                    .help(format!("declare it under `parameters:` with `name: {name}`, `in: path`, `required: true` and a schema")),
+                Diagnostic::error(
+                    &op.path_pointer,
+                    format!(
+                        "path placeholder `{{{name}}}` has no declared path parameter in {} {}",
+                        op.method, op.template
+                    ),
+                )
+                .help(format!(
+                    "declare it under `parameters:` with `name: {name}`, `in: path`, `required: true` and a schema"
+                )),
             );
         }
     }
     for (at, p) in &declared {
         let name = &p.parameter_data_ref().name;
         if !in_template.contains(name) {
-            let mut d = Diagnostic::error(*at, format!("path parameter `{name}` does not appear in the path template `{}`", op.template));
+            let mut d = Diagnostic::error(
+                *at,
+                format!(
+                    "path parameter `{name}` does not appear in the path template `{}`",
+                    op.template
+                ),
+            );
             d = match did_you_mean(name, in_template.iter().map(String::as_str)) {
                 Some(best) => d.help(format!("did you mean `{best}`? or add `{{{name}}}` to the path")),
                 None => d.help(format!("add `{{{name}}}` to the path, or remove the parameter")),
@@ -390,8 +427,15 @@ fn check_path_params(op: &ParsedOperation, in_template: &[String], diags: &mut D
         let key = (p.parameter_data_ref().name.clone(), location_name(p));
         if let Some(first) = seen.insert(key, at) {
             diags.push(
-                Diagnostic::warning(at, format!("parameter `{}` in {} is declared twice; the later one is used", p.parameter_data_ref().name, location_name(p)))
-                    .related(first.clone(), "first declared here"),
+                Diagnostic::warning(
+                    at,
+                    format!(
+                        "parameter `{}` in {} is declared twice; the later one is used",
+                        p.parameter_data_ref().name,
+                        location_name(p)
+                    ),
+                )
+                .related(first.clone(), "first declared here"),
             );
         }
     }
@@ -400,11 +444,15 @@ fn check_path_params(op: &ParsedOperation, in_template: &[String], diags: &mut D
 /// The effective `target` (operation, else path item, else top level) with the pointer where it is written.
 fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation) -> Option<(String, &'s TargetExt)> {
     let from = |ext: &'s Option<(String, crate::parse::ext::PolicyExt)>| {
-        ext.as_ref().and_then(|(at, e)| e.target.as_ref().map(|t| (format!("{at}/target"), t)))
+        ext.as_ref()
+            .and_then(|(at, e)| e.target.as_ref().map(|t| (format!("{at}/target"), t)))
     };
-    from(&op.op_ext)
-        .or_else(|| from(&op.path_ext))
-        .or_else(|| spec.root.target.as_ref().map(|t| (String::from("/x-gateway/target"), t)))
+    from(&op.op_ext).or_else(|| from(&op.path_ext)).or_else(|| {
+        spec.root
+            .target
+            .as_ref()
+            .map(|t| (String::from("/x-gateway/target"), t))
+    })
 }
 
 fn check_target(
@@ -432,14 +480,21 @@ fn check_target(
         }
         (None, None) => {
             diags.push(
-                Diagnostic::error(&at, "a target needs `upstream` or `mock`")
-                    .help("e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`"),
+                Diagnostic::error(&at, "a target needs `upstream` or `mock`").help(
+                    "e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`",
+                ),
             );
             None
         }
         (None, Some(mock)) => {
             if target.path.is_some() {
-                diags.push(Diagnostic::error(format!("{at}/path"), "`path` rewrites an upstream path; a mock target has none").help("remove `path`"));
+                diags.push(
+                    Diagnostic::error(
+                        format!("{at}/path"),
+                        "`path` rewrites an upstream path; a mock target has none",
+                    )
+                    .help("remove `path`"),
+                );
             }
             check_mock(mock, &format!("{at}/mock"), diags).map(Target::Mock)
         }
@@ -492,7 +547,9 @@ fn implicit_target(
             return None;
         }
     };
-    let at = server.as_ref().map_or_else(|| op.pointer.clone(), |(at, _)| format!("{at}/url"));
+    let at = server
+        .as_ref()
+        .map_or_else(|| op.pointer.clone(), |(at, _)| format!("{at}/url"));
     let before = diags.items().len();
     check_url(&url, &at, diags);
     if diags.items().len() > before {
@@ -525,7 +582,10 @@ fn default_path(path_params: &[String], template: &str) -> Vec<PathPart> {
 
 fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Diagnostics) -> Option<Vec<PathPart>> {
     if !rewrite.starts_with('/') {
-        diags.push(Diagnostic::error(at, format!("rewrite path `{rewrite}` must start with `/`")).help(format!("write `/{rewrite}`")));
+        diags.push(
+            Diagnostic::error(at, format!("rewrite path `{rewrite}` must start with `/`"))
+                .help(format!("write `/{rewrite}`")),
+        );
         return None;
     }
     let pieces = match template::scan(rewrite) {
@@ -540,8 +600,17 @@ fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Dia
     for piece in pieces {
         match piece {
             Piece::Literal(text) => {
-                if let Some(bad) = text.chars().find(|c| c.is_whitespace() || matches!(c, '?' | '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '|')) {
-                    diags.push(Diagnostic::error(at, format!("rewrite path `{rewrite}` contains `{bad}`, which is not allowed in a URL path")).help("percent-encode it"));
+                if let Some(bad) = text
+                    .chars()
+                    .find(|c| c.is_whitespace() || matches!(c, '?' | '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '|'))
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            at,
+                            format!("rewrite path `{rewrite}` contains `{bad}`, which is not allowed in a URL path"),
+                        )
+                        .help("percent-encode it"),
+                    );
                     ok = false;
                 }
                 parts.push(PathPart::Literal(text));
@@ -554,7 +623,12 @@ fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Dia
                 Ok((Namespace::Path, name)) => match path_params.iter().position(|p| p == name) {
                     Some(i) => parts.push(PathPart::Param(i)),
                     None => {
-                        let mut d = Diagnostic::error(at, format!("rewrite placeholder `{{{placeholder}}}` names no path parameter of this operation"));
+                        let mut d = Diagnostic::error(
+                            at,
+                            format!(
+                                "rewrite placeholder `{{{placeholder}}}` names no path parameter of this operation"
+                            ),
+                        );
                         d = match did_you_mean(name, path_params.iter().map(String::as_str)) {
                             Some(best) => d.help(format!("did you mean `{{{best}}}`?")),
                             None if path_params.is_empty() => d.help("the operation has no path parameters"),
@@ -566,8 +640,14 @@ fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Dia
                 },
                 Ok((ns, _)) => {
                     diags.push(
-                        Diagnostic::error(at, format!("`{{{placeholder}}}`: {} placeholders are not supported in a rewrite path", ns.prefix()))
-                            .help("a rewrite path can use the operation's path parameters: `{name}` or `{path.name}`"),
+                        Diagnostic::error(
+                            at,
+                            format!(
+                                "`{{{placeholder}}}`: {} placeholders are not supported in a rewrite path",
+                                ns.prefix()
+                            ),
+                        )
+                        .help("a rewrite path can use the operation's path parameters: `{name}` or `{path.name}`"),
                     );
                     ok = false;
                 }
@@ -580,18 +660,33 @@ fn rewrite_path(rewrite: &str, at: &str, path_params: &[String], diags: &mut Dia
 fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock> {
     let mut ok = true;
     if !(100..=599).contains(&mock.status) {
-        diags.push(Diagnostic::error(format!("{at}/status"), format!("status {} is not an HTTP status code", mock.status)).help("use a code from 100 to 599"));
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/status"),
+                format!("status {} is not an HTTP status code", mock.status),
+            )
+            .help("use a code from 100 to 599"),
+        );
         ok = false;
     }
     let mut headers = Vec::new();
     for (name, value) in &mock.headers {
         let hat = format!("{at}/headers/{}", crate::locate::escape_segment(name));
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            diags.push(Diagnostic::error(&hat, format!("`{name}` is not a valid header name")).help("header names are tokens: letters, digits and `-`"));
+            diags.push(
+                Diagnostic::error(&hat, format!("`{name}` is not a valid header name"))
+                    .help("header names are tokens: letters, digits and `-`"),
+            );
             ok = false;
         }
         if http::HeaderValue::from_str(value).is_err() {
-            diags.push(Diagnostic::error(&hat, format!("the value of header `{name}` is not a valid header value")).help("use visible ASCII; no line breaks"));
+            diags.push(
+                Diagnostic::error(
+                    &hat,
+                    format!("the value of header `{name}` is not a valid header value"),
+                )
+                .help("use visible ASCII; no line breaks"),
+            );
             ok = false;
         }
         headers.push((name.clone(), value.clone()));
@@ -603,7 +698,10 @@ fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock>
     };
     let content_type = mock.content_type.clone().unwrap_or_else(|| default_type.to_owned());
     if http::HeaderValue::from_str(&content_type).is_err() {
-        diags.push(Diagnostic::error(format!("{at}/content_type"), "`content_type` is not a valid header value"));
+        diags.push(Diagnostic::error(
+            format!("{at}/content_type"),
+            "`content_type` is not a valid header value",
+        ));
         ok = false;
     }
     ok.then_some(Mock {
@@ -619,7 +717,8 @@ fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock>
 /// a variant goes where its twin goes, the first plain one serves the route and the variant is dropped with a
 /// warning; if their targets differ, the conflict stays an error for [`check_routes`] to report.
 fn merge_variants<'a>(operations: Vec<CheckedOperation<'a>>, diags: &mut Diagnostics) -> Vec<CheckedOperation<'a>> {
-    let is_variant = |op: &CheckedOperation<'_>| template::routed_part(&op.parsed.template).len() != op.parsed.template.len();
+    let is_variant =
+        |op: &CheckedOperation<'_>| template::routed_part(&op.parsed.template).len() != op.parsed.template.len();
     let mut kept: Vec<CheckedOperation<'a>> = Vec::new();
     // Plain operations first, so a variant gives way to its plain twin wherever they sit in the document.
     let (plain, variants): (Vec<_>, Vec<_>) = operations.into_iter().partition(|op| !is_variant(op));
@@ -661,7 +760,9 @@ fn check_routes(operations: &[CheckedOperation<'_>], diags: &mut Diagnostics) {
                     ),
                 )
                 .related(first.parsed.pointer.clone(), "the other operation")
-                .help("leave one out of the gateway with `x-gateway: { skip: true }` on it, or give them distinct paths"),
+                .help(
+                    "leave one out of the gateway with `x-gateway: { skip: true }` on it, or give them distinct paths",
+                ),
             );
             continue;
         }
@@ -693,7 +794,10 @@ fn check_routes(operations: &[CheckedOperation<'_>], diags: &mut Diagnostics) {
                 );
             }
             Err(e) => {
-                diags.push(Diagnostic::error(&op.parsed.path_pointer, format!("path `{}` cannot be routed: {e}", op.parsed.template)));
+                diags.push(Diagnostic::error(
+                    &op.parsed.path_pointer,
+                    format!("path `{}` cannot be routed: {e}", op.parsed.template),
+                ));
             }
         }
     }

@@ -20,7 +20,13 @@ paths:
 "#;
 
 fn run(spec: &str) -> Result<gateway_codegen::Generated, Vec<RenderedDiagnostic>> {
-    match generate(SpecInput { file: "specs/t.yaml", text: spec }, &Options::default()) {
+    match generate(
+        SpecInput {
+            file: "specs/t.yaml",
+            text: spec,
+        },
+        &Options::default(),
+    ) {
         Ok(g) => Ok(g),
         Err(GenerateError::Spec { diagnostics, .. }) => Err(diagnostics),
         Err(e) => panic!("unexpected failure: {e}"),
@@ -28,8 +34,11 @@ fn run(spec: &str) -> Result<gateway_codegen::Generated, Vec<RenderedDiagnostic>
 }
 
 fn errors(spec: &str) -> Vec<RenderedDiagnostic> {
-    let diagnostics = run(spec).err().expect("the spec should be refused");
-    diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect()
+    let diagnostics = run(spec).expect_err("the spec should be refused");
+    diagnostics
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect()
 }
 
 /// The only error of `spec`, checked to mention `message` at `line`.
@@ -37,10 +46,17 @@ fn single_error(spec: &str, message: &str, line: usize) -> RenderedDiagnostic {
     let errs = errors(spec);
     assert_eq!(errs.len(), 1, "expected one error, got: {errs:#?}");
     let e = errs.into_iter().next().expect("one error");
-    assert!(e.message.contains(message), "message {:?} should contain {message:?}", e.message);
+    assert!(
+        e.message.contains(message),
+        "message {:?} should contain {message:?}",
+        e.message
+    );
     assert_eq!(e.line(), Some(line), "wrong line for {e}");
     let rendered = e.to_string();
-    assert!(rendered.contains(&format!("specs/t.yaml:{line}:")), "rendered: {rendered}");
+    assert!(
+        rendered.contains(&format!("specs/t.yaml:{line}:")),
+        "rendered: {rendered}"
+    );
     e
 }
 
@@ -80,14 +96,22 @@ fn path_placeholder_without_parameter() {
 
 #[test]
 fn path_parameter_missing_from_template() {
-    let spec = BASE.replace("  /pets/{petId}:", "  /pets/{id}:").replace("/v1/pets/{petId}", "/v1/pets/{id}");
+    let spec = BASE
+        .replace("  /pets/{petId}:", "  /pets/{id}:")
+        .replace("/v1/pets/{petId}", "/v1/pets/{id}");
     let errs = errors(&spec);
     let declared = errs
         .iter()
-        .find(|e| e.message.contains("path parameter `petId` does not appear in the path template `/pets/{id}`"))
+        .find(|e| {
+            e.message
+                .contains("path parameter `petId` does not appear in the path template `/pets/{id}`")
+        })
         .expect("reverse check reported");
     assert_eq!(declared.line(), Some(11));
-    let placeholder = errs.iter().find(|e| e.message.contains("path placeholder `{id}`")).expect("forward check");
+    let placeholder = errs
+        .iter()
+        .find(|e| e.message.contains("path placeholder `{id}`"))
+        .expect("forward check");
     assert_eq!(placeholder.line(), Some(7));
 }
 
@@ -105,15 +129,25 @@ fn two_templates_matching_the_same_requests() {
     let spec = format!(
         "{BASE}  /pets/{{id}}:\n    get:\n      operationId: getPetById\n      parameters:\n        - {{ name: id, in: path, required: true, schema: {{ type: string }} }}\n      responses: {{ \"200\": {{ description: ok }} }}\n      x-gateway: {{ target: {{ upstream: pets }} }}\n"
     );
-    let e = single_error(&spec, "GET /pets/{id} matches the same requests as GET /pets/{petId}", 16);
+    let e = single_error(
+        &spec,
+        "GET /pets/{id} matches the same requests as GET /pets/{petId}",
+        16,
+    );
     assert_eq!(e.related.len(), 1);
     assert_eq!(e.related[0].0.map(|l| l.line), Some(8), "the other operation's line");
     assert!(e.help.as_deref().is_some_and(|h| h.contains("skip: true")));
     // Skipping one resolves it, and different methods on the two templates are fine.
-    let skipped = spec.replace("x-gateway: { target: { upstream: pets } }", "x-gateway: { skip: true, target: { upstream: pets } }");
+    let skipped = spec.replace(
+        "x-gateway: { target: { upstream: pets } }",
+        "x-gateway: { skip: true, target: { upstream: pets } }",
+    );
     assert_eq!(run(&skipped).expect("skip resolves the conflict").operations, 1);
     let other_method = spec.replace("  /pets/{id}:\n    get:", "  /pets/{id}:\n    delete:");
-    assert_eq!(run(&other_method).expect("distinct methods share a route").operations, 2);
+    assert_eq!(
+        run(&other_method).expect("distinct methods share a route").operations,
+        2
+    );
 }
 
 #[test]
@@ -142,7 +176,11 @@ fn bad_upstream_url() {
 
 #[test]
 fn unsupported_openapi_version() {
-    let e = single_error(&BASE.replace("openapi: 3.0.3", "openapi: 3.1.0"), "OpenAPI 3.1.0 is not supported", 1);
+    let e = single_error(
+        &BASE.replace("openapi: 3.0.3", "openapi: 3.1.0"),
+        "OpenAPI 3.1.0 is not supported",
+        1,
+    );
     assert!(e.help.is_some());
     single_error(&BASE.replace("openapi: 3.0.3", "swagger: \"2.0\""), "Swagger 2.0", 1);
 }
@@ -157,22 +195,41 @@ fn invalid_yaml_is_an_error_not_a_panic() {
 
 #[test]
 fn no_target_and_no_server() {
-    let spec = BASE.replace("      x-gateway:\n        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n", "");
-    let e = single_error(&spec, "GET /pets/{petId} has no target and the spec has no `servers` URL", 8);
+    let spec = BASE.replace(
+        "      x-gateway:\n        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "",
+    );
+    let e = single_error(
+        &spec,
+        "GET /pets/{petId} has no target and the spec has no `servers` URL",
+        8,
+    );
     assert!(e.help.as_deref().is_some_and(|h| h.contains("--default-upstream")));
     // With a server URL it proxies there, as the implicit upstream `default`.
-    let with_server = spec.replace("x-gateway:\n  upstreams:", "servers: [{ url: \"https://api.example.com/v2\" }]\nx-gateway:\n  upstreams:");
+    let with_server = spec.replace(
+        "x-gateway:\n  upstreams:",
+        "servers: [{ url: \"https://api.example.com/v2\" }]\nx-gateway:\n  upstreams:",
+    );
     let g = run(&with_server).expect("server URL is the implicit upstream");
     assert!(g.files["src/api.rs"].contains("url: \"https://api.example.com/v2\""));
 }
 
 #[test]
 fn target_needs_exactly_one_kind_and_a_valid_mock() {
-    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { upstream: pets, mock: { status: 200 } }");
+    let spec = BASE.replace(
+        "target: { upstream: pets, path: \"/v1/pets/{petId}\" }",
+        "target: { upstream: pets, mock: { status: 200 } }",
+    );
     single_error(&spec, "a target has both `upstream` and `mock`", 13);
-    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { mock: { status: 99 } }");
+    let spec = BASE.replace(
+        "target: { upstream: pets, path: \"/v1/pets/{petId}\" }",
+        "target: { mock: { status: 99 } }",
+    );
     single_error(&spec, "status 99 is not an HTTP status code", 13);
-    let spec = BASE.replace("target: { upstream: pets, path: \"/v1/pets/{petId}\" }", "target: { mock: { headers: { \"bad header\": x } } }");
+    let spec = BASE.replace(
+        "target: { upstream: pets, path: \"/v1/pets/{petId}\" }",
+        "target: { mock: { headers: { \"bad header\": x } } }",
+    );
     single_error(&spec, "`bad header` is not a valid header name", 13);
 }
 
@@ -204,7 +261,11 @@ fn warnings_do_not_stop_generation() {
         "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: limit, in: query, schema: { type: integer, default: ten } }",
     );
     let g = run(&spec).expect("a bad default is a warning");
-    let w = g.warnings.iter().find(|w| w.message.contains("default `\"ten\"`")).expect("warned");
+    let w = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("default `\"ten\"`"))
+        .expect("warned");
     assert_eq!(w.severity, Severity::Warning);
 }
 
@@ -214,6 +275,9 @@ fn output_is_deterministic() {
     let b = run(BASE).expect("generates");
     assert_eq!(a.files, b.files);
     for (path, text) in &a.files {
-        assert!(text.contains("@generated by gateway-codegen from `specs/t.yaml`"), "{path} lacks the header");
+        assert!(
+            text.contains("@generated by gateway-codegen from `specs/t.yaml`"),
+            "{path} lacks the header"
+        );
     }
 }

@@ -52,11 +52,19 @@ pub struct OperationSpec {
     pub route: &'static str,
     /// Path parameter names, in the order they appear in the template (route capture `p{i}` is `path_params[i]`).
     pub path_params: &'static [&'static str],
+    /// Empty, or one entry per path parameter: literal text that follows the parameter inside its segment
+    /// (`.json` in `/calls/{sid}.json`). The router of axum 0.8 cannot match such a suffix, so the segment is routed
+    /// whole (`/calls/{p0}`) and the runtime strips the suffix from the captured value, answering `404` when the
+    /// value does not end with it.
+    pub path_suffixes: &'static [&'static str],
     /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
-    pub validate: Option<fn(&RequestParams<'_>) -> Result<(), ParamError>>,
+    pub validate: Option<Validator>,
     /// Where the request goes.
     pub target: TargetSpec,
 }
+
+/// Type-checks a request's parameters; generated code passes `params::check::<GetPetParams>`.
+pub type Validator = fn(&RequestParams<'_>) -> Result<(), ParamError>;
 
 /// Where an operation's requests go.
 #[derive(Debug)]

@@ -13,7 +13,11 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// The path of a binary built in this workspace's target directory (next to the test executable's `deps/`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from).unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let path = dir.join(name);
     assert!(
         path.exists(),

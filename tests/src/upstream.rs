@@ -110,7 +110,9 @@ impl Upstream {
     /// Waits until at least `n` requests have arrived, or `limit` passes; returns whether they did.
     pub async fn wait_for_calls(&self, n: u64, limit: Duration) -> bool {
         let mut rx = self.arrived.clone();
-        tokio::time::timeout(limit, rx.wait_for(|c| *c >= n)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(limit, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Lets a `gate=NAME` response send its second chunk.
@@ -133,7 +135,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         return Ok(Response::new(full("released")));
     }
     let count = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
-    if let Some(tx) = state.arrived.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+    if let Some(tx) = state
+        .arrived
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+    {
         tx.send_replace(count);
     }
     let query: HashMap<String, String> = req

@@ -62,14 +62,20 @@ async fn proxies_method_rewritten_path_query_headers_and_body() {
     assert_eq!(seen["headers"]["x-forwarded-for"][0], "127.0.0.1");
     assert_eq!(seen["headers"]["x-forwarded-proto"][0], "http");
     assert_eq!(seen["headers"]["x-forwarded-host"][0], gw.addr.to_string());
-    assert_eq!(seen["headers"]["host"][0], upstream.addr.to_string(), "Host is the upstream's");
+    assert_eq!(
+        seen["headers"]["host"][0],
+        upstream.addr.to_string(),
+        "Host is the upstream's"
+    );
     assert_eq!(upstream.calls(), 1);
 }
 
 #[tokio::test]
 async fn same_route_different_parameter_names_serves_both_operations() {
     let (_upstream, gw) = setup().await;
-    let deleted = send(Method::DELETE, &gw.url("/pets/7"), &[], Bytes::new()).await.expect("answered");
+    let deleted = send(Method::DELETE, &gw.url("/pets/7"), &[], Bytes::new())
+        .await
+        .expect("answered");
     assert_eq!(deleted.json()["path"], "/v1/pets/7");
     assert_eq!(deleted.json()["method"], "DELETE");
     let got = get(&gw.url("/pets/7")).await;
@@ -90,14 +96,22 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     let reply = send(
         Method::GET,
         &gw.url("/pets/1?hop=1"),
-        &[("connection", "x-private"), ("x-private", "secret"), ("te", "trailers"), ("proxy-authorization", "Basic x")],
+        &[
+            ("connection", "x-private"),
+            ("x-private", "secret"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+        ],
         Bytes::new(),
     )
     .await
     .expect("answered");
     let seen = reply.json();
     for name in ["x-private", "te", "proxy-authorization"] {
-        assert!(seen["headers"].get(name).is_none(), "{name} reached the upstream: {seen}");
+        assert!(
+            seen["headers"].get(name).is_none(),
+            "{name} reached the upstream: {seen}"
+        );
     }
     for name in ["x-hop", "keep-alive"] {
         assert!(reply.header(name).is_none(), "{name} reached the client");
@@ -109,7 +123,9 @@ async fn large_bodies_stream_through_intact() {
     let (_upstream, gw) = setup().await;
     // 24 MiB up and back: the request body is echoed by the upstream as it arrives.
     let payload: Vec<u8> = (0..24 * 1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
-    let reply = send(Method::POST, &gw.url("/pets?echo=body"), &[], payload.clone()).await.expect("answered");
+    let reply = send(Method::POST, &gw.url("/pets?echo=body"), &[], payload.clone())
+        .await
+        .expect("answered");
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body.len(), payload.len());
     assert!(reply.body == payload, "body changed in transit");
@@ -124,10 +140,13 @@ async fn response_bodies_are_streamed_not_buffered() {
     let request = http::Request::get(gw.url("/pets?gate=g1"))
         .body(http_body_util::Full::new(Bytes::new()))
         .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(10), gateway_tests::client::client().request(request))
-        .await
-        .expect("response head arrives while the upstream is still sending")
-        .expect("response");
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        gateway_tests::client::client().request(request),
+    )
+    .await
+    .expect("response head arrives while the upstream is still sending")
+    .expect("response");
     let mut body = response.into_body();
     // The first chunk must arrive while the upstream is blocked before its second: a buffering proxy would wait.
     let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
@@ -137,7 +156,10 @@ async fn response_bodies_are_streamed_not_buffered() {
         .expect("no error");
     assert_eq!(first.into_data().expect("data"), Bytes::from_static(b"first\n"));
     upstream.release("g1");
-    let rest = tokio::time::timeout(Duration::from_secs(10), body.collect()).await.expect("rest").expect("ok");
+    let rest = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("rest")
+        .expect("ok");
     assert_eq!(rest.to_bytes(), Bytes::from_static(b"second\n"));
 }
 
@@ -161,7 +183,14 @@ async fn typed_parameters_refuse_bad_values_with_problem_json() {
         assert!(detail.contains(param), "{path}: {detail}");
         assert!(detail.contains(expected), "{path}: {detail}");
     }
-    let bad_header = send(Method::GET, &gw.url("/pets/1"), &[("x-request-id", "nope")], Bytes::new()).await.expect("answered");
+    let bad_header = send(
+        Method::GET,
+        &gw.url("/pets/1"),
+        &[("x-request-id", "nope")],
+        Bytes::new(),
+    )
+    .await
+    .expect("answered");
     let problem = assert_problem(&bad_header, StatusCode::BAD_REQUEST);
     assert!(problem["detail"].as_str().unwrap_or_default().contains("X-Request-Id"));
     assert_eq!(upstream.calls(), 0, "refused requests never reach the upstream");
@@ -182,7 +211,9 @@ async fn unknown_paths_404_and_undeclared_methods_405_with_allow() {
     let (_upstream, gw) = setup().await;
     assert_problem(&get(&gw.url("/nope")).await, StatusCode::NOT_FOUND);
     assert_problem(&get(&gw.url("/legacy/export")).await, StatusCode::NOT_FOUND);
-    let reply = send(Method::PATCH, &gw.url("/pets"), &[], Bytes::new()).await.expect("answered");
+    let reply = send(Method::PATCH, &gw.url("/pets"), &[], Bytes::new())
+        .await
+        .expect("answered");
     assert_problem(&reply, StatusCode::METHOD_NOT_ALLOWED);
     let allow = reply.header("allow").expect("Allow header");
     let mut methods: Vec<&str> = allow.split(',').map(str::trim).collect();
@@ -221,7 +252,11 @@ async fn path_parameters_cannot_leave_their_segment() {
     }
     // A value that is a whole dot-segment would be normalised away by the upstream (`/v1/photos/1/..` is
     // `/v1/photos`): refused, however it is spelt.
-    for path in ["/pets/1/photos/%2E%2E.jpg", "/pets/1/photos/...jpg", "/pets/1/photos/..jpg"] {
+    for path in [
+        "/pets/1/photos/%2E%2E.jpg",
+        "/pets/1/photos/...jpg",
+        "/pets/1/photos/..jpg",
+    ] {
         let reply = get(&gw.url(path)).await;
         assert_problem(&reply, StatusCode::BAD_REQUEST);
     }
@@ -230,14 +265,20 @@ async fn path_parameters_cannot_leave_their_segment() {
 #[tokio::test]
 async fn segment_suffixes_are_matched() {
     let (_upstream, gw) = setup().await;
-    assert_eq!(get(&gw.url("/pets/3/photos/cat.jpg")).await.json()["path"], "/v1/photos/3/cat");
+    assert_eq!(
+        get(&gw.url("/pets/3/photos/cat.jpg")).await.json()["path"],
+        "/v1/photos/3/cat"
+    );
     assert_problem(&get(&gw.url("/pets/3/photos/cat.png")).await, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn upstream_down_is_502() {
     // A port that was just free: bind, learn it, release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let gw = Gateway::start(BIN, &["--upstream".into(), format!("pets=http://127.0.0.1:{port}")]).expect("starts");
     let problem = assert_problem(&get(&gw.url("/pets/1")).await, StatusCode::BAD_GATEWAY);
     assert!(problem["detail"].is_string());
@@ -259,13 +300,21 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     let (upstream, mut gw) = setup().await;
     let url = gw.url("/pets/1?delay_ms=1500");
     let in_flight = tokio::spawn(async move { get(&url).await });
-    assert!(upstream.wait_for_calls(1, Duration::from_secs(10)).await, "request reached the upstream");
+    assert!(
+        upstream.wait_for_calls(1, Duration::from_secs(10)).await,
+        "request reached the upstream"
+    );
     let status = tokio::task::spawn_blocking(move || {
         let status = gw.terminate(Duration::from_secs(20));
         (status, gw)
     });
     let reply = in_flight.await.expect("task");
-    assert_eq!(reply.status, StatusCode::OK, "the in-flight request completed: {}", reply.text());
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the in-flight request completed: {}",
+        reply.text()
+    );
     let (status, mut gw) = status.await.expect("task");
     let status = status.expect("the gateway exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}; stderr: {}", gw.take_stderr());
@@ -276,19 +325,31 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
 #[test]
 fn cli_version_help_and_bad_flags() {
     let bin = gateway_tests::gateway::binary(BIN);
-    let version = std::process::Command::new(&bin).arg("--version").output().expect("runs");
+    let version = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .expect("runs");
     assert!(version.status.success());
     let text = String::from_utf8_lossy(&version.stdout);
-    assert!(text.contains("petstore") && text.contains("specs/petstore.yaml"), "{text}");
+    assert!(
+        text.contains("petstore") && text.contains("specs/petstore.yaml"),
+        "{text}"
+    );
     let help = std::process::Command::new(&bin).arg("--help").output().expect("runs");
     let text = String::from_utf8_lossy(&help.stdout);
     for flag in ["--listen", "--stage", "--upstream", "GATEWAY_LISTEN"] {
         assert!(text.contains(flag), "--help lacks {flag}: {text}");
     }
-    let bad = std::process::Command::new(&bin).args(["--upstream", "nope=http://127.0.0.1:1"]).output().expect("runs");
+    let bad = std::process::Command::new(&bin)
+        .args(["--upstream", "nope=http://127.0.0.1:1"])
+        .output()
+        .expect("runs");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
-    let bad = std::process::Command::new(&bin).args(["--upstream", "pets=not a url"]).output().expect("runs");
+    let bad = std::process::Command::new(&bin)
+        .args(["--upstream", "pets=not a url"])
+        .output()
+        .expect("runs");
     assert!(!bad.status.success());
 }
 

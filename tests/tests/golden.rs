@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use gateway_codegen::{Options, SpecInput, generate};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -28,21 +31,43 @@ fn generated_gateways_match_their_specs() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&specs).expect("specs/ exists").flatten() {
         let path = entry.path();
-        if !path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")) {
+        if !path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("readable spec");
-        let file = format!("specs/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-        let generated = generate(SpecInput { file: &file, text: &text }, &Options::default())
-            .unwrap_or_else(|e| panic!("{file} does not generate: {e}"));
+        let file = format!(
+            "specs/{}",
+            path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        );
+        let generated = generate(
+            SpecInput {
+                file: &file,
+                text: &text,
+            },
+            &Options::default(),
+        )
+        .unwrap_or_else(|e| panic!("{file} does not generate: {e}"));
         let dir = root().join("gateways").join(&generated.name);
         for (rel, expected) in &generated.files {
             let actual = std::fs::read_to_string(dir.join(rel))
                 .unwrap_or_else(|_| panic!("{} is missing: run `cargo xtask generate`", dir.join(rel).display()));
-            assert!(actual == *expected, "{} is stale: run `cargo xtask generate`", dir.join(rel).display());
+            assert!(
+                actual == *expected,
+                "{} is stale: run `cargo xtask generate`",
+                dir.join(rel).display()
+            );
         }
         let on_disk = files_under(&dir).len();
-        assert_eq!(on_disk, generated.files.len(), "{} holds files the generator does not make", dir.display());
+        assert_eq!(
+            on_disk,
+            generated.files.len(),
+            "{} holds files the generator does not make",
+            dir.display()
+        );
         checked += 1;
     }
     assert!(checked > 0, "no specs found in {}", specs.display());

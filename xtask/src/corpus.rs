@@ -35,7 +35,10 @@ enum Outcome {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = args.dir.clone().unwrap_or_else(|| workspace_root().join("../shared/specs-corpus"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("../shared/specs-corpus"));
     let specs = find_specs(&dir).with_context(|| format!("reading the corpus at {}", dir.display()))?;
     if specs.is_empty() {
         bail!("no specs found in {}", dir.display());
@@ -50,7 +53,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut members = Vec::new();
     let mut broken = Vec::new();
     for spec in &specs {
-        let name = spec.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = spec
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = fs::read_to_string(spec)?;
         let started = Instant::now();
         let options = Options {
@@ -61,7 +67,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             default_upstream: Some(String::from("http://127.0.0.1:9")),
         };
         let file = format!("specs-corpus/{}", spec.strip_prefix(&dir).unwrap_or(spec).display());
-        let result = std::panic::catch_unwind(|| gateway_codegen::generate(SpecInput { file: &file, text: &text }, &options));
+        let result = std::panic::catch_unwind(|| {
+            gateway_codegen::generate(
+                SpecInput {
+                    file: &file,
+                    text: &text,
+                },
+                &options,
+            )
+        });
         let elapsed = started.elapsed();
         let outcome = match result {
             Err(_) => {
@@ -94,7 +108,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                         fs::create_dir_all(parent)?;
                     }
                     let contents = if rel == "Cargo.toml" {
-                        contents.replace(&format!("name = \"{}\"", generated.package), &format!("name = \"{dir_name}-gateway\""))
+                        contents.replace(
+                            &format!("name = \"{}\"", generated.package),
+                            &format!("name = \"{dir_name}-gateway\""),
+                        )
                     } else {
                         lines += contents.lines().count();
                         contents.clone()
@@ -120,7 +137,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 *lines as f64 / (*operations).max(1) as f64
             ),
             Outcome::Refused { errors, first } => {
-                println!("{name:<58} {:>7.0}ms  refused: {errors} error(s); first: {first}", ms(*elapsed));
+                println!(
+                    "{name:<58} {:>7.0}ms  refused: {errors} error(s); first: {first}",
+                    ms(*elapsed)
+                );
             }
         }
     }
@@ -146,7 +166,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let members_toml: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
     fs::write(
         out.join("Cargo.toml"),
-        manifest.replace("[workspace]\n", &format!("[workspace]\nmembers = [{}]\n", members_toml.join(", "))),
+        manifest.replace(
+            "[workspace]\n",
+            &format!("[workspace]\nmembers = [{}]\n", members_toml.join(", ")),
+        ),
     )?;
     fs::copy(workspace_root().join("Cargo.lock"), out.join("Cargo.lock"))?;
     let started = Instant::now();
@@ -181,7 +204,11 @@ fn find_specs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let path = entry?.path();
         if path.is_dir() {
             out.extend(find_specs(&path)?);
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")) {
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
             out.push(path);
         }
     }

@@ -55,7 +55,11 @@ pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let all_specs = args.specs.is_empty();
-    let specs = if all_specs { default_specs()? } else { args.specs.clone() };
+    let specs = if all_specs {
+        default_specs()?
+    } else {
+        args.specs.clone()
+    };
     let out = args.out.clone().unwrap_or_else(|| workspace_root().join("gateways"));
     let out = absolute(&out)?;
     let runtime = absolute(&workspace_root().join("gateway-runtime"))?;
@@ -73,10 +77,22 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             standalone,
             default_upstream: args.default_upstream.clone(),
         };
-        let first = gateway_codegen::generate(SpecInput { file: &file, text: &text }, &options(String::new()));
+        let first = gateway_codegen::generate(
+            SpecInput {
+                file: &file,
+                text: &text,
+            },
+            &options(String::new()),
+        );
         let result = first.and_then(|g| {
             let rel = relative_path(&out.join(&g.name), &runtime);
-            gateway_codegen::generate(SpecInput { file: &file, text: &text }, &options(rel))
+            gateway_codegen::generate(
+                SpecInput {
+                    file: &file,
+                    text: &text,
+                },
+                &options(rel),
+            )
         });
         match result {
             Ok(generated) => {
@@ -89,7 +105,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             Err(gateway_codegen::GenerateError::Spec { diagnostics, .. }) => {
                 failed += 1;
-                for d in diagnostics.iter().filter(|d| !args.quiet || d.severity == Severity::Error) {
+                for d in diagnostics
+                    .iter()
+                    .filter(|d| !args.quiet || d.severity == Severity::Error)
+                {
                     eprint!("{d}");
                 }
             }
@@ -102,7 +121,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut names = BTreeMap::new();
     for c in &crates {
         if let Some(other) = names.insert(c.name.clone(), c) {
-            bail!("two specs generate a gateway named `{}` ({} operations and {} operations); set a distinct `x-gateway.name` in one", c.name, other.operations, c.operations);
+            bail!(
+                "two specs generate a gateway named `{}` ({} operations and {} operations); set a distinct `x-gateway.name` in one",
+                c.name,
+                other.operations,
+                c.operations
+            );
         }
     }
 
@@ -115,7 +139,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if all_specs && out.is_dir() {
         for entry in fs::read_dir(&out)? {
             let dir = entry?.path();
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if dir.is_dir() && !names.contains_key(&name) && is_generated(&dir.join("Cargo.toml")) {
                 stale.push(format!("{}: no spec generates it any more", display_path(&dir)));
                 if !args.check {
@@ -130,7 +157,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             for s in &stale {
                 eprintln!("{s}");
             }
-            bail!("{} generated file(s) are stale: run `cargo xtask generate`", stale.len());
+            bail!(
+                "{} generated file(s) are stale: run `cargo xtask generate`",
+                stale.len()
+            );
         }
         println!("generated code is up to date ({} gateway(s))", crates.len());
     } else {
@@ -222,7 +252,11 @@ fn diff_summary(old: &str, new: &str) -> String {
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    let path = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir()?.join(path) };
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
     // Normalise `.` and `..` without touching the disk: the directory may not exist yet.
     let mut out = PathBuf::new();
     for c in path.components() {

@@ -61,7 +61,11 @@ fn operation(op: &Operation) -> TokenStream {
     let route = &op.route;
     let path_params = &op.path_params;
     // All-empty suffixes are written as `&[]`: the common case stays short.
-    let suffixes: &[String] = if op.path_suffixes.iter().all(String::is_empty) { &[] } else { &op.path_suffixes };
+    let suffixes: &[String] = if op.path_suffixes.iter().all(String::is_empty) {
+        &[]
+    } else {
+        &op.path_suffixes
+    };
     let validate = match &op.params {
         Some(params) => {
             let ty = format_ident!("{}", params.name);

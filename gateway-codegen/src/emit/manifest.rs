@@ -44,7 +44,10 @@ pub(super) fn manifest(api: &Api, options: &EmitOptions) -> Result<String, EmitE
             version: "0.1.0",
             edition: "2024",
             publish: false,
-            description: format!("API gateway for {} {}, generated from {}", api.title, api.version, api.spec_file),
+            description: format!(
+                "API gateway for {} {}, generated from {}",
+                api.title, api.version, api.spec_file
+            ),
         },
         bin: vec![Bin {
             name,

@@ -53,9 +53,18 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
         String::from("Cargo.toml"),
         format!("{}{}", header.replace("//", "#"), manifest::manifest(api, options)?),
     );
-    files.insert(String::from("src/main.rs"), rust_file("src/main.rs", &header, main_rs(api))?);
-    files.insert(String::from("src/api.rs"), rust_file("src/api.rs", &header, api::api_rs(api))?);
-    files.insert(String::from("src/params.rs"), rust_file("src/params.rs", &header, params::params_rs(api))?);
+    files.insert(
+        String::from("src/main.rs"),
+        rust_file("src/main.rs", &header, main_rs(api))?,
+    );
+    files.insert(
+        String::from("src/api.rs"),
+        rust_file("src/api.rs", &header, api::api_rs(api))?,
+    );
+    files.insert(
+        String::from("src/params.rs"),
+        rust_file("src/params.rs", &header, params::params_rs(api))?,
+    );
     Ok(files)
 }
 
@@ -80,10 +89,13 @@ fn space_items(code: &str) -> String {
         out.push_str(line);
         out.push('\n');
         let Some(next) = lines.peek() else { break };
-        let ends_item = line == "}" || line == "};" || (line.starts_with("use ") && !next.starts_with("use "));
+        let ends_item = line == "}"
+            || line == "};"
+            || (line.starts_with("use ") && line.ends_with(';') && !next.starts_with("use "));
         let ends_docs = line.starts_with("//!") && !next.starts_with("//!");
+        let ends_mods = line.starts_with("mod ") && !next.starts_with("mod ") && !next.starts_with("#[");
         let ends_attrs = line.starts_with("#![") && !next.starts_with("#![");
-        if (ends_item || ends_docs || ends_attrs) && !next.is_empty() {
+        if (ends_item || ends_docs || ends_attrs || ends_mods) && !next.is_empty() {
             out.push('\n');
         }
     }
@@ -92,7 +104,9 @@ fn space_items(code: &str) -> String {
 
 /// One `#[doc]` attribute per line, so prettyplease prints `///` lines rather than a block comment.
 pub(crate) fn doc_lines(text: &str) -> proc_macro2::TokenStream {
-    let lines = text.lines().map(|l| if l.is_empty() { String::new() } else { format!(" {l}") });
+    let lines = text
+        .lines()
+        .map(|l| if l.is_empty() { String::new() } else { format!(" {l}") });
     quote! { #(#[doc = #lines])* }
 }
 
@@ -104,7 +118,11 @@ fn main_rs(api: &Api) -> TokenStream {
     quote! {
         #![doc = #doc]
 
+        // Generated modules are formatted by the generator (prettyplease); `cargo fmt` must not reformat them, or
+        // they would no longer match what `cargo xtask generate --check` expects.
+        #[rustfmt::skip]
         mod api;
+        #[rustfmt::skip]
         mod params;
 
         fn main() -> ::std::process::ExitCode {

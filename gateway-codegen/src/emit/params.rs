@@ -121,7 +121,10 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         doc.push_str(&format!("\n\n{summary}"));
     }
     if !params.unchecked.is_empty() {
-        doc.push_str(&format!("\n\nForwarded without a type check: {}.", params.unchecked.join(", ")));
+        doc.push_str(&format!(
+            "\n\nForwarded without a type check: {}.",
+            params.unchecked.join(", ")
+        ));
     }
     let doc = super::doc_lines(&doc);
     let fields = params.fields.iter().map(|p| {

@@ -12,17 +12,19 @@ use crate::diagnostics::Diagnostic;
 use crate::locate::Location;
 
 /// Parses JSON or YAML text into a JSON value; a syntax error is a diagnostic at its line and column.
-pub fn read(text: &str) -> Result<Value, Diagnostic> {
+pub fn read(text: &str) -> Result<Value, Box<Diagnostic>> {
     let trimmed = text.trim_start_matches('\u{feff}');
     // JSON is YAML, but a JSON reader is far faster on multi-megabyte specs and gives better messages for them.
     if trimmed.trim_start().starts_with('{') {
         return serde_json::from_str::<Value>(trimmed).map_err(|e| {
             let message = e.to_string();
             let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-            Diagnostic::error("", format!("the spec is not valid JSON: {message}")).at(Location {
-                line: e.line(),
-                column: e.column(),
-            })
+            Box::new(
+                Diagnostic::error("", format!("the spec is not valid JSON: {message}")).at(Location {
+                    line: e.line(),
+                    column: e.column(),
+                }),
+            )
         });
     }
     match serde_yaml::from_str::<Lenient>(trimmed) {
@@ -37,7 +39,7 @@ pub fn read(text: &str) -> Result<Value, Diagnostic> {
                     column: l.column(),
                 });
             }
-            Err(d)
+            Err(Box::new(d))
         }
     }
 }

@@ -97,7 +97,9 @@ impl<'de> Deserialize<'de> for DurationValue {
             Written::Text(text) => text,
             Written::Number(n) => n.to_string(),
         };
-        parse_duration(&text).map(DurationValue).map_err(serde::de::Error::custom)
+        parse_duration(&text)
+            .map(DurationValue)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -64,7 +64,9 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     repair::repair(&mut document, diags);
     let openapi: OpenAPI = deserialize_at(&document, "", diags)?;
     let errors_before = diags.items().len();
-    let root = extension::<RootExt>(&openapi.extensions, "", diags).map(|(_, e)| e).unwrap_or_default();
+    let root = extension::<RootExt>(&openapi.extensions, "", diags)
+        .map(|(_, e)| e)
+        .unwrap_or_default();
     let root_failed = diags.items().len() > errors_before;
     let operations = collect_operations(&openapi, diags);
     Some(ParsedSpec {
@@ -86,7 +88,7 @@ fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Valu
             None
         }
         Err(diagnostic) => {
-            diags.push(diagnostic);
+            diags.push(*diagnostic);
             None
         }
     }
@@ -196,8 +198,11 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
             ReferenceOr::Item(item) => item,
             ReferenceOr::Reference { reference } => {
                 diags.push(
-                    Diagnostic::error(format!("{path_pointer}/$ref"), format!("path item `$ref: {reference}` is not supported"))
-                        .help("write the path item inline"),
+                    Diagnostic::error(
+                        format!("{path_pointer}/$ref"),
+                        format!("path item `$ref: {reference}` is not supported"),
+                    )
+                    .help("write the path item inline"),
                 );
                 continue;
             }
@@ -207,7 +212,14 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
         let path_ext_failed = diags.items().len() > before;
         let path_params = resolve_params(openapi, &item.parameters, &format!("{path_pointer}/parameters"), diags);
         let operations = [
-            &item.get, &item.put, &item.post, &item.delete, &item.options, &item.head, &item.patch, &item.trace,
+            &item.get,
+            &item.put,
+            &item.post,
+            &item.delete,
+            &item.options,
+            &item.head,
+            &item.patch,
+            &item.trace,
         ];
         for (method, operation) in METHODS.iter().zip(operations) {
             let Some(operation) = operation else { continue };
@@ -215,7 +227,12 @@ fn collect_operations(openapi: &OpenAPI, diags: &mut Diagnostics) -> Vec<ParsedO
             let before = diags.items().len();
             let op_ext = extension::<PolicyExt>(&operation.extensions, &op_pointer, diags);
             let ext_failed = path_ext_failed || diags.items().len() > before;
-            let op_params = resolve_params(openapi, &operation.parameters, &format!("{op_pointer}/parameters"), diags);
+            let op_params = resolve_params(
+                openapi,
+                &operation.parameters,
+                &format!("{op_pointer}/parameters"),
+                diags,
+            );
             // An operation's parameter overrides the path item's of the same name and location.
             let mut params: Vec<(String, Parameter)> = path_params
                 .iter()
@@ -292,7 +309,10 @@ mod tests {
 
     #[test]
     fn unknown_field_messages_become_suggestions() {
-        let d = describe_serde_error("/x-gateway", "unknown field `upstreem`, expected one of `name`, `upstreams`, `target`");
+        let d = describe_serde_error(
+            "/x-gateway",
+            "unknown field `upstreem`, expected one of `name`, `upstreams`, `target`",
+        );
         assert_eq!(d.pointer, "/x-gateway/upstreem");
         assert_eq!(d.message, "unknown key `upstreem`");
         assert_eq!(d.help.as_deref(), Some("did you mean `upstreams`?"));

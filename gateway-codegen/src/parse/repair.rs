@@ -29,7 +29,11 @@ pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
         .and_then(Value::as_object_mut)
     {
         for (name, param) in params.iter_mut() {
-            repair_param(param, &format!("/components/parameters/{}", escape_segment(name)), diags);
+            repair_param(
+                param,
+                &format!("/components/parameters/{}", escape_segment(name)),
+                diags,
+            );
         }
     }
     repair_integer_bounds(document, &mut String::new(), diags);
@@ -37,9 +41,13 @@ pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
 
 /// Server variables are strings; YAML reads `default: 80` and `enum: [80, 443]` as numbers.
 fn repair_servers(servers: Option<&mut Value>, base: &str, diags: &mut Diagnostics) {
-    let Some(servers) = servers.and_then(Value::as_array_mut) else { return };
+    let Some(servers) = servers.and_then(Value::as_array_mut) else {
+        return;
+    };
     for (i, server) in servers.iter_mut().enumerate() {
-        let Some(vars) = server.get_mut("variables").and_then(Value::as_object_mut) else { continue };
+        let Some(vars) = server.get_mut("variables").and_then(Value::as_object_mut) else {
+            continue;
+        };
         for (name, var) in vars.iter_mut() {
             let at = format!("{base}/{i}/variables/{}", escape_segment(name));
             let mut fixed = false;
@@ -52,7 +60,13 @@ fn repair_servers(servers: Option<&mut Value>, base: &str, diags: &mut Diagnosti
                 }
             }
             if fixed {
-                diags.push(Diagnostic::warning(at, format!("server variable `{name}` has values that are not strings; read as strings")).help("quote them"));
+                diags.push(
+                    Diagnostic::warning(
+                        at,
+                        format!("server variable `{name}` has values that are not strings; read as strings"),
+                    )
+                    .help("quote them"),
+                );
             }
         }
     }
@@ -77,15 +91,18 @@ fn repair_param_list(list: Option<&mut Value>, base: &str, diags: &mut Diagnosti
 fn repair_param(param: &mut Value, at: &str, diags: &mut Diagnostics) {
     let Some(param) = param.as_object_mut() else { return };
     // YAML reads `name: 1` as a number; a parameter's name is always a string.
-    if let Some(name) = param.get_mut("name") {
-        if name.is_number() || name.is_boolean() {
-            let text = name.to_string();
-            diags.push(
-                Diagnostic::warning(format!("{at}/name"), format!("parameter name {text} is not a string; read as \"{text}\""))
-                    .help(format!("quote it: `name: \"{text}\"`")),
-            );
-            *name = Value::String(text);
-        }
+    if let Some(name) = param.get_mut("name")
+        && (name.is_number() || name.is_boolean())
+    {
+        let text = name.to_string();
+        diags.push(
+            Diagnostic::warning(
+                format!("{at}/name"),
+                format!("parameter name {text} is not a string; read as \"{text}\""),
+            )
+            .help(format!("quote it: `name: \"{text}\"`")),
+        );
+        *name = Value::String(text);
     }
     // Header parameters only have `style: simple` (path: simple, label, matrix); other styles are spec errors.
     let allowed: &[&str] = match param.get("in").and_then(Value::as_str) {
@@ -93,17 +110,20 @@ fn repair_param(param: &mut Value, at: &str, diags: &mut Diagnostics) {
         Some("path") => &["simple", "label", "matrix"],
         _ => return,
     };
-    if let Some(style) = param.get("style").and_then(Value::as_str) {
-        if !allowed.contains(&style) {
-            diags.push(
-                Diagnostic::warning(
-                    format!("{at}/style"),
-                    format!("`style: {style}` is not valid for this parameter's location; read as `style: {}`", allowed[0]),
-                )
-                .help(format!("allowed styles here: {}", allowed.join(", "))),
-            );
-            param.remove("style");
-        }
+    if let Some(style) = param.get("style").and_then(Value::as_str)
+        && !allowed.contains(&style)
+    {
+        diags.push(
+            Diagnostic::warning(
+                format!("{at}/style"),
+                format!(
+                    "`style: {style}` is not valid for this parameter's location; read as `style: {}`",
+                    allowed[0]
+                ),
+            )
+            .help(format!("allowed styles here: {}", allowed.join(", "))),
+        );
+        param.remove("style");
     }
 }
 

@@ -6,7 +6,6 @@
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-
     ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
 };
 
@@ -42,34 +41,6 @@ pub static API: ApiSpec = ApiSpec {
     ],
     operations: &[
         OperationSpec {
-            id: "health",
-            method: Method::GET,
-            template: "/health",
-            route: "/health",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            target: TargetSpec::Mock(MockSpec {
-                status: 200,
-                headers: &[("X-Mock", "yes")],
-                content_type: "application/json",
-                body: "{\"ok\":true}",
-            }),
-        },
-        OperationSpec {
-            id: "getInventory",
-            method: Method::GET,
-            template: "/inventory",
-            route: "/inventory",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 2,
-                path: &[PathPart::Literal("/inventory")],
-            }),
-        },
-        OperationSpec {
             id: "listPets",
             method: Method::GET,
             template: "/pets",
@@ -96,19 +67,6 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
-            id: "deletePet",
-            method: Method::DELETE,
-            template: "/pets/{id}",
-            route: "/pets/{p0}",
-            path_params: &["id"],
-            path_suffixes: &[],
-            validate: Some(check::<params::DeletePetParams>),
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
-            }),
-        },
-        OperationSpec {
             id: "getPet",
             method: Method::GET,
             template: "/pets/{petId}",
@@ -129,6 +87,19 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::UpdatePetParams>),
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
+            }),
+        },
+        OperationSpec {
+            id: "deletePet",
+            method: Method::DELETE,
+            template: "/pets/{id}",
+            route: "/pets/{p0}",
+            path_params: &["id"],
+            path_suffixes: &[],
+            validate: Some(check::<params::DeletePetParams>),
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -163,6 +134,34 @@ pub static API: ApiSpec = ApiSpec {
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 1,
                 path: &[PathPart::Literal("/"), PathPart::Param(0)],
+            }),
+        },
+        OperationSpec {
+            id: "getInventory",
+            method: Method::GET,
+            template: "/inventory",
+            route: "/inventory",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 2,
+                path: &[PathPart::Literal("/inventory")],
+            }),
+        },
+        OperationSpec {
+            id: "health",
+            method: Method::GET,
+            template: "/health",
+            route: "/health",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            target: TargetSpec::Mock(MockSpec {
+                status: 200,
+                headers: &[("X-Mock", "yes")],
+                content_type: "application/json",
+                body: "{\"ok\":true}",
             }),
         },
         OperationSpec {

@@ -3,8 +3,11 @@
 
 //! The `petstore` gateway: Petstore 1.0.0, generated from `specs/petstore.yaml`.
 
+#[rustfmt::skip]
 mod api;
+#[rustfmt::skip]
 mod params;
+
 fn main() -> ::std::process::ExitCode {
     ::gateway_runtime::cli::run(&api::API)
 }

@@ -39,23 +39,6 @@ impl rt::FromRequestParams for ListPetsParams {
     }
 }
 
-/// Parameters of `deletePet`: `DELETE /pets/{id}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeletePetParams {
-    /// `id` (path).
-    pub id: i64,
-}
-
-impl rt::FromRequestParams for DeletePetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
-        ::core::result::Result::Ok(Self {
-            id: p.require(rt::ParamIn::Path(0), "id")?,
-        })
-    }
-}
-
 /// Parameters of `getPet`: `GET /pets/{petId}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetPetParams {
@@ -92,6 +75,23 @@ impl rt::FromRequestParams for UpdatePetParams {
     ) -> ::core::result::Result<Self, rt::ParamError> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
+/// Parameters of `deletePet`: `DELETE /pets/{id}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletePetParams {
+    /// `id` (path).
+    pub id: i64,
+}
+
+impl rt::FromRequestParams for DeletePetParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            id: p.require(rt::ParamIn::Path(0), "id")?,
         })
     }
 }

@@ -1,0 +1,285 @@
+//! The command line of every generated gateway: `fn main() -> ExitCode { gateway_runtime::cli::run(&api::API) }`.
+//!
+//! Bad input is a message and a non-zero exit code (clap's usage errors exit with 2, start-up failures with 1),
+//! never a panic. Once every worker is listening, exactly one line `listening on http://ADDR` goes to stdout
+//! (everything else is logged to stderr), so a supervisor or test can learn an ephemeral port.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, FromArgMatches as _};
+
+use crate::observe::{self, LogFormat};
+use crate::proxy::{UpstreamOverride, Upstreams};
+use crate::router;
+use crate::server::{self, ServerConfig};
+use crate::spec::ApiSpec;
+
+/// The runtime's own version, reported by `--version`.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Exit code after a second SIGINT/SIGTERM cut the drain short (128 + SIGINT, as shells report it).
+const FORCED_EXIT: i32 = 130;
+
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// Deployment stage (accepted for forward compatibility; stages are not implemented yet).
+    #[arg(long, env = "GATEWAY_STAGE", value_name = "NAME")]
+    stage: Option<String>,
+
+    /// Worker threads, each with its own listener and connection pools [default: one per core].
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
+
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT (e.g. 250ms, 10s, 5m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    shutdown_timeout: Duration,
+
+    /// Use URL for the upstream NAME instead of the spec's (repeatable).
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    upstreams: Vec<UpstreamOverride>,
+
+    /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    log_format: LogFormat,
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{e} (expected e.g. 250ms, 10s, 5m)"))
+}
+
+/// The `--version` text: gateway name (added by clap), API version, spec file, runtime version.
+fn version(api: &ApiSpec) -> String {
+    format!(
+        "{} (spec {}, gateway-runtime {RUNTIME_VERSION})",
+        api.api_version, api.spec_file
+    )
+}
+
+/// The gateway's command-line definition, named after the gateway.
+pub fn command(api: &ApiSpec) -> clap::Command {
+    Args::command()
+        .name(api.name)
+        .version(version(api))
+        .about(format!("API gateway `{}`, generated from {}", api.name, api.spec_file))
+}
+
+/// Runs the gateway with the process's arguments until SIGTERM or SIGINT, then drains and exits.
+///
+/// A second signal during the drain exits at once (code 130).
+pub fn run(api: &'static ApiSpec) -> ExitCode {
+    run_inner(
+        api,
+        std::env::args_os(),
+        &mut std::io::stdout(),
+        Shutdown::<std::future::Pending<()>>::Signals,
+    )
+}
+
+/// Like [`run`], with explicit arguments (the first is the program name), stdout, and a future that starts the
+/// graceful shutdown when it completes instead of signals. For tests and embedding.
+pub fn run_with<I, T, F>(api: &'static ApiSpec, args: I, stdout: &mut dyn Write, shutdown: F) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+    F: Future<Output = ()>,
+{
+    run_inner(api, args, stdout, Shutdown::Future(shutdown))
+}
+
+/// What starts the graceful shutdown.
+enum Shutdown<F> {
+    Signals,
+    Future(F),
+}
+
+/// [`Shutdown`] once armed (signal handlers installed).
+enum Trigger<F> {
+    Signals(Signals),
+    Future(F),
+}
+
+fn run_inner<I, T, F>(api: &'static ApiSpec, args: I, stdout: &mut dyn Write, shutdown: Shutdown<F>) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+    F: Future<Output = ()>,
+{
+    let mut command = command(api);
+    let args = match command
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| Args::from_arg_matches(&matches))
+    {
+        Ok(args) => args,
+        Err(err) => return clap_exit(&err),
+    };
+    // Checked now so that an unknown name or a bad URL is reported as the usage error it is.
+    let upstreams = match Upstreams::resolve(api, &args.upstreams) {
+        Ok(upstreams) => upstreams,
+        Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"))),
+    };
+
+    observe::init(args.log_format);
+    tracing::info!(
+        gateway = api.name,
+        api_version = api.api_version,
+        spec = api.spec_file,
+        runtime = RUNTIME_VERSION,
+        "starting"
+    );
+    if let Some(stage) = &args.stage {
+        tracing::warn!(stage, "stages are not implemented yet; serving the spec as generated");
+    }
+    for (name, url) in upstreams.urls() {
+        tracing::info!("upstream {name} = {url}");
+    }
+    router::log_routes(api);
+
+    // A small runtime on the main thread, for signals and for waiting on the workers.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the runtime: {err}")),
+    };
+    // Signal handlers go in before the port opens: a SIGTERM sent as soon as we are listening must drain, not
+    // kill the process.
+    let trigger = match shutdown {
+        Shutdown::Signals => match runtime.block_on(async { Signals::register() }) {
+            Ok(signals) => Trigger::Signals(signals),
+            Err(err) => return fail(&format!("cannot install signal handlers: {err}")),
+        },
+        Shutdown::Future(future) => Trigger::Future(future),
+    };
+
+    let config = ServerConfig {
+        listen: args.listen,
+        workers: args.workers,
+        shutdown_timeout: args.shutdown_timeout,
+        upstream_overrides: args.upstreams,
+    };
+    let handle = match server::start(api, config) {
+        Ok(handle) => handle,
+        Err(err) => return fail(&err.to_string()),
+    };
+    let addr = handle.local_addr();
+    if let Err(err) = writeln!(stdout, "listening on http://{addr}").and_then(|()| stdout.flush()) {
+        tracing::warn!(error = %err, "cannot write the listening line to stdout");
+    }
+    tracing::info!(%addr, "listening");
+
+    runtime.block_on(async {
+        match trigger {
+            Trigger::Signals(mut signals) => {
+                let name = signals.recv().await;
+                tracing::info!(signal = name, "shutting down");
+                tokio::spawn(async move {
+                    let name = signals.recv().await;
+                    tracing::warn!(
+                        signal = name,
+                        "second signal; exiting without waiting for in-flight requests"
+                    );
+                    std::process::exit(FORCED_EXIT);
+                });
+            }
+            Trigger::Future(future) => {
+                future.await;
+                tracing::info!("shutting down");
+            }
+        }
+    });
+    handle.shutdown();
+    // Joined off the runtime thread so that the second-signal task above keeps running meanwhile.
+    let joined = runtime.block_on(async { tokio::task::spawn_blocking(move || handle.join()).await });
+    match joined {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(err)) => fail(&err.to_string()),
+        Err(err) => fail(&format!("shutdown failed: {err}")),
+    }
+}
+
+fn clap_exit(err: &clap::Error) -> ExitCode {
+    // Help and version go to stdout with code 0; usage errors to stderr with code 2.
+    let _ = err.print();
+    ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
+}
+
+fn fail(message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// SIGTERM and SIGINT (Ctrl-C).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must run inside the runtime that will poll [`recv`](Self::recv).
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "ctrl-c",
+                // Without a working handler, never trigger a shutdown by accident.
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,37 @@
+//! The runtime every generated gateway links.
+//!
+//! A generated crate contains only data ([`spec::ApiSpec`]: routes, targets, policies) and typed parameter parsers
+//! ([`params::FromRequestParams`] impls); this crate does the work. It knows nothing of OpenAPI. Its `main` is
+//! `gateway_runtime::cli::run(&api::API)`.
+//!
+//! # Request phases
+//!
+//! Every request passes through the same phases, in this order (later issues add policies as new phases, each in
+//! its own module):
+//!
+//! 1. **route** — the router matches the path (including a parameter's literal suffix, as in `/calls/{sid}.json`)
+//!    and method (`404` / `405` with `Allow` otherwise) ([`router`]).
+//! 2. **params** — path parameters that are dot-segments (`.`, `..`) are refused, then the operation's typed
+//!    parameters are parsed (`400` naming the parameter otherwise) ([`router`], [`params`]).
+//! 3. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
+//!
+//! Every response the gateway makes itself is `application/problem+json` ([`problem`]).
+//!
+//! # Serving
+//!
+//! [`server`] runs one single-threaded runtime per core, each with its own listener (`SO_REUSEPORT`), router
+//! and upstream connection pools; [`cli`] is the command line around it, [`observe`] the logging set-up.
+
+pub mod cli;
+pub mod mock;
+pub mod observe;
+pub mod params;
+pub mod problem;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod spec;
+
+// Generated code names these through the runtime so that a gateway crate depends on nothing else.
+pub use http;
+pub use uuid;

@@ -1,0 +1,329 @@
+//! The serving loop: worker threads, listeners, connections, graceful shutdown.
+//!
+//! Built for throughput on many cores without shared state: each worker thread runs its own single-threaded
+//! tokio runtime with its own `SO_REUSEPORT` listener on the same address (the kernel spreads connections
+//! across them), its own router and its own upstream connection pools. A request never crosses threads and
+//! never touches a lock or a reference count shared with another worker. The only thing shared is the shutdown
+//! signal.
+//!
+//! Shutdown is graceful: workers stop accepting, idle keep-alive connections are closed, in-flight requests
+//! finish (their responses carry `Connection: close`), all bounded by the drain timeout, after which remaining
+//! connections are dropped.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::Router;
+use http::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+use crate::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
+use crate::router::{self, RouterError};
+use crate::spec::ApiSpec;
+
+/// The address of the client at the other end of the connection a request arrived on.
+///
+/// Inserted into every request's extensions by the server, read by the proxy for `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen; port `0` picks a free port (see [`ServerHandle::local_addr`]).
+    pub listen: SocketAddr,
+    /// Worker threads; `None` for one per available core.
+    pub workers: Option<NonZeroUsize>,
+    /// How long in-flight requests may take to finish once shutdown starts.
+    pub shutdown_timeout: Duration,
+    /// Upstream URL replacements.
+    pub upstream_overrides: Vec<UpstreamOverride>,
+}
+
+impl ServerConfig {
+    /// Defaults (one worker per core, 30 s drain, no overrides) on `listen`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            workers: None,
+            shutdown_timeout: Duration::from_secs(30),
+            upstream_overrides: Vec::new(),
+        }
+    }
+}
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad upstream configuration.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Bad operation table.
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker could not start.
+    #[error("worker {worker} failed to start: {source}")]
+    Worker {
+        /// The worker's index.
+        worker: usize,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A worker thread panicked.
+    #[error("{0} worker thread(s) panicked")]
+    WorkerPanicked(usize),
+}
+
+/// A running server. Dropping it starts a graceful shutdown without waiting for it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address every worker listens on (with the actual port when port `0` was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain).
+    pub fn join(mut self) -> Result<(), ServerError> {
+        let panicked = self
+            .workers
+            .drain(..)
+            .map(JoinHandle::join)
+            .filter(Result::is_err)
+            .count();
+        if panicked == 0 {
+            Ok(())
+        } else {
+            Err(ServerError::WorkerPanicked(panicked))
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown), then [`join`](Self::join).
+    pub fn stop(self) -> Result<(), ServerError> {
+        self.shutdown();
+        self.join()
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds, starts the workers and returns once every worker is accepting connections.
+///
+/// Blocking (binds sockets, spawns threads): call it from outside an async context, or via
+/// `tokio::task::spawn_blocking`. Works in-process, which is how the tests run gateways on `127.0.0.1:0`.
+pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let upstreams = Upstreams::resolve(api, &config.upstream_overrides)?;
+    let tls = TlsConfig::for_upstreams(&upstreams)?;
+    let workers = config
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    // Without SO_REUSEPORT there is nothing to spread connections across several listeners.
+    let workers = if cfg!(unix) { workers } else { 1 };
+
+    // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
+    // connection pools) and listeners.
+    let mut routers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        routers.push(router::build(api, &Proxy::new(&upstreams, &tls))?);
+    }
+    let first = bind(config.listen).map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = first.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        // With port 0 the first bind chose the port; the others join it.
+        listeners.push(bind(addr).map_err(|source| ServerError::Bind { addr, source })?);
+    }
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let mut handle = ServerHandle {
+        addr,
+        shutdown,
+        workers: Vec::with_capacity(workers),
+    };
+    for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
+        let worker = Worker {
+            index,
+            listener,
+            router,
+            shutdown: shutdown_rx.clone(),
+            drain: config.shutdown_timeout,
+            ready: ready_tx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{index}"))
+            .spawn(move || worker.run())
+            .map_err(|source| ServerError::Worker { worker: index, source })?;
+        handle.workers.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err),
+            // A worker died before reporting (a panic); `handle` shuts the others down when dropped.
+            Err(_) => return Err(ServerError::WorkerPanicked(1)),
+        }
+    }
+    Ok(handle)
+}
+
+/// A listening socket that other workers' sockets can share.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Restarting must not wait for the previous process's connections to leave TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    // Every worker binds its own socket to the same address; the kernel balances new connections across
+    // them, which avoids the thundering herd and the shared accept queue of one listener polled by N threads.
+    // (As with nginx's `reuseport`, another process of the same user could join the port too.)
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// One worker thread's state.
+struct Worker {
+    index: usize,
+    listener: std::net::TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    ready: mpsc::Sender<Result<(), ServerError>>,
+}
+
+impl Worker {
+    fn run(self) {
+        let Worker {
+            index,
+            listener,
+            router,
+            shutdown,
+            drain,
+            ready,
+        } = self;
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(source) => {
+                let _ = ready.send(Err(ServerError::Worker { worker: index, source }));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(source) => {
+                    let _ = ready.send(Err(ServerError::Worker { worker: index, source }));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            drop(ready);
+            serve(index, listener, router, shutdown, drain).await;
+        });
+        // Dropping the runtime here cancels whatever outlived the drain timeout.
+    }
+}
+
+/// Accepts connections until shutdown, then drains.
+async fn serve(
+    index: usize,
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    // The timer enables hyper's header read timeout (30 s by default), which bounds slow-header clients.
+    http.keep_alive(true).timer(TokioTimer::new());
+
+    let stop = async move {
+        // An error means the handle is gone, which also means stop.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole by hyper; waiting for more data (Nagle) only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    let service = router.clone().map_request(move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert(ClientAddr(peer));
+                        request
+                    });
+                    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(err) = connection.await {
+                            tracing::debug!(%peer, error = %err, "connection ended with an error");
+                        }
+                    });
+                }
+                // The peer gave up before we accepted: nothing to do.
+                Err(err) if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                ) => {}
+                Err(err) => {
+                    // Typically out of file descriptors; the connection stays queued, so back off briefly
+                    // instead of spinning on the same error.
+                    tracing::warn!(worker = index, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    // Closing the listener makes the kernel stop queueing connections for this worker.
+    drop(listener);
+    let open = graceful.count();
+    tracing::debug!(worker = index, open, "draining connections");
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!(worker = index, timeout = ?drain, "drain timeout reached; closing remaining connections");
+    }
+}
