@@ -177,12 +177,30 @@ fn bad_upstream_url() {
 #[test]
 fn unsupported_openapi_version() {
     let e = single_error(
-        &BASE.replace("openapi: 3.0.3", "openapi: 3.1.0"),
-        "OpenAPI 3.1.0 is not supported",
+        &BASE.replace("openapi: 3.0.3", "openapi: 4.0.0"),
+        "unsupported OpenAPI version `4.0.0`",
         1,
     );
     assert!(e.help.is_some());
     single_error(&BASE.replace("openapi: 3.0.3", "swagger: \"2.0\""), "Swagger 2.0", 1);
+}
+
+#[test]
+fn openapi_3_1_is_read_with_a_warning_and_needs_paths() {
+    let spec = BASE
+        .replace("openapi: 3.0.3", "openapi: 3.1.0")
+        .replace("schema: { type: integer }", "schema: { type: [integer, \"null\"] }");
+    let g = run(&spec).expect("3.1 generates");
+    assert!(g.warnings.iter().any(|w| {
+        w.message
+            .contains("OpenAPI 3.1 is read as 3.0: 1 JSON Schema construct")
+    }));
+    assert!(
+        g.files["src/params.rs"].contains("pub pet_id: i64"),
+        "the type array was read as integer"
+    );
+    let webhooks_only = "openapi: 3.1.0\ninfo: { title: T, version: \"1\" }\nwebhooks: {}\n";
+    single_error(webhooks_only, "the document has no paths", 1);
 }
 
 #[test]

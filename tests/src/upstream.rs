@@ -10,6 +10,10 @@
 //!
 //! Otherwise the answer is a JSON description of the request: method, raw path, query, headers, body.
 //! `/__calls` answers how many other requests arrived. Every response carries `X-Upstream: echo`.
+//!
+//! [`FixedJson`] is the benchmark origin instead: every request, whatever its path, gets the same JSON body, built
+//! once, after an optional fixed delay. Its per-request work is as small as hyper allows (the body is a clone of
+//! one `Bytes`, the headers are static), so that what a benchmark measures is the proxy in front of it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,6 +27,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -231,4 +236,88 @@ fn gated_body(gate: Arc<Notify>) -> Body {
         let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"second\n")))).await;
     });
     StreamBody::new(ReceiverStream::new(rx)).boxed()
+}
+
+/// The benchmark origin: the same JSON body for every request, after an optional fixed delay.
+#[derive(Debug, Clone)]
+pub struct FixedJson {
+    body: Bytes,
+    delay: Option<Duration>,
+}
+
+impl FixedJson {
+    /// A body of `size` bytes (or the smallest body this makes, if `size` is smaller) answered after `delay`.
+    pub fn new(size: usize, delay: Option<Duration>) -> Self {
+        Self {
+            body: Bytes::from(fixed_json_body(size)),
+            delay: delay.filter(|d| !d.is_zero()),
+        }
+    }
+
+    /// The body every request gets.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Serves HTTP/1.1 with keep-alive on `listener` until the task is dropped.
+    ///
+    /// HTTP/1 only: every client a benchmark puts in front of it (wrk, nginx, haproxy, the gateway) speaks
+    /// HTTP/1.1 to its origin, and hyper's `http1` connection skips the protocol sniffing of the auto builder.
+    pub async fn serve(self, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: back off briefly rather than spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let fixed = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<Incoming>| fixed.clone().respond());
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn respond(self) -> Result<Response<Full<Bytes>>, Infallible> {
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let mut response = Response::new(Full::new(self.body));
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok(response)
+    }
+}
+
+/// A pet as JSON, padded to `size` bytes with a `note` field.
+fn fixed_json_body(size: usize) -> Vec<u8> {
+    const HEAD: &str = r#"{"id":42,"name":"Rex","status":"available","tags":["dog","good"],"note":""#;
+    const TAIL: &str = r#""}"#;
+    let pad = size.saturating_sub(HEAD.len() + TAIL.len());
+    let mut body = Vec::with_capacity(HEAD.len() + pad + TAIL.len());
+    body.extend_from_slice(HEAD.as_bytes());
+    body.resize(HEAD.len() + pad, b'.');
+    body.extend_from_slice(TAIL.as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_json_body_has_the_asked_size_and_is_json() {
+        let smallest = fixed_json_body(0).len();
+        for size in [0, smallest, 200, 4096] {
+            let body = fixed_json_body(size);
+            assert_eq!(body.len(), size.max(smallest));
+            let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+            assert_eq!(value["id"], 42);
+        }
+    }
 }

@@ -34,11 +34,13 @@ enum Outcome {
     Refused { errors: usize, first: String },
 }
 
+/// `../shared/specs-corpus` beside the checkout.
+pub fn default_dir() -> PathBuf {
+    workspace_root().join("../shared/specs-corpus")
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("../shared/specs-corpus"));
+    let dir = args.dir.clone().unwrap_or_else(default_dir);
     let specs = find_specs(&dir).with_context(|| format!("reading the corpus at {}", dir.display()))?;
     if specs.is_empty() {
         bail!("no specs found in {}", dir.display());

@@ -33,11 +33,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     if !args.no_corpus {
         println!("\n==> the real-world corpus: generate and build");
-        crate::corpus::run(&crate::corpus::Args {
-            dir: None,
-            no_build: false,
-            release: false,
-        })?;
+        let dir = crate::corpus::default_dir();
+        if dir.is_dir() || std::env::var_os("CI").is_some() {
+            crate::corpus::run(&crate::corpus::Args {
+                dir: None,
+                no_build: false,
+                release: false,
+            })?;
+        } else {
+            // The corpus lives beside the checkout (shared/), not in it; CI always has it and fails without it.
+            println!("skipped: {} is not there (CI runs this step)", dir.display());
+        }
     }
     println!("\nall tests passed");
     Ok(())

@@ -6,6 +6,7 @@
 //! `openapiv3::OpenAPI`. Problems are diagnostics at JSON pointers; nothing here panics on any input.
 
 mod document;
+mod downgrade;
 pub mod ext;
 pub mod refs;
 mod repair;
@@ -60,7 +61,27 @@ pub struct ParsedOperation {
 /// Parses `text` (JSON or YAML). Diagnostics (warnings, and errors if it fails) are added to `diags`.
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     let mut document = read_document(text, diags)?;
-    check_version(&document, diags)?;
+    let version = check_version(&document, diags)?;
+    if version == Version::V3_1 {
+        let translated = downgrade::downgrade(&mut document);
+        diags.push(
+            Diagnostic::warning("/openapi", format!("OpenAPI 3.1 is read as 3.0: {translated} JSON Schema construct(s) translated (type arrays, const, numeric exclusive bounds, examples)"))
+                .help("paths, operations, parameters and servers mean the same in both; see docs/x-gateway.md"),
+        );
+        if document
+            .get("paths")
+            .is_none_or(|p| p.as_object().is_none_or(serde_json::Map::is_empty))
+        {
+            diags.push(
+                Diagnostic::error(
+                    "/openapi",
+                    "the document has no paths: there is nothing for a gateway to serve",
+                )
+                .help("webhooks describe requests the API sends, not ones it serves; add `paths:`"),
+            );
+            return None;
+        }
+    }
     repair::repair(&mut document, diags);
     let openapi: OpenAPI = deserialize_at(&document, "", diags)?;
     let errors_before = diags.items().len();
@@ -94,21 +115,22 @@ fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Valu
     }
 }
 
-fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Option<()> {
+/// The OpenAPI versions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V3_0,
+    V3_1,
+}
+
+fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Option<Version> {
     let version = document.get("openapi").and_then(|v| v.as_str());
     match version {
-        Some(v) if v.starts_with("3.0.") => Some(()),
-        Some(v) if v.starts_with("3.1") => {
-            diags.push(
-                Diagnostic::error("/openapi", format!("OpenAPI {v} is not supported yet: this generator reads OpenAPI 3.0.x"))
-                    .help("convert the spec to OpenAPI 3.0.3 (for example with `openapi-format --convertTo 3.0`), or track 3.1 support in the project's issues"),
-            );
-            None
-        }
+        Some(v) if v.starts_with("3.0.") => Some(Version::V3_0),
+        Some(v) if v.starts_with("3.1.") => Some(Version::V3_1),
         Some(v) => {
             diags.push(
                 Diagnostic::error("/openapi", format!("unsupported OpenAPI version `{v}`"))
-                    .help("this generator reads OpenAPI 3.0.x documents (`openapi: 3.0.3`)"),
+                    .help("this generator reads OpenAPI 3.0.x and 3.1.x documents (`openapi: 3.0.3`)"),
             );
             None
         }
