@@ -30,7 +30,7 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
     let operations = checked
         .operations
         .iter()
-        .map(|op| lower_operation(&spec.openapi, op, &mut types, diags))
+        .filter_map(|op| lower_operation(&spec.openapi, op, &mut types, diags))
         .collect();
     Api {
         name: checked.name,
@@ -53,7 +53,9 @@ fn lower_operation(
     op: &CheckedOperation<'_>,
     types: &mut Types,
     diags: &mut Diagnostics,
-) -> Operation {
+) -> Option<Operation> {
+    // A checked spec has a target for every operation; one without is left out rather than trusted.
+    let target = op.target.clone()?;
     let struct_name = types
         .scope
         .claim(format!("{}Params", names::type_name(&op.id, "Operation")), "");
@@ -153,7 +155,7 @@ fn lower_operation(
     }
     let summary = first_line(op.parsed.operation.summary.as_ref())
         .or_else(|| first_line(op.parsed.operation.description.as_ref()));
-    Operation {
+    Some(Operation {
         id: op.id.clone(),
         method: op.parsed.method.to_owned(),
         template: op.parsed.template.clone(),
@@ -166,8 +168,8 @@ fn lower_operation(
             fields: params,
             unchecked,
         }),
-        target: op.target.clone(),
-    }
+        target,
+    })
 }
 
 fn location_label(location: Location) -> &'static str {

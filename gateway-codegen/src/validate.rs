@@ -55,8 +55,8 @@ pub struct CheckedOperation<'a> {
     /// Per path parameter, literal text that follows it inside its segment (`.json` in `{Sid}.json`), which the
     /// router of axum 0.8 cannot match; the runtime strips and checks it instead.
     pub path_suffixes: Vec<String>,
-    /// Where requests go.
-    pub target: Target,
+    /// Where requests go (`None` only while errors are being collected: a checked spec has them all).
+    pub target: Option<Target>,
     /// Position in the document, to keep output in document order.
     pub order: usize,
 }
@@ -260,7 +260,6 @@ fn check_operation<'a>(
     upstreams: &mut Upstreams,
     diags: &mut Diagnostics,
 ) -> Option<CheckedOperation<'a>> {
-    let errors_before = diags.items().len();
     let id = op.operation.operation_id.clone().unwrap_or_else(|| derived_id(op));
     let routed = template::routed_part(&op.template);
     if routed.len() != op.template.len() {
@@ -291,19 +290,15 @@ fn check_operation<'a>(
     let (route, path_params, path_suffixes) = route_parts(&pieces, &op.path_pointer, diags)?;
     check_path_params(op, &path_params, diags);
     let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
-    let new_errors = diags.items()[errors_before..]
-        .iter()
-        .any(|d| d.severity == crate::diagnostics::Severity::Error);
-    if new_errors {
-        return None;
-    }
+    // Returned even when its target is in error, so that route conflicts are still checked and reported in the
+    // same run; `validate` fails as a whole if anything was wrong.
     Some(CheckedOperation {
         parsed: op,
         id,
         route,
         path_params,
         path_suffixes,
-        target: target?,
+        target,
         order: 0,
     })
 }
