@@ -63,6 +63,13 @@ impl Diagnostic {
         self
     }
 
+    /// Moves the diagnostic to `pointer` (for checks that learn where they are from their caller).
+    #[must_use]
+    pub fn relocate(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = pointer.into();
+        self
+    }
+
     /// Pins the diagnostic to a known position.
     #[must_use]
     pub fn at(mut self, location: Location) -> Self {

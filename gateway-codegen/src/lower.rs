@@ -40,6 +40,7 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         upstreams: checked.upstreams,
         operations,
         enums: types.enums.into_values().collect(),
+        cache: checked.cache,
     }
 }
 
@@ -168,6 +169,7 @@ fn lower_operation(
             fields: params,
             unchecked,
         }),
+        cache: op.cache.clone(),
         target,
     })
 }

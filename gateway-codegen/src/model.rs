@@ -22,6 +22,56 @@ pub struct Api {
     pub operations: Vec<Operation>,
     /// String enums used by parameters, sorted by name.
     pub enums: Vec<EnumType>,
+    /// API-wide response cache sizes.
+    pub cache: CacheSettings,
+}
+
+/// API-wide response cache sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Total bytes of cached responses.
+    pub capacity: u64,
+    /// Largest body stored.
+    pub max_entry: u64,
+}
+
+/// How an operation's responses are cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Time to live (above zero).
+    pub ttl: Duration,
+    /// Key parts besides the operation and its path parameters, in the order written.
+    pub key: Vec<CacheKeyPart>,
+    /// Stored statuses.
+    pub statuses: Vec<u16>,
+    /// Cached methods (upper case).
+    pub methods: Vec<String>,
+    /// Who may force a refresh.
+    pub invalidate: Invalidate,
+}
+
+/// A request value in a cache key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheKeyPart {
+    /// Query parameter by name.
+    Query(String),
+    /// Header by lower-case name.
+    Header(String),
+    /// The caller's API key.
+    ApiKey,
+    /// A JWT claim.
+    JwtClaim(String),
+}
+
+/// Who may force a cached response to be refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    /// Nobody.
+    None,
+    /// Any caller.
+    Any,
+    /// Callers with a valid API key.
+    ApiKey,
 }
 
 /// An HTTP upstream.
@@ -56,6 +106,8 @@ pub struct Operation {
     pub summary: Option<String>,
     /// The typed parameters; `None` when there is nothing to check.
     pub params: Option<ParamStruct>,
+    /// Response caching, when on.
+    pub cache: Option<CachePolicy>,
     /// Where requests go.
     pub target: Target,
 }

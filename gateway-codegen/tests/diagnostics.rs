@@ -299,3 +299,77 @@ fn output_is_deterministic() {
         );
     }
 }
+
+/// BASE with a cache on `getPet` (the `x-gateway` of the operation is on line 12).
+fn cached(cache: &str) -> String {
+    BASE.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        &format!("        target: {{ upstream: pets, path: \"/v1/pets/{{petId}}\" }}\n        cache: {cache}\n"),
+    )
+}
+
+#[test]
+fn cache_key_must_name_declared_parameters() {
+    let spec = cached("{ ttl: 60s, key: [query.fields] }");
+    let e = single_error(
+        &spec,
+        "cache key `query.fields` names no declared query parameter of GET /pets/{petId}",
+        14,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("declare `fields`")));
+    let spec = cached("{ ttl: 60s, key: [\"header.X-Tenant\"] }");
+    single_error(&spec, "names no declared header parameter", 14);
+    let spec = cached("{ ttl: 60s, key: [fields] }");
+    single_error(&spec, "cache key `fields` is not a request value", 14);
+    // A declared one is fine, and header names are case-insensitive.
+    let spec = cached("{ ttl: 60s, key: [query.limit, header.x-tenant] }").replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: limit, in: query, schema: { type: integer } }\n        - { name: X-Tenant, in: header, schema: { type: string } }\n",
+    );
+    let g = run(&spec).expect("declared key parameters");
+    assert!(g.files["src/api.rs"].contains("CacheKeyPart::Header(\"x-tenant\")"));
+}
+
+#[test]
+fn a_cached_operation_that_needs_an_identity_must_key_on_it() {
+    let secured = |cache: &str| {
+        cached(cache).replace(
+            "      operationId: getPet\n",
+            "      operationId: getPet\n      security: [ { apiKey: [] } ]\n",
+        ) + "components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: x-api-key }\n"
+    };
+    let e = single_error(&secured("{ ttl: 60s }"), "requires a caller identity", 15);
+    assert!(
+        e.help
+            .as_deref()
+            .is_some_and(|h| h.contains("context.api_key") && h.contains("shared: true"))
+    );
+    run(&secured("{ ttl: 60s, key: [context.api_key] }")).expect("keyed on the caller");
+    run(&secured("{ ttl: 60s, key: [jwt.claims.sub] }")).expect("keyed on a claim");
+    run(&secured("{ ttl: 60s, shared: true }")).expect("declared shared");
+    run(&secured("{ ttl: 0s }")).expect("not cached at all");
+}
+
+#[test]
+fn cache_sizes_are_api_wide_and_well_formed() {
+    single_error(
+        &cached("{ ttl: 60s, capacity: 1MiB }"),
+        "`cache.capacity` is API-wide",
+        14,
+    );
+    let spec = BASE.replace(
+        "x-gateway:\n  upstreams:",
+        "x-gateway:\n  cache: { capacity: 64 }\n  upstreams:",
+    );
+    single_error(&spec, "invalid size `64`", 4);
+    single_error(
+        &cached("{ ttl: 60s, statuses: [200, 99] }"),
+        "99 is not an HTTP status code",
+        14,
+    );
+    single_error(
+        &cached("{ ttl: 60s, invalidate: everyone }"),
+        "unknown variant `everyone`",
+        14,
+    );
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _};
 
+use crate::admin::AdminToken;
 use crate::observe::{self, LogFormat};
 use crate::proxy::{UpstreamOverride, Upstreams};
 use crate::router;
@@ -32,6 +33,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
+
+    /// Bearer token that enables the admin endpoints under `/_gateway/` (cache flush and stats) [default: off].
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 
     /// Deployment stage (accepted for forward compatibility; stages are not implemented yet).
     #[arg(long, env = "GATEWAY_STAGE", value_name = "NAME")]
@@ -165,6 +170,7 @@ where
         workers: args.workers,
         shutdown_timeout: args.shutdown_timeout,
         upstream_overrides: args.upstreams,
+        admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,

@@ -13,7 +13,11 @@
 //!    and method (`404` / `405` with `Allow` otherwise) ([`router`]).
 //! 2. **params** — path parameters that are dot-segments (`.`, `..`) are refused, then the operation's typed
 //!    parameters are parsed (`400` naming the parameter otherwise) ([`router`], [`params`]).
-//! 3. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
+//! 3. **cache** — a cached operation is answered from the response cache when it can be; concurrent misses for
+//!    one key are coalesced into one call of the target ([`cache`]).
+//! 4. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
+//!
+//! Process-wide policy state (the cache) is in [`state`]; the admin endpoints under `/_gateway/` in [`admin`].
 //!
 //! Every response the gateway makes itself is `application/problem+json` ([`problem`]).
 //!
@@ -22,6 +26,8 @@
 //! [`server`] runs one single-threaded runtime per core, each with its own listener (`SO_REUSEPORT`), router
 //! and upstream connection pools; [`cli`] is the command line around it, [`observe`] the logging set-up.
 
+pub mod admin;
+pub mod cache;
 pub mod cli;
 pub mod mock;
 pub mod observe;
@@ -31,6 +37,7 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod spec;
+pub mod state;
 
 // Generated code names these through the runtime so that a gateway crate depends on nothing else.
 pub use http;

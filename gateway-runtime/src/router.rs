@@ -23,11 +23,13 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method, request};
 
+use crate::cache::{CallerIdentity, ResponseCache};
 use crate::mock::{MockError, MockResponse};
 use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::problem::Problem;
 use crate::proxy::{Proxy, UpstreamRoute};
-use crate::spec::{ApiSpec, OperationSpec, TargetSpec};
+use crate::spec::{ApiSpec, CacheSpec, OperationSpec, TargetSpec};
+use crate::state::SharedState;
 
 /// Why the operation table cannot be served (generated code is checked for all of these at generate time).
 #[derive(Debug, thiserror::Error)]
@@ -118,8 +120,8 @@ fn allow_header(methods: &[&Method]) -> HeaderValue {
     HeaderValue::from_str(&listed.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Builds the router for one worker, forwarding through that worker's `proxy`.
-pub fn build(api: &'static ApiSpec, proxy: &Proxy) -> Result<Router, RouterError> {
+/// Builds the router for one worker, forwarding through that worker's `proxy`, with the process-wide `state`.
+pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Result<Router, RouterError> {
     // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
     let mut check = matchit::Router::new();
     let mut router = Router::new();
@@ -150,13 +152,16 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy) -> Result<Router, RouterError
                 method: op.method.clone(),
             })?;
             methods.push(&op.method);
-            method_router = method_router.on_service(filter, OperationService::new(op, api, proxy)?);
+            method_router = method_router.on_service(filter, OperationService::new(op, api, proxy, state)?);
         }
         let allow = allow_header(&methods);
         router = router.route(route, method_router.fallback_service(MethodNotAllowed { allow }));
     }
     // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
     // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
+    if let Some(admin) = crate::admin::routes(api, state) {
+        router = router.merge(admin);
+    }
     Ok(router.without_v07_checks().fallback_service(NotFound))
 }
 
@@ -182,6 +187,15 @@ enum Target {
     Mock(Arc<MockResponse>),
 }
 
+impl Target {
+    async fn respond(&self, parts: request::Parts, body: axum::body::Body, values: &[&str]) -> Response {
+        match self {
+            Target::Mock(mock) => mock.respond(),
+            Target::Proxy(route) => route.forward(parts, body, values).await,
+        }
+    }
+}
+
 /// Serves one operation: path-parameter checks, typed validation, then the target.
 ///
 /// One concrete type for every operation (the operation is data), so nothing is instantiated per operation.
@@ -190,6 +204,7 @@ enum Target {
 pub struct OperationService {
     op: &'static OperationSpec,
     target: Target,
+    cache: Option<(ResponseCache, &'static CacheSpec)>,
 }
 
 impl std::fmt::Debug for OperationService {
@@ -205,7 +220,12 @@ const NOT_A_DOT_SEGMENT: &str = "a value other than `.` or `..`";
 
 impl OperationService {
     /// Prepares `op` for serving through `proxy`.
-    pub fn new(op: &'static OperationSpec, api: &ApiSpec, proxy: &Proxy) -> Result<Self, RouterError> {
+    pub fn new(
+        op: &'static OperationSpec,
+        api: &ApiSpec,
+        proxy: &Proxy,
+        state: &SharedState,
+    ) -> Result<Self, RouterError> {
         let target = match &op.target {
             TargetSpec::Upstream(target) => {
                 let route = proxy.route(target).ok_or(RouterError::UnknownUpstream {
@@ -222,7 +242,8 @@ impl OperationService {
                 }
             })?)),
         };
-        Ok(Self { op, target })
+        let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
+        Ok(Self { op, target, cache })
     }
 
     async fn handle(self, request: Request) -> Response {
@@ -258,9 +279,15 @@ impl OperationService {
         if let Err(err) = self.check(&values, &parts) {
             return Problem::bad_param(&err).into_response();
         }
-        match &self.target {
-            Target::Mock(mock) => mock.respond(),
-            Target::Proxy(route) => route.forward(parts, body, &values).await,
+        match &self.cache {
+            None => self.target.respond(parts, body, &values).await,
+            Some((cache, policy)) => {
+                let lookup = cache.lookup(self.op.id, policy, &parts, &values, &CallerIdentity::default());
+                let target = &self.target;
+                cache
+                    .serve(policy, lookup, || target.respond(parts, body, &values))
+                    .await
+            }
         }
     }
 

@@ -28,9 +28,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
+use crate::admin::AdminToken;
 use crate::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
 use crate::router::{self, RouterError};
 use crate::spec::ApiSpec;
+use crate::state::SharedState;
 
 /// The address of the client at the other end of the connection a request arrived on.
 ///
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Upstream URL replacements.
     pub upstream_overrides: Vec<UpstreamOverride>,
+    /// Bearer token for the admin endpoints under `/_gateway/`; `None` turns them off.
+    pub admin_token: Option<AdminToken>,
 }
 
 impl ServerConfig {
@@ -59,6 +63,7 @@ impl ServerConfig {
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
             upstream_overrides: Vec::new(),
+            admin_token: None,
         }
     }
 }
@@ -156,9 +161,10 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
     // connection pools) and listeners.
+    let state = SharedState::new(api, config.admin_token.clone());
     let mut routers = Vec::with_capacity(workers);
     for _ in 0..workers {
-        routers.push(router::build(api, &Proxy::new(&upstreams, &tls))?);
+        routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);
     }
     let first = bind(config.listen).map_err(|source| ServerError::Bind {
         addr: config.listen,

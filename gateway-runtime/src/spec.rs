@@ -23,6 +23,17 @@ pub struct ApiSpec {
     pub upstreams: &'static [UpstreamSpec],
     /// Every operation served, in a stable order (by route, then method).
     pub operations: &'static [OperationSpec],
+    /// The response cache's size limits (the cache exists when some operation has a [`CacheSpec`]).
+    pub cache: CacheSettings,
+}
+
+/// API-wide response cache settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Total bytes of cached responses (bodies and headers) kept before the least valuable are evicted.
+    pub capacity: u64,
+    /// Largest body stored; larger responses are passed through, not cached.
+    pub max_entry: u64,
 }
 
 /// An HTTP upstream: a base URL that may carry a base path.
@@ -59,8 +70,49 @@ pub struct OperationSpec {
     pub path_suffixes: &'static [&'static str],
     /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
     pub validate: Option<Validator>,
+    /// Response caching, when the operation's TTL is above zero.
+    pub cache: Option<&'static CacheSpec>,
     /// Where the request goes.
     pub target: TargetSpec,
+}
+
+/// How an operation's responses are cached.
+#[derive(Debug)]
+pub struct CacheSpec {
+    /// How long a stored response is served.
+    pub ttl: Duration,
+    /// What the key holds besides the operation and its path parameters.
+    pub key: &'static [CacheKeyPart],
+    /// Response statuses that are stored.
+    pub statuses: &'static [u16],
+    /// Request methods that are looked up (HEAD is answered from a stored GET and never stored itself).
+    pub methods: &'static [Method],
+    /// Who may force a refresh with `Cache-Control: max-age=0` / `no-cache`.
+    pub invalidate: Invalidate,
+}
+
+/// A request value that is part of a cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKeyPart {
+    /// A query parameter, by name.
+    Query(&'static str),
+    /// A request header, by lower-case name.
+    Header(&'static str),
+    /// The caller's API key (empty when the caller presented none).
+    ApiKey,
+    /// A claim of the caller's JWT.
+    JwtClaim(&'static str),
+}
+
+/// Who may force a cached response to be refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    /// Nobody: `Cache-Control: max-age=0` is ignored.
+    None,
+    /// Any caller.
+    Any,
+    /// Callers holding a valid API key.
+    ApiKey,
 }
 
 /// Type-checks a request's parameters; generated code passes `params::check::<GetPetParams>`.

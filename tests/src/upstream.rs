@@ -6,7 +6,8 @@
 //! - `size=N` — answer with N bytes (`x` repeated), streamed in 64 KiB chunks;
 //! - `echo=body` — stream the request body back as the response body;
 //! - `gate=NAME` — send `first\n`, then wait until `/__release/NAME` is requested, then send `second\n`;
-//! - `hop=1` — add hop-by-hop headers to the response (`Connection: x-hop`, `X-Hop`, `Keep-Alive`).
+//! - `hop=1` — add hop-by-hop headers to the response (`Connection: x-hop`, `X-Hop`, `Keep-Alive`);
+//! - `cache_control=V` — add `Cache-Control: V`; `set_cookie=1` — add `Set-Cookie: session=s1`.
 //!
 //! Otherwise the answer is a JSON description of the request: method, raw path, query, headers, body.
 //! `/__calls` answers how many other requests arrived. Every response carries `X-Upstream: echo`.
@@ -180,6 +181,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         headers.insert("x-hop", HeaderValue::from_static("1"));
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
     }
+    if let Some(value) = query.get("cache_control").and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("cache-control", value);
+    }
+    if query.contains_key("set_cookie") {
+        headers.insert("set-cookie", HeaderValue::from_static("session=s1"));
+    }
+    // Which call this answer came from: a cached copy repeats the number of the call that produced it.
+    headers.insert("x-upstream-call", HeaderValue::from(count));
     Ok(response)
 }
 

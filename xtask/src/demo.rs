@@ -18,7 +18,14 @@ pub struct Args {
 }
 
 const EXAMPLES: &[(&str, &str)] = &[
-    ("/pets/42?verbose=true", "proxied, path rewritten to /v1/pets/42"),
+    (
+        "/pets/42?verbose=true",
+        "proxied, path rewritten to /v1/pets/42; X-Cache: MISS",
+    ),
+    (
+        "/pets/42?verbose=true",
+        "the same again: X-Cache: HIT, served from the cache",
+    ),
     (
         "/pets?limit=5&status=sold&tags=a&tags=b",
         "typed query parameters, passed through",
@@ -85,10 +92,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!();
         for (path, what) in EXAMPLES {
             let (status, response) = http_get(gateway.addr, path)?;
-            let body = response.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+            let x_cache = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-cache: "))
+                .map(|v| format!(" [X-Cache: {v}]"))
+                .unwrap_or_default();
             println!(
-                "GET {path} -> {status} ({what})\n  {}",
-                body.chars().take(160).collect::<String>()
+                "GET {path} -> {status}{x_cache} ({what})\n  {}",
+                body.trim().chars().take(160).collect::<String>()
             );
         }
         return Ok(());

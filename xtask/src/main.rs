@@ -2,6 +2,7 @@
 //!
 //! Only xtask touches the disk for the generator: `gateway-codegen` returns files, this writes them.
 
+mod bench;
 mod corpus;
 mod demo;
 mod generate;
@@ -30,6 +31,8 @@ enum Task {
     Test(test::Args),
     /// Generate a gateway for every spec of the shared real-world corpus and build them; print the tally.
     Corpus(corpus::Args),
+    /// Benchmark the generated gateway against nginx, haproxy and a direct connection, and time the generator.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Task::Demo(args) => demo::run(&args),
         Task::Test(args) => test::run(&args),
         Task::Corpus(args) => corpus::run(&args),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,11 @@
-//! Running cargo and the project's servers from tasks. Every server started here listens on 127.0.0.1 and is
-//! stopped by its PID when the task ends.
+//! Running cargo, the project's servers and other tools from tasks. Every server started here listens on 127.0.0.1
+//! and is stopped by its PID when the task ends, also on error and panic paths (the guards stop them as they drop);
+//! every wait is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,22 @@ pub fn run_step(mut command: Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server process that prints `listening on http://ADDR` on stdout once it is ready; killed when dropped.
+/// How long a server may take to become ready.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a server may take to exit on SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How a server shows that it is ready.
+#[derive(Debug, Clone, Copy)]
+pub enum Ready {
+    /// It prints `listening on http://ADDR` on stdout (the project's servers).
+    PrintsAddress,
+    /// It accepts TCP connections on this address (servers that print nothing, such as nginx and haproxy).
+    Accepts(SocketAddr),
+}
+
+/// A server process; stopped by its PID (and its children by theirs) when dropped.
 pub struct Server {
     child: Child,
     /// Where it listens.
@@ -36,13 +52,39 @@ pub struct Server {
 impl Server {
     /// Starts `program` with `args` and waits (bounded) for its `listening on` line.
     pub fn start(program: &Path, args: &[String], name: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+        let mut command = Command::new(program);
+        command.args(args);
+        Self::spawn(command, name, Ready::PrintsAddress)
+    }
+
+    /// Starts `command` and waits (bounded) until it is `ready`. Its stdin is closed; with
+    /// [`Ready::PrintsAddress`] its stdout is read here, otherwise stdout and stderr are as `command` says.
+    pub fn spawn(mut command: Command, name: &str, ready: Ready) -> anyhow::Result<Self> {
+        command.stdin(Stdio::null());
+        if matches!(ready, Ready::PrintsAddress) {
+            command.stdout(Stdio::piped());
+        }
+        let child = command
             .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
+            .with_context(|| format!("starting {name} ({:?})", command.get_program()))?;
+        // From here on the guard owns the process: any failure below stops it as the guard drops.
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            name: name.to_owned(),
+        };
+        server.addr = match ready {
+            Ready::PrintsAddress => server.read_address()?,
+            Ready::Accepts(addr) => {
+                server.wait_accepting(addr)?;
+                addr
+            }
+        };
+        Ok(server)
+    }
+
+    fn read_address(&mut self) -> anyhow::Result<SocketAddr> {
+        let stdout = self.child.stdout.take().context("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -51,21 +93,32 @@ impl Server {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(START_LIMIT) {
             Ok(addr) => addr
                 .parse()
-                .with_context(|| format!("{name} printed a bad address {addr:?}"))?,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{name} did not start within 30s");
+                .with_context(|| format!("{} printed a bad address {addr:?}", self.name)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("{} closed its stdout without printing its address", self.name)
             }
-        };
-        Ok(Self {
-            child,
-            addr,
-            name: name.to_owned(),
-        })
+            Err(mpsc::RecvTimeoutError::Timeout) => bail!("{} did not start within {START_LIMIT:?}", self.name),
+        }
+    }
+
+    fn wait_accepting(&mut self, addr: SocketAddr) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_LIMIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exit_status() {
+                bail!("{} exited ({status}) before accepting connections on {addr}", self.name);
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{} did not accept connections on {addr} within {START_LIMIT:?}",
+            self.name
+        )
     }
 
     /// The process id.
@@ -73,22 +126,49 @@ impl Server {
         self.child.id()
     }
 
-    /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 10 s.
+    /// The name it was started with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How it exited, if it has.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Its direct children (nginx's workers, say), by PID.
+    pub fn children(&self) -> Vec<u32> {
+        children_of(self.pid()).into_iter().map(|p| p.pid).collect()
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 10 s. Children it leaves behind (a
+    /// killed nginx master leaves its workers running) are killed by their PIDs.
     pub fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
+        if self.exit_status().is_some() {
             return;
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let children = children_of(self.pid());
+        signal(self.pid(), "TERM");
+        let deadline = Instant::now() + STOP_LIMIT;
+        let mut exited = false;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if self.exit_status().is_some() {
+                exited = true;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("{} (pid {}) did not stop on SIGTERM; killing it", self.name, self.pid());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            eprintln!("{} (pid {}) did not stop on SIGTERM; killing it", self.name, self.pid());
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for child in children {
+            // The start time tells the same process from a later one that reuses its PID.
+            if proc_stat(child.pid).is_some_and(|(_, start)| start == child.start) {
+                signal(child.pid, "KILL");
+            }
+        }
     }
 }
 
@@ -96,6 +176,100 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sends `signal` (a name such as `TERM`) to one process.
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A process named so that a later process with the same PID is not mistaken for it.
+struct ProcessId {
+    pid: u32,
+    start: u64,
+}
+
+/// The processes whose parent is `parent`, from /proc (empty where there is no /proc).
+fn children_of(parent: u32) -> Vec<ProcessId> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let (ppid, start) = proc_stat(pid)?;
+            (ppid == parent).then_some(ProcessId { pid, start })
+        })
+        .collect()
+}
+
+/// A process's parent PID and start time (in clock ticks since boot), from `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0], so field N is fields[N - 3]: ppid is field 4, starttime field 22.
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// Runs `command` to completion with its stdout and stderr captured, killing it if it takes longer than `limit`.
+pub fn output_within(mut command: Command, limit: Duration) -> anyhow::Result<Output> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = KillOnDrop(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {program}"))?,
+    );
+    let stdout = read_in_background(child.0.stdout.take());
+    let stderr = read_in_background(child.0.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            bail!("{program} did not finish within {limit:?}; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let collect = |reader: std::thread::JoinHandle<Vec<u8>>| reader.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}
+
+/// A child that is killed (by its PID) and reaped if still running when this drops.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Reads a pipe to its end on a thread, so that a chatty child never blocks on a full pipe.
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`, for smoke checks without an HTTP client dependency.

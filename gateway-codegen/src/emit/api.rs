@@ -3,7 +3,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Api, Operation, PathPart, Target, Upstream};
+use crate::model::{Api, CacheKeyPart, CachePolicy, Invalidate, Operation, PathPart, Target, Upstream};
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
     let name = &api.name;
@@ -11,13 +11,17 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let version = &api.version;
     let upstreams = api.upstreams.iter().map(upstream);
     let operations = api.operations.iter().map(operation);
+    let capacity = Literal::u64_unsuffixed(api.cache.capacity);
+    let max_entry = Literal::u64_unsuffixed(api.cache.max_entry);
     quote! {
         //! The gateway's static configuration: its upstreams, and one entry per operation.
 
         use ::gateway_runtime::http::Method;
         use ::gateway_runtime::params::check;
+        #[allow(unused_imports)]
         use ::gateway_runtime::spec::{
-            ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
+            ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec, PathPart,
+            TargetSpec, UpstreamSpec, UpstreamTarget,
         };
         use ::std::time::Duration;
 
@@ -31,6 +35,7 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             api_version: #version,
             upstreams: &[#(#upstreams),*],
             operations: &[#(#operations),*],
+            cache: CacheSettings { capacity: #capacity, max_entry: #max_entry },
         };
     }
 }
@@ -74,6 +79,13 @@ fn operation(op: &Operation) -> TokenStream {
         None => quote!(None),
     };
     let target = target(&op.target);
+    let cache = match &op.cache {
+        Some(policy) => {
+            let policy = cache_policy(policy);
+            quote!(Some(&#policy))
+        }
+        None => quote!(None),
+    };
     quote! {
         OperationSpec {
             id: #id,
@@ -83,6 +95,7 @@ fn operation(op: &Operation) -> TokenStream {
             path_params: &[#(#path_params),*],
             path_suffixes: &[#(#suffixes),*],
             validate: #validate,
+            cache: #cache,
             target: #target,
         }
     }
@@ -116,6 +129,32 @@ fn target(target: &Target) -> TokenStream {
                     body: #body,
                 })
             }
+        }
+    }
+}
+
+fn cache_policy(policy: &CachePolicy) -> TokenStream {
+    let ttl = millis(policy.ttl);
+    let key = policy.key.iter().map(|part| match part {
+        CacheKeyPart::Query(name) => quote!(CacheKeyPart::Query(#name)),
+        CacheKeyPart::Header(name) => quote!(CacheKeyPart::Header(#name)),
+        CacheKeyPart::ApiKey => quote!(CacheKeyPart::ApiKey),
+        CacheKeyPart::JwtClaim(name) => quote!(CacheKeyPart::JwtClaim(#name)),
+    });
+    let statuses = policy.statuses.iter().map(|s| Literal::u16_unsuffixed(*s));
+    let methods = policy.methods.iter().map(|m| format_ident!("{}", m));
+    let invalidate = match policy.invalidate {
+        Invalidate::None => quote!(Invalidate::None),
+        Invalidate::Any => quote!(Invalidate::Any),
+        Invalidate::ApiKey => quote!(Invalidate::ApiKey),
+    };
+    quote! {
+        CacheSpec {
+            ttl: Duration::from_millis(#ttl),
+            key: &[#(#key),*],
+            statuses: &[#(#statuses),*],
+            methods: &[#(Method::#methods),*],
+            invalidate: #invalidate,
         }
     }
 }

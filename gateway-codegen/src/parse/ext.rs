@@ -24,6 +24,8 @@ pub struct RootExt {
     pub upstreams: IndexMap<String, UpstreamExt>,
     /// The default target of every operation.
     pub target: Option<TargetExt>,
+    /// Response caching: API-wide sizes, and defaults for every operation.
+    pub cache: Option<CacheExt>,
 }
 
 /// `x-gateway` on a path item or an operation.
@@ -34,6 +36,98 @@ pub struct PolicyExt {
     pub target: Option<TargetExt>,
     /// Leave the operation (or every operation of the path item) out of the gateway.
     pub skip: Option<bool>,
+    /// Response caching for the operation (or every operation of the path item).
+    pub cache: Option<CacheExt>,
+}
+
+/// `cache:`. Every field is optional at every level and inherited field by field; `capacity` and `max_entry`
+/// are API-wide and only valid at the top level.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheExt {
+    /// Total size of cached responses (top level only). Default 64MiB.
+    pub capacity: Option<SizeValue>,
+    /// Larger responses are passed through, not cached (top level only). Default 1MiB.
+    pub max_entry: Option<SizeValue>,
+    /// How long a response is served from the cache; `0s` turns caching off. Default 0s.
+    pub ttl: Option<TtlValue>,
+    /// Request values in the key besides the operation and its path parameters: `query.X`, `header.X`,
+    /// `context.api_key`, `jwt.claims.X`.
+    pub key: Option<Vec<String>>,
+    /// Statuses that are stored. Default `[200]`.
+    pub statuses: Option<Vec<u16>>,
+    /// Who may force a refresh with `Cache-Control: max-age=0`. Default `none`.
+    pub invalidate: Option<Invalidate>,
+    /// Methods that are cached. Default `[GET, HEAD]`.
+    pub methods: Option<Vec<String>>,
+    /// Every caller may see the same cached answer (needed to cache an operation that requires a caller identity
+    /// without putting that identity in the key).
+    pub shared: Option<bool>,
+}
+
+/// `cache.invalidate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Invalidate {
+    /// Nobody may force a refresh.
+    None,
+    /// Any caller may.
+    Any,
+    /// Callers with a valid API key may.
+    ApiKey,
+}
+
+/// A TTL: a duration that may be zero (`0s` turns caching off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlValue(pub Duration);
+
+impl<'de> Deserialize<'de> for TtlValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = written_text(deserializer)?;
+        if text.trim().trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" && text.trim() != "0" {
+            return Ok(TtlValue(Duration::ZERO));
+        }
+        parse_duration(&text).map(TtlValue).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size written as `64KiB`, `1MiB`, `512B`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeValue(pub u64);
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = written_text(deserializer)?;
+        parse_size(&text).map(SizeValue).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a size such as `64KiB` or `1MiB`, refusing bare numbers (whose unit would be a guess) and zero.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size `{text}`: write a number and a unit, like `512B`, `64KiB` or `1MiB`");
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let size = trimmed.parse::<bytesize::ByteSize>().map_err(|_| bad())?.as_u64();
+    if size == 0 {
+        return Err(format!("invalid size `{text}`: must be greater than zero"));
+    }
+    Ok(size)
+}
+
+/// The text of a scalar written as a string or a bare number (so that `10` gets the message asking for a unit).
+fn written_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Text(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Written::deserialize(deserializer)? {
+        Written::Text(text) => text,
+        Written::Number(n) => n.to_string(),
+    })
 }
 
 /// An upstream under `x-gateway.upstreams`.
@@ -86,17 +180,7 @@ pub struct DurationValue(pub Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // A bare number is read too, so that `timeout: 10` gets the message that asks for a unit.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Written {
-            Text(String),
-            Number(serde_json::Number),
-        }
-        let text = match Written::deserialize(deserializer)? {
-            Written::Text(text) => text,
-            Written::Number(n) => n.to_string(),
-        };
+        let text = written_text(deserializer)?;
         parse_duration(&text)
             .map(DurationValue)
             .map_err(serde::de::Error::custom)
@@ -128,5 +212,14 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("ten seconds").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 * 1024 * 1024));
+        assert_eq!(parse_size("1KiB"), Ok(1024));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert!(parse_size("1024").is_err());
+        assert!(parse_size("lots").is_err());
     }
 }

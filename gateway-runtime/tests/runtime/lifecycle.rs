@@ -222,6 +222,7 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         path_params: &[],
         path_suffixes: &[],
         validate: None,
+        cache: None,
         target: TargetSpec::Mock(MockSpec {
             status: 200,
             headers: &[],
@@ -237,6 +238,10 @@ static DUPLICATE: ApiSpec = ApiSpec {
     api_version: "1",
     upstreams: &[],
     operations: &[mock_op("a", Method::GET, "/x"), mock_op("b", Method::GET, "/x")],
+    cache: gateway_runtime::spec::CacheSettings {
+        capacity: 1 << 20,
+        max_entry: 1 << 16,
+    },
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -248,6 +253,10 @@ static CONFLICT: ApiSpec = ApiSpec {
         mock_op("a", Method::GET, "/x/{p0}"),
         mock_op("b", Method::GET, "/x/{*p0}"),
     ],
+    cache: gateway_runtime::spec::CacheSettings {
+        capacity: 1 << 20,
+        max_entry: 1 << 16,
+    },
 };
 
 #[test]

@@ -114,6 +114,7 @@ const fn op(
         path_params,
         path_suffixes: &[],
         validate,
+        cache: None,
         target,
     }
 }
@@ -195,6 +196,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["sid"],
             path_suffixes: &[".json"],
             validate: None,
+            cache: None,
             target: upstream(
                 ECHO,
                 &[
@@ -322,6 +324,10 @@ pub static API: ApiSpec = ApiSpec {
             }),
         ),
     ],
+    cache: gateway_runtime::spec::CacheSettings {
+        capacity: 1 << 20,
+        max_entry: 1 << 16,
+    },
 };
 
 // ---- upstreams ----

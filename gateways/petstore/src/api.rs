@@ -5,8 +5,11 @@
 
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
+
+#[allow(unused_imports)]
 use ::gateway_runtime::spec::{
-    ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
+    ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec,
+    PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::std::time::Duration;
@@ -48,6 +51,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: Some(check::<params::ListPetsParams>),
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -61,6 +65,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -74,6 +79,18 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::GetPetParams>),
+            cache: Some(
+                &CacheSpec {
+                    ttl: Duration::from_millis(60000),
+                    key: &[
+                        CacheKeyPart::Query("fields"),
+                        CacheKeyPart::Header("accept-language"),
+                    ],
+                    statuses: &[200, 404],
+                    methods: &[Method::GET, Method::HEAD],
+                    invalidate: Invalidate::Any,
+                },
+            ),
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -87,6 +104,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::UpdatePetParams>),
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -100,6 +118,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["id"],
             path_suffixes: &[],
             validate: Some(check::<params::DeletePetParams>),
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -113,6 +132,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId", "photoId"],
             path_suffixes: &["", ".jpg"],
             validate: Some(check::<params::GetPetPhotoParams>),
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[
@@ -124,6 +144,32 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "listVaccinations",
+            method: Method::GET,
+            template: "/pets/{petId}/vaccinations",
+            route: "/pets/{p0}/vaccinations",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::ListVaccinationsParams>),
+            cache: Some(
+                &CacheSpec {
+                    ttl: Duration::from_millis(2000),
+                    key: &[],
+                    statuses: &[200],
+                    methods: &[Method::GET, Method::HEAD],
+                    invalidate: Invalidate::None,
+                },
+            ),
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/vaccinations"),
+                ],
+            }),
+        },
+        OperationSpec {
             id: "getReport",
             method: Method::GET,
             template: "/reports/{reportId}",
@@ -131,6 +177,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["reportId"],
             path_suffixes: &[],
             validate: Some(check::<params::GetReportParams>),
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 1,
                 path: &[PathPart::Literal("/"), PathPart::Param(0)],
@@ -144,6 +191,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 2,
                 path: &[PathPart::Literal("/inventory")],
@@ -157,6 +205,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            cache: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[("X-Mock", "yes")],
@@ -172,6 +221,7 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            cache: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -180,4 +230,8 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
     ],
+    cache: CacheSettings {
+        capacity: 8388608,
+        max_entry: 1048576,
+    },
 };

@@ -48,6 +48,10 @@ pub struct GetPetParams {
     pub verbose: bool,
     /// `X-Request-Id` (header).
     pub x_request_id: ::core::option::Option<::gateway_runtime::uuid::Uuid>,
+    /// `fields` (query): Which fields to return.
+    pub fields: ::core::option::Option<::std::string::String>,
+    /// `Accept-Language` (header).
+    pub accept_language: ::core::option::Option<::std::string::String>,
 }
 
 impl rt::FromRequestParams for GetPetParams {
@@ -58,6 +62,8 @@ impl rt::FromRequestParams for GetPetParams {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             verbose: p.get(rt::ParamIn::Query, "verbose")?.unwrap_or(false),
             x_request_id: p.get(rt::ParamIn::Header, "X-Request-Id")?,
+            fields: p.get(rt::ParamIn::Query, "fields")?,
+            accept_language: p.get(rt::ParamIn::Header, "Accept-Language")?,
         })
     }
 }
@@ -112,6 +118,25 @@ impl rt::FromRequestParams for GetPetPhotoParams {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             photo_id: p.require(rt::ParamIn::Path(1), "photoId")?,
+        })
+    }
+}
+
+/// Parameters of `listVaccinations`: `GET /pets/{petId}/vaccinations`.
+///
+/// Changes rarely; cached briefly, and shared by every caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListVaccinationsParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for ListVaccinationsParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
     }
 }

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, value_name = "BYTES")]
     fixed_json: Option<usize>,
     /// Benchmark mode: wait this long before each response (e.g. `20ms`).
-    #[arg(long, value_parser = humantime::parse_duration, requires = "fixed_json")]
+    #[arg(long, value_parser = parse_delay, requires = "fixed_json")]
     delay: Option<Duration>,
     /// Benchmark mode: runtime threads (the description mode always uses one).
     #[arg(long, default_value = "1", requires = "fixed_json")]
@@ -67,4 +67,19 @@ async fn serve(args: &Args) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `20ms`, `1s`, `500us`: the few units a benchmark delay needs (no dependency for it).
+fn parse_delay(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a whole number and a unit: 20ms, 1s, 500us"))?;
+    match unit {
+        "us" => Ok(Duration::from_micros(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        _ => Err(format!("`{text}`: the unit must be us, ms or s")),
+    }
 }

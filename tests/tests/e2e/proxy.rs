@@ -1,44 +1,14 @@
-//! End to end: the generated `petstore-gateway` binary as a real process, in front of a real upstream, over real
-//! sockets on 127.0.0.1. Every test starts its own upstream and gateway, so tests run in parallel.
+//! Proxying, routing, typed parameters, mocks, failures and the process lifecycle.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_tests::client::{get, send};
 use gateway_tests::gateway::Gateway;
-use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
-const BIN: &str = "petstore-gateway";
-
-/// An upstream and the petstore gateway pointed at it (every upstream of the spec, overridden to the one server).
-async fn setup() -> (Upstream, Gateway) {
-    let upstream = Upstream::start().await.expect("upstream starts");
-    let url = upstream.url();
-    let gateway = Gateway::start(
-        BIN,
-        &[
-            "--upstream".into(),
-            format!("pets={url}"),
-            "--upstream".into(),
-            format!("reports={url}/reporting"),
-            "--upstream".into(),
-            format!("default={url}/api"),
-        ],
-    )
-    .expect("gateway starts");
-    (upstream, gateway)
-}
-
-fn assert_problem(reply: &gateway_tests::client::Reply, status: StatusCode) -> serde_json::Value {
-    assert_eq!(reply.status, status, "body: {}", reply.text());
-    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
-    let problem = reply.json();
-    assert_eq!(problem["status"], status.as_u16());
-    assert!(problem["title"].is_string());
-    problem
-}
+use crate::support::{BIN, assert_problem, setup};
 
 #[tokio::test]
 async fn proxies_method_rewritten_path_query_headers_and_body() {

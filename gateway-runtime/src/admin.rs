@@ -1,0 +1,116 @@
+//! The admin endpoints under `/_gateway/`, on the gateway's own listener, guarded by a bearer token.
+//!
+//! Without `--admin-token` (env `GATEWAY_ADMIN_TOKEN`) they do not exist (`404`). The token is compared in
+//! constant time. Spec paths cannot start with `/_gateway/` (a generate-time error), so nothing is shadowed.
+//!
+//! - `POST /_gateway/cache/flush[?operation=ID]` — drop every cached response, or one operation's;
+//! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::header::AUTHORIZATION;
+use subtle::ConstantTimeEq as _;
+
+use crate::problem::Problem;
+use crate::spec::ApiSpec;
+use crate::state::SharedState;
+
+/// The admin bearer token.
+#[derive(Clone)]
+pub struct AdminToken(Arc<str>);
+
+impl AdminToken {
+    /// Wraps a token; an empty one is refused.
+    pub fn new(token: &str) -> Option<Self> {
+        (!token.is_empty()).then(|| Self(Arc::from(token)))
+    }
+
+    fn admits(&self, request: &Request) -> bool {
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        presented.as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never printed.
+        f.write_str("AdminToken(..)")
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    api: &'static ApiSpec,
+    state: SharedState,
+}
+
+/// The admin routes, or `None` when no token is configured.
+pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
+    let token = state.admin_token.clone()?;
+    let admin = Admin {
+        api,
+        state: state.clone(),
+    };
+    let router = Router::new()
+        .route("/_gateway/cache/flush", post(flush))
+        .route("/_gateway/cache/stats", get(stats))
+        .with_state(admin)
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let admitted = token.admits(&request);
+                async move {
+                    if admitted {
+                        next.run(request).await
+                    } else {
+                        Problem::new(
+                            StatusCode::UNAUTHORIZED,
+                            "the admin endpoints need `Authorization: Bearer <admin token>`",
+                        )
+                        .into_response()
+                    }
+                }
+            },
+        ));
+    Some(router)
+}
+
+#[derive(serde::Deserialize)]
+struct FlushQuery {
+    operation: Option<String>,
+}
+
+async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> Response {
+    let Some(cache) = &admin.state.cache else {
+        return Problem::new(StatusCode::NOT_FOUND, "no operation of this gateway caches responses").into_response();
+    };
+    if let Some(id) = &query.operation
+        && !admin.api.operations.iter().any(|op| op.id == id)
+    {
+        return Problem::new(StatusCode::NOT_FOUND, format!("no operation `{id}`")).into_response();
+    }
+    cache.flush(query.operation.as_deref()).await;
+    tracing::info!(operation = query.operation.as_deref().unwrap_or("*"), "cache flushed");
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "flushed": query.operation.as_deref().unwrap_or("*") })),
+    )
+        .into_response()
+}
+
+async fn stats(State(admin): State<Admin>) -> Response {
+    match &admin.state.cache {
+        Some(cache) => axum::Json(cache.stats(admin.api.cache.capacity).await).into_response(),
+        None => Problem::new(StatusCode::NOT_FOUND, "no operation of this gateway caches responses").into_response(),
+    }
+}

@@ -1,0 +1,473 @@
+//! Phase 3a: the response cache, in front of the target.
+//!
+//! Responses are kept in one moka cache shared by every worker (TinyLFU admission, weighted by bytes, each entry
+//! with the TTL of its operation). A stored body is a `Bytes`: a hit clones a reference, never the body.
+//!
+//! A miss is coalesced: while one request fetches a key, the others asking for it wait for that one answer
+//! (moka's `or_try_insert_with`). Only a storable answer is shared. One that is not storable — a status not in
+//! the operation's list, `Set-Cookie`, `Cache-Control: no-store`/`private`, a body over `max_entry` — goes to the
+//! request that fetched it (streamed), and each waiter then fetches its own, so nothing meant for one caller is
+//! ever given to another, and an upstream error is neither stored nor handed to the waiters.
+
+use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, SET_COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request};
+use http_body::Frame;
+use http_body_util::BodyExt as _;
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// Bytes counted per entry on top of its body and headers (key, bookkeeping).
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// A stored response.
+#[derive(Debug)]
+pub struct Cached {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored: Instant,
+    ttl: Duration,
+    weight: u32,
+}
+
+/// Why a fetched response was not stored.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("response not storable")]
+pub struct NotStored;
+
+struct PerEntryTtl;
+
+impl Expiry<Arc<str>, Arc<Cached>> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Cached>, _now: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The shared response cache.
+#[derive(Clone)]
+pub struct ResponseCache {
+    entries: Cache<Arc<str>, Arc<Cached>>,
+    max_entry: u64,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.entries.entry_count())
+            .finish()
+    }
+}
+
+/// Entry count and resident size, for the admin endpoint and tests.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CacheStats {
+    /// Stored responses.
+    pub entries: u64,
+    /// Their total weight in bytes.
+    pub bytes: u64,
+    /// The configured capacity in bytes.
+    pub capacity: u64,
+}
+
+/// How a cached operation's request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl Outcome {
+    fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Bypass => "BYPASS",
+        })
+    }
+}
+
+/// What the request looks like to the cache, read before the request is handed to the target.
+pub struct Lookup {
+    key: Option<Arc<str>>,
+    refresh: bool,
+    head: bool,
+}
+
+impl ResponseCache {
+    /// A cache of `settings.capacity` bytes.
+    pub fn new(settings: CacheSettings) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(settings.capacity)
+            .weigher(|_key: &Arc<str>, value: &Arc<Cached>| value.weight)
+            .expire_after(PerEntryTtl)
+            // Needed by the per-operation flush.
+            .support_invalidation_closures()
+            .build();
+        Self {
+            entries,
+            max_entry: settings.max_entry,
+        }
+    }
+
+    /// Decides how `parts` is served under `policy`: its key (none when it is not cached), and whether it asks
+    /// for a refresh it is allowed to force.
+    pub fn lookup(
+        &self,
+        op_id: &str,
+        policy: &CacheSpec,
+        parts: &request::Parts,
+        path_values: &[&str],
+        identity: &CallerIdentity,
+    ) -> Lookup {
+        let head = parts.method == Method::HEAD;
+        let cached_method = policy.methods.contains(&parts.method) || (head && policy.methods.contains(&Method::GET));
+        if !cached_method {
+            return Lookup {
+                key: None,
+                refresh: false,
+                head,
+            };
+        }
+        let refresh = asks_refresh(&parts.headers)
+            && match policy.invalidate {
+                Invalidate::None => false,
+                Invalidate::Any => true,
+                Invalidate::ApiKey => identity.api_key.is_some(),
+            };
+        Lookup {
+            key: Some(cache_key(op_id, policy, parts, path_values, identity)),
+            refresh,
+            head,
+        }
+    }
+
+    /// Serves a cached operation: from the cache, or through `fetch` (called at most once, and only when the
+    /// target must be asked), storing what may be stored.
+    pub async fn serve<F, Fut>(&self, policy: &CacheSpec, lookup: Lookup, fetch: F) -> Response
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let Some(key) = lookup.key else {
+            return mark(fetch().await, Outcome::Bypass);
+        };
+        if lookup.head {
+            // HEAD is answered from a stored GET; it is never stored itself (it has no body to store).
+            return match self.entries.get(&key).await {
+                Some(hit) => hit_response(&hit),
+                None => mark(fetch().await, Outcome::Miss),
+            };
+        }
+        if lookup.refresh {
+            self.entries.invalidate(&key).await;
+        }
+
+        // The fetch runs inside the coalescing initializer when this request leads, or not at all when another
+        // request is already fetching the key; a leader's unstorable answer is handed back through this slot.
+        let fetch = Arc::new(Mutex::new(Some(fetch)));
+        let leader_answer: Arc<Mutex<Option<Response>>> = Arc::default();
+        let init = {
+            let fetch = fetch.clone();
+            let leader_answer = leader_answer.clone();
+            let max_entry = self.max_entry;
+            async move {
+                let Some(fetch) = fetch.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+                    return Err(NotStored);
+                };
+                match store(fetch().await, policy, max_entry).await {
+                    Ok(cached) => Ok(Arc::new(cached)),
+                    Err(response) => {
+                        *leader_answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(response);
+                        Err(NotStored)
+                    }
+                }
+            }
+        };
+        match self.entries.entry(key).or_try_insert_with(init).await {
+            Ok(entry) if entry.is_fresh() => serve_stored(entry.value(), Outcome::Miss),
+            Ok(entry) => hit_response(entry.value()),
+            Err(_) => {
+                let answer = leader_answer.lock().unwrap_or_else(PoisonError::into_inner).take();
+                match answer {
+                    Some(response) => mark(response, Outcome::Miss),
+                    None => {
+                        // Another request fetched and could not store: this one asks for itself.
+                        let fetch = fetch.lock().unwrap_or_else(PoisonError::into_inner).take();
+                        match fetch {
+                            Some(fetch) => mark(fetch().await, Outcome::Miss),
+                            None => mark(crate::problem::Problem::internal().into_response(), Outcome::Miss),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops every stored response, or those of one operation.
+    pub async fn flush(&self, op_id: Option<&str>) {
+        match op_id {
+            None => self.entries.invalidate_all(),
+            Some(id) => {
+                let prefix: Arc<str> = Arc::from(format!("{id}\u{0}"));
+                let _ = self
+                    .entries
+                    .invalidate_entries_if(move |key, _| key.starts_with(&*prefix));
+            }
+        }
+        self.entries.run_pending_tasks().await;
+    }
+
+    /// Current size, after pending evictions are applied.
+    pub async fn stats(&self, capacity: u64) -> CacheStats {
+        self.entries.run_pending_tasks().await;
+        CacheStats {
+            entries: self.entries.entry_count(),
+            bytes: self.entries.weighted_size(),
+            capacity,
+        }
+    }
+}
+
+/// Who the caller is, as far as the cache key is concerned (filled by the auth phase once it exists).
+#[derive(Debug, Clone, Default)]
+pub struct CallerIdentity {
+    /// The API key the caller presented and that was accepted.
+    pub api_key: Option<Arc<str>>,
+}
+
+fn asks_refresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|d| d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("max-age=0"))
+}
+
+/// The key: operation, path parameter values, then the listed query parameters and headers, normalised: query
+/// parameters are taken by name (their order in the URL does not matter), header names are case-insensitive.
+/// Every value is length-prefixed, so no value can be crafted to look like another key.
+fn cache_key(
+    op_id: &str,
+    policy: &CacheSpec,
+    parts: &request::Parts,
+    path_values: &[&str],
+    identity: &CallerIdentity,
+) -> Arc<str> {
+    let mut key = String::with_capacity(64);
+    key.push_str(op_id);
+    key.push('\u{0}');
+    let mut push = |tag: &str, value: &str| {
+        let _ = write!(key, "{tag}{}:{value}", value.len());
+    };
+    for value in path_values {
+        push("p", value);
+    }
+    for part in policy.key {
+        match part {
+            CacheKeyPart::Query(name) => {
+                let query = parts.uri.query().unwrap_or("");
+                let values: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+                    .collect();
+                push("q", &values.len().to_string());
+                for v in &values {
+                    push("", v);
+                }
+            }
+            CacheKeyPart::Header(name) => {
+                let values: Vec<&[u8]> = parts.headers.get_all(*name).iter().map(HeaderValue::as_bytes).collect();
+                push("h", &values.len().to_string());
+                for v in values {
+                    push("", &String::from_utf8_lossy(v));
+                }
+            }
+            CacheKeyPart::ApiKey => push("k", identity.api_key.as_deref().unwrap_or("")),
+            // JWT claims join the key once JWT auth exists; until then every caller has none.
+            CacheKeyPart::JwtClaim(_) => push("j", ""),
+        }
+    }
+    Arc::from(key)
+}
+
+/// Whether a response may be stored: a listed status, nothing private, and a body within `max_entry`.
+/// Storable responses come back buffered; the others come back as responses again, their body intact.
+async fn store(response: Response, policy: &CacheSpec, max_entry: u64) -> Result<Cached, Response> {
+    let headers = response.headers();
+    let private = headers.contains_key(SET_COOKIE)
+        || headers
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"));
+    let declared_len = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if private
+        || !policy.statuses.contains(&response.status().as_u16())
+        || declared_len.is_some_and(|len| len > max_entry)
+    {
+        return Err(response);
+    }
+    let (parts, mut body) = response.into_parts();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size: u64 = 0;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { continue };
+                size += data.len() as u64;
+                chunks.push(data);
+                if size > max_entry {
+                    // Too large after all: give the client what was read, then the rest as it comes.
+                    let body = Body::new(Prefixed {
+                        prefix: chunks,
+                        rest: body,
+                    });
+                    return Err(Response::from_parts(parts, body));
+                }
+            }
+            Some(Err(err)) => {
+                // The body broke off: the client gets the part that arrived and then the error, nothing is stored.
+                let body = Body::new(Prefixed {
+                    prefix: chunks,
+                    rest: Body::new(http_body_util::Full::new(Bytes::new()).map_err(|never| match never {})),
+                });
+                tracing::warn!(error = %err, "upstream body failed while caching");
+                let mut response = Response::from_parts(parts, body);
+                *response.status_mut() = StatusCode::BAD_GATEWAY;
+                return Err(response);
+            }
+        }
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(usize::try_from(size).unwrap_or(0));
+            for c in chunks {
+                all.extend_from_slice(&c);
+            }
+            all.freeze()
+        }
+    };
+    let header_bytes: u64 = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64)
+        .sum();
+    let weight = u32::try_from(size + header_bytes + ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+    Ok(Cached {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        stored: Instant::now(),
+        ttl: policy.ttl,
+        weight,
+    })
+}
+
+fn serve_stored(cached: &Cached, outcome: Outcome) -> Response {
+    let mut response = Response::new(Body::from(cached.body.clone()));
+    *response.status_mut() = cached.status;
+    *response.headers_mut() = cached.headers.clone();
+    response.headers_mut().insert(X_CACHE.clone(), outcome.header());
+    response
+}
+
+fn hit_response(cached: &Cached) -> Response {
+    let mut response = serve_stored(cached, Outcome::Hit);
+    let age = cached.stored.elapsed().as_secs();
+    response.headers_mut().insert(AGE, HeaderValue::from(age));
+    response
+}
+
+fn mark(mut response: Response, outcome: Outcome) -> Response {
+    response.headers_mut().insert(X_CACHE.clone(), outcome.header());
+    response
+}
+
+/// A body that yields already-read chunks, then the rest of the original body.
+struct Prefixed {
+    prefix: Vec<Bytes>,
+    rest: Body,
+}
+
+impl http_body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if !self.prefix.is_empty() {
+            let chunk = self.prefix.remove(0);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static POLICY: CacheSpec = CacheSpec {
+        ttl: Duration::from_secs(60),
+        key: &[CacheKeyPart::Query("fields"), CacheKeyPart::Header("accept-language")],
+        statuses: &[200],
+        methods: &[Method::GET, Method::HEAD],
+        invalidate: Invalidate::Any,
+    };
+
+    fn key(uri: &str, headers: &[(&str, &str)]) -> Arc<str> {
+        let mut builder = http::Request::get(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
+        cache_key("op", &POLICY, &parts, &["7"], &CallerIdentity::default())
+    }
+
+    #[test]
+    fn keys_are_normalised() {
+        let base = key("/a/7?fields=x&other=1", &[("Accept-Language", "en")]);
+        assert_eq!(
+            base,
+            key("/a/7?other=2&fields=x", &[("accept-language", "en")]),
+            "unlisted query ignored"
+        );
+        assert_ne!(base, key("/a/7?fields=y", &[("accept-language", "en")]));
+        assert_ne!(base, key("/a/7?fields=x", &[("accept-language", "de")]));
+        assert_ne!(base, key("/a/7?fields=x", &[]));
+        // Length prefixes keep crafted values apart.
+        assert_ne!(key("/a?fields=a&fields=b", &[]), key("/a?fields=a%3Ab", &[]));
+    }
+
+    #[test]
+    fn refresh_directives() {
+        let mut h = HeaderMap::new();
+        assert!(!asks_refresh(&h));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=0"));
+        assert!(asks_refresh(&h));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, No-Cache"));
+        assert!(asks_refresh(&h));
+    }
+}

@@ -1,0 +1,28 @@
+//! State shared by every worker: what must be one thing across the whole process, not one per core.
+//!
+//! Per-worker state (router, upstream connection pools) lives in each worker; only policies whose meaning is
+//! global — one cache, one set of limits — are here, behind cheap clones.
+
+use crate::admin::AdminToken;
+use crate::cache::ResponseCache;
+use crate::spec::ApiSpec;
+
+/// Process-wide state, built once at start-up and cloned into each worker's router.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState {
+    /// The response cache, when some operation caches.
+    pub cache: Option<ResponseCache>,
+    /// The token guarding `/_gateway/…`; without one the admin endpoints are off.
+    pub admin_token: Option<AdminToken>,
+}
+
+impl SharedState {
+    /// The state `api` needs.
+    pub fn new(api: &ApiSpec, admin_token: Option<AdminToken>) -> Self {
+        let caches = api.operations.iter().any(|op| op.cache.is_some());
+        Self {
+            cache: caches.then(|| ResponseCache::new(api.cache)),
+            admin_token,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End to end: the generated gateways as real processes, in front of real upstreams, over real sockets on
+//! 127.0.0.1. Every test starts its own upstream and gateway, so tests run in parallel. One test binary (modules
+//! below) keeps link time down.
+
+mod cache;
+mod golden;
+mod proxy;
+mod support;

@@ -1,0 +1,40 @@
+//! What every end-to-end test needs: an upstream, and the petstore gateway in front of it.
+
+use gateway_tests::client::Reply;
+use gateway_tests::gateway::Gateway;
+use gateway_tests::upstream::Upstream;
+use http::StatusCode;
+
+pub const BIN: &str = "petstore-gateway";
+
+/// An upstream and the petstore gateway pointed at it (every upstream of the spec, overridden to the one server).
+pub async fn setup() -> (Upstream, Gateway) {
+    setup_with(&[]).await
+}
+
+/// [`setup`], with extra gateway flags.
+pub async fn setup_with(extra: &[&str]) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await.expect("upstream starts");
+    let url = upstream.url();
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    args.extend([
+        "--upstream".into(),
+        format!("pets={url}"),
+        "--upstream".into(),
+        format!("reports={url}/reporting"),
+        "--upstream".into(),
+        format!("default={url}/api"),
+    ]);
+    let gateway = Gateway::start(BIN, &args).expect("gateway starts");
+    (upstream, gateway)
+}
+
+/// Checks that `reply` is a problem+json response with `status`, and returns the problem.
+pub fn assert_problem(reply: &Reply, status: StatusCode) -> serde_json::Value {
+    assert_eq!(reply.status, status, "body: {}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("application/problem+json"));
+    let problem = reply.json();
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(problem["title"].is_string());
+    problem
+}

@@ -1,0 +1,251 @@
+//! `cargo xtask bench`: the generated gateway against nginx, haproxy and no proxy at all, on this machine.
+//!
+//! Every scenario starts its own processes on 127.0.0.1 (the benchmark origin, the gateway, nginx, haproxy), all
+//! in front of the same origin and asking it for the same path, then drives each target with wrk for a bounded
+//! time. Runs are interleaved (gateway, nginx, haproxy, direct, gateway, …) so that a drift of the machine (a
+//! neighbour, thermal throttling) spreads over every target instead of landing on one; each figure reported is the
+//! median over `--repeat` rounds, and each ratio is the median of ratios taken within one round. Nothing here is
+//! a stored result: a run that fails says so in the table.
+//!
+//! The method, and results from a reference machine, are in `docs/benchmarks.md`.
+//!
+//! Scenarios are one function each (see [`Scenario::run`]); those for features that do not exist yet print a
+//! "not available" row until they do.
+
+mod codegen;
+mod latency;
+mod machine;
+mod memory;
+mod passthrough;
+mod report;
+mod rounds;
+mod servers;
+mod slow_upstream;
+mod wrk;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::process::{cargo, run_step};
+use crate::workspace_root;
+use machine::{Machine, Placement, Tools};
+use report::Section;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Scenarios to run, in this order. Default: every available one.
+    #[arg(value_enum)]
+    pub scenarios: Vec<Scenario>,
+    /// Length of each measured load run.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Length of the warm-up run of each target, before the measured rounds.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Open connections in the throughput scenarios (`passthrough`).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
+    pub connections: u32,
+    /// Measured rounds; every figure is the median over them.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Pin wrk to CPU 0 and every server to CPU 1 (one worker, process or thread each) instead of sharing all cores.
+    #[arg(long)]
+    pub pin: bool,
+    /// Also write every figure (each run and the medians) to this JSON file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Use the binaries already in target/release instead of generating and building them.
+    #[arg(long)]
+    pub no_build: bool,
+}
+
+/// What can be measured.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Throughput and latency of a plain proxied GET: gateway, nginx, haproxy, direct; plus a typed route.
+    Passthrough,
+    /// One connection, one request at a time: the latency each proxy adds.
+    Latency,
+    /// An origin that takes 20 ms, 1,000 connections: errors, throughput, memory of many requests in flight.
+    SlowUpstream,
+    /// Generating and building the gateway of the largest corpus spec that generates.
+    Codegen,
+    /// Response caching.
+    Cache,
+    /// Rate limits, API keys, JWT and the other request policies.
+    Policies,
+    /// Access logs, metrics and traces.
+    Observability,
+}
+
+impl Scenario {
+    const ALL: [Self; 7] = [
+        Self::Passthrough,
+        Self::Latency,
+        Self::SlowUpstream,
+        Self::Codegen,
+        Self::Cache,
+        Self::Policies,
+        Self::Observability,
+    ];
+
+    /// Runs the scenario. A new scenario is one function here; a pending one names what it waits for.
+    fn run(self, bench: &Bench) -> anyhow::Result<Section> {
+        match self {
+            Self::Passthrough => passthrough::run(bench),
+            Self::Latency => latency::run(bench),
+            Self::SlowUpstream => slow_upstream::run(bench),
+            Self::Codegen => codegen::run(bench),
+            Self::Cache => Ok(Section::pending(self, "the response cache")),
+            Self::Policies => Ok(Section::pending(self, "the request policies")),
+            Self::Observability => Ok(Section::pending(self, "access logs, metrics and traces")),
+        }
+    }
+
+    /// The external tools it needs.
+    fn tools(self) -> &'static [&'static str] {
+        match self {
+            Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
+            Self::Latency => &["wrk", "nginx"],
+            Self::Codegen | Self::Cache | Self::Policies | Self::Observability => &[],
+        }
+    }
+
+    /// Whether it runs the petstore gateway and the benchmark origin (built before the first scenario).
+    fn runs_servers(self) -> bool {
+        matches!(self, Self::Passthrough | Self::Latency | Self::SlowUpstream)
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |v| v.get_name().to_owned())
+    }
+}
+
+/// What every scenario shares: the settings, the tools, where the binaries and scratch files are.
+pub struct Bench {
+    /// Length of a measured run.
+    pub duration: Duration,
+    /// Length of a warm-up run.
+    pub warmup: Duration,
+    /// Connections for the throughput scenarios.
+    pub connections: u32,
+    /// Measured rounds.
+    pub repeat: u32,
+    /// Where processes run.
+    pub placement: Placement,
+    /// wrk, nginx, haproxy.
+    pub tools: Tools,
+    /// `target/release`.
+    pub bin: PathBuf,
+    /// `target/bench`: configuration files, logs and the wrk script; left in place for a post-mortem.
+    pub scratch: PathBuf,
+}
+
+/// The JSON file's contents.
+#[derive(Serialize)]
+struct Results<'a> {
+    machine: &'a Machine,
+    settings: Settings<'a>,
+    scenarios: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct Settings<'a> {
+    duration_s: f64,
+    warmup_s: f64,
+    connections: u32,
+    repeat: u32,
+    placement: &'a Placement,
+}
+
+/// The most connections any scenario opens (`slow-upstream`), which sets the file descriptors needed.
+const MAX_CONNECTIONS: u32 = slow_upstream::CONNECTIONS;
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let mut needed: Vec<&str> = scenarios.iter().flat_map(|s| s.tools()).copied().collect();
+    if args.pin {
+        needed.push("taskset");
+    }
+    let tools = Tools::require(&needed)?;
+    let placement = Placement::new(args.pin, args.connections.max(MAX_CONNECTIONS))?;
+    if !args.no_build && scenarios.iter().any(|s| s.runs_servers()) {
+        build()?;
+    }
+    let scratch = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let bench = Bench {
+        duration: args.duration,
+        warmup: args.warmup,
+        connections: args.connections,
+        repeat: args.repeat,
+        placement,
+        tools,
+        bin: workspace_root().join("target/release"),
+        scratch,
+    };
+    let machine = Machine::describe(&bench.tools);
+    println!("\n{}", machine.summary());
+    println!("{}", bench.placement.summary());
+
+    let mut sections = Vec::new();
+    for scenario in scenarios {
+        println!("\n==> bench {}", scenario.name());
+        let section = scenario.run(&bench).unwrap_or_else(|e| Section::failed(scenario, &e));
+        println!("\n{}", section.text);
+        sections.push(section);
+    }
+
+    if let Some(path) = &args.json {
+        let results = Results {
+            machine: &machine,
+            settings: Settings {
+                duration_s: bench.duration.as_secs_f64(),
+                warmup_s: bench.warmup.as_secs_f64(),
+                connections: bench.connections,
+                repeat: bench.repeat,
+                placement: &bench.placement,
+            },
+            scenarios: sections.iter().map(|s| s.data.clone()).collect(),
+        };
+        let text = serde_json::to_string_pretty(&results)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    let problems: Vec<&String> = sections.iter().flat_map(|s| &s.problems).collect();
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("problem: {p}");
+        }
+        bail!("{} problem(s) in the benchmark (see above)", problems.len());
+    }
+    Ok(())
+}
+
+/// Regenerates the gateways and builds the petstore gateway and the origin, in release.
+fn build() -> anyhow::Result<()> {
+    crate::generate::run(&crate::generate::Args::default())?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "petstore-gateway",
+        "-p",
+        "gateway-tests",
+        "--bin",
+        "petstore-gateway",
+        "--bin",
+        "test-upstream",
+    ]);
+    run_step(build, "build the petstore gateway and the benchmark origin (release)")
+}

@@ -1,0 +1,160 @@
+//! Interleaved measurement: a warm-up run of each target, then `--repeat` rounds of one run per target, in the
+//! same order every round. Ratios between targets are taken within a round (the runs closest in time), then the
+//! median over rounds is reported.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Bench;
+use super::report::{ms, rps};
+use super::servers::{Stack, Target};
+use super::wrk::{self, Load, Shape, median};
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Run {
+    Ok {
+        round: u32,
+        #[serde(flatten)]
+        load: Load,
+    },
+    Failed {
+        round: u32,
+        error: String,
+    },
+}
+
+impl Run {
+    fn load(&self) -> Option<&Load> {
+        match self {
+            Self::Ok { load, .. } => Some(load),
+            Self::Failed { .. } => None,
+        }
+    }
+}
+
+/// Every run of one target, and their medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub target: Target,
+    pub url_path: &'static str,
+    pub runs: Vec<Run>,
+    /// The median of each figure over the runs that succeeded.
+    pub median: Option<Load>,
+    /// Failed requests over every run (HTTP and socket errors).
+    pub errors_total: f64,
+}
+
+impl Series {
+    /// The errors of the runs that failed outright.
+    pub fn failures(&self) -> Vec<&str> {
+        self.runs
+            .iter()
+            .filter_map(|r| match r {
+                Run::Failed { error, .. } => Some(error.as_str()),
+                Run::Ok { .. } => None,
+            })
+            .collect()
+    }
+
+    fn finish(target: Target, runs: Vec<Run>) -> Self {
+        let loads: Vec<Load> = runs.iter().filter_map(Run::load).copied().collect();
+        Self {
+            target,
+            url_path: target.path(),
+            median: Load::median(&loads),
+            errors_total: loads.iter().map(Load::errors).sum(),
+            runs,
+        }
+    }
+}
+
+/// One run of `target`: fails if wrk fails or if its server (or the origin) is gone before or after.
+fn run_once(bench: &Bench, stack: &mut Stack, script: &Path, target: Target, shape: &Shape) -> anyhow::Result<Load> {
+    stack.check_alive(target)?;
+    let url = stack.url(target)?;
+    let load = wrk::run(bench, script, &url, shape);
+    stack.check_alive(target)?;
+    load
+}
+
+/// A warm-up run of each target (`--warmup` long); returns what failed.
+pub fn warm_up(bench: &Bench, stack: &mut Stack, script: &Path, targets: &[Target], shape: &Shape) -> Vec<String> {
+    let shape = shape.lasting(bench.warmup);
+    let mut failures = Vec::new();
+    for &target in targets {
+        if let Err(e) = run_once(bench, stack, script, target, &shape) {
+            println!("  warm-up {:<14} FAILED: {e:#}", target.name());
+            failures.push(format!("warm-up of {}: {e:#}", target.name()));
+        }
+    }
+    failures
+}
+
+/// `--repeat` rounds over `targets`; `after_run` sees the stack after each run (to sample memory, say).
+pub fn measure(
+    bench: &Bench,
+    stack: &mut Stack,
+    script: &Path,
+    targets: &[Target],
+    shape: &Shape,
+    mut after_run: impl FnMut(&mut Stack, Target),
+) -> Vec<Series> {
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    for round in 1..=bench.repeat {
+        for (i, &target) in targets.iter().enumerate() {
+            let run = match run_once(bench, stack, script, target, shape) {
+                Ok(load) => {
+                    println!(
+                        "  round {round}/{} {:<14} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
+                        bench.repeat,
+                        target.name(),
+                        rps(load.rps),
+                        ms(load.p50_us),
+                        ms(load.p99_us),
+                        load.errors()
+                    );
+                    Run::Ok { round, load }
+                }
+                Err(e) => {
+                    println!("  round {round}/{} {:<14} FAILED: {e:#}", bench.repeat, target.name());
+                    Run::Failed {
+                        round,
+                        error: format!("{e:#}"),
+                    }
+                }
+            };
+            runs[i].push(run);
+            after_run(stack, target);
+        }
+    }
+    targets
+        .iter()
+        .zip(runs)
+        .map(|(&target, runs)| Series::finish(target, runs))
+        .collect()
+}
+
+/// The series of `target`.
+pub fn find(series: &[Series], target: Target) -> Option<&Series> {
+    series.iter().find(|s| s.target == target)
+}
+
+/// `combine(a's run, b's run)` in every round where both succeeded, then the median over rounds.
+pub fn paired(series: &[Series], a: Target, b: Target, combine: impl Fn(&Load, &Load) -> f64) -> Option<f64> {
+    let (a, b) = (find(series, a)?, find(series, b)?);
+    let values = a
+        .runs
+        .iter()
+        .zip(&b.runs)
+        .filter_map(|(x, y)| Some(combine(x.load()?, y.load()?)))
+        .collect();
+    median(values)
+}
+
+/// The throughput of `a` over that of `b`, per round, median.
+pub fn throughput_ratio(series: &[Series], a: Target, b: Target) -> Option<f64> {
+    paired(series, a, b, |x, y| x.rps / y.rps)
+}

@@ -1,0 +1,372 @@
+//! The processes of one scenario: the benchmark origin and the proxies in front of it, each on an ephemeral port
+//! of 127.0.0.1, all stopped by their PIDs when the [`Stack`] drops.
+//!
+//! Every proxy does the same work for a request: `GET /inventory` in, `GET /api/inventory` to the origin over a
+//! kept-alive connection, `X-Forwarded-For`/`-Proto`/`-Host` added, the origin's 200-byte JSON answer streamed
+//! back. For the gateway that is its `getInventory` operation (no parameters, proxied to the spec's server URL,
+//! whose base path is `/api`); nginx and haproxy get the same prefix rewrite in their configuration.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::process::{Ready, Server, http_get};
+
+use super::Bench;
+use super::memory::Memory;
+
+/// The size of the origin's JSON answer.
+pub const BODY_BYTES: usize = 200;
+/// The gateway's operation with no parameters and no target, and what nginx and haproxy are asked for.
+pub const PASSTHROUGH_PATH: &str = "/inventory";
+/// What every proxy asks the origin for (the spec's server URL has the base path `/api`).
+pub const ORIGIN_PATH: &str = "/api/inventory";
+/// The gateway's `getPet`: an int64 path parameter checked, then a rewrite to `/v1/pets/42`.
+pub const TYPED_PATH: &str = "/pets/42";
+
+/// How long the gateway may drain on SIGTERM (there is nothing in flight by then).
+const GATEWAY_DRAIN: &str = "5s";
+
+/// A proxy to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxy {
+    Gateway,
+    Nginx,
+    Haproxy,
+}
+
+/// What a load is sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The gateway, `GET /inventory`.
+    Gateway,
+    /// The gateway, `GET /pets/42`: a typed path parameter and a rewrite.
+    GatewayTyped,
+    Nginx,
+    Haproxy,
+    /// The origin itself, no proxy.
+    Direct,
+}
+
+impl Target {
+    /// The name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::GatewayTyped => "gateway typed",
+            Self::Nginx => "nginx",
+            Self::Haproxy => "haproxy",
+            Self::Direct => "direct",
+        }
+    }
+
+    /// The path requested.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Gateway | Self::Nginx | Self::Haproxy => PASSTHROUGH_PATH,
+            Self::GatewayTyped => TYPED_PATH,
+            Self::Direct => ORIGIN_PATH,
+        }
+    }
+}
+
+/// The origin and the proxies of one scenario. Proxies are declared first so that they stop first.
+pub struct Stack {
+    gateway: Option<Server>,
+    nginx: Option<Server>,
+    haproxy: Option<Server>,
+    origin: Server,
+    dir: PathBuf,
+}
+
+impl Stack {
+    /// Starts the origin (answering after `delay`) and `proxies` in front of it; configuration and logs go to
+    /// `target/bench/<name>/`.
+    pub fn start(bench: &Bench, name: &str, delay: Option<Duration>, proxies: &[Proxy]) -> anyhow::Result<Self> {
+        let dir = bench.scratch.join(name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let origin = start_origin(bench, &dir, delay)?;
+        let mut stack = Self {
+            gateway: None,
+            nginx: None,
+            haproxy: None,
+            origin,
+            dir,
+        };
+        // Each assignment moves a running server into the stack, so a later failure stops it too.
+        for proxy in proxies {
+            match proxy {
+                Proxy::Gateway => stack.gateway = Some(start_gateway(bench, &stack.dir, stack.origin.addr)?),
+                Proxy::Nginx => stack.nginx = Some(start_nginx(bench, &stack.dir, stack.origin.addr)?),
+                Proxy::Haproxy => stack.haproxy = Some(start_haproxy(bench, &stack.dir, stack.origin.addr)?),
+            }
+        }
+        Ok(stack)
+    }
+
+    /// The server behind `target` (the origin for `direct`).
+    pub fn server(&mut self, target: Target) -> anyhow::Result<&mut Server> {
+        let server = match target {
+            Target::Gateway | Target::GatewayTyped => self.gateway.as_mut(),
+            Target::Nginx => self.nginx.as_mut(),
+            Target::Haproxy => self.haproxy.as_mut(),
+            Target::Direct => Some(&mut self.origin),
+        };
+        server.with_context(|| format!("{} was not started", target.name()))
+    }
+
+    /// The URL a load for `target` is sent to.
+    pub fn url(&mut self, target: Target) -> anyhow::Result<String> {
+        Ok(format!("http://{}{}", self.server(target)?.addr, target.path()))
+    }
+
+    /// Fails if the server behind `target` (or the origin) has exited.
+    pub fn check_alive(&mut self, target: Target) -> anyhow::Result<()> {
+        let server = self.server(target)?;
+        if let Some(status) = server.exit_status() {
+            bail!("{} exited ({status})", server.name());
+        }
+        if let Some(status) = self.origin.exit_status() {
+            bail!("the origin exited ({status})");
+        }
+        Ok(())
+    }
+
+    /// The memory of the server behind `target`, now.
+    pub fn memory(&mut self, target: Target) -> Option<Memory> {
+        Memory::of(self.server(target).ok()?)
+    }
+
+    /// Sends one request to each target and checks each answers 200 with the origin's body: a proxy that
+    /// forwards elsewhere, or answers from somewhere else, would make its figures meaningless.
+    pub fn smoke_check(&mut self, targets: &[Target]) -> anyhow::Result<()> {
+        let (status, response) = http_get(self.origin.addr, ORIGIN_PATH)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        if status != 200 || body.len() != BODY_BYTES {
+            bail!(
+                "the origin answered {status} with {} bytes, not 200 with {BODY_BYTES}",
+                body.len()
+            );
+        }
+        for &target in targets {
+            let addr = self.server(target)?.addr;
+            let (status, response) = http_get(addr, target.path())?;
+            if status != 200 || !response.contains(&body) {
+                bail!(
+                    "{} answered GET {} with {status}, not the origin's 200 and body: {}",
+                    target.name(),
+                    target.path(),
+                    response.chars().take(300).collect::<String>()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Warnings and errors the proxies logged, one line per log that has any (with the first of them).
+    pub fn log_findings(&self) -> Vec<String> {
+        let logs = [
+            ("gateway", "gateway.log", &["WARN", "ERROR"][..]),
+            (
+                "nginx",
+                "nginx-error.log",
+                &["[warn]", "[error]", "[crit]", "[alert]", "[emerg]"][..],
+            ),
+            ("haproxy", "haproxy.log", &["[WARNING]", "[ALERT]"][..]),
+            ("origin", "origin.log", &["error", "panicked"][..]),
+        ];
+        let mut findings = Vec::new();
+        for (name, file, markers) in logs {
+            let Ok(text) = fs::read_to_string(self.dir.join(file)) else {
+                continue;
+            };
+            let bad: Vec<&str> = text.lines().filter(|l| markers.iter().any(|m| l.contains(m))).collect();
+            if let Some(first) = bad.first() {
+                findings.push(format!(
+                    "{name} logged {} warning/error line(s) ({}); first: {}",
+                    bad.len(),
+                    self.dir.join(file).display(),
+                    first.chars().take(200).collect::<String>()
+                ));
+            }
+        }
+        findings
+    }
+}
+
+/// A free port of 127.0.0.1, for servers that cannot report the one they picked. The port is released before
+/// the server binds it; nothing else on a benchmark machine should take it in between.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+/// A file for a server's stderr (and stdout).
+fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+    let path = dir.join(name);
+    Ok(fs::File::create(&path)
+        .with_context(|| format!("creating {}", path.display()))?
+        .into())
+}
+
+fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::Result<Server> {
+    let mut command = bench.placement.server(&bench.bin.join("test-upstream"));
+    command.args([
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--fixed-json".to_owned(),
+        BODY_BYTES.to_string(),
+        "--threads".to_owned(),
+        bench.placement.server_threads.to_string(),
+    ]);
+    if let Some(delay) = delay {
+        command.args(["--delay".to_owned(), format!("{}us", delay.as_micros())]);
+    }
+    command.stderr(log_file(dir, "origin.log")?);
+    Server::spawn(command, "origin (test-upstream)", Ready::PrintsAddress)
+}
+
+fn start_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let mut command = bench.placement.server(&bench.bin.join("petstore-gateway"));
+    command.args([
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--workers".to_owned(),
+        bench.placement.server_threads.to_string(),
+        "--shutdown-timeout".to_owned(),
+        GATEWAY_DRAIN.to_owned(),
+        "--upstream".to_owned(),
+        format!("default=http://{origin}/api"),
+        "--upstream".to_owned(),
+        format!("pets=http://{origin}"),
+        "--upstream".to_owned(),
+        format!("reports=http://{origin}/reporting"),
+    ]);
+    command.stderr(log_file(dir, "gateway.log")?);
+    Server::spawn(command, "petstore-gateway", Ready::PrintsAddress)
+}
+
+fn start_nginx(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let listen = free_port()?;
+    let conf = dir.join("nginx.conf");
+    fs::write(&conf, nginx_conf(dir, listen, origin, bench.placement.server_threads))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    let mut command = bench.placement.server(bench.tools.path("nginx")?);
+    command
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        // The error log before the configuration is read (nginx would open its compiled-in path otherwise).
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .stdout(log_file(dir, "nginx-stdout.log")?)
+        .stderr(log_file(dir, "nginx-stderr.log")?);
+    Server::spawn(command, "nginx", Ready::Accepts(listen))
+}
+
+fn start_haproxy(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let listen = free_port()?;
+    let conf = dir.join("haproxy.cfg");
+    fs::write(&conf, haproxy_cfg(listen, origin, bench.placement.server_threads))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    let mut command: Command = bench.placement.server(bench.tools.path("haproxy")?);
+    command
+        .arg("-db")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(log_file(dir, "haproxy-stdout.log")?)
+        .stderr(log_file(dir, "haproxy.log")?);
+    Server::spawn(command, "haproxy", Ready::Accepts(listen))
+}
+
+/// nginx as a plain reverse proxy: no access log, kept-alive HTTP/1.1 to the origin, the `/api` prefix added.
+fn nginx_conf(dir: &Path, listen: SocketAddr, origin: SocketAddr, workers: usize) -> String {
+    let dir = dir.display();
+    let mut conf = String::new();
+    let _ = write!(
+        conf,
+        r#"# Written by `cargo xtask bench`.
+daemon off;
+master_process on;
+worker_processes {workers};
+error_log {dir}/nginx-error.log warn;
+pid {dir}/nginx.pid;
+
+events {{
+    worker_connections 8192;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    upstream origin {{
+        server {origin};
+        keepalive 64;
+    }}
+
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://origin/api/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }}
+    }}
+}}
+"#
+    );
+    conf
+}
+
+/// haproxy in HTTP mode: keep-alive on both sides, connections to the origin reused, the `/api` prefix added.
+fn haproxy_cfg(listen: SocketAddr, origin: SocketAddr, threads: usize) -> String {
+    format!(
+        r#"# Written by `cargo xtask bench`.
+global
+    nbthread {threads}
+    maxconn 8192
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 30s
+
+frontend bench
+    bind {listen}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend origin
+
+backend origin
+    http-request set-path /api%[path]
+    server origin {origin}
+"#
+    )
+}

@@ -1,0 +1,216 @@
+//! One wrk load run, bounded in time, and its figures read back from a Lua `done()` hook that prints them on one
+//! line (wrk's own summary rounds latencies and mixes units).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::process::output_within;
+
+use super::Bench;
+
+/// The hook: one `xtask-bench key=value …` line. wrk counts a response with a status of 400 or more as a status
+/// error; socket errors are connect, read and write errors and timeouts.
+const SCRIPT: &str = r#"-- Written by `cargo xtask bench`: prints the run's figures on one parseable line.
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "xtask-bench requests=%d duration_us=%d p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f " ..
+    "http_errors=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end
+"#;
+
+/// How long wrk waits for a response before counting a timeout.
+const RESPONSE_TIMEOUT: &str = "2s";
+
+/// How much longer than its `-d` a wrk run may take before it is killed.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// The shape of a load.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Shape {
+    /// Open connections, each with one request in flight at a time.
+    pub connections: u32,
+    /// wrk threads.
+    pub threads: u32,
+    /// Length of the run (whole seconds; wrk takes no less).
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Shape {
+    /// The same shape for `duration`.
+    pub fn lasting(self, duration: Duration) -> Self {
+        Self { duration, ..self }
+    }
+
+    /// `-c64 -t2 10s`.
+    pub fn describe(&self) -> String {
+        format!(
+            "-c{} -t{}, {}s",
+            self.connections,
+            self.threads,
+            whole_seconds(self.duration)
+        )
+    }
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+/// The figures of one run. Latencies are in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Load {
+    pub requests: f64,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    /// Responses with a status of 400 or more.
+    pub http_errors: f64,
+    pub connect_errors: f64,
+    pub read_errors: f64,
+    pub write_errors: f64,
+    pub timeouts: f64,
+}
+
+impl Load {
+    /// Every failed request: HTTP errors and socket errors.
+    pub fn errors(&self) -> f64 {
+        self.http_errors + self.connect_errors + self.read_errors + self.write_errors + self.timeouts
+    }
+
+    /// The median of each figure separately.
+    pub fn median(loads: &[Self]) -> Option<Self> {
+        let of = |f: fn(&Self) -> f64| median(loads.iter().map(f).collect());
+        Some(Self {
+            requests: of(|l| l.requests)?,
+            rps: of(|l| l.rps)?,
+            p50_us: of(|l| l.p50_us)?,
+            p99_us: of(|l| l.p99_us)?,
+            p999_us: of(|l| l.p999_us)?,
+            max_us: of(|l| l.max_us)?,
+            http_errors: of(|l| l.http_errors)?,
+            connect_errors: of(|l| l.connect_errors)?,
+            read_errors: of(|l| l.read_errors)?,
+            write_errors: of(|l| l.write_errors)?,
+            timeouts: of(|l| l.timeouts)?,
+        })
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` for none.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// Writes the hook where wrk can read it.
+pub fn write_script(bench: &Bench) -> anyhow::Result<std::path::PathBuf> {
+    let path = bench.scratch.join("report.lua");
+    std::fs::write(&path, SCRIPT).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Drives `url` with `shape`; fails if wrk fails, hangs or prints no figures.
+pub fn run(bench: &Bench, script: &Path, url: &str, shape: &Shape) -> anyhow::Result<Load> {
+    let mut command = bench.placement.client(bench.tools.path("wrk")?);
+    command.args([
+        format!("-t{}", shape.threads),
+        format!("-c{}", shape.connections),
+        format!("-d{}s", whole_seconds(shape.duration)),
+        format!("--timeout={RESPONSE_TIMEOUT}"),
+        String::from("--latency"),
+        String::from("-s"),
+        script.display().to_string(),
+        url.to_owned(),
+    ]);
+    let output = output_within(command, shape.duration + GRACE)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk failed ({}): {}",
+            output.status,
+            tail(&String::from_utf8_lossy(&output.stderr))
+        );
+    }
+    parse(&stdout).with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
+}
+
+/// Reads the hook's line.
+fn parse(stdout: &str) -> anyhow::Result<Load> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("xtask-bench "))
+        .context("no `xtask-bench` line")?;
+    let value = |key: &str| -> anyhow::Result<f64> {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .with_context(|| format!("no `{key}`"))?
+            .parse::<f64>()
+            .with_context(|| format!("`{key}` is not a number"))
+    };
+    let duration_s = value("duration_us")? / 1e6;
+    if duration_s <= 0.0 {
+        bail!("the run lasted no time");
+    }
+    let requests = value("requests")?;
+    Ok(Load {
+        requests,
+        rps: requests / duration_s,
+        p50_us: value("p50_us")?,
+        p99_us: value("p99_us")?,
+        p999_us: value("p999_us")?,
+        max_us: value("max_us")?,
+        http_errors: value("http_errors")?,
+        connect_errors: value("connect_errors")?,
+        read_errors: value("read_errors")?,
+        write_errors: value("write_errors")?,
+        timeouts: value("timeouts")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_hook_line() -> anyhow::Result<()> {
+        let out = "Running 10s test\nxtask-bench requests=1000 duration_us=2000000 p50_us=100.0 p99_us=900.5 \
+                   p999_us=1200.0 max_us=5000.0 http_errors=3 connect_errors=0 read_errors=1 write_errors=0 \
+                   timeouts=2\n";
+        let load = parse(out)?;
+        assert!((load.rps - 500.0).abs() < 1e-9);
+        assert!((load.p99_us - 900.5).abs() < 1e-9);
+        assert!((load.errors() - 6.0).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+}
