@@ -41,6 +41,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         operations,
         enums: types.enums.into_values().collect(),
         cache: checked.cache,
+        throttle: checked.throttle,
+        usage_plans: checked.usage_plans.clone(),
     }
 }
 
@@ -170,6 +172,9 @@ fn lower_operation(
             unchecked,
         }),
         cache: op.cache.clone(),
+        security: op.security.clone(),
+        plans: op.plans.clone(),
+        throttle: op.throttle,
         target,
     })
 }

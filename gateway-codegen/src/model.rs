@@ -24,6 +24,65 @@ pub struct Api {
     pub enums: Vec<EnumType>,
     /// API-wide response cache sizes.
     pub cache: CacheSettings,
+    /// The API-wide token bucket.
+    pub throttle: Option<Throttle>,
+    /// Usage plans, in spec order.
+    pub usage_plans: Vec<UsagePlan>,
+}
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    /// Requests a second.
+    pub rate: u32,
+    /// Bucket size.
+    pub burst: u32,
+    /// One bucket per client address.
+    pub per_ip: bool,
+}
+
+/// A usage plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePlan {
+    /// Its name.
+    pub name: String,
+    /// Per-key bucket.
+    pub throttle: Option<Throttle>,
+    /// Per-key quota: requests per period.
+    pub quota: Option<(u64, QuotaPeriod)>,
+}
+
+/// A calendar period in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    /// Day.
+    Day,
+    /// Week, from Monday.
+    Week,
+    /// Month.
+    Month,
+}
+
+/// An `apiKey` security scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyScheme {
+    /// Its name under `components.securitySchemes`.
+    pub scheme: String,
+    /// `header`, `query` or `cookie`.
+    pub location: KeyLocation,
+    /// The header, parameter or cookie name.
+    pub name: String,
+}
+
+/// Where an API key is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLocation {
+    /// Header.
+    Header,
+    /// Query parameter.
+    Query,
+    /// Cookie.
+    Cookie,
 }
 
 /// API-wide response cache sizes.
@@ -108,6 +167,12 @@ pub struct Operation {
     pub params: Option<ParamStruct>,
     /// Response caching, when on.
     pub cache: Option<CachePolicy>,
+    /// API key requirements: alternatives, each a set of schemes that must all be satisfied; empty: open.
+    pub security: Vec<Vec<ApiKeyScheme>>,
+    /// Plans whose keys may call it (indexes into [`Api::usage_plans`]); empty: all.
+    pub plans: Vec<usize>,
+    /// The operation's own token bucket.
+    pub throttle: Option<Throttle>,
     /// Where requests go.
     pub target: Target,
 }

@@ -373,3 +373,53 @@ fn cache_sizes_are_api_wide_and_well_formed() {
         14,
     );
 }
+
+#[test]
+fn security_schemes_plans_and_throttles_must_be_defined_and_sane() {
+    let secured = |security: &str| {
+        BASE.replace(
+            "      operationId: getPet\n",
+            &format!("      operationId: getPet\n      security: {security}\n"),
+        ) + "components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: x-api-key }\n"
+    };
+    let e = single_error(
+        &secured("[ { apiKee: [] } ]"),
+        "security scheme `apiKee` is not defined",
+        10,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `apiKey`?"));
+    let g = run(&secured("[ { apiKey: [] } ]")).expect("a defined scheme");
+    assert!(g.files["src/api.rs"].contains("KeyLocation::Header"));
+
+    let plans = BASE.replace(
+        "x-gateway:\n  upstreams:",
+        "x-gateway:\n  usage_plans:\n    free: { throttle: { rate: 5, burst: 10 }, quota: { limit: 100, period: day } }\n  upstreams:",
+    );
+    run(&plans).expect("plans are valid");
+    let restricted = plans.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n        plans: [fre]\n",
+    );
+    let e = single_error(&restricted, "usage plan `fre` is not defined", 16);
+    assert_eq!(e.help.as_deref(), Some("did you mean `free`?"));
+    single_error(
+        &plans.replace("period: day", "period: fortnight"),
+        "unknown variant `fortnight`",
+        5,
+    );
+    single_error(
+        &plans.replace("rate: 5, burst: 10 }", "rate: 5, burst: 10, per: ip }"),
+        "a usage plan's throttle is per API key already",
+        5,
+    );
+    let throttled = BASE.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n        throttle: { rate: 0 }\n",
+    );
+    single_error(&throttled, "`rate` must be at least 1", 14);
+    single_error(
+        &throttled.replace("rate: 0", "rate: 5, burts: 9"),
+        "unknown key `burts`",
+        14,
+    );
+}

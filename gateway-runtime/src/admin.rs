@@ -4,7 +4,8 @@
 //! constant time. Spec paths cannot start with `/_gateway/` (a generate-time error), so nothing is shadowed.
 //!
 //! - `POST /_gateway/cache/flush[?operation=ID]` — drop every cached response, or one operation's;
-//! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache.
+//! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache;
+//! - `GET /_gateway/usage` — per API key (by name): plan, requests admitted and throttled, quota used and left.
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
     let router = Router::new()
         .route("/_gateway/cache/flush", post(flush))
         .route("/_gateway/cache/stats", get(stats))
+        .route("/_gateway/usage", get(usage))
         .with_state(admin)
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
@@ -113,4 +115,45 @@ async fn stats(State(admin): State<Admin>) -> Response {
         Some(cache) => axum::Json(cache.stats(admin.api.cache.capacity).await).into_response(),
         None => Problem::new(StatusCode::NOT_FOUND, "no operation of this gateway caches responses").into_response(),
     }
+}
+
+async fn usage(State(admin): State<Admin>) -> Response {
+    let keys = admin.state.keys.current();
+    let counts: std::collections::HashMap<_, _> = admin
+        .state
+        .limits
+        .usage
+        .snapshot()
+        .into_iter()
+        .map(|(name, admitted, throttled)| (name, (admitted, throttled)))
+        .collect();
+    let mut report: Vec<serde_json::Value> = keys
+        .keys()
+        .map(|key| {
+            let (admitted, throttled) = counts.get(&key.name).copied().unwrap_or_default();
+            let plan = key
+                .plan
+                .as_deref()
+                .and_then(|p| admin.api.usage_plans.iter().find(|u| u.name == p));
+            let quota = plan.and_then(|p| p.quota.as_ref()).map(|q| {
+                let state = admin.state.limits.quotas().peek(&key.name, q);
+                serde_json::json!({
+                    "limit": q.limit,
+                    "used": state.used,
+                    "remaining": state.remaining,
+                    "resets_at": state.resets_at.to_string(),
+                })
+            });
+            serde_json::json!({
+                "name": &*key.name,
+                "plan": key.plan.as_deref(),
+                "enabled": key.enabled,
+                "admitted": admitted,
+                "throttled": throttled,
+                "quota": quota,
+            })
+        })
+        .collect();
+    report.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    axum::Json(serde_json::json!({ "keys": report })).into_response()
 }

@@ -16,6 +16,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::admin::AdminToken;
+use crate::keys::KeyStore;
 use crate::observe::{self, LogFormat};
 use crate::proxy::{UpstreamOverride, Upstreams};
 use crate::router;
@@ -37,6 +38,14 @@ struct Args {
     /// Bearer token that enables the admin endpoints under `/_gateway/` (cache flush and stats) [default: off].
     #[arg(long, env = "GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+
+    /// YAML file of API keys (`- { key, name, plan, enabled }`), re-read on SIGHUP [default: no keys].
+    #[arg(long, env = "GATEWAY_API_KEYS", value_name = "FILE")]
+    api_keys: Option<std::path::PathBuf>,
+
+    /// Take the client address for per-client limits from `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long)]
+    trust_proxy: bool,
 
     /// Deployment stage (accepted for forward compatibility; stages are not implemented yet).
     #[arg(long, env = "GATEWAY_STAGE", value_name = "NAME")]
@@ -165,12 +174,21 @@ where
         Shutdown::Future(future) => Trigger::Future(future),
     };
 
+    let keys = match KeyStore::open(args.api_keys.as_deref()) {
+        Ok(keys) => keys,
+        Err(err) => return fail(&err.to_string()),
+    };
+    if args.api_keys.is_some() {
+        tracing::info!(keys = keys.current().len(), "API keys loaded");
+    }
     let config = ServerConfig {
         listen: args.listen,
         workers: args.workers,
         shutdown_timeout: args.shutdown_timeout,
         upstream_overrides: args.upstreams,
         admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
+        keys: keys.clone(),
+        trust_proxy: args.trust_proxy,
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,
@@ -183,6 +201,10 @@ where
     tracing::info!(%addr, "listening");
 
     runtime.block_on(async {
+        #[cfg(unix)]
+        if args.api_keys.is_some() {
+            tokio::spawn(reload_keys_on_hangup(keys));
+        }
         match trigger {
             Trigger::Signals(mut signals) => {
                 let name = signals.recv().await;
@@ -228,6 +250,25 @@ fn fail(message: &str) -> ExitCode {
 }
 
 /// SIGTERM and SIGINT (Ctrl-C).
+/// Re-reads the key file on every SIGHUP; a bad file keeps the keys in force and says why.
+#[cfg(unix)]
+async fn reload_keys_on_hangup(keys: KeyStore) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; API keys will not be reloaded");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match keys.reload() {
+            Ok(count) => tracing::info!(keys = count, "API keys reloaded"),
+            Err(err) => tracing::error!(error = %err, "API keys not reloaded; the previous keys stay in force"),
+        }
+    }
+}
+
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,

@@ -11,13 +11,20 @@
 //!
 //! 1. **route** — the router matches the path (including a parameter's literal suffix, as in `/calls/{sid}.json`)
 //!    and method (`404` / `405` with `Allow` otherwise) ([`router`]).
-//! 2. **params** — path parameters that are dot-segments (`.`, `..`) are refused, then the operation's typed
+//! 2. **auth** — the API key the operation's `security` asks for (`401` missing or unknown, `403` disabled or
+//!    not on an admitted plan) ([`auth`], [`keys`]).
+//! 3. **throttle** — token buckets in order: API-wide, the operation's, the caller's plan (`429` with
+//!    `Retry-After`); a refusal takes nothing from the buckets after it ([`throttle`]).
+//! 4. **params** — path parameters that are dot-segments (`.`, `..`) are refused, then the operation's typed
 //!    parameters are parsed (`400` naming the parameter otherwise) ([`router`], [`params`]).
-//! 3. **cache** — a cached operation is answered from the response cache when it can be; concurrent misses for
+//! 5. **quota** — the caller's plan quota is charged, only now that every other check admitted the request
+//!    (`429` with the reset time) ([`throttle`]).
+//! 6. **cache** — a cached operation is answered from the response cache when it can be; concurrent misses for
 //!    one key are coalesced into one call of the target ([`cache`]).
-//! 4. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
+//! 7. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
 //!
-//! Process-wide policy state (the cache) is in [`state`]; the admin endpoints under `/_gateway/` in [`admin`].
+//! Limited operations carry the `RateLimit-Policy` and `RateLimit` headers of the IETF draft on every response.
+//! Process-wide policy state (keys, buckets, quotas, the cache) is in [`state`]; the admin endpoints under `/_gateway/` in [`admin`].
 //!
 //! Every response the gateway makes itself is `application/problem+json` ([`problem`]).
 //!
@@ -27,8 +34,10 @@
 //! and upstream connection pools; [`cli`] is the command line around it, [`observe`] the logging set-up.
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod cli;
+pub mod keys;
 pub mod mock;
 pub mod observe;
 pub mod params;
@@ -38,6 +47,7 @@ pub mod router;
 pub mod server;
 pub mod spec;
 pub mod state;
+pub mod throttle;
 
 // Generated code names these through the runtime so that a gateway crate depends on nothing else.
 pub use http;

@@ -32,6 +32,8 @@ pub struct Problem {
     pub parameter: Option<ProblemParameter>,
     /// The `Allow` header of a `405`.
     pub allow: Option<HeaderValue>,
+    /// For a `429` over quota: when the quota resets (RFC 3339, UTC), an extension member.
+    pub resets_at: Option<String>,
 }
 
 /// The `parameter` extension member of a `400`: lets clients point at the offending input without parsing
@@ -57,6 +59,8 @@ struct Body9457<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     parameter: Option<&'a ProblemParameter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<&'a str>,
 }
 
 impl Problem {
@@ -68,6 +72,7 @@ impl Problem {
             detail: detail.into(),
             parameter: None,
             allow: None,
+            resets_at: None,
         }
     }
 
@@ -143,6 +148,7 @@ impl Problem {
             status: self.status.as_u16(),
             detail: &self.detail,
             parameter: self.parameter.as_ref(),
+            resets_at: self.resets_at.as_deref(),
         };
         // Serializing plain strings and integers into a Vec cannot fail; fall back to an empty object anyway
         // rather than panic on the error path.

@@ -23,13 +23,16 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method, request};
 
+use crate::auth;
 use crate::cache::{CallerIdentity, ResponseCache};
+use crate::keys::KeyStore;
 use crate::mock::{MockError, MockResponse};
 use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::problem::Problem;
 use crate::proxy::{Proxy, UpstreamRoute};
 use crate::spec::{ApiSpec, CacheSpec, OperationSpec, TargetSpec};
 use crate::state::SharedState;
+use crate::throttle::Limits;
 
 /// Why the operation table cannot be served (generated code is checked for all of these at generate time).
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +155,12 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
                 method: op.method.clone(),
             })?;
             methods.push(&op.method);
-            method_router = method_router.on_service(filter, OperationService::new(op, api, proxy, state)?);
+            let index = api
+                .operations
+                .iter()
+                .position(|o| std::ptr::eq(o, *op))
+                .unwrap_or_default();
+            method_router = method_router.on_service(filter, OperationService::new(api, index, proxy, state)?);
         }
         let allow = allow_header(&methods);
         router = router.route(route, method_router.fallback_service(MethodNotAllowed { allow }));
@@ -202,9 +210,20 @@ impl Target {
 /// Cloned per request by axum: two pointer copies and one reference-count increment.
 #[derive(Clone)]
 pub struct OperationService {
+    api: &'static ApiSpec,
+    index: usize,
     op: &'static OperationSpec,
     target: Target,
     cache: Option<(ResponseCache, &'static CacheSpec)>,
+    /// Present when the operation needs keys or has limits: the request path of other operations skips it.
+    policies: Option<Policies>,
+}
+
+/// The process-wide state an operation with keys or limits needs.
+#[derive(Clone)]
+struct Policies {
+    keys: KeyStore,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for OperationService {
@@ -220,12 +239,8 @@ const NOT_A_DOT_SEGMENT: &str = "a value other than `.` or `..`";
 
 impl OperationService {
     /// Prepares `op` for serving through `proxy`.
-    pub fn new(
-        op: &'static OperationSpec,
-        api: &ApiSpec,
-        proxy: &Proxy,
-        state: &SharedState,
-    ) -> Result<Self, RouterError> {
+    pub fn new(api: &'static ApiSpec, index: usize, proxy: &Proxy, state: &SharedState) -> Result<Self, RouterError> {
+        let op = &api.operations[index];
         let target = match &op.target {
             TargetSpec::Upstream(target) => {
                 let route = proxy.route(target).ok_or(RouterError::UnknownUpstream {
@@ -243,11 +258,37 @@ impl OperationService {
             })?)),
         };
         let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
-        Ok(Self { op, target, cache })
+        let limited = api.throttle.is_some() || op.throttle.is_some() || !op.security.is_empty();
+        let policies = limited.then(|| Policies {
+            keys: state.keys.clone(),
+            limits: state.limits.clone(),
+        });
+        Ok(Self {
+            api,
+            index,
+            op,
+            target,
+            cache,
+            policies,
+        })
     }
 
     async fn handle(self, request: Request) -> Response {
         let (mut parts, body) = request.into_parts();
+        // Phases 2 and 3: who is calling, and whether the buckets admit them.
+        let (caller, mut report) = match &self.policies {
+            None => (None, None),
+            Some(policies) => {
+                let caller = match auth::authenticate(self.api, self.op, &parts, &policies.keys.current()) {
+                    Ok(caller) => caller,
+                    Err(problem) => return problem.into_response(),
+                };
+                match policies.limits.check(self.api, self.index, &parts, caller.as_ref()) {
+                    Ok(report) => (caller, Some(report)),
+                    Err(refused) => return refused,
+                }
+            }
+        };
         let captures = if self.op.path_params.is_empty() {
             None
         } else {
@@ -279,16 +320,29 @@ impl OperationService {
         if let Err(err) = self.check(&values, &parts) {
             return Problem::bad_param(&err).into_response();
         }
-        match &self.cache {
+        // Phase 5: the quota counts only requests that every other check admitted.
+        if let (Some(policies), Some(report)) = (&self.policies, report.as_mut())
+            && let Err(refused) = policies.limits.charge(self.api, caller.as_ref(), report)
+        {
+            return refused;
+        }
+        let mut response = match &self.cache {
             None => self.target.respond(parts, body, &values).await,
             Some((cache, policy)) => {
-                let lookup = cache.lookup(self.op.id, policy, &parts, &values, &CallerIdentity::default());
+                let identity = CallerIdentity {
+                    api_key: caller.as_ref().map(|c| c.key.name.clone()),
+                };
+                let lookup = cache.lookup(self.op.id, policy, &parts, &values, &identity);
                 let target = &self.target;
                 cache
                     .serve(policy, lookup, || target.respond(parts, body, &values))
                     .await
             }
+        };
+        if let Some(report) = &report {
+            report.apply(response.headers_mut());
         }
+        response
     }
 
     /// Dot-segment refusal, then the operation's typed validation.

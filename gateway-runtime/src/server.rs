@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::admin::AdminToken;
+use crate::keys::KeyStore;
 use crate::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
 use crate::router::{self, RouterError};
 use crate::spec::ApiSpec;
@@ -53,6 +54,10 @@ pub struct ServerConfig {
     pub upstream_overrides: Vec<UpstreamOverride>,
     /// Bearer token for the admin endpoints under `/_gateway/`; `None` turns them off.
     pub admin_token: Option<AdminToken>,
+    /// The API keys (loaded by the caller, reloadable through the handle).
+    pub keys: KeyStore,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_proxy: bool,
 }
 
 impl ServerConfig {
@@ -64,6 +69,8 @@ impl ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             upstream_overrides: Vec::new(),
             admin_token: None,
+            keys: KeyStore::empty(),
+            trust_proxy: false,
         }
     }
 }
@@ -161,7 +168,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
     // connection pools) and listeners.
-    let state = SharedState::new(api, config.admin_token.clone());
+    let state = SharedState::new(api, config.admin_token.clone(), config.keys.clone(), config.trust_proxy);
     let mut routers = Vec::with_capacity(workers);
     for _ in 0..workers {
         routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);

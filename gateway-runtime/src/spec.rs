@@ -25,6 +25,83 @@ pub struct ApiSpec {
     pub operations: &'static [OperationSpec],
     /// The response cache's size limits (the cache exists when some operation has a [`CacheSpec`]).
     pub cache: CacheSettings,
+    /// The API-wide token bucket, checked before every request.
+    pub throttle: Option<ThrottleSpec>,
+    /// Usage plans that API keys may be on; operations refer to them by index.
+    pub usage_plans: &'static [UsagePlanSpec],
+}
+
+/// A token bucket: `rate` tokens a second, holding at most `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleSpec {
+    /// Requests a second, sustained.
+    pub rate: u32,
+    /// Requests admitted at once from a full bucket.
+    pub burst: u32,
+    /// Whether the bucket is shared by every caller or kept per client address.
+    pub per: ThrottleScope,
+}
+
+/// Who shares a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleScope {
+    /// Every caller.
+    All,
+    /// Each client address (from `X-Forwarded-For` only when the gateway is told to trust its proxy).
+    ClientIp,
+}
+
+/// A usage plan: what a key on it may do.
+#[derive(Debug)]
+pub struct UsagePlanSpec {
+    /// The name keys refer to in the key file.
+    pub name: &'static str,
+    /// Per-key token bucket.
+    pub throttle: Option<ThrottleSpec>,
+    /// Per-key request quota.
+    pub quota: Option<QuotaSpec>,
+}
+
+/// A number of requests per calendar period (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaSpec {
+    /// Requests admitted per period.
+    pub limit: u64,
+    /// The period.
+    pub period: QuotaPeriod,
+}
+
+/// A calendar period in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    /// From 00:00 UTC.
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    /// From the 1st, 00:00 UTC.
+    Month,
+}
+
+/// An `apiKey` security scheme: where the key is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeyScheme {
+    /// The scheme's name under `components.securitySchemes`.
+    pub scheme: &'static str,
+    /// Where the key is read from.
+    pub location: KeyLocation,
+    /// The header, query parameter or cookie name.
+    pub name: &'static str,
+}
+
+/// Where an API key is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLocation {
+    /// A request header.
+    Header,
+    /// A query parameter.
+    Query,
+    /// A cookie.
+    Cookie,
 }
 
 /// API-wide response cache settings.
@@ -70,6 +147,13 @@ pub struct OperationSpec {
     pub path_suffixes: &'static [&'static str],
     /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
     pub validate: Option<Validator>,
+    /// The operation's `security`: alternatives, each a set of API key schemes that must all be satisfied.
+    /// Empty: no key needed.
+    pub security: &'static [&'static [ApiKeyScheme]],
+    /// Usage plans whose keys may call the operation (indexes into [`ApiSpec::usage_plans`]); empty: all.
+    pub plans: &'static [usize],
+    /// The operation's own token bucket.
+    pub throttle: Option<ThrottleSpec>,
     /// Response caching, when the operation's TTL is above zero.
     pub cache: Option<&'static CacheSpec>,
     /// Where the request goes.

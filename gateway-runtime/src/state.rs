@@ -1,28 +1,36 @@
 //! State shared by every worker: what must be one thing across the whole process, not one per core.
 //!
 //! Per-worker state (router, upstream connection pools) lives in each worker; only policies whose meaning is
-//! global — one cache, one set of limits — are here, behind cheap clones.
+//! global — one cache, one set of keys, one set of limits — are here, behind cheap clones.
 
 use crate::admin::AdminToken;
 use crate::cache::ResponseCache;
+use crate::keys::KeyStore;
 use crate::spec::ApiSpec;
+use crate::throttle::Limits;
 
 /// Process-wide state, built once at start-up and cloned into each worker's router.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SharedState {
     /// The response cache, when some operation caches.
     pub cache: Option<ResponseCache>,
     /// The token guarding `/_gateway/…`; without one the admin endpoints are off.
     pub admin_token: Option<AdminToken>,
+    /// The API keys (reloadable).
+    pub keys: KeyStore,
+    /// Token buckets, quotas and per-key usage.
+    pub limits: Limits,
 }
 
 impl SharedState {
     /// The state `api` needs.
-    pub fn new(api: &ApiSpec, admin_token: Option<AdminToken>) -> Self {
+    pub fn new(api: &ApiSpec, admin_token: Option<AdminToken>, keys: KeyStore, trust_proxy: bool) -> Self {
         let caches = api.operations.iter().any(|op| op.cache.is_some());
         Self {
             cache: caches.then(|| ResponseCache::new(api.cache)),
             admin_token,
+            keys,
+            limits: Limits::in_memory(api, trust_proxy),
         }
     }
 }

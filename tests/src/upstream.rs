@@ -12,9 +12,9 @@
 //! Otherwise the answer is a JSON description of the request: method, raw path, query, headers, body.
 //! `/__calls` answers how many other requests arrived. Every response carries `X-Upstream: echo`.
 //!
-//! [`FixedJson`] is the benchmark origin instead: every request, whatever its path, gets the same JSON body, built
-//! once, after an optional fixed delay. Its per-request work is as small as hyper allows (the body is a clone of
-//! one `Bytes`, the headers are static), so that what a benchmark measures is the proxy in front of it.
+//! [`FixedJson`] is the benchmark origin instead: every request, whatever its path (but `/__calls`), gets the same
+//! JSON body, built once, after an optional fixed delay. Its per-request work is as small as hyper allows (the body
+//! is a clone of one `Bytes`, the headers are static), so that what a benchmark measures is the proxy in front of it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -248,10 +248,14 @@ fn gated_body(gate: Arc<Notify>) -> Body {
 }
 
 /// The benchmark origin: the same JSON body for every request, after an optional fixed delay.
+///
+/// `/__calls` answers how many other requests arrived (one relaxed atomic add per request), so that a benchmark
+/// can check that a proxy really forwards every request to it, and caches none.
 #[derive(Debug, Clone)]
 pub struct FixedJson {
     body: Bytes,
     delay: Option<Duration>,
+    calls: Arc<AtomicU64>,
 }
 
 impl FixedJson {
@@ -260,6 +264,7 @@ impl FixedJson {
         Self {
             body: Bytes::from(fixed_json_body(size)),
             delay: delay.filter(|d| !d.is_zero()),
+            calls: Arc::default(),
         }
     }
 
@@ -282,7 +287,7 @@ impl FixedJson {
             let _ = stream.set_nodelay(true);
             let fixed = self.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |_req: Request<Incoming>| fixed.clone().respond());
+                let service = service_fn(move |req: Request<Incoming>| fixed.clone().respond(req));
                 let _ = http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)
@@ -291,7 +296,13 @@ impl FixedJson {
         }
     }
 
-    async fn respond(self) -> Result<Response<Full<Bytes>>, Infallible> {
+    async fn respond(self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        if req.uri().path() == "/__calls" {
+            return Ok(Response::new(Full::new(Bytes::from(
+                self.calls.load(Ordering::Relaxed).to_string(),
+            ))));
+        }
+        self.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
         }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::process::{Server, cargo, http_get, run_step};
+use crate::process::{Server, cargo, http_get_with, run_step};
 use crate::workspace_root;
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +36,12 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("/nope", "404 problem+json"),
 ];
 
+/// Keys for the store gateway's demo: runtime data, written next to the build output.
+const DEMO_KEYS: &str = "\
+- { key: demo-free-key-0001, name: alice, plan: free }
+- { key: demo-pro-key-00002, name: bob, plan: pro }
+";
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     crate::generate::run(&crate::generate::Args::default())?;
     let mut build = cargo();
@@ -45,13 +51,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "-p",
         "petstore-gateway",
         "-p",
+        "store-gateway",
+        "-p",
         "gateway-tests",
+    ]);
+    build.args([
         "--bin",
         "petstore-gateway",
         "--bin",
+        "store-gateway",
+        "--bin",
         "test-upstream",
     ]);
-    run_step(build, "build the petstore gateway and the example upstream (release)")?;
+    run_step(build, "build the example gateways and the example upstream (release)")?;
 
     let bin = workspace_root().join("target/release");
     let upstream = Server::start(
@@ -76,6 +88,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("is {} already in use? pass --listen 127.0.0.1:PORT", args.listen))?;
 
+    let keys = workspace_root().join("target/demo-keys.yaml");
+    std::fs::write(&keys, DEMO_KEYS).context("writing the demo key file")?;
+    let store_listen = SocketAddr::new(args.listen.ip(), args.listen.port().wrapping_add(1));
+    let store = Server::start(
+        &bin.join("store-gateway"),
+        &[
+            "--listen".into(),
+            store_listen.to_string(),
+            "--upstream".into(),
+            format!("default={url}/store"),
+            "--api-keys".into(),
+            keys.display().to_string(),
+        ],
+        "store-gateway",
+    )
+    .with_context(|| format!("is {store_listen} already in use? pass --listen with another port"))?;
+
     println!(
         "\nThe example upstream (pid {}) listens on {url}; it answers with a description of each request.",
         upstream.pid()
@@ -88,25 +117,55 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     for (path, what) in EXAMPLES {
         println!("  curl -i 'http://{}{path}'    # {what}", gateway.addr);
     }
+    println!(
+        "\nThe store gateway (pid {}) listens on http://{}, with keys from {}. Try:\n",
+        store.pid(),
+        store.addr,
+        keys.display()
+    );
+    println!(
+        "  curl -i 'http://{}/orders'    # 401: an API key is required",
+        store.addr
+    );
+    println!(
+        "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: demo-free-key-0001' 'http://{}/orders'; done    # free plan: burst 5, then 429",
+        store.addr
+    );
     if args.smoke {
         println!();
         for (path, what) in EXAMPLES {
-            let (status, response) = http_get(gateway.addr, path)?;
-            let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-            let x_cache = head
-                .lines()
-                .find_map(|l| l.strip_prefix("x-cache: "))
-                .map(|v| format!(" [X-Cache: {v}]"))
-                .unwrap_or_default();
-            println!(
-                "GET {path} -> {status}{x_cache} ({what})\n  {}",
-                body.trim().chars().take(160).collect::<String>()
-            );
+            smoke(gateway.addr, path, &[], what)?;
+        }
+        smoke(store.addr, "/orders", &[], "no key: 401")?;
+        for i in 1..=6 {
+            let what = if i <= 5 {
+                "within the free plan's burst of 5"
+            } else {
+                "over the burst: 429"
+            };
+            smoke(store.addr, "/orders", &[("x-api-key", "demo-free-key-0001")], what)?;
         }
         return Ok(());
     }
-    println!("\nEnter or Ctrl-C stops both.");
+    println!("\nEnter or Ctrl-C stops them all.");
     wait_for_interrupt();
+    Ok(())
+}
+
+/// One request of the smoke run, printed with its status, cache and limit headers, and the start of its body.
+fn smoke(addr: SocketAddr, path: &str, headers: &[(&str, &str)], what: &str) -> anyhow::Result<()> {
+    let (status, response) = http_get_with(addr, path, headers)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut notes = String::new();
+    for name in ["x-cache", "ratelimit", "retry-after"] {
+        if let Some(value) = head.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))) {
+            notes.push_str(&format!(" [{name}: {value}]"));
+        }
+    }
+    println!(
+        "GET {path} -> {status}{notes} ({what})\n  {}",
+        body.trim().chars().take(160).collect::<String>()
+    );
     Ok(())
 }
 

@@ -47,6 +47,8 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     name: String,
+    /// Its children seen so far, remembered so that they can be stopped even after it died and they were orphaned.
+    children: Vec<ProcessId>,
 }
 
 impl Server {
@@ -72,6 +74,7 @@ impl Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             name: name.to_owned(),
+            children: Vec::new(),
         };
         server.addr = match ready {
             Ready::PrintsAddress => server.read_address()?,
@@ -80,6 +83,7 @@ impl Server {
                 addr
             }
         };
+        server.note_children();
         Ok(server)
     }
 
@@ -136,18 +140,37 @@ impl Server {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Its direct children (nginx's workers, say), by PID.
-    pub fn children(&self) -> Vec<u32> {
+    /// Its direct children now (nginx's workers, say), by PID.
+    pub fn children(&mut self) -> Vec<u32> {
+        self.note_children();
         children_of(self.pid()).into_iter().map(|p| p.pid).collect()
+    }
+
+    fn note_children(&mut self) {
+        for child in children_of(self.pid()) {
+            if !self.children.contains(&child) {
+                self.children.push(child);
+            }
+        }
     }
 
     /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 10 s. Children it leaves behind (a
     /// killed nginx master leaves its workers running) are killed by their PIDs.
     pub fn stop(&mut self) {
-        if self.exit_status().is_some() {
-            return;
+        if self.exit_status().is_none() {
+            self.note_children();
+            self.terminate();
         }
-        let children = children_of(self.pid());
+        for child in std::mem::take(&mut self.children) {
+            // The start time tells the same process from a later one that reuses its PID.
+            if proc_stat(child.pid).is_some_and(|(_, start)| start == child.start) {
+                signal(child.pid, "KILL");
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_LIMIT`].
+    fn terminate(&mut self) {
         signal(self.pid(), "TERM");
         let deadline = Instant::now() + STOP_LIMIT;
         let mut exited = false;
@@ -162,12 +185,6 @@ impl Server {
             eprintln!("{} (pid {}) did not stop on SIGTERM; killing it", self.name, self.pid());
             let _ = self.child.kill();
             let _ = self.child.wait();
-        }
-        for child in children {
-            // The start time tells the same process from a later one that reuses its PID.
-            if proc_stat(child.pid).is_some_and(|(_, start)| start == child.start) {
-                signal(child.pid, "KILL");
-            }
         }
     }
 }
@@ -188,6 +205,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 /// A process named so that a later process with the same PID is not mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ProcessId {
     pid: u32,
     start: u64,
@@ -274,11 +292,17 @@ fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> std::thread::
 
 /// A minimal HTTP/1.1 GET with `Connection: close`, for smoke checks without an HTTP client dependency.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_with(addr, path, &[])
+}
+
+/// [`http_get`] with extra request headers.
+pub fn http_get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

@@ -3,7 +3,10 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::model::{Api, CacheKeyPart, CachePolicy, Invalidate, Operation, PathPart, Target, Upstream};
+use crate::model::{
+    Api, ApiKeyScheme, CacheKeyPart, CachePolicy, Invalidate, KeyLocation, Operation, PathPart, QuotaPeriod, Target,
+    Throttle, Upstream, UsagePlan,
+};
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
     let name = &api.name;
@@ -11,6 +14,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let version = &api.version;
     let upstreams = api.upstreams.iter().map(upstream);
     let operations = api.operations.iter().map(operation);
+    let throttle = option(api.throttle.as_ref().map(throttle));
+    let plans = api.usage_plans.iter().map(usage_plan);
     let capacity = Literal::u64_unsuffixed(api.cache.capacity);
     let max_entry = Literal::u64_unsuffixed(api.cache.max_entry);
     quote! {
@@ -20,8 +25,9 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
         use ::gateway_runtime::params::check;
         #[allow(unused_imports)]
         use ::gateway_runtime::spec::{
-            ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec, PathPart,
-            TargetSpec, UpstreamSpec, UpstreamTarget,
+            ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, KeyLocation, MockSpec,
+            OperationSpec, PathPart, QuotaPeriod, QuotaSpec, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec,
+            UpstreamTarget, UsagePlanSpec,
         };
         use ::std::time::Duration;
 
@@ -36,6 +42,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             upstreams: &[#(#upstreams),*],
             operations: &[#(#operations),*],
             cache: CacheSettings { capacity: #capacity, max_entry: #max_entry },
+            throttle: #throttle,
+            usage_plans: &[#(#plans),*],
         };
     }
 }
@@ -79,6 +87,12 @@ fn operation(op: &Operation) -> TokenStream {
         None => quote!(None),
     };
     let target = target(&op.target);
+    let security = op
+        .security
+        .iter()
+        .map(|alternative| alternative.iter().map(key_scheme).collect::<Vec<_>>());
+    let op_plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
+    let op_throttle = option(op.throttle.as_ref().map(throttle));
     let cache = match &op.cache {
         Some(policy) => {
             let policy = cache_policy(policy);
@@ -95,6 +109,9 @@ fn operation(op: &Operation) -> TokenStream {
             path_params: &[#(#path_params),*],
             path_suffixes: &[#(#suffixes),*],
             validate: #validate,
+            security: &[#(&[#(#security),*]),*],
+            plans: &[#(#op_plans),*],
+            throttle: #op_throttle,
             cache: #cache,
             target: #target,
         }
@@ -157,4 +174,48 @@ fn cache_policy(policy: &CachePolicy) -> TokenStream {
             invalidate: #invalidate,
         }
     }
+}
+
+fn option(tokens: Option<TokenStream>) -> TokenStream {
+    match tokens {
+        Some(t) => quote!(Some(#t)),
+        None => quote!(None),
+    }
+}
+
+fn throttle(t: &Throttle) -> TokenStream {
+    let rate = Literal::u32_unsuffixed(t.rate);
+    let burst = Literal::u32_unsuffixed(t.burst);
+    let per = if t.per_ip {
+        quote!(ThrottleScope::ClientIp)
+    } else {
+        quote!(ThrottleScope::All)
+    };
+    quote!(ThrottleSpec { rate: #rate, burst: #burst, per: #per })
+}
+
+fn usage_plan(plan: &UsagePlan) -> TokenStream {
+    let name = &plan.name;
+    let throttle = option(plan.throttle.as_ref().map(throttle));
+    let quota = option(plan.quota.map(|(limit, period)| {
+        let limit = Literal::u64_unsuffixed(limit);
+        let period = match period {
+            QuotaPeriod::Day => quote!(QuotaPeriod::Day),
+            QuotaPeriod::Week => quote!(QuotaPeriod::Week),
+            QuotaPeriod::Month => quote!(QuotaPeriod::Month),
+        };
+        quote!(QuotaSpec { limit: #limit, period: #period })
+    }));
+    quote!(UsagePlanSpec { name: #name, throttle: #throttle, quota: #quota })
+}
+
+fn key_scheme(scheme: &ApiKeyScheme) -> TokenStream {
+    let name = &scheme.scheme;
+    let key = &scheme.name;
+    let location = match scheme.location {
+        KeyLocation::Header => quote!(KeyLocation::Header),
+        KeyLocation::Query => quote!(KeyLocation::Query),
+        KeyLocation::Cookie => quote!(KeyLocation::Cookie),
+    };
+    quote!(ApiKeyScheme { scheme: #name, location: #location, name: #key })
 }

@@ -26,6 +26,11 @@ pub struct RootExt {
     pub target: Option<TargetExt>,
     /// Response caching: API-wide sizes, and defaults for every operation.
     pub cache: Option<CacheExt>,
+    /// The API-wide token bucket: every request to the API takes a token.
+    pub throttle: Option<ThrottleExt>,
+    /// Usage plans API keys may be on.
+    #[serde(default)]
+    pub usage_plans: IndexMap<String, UsagePlanExt>,
 }
 
 /// `x-gateway` on a path item or an operation.
@@ -38,6 +43,62 @@ pub struct PolicyExt {
     pub skip: Option<bool>,
     /// Response caching for the operation (or every operation of the path item).
     pub cache: Option<CacheExt>,
+    /// The operation's own token bucket, across all callers (or per client address).
+    pub throttle: Option<ThrottleExt>,
+    /// Usage plans whose keys may call the operation. Default: every plan.
+    pub plans: Option<Vec<String>>,
+}
+
+/// `throttle:`: a token bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleExt {
+    /// Requests a second, sustained.
+    pub rate: u32,
+    /// Requests admitted at once from a full bucket. Default: `rate`.
+    pub burst: Option<u32>,
+    /// `ip`: one bucket per client address. Default: one bucket for every caller.
+    pub per: Option<ThrottlePer>,
+}
+
+/// `throttle.per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottlePer {
+    /// Per client address.
+    Ip,
+}
+
+/// `usage_plans.<name>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlanExt {
+    /// Per-key token bucket.
+    pub throttle: Option<ThrottleExt>,
+    /// Per-key quota.
+    pub quota: Option<QuotaExt>,
+}
+
+/// `quota:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaExt {
+    /// Requests per period.
+    pub limit: u64,
+    /// `day`, `week` or `month`: calendar periods in UTC.
+    pub period: QuotaPeriodExt,
+}
+
+/// `quota.period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaPeriodExt {
+    /// From 00:00 UTC.
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    /// From the 1st, 00:00 UTC.
+    Month,
 }
 
 /// `cache:`. Every field is optional at every level and inherited field by field; `capacity` and `max_entry`

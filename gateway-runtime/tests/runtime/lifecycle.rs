@@ -222,6 +222,9 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         path_params: &[],
         path_suffixes: &[],
         validate: None,
+        security: &[],
+        plans: &[],
+        throttle: None,
         cache: None,
         target: TargetSpec::Mock(MockSpec {
             status: 200,
@@ -242,6 +245,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
+    throttle: None,
+    usage_plans: &[],
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -257,6 +262,8 @@ static CONFLICT: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
+    throttle: None,
+    usage_plans: &[],
 };
 
 #[test]

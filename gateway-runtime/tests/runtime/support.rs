@@ -114,6 +114,9 @@ const fn op(
         path_params,
         path_suffixes: &[],
         validate,
+        security: &[],
+        plans: &[],
+        throttle: None,
         cache: None,
         target,
     }
@@ -196,6 +199,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["sid"],
             path_suffixes: &[".json"],
             validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: upstream(
                 ECHO,
@@ -328,6 +334,8 @@ pub static API: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
+    throttle: None,
+    usage_plans: &[],
 };
 
 // ---- upstreams ----

@@ -8,8 +8,9 @@ use ::gateway_runtime::params::check;
 
 #[allow(unused_imports)]
 use ::gateway_runtime::spec::{
-    ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec,
-    PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
+    ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate,
+    KeyLocation, MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec, TargetSpec,
+    ThrottleScope, ThrottleSpec, UpstreamSpec, UpstreamTarget, UsagePlanSpec,
 };
 
 use ::std::time::Duration;
@@ -51,6 +52,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: Some(check::<params::ListPetsParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
@@ -65,6 +69,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
@@ -79,6 +86,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::GetPetParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: Some(
                 &CacheSpec {
                     ttl: Duration::from_millis(60000),
@@ -104,6 +114,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::UpdatePetParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
@@ -118,6 +131,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["id"],
             path_suffixes: &[],
             validate: Some(check::<params::DeletePetParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
@@ -132,6 +148,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId", "photoId"],
             path_suffixes: &["", ".jpg"],
             validate: Some(check::<params::GetPetPhotoParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
@@ -151,6 +170,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["petId"],
             path_suffixes: &[],
             validate: Some(check::<params::ListVaccinationsParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: Some(
                 &CacheSpec {
                     ttl: Duration::from_millis(2000),
@@ -177,6 +199,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &["reportId"],
             path_suffixes: &[],
             validate: Some(check::<params::GetReportParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 1,
@@ -191,6 +216,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 2,
@@ -205,6 +233,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
@@ -221,6 +252,9 @@ pub static API: ApiSpec = ApiSpec {
             path_params: &[],
             path_suffixes: &[],
             validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
             cache: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
@@ -234,4 +268,6 @@ pub static API: ApiSpec = ApiSpec {
         capacity: 8388608,
         max_entry: 1048576,
     },
+    throttle: None,
+    usage_plans: &[],
 };

@@ -4,5 +4,6 @@
 
 mod cache;
 mod golden;
+mod limits;
 mod proxy;
 mod support;

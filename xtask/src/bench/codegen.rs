@@ -7,6 +7,7 @@
 //! build compiles whatever is missing, then the crate's sources are touched and the timed build compiles the
 //! generated crate alone.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +53,7 @@ struct Results {
     build_s: f64,
     binary_bytes: Option<u64>,
     /// The release profile the builds used (the workspace's).
-    profile: Vec<(String, String)>,
+    profile: BTreeMap<String, String>,
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Section> {
@@ -118,7 +119,8 @@ fn render(bench: &Bench, r: &Results) -> String {
     ]);
     let profile: Vec<String> = r.profile.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut text = format!(
-        "codegen: the largest corpus spec that generates; generate = in-process, median of {}; build = cargo build --release of the generated crate alone\n\n{}",
+        "codegen: the largest corpus spec that generates; generate = in-process, median of {}; \
+         build = cargo build --release of the generated crate alone\n\n{}",
         bench.repeat,
         table.render()
     );
@@ -212,7 +214,7 @@ fn write_crate(dir: &Path, generated: &Generated) -> anyhow::Result<usize> {
 
 /// The workspace's `[profile.release]`, as `(key, value)`: a standalone crate is its own workspace and would
 /// otherwise build with cargo's defaults, neither sharing the artifacts nor measuring what ships.
-fn release_profile() -> anyhow::Result<Vec<(String, String)>> {
+fn release_profile() -> anyhow::Result<BTreeMap<String, String>> {
     let manifest = workspace_root().join("Cargo.toml");
     let text = fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
@@ -220,7 +222,7 @@ fn release_profile() -> anyhow::Result<Vec<(String, String)>> {
         .get("profile")
         .and_then(|p| p.get("release"))
         .and_then(toml::Value::as_table);
-    let mut profile = Vec::new();
+    let mut profile = BTreeMap::new();
     for (key, value) in release.into_iter().flatten() {
         let value = match value {
             toml::Value::String(s) => s.clone(),
@@ -229,13 +231,13 @@ fn release_profile() -> anyhow::Result<Vec<(String, String)>> {
             // Per-package overrides and the like have no single environment variable.
             _ => continue,
         };
-        profile.push((key.clone(), value));
+        profile.insert(key.clone(), value);
     }
     Ok(profile)
 }
 
 /// `cargo build --release` of the crate in `dir`, with the workspace's target directory and release profile.
-fn build(dir: &Path, profile: &[(String, String)]) -> anyhow::Result<Duration> {
+fn build(dir: &Path, profile: &BTreeMap<String, String>) -> anyhow::Result<Duration> {
     let mut command: Command = cargo();
     command
         .current_dir(dir)
@@ -251,10 +253,17 @@ fn build(dir: &Path, profile: &[(String, String)]) -> anyhow::Result<Duration> {
     let output = output_within(command, BUILD_LIMIT)?;
     let elapsed = started.elapsed();
     if !output.status.success() {
+        // The first error and what follows it; cargo's warnings before it are noise here.
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!("building {} failed:\n{}", dir.display(), tail.join("\n"));
+        let lines: Vec<&str> = stderr.lines().collect();
+        let first_error = lines.iter().position(|l| l.starts_with("error")).unwrap_or(0);
+        let shown = lines[first_error..]
+            .iter()
+            .take(20)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        bail!("building {} failed:\n{shown}", dir.display());
     }
     Ok(elapsed)
 }

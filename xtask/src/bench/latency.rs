@@ -62,7 +62,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         table.row(cells);
     }
     let title = format!(
-        "latency: GET {PASSTHROUGH_PATH} ({BODY_BYTES}-byte JSON), one request at a time; wrk {}; median of {} interleaved rounds",
+        "latency: GET {PASSTHROUGH_PATH} ({BODY_BYTES}-byte JSON), one request at a time; wrk {}; \
+         median of {} interleaved rounds",
         shape.describe(),
         bench.repeat
     );

@@ -1,6 +1,7 @@
 //! The machine a benchmark runs on: the tools it needs, how processes share its cores, and a description of it
 //! for the report (a figure without its machine means little).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -38,7 +39,8 @@ impl Tools {
         }
         if !missing.is_empty() {
             bail!(
-                "the benchmark needs {} but cannot find it; install with:\n\n    {INSTALL}\n\n(taskset, for --pin, is in util-linux)",
+                "the benchmark needs {} but cannot find it; install with:\n\n    {INSTALL}\n\n\
+                 (taskset, for --pin, is in util-linux)",
                 missing.join(", ")
             );
         }
@@ -98,7 +100,8 @@ impl Placement {
             Some(needed)
         } else {
             bail!(
-                "{connections} connections need {needed} open files; the hard limit is {hard} (raise it, e.g. in /etc/security/limits.conf)"
+                "{connections} connections need {needed} open files; the hard limit is {hard} \
+                 (raise it, e.g. in /etc/security/limits.conf)"
             )
         };
         Ok(Self {
@@ -147,11 +150,13 @@ impl Placement {
             .map_or(String::new(), |n| format!("; open-files limit raised to {n}"));
         if self.pinned {
             format!(
-                "cores: pinned — wrk on CPU {CLIENT_CPU}; the origin and the proxy under test on CPU {SERVER_CPU} (gateway --workers 1, nginx worker_processes 1, haproxy nbthread 1){limit}"
+                "cores: pinned — wrk on CPU {CLIENT_CPU}; the origin and the proxy under test on CPU {SERVER_CPU} \
+                 (gateway --workers 1, nginx worker_processes 1, haproxy nbthread 1){limit}"
             )
         } else {
             format!(
-                "cores: unpinned — wrk (2 threads), the proxy under test and the origin share all {} cores (gateway --workers {n}, nginx worker_processes {n}, haproxy nbthread {n}, origin {n} threads){limit}",
+                "cores: unpinned — wrk (2 threads), the proxy under test and the origin share all {} cores \
+                 (gateway --workers {n}, nginx worker_processes {n}, haproxy nbthread {n}, origin {n} threads){limit}",
                 self.cores,
                 n = self.server_threads
             )
@@ -195,7 +200,7 @@ pub struct Machine {
     /// `git describe --always --dirty` of the workspace.
     pub commit: String,
     /// Versions of wrk, nginx and haproxy (those looked for).
-    pub tools: Vec<(String, String)>,
+    pub tools: BTreeMap<String, String>,
 }
 
 impl Machine {
@@ -235,7 +240,10 @@ impl Machine {
 
     /// A few lines for the top of the report.
     pub fn summary(&self) -> String {
-        let tools: Vec<String> = self.tools.iter().map(|(n, v)| format!("{n} {v}")).collect();
+        let mut tools: Vec<String> = self.tools.iter().map(|(n, v)| format!("{n} {v}")).collect();
+        if tools.is_empty() {
+            tools.push(String::from("no external tools needed"));
+        }
         format!(
             "machine: {} cores (nproc), {}, {} memory, Linux {}\nsoftware: {}; workspace at {}\ndate: {}",
             self.nproc,
@@ -279,9 +287,11 @@ fn version_of(program: &Path, flag: &str) -> Option<String> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    // `wrk 4.1.0 [epoll] …`, `nginx version: nginx/1.22.1`, `HAProxy version 2.6.12-1 …`.
+    // `wrk debian/4.1.0-3+b2 [epoll] …`, `nginx version: nginx/1.22.1`, `HAProxy version 2.6.12-1+deb12u4 …`:
+    // the first word with a dotted number, after its last `/`.
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     line.split_whitespace()
-        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) || w.starts_with("nginx/"))
-        .map(|w| w.trim_start_matches("nginx/").to_owned())
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
+        .map(str::to_owned)
 }

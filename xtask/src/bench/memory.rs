@@ -28,7 +28,7 @@ pub struct Memory {
 
 impl Memory {
     /// The server's memory now; `None` if /proc cannot tell (the process is gone, or there is no /proc).
-    pub fn of(server: &Server) -> Option<Self> {
+    pub fn of(server: &mut Server) -> Option<Self> {
         let mut total = of_process(server.pid())?;
         for child in server.children() {
             if let Some(m) = of_process(child) {

@@ -1,13 +1,14 @@
 //! `passthrough`: throughput and latency of a plain proxied GET under `--connections` connections, through the
-//! gateway, nginx and haproxy, and straight to the origin; plus the gateway's typed route (`GET /pets/42`: an int64
-//! path parameter parsed and checked, the path rewritten), reported relative to its plain one.
+//! gateway, nginx and haproxy, and straight to the origin; plus a typed route of the gateway
+//! (`GET /pets/42/photos/7.jpg`: an int64 and a string path parameter parsed and checked, the path rewritten),
+//! reported relative to its plain one.
 
 use serde::Serialize;
 
 use super::memory::{Sample, mib};
 use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Series, measure, paired, throughput_ratio, warm_up};
-use super::servers::{BODY_BYTES, ORIGIN_PATH, PASSTHROUGH_PATH, Proxy, Stack, Target};
+use super::servers::{BODY_BYTES, ORIGIN_PATH, PASSTHROUGH_PATH, Proxy, Stack, TYPED_PATH, Target};
 use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
 
@@ -112,7 +113,8 @@ fn render(
         table.row(cells);
     }
     let title = format!(
-        "passthrough: GET {PASSTHROUGH_PATH} proxied to the origin's {ORIGIN_PATH} ({BODY_BYTES}-byte JSON); wrk {}; median of {} interleaved rounds",
+        "passthrough: GET {PASSTHROUGH_PATH} proxied to the origin's {ORIGIN_PATH} ({BODY_BYTES}-byte JSON); \
+         wrk {}; median of {} interleaved rounds",
         shape.describe(),
         bench.repeat
     );
@@ -124,7 +126,7 @@ fn render(
             ratio(ratios.gateway_over_direct)
         ),
         format!(
-            "typed route (GET /pets/42) vs passthrough: {} throughput, p50 {} µs",
+            "typed route (GET {TYPED_PATH}) vs passthrough: {} throughput, p50 {} µs",
             ratio(ratios.typed_over_passthrough),
             ratios.typed_added_p50_us.map_or("—".into(), |d| format!("{d:+.0}"))
         ),

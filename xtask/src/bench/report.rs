@@ -28,9 +28,8 @@ impl Section {
         Self { text, data, problems }
     }
 
-    /// A scenario whose feature does not exist yet.
-    pub fn pending(scenario: Scenario, feature: &str) -> Self {
-        let note = format!("not available yet (arrives with {feature})");
+    /// A scenario not written yet, with why.
+    pub fn pending(scenario: Scenario, note: &str) -> Self {
         Self {
             text: format!("{}: {note}", scenario.name()),
             data: serde_json::json!({ "scenario": scenario, "status": "not available", "note": note }),

@@ -27,8 +27,9 @@ pub const BODY_BYTES: usize = 200;
 pub const PASSTHROUGH_PATH: &str = "/inventory";
 /// What every proxy asks the origin for (the spec's server URL has the base path `/api`).
 pub const ORIGIN_PATH: &str = "/api/inventory";
-/// The gateway's `getPet`: an int64 path parameter checked, then a rewrite to `/v1/pets/42`.
-pub const TYPED_PATH: &str = "/pets/42";
+/// The gateway's `getPetPhoto`: an int64 and a string path parameter, then a rewrite to `/v1/photos/42/7.jpg`.
+/// (Not `getPet`, `/pets/42`: that operation is cached, and a cache hit never reaches the origin.)
+pub const TYPED_PATH: &str = "/pets/42/photos/7.jpg";
 
 /// How long the gateway may drain on SIGTERM (there is nothing in flight by then).
 const GATEWAY_DRAIN: &str = "5s";
@@ -47,7 +48,7 @@ pub enum Proxy {
 pub enum Target {
     /// The gateway, `GET /inventory`.
     Gateway,
-    /// The gateway, `GET /pets/42`: a typed path parameter and a rewrite.
+    /// The gateway, `GET /pets/42/photos/7.jpg`: typed path parameters and a rewrite.
     GatewayTyped,
     Nginx,
     Haproxy,
@@ -147,10 +148,12 @@ impl Stack {
         Memory::of(self.server(target).ok()?)
     }
 
-    /// Sends one request to each target and checks each answers 200 with the origin's body: a proxy that
-    /// forwards elsewhere, or answers from somewhere else, would make its figures meaningless.
+    /// Sends two requests to each target and checks that each answers 200 with the origin's body, and that each
+    /// request reached the origin: a proxy that forwards elsewhere, or answers from a cache, would make its figures
+    /// meaningless.
     pub fn smoke_check(&mut self, targets: &[Target]) -> anyhow::Result<()> {
-        let (status, response) = http_get(self.origin.addr, ORIGIN_PATH)?;
+        let origin = self.origin.addr;
+        let (status, response) = http_get(origin, ORIGIN_PATH)?;
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_owned())
@@ -163,13 +166,24 @@ impl Stack {
         }
         for &target in targets {
             let addr = self.server(target)?.addr;
-            let (status, response) = http_get(addr, target.path())?;
-            if status != 200 || !response.contains(&body) {
+            let before = origin_calls(origin)?;
+            for _ in 0..2 {
+                let (status, response) = http_get(addr, target.path())?;
+                if status != 200 || !response.contains(&body) {
+                    bail!(
+                        "{} answered GET {} with {status}, not the origin's 200 and body: {}",
+                        target.name(),
+                        target.path(),
+                        response.chars().take(300).collect::<String>()
+                    );
+                }
+            }
+            let reached = origin_calls(origin)? - before;
+            if reached != 2 {
                 bail!(
-                    "{} answered GET {} with {status}, not the origin's 200 and body: {}",
+                    "{} answered 2 requests for GET {} but the origin saw {reached}: a cache, or another origin?",
                     target.name(),
-                    target.path(),
-                    response.chars().take(300).collect::<String>()
+                    target.path()
                 );
             }
         }
@@ -204,6 +218,16 @@ impl Stack {
             }
         }
         findings
+    }
+}
+
+/// How many requests the origin has answered (its `/__calls`).
+fn origin_calls(origin: SocketAddr) -> anyhow::Result<i64> {
+    let (status, response) = http_get(origin, "/__calls")?;
+    let count = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().parse::<i64>());
+    match (status, count) {
+        (200, Some(Ok(n))) => Ok(n),
+        _ => bail!("the origin's /__calls answered {status}: {response:?}"),
     }
 }
 
@@ -324,7 +348,7 @@ http {{
     }}
 
     server {{
-        listen {listen};
+        listen {listen} backlog=4096;
         location / {{
             proxy_pass http://origin/api/;
             proxy_http_version 1.1;

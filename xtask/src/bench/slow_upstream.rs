@@ -131,7 +131,8 @@ fn render(
         table.row(cells);
     }
     let title = format!(
-        "slow-upstream: GET {PASSTHROUGH_PATH}, the origin answers after {} ms; wrk {}; median of {} interleaved rounds",
+        "slow-upstream: GET {PASSTHROUGH_PATH}, the origin answers after {} ms; wrk {}; \
+         median of {} interleaved rounds",
         DELAY.as_millis(),
         shape.describe(),
         bench.repeat

@@ -1,0 +1,284 @@
+//! API keys: runtime data, never in the spec.
+//!
+//! The key file (`--api-keys FILE`) is a YAML list:
+//!
+//! ```yaml
+//! - { key: "k-3f9a…", name: alice, plan: free, enabled: true }
+//! - { key: "k-77c0…", name: bob, plan: pro }
+//! ```
+//!
+//! It is read at start-up and again on SIGHUP. A reload is atomic: the new set replaces the old in one pointer swap,
+//! and a file that does not parse or validate keeps the old set (the reason is logged). Keys are never logged or
+//! printed; everything the gateway says about a key uses its `name`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use subtle::ConstantTimeEq as _;
+
+/// One key of the key file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    key: String,
+    name: String,
+    plan: Option<String>,
+    #[serde(default = "enabled_default")]
+    enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// A known API key.
+pub struct ApiKey {
+    secret: Box<str>,
+    /// The key's name: what logs, metrics and usage reports show.
+    pub name: Arc<str>,
+    /// The usage plan the key is on.
+    pub plan: Option<Arc<str>>,
+    /// Disabled keys are refused with `403`.
+    pub enabled: bool,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret is never printed.
+        f.debug_struct("ApiKey")
+            .field("name", &self.name)
+            .field("plan", &self.plan)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a key file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// It could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not a list of keys.
+    #[error("{path} is not a valid key file: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the YAML reader said (it never quotes key values).
+        message: String,
+    },
+    /// A key or name is empty or repeated.
+    #[error("{path}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the entry by its position or name, never by its key.
+        problem: String,
+    },
+}
+
+/// A validated set of keys.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    by_secret: HashMap<Box<str>, Arc<ApiKey>>,
+}
+
+impl KeySet {
+    /// Reads and validates a key file.
+    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let entries: Vec<KeyEntry> = serde_yaml::from_str(&text).map_err(|e| KeyFileError::Parse {
+            path: path.to_owned(),
+            // serde_yaml's messages name fields and positions, not values.
+            message: e.to_string(),
+        })?;
+        let invalid = |problem: String| KeyFileError::Invalid {
+            path: path.to_owned(),
+            problem,
+        };
+        let mut by_secret = HashMap::with_capacity(entries.len());
+        let mut names = std::collections::HashSet::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            if entry.key.len() < 8 {
+                return Err(invalid(format!(
+                    "key #{} ({}) is shorter than 8 characters",
+                    i + 1,
+                    entry.name
+                )));
+            }
+            if entry.name.is_empty() {
+                return Err(invalid(format!("key #{} has an empty name", i + 1)));
+            }
+            if !names.insert(entry.name.clone()) {
+                return Err(invalid(format!("the name `{}` is used twice", entry.name)));
+            }
+            let key = ApiKey {
+                secret: entry.key.clone().into_boxed_str(),
+                name: Arc::from(entry.name.as_str()),
+                plan: entry.plan.as_deref().map(Arc::from),
+                enabled: entry.enabled,
+            };
+            if by_secret.insert(entry.key.into_boxed_str(), Arc::new(key)).is_some() {
+                return Err(invalid(format!(
+                    "key #{} ({}) repeats another entry's key",
+                    i + 1,
+                    entry.name
+                )));
+            }
+        }
+        Ok(Self { by_secret })
+    }
+
+    /// The key whose secret is `presented`.
+    ///
+    /// The map lookup hashes the presented value with a per-process random SipHash key, so its timing says nothing
+    /// useful about stored keys; the final comparison is constant-time over the whole secret.
+    pub fn find(&self, presented: &str) -> Option<&Arc<ApiKey>> {
+        let key = self.by_secret.get(presented)?;
+        bool::from(key.secret.as_bytes().ct_eq(presented.as_bytes())).then_some(key)
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.by_secret.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_secret.is_empty()
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<ApiKey>> {
+        self.by_secret.values()
+    }
+}
+
+/// The current key set, replaceable at run time.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    current: Arc<ArcSwap<KeySet>>,
+    path: Option<Arc<Path>>,
+}
+
+impl KeyStore {
+    /// A store with no keys and no file: every keyed operation answers `401`.
+    pub fn empty() -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(KeySet::default())),
+            path: None,
+        }
+    }
+
+    /// Loads `path` (or starts empty without one).
+    pub fn open(path: Option<&Path>) -> Result<Self, KeyFileError> {
+        let set = match path {
+            Some(path) => KeySet::load(path)?,
+            None => KeySet::default(),
+        };
+        Ok(Self {
+            current: Arc::new(ArcSwap::from_pointee(set)),
+            path: path.map(Arc::from),
+        })
+    }
+
+    /// The current set.
+    pub fn current(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.current.load()
+    }
+
+    /// Re-reads the key file; on any error the current set stays. Returns how many keys are now loaded.
+    pub fn reload(&self) -> Result<usize, KeyFileError> {
+        let Some(path) = &self.path else {
+            return Ok(self.current().len());
+        };
+        let set = KeySet::load(path)?;
+        let count = set.len();
+        self.current.store(Arc::new(set));
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile_path::TempPath {
+        tempfile_path::TempPath::with(text)
+    }
+
+    /// A file under the system temp dir, removed on drop (no dependency needed for one test helper).
+    mod tempfile_path {
+        use std::path::{Path, PathBuf};
+        pub struct TempPath(PathBuf);
+        impl TempPath {
+            pub fn with(text: &str) -> Self {
+                use std::sync::atomic::{AtomicUsize, Ordering};
+                static N: AtomicUsize = AtomicUsize::new(0);
+                let path = std::env::temp_dir().join(format!(
+                    "gateway-keys-{}-{}.yaml",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
+                std::fs::write(&path, text).expect("temp file");
+                Self(path)
+            }
+            pub fn path(&self) -> &Path {
+                &self.0
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn loads_finds_and_refuses() {
+        let file = write(
+            "- { key: alice-key-1, name: alice, plan: free }\n- { key: bob-key-22, name: bob, enabled: false }\n",
+        );
+        let set = KeySet::load(file.path()).expect("valid");
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.find("alice-key-1").map(|k| &*k.name), Some("alice"));
+        assert!(set.find("bob-key-22").is_some_and(|k| !k.enabled));
+        assert!(set.find("alice-key-2").is_none());
+        for bad in [
+            "- { key: short, name: a }\n",
+            "- { key: long-enough, name: a }\n- { key: long-enough, name: b }\n",
+            "- { key: long-enough-1, name: a }\n- { key: long-enough-2, name: a }\n",
+            "- { key: long-enough, nam: a }\n",
+            "not a list",
+        ] {
+            let err = KeySet::load(write(bad).path()).expect_err(bad);
+            assert!(!err.to_string().contains("long-enough"), "a key leaked into: {err}");
+        }
+    }
+
+    #[test]
+    fn reload_is_atomic_and_keeps_the_old_set_on_error() {
+        let file = write("- { key: alice-key-1, name: alice }\n");
+        let store = KeyStore::open(Some(file.path())).expect("valid");
+        std::fs::write(
+            file.path(),
+            "- { key: alice-key-1, name: alice }\n- { key: carol-key-3, name: carol }\n",
+        )
+        .expect("write");
+        assert_eq!(store.reload().expect("reloaded"), 2);
+        std::fs::write(file.path(), "[oops").expect("write");
+        assert!(store.reload().is_err());
+        assert!(store.current().find("carol-key-3").is_some(), "the old set stays");
+    }
+}

@@ -1,0 +1,623 @@
+//! Phase 2b: token buckets (API-wide, per operation, per key plan) and quotas, behind traits.
+//!
+//! The checks run in a fixed order — API-wide, then the operation's bucket, then the caller's plan — and stop at the
+//! first that refuses, so a rejected request takes nothing from the buckets after the one that refused it. A quota
+//! is charged last, only for requests every other check admitted.
+//!
+//! State is in memory here ([`MemoryLimits`], [`MemoryQuotas`]): governor's GCRA token buckets and per-key period
+//! counters. Both sit behind [`RateLimits`] and [`Quotas`], so replicas can later share them through a store such
+//! as Redis without the request path changing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use jiff::{ToSpan as _, Zoned, tz::TimeZone};
+
+use crate::spec::{ApiSpec, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
+
+/// Which bucket a check takes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Bucket<'a> {
+    /// The API-wide bucket.
+    Api {
+        /// The client's address, when the bucket is per address.
+        client: IpAddr,
+    },
+    /// An operation's bucket.
+    Operation {
+        /// Index into [`ApiSpec::operations`].
+        index: usize,
+        /// The client's address, when the bucket is per address.
+        client: IpAddr,
+    },
+    /// A key's bucket under its plan.
+    Plan {
+        /// Index into [`ApiSpec::usage_plans`].
+        index: usize,
+        /// The key's name.
+        key: &'a str,
+    },
+}
+
+/// The state of a bucket after a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketState {
+    /// Whether the request was admitted (and took a token).
+    pub admitted: bool,
+    /// Tokens left.
+    pub remaining: u32,
+    /// When refused: how long until a token is available.
+    pub retry_after: Duration,
+}
+
+/// Token buckets.
+pub trait RateLimits: Send + Sync + 'static {
+    /// Takes a token from `bucket` (whose limit is `limit`) if one is available.
+    fn acquire(&self, bucket: Bucket<'_>, limit: &ThrottleSpec) -> BucketState;
+}
+
+/// Per-key quotas.
+pub trait Quotas: Send + Sync + 'static {
+    /// Counts one request of `key` against `quota` if any is left in the current period.
+    fn charge(&self, key: &str, quota: &QuotaSpec) -> QuotaState;
+    /// The current period's figures for `key`, without charging.
+    fn peek(&self, key: &str, quota: &QuotaSpec) -> QuotaState;
+}
+
+/// A quota's state after a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaState {
+    /// Whether the request was counted (it was within the quota).
+    pub admitted: bool,
+    /// Requests counted in this period.
+    pub used: u64,
+    /// Requests left in this period.
+    pub remaining: u64,
+    /// When the period ends, in UTC.
+    pub resets_at: jiff::Timestamp,
+    /// Seconds from now until then.
+    pub resets_in: Duration,
+    /// The period's length.
+    pub window: Duration,
+}
+
+type Direct = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+
+/// One limit: shared by all callers, or kept per client address.
+enum Limiter {
+    All(Direct),
+    PerClient(Keyed<IpAddr>),
+}
+
+fn quota(limit: &ThrottleSpec) -> Quota {
+    let rate = NonZeroU32::new(limit.rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+impl Limiter {
+    fn new(limit: &ThrottleSpec) -> Self {
+        match limit.per {
+            ThrottleScope::All => Limiter::All(RateLimiter::direct(quota(limit)).with_middleware()),
+            ThrottleScope::ClientIp => Limiter::PerClient(RateLimiter::keyed(quota(limit)).with_middleware()),
+        }
+    }
+
+    fn acquire(&self, client: IpAddr) -> BucketState {
+        let outcome = match self {
+            Limiter::All(l) => l.check(),
+            Limiter::PerClient(l) => l.check_key(&client),
+        };
+        state(outcome)
+    }
+}
+
+fn state<P: governor::clock::Reference>(
+    outcome: Result<governor::middleware::StateSnapshot, governor::NotUntil<P>>,
+) -> BucketState
+where
+    DefaultClock: governor::clock::Clock<Instant = P>,
+{
+    match outcome {
+        Ok(snapshot) => BucketState {
+            admitted: true,
+            remaining: snapshot.remaining_burst_capacity(),
+            retry_after: Duration::ZERO,
+        },
+        Err(not_until) => BucketState {
+            admitted: false,
+            remaining: 0,
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        },
+    }
+}
+
+/// Token buckets in this process's memory.
+pub struct MemoryLimits {
+    api: Option<Limiter>,
+    operations: Vec<Option<Limiter>>,
+    plans: Vec<Option<Keyed<Arc<str>>>>,
+}
+
+impl MemoryLimits {
+    /// The buckets `api` declares.
+    pub fn new(api: &ApiSpec) -> Self {
+        Self {
+            api: api.throttle.as_ref().map(Limiter::new),
+            operations: api
+                .operations
+                .iter()
+                .map(|op| op.throttle.as_ref().map(Limiter::new))
+                .collect(),
+            plans: api
+                .usage_plans
+                .iter()
+                .map(|plan| {
+                    plan.throttle
+                        .as_ref()
+                        .map(|t| RateLimiter::keyed(quota(t)).with_middleware())
+                })
+                .collect(),
+        }
+    }
+}
+
+impl RateLimits for MemoryLimits {
+    fn acquire(&self, bucket: Bucket<'_>, _limit: &ThrottleSpec) -> BucketState {
+        let admitted = BucketState {
+            admitted: true,
+            remaining: u32::MAX,
+            retry_after: Duration::ZERO,
+        };
+        match bucket {
+            Bucket::Api { client } => self.api.as_ref().map_or(admitted, |l| l.acquire(client)),
+            Bucket::Operation { index, client } => self
+                .operations
+                .get(index)
+                .and_then(Option::as_ref)
+                .map_or(admitted, |l| l.acquire(client)),
+            Bucket::Plan { index, key } => match self.plans.get(index).and_then(Option::as_ref) {
+                // Keyed by name; the `Arc<str>` is only allocated for a key's first request in this process.
+                Some(limiter) => state(limiter.check_key(&Arc::from(key))),
+                None => admitted,
+            },
+        }
+    }
+}
+
+/// The calendar period containing `now`: its start and end.
+fn period_bounds(period: QuotaPeriod, now: &Zoned) -> (Zoned, Zoned) {
+    let day = now.start_of_day().unwrap_or_else(|_| now.clone());
+    let (start, length) = match period {
+        QuotaPeriod::Day => (day, 1.day()),
+        QuotaPeriod::Week => {
+            let back = i64::from(now.weekday().to_monday_zero_offset());
+            (day.checked_sub(back.days()).unwrap_or(day), 1.week())
+        }
+        QuotaPeriod::Month => {
+            let first = day.first_of_month().unwrap_or(day);
+            (first, 1.month())
+        }
+    };
+    let end = start.checked_add(length).unwrap_or_else(|_| start.clone());
+    (start, end)
+}
+
+/// Per-key counters for the current period, in this process's memory.
+#[derive(Default)]
+pub struct MemoryQuotas {
+    counters: Mutex<HashMap<Arc<str>, (jiff::Timestamp, u64)>>,
+}
+
+impl MemoryQuotas {
+    fn apply(&self, key: &str, quota: &QuotaSpec, charge: bool) -> QuotaState {
+        let now = Zoned::now().with_time_zone(TimeZone::UTC);
+        let (start, end) = period_bounds(quota.period, &now);
+        let start = start.timestamp();
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = counters.entry(Arc::from(key)).or_insert((start, 0));
+        if entry.0 != start {
+            // A new period: the count starts again.
+            *entry = (start, 0);
+        }
+        let admitted = entry.1 < quota.limit;
+        if charge && admitted {
+            entry.1 += 1;
+        }
+        let used = entry.1;
+        let resets_in = Duration::try_from(end.timestamp().duration_since(now.timestamp())).unwrap_or_default();
+        let window = Duration::try_from(end.timestamp().duration_since(start)).unwrap_or_default();
+        QuotaState {
+            admitted,
+            used,
+            remaining: quota.limit.saturating_sub(used),
+            resets_at: end.timestamp(),
+            resets_in,
+            window,
+        }
+    }
+}
+
+impl Quotas for MemoryQuotas {
+    fn charge(&self, key: &str, quota: &QuotaSpec) -> QuotaState {
+        self.apply(key, quota, true)
+    }
+
+    fn peek(&self, key: &str, quota: &QuotaSpec) -> QuotaState {
+        self.apply(key, quota, false)
+    }
+}
+
+/// Per-key request counts, for `/_gateway/usage`.
+#[derive(Default)]
+pub struct UsageBook {
+    keys: Mutex<HashMap<Arc<str>, Arc<KeyUsage>>>,
+}
+
+/// One key's counts.
+#[derive(Debug, Default)]
+pub struct KeyUsage {
+    /// Requests admitted.
+    pub admitted: AtomicU64,
+    /// Requests refused by a throttle or quota.
+    pub throttled: AtomicU64,
+}
+
+impl UsageBook {
+    /// The counters of `key`.
+    pub fn of(&self, key: &Arc<str>) -> Arc<KeyUsage> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        keys.entry(key.clone()).or_default().clone()
+    }
+
+    /// Every key seen so far with its counts.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, u64, u64)> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = keys
+            .iter()
+            .map(|(k, u)| {
+                (
+                    k.clone(),
+                    u.admitted.load(Ordering::Relaxed),
+                    u.throttled.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl std::fmt::Debug for MemoryLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryLimits")
+    }
+}
+
+impl std::fmt::Debug for MemoryQuotas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryQuotas")
+    }
+}
+
+impl std::fmt::Debug for UsageBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageBook")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_are_calendar_periods_in_utc() {
+        let now: Zoned = "2026-11-25T13:45:00+00:00[UTC]".parse().expect("time");
+        let (s, e) = period_bounds(QuotaPeriod::Day, &now);
+        assert_eq!(
+            (s.to_string(), e.to_string()),
+            (
+                "2026-11-25T00:00:00+00:00[UTC]".into(),
+                "2026-11-26T00:00:00+00:00[UTC]".into()
+            )
+        );
+        let (s, e) = period_bounds(QuotaPeriod::Week, &now);
+        assert_eq!(s.to_string(), "2026-11-23T00:00:00+00:00[UTC]", "weeks start on Monday");
+        assert_eq!(e.to_string(), "2026-11-30T00:00:00+00:00[UTC]");
+        let (s, e) = period_bounds(QuotaPeriod::Month, &now);
+        assert_eq!(
+            (s.to_string(), e.to_string()),
+            (
+                "2026-11-01T00:00:00+00:00[UTC]".into(),
+                "2026-12-01T00:00:00+00:00[UTC]".into()
+            )
+        );
+    }
+
+    #[test]
+    fn quotas_count_admitted_requests_only() {
+        let quotas = MemoryQuotas::default();
+        let q = QuotaSpec {
+            limit: 2,
+            period: QuotaPeriod::Day,
+        };
+        assert!(quotas.charge("a", &q).admitted);
+        assert!(quotas.charge("a", &q).admitted);
+        let third = quotas.charge("a", &q);
+        assert!(!third.admitted);
+        assert_eq!((third.used, third.remaining), (2, 0));
+        assert!(quotas.charge("b", &q).admitted, "keys do not share a quota");
+    }
+
+    #[test]
+    fn buckets_admit_the_burst_then_refuse() {
+        let limit = ThrottleSpec {
+            rate: 1,
+            burst: 3,
+            per: ThrottleScope::All,
+        };
+        let limiter = Limiter::new(&limit);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let admitted: Vec<bool> = (0..5).map(|_| limiter.acquire(ip).admitted).collect();
+        assert_eq!(admitted, [true, true, true, false, false]);
+        let refused = limiter.acquire(ip);
+        assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1));
+    }
+}
+
+/// One line of the rate-limit headers (IETF draft `RateLimit-Policy` / `RateLimit`).
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    name: &'static str,
+    /// Quota units per window.
+    quota: u64,
+    /// Window, in seconds.
+    window: u64,
+    /// Units left.
+    remaining: u64,
+    /// Seconds until the limit is back to full.
+    reset: u64,
+}
+
+/// The limits a request went through, for its `RateLimit-Policy` and `RateLimit` headers.
+#[derive(Debug, Default)]
+pub struct Report {
+    items: Vec<Item>,
+}
+
+impl Report {
+    fn bucket(&mut self, name: &'static str, limit: &ThrottleSpec, state: &BucketState) {
+        let rate = u64::from(limit.rate.max(1));
+        let burst = u64::from(limit.burst);
+        let remaining = u64::from(state.remaining).min(burst);
+        self.items.push(Item {
+            name,
+            quota: burst,
+            window: burst.div_ceil(rate),
+            remaining,
+            reset: (burst - remaining).div_ceil(rate),
+        });
+    }
+
+    fn quota(&mut self, limit: &QuotaSpec, state: &QuotaState) {
+        self.items.push(Item {
+            name: "quota",
+            quota: limit.limit,
+            window: state.window.as_secs(),
+            remaining: state.remaining,
+            reset: state.resets_in.as_secs(),
+        });
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` to `headers` (nothing for an operation without limits).
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        if self.items.is_empty() {
+            return;
+        }
+        let policy: Vec<String> = self
+            .items
+            .iter()
+            .map(|i| format!("\"{}\";q={};w={}", i.name, i.quota, i.window))
+            .collect();
+        let current: Vec<String> = self
+            .items
+            .iter()
+            .map(|i| format!("\"{}\";r={};t={}", i.name, i.remaining, i.reset))
+            .collect();
+        if let Ok(v) = http::HeaderValue::from_str(&policy.join(", ")) {
+            headers.insert(RATELIMIT_POLICY.clone(), v);
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&current.join(", ")) {
+            headers.insert(RATELIMIT.clone(), v);
+        }
+    }
+}
+
+static RATELIMIT_POLICY: http::HeaderName = http::HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
+
+/// Runs the throttles and the quota of one request, in order.
+#[derive(Clone)]
+pub struct Limits {
+    rates: Arc<dyn RateLimits>,
+    quotas: Arc<dyn Quotas>,
+    /// Per-key counts.
+    pub usage: Arc<UsageBook>,
+    trust_proxy: bool,
+}
+
+impl std::fmt::Debug for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("trust_proxy", &self.trust_proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refusal: a `429` problem with `Retry-After` and the rate-limit headers.
+fn too_many(
+    report: &Report,
+    retry_after: Duration,
+    detail: String,
+    resets_at: Option<String>,
+) -> axum::response::Response {
+    let mut problem = crate::problem::Problem::new(http::StatusCode::TOO_MANY_REQUESTS, detail);
+    problem.resets_at = resets_at;
+    let mut response = problem.into_response();
+    // Whole seconds, rounded up: a client that waits that long is admitted.
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+    report.apply(response.headers_mut());
+    response
+}
+
+impl Limits {
+    /// In-memory limits for `api`. With `trust_proxy`, the client address comes from `X-Forwarded-For`.
+    pub fn in_memory(api: &ApiSpec, trust_proxy: bool) -> Self {
+        Self {
+            rates: Arc::new(MemoryLimits::new(api)),
+            quotas: Arc::new(MemoryQuotas::default()),
+            usage: Arc::new(UsageBook::default()),
+            trust_proxy,
+        }
+    }
+
+    /// The quotas store (for usage reports).
+    pub fn quotas(&self) -> &dyn Quotas {
+        &*self.quotas
+    }
+
+    /// The client's address: the connection's peer, or the last `X-Forwarded-For` hop behind a trusted proxy.
+    pub fn client_ip(&self, parts: &http::request::Parts) -> IpAddr {
+        let peer = parts
+            .extensions
+            .get::<crate::server::ClientAddr>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
+        if !self.trust_proxy {
+            return peer;
+        }
+        parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse().ok())
+            .next_back()
+            .unwrap_or(peer)
+    }
+
+    /// The throttles, in order (API-wide, operation, the caller's plan); the first refusal stops the checks.
+    pub fn check(
+        &self,
+        api: &ApiSpec,
+        index: usize,
+        parts: &http::request::Parts,
+        caller: Option<&crate::auth::Caller>,
+    ) -> Result<Report, axum::response::Response> {
+        let mut report = Report::default();
+        let op = &api.operations[index.min(api.operations.len().saturating_sub(1))];
+        let needs_ip = [api.throttle.as_ref(), op.throttle.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|t| t.per == ThrottleScope::ClientIp);
+        let client = if needs_ip {
+            self.client_ip(parts)
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        };
+        let plan = caller.and_then(|c| c.plan.map(|p| (c, p, &api.usage_plans[p])));
+        let checks = [
+            api.throttle.as_ref().map(|l| ("api", Bucket::Api { client }, l)),
+            op.throttle
+                .as_ref()
+                .map(|l| ("operation", Bucket::Operation { index, client }, l)),
+            plan.and_then(|(c, p, plan)| {
+                plan.throttle.as_ref().map(|l| {
+                    (
+                        "plan",
+                        Bucket::Plan {
+                            index: p,
+                            key: &c.key.name,
+                        },
+                        l,
+                    )
+                })
+            }),
+        ];
+        for (name, bucket, limit) in checks.into_iter().flatten() {
+            let state = self.rates.acquire(bucket, limit);
+            report.bucket(name, limit, &state);
+            if !state.admitted {
+                if let Some(c) = caller {
+                    self.usage.of(&c.key.name).throttled.fetch_add(1, Ordering::Relaxed);
+                }
+                let detail = format!(
+                    "too many requests: the {name} limit of {} a second is used up",
+                    limit.rate
+                );
+                return Err(too_many(&report, state.retry_after, detail, None));
+            }
+        }
+        // The quota's current state is reported on every response, before it is charged.
+        if let Some((c, _, plan)) = plan
+            && let Some(quota) = &plan.quota
+        {
+            report.quota(quota, &self.quotas.peek(&c.key.name, quota));
+        }
+        Ok(report)
+    }
+
+    /// Charges the caller's quota, last of all checks, so that only admitted requests count.
+    pub fn charge(
+        &self,
+        api: &ApiSpec,
+        caller: Option<&crate::auth::Caller>,
+        report: &mut Report,
+    ) -> Result<(), axum::response::Response> {
+        let Some(caller) = caller else { return Ok(()) };
+        let usage = self.usage.of(&caller.key.name);
+        let quota = caller.plan.and_then(|p| api.usage_plans[p].quota.as_ref());
+        if let Some(quota) = quota {
+            let state = self.quotas.charge(&caller.key.name, quota);
+            report.items.retain(|i| i.name != "quota");
+            report.quota(quota, &state);
+            if !state.admitted {
+                usage.throttled.fetch_add(1, Ordering::Relaxed);
+                let detail = format!(
+                    "the quota of {} requests a {} is used up",
+                    quota.limit,
+                    period_name(quota.period)
+                );
+                return Err(too_many(
+                    report,
+                    state.resets_in,
+                    detail,
+                    Some(state.resets_at.to_string()),
+                ));
+            }
+        }
+        usage.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn period_name(period: QuotaPeriod) -> &'static str {
+    match period {
+        QuotaPeriod::Day => "day",
+        QuotaPeriod::Week => "week",
+        QuotaPeriod::Month => "month",
+    }
+}

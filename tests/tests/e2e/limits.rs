@@ -1,0 +1,441 @@
+//! API keys, usage plans, quotas and throttling, against the generated `store-gateway`.
+//!
+//! Limits in `specs/store.yaml`: API-wide 20/s burst 40; `listOrders` 10/s burst 10; `browseCatalog` 5/s burst 5
+//! per client address; plan `free` 2/s burst 5 and 8 a day; `pro` 50/s burst 100; `trial` 3 a month.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gateway_tests::client::{Reply, get, send};
+use gateway_tests::gateway::Gateway;
+use gateway_tests::upstream::Upstream;
+use http::{Method, StatusCode};
+
+use crate::support::assert_problem;
+
+const KEYS: &str = "\
+- { key: free-key-alice-0001, name: alice, plan: free }
+- { key: free-key-bob-00002, name: bob, plan: free }
+- { key: pro-key-carol-0003, name: carol, plan: pro }
+- { key: pro-key-dave-00004, name: dave, plan: pro }
+- { key: trial-key-erin-005, name: erin, plan: trial }
+- { key: disabled-key-frank6, name: frank, plan: pro, enabled: false }
+- { key: gold-key-grace-007, name: grace, plan: gold }
+";
+const ADMIN: &str = "admin-token-for-tests";
+
+/// A key file in a fresh temporary directory, removed on drop.
+struct KeyFile(PathBuf);
+
+impl KeyFile {
+    fn new(text: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "store-keys-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("keys.yaml");
+        std::fs::write(&path, text).expect("key file");
+        Self(path)
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).expect("key file");
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+async fn store() -> (Upstream, Gateway, KeyFile) {
+    let upstream = Upstream::start().await.expect("upstream");
+    let keys = KeyFile::new(KEYS);
+    let gateway = Gateway::start(
+        "store-gateway",
+        &[
+            "--upstream".into(),
+            format!("default={}/store", upstream.url()),
+            "--api-keys".into(),
+            keys.0.display().to_string(),
+            "--admin-token".into(),
+            ADMIN.into(),
+        ],
+    )
+    .expect("store gateway starts");
+    (upstream, gateway, keys)
+}
+
+async fn with_key(gw: &Gateway, path: &str, key: &str) -> Reply {
+    send(Method::GET, &gw.url(path), &[("x-api-key", key)], Bytes::new())
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
+#[tokio::test]
+async fn keys_are_required_checked_and_refused_with_the_right_status() {
+    let (upstream, gw, _keys) = store().await;
+    let missing = get(&gw.url("/orders")).await;
+    let problem = assert_problem(&missing, StatusCode::UNAUTHORIZED);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("x-api-key")),
+        "{problem}"
+    );
+    assert_problem(
+        &with_key(&gw, "/orders", "no-such-key-at-all").await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_problem(
+        &with_key(&gw, "/orders", "disabled-key-frank6").await,
+        StatusCode::FORBIDDEN,
+    );
+    let gold = assert_problem(
+        &with_key(&gw, "/orders", "gold-key-grace-007").await,
+        StatusCode::FORBIDDEN,
+    );
+    assert!(gold["detail"].as_str().is_some_and(|d| d.contains("plan")), "{gold}");
+    // `getOrder` admits the pro plan only.
+    assert_problem(
+        &with_key(&gw, "/orders/1", "free-key-alice-0001").await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        with_key(&gw, "/orders/1", "pro-key-carol-0003").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(upstream.calls(), 1, "refused requests never reach the upstream");
+    // The key may be in the header or in the query; open operations need none.
+    assert_eq!(
+        get(&gw.url("/orders?api_key=pro-key-dave-00004")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(get(&gw.url("/catalog")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_burst_is_admitted_then_429_then_the_bucket_refills() {
+    let (_upstream, gw, _keys) = store().await;
+    // alice (free): burst 5 at 2 a second.
+    let mut admitted = 0;
+    let refused = loop {
+        let reply = with_key(&gw, "/orders", "free-key-alice-0001").await;
+        match reply.status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => break reply,
+            other => panic!("unexpected {other}: {}", reply.text()),
+        }
+        assert!(admitted <= 5, "the burst is 5");
+    };
+    assert_eq!(admitted, 5, "exactly the burst is admitted");
+    let problem = assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("plan")),
+        "{problem}"
+    );
+    assert_eq!(retry_after(&refused), 1, "2 a second: the next token within a second");
+    // Refill: at 2 a second a token is back within half a second; poll instead of sleeping a fixed time.
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if with_key(&gw, "/orders", "free-key-alice-0001").await.status == StatusCode::OK {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the bucket never refilled");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "not before a token could have been added"
+    );
+}
+
+#[tokio::test]
+async fn two_keys_do_not_share_a_bucket() {
+    let (_upstream, gw, _keys) = store().await;
+    for _ in 0..5 {
+        assert_eq!(
+            with_key(&gw, "/orders", "free-key-alice-0001").await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        with_key(&gw, "/orders", "free-key-alice-0001").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        with_key(&gw, "/orders", "free-key-bob-00002").await.status,
+        StatusCode::OK,
+        "bob has his own"
+    );
+}
+
+#[tokio::test]
+async fn operation_and_api_wide_buckets_are_independent_of_keys_and_each_other() {
+    let (_upstream, gw, _keys) = store().await;
+    // listOrders: burst 10 across callers. Two pro keys (burst 100 each) share it.
+    let mut ok = 0;
+    for i in 0..11 {
+        let key = if i % 2 == 0 {
+            "pro-key-carol-0003"
+        } else {
+            "pro-key-dave-00004"
+        };
+        let reply = with_key(&gw, "/orders", key).await;
+        if reply.status == StatusCode::OK {
+            ok += 1;
+        } else {
+            let problem = assert_problem(&reply, StatusCode::TOO_MANY_REQUESTS);
+            assert!(
+                problem["detail"].as_str().is_some_and(|d| d.contains("operation")),
+                "{problem}"
+            );
+        }
+    }
+    assert_eq!(ok, 10, "the operation's burst, whoever calls");
+    // Another operation is not affected by listOrders' bucket.
+    assert_eq!(
+        with_key(&gw, "/orders/1", "pro-key-carol-0003").await.status,
+        StatusCode::OK
+    );
+
+    // API-wide: burst 40 over every operation, on a fresh gateway: the open mock takes it all.
+    let (_upstream, gw, _keys) = store().await;
+    let mut admitted = 0;
+    let refused = loop {
+        let reply = get(&gw.url("/status")).await;
+        if reply.status != StatusCode::OK {
+            break reply;
+        }
+        admitted += 1;
+        assert!(admitted <= 40);
+    };
+    assert_eq!(admitted, 40, "the API-wide burst");
+    let problem = assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("api")),
+        "{problem}"
+    );
+    // ... and it applies to every operation.
+    assert_eq!(
+        with_key(&gw, "/orders/1", "pro-key-carol-0003").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn per_ip_buckets_are_per_client_address() {
+    let (_upstream, gw, _keys) = store().await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/catalog")).await.status, StatusCode::OK);
+    }
+    assert_eq!(get(&gw.url("/catalog")).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Without --trust-proxy a forged X-Forwarded-For changes nothing.
+    let forged = send(
+        Method::GET,
+        &gw.url("/catalog"),
+        &[("x-forwarded-for", "10.1.2.3")],
+        Bytes::new(),
+    )
+    .await
+    .expect("ok");
+    assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn per_ip_buckets_follow_x_forwarded_for_behind_a_trusted_proxy() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let keys = KeyFile::new(KEYS);
+    let gw = Gateway::start(
+        "store-gateway",
+        &[
+            "--upstream".into(),
+            format!("default={}/store", upstream.url()),
+            "--api-keys".into(),
+            keys.0.display().to_string(),
+            "--trust-proxy".into(),
+        ],
+    )
+    .expect("starts");
+    let from = |ip: &'static str| {
+        let url = gw.url("/catalog");
+        async move {
+            send(Method::GET, &url, &[("x-forwarded-for", ip)], Bytes::new())
+                .await
+                .expect("ok")
+                .status
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(from("192.0.2.1").await, StatusCode::OK);
+    }
+    assert_eq!(from("192.0.2.1").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        from("192.0.2.2").await,
+        StatusCode::OK,
+        "another client address has its own bucket"
+    );
+}
+
+#[tokio::test]
+async fn quota_exhaustion_says_when_it_resets_and_counts_admitted_requests_only() {
+    let (_upstream, gw, _keys) = store().await;
+    // erin (trial): 3 a month, no throttle.
+    for i in 0..3 {
+        let reply = with_key(&gw, "/orders", "trial-key-erin-005").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let current = reply.header("ratelimit").expect("RateLimit header");
+        assert!(current.contains(&format!("\"quota\";r={}", 2 - i)), "{current}");
+    }
+    let over = with_key(&gw, "/orders", "trial-key-erin-005").await;
+    let problem = assert_problem(&over, StatusCode::TOO_MANY_REQUESTS);
+    let resets_at = problem["resets_at"].as_str().expect("resets_at");
+    assert!(
+        resets_at.ends_with("-01T00:00:00Z"),
+        "monthly quotas reset on the 1st, 00:00 UTC: {resets_at}"
+    );
+    assert!(retry_after(&over) > 0);
+
+    // alice (free: burst 5, 8 a day): 7 quick requests, 5 admitted and 2 throttled; only 5 count.
+    for _ in 0..7 {
+        with_key(&gw, "/orders", "free-key-alice-0001").await;
+    }
+    let usage = send(
+        Method::GET,
+        &gw.url("/_gateway/usage"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+        Bytes::new(),
+    )
+    .await
+    .expect("usage");
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.text());
+    let usage = usage.json();
+    let alice = usage["keys"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["name"] == "alice"))
+        .expect("alice")
+        .clone();
+    assert_eq!(alice["admitted"], 5);
+    assert_eq!(alice["throttled"], 2);
+    assert_eq!(alice["quota"]["used"], 5, "throttled requests use no quota");
+    assert_eq!(alice["quota"]["remaining"], 3);
+    assert!(
+        !usage.to_string().contains("free-key-alice"),
+        "usage reports names, never keys"
+    );
+}
+
+#[tokio::test]
+async fn limited_operations_carry_the_rate_limit_headers() {
+    let (_upstream, gw, _keys) = store().await;
+    let reply = with_key(&gw, "/orders", "free-key-alice-0001").await;
+    let policy = reply.header("ratelimit-policy").expect("RateLimit-Policy");
+    assert_eq!(
+        policy,
+        "\"api\";q=40;w=2, \"operation\";q=10;w=1, \"plan\";q=5;w=3, \"quota\";q=8;w=86400"
+    );
+    let current = reply.header("ratelimit").expect("RateLimit");
+    assert!(current.starts_with("\"api\";r=39;"), "{current}");
+    assert!(current.contains("\"plan\";r=4;"), "{current}");
+    assert!(current.contains("\"quota\";r=7;"), "{current}");
+    // The mock is limited API-wide only.
+    let status = get(&gw.url("/status")).await;
+    assert_eq!(status.header("ratelimit-policy"), Some("\"api\";q=40;w=2"));
+}
+
+#[tokio::test]
+async fn sighup_reloads_keys_atomically_and_a_bad_file_keeps_the_old_set() {
+    let (_upstream, mut gw, keys) = store().await;
+    let hangup = |gw: &Gateway| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &gw.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    assert_eq!(
+        with_key(&gw, "/orders", "new-key-heidi-0008").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Add heidi, disable alice.
+    keys.write(&KEYS.replace(
+        "- { key: free-key-alice-0001, name: alice, plan: free }",
+        "- { key: free-key-alice-0001, name: alice, plan: free, enabled: false }\n- { key: new-key-heidi-0008, name: heidi, plan: pro }",
+    ));
+    hangup(&gw);
+    let started = Instant::now();
+    while with_key(&gw, "/orders", "new-key-heidi-0008").await.status != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new key was never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        with_key(&gw, "/orders", "free-key-alice-0001").await.status,
+        StatusCode::FORBIDDEN,
+        "alice is disabled"
+    );
+    // A broken file: the keys in force stay.
+    keys.write("- { key: oops\n");
+    hangup(&gw);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        with_key(&gw, "/orders", "new-key-heidi-0008").await.status,
+        StatusCode::OK
+    );
+    let _ = gw.terminate(Duration::from_secs(10));
+    let log = gw.take_stderr();
+    assert!(log.contains("API keys reloaded"), "{log}");
+    assert!(log.contains("API keys not reloaded"), "{log}");
+}
+
+#[tokio::test]
+async fn keys_never_appear_in_the_logs() {
+    let (_upstream, mut gw, _keys) = store().await;
+    with_key(&gw, "/orders", "free-key-alice-0001").await;
+    with_key(&gw, "/orders", "no-such-key-at-all").await;
+    get(&gw.url("/orders?api_key=pro-key-carol-0003")).await;
+    let _ = gw.terminate(Duration::from_secs(10));
+    let log = gw.take_stderr();
+    assert!(!log.is_empty());
+    for secret in [
+        "free-key-alice-0001",
+        "no-such-key-at-all",
+        "pro-key-carol-0003",
+        "disabled-key-frank6",
+    ] {
+        assert!(!log.contains(secret), "a key leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn cached_responses_are_per_caller_when_keyed_on_the_caller() {
+    let (upstream, gw, _keys) = store().await;
+    let carol = with_key(&gw, "/orders", "pro-key-carol-0003").await;
+    let dave = with_key(&gw, "/orders", "pro-key-dave-00004").await;
+    assert_eq!(carol.header("x-cache"), Some("MISS"));
+    assert_eq!(
+        dave.header("x-cache"),
+        Some("MISS"),
+        "dave is never served carol's cached orders"
+    );
+    assert_eq!(
+        with_key(&gw, "/orders", "pro-key-carol-0003").await.header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(upstream.calls(), 2);
+}
