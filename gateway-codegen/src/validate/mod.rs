@@ -1,0 +1,270 @@
+//! Step 2 of the pipeline: every generate-time check, with cross references resolved on the way.
+//!
+//! Checks never stop at the first problem: each records a diagnostic and the walk goes on, so the user sees every
+//! error of a spec in one run. What the checks establish (routes, targets, upstreams) is returned, so the model
+//! is built from checked facts and nothing is worked out twice.
+
+mod cache;
+mod limits;
+mod routes;
+mod targets;
+mod upstreams;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use openapiv3::Parameter;
+
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::model::{ApiKeyScheme, CachePolicy, CacheSettings, Target, Throttle, Upstream, UsagePlan};
+use crate::parse::ext::PolicyExt;
+use crate::parse::{ParsedOperation, ParsedSpec};
+use crate::template;
+
+use cache::{cache_settings, check_cache};
+use limits::{check_op_plans, check_security, check_throttle, check_usage_plans, op_throttle};
+use routes::{check_path_params, check_routes, derived_id, merge_variants, route_parts};
+use targets::check_target;
+use upstreams::Upstreams;
+
+/// Upstream timeout when `timeout` is not set (AWS API Gateway's integration limit is 29 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect timeout when `connect_timeout` is not set.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Cache capacity when `cache.capacity` is not set.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 * 1024 * 1024;
+/// Largest cached body when `cache.max_entry` is not set.
+pub const DEFAULT_CACHE_MAX_ENTRY: u64 = 1024 * 1024;
+/// Paths under this prefix belong to the gateway's admin endpoints.
+pub const ADMIN_PREFIX: &str = "/_gateway";
+
+/// What validation needs besides the spec.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The spec file's stem: the gateway's name when `x-gateway.name` is absent.
+    pub file_stem: String,
+    /// Base URL for operations with no target when the spec has no absolute server URL.
+    pub default_upstream: Option<String>,
+}
+
+/// The checked facts the model is built from.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    /// The gateway's name.
+    pub name: String,
+    /// Named upstreams in spec order, then implicit ones from `servers` in order of first use.
+    pub upstreams: Vec<Upstream>,
+    /// Operations to serve (skipped ones left out), in document order.
+    pub operations: Vec<CheckedOperation<'a>>,
+    /// API-wide cache sizes.
+    pub cache: CacheSettings,
+    /// The API-wide token bucket.
+    pub throttle: Option<Throttle>,
+    /// Usage plans.
+    pub usage_plans: Vec<UsagePlan>,
+}
+
+/// An operation that passed every check.
+#[derive(Debug)]
+pub struct CheckedOperation<'a> {
+    /// The parsed operation.
+    pub parsed: &'a ParsedOperation,
+    /// `operationId`, or one derived from method and path.
+    pub id: String,
+    /// The router's path.
+    pub route: String,
+    /// Path parameter names in template order.
+    pub path_params: Vec<String>,
+    /// Per path parameter, literal text that follows it inside its segment (`.json` in `{Sid}.json`), which the
+    /// router of axum 0.8 cannot match; the runtime strips and checks it instead.
+    pub path_suffixes: Vec<String>,
+    /// Where requests go (`None` only while errors are being collected: a checked spec has them all).
+    pub target: Option<Target>,
+    /// Response caching, when the effective TTL is above zero.
+    pub cache: Option<CachePolicy>,
+    /// API key requirements (alternatives of conjunctions); empty: open.
+    pub security: Vec<Vec<ApiKeyScheme>>,
+    /// Admitted usage plans (indexes); empty: all.
+    pub plans: Vec<usize>,
+    /// The operation's token bucket.
+    pub throttle: Option<Throttle>,
+    /// Position in the document, to keep output in document order.
+    pub order: usize,
+}
+
+/// Runs every check. Returns `None` when any error was found.
+pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Option<Checked<'a>> {
+    let name = check_name(spec, ctx, diags);
+    let mut upstreams = Upstreams::new(spec, diags);
+    let throttle = spec
+        .root
+        .throttle
+        .as_ref()
+        .and_then(|t| check_throttle(t, "/x-gateway/throttle", true, diags));
+    let usage_plans = check_usage_plans(spec, diags);
+    let mut unenforced = std::collections::HashSet::new();
+    let mut operations = Vec::new();
+    let mut ids: HashMap<String, &str> = HashMap::new();
+    for op in &spec.operations {
+        if let Some(id) = &op.operation.operation_id
+            && let Some(first) = ids.insert(id.clone(), &op.pointer)
+        {
+            diags.push(
+                Diagnostic::error(
+                    format!("{}/operationId", op.pointer),
+                    format!("duplicate operationId `{id}`"),
+                )
+                .related(format!("{first}/operationId"), "first used here")
+                .help("operationIds must be unique across the spec; rename one"),
+            );
+        }
+        if inherited(op, "skip", |e| e.skip.as_ref()).is_some_and(|(_, skip)| *skip) {
+            continue;
+        }
+        if let Some(mut checked) = check_operation(spec, op, ctx, &mut upstreams, diags) {
+            checked.order = operations.len();
+            checked.security = check_security(spec, op, &mut unenforced, diags);
+            checked.plans = check_op_plans(op, &usage_plans, diags);
+            checked.throttle = op_throttle(op, diags);
+            operations.push(checked);
+        }
+    }
+    let operations = merge_variants(operations, diags);
+    check_routes(&operations, diags);
+    let upstreams = upstreams.finish();
+    let cache = cache_settings(spec);
+    (!diags.has_errors()).then_some(Checked {
+        name,
+        upstreams,
+        operations,
+        cache,
+        throttle,
+        usage_plans,
+    })
+}
+
+fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> String {
+    if let Some(name) = &spec.root.name {
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+            && name.starts_with(|c: char| c.is_ascii_lowercase());
+        if !valid {
+            diags.push(
+                Diagnostic::error("/x-gateway/name", format!("gateway name `{name}` cannot name a crate"))
+                    .help("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. `petstore`"),
+            );
+        }
+        return name.clone();
+    }
+    // A file stem is the user's file name, not a setting: make it a crate name rather than refuse it.
+    let mut name: String = ctx
+        .file_stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "api-");
+    }
+    name
+}
+
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn check_operation<'a>(
+    spec: &ParsedSpec,
+    op: &'a ParsedOperation,
+    ctx: &Context,
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<CheckedOperation<'a>> {
+    let id = op.operation.operation_id.clone().unwrap_or_else(|| derived_id(op));
+    let routed = template::routed_part(&op.template);
+    if routed.len() != op.template.len() {
+        diags.push(
+            Diagnostic::warning(
+                &op.path_pointer,
+                format!("path key `{}` carries a query or fragment, which no request path has; routed as `{routed}`", op.template),
+            )
+            .help("give the operation its own path, or mark one of the operations sharing it with `x-gateway: { skip: true }`"),
+        );
+    }
+    let pieces = match template::scan(routed) {
+        Ok(pieces) => pieces,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                &op.path_pointer,
+                format!("invalid path template: {e}"),
+            ));
+            return None;
+        }
+    };
+    if !routed.starts_with('/') {
+        diags.push(
+            Diagnostic::error(&op.path_pointer, format!("path `{routed}` must start with `/`"))
+                .help(format!("write `/{routed}`")),
+        );
+    }
+    let (route, path_params, path_suffixes) = route_parts(&pieces, &op.path_pointer, diags)?;
+    check_path_params(op, &path_params, diags);
+    if routed == ADMIN_PREFIX || routed.starts_with(&format!("{ADMIN_PREFIX}/")) {
+        diags.push(
+            Diagnostic::error(
+                &op.path_pointer,
+                format!("paths under `{ADMIN_PREFIX}/` are reserved for the gateway's admin endpoints"),
+            )
+            .help("rename the path, or leave it out with `x-gateway: { skip: true }`"),
+        );
+    }
+    let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
+    let cache = check_cache(spec, op, diags);
+    // Returned even when its target is in error, so that route conflicts are still checked and reported in the
+    // same run; `validate` fails as a whole if anything was wrong.
+    Some(CheckedOperation {
+        parsed: op,
+        id,
+        route,
+        path_params,
+        path_suffixes,
+        target,
+        cache,
+        security: Vec::new(),
+        plans: Vec::new(),
+        throttle: None,
+        order: 0,
+    })
+}
+
+fn location_name(p: &Parameter) -> &'static str {
+    match p {
+        Parameter::Query { .. } => "query",
+        Parameter::Header { .. } => "header",
+        Parameter::Path { .. } => "path",
+        Parameter::Cookie { .. } => "cookie",
+    }
+}
+
+/// The first of the operation's and its path item's `x-gateway` that sets a setting, with the setting's pointer:
+/// operation settings override path-item settings.
+fn inherited<'s, T>(
+    op: &'s ParsedOperation,
+    key: &str,
+    field: impl Fn(&'s PolicyExt) -> Option<&'s T>,
+) -> Option<(String, &'s T)> {
+    [&op.op_ext, &op.path_ext]
+        .into_iter()
+        .flatten()
+        .find_map(|(at, ext)| field(ext).map(|value| (format!("{at}/{key}"), value)))
+}

@@ -1,0 +1,282 @@
+//! Targets: where each operation goes (an upstream with an optional rewrite, or a mock), inherited from the
+//! operation, its path item or the top level.
+
+use super::upstreams::{Upstreams, check_url, server_url};
+use super::{Context, inherited};
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::model::{Mock, PathPart, Target};
+use crate::parse::ext::{MockExt, TargetExt};
+use crate::parse::{ParsedOperation, ParsedSpec};
+use crate::template::{self, Namespace, Piece};
+
+/// The effective `target` (operation, else path item, else top level) with the pointer where it is written.
+pub(super) fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation) -> Option<(String, &'s TargetExt)> {
+    inherited(op, "target", |e| e.target.as_ref()).or_else(|| {
+        spec.root
+            .target
+            .as_ref()
+            .map(|t| (String::from("/x-gateway/target"), t))
+    })
+}
+
+pub(super) fn check_target(
+    spec: &ParsedSpec,
+    op: &ParsedOperation,
+    ctx: &Context,
+    path_params: &[String],
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<Target> {
+    if op.ext_failed || spec.root_failed {
+        // Which target was meant is unknown; the unreadable extension is already reported.
+        return None;
+    }
+    let Some((at, target)) = effective_target(spec, op) else {
+        return implicit_target(op, ctx, path_params, upstreams, diags);
+    };
+    match (&target.upstream, &target.mock) {
+        (Some(_), Some(_)) => {
+            diags.push(
+                Diagnostic::error(&at, "a target has both `upstream` and `mock`")
+                    .help("keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(&at, "a target needs `upstream` or `mock`").help(
+                    "e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`",
+                ),
+            );
+            None
+        }
+        (None, Some(mock)) => {
+            if target.path.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        format!("{at}/path"),
+                        "`path` rewrites an upstream path; a mock target has none",
+                    )
+                    .help("remove `path`"),
+                );
+            }
+            check_mock(mock, &format!("{at}/mock"), diags).map(Target::Mock)
+        }
+        (Some(name), None) => {
+            let Some(upstream) = upstreams.named(name) else {
+                let mut d = Diagnostic::error(format!("{at}/upstream"), format!("upstream `{name}` is not defined"));
+                let known: Vec<&str> = upstreams.names().collect();
+                d = match did_you_mean(name, known.iter().copied()) {
+                    Some(best) => d.help(format!("did you mean `{best}`?")),
+                    None if known.is_empty() => d.help(format!("define it under `x-gateway: {{ upstreams: {{ {name}: {{ url: http://... }} }} }}` at the top level")),
+                    None => d.help(format!("defined upstreams: {}", known.join(", "))),
+                };
+                diags.push(d);
+                return None;
+            };
+            let path = match &target.path {
+                Some(rewrite) => rewrite_path(rewrite, &format!("{at}/path"), path_params, diags)?,
+                None => default_path(path_params, &op.template),
+            };
+            Some(Target::Upstream { upstream, path })
+        }
+    }
+}
+
+pub(super) fn implicit_target(
+    op: &ParsedOperation,
+    ctx: &Context,
+    path_params: &[String],
+    upstreams: &mut Upstreams,
+    diags: &mut Diagnostics,
+) -> Option<Target> {
+    let server = op.servers.as_ref().map(|(at, s)| (at, server_url(s)));
+    let url = match (&server, &ctx.default_upstream) {
+        (Some((_, url)), _) if url::Url::parse(url).is_ok() => url.clone(),
+        (Some((_, url)), Some(base)) => format!("{}{}", base.trim_end_matches('/'), url),
+        (None, Some(base)) => base.clone(),
+        (Some((at, url)), None) => {
+            diags.push(
+                Diagnostic::error(&op.pointer, format!("{} {} has no target, and the server URL `{url}` is relative", op.method, op.template))
+                    .related((*at).clone(), "the server URL in effect")
+                    .help("add `x-gateway: { target: { upstream: NAME } }` (top level, path or operation), an absolute `servers` URL, or generate with `--default-upstream URL`"),
+            );
+            return None;
+        }
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(&op.pointer, format!("{} {} has no target and the spec has no `servers` URL to proxy to", op.method, op.template))
+                    .help("add `x-gateway: { target: { upstream: NAME } }` (top level, path or operation), a `servers:` entry, or generate with `--default-upstream URL`"),
+            );
+            return None;
+        }
+    };
+    let at = server
+        .as_ref()
+        .map_or_else(|| op.pointer.clone(), |(at, _)| format!("{at}/url"));
+    let before = diags.items().len();
+    check_url(&url, &at, diags);
+    if diags.items().len() > before {
+        return None;
+    }
+    let upstream = upstreams.implicit(url);
+    Some(Target::Upstream {
+        upstream,
+        path: default_path(path_params, &op.template),
+    })
+}
+
+/// The upstream path when there is no rewrite: the operation's own path.
+pub(super) fn default_path(path_params: &[String], template: &str) -> Vec<PathPart> {
+    let routed = template::routed_part(template);
+    let mut parts = Vec::new();
+    let mut index = 0;
+    for piece in template::scan(routed).unwrap_or_default() {
+        match piece {
+            Piece::Literal(text) => parts.push(PathPart::Literal(text)),
+            Piece::Placeholder(_) if index < path_params.len() => {
+                parts.push(PathPart::Param(index));
+                index += 1;
+            }
+            Piece::Placeholder(_) => {}
+        }
+    }
+    parts
+}
+
+pub(super) fn rewrite_path(
+    rewrite: &str,
+    at: &str,
+    path_params: &[String],
+    diags: &mut Diagnostics,
+) -> Option<Vec<PathPart>> {
+    if !rewrite.starts_with('/') {
+        diags.push(
+            Diagnostic::error(at, format!("rewrite path `{rewrite}` must start with `/`"))
+                .help(format!("write `/{rewrite}`")),
+        );
+        return None;
+    }
+    let pieces = match template::scan(rewrite) {
+        Ok(p) => p,
+        Err(e) => {
+            diags.push(Diagnostic::error(at, format!("invalid rewrite path: {e}")));
+            return None;
+        }
+    };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for piece in pieces {
+        match piece {
+            Piece::Literal(text) => {
+                if let Some(bad) = text
+                    .chars()
+                    .find(|c| c.is_whitespace() || matches!(c, '?' | '#' | '"' | '<' | '>' | '\\' | '^' | '`' | '|'))
+                {
+                    diags.push(
+                        Diagnostic::error(
+                            at,
+                            format!("rewrite path `{rewrite}` contains `{bad}`, which is not allowed in a URL path"),
+                        )
+                        .help("percent-encode it"),
+                    );
+                    ok = false;
+                }
+                parts.push(PathPart::Literal(text));
+            }
+            Piece::Placeholder(placeholder) => match template::qualify(&placeholder) {
+                Err(e) => {
+                    diags.push(Diagnostic::error(at, e));
+                    ok = false;
+                }
+                Ok((Namespace::Path, name)) => match path_params.iter().position(|p| p == name) {
+                    Some(i) => parts.push(PathPart::Param(i)),
+                    None => {
+                        let mut d = Diagnostic::error(
+                            at,
+                            format!(
+                                "rewrite placeholder `{{{placeholder}}}` names no path parameter of this operation"
+                            ),
+                        );
+                        d = match did_you_mean(name, path_params.iter().map(String::as_str)) {
+                            Some(best) => d.help(format!("did you mean `{{{best}}}`?")),
+                            None if path_params.is_empty() => d.help("the operation has no path parameters"),
+                            None => d.help(format!("its path parameters are: {}", path_params.join(", "))),
+                        };
+                        diags.push(d);
+                        ok = false;
+                    }
+                },
+                Ok((ns, _)) => {
+                    diags.push(
+                        Diagnostic::error(
+                            at,
+                            format!(
+                                "`{{{placeholder}}}`: {} placeholders are not supported in a rewrite path",
+                                ns.prefix()
+                            ),
+                        )
+                        .help("a rewrite path can use the operation's path parameters: `{name}` or `{path.name}`"),
+                    );
+                    ok = false;
+                }
+            },
+        }
+    }
+    ok.then_some(parts)
+}
+
+pub(super) fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock> {
+    let mut ok = true;
+    if !(100..=599).contains(&mock.status) {
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/status"),
+                format!("status {} is not an HTTP status code", mock.status),
+            )
+            .help("use a code from 100 to 599"),
+        );
+        ok = false;
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &mock.headers {
+        let hat = format!("{at}/headers/{}", crate::locate::escape_segment(name));
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            diags.push(
+                Diagnostic::error(&hat, format!("`{name}` is not a valid header name"))
+                    .help("header names are tokens: letters, digits and `-`"),
+            );
+            ok = false;
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            diags.push(
+                Diagnostic::error(
+                    &hat,
+                    format!("the value of header `{name}` is not a valid header value"),
+                )
+                .help("use visible ASCII; no line breaks"),
+            );
+            ok = false;
+        }
+        headers.push((name.clone(), value.clone()));
+    }
+    let (body, default_type) = match &mock.body {
+        None => (String::new(), ""),
+        Some(serde_json::Value::String(s)) => (s.clone(), "text/plain; charset=utf-8"),
+        Some(value) => (value.to_string(), "application/json"),
+    };
+    let content_type = mock.content_type.clone().unwrap_or_else(|| default_type.to_owned());
+    if http::HeaderValue::from_str(&content_type).is_err() {
+        diags.push(Diagnostic::error(
+            format!("{at}/content_type"),
+            "`content_type` is not a valid header value",
+        ));
+        ok = false;
+    }
+    ok.then_some(Mock {
+        status: mock.status,
+        headers,
+        content_type,
+        body,
+    })
+}
