@@ -9,8 +9,10 @@ use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param
 const MAX_LISTED_VALUES: usize = 20;
 
 pub(super) fn params_rs(api: &Api) -> TokenStream {
-    let structs = api.operations.iter().filter_map(param_struct);
-    let enums = api.enums.iter().map(enum_type);
+    let structs: Vec<TokenStream> = api.operations.iter().filter_map(param_struct).collect();
+    let enums: Vec<TokenStream> = api.enums.iter().map(enum_type).collect();
+    // A spec with no typed parameters gets an empty module, without an import nothing would use.
+    let import = (!structs.is_empty() || !enums.is_empty()).then(|| quote!(use ::gateway_runtime::params as rt;));
     quote! {
         //! Typed parameters: one struct per operation that declares parameters, parsed before the request is
         //! forwarded, so a value of the wrong type is a `400` naming the parameter rather than an upstream's problem.
@@ -19,7 +21,7 @@ pub(super) fn params_rs(api: &Api) -> TokenStream {
         // take typed requests.
         #![allow(dead_code)]
 
-        use ::gateway_runtime::params as rt;
+        #import
 
         #(#structs)*
         #(#enums)*
