@@ -102,12 +102,11 @@ impl Scenario {
             Self::Codegen => codegen::run(bench),
             Self::Cache => Ok(Section::pending(
                 self,
-                "not measured yet: the response cache has just landed; its scenario (hits, misses, coalescing) is the \
-                 next function here",
+                "not measured yet (the response cache is new; its scenario is next)",
             )),
             Self::Policies => Ok(Section::pending(
                 self,
-                "not available yet (arrives with the request policies)",
+                "not measured yet (API keys and throttling are new; their scenario is next)",
             )),
             Self::Observability => Ok(Section::pending(
                 self,
@@ -210,7 +209,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut sections = Vec::new();
     for scenario in scenarios {
         println!("\n==> bench {}", scenario.name());
-        let section = scenario.run(&bench).unwrap_or_else(|e| Section::failed(scenario, &e));
+        let before = load_average();
+        let mut section = scenario.run(&bench).unwrap_or_else(|e| Section::failed(scenario, &e));
+        if scenario.runs_servers() {
+            // Anything else busy on the machine skews every figure: say how busy it was.
+            section.note(&format!(
+                "load average (1 min) at start / end: {before} / {}",
+                load_average()
+            ));
+        }
         println!("\n{}", section.text);
         sections.push(section);
     }
@@ -239,6 +246,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         bail!("{} problem(s) in the benchmark (see above)", problems.len());
     }
     Ok(())
+}
+
+/// The 1-minute load average, as /proc/loadavg shows it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| String::from("?"))
 }
 
 /// Regenerates the gateways and builds the petstore gateway and the origin, in release.

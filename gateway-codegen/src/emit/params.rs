@@ -12,7 +12,11 @@ pub(super) fn params_rs(api: &Api) -> TokenStream {
     let structs: Vec<TokenStream> = api.operations.iter().filter_map(param_struct).collect();
     let enums: Vec<TokenStream> = api.enums.iter().map(enum_type).collect();
     // A spec with no typed parameters gets an empty module, without an import nothing would use.
-    let import = (!structs.is_empty() || !enums.is_empty()).then(|| quote!(use ::gateway_runtime::params as rt;));
+    let import = (!structs.is_empty() || !enums.is_empty()).then(|| {
+        quote!(
+            use ::gateway_runtime::params as rt;
+        )
+    });
     quote! {
         //! Typed parameters: one struct per operation that declares parameters, parsed before the request is
         //! forwarded, so a value of the wrong type is a `400` naming the parameter rather than an upstream's problem.

@@ -214,11 +214,7 @@ impl Machine {
             .unwrap_or_else(unknown);
         let memory = std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| {
-                m.lines()
-                    .next()
-                    .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
-            })
+            .and_then(|m| memory_total(&m))
             .unwrap_or_else(unknown);
         let versions = [("wrk", "-v"), ("nginx", "-v"), ("haproxy", "-v")]
             .into_iter()
@@ -255,6 +251,13 @@ impl Machine {
             self.date
         )
     }
+}
+
+/// `MemTotal` of /proc/meminfo in GiB.
+fn memory_total(meminfo: &str) -> Option<String> {
+    let line = meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+    let kib: f64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(format!("{:.1} GiB", kib / (1024.0 * 1024.0)))
 }
 
 fn unknown() -> String {

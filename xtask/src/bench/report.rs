@@ -28,6 +28,20 @@ impl Section {
         Self { text, data, problems }
     }
 
+    /// Adds a line below the table, and to the JSON's `notes`.
+    pub fn note(&mut self, line: &str) {
+        self.text.push('\n');
+        self.text.push_str(line);
+        if let Some(obj) = self.data.as_object_mut() {
+            let notes = obj
+                .entry("notes")
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let Some(notes) = notes.as_array_mut() {
+                notes.push(serde_json::Value::String(line.to_owned()));
+            }
+        }
+    }
+
     /// A scenario not written yet, with why.
     pub fn pending(scenario: Scenario, note: &str) -> Self {
         Self {
