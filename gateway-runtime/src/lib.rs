@@ -49,6 +49,11 @@ pub mod spec;
 pub mod state;
 pub mod throttle;
 
+/// The allocator of every gateway binary (the runtime is the whole program around a generated table).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // Generated code names these through the runtime so that a gateway crate depends on nothing else.
 pub use http;
 pub use uuid;

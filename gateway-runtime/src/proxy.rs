@@ -67,6 +67,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b',')
     .remove(b'=');
 
+/// Idle upstream connections each worker keeps per upstream.
+const MAX_IDLE_PER_WORKER: usize = 256;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -367,6 +370,9 @@ impl Proxy {
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
                     .pool_idle_timeout(Duration::from_secs(90))
+                    // Enough idle connections per worker that 256 busy clients never churn the pool, bounded so
+                    // that a burst of thousands does not leave thousands of idle sockets (and their buffers) behind.
+                    .pool_max_idle_per_host(MAX_IDLE_PER_WORKER)
                     // We always set `Host` ourselves.
                     .set_host(false)
                     .build(connector);
