@@ -12,15 +12,18 @@
 //! Scenarios are one function each (see [`Scenario::run`]); those for features that do not exist yet print a
 //! "not available" row until they do.
 
+mod cache;
 mod codegen;
 mod latency;
 mod machine;
 mod memory;
 mod passthrough;
+mod policies;
 mod report;
 mod rounds;
 mod servers;
 mod slow_upstream;
+mod variants;
 mod wrk;
 
 use std::path::PathBuf;
@@ -45,7 +48,7 @@ pub struct Args {
     /// Length of the warm-up run of each target, before the measured rounds.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
-    /// Open connections in the throughput scenarios (`passthrough`).
+    /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
     pub connections: u32,
     /// Measured rounds; every figure is the median over them.
@@ -74,9 +77,9 @@ pub enum Scenario {
     SlowUpstream,
     /// Generating and building the gateway of the largest corpus spec that generates.
     Codegen,
-    /// Response caching.
+    /// Cache hits of the gateway against nginx's `proxy_cache`, one URL and 50.
     Cache,
-    /// Rate limits, API keys, JWT and the other request policies.
+    /// What API keys and throttles cost in throughput; how closely a throttle admits its rate.
     Policies,
     /// Access logs, metrics and traces.
     Observability,
@@ -100,14 +103,8 @@ impl Scenario {
             Self::Latency => latency::run(bench),
             Self::SlowUpstream => slow_upstream::run(bench),
             Self::Codegen => codegen::run(bench),
-            Self::Cache => Ok(Section::pending(
-                self,
-                "not measured yet (the response cache is new; its scenario is next)",
-            )),
-            Self::Policies => Ok(Section::pending(
-                self,
-                "not measured yet (API keys and throttling are new; their scenario is next)",
-            )),
+            Self::Cache => cache::run(bench),
+            Self::Policies => policies::run(bench),
             Self::Observability => Ok(Section::pending(
                 self,
                 "not available yet (arrives with access logs, metrics and traces)",
@@ -119,14 +116,18 @@ impl Scenario {
     fn tools(self) -> &'static [&'static str] {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
-            Self::Latency => &["wrk", "nginx"],
-            Self::Codegen | Self::Cache | Self::Policies | Self::Observability => &[],
+            Self::Latency | Self::Cache => &["wrk", "nginx"],
+            Self::Policies => &["wrk"],
+            Self::Codegen | Self::Observability => &[],
         }
     }
 
     /// Whether it runs the petstore gateway and the benchmark origin (built before the first scenario).
     fn runs_servers(self) -> bool {
-        matches!(self, Self::Passthrough | Self::Latency | Self::SlowUpstream)
+        matches!(
+            self,
+            Self::Passthrough | Self::Latency | Self::SlowUpstream | Self::Cache | Self::Policies
+        )
     }
 
     /// The name on the command line.
@@ -151,6 +152,8 @@ pub struct Bench {
     pub tools: Tools,
     /// `target/release`.
     pub bin: PathBuf,
+    /// Whether scenarios generate and build what they run (not with `--no-build`).
+    pub build: bool,
     /// `target/bench`: configuration files, logs and the wrk script; left in place for a post-mortem.
     pub scratch: PathBuf,
 }
@@ -200,6 +203,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         placement,
         tools,
         bin: workspace_root().join("target/release"),
+        build: !args.no_build,
         scratch,
     };
     let machine = Machine::describe(&bench.tools);

@@ -214,7 +214,7 @@ fn write_crate(dir: &Path, generated: &Generated) -> anyhow::Result<usize> {
 
 /// The workspace's `[profile.release]`, as `(key, value)`: a standalone crate is its own workspace and would
 /// otherwise build with cargo's defaults, neither sharing the artifacts nor measuring what ships.
-fn release_profile() -> anyhow::Result<BTreeMap<String, String>> {
+pub(super) fn release_profile() -> anyhow::Result<BTreeMap<String, String>> {
     let manifest = workspace_root().join("Cargo.toml");
     let text = fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
     let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
@@ -237,7 +237,7 @@ fn release_profile() -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 /// `cargo build --release` of the crate in `dir`, with the workspace's target directory and release profile.
-fn build(dir: &Path, profile: &BTreeMap<String, String>) -> anyhow::Result<Duration> {
+pub(super) fn build(dir: &Path, profile: &BTreeMap<String, String>) -> anyhow::Result<Duration> {
     let mut command: Command = cargo();
     command
         .current_dir(dir)

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::report::{Section, Table, load_cells, review, us, with_notes};
-use super::rounds::{Series, measure, paired, warm_up};
+use super::rounds::{Series, measure, no_hook, paired, warm_up};
 use super::servers::{BODY_BYTES, PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
@@ -23,7 +23,7 @@ struct Results {
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Section> {
-    let script = wrk::write_script(bench)?;
+    let scripts = wrk::write_scripts(bench)?;
     let mut stack = Stack::start(bench, "latency", None, &[Proxy::Gateway, Proxy::Nginx])?;
     stack.smoke_check(&TARGETS)?;
     let shape = Shape {
@@ -31,8 +31,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         threads: 1,
         duration: bench.duration,
     };
-    let warm_up_failures = warm_up(bench, &mut stack, &script, &TARGETS, &shape);
-    let series = measure(bench, &mut stack, &script, &TARGETS, &shape, |_, _| {});
+    let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
+    let series = measure(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
     let added = |proxy| paired(&series, proxy, Target::Direct, |p, d| p.p50_us - d.p50_us);
     let (gateway_added, nginx_added) = (added(Target::Gateway), added(Target::Nginx));
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::memory::{Sample, mib};
 use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
-use super::rounds::{Series, measure, paired, throughput_ratio, warm_up};
+use super::rounds::{Series, measure, no_hook, paired, throughput_ratio, warm_up};
 use super::servers::{BODY_BYTES, ORIGIN_PATH, PASSTHROUGH_PATH, Proxy, Stack, TYPED_PATH, Target};
 use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
@@ -42,7 +42,7 @@ struct Results {
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Section> {
-    let script = wrk::write_script(bench)?;
+    let scripts = wrk::write_scripts(bench)?;
     let mut stack = Stack::start(
         bench,
         "passthrough",
@@ -55,8 +55,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         threads: 2,
         duration: bench.duration,
     };
-    let warm_up_failures = warm_up(bench, &mut stack, &script, &TARGETS, &shape);
-    let series = measure(bench, &mut stack, &script, &TARGETS, &shape, |_, _| {});
+    let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
+    let series = measure(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
     let memory: Vec<Sample> = TARGETS
         .iter()
         .filter(|&&t| t != Target::GatewayTyped)

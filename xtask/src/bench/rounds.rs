@@ -1,15 +1,14 @@
 //! Interleaved measurement: a warm-up run of each target, then `--repeat` rounds of one run per target, in the
 //! same order every round. Ratios between targets are taken within a round (the runs closest in time), then the
-//! median over rounds is reported.
-
-use std::path::Path;
+//! median over rounds is reported. A scenario may act just before and just after each run ([`Phase`]): re-warm a
+//! cache, check what reached the origin, sample memory.
 
 use serde::Serialize;
 
 use super::Bench;
 use super::report::{ms, rps};
 use super::servers::{Stack, Target};
-use super::wrk::{self, Load, Shape, median};
+use super::wrk::{self, Load, Requests, Scripts, Shape, median};
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -71,21 +70,58 @@ impl Series {
     }
 }
 
-/// One run of `target`: fails if wrk fails or if its server (or the origin) is gone before or after.
-fn run_once(bench: &Bench, stack: &mut Stack, script: &Path, target: Target, shape: &Shape) -> anyhow::Result<Load> {
+/// When a scenario's hook is called: just before a run of a target, or just after it (whether or not it succeeded).
+/// A hook's error fails the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    After,
+}
+
+/// A hook that does nothing.
+pub fn no_hook(_: Phase, _: &mut Stack, _: Target) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// One run of `target`: fails if wrk fails, if its server (or the origin) is gone before or after, or if a hook
+/// fails.
+fn run_once(
+    bench: &Bench,
+    stack: &mut Stack,
+    scripts: &Scripts,
+    target: Target,
+    shape: &Shape,
+    hook: &mut impl FnMut(Phase, &mut Stack, Target) -> anyhow::Result<()>,
+) -> anyhow::Result<Load> {
     stack.check_alive(target)?;
+    hook(Phase::Before, stack, target)?;
     let url = stack.url(target)?;
-    let load = wrk::run(bench, script, &url, shape);
+    let paths = target.rotation();
+    let requests = Requests {
+        url: &url,
+        headers: target.headers(),
+        paths: &paths,
+    };
+    let load = wrk::run(bench, scripts, &requests, shape);
+    let after = hook(Phase::After, stack, target);
     stack.check_alive(target)?;
-    load
+    let load = load?;
+    after.map(|()| load)
 }
 
 /// A warm-up run of each target (`--warmup` long); returns what failed.
-pub fn warm_up(bench: &Bench, stack: &mut Stack, script: &Path, targets: &[Target], shape: &Shape) -> Vec<String> {
+pub fn warm_up(
+    bench: &Bench,
+    stack: &mut Stack,
+    scripts: &Scripts,
+    targets: &[Target],
+    shape: &Shape,
+    mut hook: impl FnMut(Phase, &mut Stack, Target) -> anyhow::Result<()>,
+) -> Vec<String> {
     let shape = shape.lasting(bench.warmup);
     let mut failures = Vec::new();
     for &target in targets {
-        if let Err(e) = run_once(bench, stack, script, target, &shape) {
+        if let Err(e) = run_once(bench, stack, scripts, target, &shape, &mut hook) {
             println!("  warm-up {:<14} FAILED: {e:#}", target.name());
             failures.push(format!("warm-up of {}: {e:#}", target.name()));
         }
@@ -93,19 +129,19 @@ pub fn warm_up(bench: &Bench, stack: &mut Stack, script: &Path, targets: &[Targe
     failures
 }
 
-/// `--repeat` rounds over `targets`; `after_run` sees the stack after each run (to sample memory, say).
+/// `--repeat` rounds over `targets`; `hook` is called before and after each run.
 pub fn measure(
     bench: &Bench,
     stack: &mut Stack,
-    script: &Path,
+    scripts: &Scripts,
     targets: &[Target],
     shape: &Shape,
-    mut after_run: impl FnMut(&mut Stack, Target),
+    mut hook: impl FnMut(Phase, &mut Stack, Target) -> anyhow::Result<()>,
 ) -> Vec<Series> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
     for round in 1..=bench.repeat {
         for (i, &target) in targets.iter().enumerate() {
-            let run = match run_once(bench, stack, script, target, shape) {
+            let run = match run_once(bench, stack, scripts, target, shape, &mut hook) {
                 Ok(load) => {
                     println!(
                         "  round {round}/{} {:<14} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
@@ -127,7 +163,6 @@ pub fn measure(
                 }
             };
             runs[i].push(run);
-            after_run(stack, target);
         }
     }
     targets

@@ -5,6 +5,10 @@
 //! kept-alive connection, `X-Forwarded-For`/`-Proto`/`-Host` added, the origin's 200-byte JSON answer streamed
 //! back. For the gateway that is its `getInventory` operation (no parameters, proxied to the spec's server URL,
 //! whose base path is `/api`); nginx and haproxy get the same prefix rewrite in their configuration.
+//!
+//! The `cache` scenario's targets are `GET /pets/N`: the petstore gateway's cached `getPet` (to the origin's
+//! `/v1/pets/N` on a miss) and nginx with `proxy_cache` on the same location. The `policies` scenario's targets are
+//! the bench-only gateways of [`variants`](super::variants), with and without API keys and limits.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -16,10 +20,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::process::{Ready, Server, http_get};
+use crate::process::{Ready, Server, http_get, http_get_with};
 
 use super::Bench;
 use super::memory::Memory;
+use super::variants;
 
 /// The size of the origin's JSON answer.
 pub const BODY_BYTES: usize = 200;
@@ -30,6 +35,16 @@ pub const ORIGIN_PATH: &str = "/api/inventory";
 /// The gateway's `getPetPhoto`: an int64 and a string path parameter, then a rewrite to `/v1/photos/42/7.jpg`.
 /// (Not `getPet`, `/pets/42`: that operation is cached, and a cache hit never reaches the origin.)
 pub const TYPED_PATH: &str = "/pets/42/photos/7.jpg";
+/// The cached URL of the single-URL cache targets: the petstore gateway's `getPet` (`ttl: 60s`).
+pub const CACHED_PATH: &str = "/pets/1";
+/// How many URLs the rotating cache targets cycle through: `/pets/1` … `/pets/50`.
+pub const CACHED_URLS: u32 = 50;
+/// The bench-only gateway's operation with an API key, the API-wide, operation and plan buckets and a quota.
+pub const KEYED_PATH: &str = "/inventory";
+/// The same gateway's open operation: only the API-wide bucket.
+pub const OPEN_PATH: &str = "/open";
+/// The no-policy gateway's operation with one bucket (`rate` 1,000/s, `burst` 100), for the accuracy runs.
+pub const LIMITED_PATH: &str = "/limited";
 
 /// How long the gateway may drain on SIGTERM (there is nothing in flight by then).
 const GATEWAY_DRAIN: &str = "5s";
@@ -37,13 +52,47 @@ const GATEWAY_DRAIN: &str = "5s";
 /// A proxy to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proxy {
+    /// The petstore gateway.
     Gateway,
     Nginx,
     Haproxy,
+    /// nginx with `proxy_cache` on `/pets/`.
+    NginxCache,
+    /// The bench-only gateway with API keys, throttles and a quota (none of which ever refuses).
+    PolicyGateway,
+    /// The same gateway without any of them (and with the accuracy operation).
+    PlainGateway,
+}
+
+impl Proxy {
+    /// The name in notes.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Gateway => "gateway",
+            Self::Nginx => "nginx",
+            Self::Haproxy => "haproxy",
+            Self::NginxCache => "nginx (cache)",
+            Self::PolicyGateway => "gateway (policies)",
+            Self::PlainGateway => "gateway (no policies)",
+        }
+    }
+
+    /// The name of its log file in the scenario's directory, and the markers of a warning or error line in it.
+    fn log(self) -> (&'static str, &'static [&'static str]) {
+        const GATEWAY: &[&str] = &["WARN", "ERROR"];
+        const NGINX: &[&str] = &["[warn]", "[error]", "[crit]", "[alert]", "[emerg]"];
+        match self {
+            Self::Gateway => ("gateway.log", GATEWAY),
+            Self::Nginx | Self::NginxCache => ("nginx-error.log", NGINX),
+            Self::Haproxy => ("haproxy.log", &["[WARNING]", "[ALERT]"]),
+            Self::PolicyGateway => ("policy-gateway.log", GATEWAY),
+            Self::PlainGateway => ("plain-gateway.log", GATEWAY),
+        }
+    }
 }
 
 /// What a load is sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
     /// The gateway, `GET /inventory`.
@@ -54,6 +103,22 @@ pub enum Target {
     Haproxy,
     /// The origin itself, no proxy.
     Direct,
+    /// The gateway's cache, one URL: `GET /pets/1`.
+    GatewayHit,
+    /// nginx's cache, the same URL.
+    NginxHit,
+    /// The gateway's cache, `/pets/1` … `/pets/50` in turn.
+    GatewayHits,
+    /// nginx's cache, the same URLs.
+    NginxHits,
+    /// The gateway without keys or limits, `GET /inventory`.
+    Plain,
+    /// The gateway with them, an open operation: the API-wide bucket only.
+    ApiThrottle,
+    /// The gateway with them, `GET /inventory` with a key: the key, API-wide, operation and plan buckets, quota.
+    Keyed,
+    /// The gateway without keys or limits, `GET /limited`: one operation bucket that refuses.
+    Limited,
 }
 
 impl Target {
@@ -65,24 +130,73 @@ impl Target {
             Self::Nginx => "nginx",
             Self::Haproxy => "haproxy",
             Self::Direct => "direct",
+            Self::GatewayHit => "gateway hit",
+            Self::NginxHit => "nginx hit",
+            Self::GatewayHits => "gateway hits",
+            Self::NginxHits => "nginx hits",
+            Self::Plain => "no policies",
+            Self::ApiThrottle => "API bucket",
+            Self::Keyed => "key + limits",
+            Self::Limited => "limited",
         }
     }
 
-    /// The path requested.
+    /// The path requested (the first of [`rotation`](Self::rotation) when there is one).
     pub fn path(self) -> &'static str {
         match self {
-            Self::Gateway | Self::Nginx | Self::Haproxy => PASSTHROUGH_PATH,
+            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain => PASSTHROUGH_PATH,
             Self::GatewayTyped => TYPED_PATH,
             Self::Direct => ORIGIN_PATH,
+            Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits => CACHED_PATH,
+            Self::ApiThrottle => OPEN_PATH,
+            Self::Keyed => KEYED_PATH,
+            Self::Limited => LIMITED_PATH,
+        }
+    }
+
+    /// The paths a load cycles through; empty for one path.
+    pub fn rotation(self) -> Vec<String> {
+        match self {
+            Self::GatewayHits | Self::NginxHits => (1..=CACHED_URLS).map(|n| format!("/pets/{n}")).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every path it serves: [`rotation`](Self::rotation), or [`path`](Self::path).
+    pub fn paths(self) -> Vec<String> {
+        let rotation = self.rotation();
+        if rotation.is_empty() {
+            vec![self.path().to_owned()]
+        } else {
+            rotation
+        }
+    }
+
+    /// Headers sent with every request.
+    pub fn headers(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::Keyed => &[(variants::KEY_HEADER, variants::API_KEY)],
+            _ => &[],
+        }
+    }
+
+    /// The proxy that serves it; `None` for the origin.
+    fn proxy(self) -> Option<Proxy> {
+        match self {
+            Self::Gateway | Self::GatewayTyped | Self::GatewayHit | Self::GatewayHits => Some(Proxy::Gateway),
+            Self::Nginx => Some(Proxy::Nginx),
+            Self::Haproxy => Some(Proxy::Haproxy),
+            Self::Direct => None,
+            Self::NginxHit | Self::NginxHits => Some(Proxy::NginxCache),
+            Self::ApiThrottle | Self::Keyed => Some(Proxy::PolicyGateway),
+            Self::Plain | Self::Limited => Some(Proxy::PlainGateway),
         }
     }
 }
 
 /// The origin and the proxies of one scenario. Proxies are declared first so that they stop first.
 pub struct Stack {
-    gateway: Option<Server>,
-    nginx: Option<Server>,
-    haproxy: Option<Server>,
+    proxies: Vec<(Proxy, Server)>,
     origin: Server,
     dir: PathBuf,
 }
@@ -98,37 +212,46 @@ impl Stack {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let origin = start_origin(bench, &dir, delay)?;
         let mut stack = Self {
-            gateway: None,
-            nginx: None,
-            haproxy: None,
+            proxies: Vec::new(),
             origin,
             dir,
         };
-        // Each assignment moves a running server into the stack, so a later failure stops it too.
-        for proxy in proxies {
-            match proxy {
-                Proxy::Gateway => stack.gateway = Some(start_gateway(bench, &stack.dir, stack.origin.addr)?),
-                Proxy::Nginx => stack.nginx = Some(start_nginx(bench, &stack.dir, stack.origin.addr)?),
-                Proxy::Haproxy => stack.haproxy = Some(start_haproxy(bench, &stack.dir, stack.origin.addr)?),
-            }
+        // Each push moves a running server into the stack, so a later failure stops it too.
+        for &proxy in proxies {
+            let (dir, origin) = (&stack.dir, stack.origin.addr);
+            let server = match proxy {
+                Proxy::Gateway => start_petstore_gateway(bench, dir, origin)?,
+                Proxy::Nginx => start_nginx(bench, dir, origin, false)?,
+                Proxy::NginxCache => start_nginx(bench, dir, origin, true)?,
+                Proxy::Haproxy => start_haproxy(bench, dir, origin)?,
+                Proxy::PolicyGateway => start_variant(bench, dir, origin, variants::Variant::Policies)?,
+                Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain)?,
+            };
+            stack.proxies.push((proxy, server));
         }
         Ok(stack)
     }
 
     /// The server behind `target` (the origin for `direct`).
     pub fn server(&mut self, target: Target) -> anyhow::Result<&mut Server> {
-        let server = match target {
-            Target::Gateway | Target::GatewayTyped => self.gateway.as_mut(),
-            Target::Nginx => self.nginx.as_mut(),
-            Target::Haproxy => self.haproxy.as_mut(),
-            Target::Direct => Some(&mut self.origin),
+        let Some(proxy) = target.proxy() else {
+            return Ok(&mut self.origin);
         };
-        server.with_context(|| format!("{} was not started", target.name()))
+        self.proxies
+            .iter_mut()
+            .find(|(p, _)| *p == proxy)
+            .map(|(_, server)| server)
+            .with_context(|| format!("{} was not started", target.name()))
     }
 
     /// The URL a load for `target` is sent to.
     pub fn url(&mut self, target: Target) -> anyhow::Result<String> {
         Ok(format!("http://{}{}", self.server(target)?.addr, target.path()))
+    }
+
+    /// How many requests the origin has answered so far.
+    pub fn origin_calls(&self) -> anyhow::Result<i64> {
+        origin_calls(self.origin.addr)
     }
 
     /// Fails if the server behind `target` (or the origin) has exited.
@@ -168,7 +291,7 @@ impl Stack {
             let addr = self.server(target)?.addr;
             let before = origin_calls(origin)?;
             for _ in 0..2 {
-                let (status, response) = http_get(addr, target.path())?;
+                let (status, response) = http_get_with(addr, target.path(), target.headers())?;
                 if status != 200 || !response.contains(&body) {
                     bail!(
                         "{} answered GET {} with {status}, not the origin's 200 and body: {}",
@@ -190,20 +313,15 @@ impl Stack {
         Ok(())
     }
 
-    /// Warnings and errors the proxies logged, one line per log that has any (with the first of them).
+    /// Warnings and errors the proxies and the origin logged, one line per log that has any (with the first of them).
     pub fn log_findings(&self) -> Vec<String> {
-        let logs = [
-            ("gateway", "gateway.log", &["WARN", "ERROR"][..]),
-            (
-                "nginx",
-                "nginx-error.log",
-                &["[warn]", "[error]", "[crit]", "[alert]", "[emerg]"][..],
-            ),
-            ("haproxy", "haproxy.log", &["[WARNING]", "[ALERT]"][..]),
-            ("origin", "origin.log", &["error", "panicked"][..]),
-        ];
+        let proxies = self.proxies.iter().map(|(p, _)| {
+            let (file, markers) = p.log();
+            (p.name(), file, markers)
+        });
+        let origin = ("origin", "origin.log", &["error", "panicked"][..]);
         let mut findings = Vec::new();
-        for (name, file, markers) in logs {
+        for (name, file, markers) in proxies.chain([origin]) {
             let Ok(text) = fs::read_to_string(self.dir.join(file)) else {
                 continue;
             };
@@ -263,8 +381,43 @@ fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::R
     Server::spawn(command, "origin (test-upstream)", Ready::PrintsAddress)
 }
 
-fn start_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
-    let mut command = bench.placement.server(&bench.bin.join("petstore-gateway"));
+/// The petstore gateway, its three upstreams pointed at the origin.
+fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let upstreams = [
+        format!("default=http://{origin}/api"),
+        format!("pets=http://{origin}"),
+        format!("reports=http://{origin}/reporting"),
+    ];
+    start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], "gateway.log")
+}
+
+/// A bench-only gateway; `bench-policies` with a key file (one key, on plan `pro`) written beside its log.
+fn start_variant(bench: &Bench, dir: &Path, origin: SocketAddr, variant: variants::Variant) -> anyhow::Result<Server> {
+    let upstreams = [format!("origin=http://{origin}/api")];
+    let (proxy, extra) = match variant {
+        variants::Variant::Policies => {
+            let keys = dir.join("keys.yaml");
+            fs::write(&keys, variants::key_file()).with_context(|| format!("writing {}", keys.display()))?;
+            (
+                Proxy::PolicyGateway,
+                vec!["--api-keys".to_owned(), keys.display().to_string()],
+            )
+        }
+        variants::Variant::Plain => (Proxy::PlainGateway, Vec::new()),
+    };
+    start_gateway(bench, dir, &variant.binary(), &upstreams, &extra, proxy.log().0)
+}
+
+/// A generated gateway from `target/release`, with `--upstream` for each of `upstreams` and then `extra`.
+fn start_gateway(
+    bench: &Bench,
+    dir: &Path,
+    binary: &str,
+    upstreams: &[String],
+    extra: &[String],
+    log: &str,
+) -> anyhow::Result<Server> {
+    let mut command = bench.placement.server(&bench.bin.join(binary));
     command.args([
         "--listen".to_owned(),
         "127.0.0.1:0".to_owned(),
@@ -272,22 +425,24 @@ fn start_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Resul
         bench.placement.server_threads.to_string(),
         "--shutdown-timeout".to_owned(),
         GATEWAY_DRAIN.to_owned(),
-        "--upstream".to_owned(),
-        format!("default=http://{origin}/api"),
-        "--upstream".to_owned(),
-        format!("pets=http://{origin}"),
-        "--upstream".to_owned(),
-        format!("reports=http://{origin}/reporting"),
     ]);
-    command.stderr(log_file(dir, "gateway.log")?);
-    Server::spawn(command, "petstore-gateway", Ready::PrintsAddress)
+    for upstream in upstreams {
+        command.arg("--upstream").arg(upstream);
+    }
+    command.args(extra);
+    command.stderr(log_file(dir, log)?);
+    Server::spawn(command, binary, Ready::PrintsAddress)
 }
 
-fn start_nginx(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+/// nginx as a plain reverse proxy; with `cache`, also caching `/pets/` (see [`nginx_conf`]).
+fn start_nginx(bench: &Bench, dir: &Path, origin: SocketAddr, cache: bool) -> anyhow::Result<Server> {
     let listen = free_port()?;
     let conf = dir.join("nginx.conf");
-    fs::write(&conf, nginx_conf(dir, listen, origin, bench.placement.server_threads))
-        .with_context(|| format!("writing {}", conf.display()))?;
+    fs::write(
+        &conf,
+        nginx_conf(dir, listen, origin, bench.placement.server_threads, cache),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
     let mut command = bench.placement.server(bench.tools.path("nginx")?);
     command
         .arg("-p")
@@ -317,8 +472,15 @@ fn start_haproxy(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Resul
     Server::spawn(command, "haproxy", Ready::Accepts(listen))
 }
 
-/// nginx as a plain reverse proxy: no access log, kept-alive HTTP/1.1 to the origin, the `/api` prefix added.
-fn nginx_conf(dir: &Path, listen: SocketAddr, origin: SocketAddr, workers: usize) -> String {
+/// nginx as a plain reverse proxy: no access log, kept-alive HTTP/1.1 to the origin, the `/api` prefix added. With
+/// `cache`, `/pets/N` is proxied to the origin's `/v1/pets/N` (as the gateway's `getPet`) and cached for 60 s, keyed
+/// by the request URI; a request with `Cache-Control` refreshes its entry (the gateway's `invalidate: any`).
+fn nginx_conf(dir: &Path, listen: SocketAddr, origin: SocketAddr, workers: usize, cache: bool) -> String {
+    let (cache_zone, cache_location) = if cache {
+        nginx_cache(dir)
+    } else {
+        (String::new(), String::new())
+    };
     let dir = dir.display();
     let mut conf = String::new();
     let _ = write!(
@@ -341,7 +503,7 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
-
+{cache_zone}
     upstream origin {{
         server {origin};
         keepalive 64;
@@ -357,11 +519,37 @@ http {{
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
         }}
-    }}
+{cache_location}    }}
 }}
 "#
     );
     conf
+}
+
+/// The cache zone (for `http`) and the cached location (for `server`) of [`nginx_conf`].
+fn nginx_cache(dir: &Path) -> (String, String) {
+    let dir = dir.display();
+    let zone = format!(
+        "    proxy_cache_path {dir}/cache levels=1:2 keys_zone=gw:10m max_size=64m inactive=60m use_temp_path=off;\n"
+    );
+    let location = String::from(
+        r#"        location /pets/ {
+            proxy_pass http://origin/v1/pets/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_cache gw;
+            proxy_cache_key $request_uri;
+            proxy_cache_valid 200 404 60s;
+            proxy_cache_lock on;
+            proxy_cache_bypass $http_cache_control;
+            add_header X-Cache-Status $upstream_cache_status;
+        }
+"#,
+    );
+    (zone, location)
 }
 
 /// haproxy in HTTP mode: keep-alive on both sides, connections to the origin reused, the `/api` prefix added.

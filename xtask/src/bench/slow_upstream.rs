@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::memory::{Memory, Sample, mib};
 use super::report::{Section, Table, load_cells, ms, review, rps, with_notes};
-use super::rounds::{Series, measure, warm_up};
+use super::rounds::{Phase, Series, measure, no_hook, warm_up};
 use super::servers::{PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
@@ -56,7 +56,7 @@ struct Results {
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Section> {
-    let script = wrk::write_script(bench)?;
+    let scripts = wrk::write_scripts(bench)?;
     let mut stack = Stack::start(
         bench,
         "slow-upstream",
@@ -73,12 +73,13 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         before: stack.memory(Target::Gateway),
         ..GatewayMemory::default()
     };
-    let warm_up_failures = warm_up(bench, &mut stack, &script, &TARGETS, &shape);
+    let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
     gateway.after_warm_up = stack.memory(Target::Gateway);
-    let series = measure(bench, &mut stack, &script, &TARGETS, &shape, |stack, target| {
-        if target == Target::Gateway {
+    let series = measure(bench, &mut stack, &scripts, &TARGETS, &shape, |phase, stack, target| {
+        if phase == Phase::After && target == Target::Gateway {
             gateway.after_runs.push(stack.memory(Target::Gateway));
         }
+        Ok(())
     });
     gateway.end = stack.memory(Target::Gateway);
     let memory: Vec<Sample> = TARGETS

@@ -1,7 +1,11 @@
 //! One wrk load run, bounded in time, and its figures read back from a Lua `done()` hook that prints them on one
 //! line (wrk's own summary rounds latencies and mixes units).
+//!
+//! Three scripts share that hook: `report.lua` sends wrk's one request; `rotate.lua` cycles through a set of paths
+//! given after `--` (one pre-formatted request each, so a rotation costs a Lua call and no formatting); `count.lua`
+//! also counts the responses by status (200, 429, other), per thread, summed in `done()`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,14 +17,73 @@ use super::Bench;
 
 /// The hook: one `xtask-bench key=value …` line. wrk counts a response with a status of 400 or more as a status
 /// error; socket errors are connect, read and write errors and timeouts.
-const SCRIPT: &str = r#"-- Written by `cargo xtask bench`: prints the run's figures on one parseable line.
-done = function(summary, latency, requests)
+const REPORT: &str = r#"-- Written by `cargo xtask bench`: prints the run's figures on one parseable line.
+function report(summary, latency)
   local e = summary.errors
   io.write(string.format(
     "xtask-bench requests=%d duration_us=%d p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f " ..
     "http_errors=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     latency:percentile(99.9), latency.max, e.status, e.connect, e.read, e.write, e.timeout))
+end
+
+done = function(summary, latency, requests)
+  report(summary, latency)
+end
+"#;
+
+/// Appended to [`REPORT`]: each thread cycles through the paths given as script arguments.
+const ROTATE: &str = r#"
+-- Rotation: the paths after `--`, one request each, formatted once per thread (after wrk has set `Host`).
+local requests = {}
+local next_request = 0
+
+init = function(args)
+  for _, path in ipairs(args) do
+    requests[#requests + 1] = wrk.format(nil, path)
+  end
+end
+
+request = function()
+  if #requests == 0 then
+    return wrk.format()
+  end
+  next_request = next_request % #requests + 1
+  return requests[next_request]
+end
+"#;
+
+/// Appended to [`REPORT`]: per-thread status counters (globals of each thread's Lua state, read back with
+/// `thread:get` from the `threads` collected in `setup()`), summed in `done()` on a second line.
+const COUNT: &str = r#"
+-- Counting: responses by status, per thread, summed when the run is done.
+local threads = {}
+
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+status_200, status_429, status_other = 0, 0, 0
+
+response = function(status, headers, body)
+  if status == 200 then
+    status_200 = status_200 + 1
+  elseif status == 429 then
+    status_429 = status_429 + 1
+  else
+    status_other = status_other + 1
+  end
+end
+
+done = function(summary, latency, requests)
+  report(summary, latency)
+  local ok, limited, other = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    ok = ok + thread:get("status_200")
+    limited = limited + thread:get("status_429")
+    other = other + thread:get("status_other")
+  end
+  io.write(string.format("xtask-statuses s200=%d s429=%d other=%d\n", ok, limited, other))
 end
 "#;
 
@@ -71,6 +134,8 @@ fn whole_seconds(d: Duration) -> u64 {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Load {
     pub requests: f64,
+    /// How long the run lasted, as wrk measured it.
+    pub duration_s: f64,
     pub rps: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -95,6 +160,7 @@ impl Load {
         let of = |f: fn(&Self) -> f64| median(loads.iter().map(f).collect());
         Some(Self {
             requests: of(|l| l.requests)?,
+            duration_s: of(|l| l.duration_s)?,
             rps: of(|l| l.rps)?,
             p50_us: of(|l| l.p50_us)?,
             p99_us: of(|l| l.p99_us)?,
@@ -121,15 +187,69 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// Writes the hook where wrk can read it.
-pub fn write_script(bench: &Bench) -> anyhow::Result<std::path::PathBuf> {
-    let path = bench.scratch.join("report.lua");
-    std::fs::write(&path, SCRIPT).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+/// The scripts, written where wrk can read them.
+pub struct Scripts {
+    report: PathBuf,
+    rotate: PathBuf,
+    count: PathBuf,
 }
 
-/// Drives `url` with `shape`; fails if wrk fails, hangs or prints no figures.
-pub fn run(bench: &Bench, script: &Path, url: &str, shape: &Shape) -> anyhow::Result<Load> {
+/// Writes the scripts to `target/bench/`.
+pub fn write_scripts(bench: &Bench) -> anyhow::Result<Scripts> {
+    let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+        let path = bench.scratch.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    };
+    Ok(Scripts {
+        report: write("report.lua", REPORT.to_owned())?,
+        rotate: write("rotate.lua", format!("{REPORT}{ROTATE}"))?,
+        count: write("count.lua", format!("{REPORT}{COUNT}"))?,
+    })
+}
+
+/// What a load sends: a GET of `url` or, when there are `paths`, of each of them in turn on `url`'s server; with
+/// `headers` on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Requests<'a> {
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub paths: &'a [String],
+}
+
+/// Responses by status, counted by `count.lua`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Statuses {
+    pub ok: f64,
+    pub too_many: f64,
+    pub other: f64,
+}
+
+/// Drives `requests` with `shape`; fails if wrk fails, hangs or prints no figures.
+pub fn run(bench: &Bench, scripts: &Scripts, requests: &Requests<'_>, shape: &Shape) -> anyhow::Result<Load> {
+    let script = if requests.paths.is_empty() {
+        &scripts.report
+    } else {
+        &scripts.rotate
+    };
+    let stdout = run_script(bench, script, requests, shape)?;
+    parse(&stdout).with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
+}
+
+/// [`run`], counting the responses by status (which costs wrk a Lua call per response).
+pub fn run_counting(
+    bench: &Bench,
+    scripts: &Scripts,
+    requests: &Requests<'_>,
+    shape: &Shape,
+) -> anyhow::Result<(Load, Statuses)> {
+    let stdout = run_script(bench, &scripts.count, requests, shape)?;
+    let figures = parse(&stdout).and_then(|load| Ok((load, parse_statuses(&stdout)?)));
+    figures.with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
+}
+
+/// Runs wrk with `script`; its stdout.
+fn run_script(bench: &Bench, script: &Path, requests: &Requests<'_>, shape: &Shape) -> anyhow::Result<String> {
     let mut command = bench.placement.client(bench.tools.path("wrk")?);
     command.args([
         format!("-t{}", shape.threads),
@@ -139,10 +259,16 @@ pub fn run(bench: &Bench, script: &Path, url: &str, shape: &Shape) -> anyhow::Re
         String::from("--latency"),
         String::from("-s"),
         script.display().to_string(),
-        url.to_owned(),
     ]);
+    for (name, value) in requests.headers {
+        command.arg("-H").arg(format!("{name}: {value}"));
+    }
+    command.arg(requests.url);
+    if !requests.paths.is_empty() {
+        command.arg("--").args(requests.paths);
+    }
     let output = output_within(command, shape.duration + GRACE)?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         bail!(
             "wrk failed ({}): {}",
@@ -150,7 +276,7 @@ pub fn run(bench: &Bench, script: &Path, url: &str, shape: &Shape) -> anyhow::Re
             tail(&String::from_utf8_lossy(&output.stderr))
         );
     }
-    parse(&stdout).with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
+    Ok(stdout)
 }
 
 fn tail(text: &str) -> String {
@@ -158,19 +284,24 @@ fn tail(text: &str) -> String {
     lines.into_iter().rev().collect::<Vec<_>>().join(" / ")
 }
 
-/// Reads the hook's line.
-fn parse(stdout: &str) -> anyhow::Result<Load> {
+/// The `key=value` pairs of the line that starts with `prefix`, as numbers.
+fn line_values<'a>(stdout: &'a str, prefix: &str) -> anyhow::Result<impl Fn(&str) -> anyhow::Result<f64> + 'a> {
     let line = stdout
         .lines()
-        .find_map(|l| l.strip_prefix("xtask-bench "))
-        .context("no `xtask-bench` line")?;
-    let value = |key: &str| -> anyhow::Result<f64> {
+        .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' '))
+        .with_context(|| format!("no `{prefix}` line"))?;
+    Ok(move |key: &str| -> anyhow::Result<f64> {
         line.split_whitespace()
             .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
             .with_context(|| format!("no `{key}`"))?
             .parse::<f64>()
             .with_context(|| format!("`{key}` is not a number"))
-    };
+    })
+}
+
+/// Reads the hook's line.
+fn parse(stdout: &str) -> anyhow::Result<Load> {
+    let value = line_values(stdout, "xtask-bench")?;
     let duration_s = value("duration_us")? / 1e6;
     if duration_s <= 0.0 {
         bail!("the run lasted no time");
@@ -178,6 +309,7 @@ fn parse(stdout: &str) -> anyhow::Result<Load> {
     let requests = value("requests")?;
     Ok(Load {
         requests,
+        duration_s,
         rps: requests / duration_s,
         p50_us: value("p50_us")?,
         p99_us: value("p99_us")?,
@@ -188,6 +320,16 @@ fn parse(stdout: &str) -> anyhow::Result<Load> {
         read_errors: value("read_errors")?,
         write_errors: value("write_errors")?,
         timeouts: value("timeouts")?,
+    })
+}
+
+/// Reads `count.lua`'s second line.
+fn parse_statuses(stdout: &str) -> anyhow::Result<Statuses> {
+    let value = line_values(stdout, "xtask-statuses")?;
+    Ok(Statuses {
+        ok: value("s200")?,
+        too_many: value("s429")?,
+        other: value("other")?,
     })
 }
 
@@ -204,6 +346,22 @@ mod tests {
         assert!((load.rps - 500.0).abs() < 1e-9);
         assert!((load.p99_us - 900.5).abs() < 1e-9);
         assert!((load.errors() - 6.0).abs() < 1e-9);
+        Ok(())
+    }
+
+    #[test]
+    fn parses_the_status_counts() -> anyhow::Result<()> {
+        let out = "xtask-bench requests=10 duration_us=1000000 p50_us=1 p99_us=1 p999_us=1 max_us=1 http_errors=4 \
+                   connect_errors=0 read_errors=0 write_errors=0 timeouts=0\nxtask-statuses s200=6 s429=4 other=0\n";
+        assert_eq!(
+            parse_statuses(out)?,
+            Statuses {
+                ok: 6.0,
+                too_many: 4.0,
+                other: 0.0
+            }
+        );
+        assert!(parse_statuses("xtask-bench requests=1\n").is_err());
         Ok(())
     }
 

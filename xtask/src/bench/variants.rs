@@ -1,0 +1,220 @@
+//! Bench-only gateways for the `policies` scenario, generated at run time: the example `store` spec's limits are
+//! far too low to measure throughput under (20 requests/s API-wide), so these specs keep every check it has and
+//! scale the limits up until none ever refuses.
+//!
+//! - `bench-policies`: an API key in `x-api-key` required by default; an API-wide bucket, a `pro` plan with a per-key
+//!   bucket and a monthly quota, and on `GET /inventory` an operation bucket and `plans: [pro]`. Every bucket has
+//!   `rate` and `burst` 10,000,000 and the quota a limit of 10^12, so each check runs and none refuses. `GET /open`
+//!   is open (`security: []`), with the API-wide bucket only.
+//! - `bench-plain`: the same API with none of that: `GET /inventory` with no key and no bucket; and `GET /limited`,
+//!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure.
+//!
+//! Every operation proxies to the origin's `/api/inventory`, as the other scenarios' gateway does, and nothing is
+//! cached. Each crate is written to `target/bench-gateways/<name>/` (files rewritten only when they change, so an
+//! unchanged gateway is not rebuilt), standalone with the workspace's `Cargo.lock`, and built in release with the
+//! workspace's profile and target directory (see [`codegen`](super::codegen)); the binaries land in
+//! `target/release/`.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::Context;
+use gateway_codegen::{Options, SpecInput};
+
+use crate::workspace_root;
+
+use super::codegen::{build, release_profile};
+
+/// Where the crates (and their specs) are written, under the workspace.
+const OUT: &str = "target/bench-gateways";
+/// The runtime, from `target/bench-gateways/<name>/`.
+const RUNTIME_FROM_CRATE: &str = "../../../gateway-runtime";
+
+/// The header that carries the API key.
+pub const KEY_HEADER: &str = "x-api-key";
+/// The one key of the key file, on plan `pro`.
+pub const API_KEY: &str = "bench-pro-key-0123456789abcdef";
+/// A rate and burst no load on one machine reaches.
+pub const UNREACHED: u32 = 10_000_000;
+/// A quota limit no load reaches within a month.
+pub const UNREACHED_QUOTA: u64 = 1_000_000_000_000;
+/// The accuracy operation's bucket: tokens per second.
+pub const LIMITED_RATE: u32 = 1000;
+/// The accuracy operation's bucket: its size.
+pub const LIMITED_BURST: u32 = 100;
+
+/// A bench-only gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// API keys, plans, buckets and a quota, none of which refuses.
+    Policies,
+    /// None of them; and the accuracy operation.
+    Plain,
+}
+
+impl Variant {
+    const ALL: [Self; 2] = [Self::Policies, Self::Plain];
+
+    /// The gateway's name (`x-gateway.name`).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Policies => "bench-policies",
+            Self::Plain => "bench-plain",
+        }
+    }
+
+    /// The binary in `target/release/`.
+    pub fn binary(self) -> String {
+        format!("{}-gateway", self.name())
+    }
+
+    /// The spec.
+    fn spec(self) -> String {
+        let name = self.name();
+        let head = format!(
+            r#"# Written by `cargo xtask bench` (xtask/src/bench/variants.rs) for the policies scenario.
+openapi: 3.0.3
+info: {{ title: {name}, version: 1.0.0 }}
+x-gateway:
+  name: {name}
+  upstreams:
+    origin: {{ url: "http://127.0.0.1:9/api" }}   # overridden: --upstream origin=http://ORIGIN/api
+  target: {{ upstream: origin, path: /inventory }}
+"#
+        );
+        let body = match self {
+            Self::Policies => format!(
+                r#"  throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
+  usage_plans:
+    pro:
+      throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
+      quota: {{ limit: {UNREACHED_QUOTA}, period: month }}
+security:
+  - apiKey: []
+components:
+  securitySchemes:
+    apiKey: {{ type: apiKey, in: header, name: {KEY_HEADER} }}
+paths:
+  /inventory:
+    get:
+      operationId: keyed
+      x-gateway:
+        throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
+        plans: [pro]
+      responses: {{ "200": {{ description: OK }} }}
+  /open:
+    get:
+      operationId: open
+      security: []
+      responses: {{ "200": {{ description: OK }} }}
+"#
+            ),
+            Self::Plain => format!(
+                r#"paths:
+  /inventory:
+    get:
+      operationId: plain
+      responses: {{ "200": {{ description: OK }} }}
+  /limited:
+    get:
+      operationId: limited
+      x-gateway:
+        throttle: {{ rate: {LIMITED_RATE}, burst: {LIMITED_BURST} }}
+      responses: {{ "200": {{ description: OK }} }}
+"#
+            ),
+        };
+        head + &body
+    }
+}
+
+/// The key file of the `bench-policies` gateway.
+pub fn key_file() -> String {
+    format!("# Written by `cargo xtask bench`.\n- {{ key: \"{API_KEY}\", name: bench, plan: pro }}\n")
+}
+
+/// Generates both gateways and builds them in release.
+pub fn build_all() -> anyhow::Result<()> {
+    let out = workspace_root().join(OUT);
+    let profile = release_profile()?;
+    for variant in Variant::ALL {
+        let dir = generate(variant, &out)?;
+        println!("  building {} (release)", variant.binary());
+        let took = build(&dir, &profile)?;
+        println!("  built in {:.1} s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+/// Writes the spec to `out/<name>.yaml` and its crate to `out/<name>/`; returns the crate's directory.
+fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let text = variant.spec();
+    let spec = out.join(format!("{}.yaml", variant.name()));
+    write_if_changed(&spec, &text)?;
+    let file = format!("{OUT}/{}.yaml", variant.name());
+    let options = Options {
+        runtime_path: RUNTIME_FROM_CRATE.to_owned(),
+        standalone: true,
+        default_upstream: None,
+    };
+    let generated = gateway_codegen::generate(
+        SpecInput {
+            file: &file,
+            text: &text,
+        },
+        &options,
+    )
+    .map_err(|e| match e {
+        gateway_codegen::GenerateError::Spec { diagnostics, .. } => {
+            let shown: String = diagnostics.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("the bench-only spec {file} does not generate:\n{shown}")
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    let dir = out.join(&generated.name);
+    for (rel, contents) in &generated.files {
+        write_if_changed(&dir.join(rel), contents)?;
+    }
+    let lock = fs::read_to_string(workspace_root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    write_if_changed(&dir.join("Cargo.lock"), &lock)?;
+    Ok(dir)
+}
+
+/// Writes `contents` to `path` unless it already holds them (so that cargo sees no change).
+fn write_if_changed(path: &Path, contents: &str) -> anyhow::Result<()> {
+    if fs::read_to_string(path).is_ok_and(|current| current == contents) {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_specs_generate() -> anyhow::Result<()> {
+        for variant in Variant::ALL {
+            let text = variant.spec();
+            let options = Options {
+                runtime_path: RUNTIME_FROM_CRATE.to_owned(),
+                standalone: true,
+                default_upstream: None,
+            };
+            let generated = gateway_codegen::generate(
+                SpecInput {
+                    file: "bench.yaml",
+                    text: &text,
+                },
+                &options,
+            );
+            let generated = generated.map_err(|e| anyhow::anyhow!("{e:?}\n{text}"))?;
+            assert_eq!(generated.package, variant.binary());
+            assert_eq!(generated.operations, 2);
+        }
+        Ok(())
+    }
+}
