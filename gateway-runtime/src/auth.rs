@@ -3,6 +3,7 @@
 //! Missing or unknown key: `401`. Disabled key, a key whose plan is not in this API, or a plan the operation does
 //! not admit: `403`. The presented value is never logged; the caller is known by the key's name from here on.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, request};
@@ -33,7 +34,7 @@ pub fn authenticate(
     // Alternatives: the first whose every scheme has a presented key decides.
     let mut presented_any = false;
     for alternative in op.security {
-        let values: Option<Vec<String>> = alternative.iter().map(|scheme| presented(scheme, parts)).collect();
+        let values: Option<Vec<Cow<'_, str>>> = alternative.iter().map(|scheme| presented(scheme, parts)).collect();
         let Some(values) = values else { continue };
         presented_any = true;
         let mut caller = None;
@@ -99,18 +100,19 @@ fn location_name(location: KeyLocation) -> &'static str {
     }
 }
 
-/// The value presented for `scheme`, if any (empty values count as absent).
-fn presented(scheme: &ApiKeyScheme, parts: &request::Parts) -> Option<String> {
+/// The value presented for `scheme`, if any (empty values count as absent); borrowed from the request unless the
+/// query string had to be decoded.
+fn presented<'p>(scheme: &ApiKeyScheme, parts: &'p request::Parts) -> Option<Cow<'p, str>> {
     let value = match scheme.location {
         KeyLocation::Header => parts
             .headers
             .get(scheme.name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+            .map(Cow::Borrowed),
         KeyLocation::Query => parts.uri.query().and_then(|q| {
             form_urlencoded::parse(q.as_bytes())
                 .find(|(k, _)| k == scheme.name)
-                .map(|(_, v)| v.into_owned())
+                .map(|(_, v)| v)
         }),
         KeyLocation::Cookie => parts
             .headers
@@ -120,7 +122,7 @@ fn presented(scheme: &ApiKeyScheme, parts: &request::Parts) -> Option<String> {
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| *k == scheme.name)
-            .map(|(_, v)| v.to_owned()),
+            .map(|(_, v)| Cow::Borrowed(v)),
     };
     value.filter(|v| !v.is_empty())
 }

@@ -44,7 +44,7 @@ pub enum Bucket<'a> {
         /// Index into [`ApiSpec::usage_plans`].
         index: usize,
         /// The key's name.
-        key: &'a str,
+        key: &'a Arc<str>,
     },
 }
 
@@ -187,8 +187,8 @@ impl RateLimits for MemoryLimits {
                 .and_then(Option::as_ref)
                 .map_or(admitted, |l| l.acquire(client)),
             Bucket::Plan { index, key } => match self.plans.get(index).and_then(Option::as_ref) {
-                // Keyed by name; the `Arc<str>` is only allocated for a key's first request in this process.
-                Some(limiter) => state(limiter.check_key(&Arc::from(key))),
+                // Keyed by the key's name, shared with the key set: no allocation per request.
+                Some(limiter) => state(limiter.check_key(key)),
                 None => admitted,
             },
         }
@@ -217,33 +217,61 @@ fn period_bounds(period: QuotaPeriod, now: &Zoned) -> (Zoned, Zoned) {
 #[derive(Default)]
 pub struct MemoryQuotas {
     counters: Mutex<HashMap<Arc<str>, (jiff::Timestamp, u64)>>,
+    /// The current day, week and month, recomputed only when they end: calendar arithmetic in time zones is not
+    /// work for every request.
+    periods: Mutex<[Option<(jiff::Timestamp, jiff::Timestamp)>; 3]>,
 }
 
 impl MemoryQuotas {
+    /// The start and end of the `period` containing `now`.
+    fn period(&self, period: QuotaPeriod, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
+        let slot = match period {
+            QuotaPeriod::Day => 0,
+            QuotaPeriod::Week => 1,
+            QuotaPeriod::Month => 2,
+        };
+        let mut periods = self.periods.lock().unwrap_or_else(PoisonError::into_inner);
+        match periods[slot] {
+            Some((start, end)) if start <= now && now < end => (start, end),
+            _ => {
+                let (start, end) = period_bounds(period, &now.to_zoned(TimeZone::UTC));
+                let bounds = (start.timestamp(), end.timestamp());
+                periods[slot] = Some(bounds);
+                bounds
+            }
+        }
+    }
+
     fn apply(&self, key: &str, quota: &QuotaSpec, charge: bool) -> QuotaState {
-        let now = Zoned::now().with_time_zone(TimeZone::UTC);
-        let (start, end) = period_bounds(quota.period, &now);
-        let start = start.timestamp();
+        let now = jiff::Timestamp::now();
+        let (start, end) = self.period(quota.period, now);
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = counters.entry(Arc::from(key)).or_insert((start, 0));
-        if entry.0 != start {
-            // A new period: the count starts again.
-            *entry = (start, 0);
+        // The key's name is allocated once, on its first request.
+        if !counters.contains_key(key) {
+            counters.insert(Arc::from(key), (start, 0));
         }
-        let admitted = entry.1 < quota.limit;
-        if charge && admitted {
-            entry.1 += 1;
-        }
-        let used = entry.1;
-        let resets_in = Duration::try_from(end.timestamp().duration_since(now.timestamp())).unwrap_or_default();
-        let window = Duration::try_from(end.timestamp().duration_since(start)).unwrap_or_default();
+        let (admitted, used) = match counters.get_mut(key) {
+            Some(entry) => {
+                if entry.0 != start {
+                    // A new period: the count starts again.
+                    *entry = (start, 0);
+                }
+                let admitted = entry.1 < quota.limit;
+                if charge && admitted {
+                    entry.1 += 1;
+                }
+                (admitted, entry.1)
+            }
+            None => (true, 0),
+        };
+        drop(counters);
         QuotaState {
             admitted,
             used,
             remaining: quota.limit.saturating_sub(used),
-            resets_at: end.timestamp(),
-            resets_in,
-            window,
+            resets_at: end,
+            resets_in: Duration::try_from(end.duration_since(now)).unwrap_or_default(),
+            window: Duration::try_from(end.duration_since(start)).unwrap_or_default(),
         }
     }
 }
@@ -421,23 +449,22 @@ impl Report {
 
     /// Adds `RateLimit-Policy` and `RateLimit` to `headers` (nothing for an operation without limits).
     pub fn apply(&self, headers: &mut http::HeaderMap) {
+        use std::fmt::Write as _;
         if self.items.is_empty() {
             return;
         }
-        let policy: Vec<String> = self
-            .items
-            .iter()
-            .map(|i| format!("\"{}\";q={};w={}", i.name, i.quota, i.window))
-            .collect();
-        let current: Vec<String> = self
-            .items
-            .iter()
-            .map(|i| format!("\"{}\";r={};t={}", i.name, i.remaining, i.reset))
-            .collect();
-        if let Ok(v) = http::HeaderValue::from_str(&policy.join(", ")) {
+        // Two short strings per response, each written once.
+        let mut policy = String::with_capacity(32 * self.items.len());
+        let mut current = String::with_capacity(32 * self.items.len());
+        for (n, i) in self.items.iter().enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            let _ = write!(policy, "{sep}\"{}\";q={};w={}", i.name, i.quota, i.window);
+            let _ = write!(current, "{sep}\"{}\";r={};t={}", i.name, i.remaining, i.reset);
+        }
+        if let Ok(v) = http::HeaderValue::try_from(policy) {
             headers.insert(RATELIMIT_POLICY.clone(), v);
         }
-        if let Ok(v) = http::HeaderValue::from_str(&current.join(", ")) {
+        if let Ok(v) = http::HeaderValue::try_from(current) {
             headers.insert(RATELIMIT.clone(), v);
         }
     }
