@@ -598,12 +598,7 @@ impl Limits {
                 return Err(too_many(&report, state.retry_after, detail, None));
             }
         }
-        // The quota's current state is reported on every response, before it is charged.
-        if let Some((c, _, plan)) = plan
-            && let Some(quota) = &plan.quota
-        {
-            report.quota(quota, &self.quotas.peek(&c.key.name, quota));
-        }
+        // The quota joins the report when it is charged (see `charge`): one look at the counters per request.
         Ok(report)
     }
 
@@ -619,7 +614,6 @@ impl Limits {
         let quota = caller.plan.and_then(|p| api.usage_plans[p].quota.as_ref());
         if let Some(quota) = quota {
             let state = self.quotas.charge(&caller.key.name, quota);
-            report.items.retain(|i| i.name != "quota");
             report.quota(quota, &state);
             if !state.admitted {
                 usage.throttled.fetch_add(1, Ordering::Relaxed);

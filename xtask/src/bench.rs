@@ -32,7 +32,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::process::{cargo, run_step};
 use crate::workspace_root;
 use machine::{Machine, Placement, Tools};
 use report::Section;
@@ -260,21 +259,7 @@ fn load_average() -> String {
         .unwrap_or_else(|| String::from("?"))
 }
 
-/// Regenerates the gateways and builds the petstore gateway and the origin, in release.
+/// Regenerates the gateways and builds the example gateways and the origin, in release.
 fn build() -> anyhow::Result<()> {
-    crate::generate::run(&crate::generate::Args::default())?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "petstore-gateway",
-        "-p",
-        "gateway-tests",
-        "--bin",
-        "petstore-gateway",
-        "--bin",
-        "test-upstream",
-    ]);
-    run_step(build, "build the petstore gateway and the benchmark origin (release)")
+    crate::process::build_examples_release()
 }

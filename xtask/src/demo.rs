@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::process::{Server, cargo, http_get_with, run_step};
+use crate::process::{Server, http_get_with};
 use crate::workspace_root;
 
 #[derive(clap::Args, Debug)]
@@ -43,27 +43,7 @@ const DEMO_KEYS: &str = "\
 ";
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    crate::generate::run(&crate::generate::Args::default())?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--release",
-        "-p",
-        "petstore-gateway",
-        "-p",
-        "store-gateway",
-        "-p",
-        "gateway-tests",
-    ]);
-    build.args([
-        "--bin",
-        "petstore-gateway",
-        "--bin",
-        "store-gateway",
-        "--bin",
-        "test-upstream",
-    ]);
-    run_step(build, "build the example gateways and the example upstream (release)")?;
+    crate::process::build_examples_release()?;
 
     let bin = workspace_root().join("target/release");
     let upstream = Server::start(

@@ -41,6 +41,32 @@ pub enum Ready {
     Accepts(SocketAddr),
 }
 
+/// Regenerates the gateways, then builds the example gateways and the example upstream in release mode: what the
+/// demo serves and the benchmarks measure.
+pub fn build_examples_release() -> anyhow::Result<()> {
+    crate::generate::run(&crate::generate::Args::default())?;
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "-p",
+        "petstore-gateway",
+        "-p",
+        "store-gateway",
+        "-p",
+        "gateway-tests",
+    ]);
+    build.args([
+        "--bin",
+        "petstore-gateway",
+        "--bin",
+        "store-gateway",
+        "--bin",
+        "test-upstream",
+    ]);
+    run_step(build, "build the example gateways and the example upstream (release)")
+}
+
 /// A server process; stopped by its PID (and its children by theirs) when dropped.
 pub struct Server {
     child: Child,
