@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -417,10 +417,15 @@ struct Item {
     reset: u64,
 }
 
+/// The `RateLimit-Policy` values of one operation and plan, by how many limits a report holds: the value only
+/// depends on which limits apply, so it is written once and shared by every response.
+type PolicyValues = [OnceLock<http::HeaderValue>; 5];
+
 /// The limits a request went through, for its `RateLimit-Policy` and `RateLimit` headers.
 #[derive(Debug, Default)]
 pub struct Report {
     items: Vec<Item>,
+    policies: Option<Arc<PolicyValues>>,
 }
 
 impl Report {
@@ -449,24 +454,41 @@ impl Report {
 
     /// Adds `RateLimit-Policy` and `RateLimit` to `headers` (nothing for an operation without limits).
     pub fn apply(&self, headers: &mut http::HeaderMap) {
-        use std::fmt::Write as _;
         if self.items.is_empty() {
             return;
         }
-        // Two short strings per response, each written once.
-        let mut policy = String::with_capacity(32 * self.items.len());
-        let mut current = String::with_capacity(32 * self.items.len());
-        for (n, i) in self.items.iter().enumerate() {
-            let sep = if n == 0 { "" } else { ", " };
-            let _ = write!(policy, "{sep}\"{}\";q={};w={}", i.name, i.quota, i.window);
-            let _ = write!(current, "{sep}\"{}\";r={};t={}", i.name, i.remaining, i.reset);
+        let policy = match self.policies.as_ref().and_then(|p| p.get(self.items.len())) {
+            Some(cached) => cached
+                .get_or_init(|| self.write(|i| ("q", i.quota, "w", i.window)))
+                .clone(),
+            None => self.write(|i| ("q", i.quota, "w", i.window)),
+        };
+        headers.insert(RATELIMIT_POLICY.clone(), policy);
+        headers.insert(RATELIMIT.clone(), self.write(|i| ("r", i.remaining, "t", i.reset)));
+    }
+
+    /// `"name";a=1;b=2, …` for every item; plain ASCII, so always a valid header value.
+    fn write(&self, fields: impl Fn(&Item) -> (&'static str, u64, &'static str, u64)) -> http::HeaderValue {
+        let mut out = Vec::with_capacity(32 * self.items.len());
+        let mut digits = itoa::Buffer::new();
+        for (n, item) in self.items.iter().enumerate() {
+            if n > 0 {
+                out.extend_from_slice(b", ");
+            }
+            let (a, x, b, y) = fields(item);
+            out.push(b'"');
+            out.extend_from_slice(item.name.as_bytes());
+            out.extend_from_slice(b"\";");
+            out.extend_from_slice(a.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(digits.format(x).as_bytes());
+            out.push(b';');
+            out.extend_from_slice(b.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(digits.format(y).as_bytes());
         }
-        if let Ok(v) = http::HeaderValue::try_from(policy) {
-            headers.insert(RATELIMIT_POLICY.clone(), v);
-        }
-        if let Ok(v) = http::HeaderValue::try_from(current) {
-            headers.insert(RATELIMIT.clone(), v);
-        }
+        http::HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     }
 }
 
@@ -477,6 +499,9 @@ static RATELIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit");
 #[derive(Clone)]
 pub struct Limits {
     rates: Arc<dyn RateLimits>,
+    /// `RateLimit-Policy` values per operation and plan slot (no plan, then each plan).
+    policies: Arc<Vec<Arc<PolicyValues>>>,
+    plan_slots: usize,
     quotas: Arc<dyn Quotas>,
     /// Per-key counts.
     pub usage: Arc<UsageBook>,
@@ -513,8 +538,11 @@ fn too_many(
 impl Limits {
     /// In-memory limits for `api`. With `trust_proxy`, the client address comes from `X-Forwarded-For`.
     pub fn in_memory(api: &ApiSpec, trust_proxy: bool) -> Self {
+        let plan_slots = api.usage_plans.len() + 1;
         Self {
             rates: Arc::new(MemoryLimits::new(api)),
+            policies: Arc::new((0..api.operations.len() * plan_slots).map(|_| Arc::default()).collect()),
+            plan_slots,
             quotas: Arc::new(MemoryQuotas::default()),
             usage: Arc::new(UsageBook::default()),
             trust_proxy,
@@ -554,7 +582,11 @@ impl Limits {
         parts: &http::request::Parts,
         caller: Option<&crate::auth::Caller>,
     ) -> Result<Report, axum::response::Response> {
-        let mut report = Report::default();
+        let slot = index * self.plan_slots + caller.and_then(|c| c.plan).map_or(0, |p| p + 1);
+        let mut report = Report {
+            items: Vec::with_capacity(4),
+            policies: self.policies.get(slot).cloned(),
+        };
         let op = &api.operations[index.min(api.operations.len().saturating_sub(1))];
         let needs_ip = [api.throttle.as_ref(), op.throttle.as_ref()]
             .into_iter()
