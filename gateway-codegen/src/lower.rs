@@ -124,7 +124,7 @@ fn lower_operation(
             _ => None,
         };
         let Some((ty, list_style)) = ty else {
-            unchecked.push(format!("{} `{name}`", location_label(location)));
+            unchecked.push(format!("{} `{name}`", location.as_str()));
             continue;
         };
         let required = matches!(location, Location::Path(_)) || data.required;
@@ -177,15 +177,6 @@ fn lower_operation(
         throttle: op.throttle,
         target,
     })
-}
-
-fn location_label(location: Location) -> &'static str {
-    match location {
-        Location::Path(_) => "path",
-        Location::Query => "query",
-        Location::Header => "header",
-        Location::Cookie => "cookie",
-    }
 }
 
 fn resolve_schema<'a>(openapi: &'a OpenAPI, schema: &'a ReferenceOr<Schema>) -> Option<&'a Schema> {

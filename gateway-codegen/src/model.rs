@@ -222,6 +222,18 @@ pub enum Location {
     Cookie,
 }
 
+impl Location {
+    /// The OpenAPI name of the location (`path`, `query`, `header`, `cookie`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Location::Path(_) => "path",
+            Location::Query => "query",
+            Location::Header => "header",
+            Location::Cookie => "cookie",
+        }
+    }
+}
+
 /// A parameter's Rust type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamType {

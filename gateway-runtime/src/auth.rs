@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode, request};
+use http::{StatusCode, request};
 
 use crate::keys::{ApiKey, KeySet};
 use crate::problem::Problem;
@@ -114,15 +114,7 @@ fn presented<'p>(scheme: &ApiKeyScheme, parts: &'p request::Parts) -> Option<Cow
                 .find(|(k, _)| k == scheme.name)
                 .map(|(_, v)| v)
         }),
-        KeyLocation::Cookie => parts
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v: &HeaderValue| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| *k == scheme.name)
-            .map(|(_, v)| Cow::Borrowed(v)),
+        KeyLocation::Cookie => crate::params::cookie(&parts.headers, scheme.name).map(Cow::Borrowed),
     };
     value.filter(|v| !v.is_empty())
 }

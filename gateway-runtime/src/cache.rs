@@ -249,13 +249,18 @@ pub struct CallerIdentity {
 }
 
 fn asks_refresh(headers: &HeaderMap) -> bool {
+    has_cache_directive(headers, &["no-cache", "max-age=0"])
+}
+
+/// Whether any `Cache-Control` header holds one of `directives` (case-insensitive).
+fn has_cache_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
     headers
         .get_all(CACHE_CONTROL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .any(|d| d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("max-age=0"))
+        .any(|d| directives.iter().any(|wanted| d.eq_ignore_ascii_case(wanted)))
 }
 
 /// The key: operation, path parameter values, then the listed query parameters and headers, normalised: query
@@ -309,14 +314,7 @@ fn cache_key(
 /// Storable responses come back buffered; the others come back as responses again, their body intact.
 async fn store(response: Response, policy: &CacheSpec, max_entry: u64) -> Result<Cached, Response> {
     let headers = response.headers();
-    let private = headers.contains_key(SET_COOKIE)
-        || headers
-            .get_all(CACHE_CONTROL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"));
+    let private = headers.contains_key(SET_COOKIE) || has_cache_directive(headers, &["no-store", "private"]);
     let declared_len = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -213,19 +213,11 @@ impl<'a> RequestParams<'a> {
                     .join(",");
                 Some(joined)
             }
-            ParamIn::Cookie => self
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| {
-                    percent_encoding::percent_decode_str(v.trim_matches('"'))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                }),
+            ParamIn::Cookie => cookie(self.headers, name).map(|v| {
+                percent_encoding::percent_decode_str(v.trim_matches('"'))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            }),
         }
     }
 
@@ -234,6 +226,18 @@ impl<'a> RequestParams<'a> {
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
+}
+
+/// The raw value of cookie `name` in the request's `Cookie` headers, as sent.
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 fn list_expected<T: ParamValue>() -> Cow<'static, str> {

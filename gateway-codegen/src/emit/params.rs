@@ -136,12 +136,7 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
     let fields = params.fields.iter().map(|p| {
         let field = format_ident!("{}", p.field);
         let ty = field_type(p);
-        let location = match p.location {
-            Location::Path(_) => "path",
-            Location::Query => "query",
-            Location::Header => "header",
-            Location::Cookie => "cookie",
-        };
+        let location = p.location.as_str();
         let doc = match &p.doc {
             Some(d) => format!(" `{}` ({location}): {d}", p.name),
             None => format!(" `{}` ({location}).", p.name),
