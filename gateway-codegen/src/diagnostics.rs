@@ -94,7 +94,14 @@ pub struct Diagnostics {
 impl Diagnostics {
     /// Records a diagnostic.
     pub fn push(&mut self, diagnostic: Diagnostic) {
-        self.items.push(diagnostic);
+        // A check that runs per operation (a shared security scheme, say) reports a problem once.
+        let repeat = self
+            .items
+            .iter()
+            .any(|d| d.pointer == diagnostic.pointer && d.message == diagnostic.message);
+        if !repeat {
+            self.items.push(diagnostic);
+        }
     }
 
     /// Whether any error (not warning) was recorded.

@@ -43,6 +43,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         cache: checked.cache,
         throttle: checked.throttle,
         usage_plans: checked.usage_plans.clone(),
+        hosts: checked.hosts.clone(),
+        responses: checked.responses.clone(),
     }
 }
 
@@ -175,6 +177,7 @@ fn lower_operation(
         security: op.security.clone(),
         plans: op.plans.clone(),
         throttle: op.throttle,
+        responses: op.responses.clone(),
         target,
     })
 }

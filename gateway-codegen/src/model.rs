@@ -28,6 +28,57 @@ pub struct Api {
     pub throttle: Option<Throttle>,
     /// Usage plans, in spec order.
     pub usage_plans: Vec<UsagePlan>,
+    /// Public host names (lower case, optionally with a port); empty: any host.
+    pub hosts: Vec<String>,
+    /// Top-level renderings of gateway responses, in spec order.
+    pub responses: Vec<GatewayResponse>,
+}
+
+/// The spec's rendering of gateway responses of one kind (`x-gateway.responses.KIND`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayResponse {
+    /// The kind (`THROTTLED`, …) or `DEFAULT_4XX`/`DEFAULT_5XX`, as written (validated).
+    pub kind: String,
+    /// The status; `None` keeps the kind's.
+    pub status: Option<u16>,
+    /// Extra headers (valid names), values as templates.
+    pub headers: Vec<(String, Vec<TemplatePart>)>,
+    /// `Content-Type` of the body.
+    pub content_type: String,
+    /// The body as a template; `None` keeps the default problem+json.
+    pub body: Option<Vec<TemplatePart>>,
+}
+
+/// A piece of a template in the gateway's placeholder grammar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Literal text.
+    Literal(String),
+    /// A value written as is.
+    Value(Placeholder),
+    /// A value inside a JSON string, written escaped.
+    JsonString(Placeholder),
+}
+
+/// A value a gateway-response template can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{error.title}`.
+    ErrorTitle,
+    /// `{error.detail}`.
+    ErrorDetail,
+    /// `{error.status}`.
+    ErrorStatus,
+    /// `{error.kind}`.
+    ErrorKind,
+    /// `{context.request_id}`.
+    RequestId,
+    /// `{context.operation_id}`.
+    OperationId,
+    /// `{context.client_ip}`.
+    ClientIp,
+    /// `{context.api_key.name}`.
+    ApiKeyName,
 }
 
 /// A token bucket.
@@ -72,6 +123,8 @@ pub struct ApiKeyScheme {
     pub location: KeyLocation,
     /// The header, parameter or cookie name.
     pub name: String,
+    /// Forward the credential upstream (`forward_credentials: true`); by default it is removed.
+    pub forward: bool,
 }
 
 /// Where an API key is presented.
@@ -173,6 +226,8 @@ pub struct Operation {
     pub plans: Vec<usize>,
     /// The operation's own token bucket.
     pub throttle: Option<Throttle>,
+    /// Renderings of gateway responses set on the operation or its path item (the operation's win, kind by kind).
+    pub responses: Vec<GatewayResponse>,
     /// Where requests go.
     pub target: Target,
 }

@@ -62,6 +62,8 @@ pub enum Namespace {
     Stage,
     /// `{jwt.claims.X}`.
     JwtClaims,
+    /// `{error.X}`: the gateway error being rendered (gateway responses only).
+    Error,
 }
 
 impl Namespace {
@@ -74,19 +76,21 @@ impl Namespace {
             Namespace::Context => "context",
             Namespace::Stage => "stage",
             Namespace::JwtClaims => "jwt.claims",
+            Namespace::Error => "error",
         }
     }
 }
 
 /// Splits a placeholder's text into its namespace and name; a bare name is a path parameter.
 pub fn qualify(placeholder: &str) -> Result<(Namespace, &str), String> {
-    const NAMESPACES: [Namespace; 6] = [
+    const NAMESPACES: [Namespace; 7] = [
         Namespace::JwtClaims,
         Namespace::Path,
         Namespace::Query,
         Namespace::Header,
         Namespace::Context,
         Namespace::Stage,
+        Namespace::Error,
     ];
     for ns in NAMESPACES {
         if let Some(name) = placeholder.strip_prefix(ns.prefix()).and_then(|r| r.strip_prefix('.')) {
@@ -98,9 +102,13 @@ pub fn qualify(placeholder: &str) -> Result<(Namespace, &str), String> {
     }
     if let Some((prefix, _)) = placeholder.split_once('.') {
         // A dot is legal in a parameter name, so only a known-looking prefix is an error.
-        if ["paths", "queries", "headers", "ctx", "jwt", "claims", "stages"].contains(&prefix) {
+        if [
+            "paths", "queries", "headers", "ctx", "jwt", "claims", "stages", "errors", "err",
+        ]
+        .contains(&prefix)
+        {
             return Err(format!(
-                "unknown placeholder namespace `{prefix}` in `{{{placeholder}}}`; use one of path, query, header, context, stage, jwt.claims"
+                "unknown placeholder namespace `{prefix}` in `{{{placeholder}}}`; use one of path, query, header, context, stage, jwt.claims, error"
             ));
         }
     }

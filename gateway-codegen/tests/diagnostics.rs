@@ -345,9 +345,31 @@ fn a_cached_operation_that_needs_an_identity_must_key_on_it() {
             .is_some_and(|h| h.contains("context.api_key") && h.contains("shared: true"))
     );
     run(&secured("{ ttl: 60s, key: [context.api_key] }")).expect("keyed on the caller");
-    run(&secured("{ ttl: 60s, key: [jwt.claims.sub] }")).expect("keyed on a claim");
     run(&secured("{ ttl: 60s, shared: true }")).expect("declared shared");
     run(&secured("{ ttl: 0s }")).expect("not cached at all");
+}
+
+/// A cache-safety rule satisfied by a key part that is never filled shares one entry between every caller: a JWT
+/// claim (the gateway verifies no JWTs yet), or `context.api_key` on an operation whose schemes are not API keys.
+#[test]
+fn a_cache_key_part_that_is_never_filled_is_not_an_identity() {
+    let secured = |cache: &str| {
+        cached(cache).replace(
+            "      operationId: getPet\n",
+            "      operationId: getPet\n      security: [ { apiKey: [] } ]\n",
+        ) + "components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: x-api-key }\n"
+    };
+    let e = single_error(
+        &secured("{ ttl: 60s, key: [jwt.claims.sub] }"),
+        "cache key `jwt.claims.sub` cannot be filled",
+        15,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("context.api_key")));
+    let bearer = cached("{ ttl: 60s, key: [context.api_key] }").replace(
+        "      operationId: getPet\n",
+        "      operationId: getPet\n      security: [ { bearer: [] } ]\n",
+    ) + "components:\n  securitySchemes:\n    bearer: { type: http, scheme: bearer }\n";
+    single_error(&bearer, "`context.api_key` is never filled", 15);
 }
 
 #[test]

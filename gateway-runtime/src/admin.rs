@@ -16,9 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::StatusCode;
 use http::header::AUTHORIZATION;
+use http::request;
 use subtle::ConstantTimeEq as _;
 
-use crate::problem::Problem;
+use crate::error::{ErrorKind, GatewayError};
+use crate::pipeline::{RequestCtx, finish};
 use crate::spec::ApiSpec;
 use crate::state::SharedState;
 
@@ -32,9 +34,9 @@ impl AdminToken {
         (!token.is_empty()).then(|| Self(Arc::from(token)))
     }
 
-    fn admits(&self, request: &Request) -> bool {
-        let presented = request
-            .headers()
+    fn admits(&self, parts: &request::Parts) -> bool {
+        let presented = parts
+            .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -70,17 +72,21 @@ pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
         .with_state(admin)
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
-                let admitted = token.admits(&request);
+                // Admin requests get a request context, a request id and a log line like every other request.
+                let (parts, body) = request.into_parts();
+                let mut ctx = RequestCtx::new(&parts, None);
+                let admitted = token.admits(&parts);
+                let request = Request::from_parts(parts, body);
                 async move {
-                    if admitted {
-                        next.run(request).await
+                    let result = if admitted {
+                        Ok(next.run(request).await)
                     } else {
-                        Problem::new(
-                            StatusCode::UNAUTHORIZED,
+                        Err(GatewayError::new(
+                            ErrorKind::Unauthorized,
                             "the admin endpoints need `Authorization: Bearer <admin token>`",
-                        )
-                        .into_response()
-                    }
+                        ))
+                    };
+                    finish(&mut ctx, result, None)
                 }
             },
         ));
@@ -94,12 +100,12 @@ struct FlushQuery {
 
 async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> Response {
     let Some(cache) = &admin.state.cache else {
-        return Problem::new(StatusCode::NOT_FOUND, "no operation of this gateway caches responses").into_response();
+        return GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response();
     };
     if let Some(id) = &query.operation
         && !admin.api.operations.iter().any(|op| op.id == id)
     {
-        return Problem::new(StatusCode::NOT_FOUND, format!("no operation `{id}`")).into_response();
+        return GatewayError::new(ErrorKind::NotFound, format!("no operation `{id}`")).into_response();
     }
     cache.flush(query.operation.as_deref()).await;
     tracing::info!(operation = query.operation.as_deref().unwrap_or("*"), "cache flushed");
@@ -113,7 +119,7 @@ async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> R
 async fn stats(State(admin): State<Admin>) -> Response {
     match &admin.state.cache {
         Some(cache) => axum::Json(cache.stats(admin.api.cache.capacity).await).into_response(),
-        None => Problem::new(StatusCode::NOT_FOUND, "no operation of this gateway caches responses").into_response(),
+        None => GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response(),
     }
 }
 

@@ -4,50 +4,42 @@
 //! ([`params::FromRequestParams`] impls); this crate does the work. It knows nothing of OpenAPI. Its `main` is
 //! `gateway_runtime::cli::run(&api::API)`.
 //!
-//! # Request phases
+//! # The request path
 //!
-//! Every request passes through the same phases, in this order (later issues add policies as new phases, each in
-//! its own module):
+//! [`pipeline`] holds the phases of a request, in order, in one place: a per-request context ([`RequestCtx`]),
+//! the request filters of each operation assembled at start-up (host, route, auth, throttle, params, quota), the
+//! cache and the target, and the response filters every response passes through (404, 405 and admin included).
+//! Every response the gateway makes itself is a [`error::GatewayError`] of a named kind, rendered in one place
+//! ([`responses`]): the spec's own rendering of the kind, or RFC 9457 problem+json.
 //!
-//! 1. **route** — the router matches the path (including a parameter's literal suffix, as in `/calls/{sid}.json`)
-//!    and method (`404` / `405` with `Allow` otherwise) ([`router`]).
-//! 2. **auth** — the API key the operation's `security` asks for (`401` missing or unknown, `403` disabled or
-//!    not on an admitted plan) ([`auth`], [`keys`]).
-//! 3. **throttle** — token buckets in order: API-wide, the operation's, the caller's plan (`429` with
-//!    `Retry-After`); a refusal takes nothing from the buckets after it ([`throttle`]).
-//! 4. **params** — path parameters that are dot-segments (`.`, `..`) are refused, then the operation's typed
-//!    parameters are parsed (`400` naming the parameter otherwise) ([`router`], [`params`]).
-//! 5. **quota** — the caller's plan quota is charged, only now that every other check admitted the request
-//!    (`429` with the reset time) ([`throttle`]).
-//! 6. **cache** — a cached operation is answered from the response cache when it can be; concurrent misses for
-//!    one key are coalesced into one call of the target ([`cache`]).
-//! 7. **target** — the request is proxied to an upstream ([`proxy`]) or answered by a mock ([`mock`]).
+//! | folder / module | what |
+//! |---|---|
+//! | [`pipeline`] | the phase list, the request context, the response filters |
+//! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache |
+//! | [`targets`] | one module per kind of target: proxy, mock |
+//! | [`serving`] | the server loop, the command line, logging |
+//! | [`admin`] | the admin endpoints under `/_gateway/` |
+//! | [`error`], [`responses`], [`template`] | gateway errors, their rendering, the placeholder grammar |
+//! | [`spec`], [`params`] | what generated code hands the runtime |
 //!
-//! Limited operations carry the `RateLimit-Policy` and `RateLimit` headers of the IETF draft on every response.
-//! Process-wide policy state (keys, buckets, quotas, the cache) is in [`state`]; the admin endpoints under `/_gateway/` in [`admin`].
-//!
-//! Every response the gateway makes itself is `application/problem+json` ([`problem`]).
-//!
-//! # Serving
-//!
-//! [`server`] runs one single-threaded runtime per core, each with its own listener (`SO_REUSEPORT`), router
-//! and upstream connection pools; [`cli`] is the command line around it, [`observe`] the logging set-up.
+//! Process-wide policy state (keys, buckets, quotas, the cache) is in [`state`].
 
 pub mod admin;
-pub mod auth;
-pub mod cache;
-pub mod cli;
-pub mod keys;
-pub mod mock;
-pub mod observe;
+pub mod error;
 pub mod params;
-pub mod problem;
-pub mod proxy;
+pub mod pipeline;
+pub mod policies;
+pub mod responses;
 pub mod router;
-pub mod server;
+pub mod serving;
 pub mod spec;
 pub mod state;
-pub mod throttle;
+pub mod targets;
+pub mod template;
+
+pub use pipeline::RequestCtx;
+/// What generated `main`s call: `gateway_runtime::cli::run(&api::API)`.
+pub use serving::cli;
 
 /// The allocator of every gateway binary (the runtime is the whole program around a generated table).
 #[cfg(feature = "mimalloc")]

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use http::Method;
 
+use crate::error::ErrorKind;
 use crate::params::{ParamError, RequestParams};
+use crate::template::TemplatePart;
 
 /// One generated gateway: its upstreams and operations.
 #[derive(Debug)]
@@ -29,6 +31,38 @@ pub struct ApiSpec {
     pub throttle: Option<ThrottleSpec>,
     /// Usage plans that API keys may be on; operations refer to them by index.
     pub usage_plans: &'static [UsagePlanSpec],
+    /// The host names the API is served under (`x-gateway.hosts`), lower case, each optionally with a port; a
+    /// request for another host is refused with `MISDIRECTED_REQUEST`. Empty: any host.
+    pub hosts: &'static [&'static str],
+    /// The spec's renderings of gateway responses (`x-gateway.responses` at the top level).
+    pub responses: &'static [GatewayResponseSpec],
+}
+
+/// Which gateway responses a [`GatewayResponseSpec`] renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseSelector {
+    /// Responses of one kind.
+    Kind(ErrorKind),
+    /// `DEFAULT_4XX`: every client-error kind without a rendering of its own.
+    Default4xx,
+    /// `DEFAULT_5XX`: every server-error kind without a rendering of its own.
+    Default5xx,
+}
+
+/// The spec's rendering of a gateway response (one entry of `x-gateway.responses`).
+#[derive(Debug)]
+pub struct GatewayResponseSpec {
+    /// The responses it renders.
+    pub selector: ResponseSelector,
+    /// The status; `None` keeps the kind's.
+    pub status: Option<u16>,
+    /// Extra headers; values are templates. The headers the gateway must send (`Allow`, `Retry-After`,
+    /// `WWW-Authenticate`) are always added after these.
+    pub headers: &'static [(&'static str, &'static [TemplatePart])],
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// The body, a template (a JSON document or text); `None` keeps the default problem+json body.
+    pub body: Option<&'static [TemplatePart]>,
 }
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`.
@@ -91,6 +125,9 @@ pub struct ApiKeyScheme {
     pub location: KeyLocation,
     /// The header, query parameter or cookie name.
     pub name: &'static str,
+    /// Forward the credential to the upstream (`x-gateway: { forward_credentials: true }` on the scheme). By
+    /// default the gateway, having checked it, removes it from the forwarded request.
+    pub forward: bool,
 }
 
 /// Where an API key is read from.
@@ -156,6 +193,9 @@ pub struct OperationSpec {
     pub throttle: Option<ThrottleSpec>,
     /// Response caching, when the operation's TTL is above zero.
     pub cache: Option<&'static CacheSpec>,
+    /// Renderings of gateway responses set on the operation or its path item; they override
+    /// [`ApiSpec::responses`] kind by kind.
+    pub responses: &'static [GatewayResponseSpec],
     /// Where the request goes.
     pub target: TargetSpec,
 }
@@ -184,7 +224,8 @@ pub enum CacheKeyPart {
     Header(&'static str),
     /// The caller's API key (empty when the caller presented none).
     ApiKey,
-    /// A claim of the caller's JWT.
+    /// A claim of the caller's verified JWT. Until JWT verification exists the gateway refuses to start with one
+    /// (a part that is never filled would share one entry between every caller).
     JwtClaim(&'static str),
 }
 

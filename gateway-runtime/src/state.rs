@@ -4,10 +4,10 @@
 //! global — one cache, one set of keys, one set of limits — are here, behind cheap clones.
 
 use crate::admin::AdminToken;
-use crate::cache::ResponseCache;
-use crate::keys::KeyStore;
+use crate::policies::cache::ResponseCache;
+use crate::policies::keys::KeyStore;
+use crate::policies::throttle::Limits;
 use crate::spec::ApiSpec;
-use crate::throttle::Limits;
 
 /// Process-wide state, built once at start-up and cloned into each worker's router.
 #[derive(Debug, Clone)]

@@ -1,11 +1,13 @@
 //! `src/api.rs`: the static table the runtime serves — upstreams, and one entry per operation.
 
+use std::collections::BTreeSet;
+
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{
-    Api, ApiKeyScheme, CacheKeyPart, CachePolicy, Invalidate, KeyLocation, Operation, PathPart, QuotaPeriod, Target,
-    Throttle, Upstream, UsagePlan,
+    Api, ApiKeyScheme, CacheKeyPart, CachePolicy, GatewayResponse, Invalidate, KeyLocation, Operation, PathPart,
+    Placeholder, QuotaPeriod, Target, TemplatePart, Throttle, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -18,22 +20,9 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let plans = api.usage_plans.iter().map(usage_plan);
     let capacity = Literal::u64_unsuffixed(api.cache.capacity);
     let max_entry = Literal::u64_unsuffixed(api.cache.max_entry);
-    quote! {
-        //! The gateway's static configuration: its upstreams, and one entry per operation.
-
-        use ::gateway_runtime::http::Method;
-        use ::gateway_runtime::params::check;
-        #[allow(unused_imports)]
-        use ::gateway_runtime::spec::{
-            ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, KeyLocation, MockSpec,
-            OperationSpec, PathPart, QuotaPeriod, QuotaSpec, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec,
-            UpstreamTarget, UsagePlanSpec,
-        };
-        use ::std::time::Duration;
-
-        #[allow(unused_imports)]
-        use super::params;
-
+    let hosts = &api.hosts;
+    let responses = api.responses.iter().map(gateway_response);
+    let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
             name: #name,
@@ -44,8 +33,164 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             cache: CacheSettings { capacity: #capacity, max_entry: #max_entry },
             throttle: #throttle,
             usage_plans: &[#(#plans),*],
+            hosts: &[#(#hosts),*],
+            responses: &[#(#responses),*],
         };
+    };
+    let imports = imports(&table);
+    quote! {
+        //! The gateway's static configuration: its upstreams, and one entry per operation.
+
+        #imports
+
+        #table
     }
+}
+
+/// `use` items for exactly the names `table` refers to, so that no spec yields an unused import.
+fn imports(table: &TokenStream) -> TokenStream {
+    let mut used = BTreeSet::new();
+    idents(table.clone(), &mut used);
+    let pick = |names: &[&str]| -> Vec<proc_macro2::Ident> {
+        names
+            .iter()
+            .filter(|n| used.contains(**n))
+            .map(|n| format_ident!("{}", n))
+            .collect()
+    };
+    let spec = pick(&[
+        "ApiKeyScheme",
+        "ApiSpec",
+        "CacheKeyPart",
+        "CacheSettings",
+        "CacheSpec",
+        "GatewayResponseSpec",
+        "Invalidate",
+        "KeyLocation",
+        "MockSpec",
+        "OperationSpec",
+        "PathPart",
+        "QuotaPeriod",
+        "QuotaSpec",
+        "ResponseSelector",
+        "TargetSpec",
+        "ThrottleScope",
+        "ThrottleSpec",
+        "UpstreamSpec",
+        "UpstreamTarget",
+        "UsagePlanSpec",
+    ]);
+    let template = pick(&["Placeholder", "TemplatePart"]);
+    let mut out = TokenStream::new();
+    if used.contains("Method") {
+        out.extend(quote!(
+            use ::gateway_runtime::http::Method;
+        ));
+    }
+    if used.contains("ErrorKind") {
+        out.extend(quote!(
+            use ::gateway_runtime::error::ErrorKind;
+        ));
+    }
+    if used.contains("check") {
+        out.extend(quote!(
+            use ::gateway_runtime::params::check;
+        ));
+    }
+    out.extend(quote!(use ::gateway_runtime::spec::{#(#spec),*};));
+    if !template.is_empty() {
+        out.extend(quote!(use ::gateway_runtime::template::{#(#template),*};));
+    }
+    if used.contains("Duration") {
+        out.extend(quote!(
+            use ::std::time::Duration;
+        ));
+    }
+    if used.contains("params") {
+        out.extend(quote!(
+            use super::params;
+        ));
+    }
+    out
+}
+
+/// Every identifier in `tokens`.
+fn idents(tokens: TokenStream, out: &mut BTreeSet<String>) {
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Ident(ident) => {
+                out.insert(ident.to_string());
+            }
+            proc_macro2::TokenTree::Group(group) => idents(group.stream(), out),
+            _ => {}
+        }
+    }
+}
+
+fn gateway_response(response: &GatewayResponse) -> TokenStream {
+    let selector = match response.kind.as_str() {
+        "DEFAULT_4XX" => quote!(ResponseSelector::Default4xx),
+        "DEFAULT_5XX" => quote!(ResponseSelector::Default5xx),
+        kind => {
+            let variant = format_ident!("{}", heck::ToUpperCamelCase::to_upper_camel_case(kind));
+            quote!(ResponseSelector::Kind(ErrorKind::#variant))
+        }
+    };
+    let status = option(response.status.map(|s| {
+        let s = Literal::u16_unsuffixed(s);
+        quote!(#s)
+    }));
+    let headers = response.headers.iter().map(|(name, value)| {
+        let value = template_parts(value);
+        quote!((#name, &[#(#value),*]))
+    });
+    let content_type = &response.content_type;
+    let body = option(response.body.as_ref().map(|b| {
+        let parts = template_parts(b);
+        quote!(&[#(#parts),*])
+    }));
+    quote! {
+        GatewayResponseSpec {
+            selector: #selector,
+            status: #status,
+            headers: &[#(#headers),*],
+            content_type: #content_type,
+            body: #body,
+        }
+    }
+}
+
+fn template_parts(parts: &[TemplatePart]) -> Vec<TokenStream> {
+    parts
+        .iter()
+        .map(|part| match part {
+            TemplatePart::Literal(text) => quote!(TemplatePart::Literal(#text)),
+            TemplatePart::Value(p) => {
+                let p = placeholder(*p);
+                quote!(TemplatePart::Value(Placeholder::#p))
+            }
+            TemplatePart::JsonString(p) => {
+                let p = placeholder(*p);
+                quote!(TemplatePart::JsonString(Placeholder::#p))
+            }
+        })
+        .collect()
+}
+
+fn placeholder(p: Placeholder) -> proc_macro2::Ident {
+    format_ident!(
+        "{}",
+        match p {
+            Placeholder::ErrorTitle => "ErrorTitle",
+            Placeholder::ErrorDetail => "ErrorDetail",
+            Placeholder::ErrorStatus => "ErrorStatus",
+            Placeholder::ErrorKind => "ErrorKind",
+            Placeholder::RequestId => "RequestId",
+            Placeholder::OperationId => "OperationId",
+            Placeholder::ClientIp => "ClientIp",
+            Placeholder::ApiKeyName => "ApiKeyName",
+        }
+    )
 }
 
 fn millis(d: std::time::Duration) -> Literal {
@@ -87,6 +232,7 @@ fn operation(op: &Operation) -> TokenStream {
         None => quote!(None),
     };
     let target = target(&op.target);
+    let responses = op.responses.iter().map(gateway_response);
     let security = op
         .security
         .iter()
@@ -113,6 +259,7 @@ fn operation(op: &Operation) -> TokenStream {
             plans: &[#(#op_plans),*],
             throttle: #op_throttle,
             cache: #cache,
+            responses: &[#(#responses),*],
             target: #target,
         }
     }
@@ -217,5 +364,6 @@ fn key_scheme(scheme: &ApiKeyScheme) -> TokenStream {
         KeyLocation::Query => quote!(KeyLocation::Query),
         KeyLocation::Cookie => quote!(KeyLocation::Cookie),
     };
-    quote!(ApiKeyScheme { scheme: #name, location: #location, name: #key })
+    let forward = scheme.forward;
+    quote!(ApiKeyScheme { scheme: #name, location: #location, name: #key, forward: #forward })
 }

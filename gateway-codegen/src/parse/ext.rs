@@ -31,6 +31,34 @@ pub struct RootExt {
     /// Usage plans API keys may be on.
     #[serde(default)]
     pub usage_plans: IndexMap<String, UsagePlanExt>,
+    /// The host names the API is served under; a request for another host is refused (`421`). Default: any.
+    pub hosts: Option<Vec<String>>,
+    /// Renderings of the gateway's own responses, by kind (`THROTTLED`, `DEFAULT_4XX`, …).
+    pub responses: Option<IndexMap<String, GatewayResponseExt>>,
+}
+
+/// `responses.<KIND>`: how the gateway renders its own responses of that kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayResponseExt {
+    /// The status. Default: the kind's.
+    pub status: Option<u16>,
+    /// Extra headers; values are templates.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// The body: a JSON value whose strings are templates, or a text template. Default: problem+json.
+    pub body: Option<serde_json::Value>,
+    /// `Content-Type` of the body. Default: `application/json` for a JSON body, `text/plain; charset=utf-8` for
+    /// a string.
+    pub content_type: Option<String>,
+}
+
+/// `x-gateway` on an `apiKey` security scheme.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemeExt {
+    /// Forward the credential to the upstream after checking it. Default: false (it is removed).
+    pub forward_credentials: Option<bool>,
 }
 
 /// `x-gateway` on a path item or an operation.
@@ -47,6 +75,9 @@ pub struct PolicyExt {
     pub throttle: Option<ThrottleExt>,
     /// Usage plans whose keys may call the operation. Default: every plan.
     pub plans: Option<Vec<String>>,
+    /// Renderings of the gateway's own responses for this operation (or path item), overriding the top level's
+    /// kind by kind.
+    pub responses: Option<IndexMap<String, GatewayResponseExt>>,
 }
 
 /// `throttle:`: a token bucket.

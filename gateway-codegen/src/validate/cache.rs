@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_ENTRY, location_name};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{CacheKeyPart, CachePolicy, CacheSettings, Invalidate};
+use crate::model::{ApiKeyScheme, CacheKeyPart, CachePolicy, CacheSettings, Invalidate};
 use crate::parse::ext::{self, CacheExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace};
@@ -20,7 +20,15 @@ pub(super) fn cache_settings(spec: &ParsedSpec) -> CacheSettings {
 
 /// The effective cache policy of an operation: each setting from the operation, else its path item, else the
 /// top level. Checks the key against the declared parameters and the cache-safety rule for identified callers.
-pub(super) fn check_cache(spec: &ParsedSpec, op: &ParsedOperation, diags: &mut Diagnostics) -> Option<CachePolicy> {
+///
+/// `security` is what the gateway enforces for the operation: a key part counts as a caller identity only if it is
+/// filled for every request the gateway admits.
+pub(super) fn check_cache(
+    spec: &ParsedSpec,
+    op: &ParsedOperation,
+    security: &[Vec<ApiKeyScheme>],
+    diags: &mut Diagnostics,
+) -> Option<CachePolicy> {
     let levels: Vec<(String, &CacheExt)> = [
         op.op_ext
             .as_ref()
@@ -135,16 +143,26 @@ pub(super) fn check_cache(spec: &ParsedSpec, op: &ParsedOperation, diags: &mut D
         Some(ext::Invalidate::ApiKey) => Invalidate::ApiKey,
     };
 
-    // One tenant must never be served another tenant's cached data.
+    // One tenant must never be served another tenant's cached data. A key part is an identity only if it is filled
+    // for every admitted request: `context.api_key` is, when every alternative the gateway enforces is an API key
+    // (it is empty for callers of schemes the gateway passes to the upstream unchecked).
     let shared = pick(&levels, |c| c.shared.as_ref()).is_some_and(|(_, s)| *s);
-    let identified = key
-        .iter()
-        .any(|k| matches!(k, CacheKeyPart::ApiKey | CacheKeyPart::JwtClaim(_)));
-    if requires_identity(spec, op) && !identified && !shared {
+    let keyed_by_api_key = key.iter().any(|k| matches!(k, CacheKeyPart::ApiKey));
+    let identified = keyed_by_api_key && !security.is_empty();
+    if requires_identity(spec, op) && keyed_by_api_key && security.is_empty() && !shared {
+        let at = levels.first().map_or_else(|| op.pointer.clone(), |(at, _)| at.clone());
+        diags.push(
+            Diagnostic::error(at, format!("{} {}: the cache key part `context.api_key` is never filled, because none of the operation's security schemes is an API key the gateway checks; every caller would share one entry", op.method, op.template))
+                .help("require an `apiKey` scheme, set `cache.shared: true` if every caller may see the same answer, or do not cache the operation"),
+        );
+        return None;
+    }
+    // A key part already refused is reported once, not again as a missing identity.
+    if ok && requires_identity(spec, op) && !identified && !shared {
         let at = levels.first().map_or_else(|| op.pointer.clone(), |(at, _)| at.clone());
         diags.push(
             Diagnostic::error(at, format!("{} {} requires a caller identity (`security`), but its cache key does not hold one: one caller could be served another's cached response", op.method, op.template))
-                .help("add `context.api_key` (or a JWT claim such as `jwt.claims.sub`) to `cache.key`, or set `cache.shared: true` if every caller may see the same answer"),
+                .help("add `context.api_key` to `cache.key`, or set `cache.shared: true` if every caller may see the same answer"),
         );
         ok = false;
     }
@@ -213,14 +231,20 @@ pub(super) fn cache_key_part(op: &ParsedOperation, entry: &str) -> Result<Option
                     .help("the context value for caching is `context.api_key`"),
             ));
         }
-        (Namespace::JwtClaims, claim) => Some(CacheKeyPart::JwtClaim(claim.to_owned())),
+        (Namespace::JwtClaims, claim) => {
+            // Until the gateway verifies JWTs a claim would be empty for every caller: one entry shared by all.
+            return Err(Box::new(
+                Diagnostic::error("", format!("cache key `jwt.claims.{claim}` cannot be filled: this gateway does not verify JWTs yet, so every caller would share one entry"))
+                    .help("key by `context.api_key` (with an `apiKey` security scheme), or set `cache.shared: true` if every caller may see the same answer"),
+            ));
+        }
         // Path parameters are always in the key; naming one adds nothing.
         (Namespace::Path, name) if entry.starts_with("path.") && declared("path", name, false) => None,
         (Namespace::Path, name) if entry.starts_with("path.") => return Err(Box::new(undeclared("path", name))),
-        (Namespace::Path | Namespace::Stage, _) => {
+        (Namespace::Path | Namespace::Stage | Namespace::Error, _) => {
             return Err(Box::new(
                 Diagnostic::error("", format!("cache key `{entry}` is not a request value"))
-                    .help("write `query.NAME`, `header.NAME`, `context.api_key` or `jwt.claims.NAME`"),
+                    .help("write `query.NAME`, `header.NAME` or `context.api_key`"),
             ));
         }
     };

@@ -164,6 +164,7 @@ pub(super) fn check_security(
                 openapiv3::SecurityScheme::APIKey {
                     location,
                     name: key_name,
+                    extensions,
                     ..
                 } => all.push(ApiKeyScheme {
                     scheme: name.clone(),
@@ -173,6 +174,7 @@ pub(super) fn check_security(
                         openapiv3::APIKeyLocation::Cookie => KeyLocation::Cookie,
                     },
                     name: key_name.clone(),
+                    forward: scheme_ext(name, extensions, diags).forward_credentials.unwrap_or(false),
                 }),
                 other => {
                     enforceable = false;
@@ -196,4 +198,41 @@ pub(super) fn check_security(
         }
     }
     alternatives
+}
+
+/// The `x-gateway` of an `apiKey` scheme; a bad one is reported (once per operation using it; the diagnostics
+/// collapse repeats) and read as the default.
+fn scheme_ext(
+    name: &str,
+    extensions: &indexmap::IndexMap<String, serde_json::Value>,
+    diags: &mut Diagnostics,
+) -> ext::SchemeExt {
+    let Some(value) = extensions.get(ext::EXTENSION) else {
+        return ext::SchemeExt::default();
+    };
+    let at = format!(
+        "/components/securitySchemes/{}/{}",
+        crate::locate::escape_segment(name),
+        ext::EXTENSION
+    );
+    match serde_path_to_error::deserialize::<_, ext::SchemeExt>(value) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            let mut d = Diagnostic::error(
+                &at,
+                format!("invalid `x-gateway` on security scheme `{name}`: {message}"),
+            );
+            if path != "." {
+                d = d.help(format!(
+                    "at `{path}`; the key here is `forward_credentials: true|false`"
+                ));
+            } else {
+                d = d.help("the key here is `forward_credentials: true|false`");
+            }
+            diags.push(d);
+            ext::SchemeExt::default()
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 mod cache;
 mod limits;
+mod responses;
 mod routes;
 mod targets;
 mod upstreams;
@@ -16,13 +17,14 @@ use std::time::Duration;
 use openapiv3::Parameter;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::model::{ApiKeyScheme, CachePolicy, CacheSettings, Target, Throttle, Upstream, UsagePlan};
+use crate::model::{ApiKeyScheme, CachePolicy, CacheSettings, GatewayResponse, Target, Throttle, Upstream, UsagePlan};
 use crate::parse::ext::PolicyExt;
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template;
 
 use cache::{cache_settings, check_cache};
 use limits::{check_op_plans, check_security, check_throttle, check_usage_plans, op_throttle};
+use responses::{check_hosts, check_responses};
 use routes::{check_path_params, check_routes, derived_id, merge_variants, route_parts};
 use targets::check_target;
 use upstreams::Upstreams;
@@ -62,6 +64,10 @@ pub struct Checked<'a> {
     pub throttle: Option<Throttle>,
     /// Usage plans.
     pub usage_plans: Vec<UsagePlan>,
+    /// Public host names.
+    pub hosts: Vec<String>,
+    /// Top-level gateway responses.
+    pub responses: Vec<GatewayResponse>,
 }
 
 /// An operation that passed every check.
@@ -88,6 +94,8 @@ pub struct CheckedOperation<'a> {
     pub plans: Vec<usize>,
     /// The operation's token bucket.
     pub throttle: Option<Throttle>,
+    /// Gateway responses of the operation and its path item (the operation's first; kinds unique).
+    pub responses: Vec<GatewayResponse>,
     /// Position in the document, to keep output in document order.
     pub order: usize,
 }
@@ -102,6 +110,20 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         .as_ref()
         .and_then(|t| check_throttle(t, "/x-gateway/throttle", true, diags));
     let usage_plans = check_usage_plans(spec, diags);
+    let hosts = spec
+        .root
+        .hosts
+        .as_ref()
+        .map(|h| check_hosts(h, "/x-gateway/hosts", diags))
+        .unwrap_or_default();
+    let responses = spec
+        .root
+        .responses
+        .as_ref()
+        .map(|r| check_responses(r, "/x-gateway/responses", diags))
+        .unwrap_or_default();
+    // Path items' responses are checked once each, then shared by their operations.
+    let mut path_responses: HashMap<String, Vec<GatewayResponse>> = HashMap::new();
     let mut unenforced = std::collections::HashSet::new();
     let mut operations = Vec::new();
     let mut ids: HashMap<String, &str> = HashMap::new();
@@ -121,9 +143,11 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         if inherited(op, "skip", |e| e.skip.as_ref()).is_some_and(|(_, skip)| *skip) {
             continue;
         }
-        if let Some(mut checked) = check_operation(spec, op, ctx, &mut upstreams, diags) {
+        let security = check_security(spec, op, &mut unenforced, diags);
+        if let Some(mut checked) = check_operation(spec, op, ctx, &security, &mut upstreams, diags) {
             checked.order = operations.len();
-            checked.security = check_security(spec, op, &mut unenforced, diags);
+            checked.security = security;
+            checked.responses = op_responses(op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
             operations.push(checked);
@@ -140,7 +164,38 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         cache,
         throttle,
         usage_plans,
+        hosts,
+        responses,
     })
+}
+
+/// The operation's own gateway responses, then its path item's for kinds it does not set.
+fn op_responses(
+    op: &ParsedOperation,
+    path_responses: &mut HashMap<String, Vec<GatewayResponse>>,
+    diags: &mut Diagnostics,
+) -> Vec<GatewayResponse> {
+    let mut out = match &op.op_ext {
+        Some((at, ext)) => ext
+            .responses
+            .as_ref()
+            .map(|r| check_responses(r, &format!("{at}/responses"), diags))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if let Some((at, ext)) = &op.path_ext
+        && let Some(map) = &ext.responses
+    {
+        let inherited = path_responses
+            .entry(at.clone())
+            .or_insert_with(|| check_responses(map, &format!("{at}/responses"), diags));
+        for response in inherited.iter() {
+            if !out.iter().any(|r| r.kind == response.kind) {
+                out.push(response.clone());
+            }
+        }
+    }
+    out
 }
 
 fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> String {
@@ -187,6 +242,7 @@ fn check_operation<'a>(
     spec: &ParsedSpec,
     op: &'a ParsedOperation,
     ctx: &Context,
+    security: &[Vec<ApiKeyScheme>],
     upstreams: &mut Upstreams,
     diags: &mut Diagnostics,
 ) -> Option<CheckedOperation<'a>> {
@@ -229,7 +285,7 @@ fn check_operation<'a>(
         );
     }
     let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
-    let cache = check_cache(spec, op, diags);
+    let cache = check_cache(spec, op, security, diags);
     // Returned even when its target is in error, so that route conflicts are still checked and reported in the
     // same run; `validate` fails as a whole if anything was wrong.
     Some(CheckedOperation {
@@ -243,6 +299,7 @@ fn check_operation<'a>(
         security: Vec::new(),
         plans: Vec::new(),
         throttle: None,
+        responses: Vec::new(),
         order: 0,
     })
 }

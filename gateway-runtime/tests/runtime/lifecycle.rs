@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use gateway_runtime::cli;
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::router::RouterError;
-use gateway_runtime::server::{self, ServerConfig, ServerError};
+use gateway_runtime::serving::server::{self, ServerConfig, ServerError};
 use gateway_runtime::spec::{ApiSpec, MockSpec, OperationSpec, TargetSpec};
 use http_body_util::BodyExt as _;
 
@@ -226,6 +226,7 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         plans: &[],
         throttle: None,
         cache: None,
+        responses: &[],
         target: TargetSpec::Mock(MockSpec {
             status: 200,
             headers: &[],
@@ -247,6 +248,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     },
     throttle: None,
     usage_plans: &[],
+    hosts: &[],
+    responses: &[],
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -264,6 +267,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     },
     throttle: None,
     usage_plans: &[],
+    hosts: &[],
+    responses: &[],
 };
 
 #[test]

@@ -291,7 +291,8 @@ async fn slow_upstream_is_504_within_its_timeout() {
     let started = Instant::now();
     let (parts, body) = get(&gw.url("/slow")).await;
     let value = problem(&parts, &body, 504);
-    assert_eq!(value["title"], "Gateway Timeout");
+    assert_eq!(value["title"], "Upstream timeout");
+    assert_eq!(value["type"], "urn:gateway:error:upstream-timeout");
     // The upstream would take 60 s; its timeout is 300 ms.
     assert!(
         started.elapsed() < Duration::from_secs(10),

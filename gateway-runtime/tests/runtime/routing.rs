@@ -11,8 +11,8 @@ async fn typed_query_parameter_is_refused_with_a_problem_naming_it() {
     assert_eq!(
         problem(&parts, &body, 400),
         serde_json::json!({
-            "type": "about:blank",
-            "title": "Bad Request",
+            "type": "urn:gateway:error:bad-request-parameters",
+            "title": "Invalid request parameters",
             "status": 400,
             "detail": "query parameter `limit` must be integer (int32), got \"abc\"",
             "parameter": {"name": "limit", "in": "query", "expected": "integer (int32)"}
@@ -73,7 +73,8 @@ async fn unknown_path_is_404_problem() {
     for path in ["/nope", "/pets/1/2/3", "/pets/", "/"] {
         let (parts, body) = get(&gw.url(path)).await;
         let value = problem(&parts, &body, 404);
-        assert_eq!(value["title"], "Not Found", "{path}");
+        assert_eq!(value["title"], "Not found", "{path}");
+        assert_eq!(value["type"], "urn:gateway:error:not-found", "{path}");
     }
 }
 
@@ -84,7 +85,8 @@ async fn undeclared_method_is_405_with_allow() {
     let (parts, body) = send(request).await;
     let value = problem(&parts, &body, 405);
     assert_eq!(parts.headers["allow"], "GET, HEAD, POST");
-    assert_eq!(value["title"], "Method Not Allowed");
+    assert_eq!(value["title"], "Method not allowed");
+    assert_eq!(value["type"], "urn:gateway:error:method-not-allowed");
     assert_eq!(value["detail"], "method DELETE is not allowed on this path");
 
     let request = Request::get(gw.url("/pets/1/toys/2")).body(empty()).expect("request");

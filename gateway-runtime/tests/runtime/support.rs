@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway_runtime::http::{HeaderMap, Method, Request, Response, StatusCode};
 use gateway_runtime::params::{self, FromRequestParams, ListStyle, ParamError, ParamIn, RequestParams};
-use gateway_runtime::server::{self, ServerConfig, ServerHandle};
+use gateway_runtime::serving::server::{self, ServerConfig, ServerHandle};
 use gateway_runtime::spec::{ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
@@ -118,6 +118,7 @@ const fn op(
         plans: &[],
         throttle: None,
         cache: None,
+        responses: &[],
         target,
     }
 }
@@ -203,6 +204,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: upstream(
                 ECHO,
                 &[
@@ -336,6 +338,8 @@ pub static API: ApiSpec = ApiSpec {
     },
     throttle: None,
     usage_plans: &[],
+    hosts: &[],
+    responses: &[],
 };
 
 // ---- upstreams ----
@@ -563,7 +567,7 @@ pub fn quiet_logs() {
 }
 
 /// Overrides pointing `echo` and `slow` at `upstream` and `down` at a closed port.
-pub fn overrides(upstream: SocketAddr) -> Vec<gateway_runtime::proxy::UpstreamOverride> {
+pub fn overrides(upstream: SocketAddr) -> Vec<gateway_runtime::targets::proxy::UpstreamOverride> {
     [
         format!("echo=http://{upstream}/"),
         format!("slow=http://{upstream}"),
@@ -669,6 +673,13 @@ pub fn problem(parts: &http::response::Parts, body: &[u8], status: u16) -> serde
     assert_eq!(parts.headers["content-type"], "application/problem+json");
     let value = json(body);
     assert_eq!(value["status"], status);
-    assert_eq!(value["type"], "about:blank");
+    assert!(
+        value["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:gateway:error:")),
+        "{value}"
+    );
+    // Every gateway response carries a request id.
+    assert!(parts.headers.contains_key("x-request-id"));
     value
 }

@@ -5,17 +5,12 @@
 
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
-
-#[allow(unused_imports)]
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate,
-    KeyLocation, MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec, TargetSpec,
-    ThrottleScope, ThrottleSpec, UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec,
+    PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::std::time::Duration;
-
-#[allow(unused_imports)]
 use super::params;
 
 /// Everything the runtime needs to serve this API.
@@ -56,6 +51,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -73,6 +69,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -101,6 +98,7 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::Any,
                 },
             ),
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -118,6 +116,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -135,6 +134,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -152,6 +152,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[
@@ -182,6 +183,7 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::None,
                 },
             ),
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[
@@ -203,6 +205,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 1,
                 path: &[PathPart::Literal("/"), PathPart::Param(0)],
@@ -220,6 +223,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 2,
                 path: &[PathPart::Literal("/inventory")],
@@ -237,6 +241,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[("X-Mock", "yes")],
@@ -256,6 +261,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -270,4 +276,6 @@ pub static API: ApiSpec = ApiSpec {
     },
     throttle: None,
     usage_plans: &[],
+    hosts: &[],
+    responses: &[],
 };

@@ -4,18 +4,17 @@
 //! The gateway's static configuration: its upstreams, and one entry per operation.
 
 use ::gateway_runtime::http::Method;
+use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
-
-#[allow(unused_imports)]
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate,
-    KeyLocation, MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec, TargetSpec,
-    ThrottleScope, ThrottleSpec, UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, GatewayResponseSpec,
+    Invalidate, KeyLocation, MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec,
+    ResponseSelector, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec,
+    UpstreamTarget, UsagePlanSpec,
 };
 
+use ::gateway_runtime::template::{Placeholder, TemplatePart};
 use ::std::time::Duration;
-
-#[allow(unused_imports)]
 use super::params;
 
 /// Everything the runtime needs to serve this API.
@@ -46,6 +45,7 @@ pub static API: ApiSpec = ApiSpec {
                         scheme: "apiKey",
                         location: KeyLocation::Header,
                         name: "x-api-key",
+                        forward: false,
                     },
                 ],
                 &[
@@ -53,6 +53,7 @@ pub static API: ApiSpec = ApiSpec {
                         scheme: "apiKeyQuery",
                         location: KeyLocation::Query,
                         name: "api_key",
+                        forward: false,
                     },
                 ],
             ],
@@ -71,6 +72,7 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::None,
                 },
             ),
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/orders")],
@@ -90,6 +92,7 @@ pub static API: ApiSpec = ApiSpec {
                         scheme: "apiKey",
                         location: KeyLocation::Header,
                         name: "x-api-key",
+                        forward: false,
                     },
                 ],
                 &[
@@ -97,12 +100,30 @@ pub static API: ApiSpec = ApiSpec {
                         scheme: "apiKeyQuery",
                         location: KeyLocation::Query,
                         name: "api_key",
+                        forward: false,
                     },
                 ],
             ],
             plans: &[1],
             throttle: None,
             cache: None,
+            responses: &[
+                GatewayResponseSpec {
+                    selector: ResponseSelector::Kind(ErrorKind::BadRequestParameters),
+                    status: None,
+                    headers: &[],
+                    content_type: "text/plain; charset=utf-8",
+                    body: Some(
+                        &[
+                            TemplatePart::Literal("bad order request: "),
+                            TemplatePart::Value(Placeholder::ErrorDetail),
+                            TemplatePart::Literal(" (request "),
+                            TemplatePart::Value(Placeholder::RequestId),
+                            TemplatePart::Literal(")\n"),
+                        ],
+                    ),
+                },
+            ],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/orders/"), PathPart::Param(0)],
@@ -124,6 +145,7 @@ pub static API: ApiSpec = ApiSpec {
                 per: ThrottleScope::ClientIp,
             }),
             cache: None,
+            responses: &[],
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/catalog")],
@@ -141,6 +163,7 @@ pub static API: ApiSpec = ApiSpec {
             plans: &[],
             throttle: None,
             cache: None,
+            responses: &[],
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -187,6 +210,77 @@ pub static API: ApiSpec = ApiSpec {
                 limit: 3,
                 period: QuotaPeriod::Month,
             }),
+        },
+    ],
+    hosts: &["127.0.0.1", "localhost"],
+    responses: &[
+        GatewayResponseSpec {
+            selector: ResponseSelector::Kind(ErrorKind::Throttled),
+            status: None,
+            headers: &[("x-reason", &[TemplatePart::Literal("slow-down")])],
+            content_type: "application/json",
+            body: Some(
+                &[
+                    TemplatePart::Literal(
+                        "{\"message\":\"Too many requests\",\"detail\":\"",
+                    ),
+                    TemplatePart::JsonString(Placeholder::ErrorDetail),
+                    TemplatePart::Literal("\",\"requestId\":\""),
+                    TemplatePart::JsonString(Placeholder::RequestId),
+                    TemplatePart::Literal("\"}"),
+                ],
+            ),
+        },
+        GatewayResponseSpec {
+            selector: ResponseSelector::Kind(ErrorKind::NotFound),
+            status: None,
+            headers: &[],
+            content_type: "application/json",
+            body: Some(
+                &[
+                    TemplatePart::Literal("{\"error\":\""),
+                    TemplatePart::JsonString(Placeholder::ErrorKind),
+                    TemplatePart::Literal(
+                        "\",\"message\":\"No such resource\",\"requestId\":\"",
+                    ),
+                    TemplatePart::JsonString(Placeholder::RequestId),
+                    TemplatePart::Literal("\"}"),
+                ],
+            ),
+        },
+        GatewayResponseSpec {
+            selector: ResponseSelector::Kind(ErrorKind::MethodNotAllowed),
+            status: None,
+            headers: &[],
+            content_type: "application/json",
+            body: Some(
+                &[
+                    TemplatePart::Literal("{\"error\":\""),
+                    TemplatePart::JsonString(Placeholder::ErrorKind),
+                    TemplatePart::Literal("\",\"message\":\""),
+                    TemplatePart::JsonString(Placeholder::ErrorDetail),
+                    TemplatePart::Literal("\",\"status\":"),
+                    TemplatePart::Value(Placeholder::ErrorStatus),
+                    TemplatePart::Literal("}"),
+                ],
+            ),
+        },
+        GatewayResponseSpec {
+            selector: ResponseSelector::Default5xx,
+            status: Some(503),
+            headers: &[("retry-after", &[TemplatePart::Literal("5")])],
+            content_type: "application/json",
+            body: Some(
+                &[
+                    TemplatePart::Literal("{\"error\":\""),
+                    TemplatePart::JsonString(Placeholder::ErrorKind),
+                    TemplatePart::Literal(
+                        "\",\"message\":\"The store is unavailable; try again shortly\",\"requestId\":\"",
+                    ),
+                    TemplatePart::JsonString(Placeholder::RequestId),
+                    TemplatePart::Literal("\"}"),
+                ],
+            ),
         },
     ],
 };

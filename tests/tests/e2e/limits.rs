@@ -109,6 +109,23 @@ fn assert_burst(admitted: u32, burst: u32, rate: u32, elapsed: Duration) {
     );
 }
 
+/// A `THROTTLED` refusal as `specs/store.yaml` renders it (its own JSON body and `X-Reason`), with the headers the
+/// gateway always sends kept; returns the body.
+fn assert_throttled(reply: &Reply) -> serde_json::Value {
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text());
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("x-reason"), Some("slow-down"));
+    assert!(reply.header("retry-after").is_some(), "Retry-After is always sent");
+    assert!(
+        reply.header("ratelimit").is_some(),
+        "the RateLimit headers are always sent"
+    );
+    let body = reply.json();
+    assert_eq!(body["message"], "Too many requests");
+    assert_eq!(body["requestId"].as_str(), reply.header("x-request-id"));
+    body
+}
+
 fn retry_after(reply: &Reply) -> u64 {
     reply
         .header("retry-after")
@@ -162,7 +179,7 @@ async fn a_burst_is_admitted_then_429_then_the_bucket_refills() {
     // alice (free): burst 5 at 2 a second.
     let (admitted, elapsed, refused) = until_refused(|| with_key(&gw, "/orders", "free-key-alice-0001")).await;
     assert_burst(admitted, 5, 2, elapsed);
-    let problem = assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    let problem = assert_throttled(&refused);
     assert!(
         problem["detail"].as_str().is_some_and(|d| d.contains("plan")),
         "{problem}"
@@ -211,7 +228,7 @@ async fn operation_and_api_wide_buckets_are_independent_of_keys_and_each_other()
     })
     .await;
     assert_burst(admitted, 10, 10, elapsed);
-    let problem = assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    let problem = assert_throttled(&refused);
     assert!(
         problem["detail"].as_str().is_some_and(|d| d.contains("operation")),
         "{problem}"
@@ -230,7 +247,7 @@ async fn operation_and_api_wide_buckets_are_independent_of_keys_and_each_other()
     })
     .await;
     assert_burst(admitted, 40, 20, elapsed);
-    let problem = assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS);
+    let problem = assert_throttled(&refused);
     assert!(
         problem["detail"].as_str().is_some_and(|d| d.contains("api")),
         "{problem}"

@@ -1,4 +1,4 @@
-//! Phase 2a: who is calling. API keys presented as the operation's `security` asks (header, query or cookie).
+//! The auth phase: who is calling. API keys presented as the operation's `security` asks (header, query or cookie).
 //!
 //! Missing or unknown key: `401`. Disabled key, a key whose plan is not in this API, or a plan the operation does
 //! not admit: `403`. The presented value is never logged; the caller is known by the key's name from here on.
@@ -6,10 +6,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{StatusCode, request};
+use http::request;
 
-use crate::keys::{ApiKey, KeySet};
-use crate::problem::Problem;
+use crate::error::{ErrorKind, GatewayError};
+use crate::policies::keys::{ApiKey, KeySet};
 use crate::spec::{ApiKeyScheme, ApiSpec, KeyLocation, OperationSpec};
 
 /// An authenticated caller.
@@ -27,7 +27,7 @@ pub fn authenticate(
     op: &OperationSpec,
     parts: &request::Parts,
     keys: &KeySet,
-) -> Result<Option<Caller>, Problem> {
+) -> Result<Option<Caller>, GatewayError> {
     if op.security.is_empty() {
         return Ok(None);
     }
@@ -40,7 +40,7 @@ pub fn authenticate(
         let mut caller = None;
         for value in &values {
             let Some(key) = keys.find(value) else {
-                return Err(Problem::new(StatusCode::UNAUTHORIZED, "the API key is not valid"));
+                return Err(GatewayError::new(ErrorKind::Unauthorized, "the API key is not valid"));
             };
             caller.get_or_insert_with(|| key.clone());
         }
@@ -54,38 +54,38 @@ pub fn authenticate(
         .flat_map(|alt| alt.iter())
         .map(|s| format!("{} `{}`", location_name(s.location), s.name))
         .collect();
-    Err(Problem::new(
-        StatusCode::UNAUTHORIZED,
+    Err(GatewayError::new(
+        ErrorKind::Unauthorized,
         format!("an API key is required (in {})", wanted.join(" or ")),
     ))
 }
 
 /// A known key may still be refused: disabled, or on a plan this API or operation does not offer.
-fn admit(api: &ApiSpec, op: &OperationSpec, key: Arc<ApiKey>) -> Result<Caller, Problem> {
+fn admit(api: &ApiSpec, op: &OperationSpec, key: Arc<ApiKey>) -> Result<Caller, GatewayError> {
     if !key.enabled {
-        return Err(Problem::new(StatusCode::FORBIDDEN, "the API key is disabled"));
+        return Err(GatewayError::new(ErrorKind::Forbidden, "the API key is disabled"));
     }
     let plan = match &key.plan {
         Some(name) => match api.usage_plans.iter().position(|p| p.name == &**name) {
             Some(index) => Some(index),
             None => {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
+                return Err(GatewayError::new(
+                    ErrorKind::Forbidden,
                     "the API key's usage plan does not include this API",
                 ));
             }
         },
         None if api.usage_plans.is_empty() => None,
         None => {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
+            return Err(GatewayError::new(
+                ErrorKind::Forbidden,
                 "the API key has no usage plan for this API",
             ));
         }
     };
     if !op.plans.is_empty() && !plan.is_some_and(|p| op.plans.contains(&p)) {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
+        return Err(GatewayError::new(
+            ErrorKind::Forbidden,
             "the API key's usage plan does not include this operation",
         ));
     }

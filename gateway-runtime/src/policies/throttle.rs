@@ -1,4 +1,4 @@
-//! Phase 2b: token buckets (API-wide, per operation, per key plan) and quotas, behind traits.
+//! The throttle and quota phases: token buckets (API-wide, per operation, per key plan) and quotas, behind traits.
 //!
 //! The checks run in a fixed order — API-wide, then the operation's bucket, then the caller's plan — and stop at the
 //! first that refuses, so a rejected request takes nothing from the buckets after the one that refused it. A quota
@@ -22,6 +22,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use jiff::{ToSpan as _, Zoned, tz::TimeZone};
 
+use crate::error::{ErrorKind, GatewayError};
+use crate::pipeline::RequestCtx;
 use crate::spec::{ApiSpec, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
 
 /// Which bucket a check takes from.
@@ -516,25 +518,6 @@ impl std::fmt::Debug for Limits {
     }
 }
 
-/// A refusal: a `429` problem with `Retry-After` and the rate-limit headers.
-fn too_many(
-    report: &Report,
-    retry_after: Duration,
-    detail: String,
-    resets_at: Option<String>,
-) -> axum::response::Response {
-    let mut problem = crate::problem::Problem::new(http::StatusCode::TOO_MANY_REQUESTS, detail);
-    problem.resets_at = resets_at;
-    let mut response = problem.into_response();
-    // Whole seconds, rounded up: a client that waits that long is admitted.
-    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
-    report.apply(response.headers_mut());
-    response
-}
-
 impl Limits {
     /// In-memory limits for `api`. With `trust_proxy`, the client address comes from `X-Forwarded-For`.
     pub fn in_memory(api: &ApiSpec, trust_proxy: bool) -> Self {
@@ -555,11 +538,8 @@ impl Limits {
     }
 
     /// The client's address: the connection's peer, or the last `X-Forwarded-For` hop behind a trusted proxy.
-    pub fn client_ip(&self, parts: &http::request::Parts) -> IpAddr {
-        let peer = parts
-            .extensions
-            .get::<crate::server::ClientAddr>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |a| a.0.ip());
+    pub fn client_ip(&self, parts: &http::request::Parts, ctx: &RequestCtx) -> IpAddr {
+        let peer = ctx.client.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         if !self.trust_proxy {
             return peer;
         }
@@ -574,14 +554,16 @@ impl Limits {
             .unwrap_or(peer)
     }
 
-    /// The throttles, in order (API-wide, operation, the caller's plan); the first refusal stops the checks.
+    /// The throttles, in order (API-wide, operation, the caller's plan); the first refusal stops the checks. The
+    /// report (for the `RateLimit-*` headers) comes back either way.
     pub fn check(
         &self,
         api: &ApiSpec,
         index: usize,
         parts: &http::request::Parts,
-        caller: Option<&crate::auth::Caller>,
-    ) -> Result<Report, axum::response::Response> {
+        ctx: &RequestCtx,
+    ) -> (Report, Result<(), GatewayError>) {
+        let caller = ctx.caller.as_ref();
         let slot = index * self.plan_slots + caller.and_then(|c| c.plan).map_or(0, |p| p + 1);
         let mut report = Report {
             items: Vec::with_capacity(4),
@@ -593,7 +575,7 @@ impl Limits {
             .flatten()
             .any(|t| t.per == ThrottleScope::ClientIp);
         let client = if needs_ip {
-            self.client_ip(parts)
+            self.client_ip(parts, ctx)
         } else {
             IpAddr::from([0, 0, 0, 0])
         };
@@ -627,26 +609,24 @@ impl Limits {
                     "too many requests: the {name} limit of {} a second is used up",
                     limit.rate
                 );
-                return Err(too_many(&report, state.retry_after, detail, None));
+                return (
+                    report,
+                    Err(GatewayError::too_many(ErrorKind::Throttled, detail, state.retry_after)),
+                );
             }
         }
         // The quota joins the report when it is charged (see `charge`): one look at the counters per request.
-        Ok(report)
+        (report, Ok(()))
     }
 
     /// Charges the caller's quota, last of all checks, so that only admitted requests count.
-    pub fn charge(
-        &self,
-        api: &ApiSpec,
-        caller: Option<&crate::auth::Caller>,
-        report: &mut Report,
-    ) -> Result<(), axum::response::Response> {
-        let Some(caller) = caller else { return Ok(()) };
+    pub fn charge(&self, api: &ApiSpec, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        let Some(caller) = &ctx.caller else { return Ok(()) };
         let usage = self.usage.of(&caller.key.name);
         let quota = caller.plan.and_then(|p| api.usage_plans[p].quota.as_ref());
         if let Some(quota) = quota {
             let state = self.quotas.charge(&caller.key.name, quota);
-            report.quota(quota, &state);
+            ctx.limits.get_or_insert_with(Report::default).quota(quota, &state);
             if !state.admitted {
                 usage.throttled.fetch_add(1, Ordering::Relaxed);
                 let detail = format!(
@@ -654,12 +634,10 @@ impl Limits {
                     quota.limit,
                     period_name(quota.period)
                 );
-                return Err(too_many(
-                    report,
-                    state.resets_in,
-                    detail,
-                    Some(state.resets_at.to_string()),
-                ));
+                return Err(GatewayError {
+                    resets_at: Some(state.resets_at.to_string()),
+                    ..GatewayError::too_many(ErrorKind::QuotaExceeded, detail, state.resets_in)
+                });
             }
         }
         usage.admitted.fetch_add(1, Ordering::Relaxed);

@@ -16,12 +16,12 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::admin::AdminToken;
-use crate::keys::KeyStore;
-use crate::observe::{self, LogFormat};
-use crate::proxy::{UpstreamOverride, Upstreams};
+use crate::policies::keys::KeyStore;
 use crate::router;
-use crate::server::{self, ServerConfig};
+use crate::serving::observe::{self, LogFormat};
+use crate::serving::server::{self, ServerConfig};
 use crate::spec::ApiSpec;
+use crate::targets::proxy::{UpstreamOverride, Upstreams};
 
 /// The runtime's own version, reported by `--version`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -174,6 +174,17 @@ where
         Shutdown::Future(future) => Trigger::Future(future),
     };
 
+    // SIGHUP's default action ends the process: its handler must be in place before the port opens too, or a reload
+    // sent right after start-up would kill the gateway instead.
+    #[cfg(unix)]
+    let hangups = if args.api_keys.is_some() {
+        match runtime.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) }) {
+            Ok(signal) => Some(signal),
+            Err(err) => return fail(&format!("cannot listen for SIGHUP: {err}")),
+        }
+    } else {
+        None
+    };
     let keys = match KeyStore::open(args.api_keys.as_deref()) {
         Ok(keys) => keys,
         Err(err) => return fail(&err.to_string()),
@@ -202,8 +213,8 @@ where
 
     runtime.block_on(async {
         #[cfg(unix)]
-        if args.api_keys.is_some() {
-            tokio::spawn(reload_keys_on_hangup(keys));
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload_keys_on_hangup(keys, hangups));
         }
         match trigger {
             Trigger::Signals(mut signals) => {
@@ -252,15 +263,7 @@ fn fail(message: &str) -> ExitCode {
 /// SIGTERM and SIGINT (Ctrl-C).
 /// Re-reads the key file on every SIGHUP; a bad file keeps the keys in force and says why.
 #[cfg(unix)]
-async fn reload_keys_on_hangup(keys: KeyStore) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGHUP; API keys will not be reloaded");
-            return;
-        }
-    };
+async fn reload_keys_on_hangup(keys: KeyStore, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
         match keys.reload() {
             Ok(count) => tracing::info!(keys = count, "API keys reloaded"),

@@ -29,17 +29,12 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::admin::AdminToken;
-use crate::keys::KeyStore;
-use crate::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
+use crate::pipeline::Arrival;
+use crate::policies::keys::KeyStore;
 use crate::router::{self, RouterError};
 use crate::spec::ApiSpec;
 use crate::state::SharedState;
-
-/// The address of the client at the other end of the connection a request arrived on.
-///
-/// Inserted into every request's extensions by the server, read by the proxy for `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
+use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -307,7 +302,8 @@ async fn serve(
                     // Responses are written whole by hyper; waiting for more data (Nagle) only adds latency.
                     let _ = stream.set_nodelay(true);
                     let service = router.clone().map_request(move |mut request: Request<Incoming>| {
-                        request.extensions_mut().insert(ClientAddr(peer));
+                        // When and from where: the request context is made from this once routing picked a service.
+                        request.extensions_mut().insert(Arrival { peer, at: std::time::Instant::now() });
                         request
                     });
                     let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

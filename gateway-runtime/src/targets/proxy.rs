@@ -39,8 +39,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::problem::Problem;
-use crate::server::ClientAddr;
+use crate::error::GatewayError;
+use crate::pipeline::{RequestCtx, UpstreamCall, X_REQUEST_ID};
 use crate::spec::{ApiSpec, PathPart, UpstreamTarget};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -69,6 +69,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Idle upstream connections each worker keeps per upstream.
 const MAX_IDLE_PER_WORKER: usize = 256;
+
+/// The scheme the gateway was reached over, as told to upstreams in `X-Forwarded-Proto` (and keyed by the cache).
+/// Plain HTTP until the gateway serves TLS.
+pub const FORWARDED_PROTO: &str = "http";
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -394,7 +398,7 @@ impl Proxy {
         // string the request then needs no path formatting at all.
         let fixed = if target.path.iter().all(|p| matches!(p, PathPart::Literal(_))) {
             let mut path = String::new();
-            push_path(&mut path, &upstream.endpoint.base_path, target.path, &[]);
+            push_path(&mut path, &upstream.endpoint.base_path, target.path, |_| None);
             PathAndQuery::try_from(path).ok()
         } else {
             None
@@ -407,13 +411,13 @@ impl Proxy {
     }
 }
 
-/// Writes base path + upstream path, substituting parameters as single encoded segments.
-fn push_path(out: &mut String, base: &str, path: &[PathPart], params: &[&str]) {
+/// Writes base path + upstream path, substituting parameters (`param(i)`) as single encoded segments.
+fn push_path<'v>(out: &mut String, base: &str, path: &[PathPart], param: impl Fn(usize) -> Option<&'v str>) {
     out.push_str(base);
     for part in path {
         match *part {
             PathPart::Literal(text) => out.push_str(text),
-            PathPart::Param(i) => out.extend(utf8_percent_encode(params.get(i).copied().unwrap_or(""), SEGMENT)),
+            PathPart::Param(i) => out.extend(utf8_percent_encode(param(i).unwrap_or(""), SEGMENT)),
         }
     }
     if out.is_empty() {
@@ -430,13 +434,13 @@ pub(crate) struct UpstreamRoute {
 }
 
 impl UpstreamRoute {
-    fn path_and_query(&self, params: &[&str], query: Option<&str>) -> Result<PathAndQuery, http::uri::InvalidUri> {
+    fn path_and_query(&self, ctx: &RequestCtx, query: Option<&str>) -> Result<PathAndQuery, http::uri::InvalidUri> {
         if let (Some(fixed), None) = (&self.fixed, query) {
             return Ok(fixed.clone());
         }
         let base = &self.upstream.endpoint.base_path;
         let mut out = String::with_capacity(base.len() + 64 + query.map_or(0, str::len));
-        push_path(&mut out, base, self.path, params);
+        push_path(&mut out, base, self.path, |i| ctx.path_value(i));
         if let Some(query) = query {
             // Passed through byte for byte: re-encoding could change what the upstream parses.
             out.push('?');
@@ -445,15 +449,20 @@ impl UpstreamRoute {
         PathAndQuery::from_maybe_shared(Bytes::from(out))
     }
 
-    /// Forwards the request (path parameters already validated) and returns the upstream's response, or a
-    /// `502`/`504` problem.
-    pub(crate) async fn forward(&self, mut parts: request::Parts, body: Body, params: &[&str]) -> Response {
+    /// Forwards the request (path parameters already validated) and returns the upstream's response, or
+    /// `UPSTREAM_ERROR`/`UPSTREAM_TIMEOUT`.
+    pub(crate) async fn forward(
+        &self,
+        ctx: &mut RequestCtx,
+        mut parts: request::Parts,
+        body: Body,
+    ) -> Result<Response, GatewayError> {
         let endpoint = &self.upstream.endpoint;
-        let path_and_query = match self.path_and_query(params, parts.uri.query()) {
+        let path_and_query = match self.path_and_query(ctx, parts.uri.query()) {
             Ok(pq) => pq,
             Err(err) => {
                 tracing::error!(upstream = endpoint.name, error = %err, "cannot build the upstream path");
-                return Problem::internal().into_response();
+                return Err(GatewayError::internal());
             }
         };
         let mut uri = http::uri::Parts::default();
@@ -464,11 +473,11 @@ impl UpstreamRoute {
             Ok(uri) => uri,
             Err(err) => {
                 tracing::error!(upstream = endpoint.name, error = %err, "cannot build the upstream URI");
-                return Problem::internal().into_response();
+                return Err(GatewayError::internal());
             }
         };
 
-        let client_ip = parts.extensions.get::<ClientAddr>().map(|addr| addr.0.ip());
+        let client_ip = ctx.client.map(|addr| addr.ip());
         let original_host = parts.headers.remove(HOST).or_else(|| {
             parts
                 .uri
@@ -481,7 +490,8 @@ impl UpstreamRoute {
         if let Some(host) = original_host {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(FORWARDED_PROTO));
+        headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
         if let Some(ip) = client_ip {
             append_forwarded_for(headers, ip);
         }
@@ -491,13 +501,19 @@ impl UpstreamRoute {
         parts.extensions = http::Extensions::new();
 
         let request = Request::from_parts(parts, body);
-        match tokio::time::timeout(endpoint.timeout, self.upstream.client.request(request)).await {
+        let sent = std::time::Instant::now();
+        let outcome = tokio::time::timeout(endpoint.timeout, self.upstream.client.request(request)).await;
+        ctx.upstream = Some(UpstreamCall {
+            name: endpoint.name,
+            elapsed: sent.elapsed(),
+        });
+        match outcome {
             Ok(Ok(response)) => {
                 let name = endpoint.name;
                 let idle = endpoint.timeout;
                 let mut response = response.map(|body| Body::new(IdleTimeout::new(body, idle, name)));
                 strip_hop_by_hop(response.headers_mut());
-                response
+                Ok(response)
             }
             Ok(Err(err)) => {
                 tracing::warn!(upstream = endpoint.name, error = %ErrorChain(&err), "upstream request failed");
@@ -506,11 +522,11 @@ impl UpstreamRoute {
                 } else {
                     "the upstream connection failed"
                 };
-                Problem::bad_gateway(reason).into_response()
+                Err(GatewayError::upstream(reason))
             }
             Err(_) => {
                 tracing::warn!(upstream = endpoint.name, timeout = ?endpoint.timeout, "upstream did not respond in time");
-                Problem::gateway_timeout().into_response()
+                Err(GatewayError::upstream_timeout())
             }
         }
     }

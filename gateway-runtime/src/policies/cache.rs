@@ -1,4 +1,4 @@
-//! Phase 3a: the response cache, in front of the target.
+//! The response cache, in front of the target.
 //!
 //! Responses are kept in one moka cache shared by every worker (TinyLFU admission, weighted by bytes, each entry
 //! with the TTL of its operation). A stored body is a `Bytes`: a hit clones a reference, never the body.
@@ -19,15 +19,16 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, SET_COOKIE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, request};
 use http_body::Frame;
 use http_body_util::BodyExt as _;
 use moka::Expiry;
 use moka::future::Cache;
 
+use crate::error::GatewayError;
+use crate::pipeline::{CacheStatus, RequestCtx};
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
-
-static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+use crate::targets::proxy::FORWARDED_PROTO;
 /// Bytes counted per entry on top of its body and headers (key, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 256;
 
@@ -81,24 +82,6 @@ pub struct CacheStats {
     pub capacity: u64,
 }
 
-/// How a cached operation's request is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Hit,
-    Miss,
-    Bypass,
-}
-
-impl Outcome {
-    fn header(self) -> HeaderValue {
-        HeaderValue::from_static(match self {
-            Outcome::Hit => "HIT",
-            Outcome::Miss => "MISS",
-            Outcome::Bypass => "BYPASS",
-        })
-    }
-}
-
 /// What the request looks like to the cache, read before the request is handed to the target.
 pub struct Lookup {
     key: Option<Arc<str>>,
@@ -124,17 +107,13 @@ impl ResponseCache {
 
     /// Decides how `parts` is served under `policy`: its key (none when it is not cached), and whether it asks
     /// for a refresh it is allowed to force.
-    pub fn lookup(
-        &self,
-        op_id: &str,
-        policy: &CacheSpec,
-        parts: &request::Parts,
-        path_values: &[&str],
-        identity: &CallerIdentity,
-    ) -> Lookup {
+    pub fn lookup(&self, op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &RequestCtx) -> Lookup {
         let head = parts.method == Method::HEAD;
         let cached_method = policy.methods.contains(&parts.method) || (head && policy.methods.contains(&Method::GET));
-        if !cached_method {
+        // A JWT claim in the key is refused at start-up until claims are verified; should one get here, the
+        // request is not cached at all rather than keyed by a part that is never filled.
+        let unfilled = policy.key.iter().any(|k| matches!(k, CacheKeyPart::JwtClaim(_)));
+        if !cached_method || unfilled {
             return Lookup {
                 key: None,
                 refresh: false,
@@ -145,30 +124,35 @@ impl ResponseCache {
             && match policy.invalidate {
                 Invalidate::None => false,
                 Invalidate::Any => true,
-                Invalidate::ApiKey => identity.api_key.is_some(),
+                Invalidate::ApiKey => ctx.caller.is_some(),
             };
         Lookup {
-            key: Some(cache_key(op_id, policy, parts, path_values, identity)),
+            key: Some(cache_key(op_id, policy, parts, ctx)),
             refresh,
             head,
         }
     }
 
     /// Serves a cached operation: from the cache, or through `fetch` (called at most once, and only when the
-    /// target must be asked), storing what may be stored.
-    pub async fn serve<F, Fut>(&self, policy: &CacheSpec, lookup: Lookup, fetch: F) -> Response
+    /// target must be asked), storing what may be stored. Says how it answered.
+    pub async fn serve<F, Fut>(
+        &self,
+        policy: &CacheSpec,
+        lookup: Lookup,
+        fetch: F,
+    ) -> (CacheStatus, Result<Response, GatewayError>)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Response>,
+        Fut: Future<Output = Result<Response, GatewayError>>,
     {
         let Some(key) = lookup.key else {
-            return mark(fetch().await, Outcome::Bypass);
+            return (CacheStatus::Bypass, fetch().await);
         };
         if lookup.head {
             // HEAD is answered from a stored GET; it is never stored itself (it has no body to store).
             return match self.entries.get(&key).await {
-                Some(hit) => hit_response(&hit),
-                None => mark(fetch().await, Outcome::Miss),
+                Some(hit) => (CacheStatus::Hit, Ok(hit_response(&hit))),
+                None => (CacheStatus::Miss, fetch().await),
             };
         }
         if lookup.refresh {
@@ -178,7 +162,7 @@ impl ResponseCache {
         // The fetch runs inside the coalescing initializer when this request leads, or not at all when another
         // request is already fetching the key; a leader's unstorable answer is handed back through this slot.
         let fetch = Arc::new(Mutex::new(Some(fetch)));
-        let leader_answer: Arc<Mutex<Option<Response>>> = Arc::default();
+        let leader_answer: Arc<Mutex<Option<Result<Response, GatewayError>>>> = Arc::default();
         let init = {
             let fetch = fetch.clone();
             let leader_answer = leader_answer.clone();
@@ -187,33 +171,35 @@ impl ResponseCache {
                 let Some(fetch) = fetch.lock().unwrap_or_else(PoisonError::into_inner).take() else {
                     return Err(NotStored);
                 };
-                match store(fetch().await, policy, max_entry).await {
-                    Ok(cached) => Ok(Arc::new(cached)),
-                    Err(response) => {
-                        *leader_answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(response);
-                        Err(NotStored)
-                    }
+                let answer = match fetch().await {
+                    Ok(response) => match store(response, policy, max_entry).await {
+                        Ok(cached) => return Ok(Arc::new(cached)),
+                        Err(response) => Ok(response),
+                    },
+                    // A gateway error (the upstream down, say) is never stored nor handed to waiters.
+                    Err(error) => Err(error),
+                };
+                *leader_answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+                Err(NotStored)
+            }
+        };
+        let result = match self.entries.entry(key).or_try_insert_with(init).await {
+            Ok(entry) if entry.is_fresh() => return (CacheStatus::Miss, Ok(serve_stored(entry.value()))),
+            Ok(entry) => return (CacheStatus::Hit, Ok(hit_response(entry.value()))),
+            Err(_) => leader_answer.lock().unwrap_or_else(PoisonError::into_inner).take(),
+        };
+        let answer = match result {
+            Some(answer) => answer,
+            None => {
+                // Another request fetched and could not store: this one asks for itself.
+                let fetch = fetch.lock().unwrap_or_else(PoisonError::into_inner).take();
+                match fetch {
+                    Some(fetch) => fetch().await,
+                    None => Err(GatewayError::internal()),
                 }
             }
         };
-        match self.entries.entry(key).or_try_insert_with(init).await {
-            Ok(entry) if entry.is_fresh() => serve_stored(entry.value(), Outcome::Miss),
-            Ok(entry) => hit_response(entry.value()),
-            Err(_) => {
-                let answer = leader_answer.lock().unwrap_or_else(PoisonError::into_inner).take();
-                match answer {
-                    Some(response) => mark(response, Outcome::Miss),
-                    None => {
-                        // Another request fetched and could not store: this one asks for itself.
-                        let fetch = fetch.lock().unwrap_or_else(PoisonError::into_inner).take();
-                        match fetch {
-                            Some(fetch) => mark(fetch().await, Outcome::Miss),
-                            None => mark(crate::problem::Problem::internal().into_response(), Outcome::Miss),
-                        }
-                    }
-                }
-            }
-        }
+        (CacheStatus::Miss, answer)
     }
 
     /// Drops every stored response, or those of one operation.
@@ -241,13 +227,6 @@ impl ResponseCache {
     }
 }
 
-/// Who the caller is, as far as the cache key is concerned (filled by the auth phase once it exists).
-#[derive(Debug, Clone, Default)]
-pub struct CallerIdentity {
-    /// The API key the caller presented and that was accepted.
-    pub api_key: Option<Arc<str>>,
-}
-
 fn asks_refresh(headers: &HeaderMap) -> bool {
     has_cache_directive(headers, &["no-cache", "max-age=0"])
 }
@@ -263,23 +242,22 @@ fn has_cache_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
         .any(|d| directives.iter().any(|wanted| d.eq_ignore_ascii_case(wanted)))
 }
 
-/// The key: operation, path parameter values, then the listed query parameters and headers, normalised: query
-/// parameters are taken by name (their order in the URL does not matter), header names are case-insensitive.
-/// Every value is length-prefixed, so no value can be crafted to look like another key.
-fn cache_key(
-    op_id: &str,
-    policy: &CacheSpec,
-    parts: &request::Parts,
-    path_values: &[&str],
-    identity: &CallerIdentity,
-) -> Arc<str> {
-    let mut key = String::with_capacity(64);
+/// The key: operation, the host and scheme the upstream is told about (they can shape its answer: absolute links,
+/// redirects), path parameter values, then the listed query parameters and headers, normalised: query parameters
+/// are taken by name (their order in the URL does not matter), header names are case-insensitive. Every value is
+/// length-prefixed, so no value can be crafted to look like another key.
+fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &RequestCtx) -> Arc<str> {
+    let mut key = String::with_capacity(96);
     key.push_str(op_id);
     key.push('\u{0}');
+    let mut host = String::new();
+    crate::policies::hosts::push_normalised(&mut host, parts);
     let mut push = |tag: &str, value: &str| {
         let _ = write!(key, "{tag}{}:{value}", value.len());
     };
-    for value in path_values {
+    push("s", FORWARDED_PROTO);
+    push("a", &host);
+    for value in ctx.path_values() {
         push("p", value);
     }
     for part in policy.key {
@@ -302,8 +280,8 @@ fn cache_key(
                     push("", &String::from_utf8_lossy(v));
                 }
             }
-            CacheKeyPart::ApiKey => push("k", identity.api_key.as_deref().unwrap_or("")),
-            // JWT claims join the key once JWT auth exists; until then every caller has none.
+            CacheKeyPart::ApiKey => push("k", ctx.caller.as_ref().map_or("", |c| &*c.key.name)),
+            // Never reached: `lookup` does not cache a request whose key would hold an unverified claim.
             CacheKeyPart::JwtClaim(_) => push("j", ""),
         }
     }
@@ -384,23 +362,17 @@ async fn store(response: Response, policy: &CacheSpec, max_entry: u64) -> Result
     })
 }
 
-fn serve_stored(cached: &Cached, outcome: Outcome) -> Response {
+fn serve_stored(cached: &Cached) -> Response {
     let mut response = Response::new(Body::from(cached.body.clone()));
     *response.status_mut() = cached.status;
     *response.headers_mut() = cached.headers.clone();
-    response.headers_mut().insert(X_CACHE.clone(), outcome.header());
     response
 }
 
 fn hit_response(cached: &Cached) -> Response {
-    let mut response = serve_stored(cached, Outcome::Hit);
+    let mut response = serve_stored(cached);
     let age = cached.stored.elapsed().as_secs();
     response.headers_mut().insert(AGE, HeaderValue::from(age));
-    response
-}
-
-fn mark(mut response: Response, outcome: Outcome) -> Response {
-    response.headers_mut().insert(X_CACHE.clone(), outcome.header());
     response
 }
 
@@ -441,7 +413,7 @@ mod tests {
             builder = builder.header(*k, *v);
         }
         let (parts, ()) = builder.body(()).unwrap_or_default().into_parts();
-        cache_key("op", &POLICY, &parts, &["7"], &CallerIdentity::default())
+        cache_key("op", &POLICY, &parts, &RequestCtx::new(&parts, None))
     }
 
     #[test]
@@ -455,6 +427,16 @@ mod tests {
         assert_ne!(base, key("/a/7?fields=y", &[("accept-language", "en")]));
         assert_ne!(base, key("/a/7?fields=x", &[("accept-language", "de")]));
         assert_ne!(base, key("/a/7?fields=x", &[]));
+        assert_ne!(
+            base,
+            key("/a/7?fields=x", &[("accept-language", "en"), ("host", "evil.example")]),
+            "the host is in the key"
+        );
+        assert_eq!(
+            key("/a/7", &[("host", "API.example:80")]),
+            key("/a/7", &[("host", "api.example")]),
+            "hosts are normalised"
+        );
         // Length prefixes keep crafted values apart.
         assert_ne!(key("/a?fields=a&fields=b", &[]), key("/a?fields=a%3Ab", &[]));
     }

@@ -1,0 +1,195 @@
+//! The per-request context: created once when a request arrives, read by every phase and by the response side.
+
+use std::cell::Cell;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::RawPathParams;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, request};
+
+use crate::error::ErrorKind;
+use crate::policies::auth::Caller;
+use crate::policies::throttle::Report;
+use crate::spec::OperationSpec;
+
+/// `X-Request-Id`, on every response and every upstream request.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming `X-Request-Id` that is kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// When and from where a request arrived: put into its extensions by the server, the one thing a request carries
+/// there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// The connection's peer.
+    pub peer: SocketAddr,
+    /// When the request's head was read.
+    pub at: Instant,
+}
+
+/// How the response cache answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// From a stored response.
+    Hit,
+    /// From the target (and stored if it could be).
+    Miss,
+    /// The request is not one the operation caches (its method).
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The `X-Cache` value.
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        })
+    }
+}
+
+/// What the upstream exchange of a request was.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamCall {
+    /// The upstream's name.
+    pub name: &'static str,
+    /// From sending the request to receiving the response head (or failing).
+    pub elapsed: Duration,
+}
+
+/// Everything known about one request, from arrival to the last byte of the response head.
+///
+/// The access log, metrics and tracing read it when the request ends, for every request: operations, `404`s,
+/// `405`s and the admin endpoints alike.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The request id: the client's `X-Request-Id` when well-formed, else a new one.
+    pub request_id: HeaderValue,
+    /// The request method.
+    pub method: Method,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The connection's peer (absent only for requests that did not come through the server).
+    pub client: Option<SocketAddr>,
+    /// The operation matched (none for `404`, `405` and admin requests).
+    pub operation: Option<&'static OperationSpec>,
+    /// The path captures (percent-decoded, with their segment suffixes; see [`RequestCtx::path_value`]).
+    pub captures: Option<RawPathParams>,
+    /// The authenticated caller.
+    pub caller: Option<Caller>,
+    /// The limits the request went through, for the `RateLimit-*` headers.
+    pub limits: Option<Report>,
+    /// How the cache answered, for cached operations.
+    pub cache: Option<CacheStatus>,
+    /// The upstream exchange, for proxied requests.
+    pub upstream: Option<UpstreamCall>,
+    /// The kind of the gateway-made response, if the request ended in one.
+    pub error: Option<ErrorKind>,
+}
+
+impl RequestCtx {
+    /// The context of the request `parts`, matched to `operation`. The server records when and from where it
+    /// arrived ([`Arrival`]); a request that did not come through the server arrived now, from nowhere.
+    pub fn new(parts: &request::Parts, operation: Option<&'static OperationSpec>) -> Self {
+        let arrival = parts.extensions.get::<Arrival>();
+        Self {
+            request_id: request_id(&parts.headers),
+            method: parts.method.clone(),
+            started: arrival.map_or_else(Instant::now, |a| a.at),
+            client: arrival.map(|a| a.peer),
+            operation,
+            captures: None,
+            caller: None,
+            limits: None,
+            cache: None,
+            upstream: None,
+            error: None,
+        }
+    }
+
+    /// Path parameter `i`'s value (without its segment suffix), once the route phase has run.
+    pub fn path_value(&self, i: usize) -> Option<&str> {
+        let (_, value) = self.captures.as_ref()?.iter().nth(i)?;
+        let suffix = self
+            .operation
+            .and_then(|op| op.path_suffixes.get(i))
+            .copied()
+            .unwrap_or("");
+        Some(value.strip_suffix(suffix).unwrap_or(value))
+    }
+
+    /// Every path parameter value, in template order.
+    pub fn path_values(&self) -> Vec<&str> {
+        let count = self.captures.as_ref().map_or(0, |c| c.iter().count());
+        (0..count).filter_map(|i| self.path_value(i)).collect()
+    }
+}
+
+/// The client's request id if it is well-formed (1 to 128 visible ASCII characters), else a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(given) = headers.get(&X_REQUEST_ID) {
+        let bytes = given.as_bytes();
+        if !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+            return given.clone();
+        }
+    }
+    new_request_id()
+}
+
+thread_local! {
+    /// This thread's random prefix and its request counter: ids are unique without a lock or an atomic shared
+    /// between cores, and unpredictable across processes and restarts.
+    static IDS: (u64, Cell<u64>) = (random_u64(), Cell::new(0));
+}
+
+fn random_u64() -> u64 {
+    // `RandomState` keys come from the OS, once per thread: hashing anything with them gives a random value.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A new request id: a UUID (version 8, RFC 9562 "custom") made of this thread's random prefix and its counter.
+pub fn new_request_id() -> HeaderValue {
+    let (high, low) = IDS.with(|(prefix, counter)| {
+        let n = counter.get().wrapping_add(1);
+        counter.set(n);
+        (*prefix, n)
+    });
+    // Version 8 in bits 12..16 of the first half, the RFC 4122 variant in the top bits of the second.
+    let high = (high & !0xf000) | 0x8000;
+    let low = (low & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::from_u64_pair(high, low).hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_ids_are_kept_and_others_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_REQUEST_ID, HeaderValue::from_static("client-id-42"));
+        assert_eq!(request_id(&headers), "client-id-42");
+        for bad in ["", "has space", &"x".repeat(129)] {
+            headers.insert(&X_REQUEST_ID, HeaderValue::from_str(bad).expect("header"));
+            let id = request_id(&headers);
+            assert_ne!(id, bad);
+            assert!(uuid::Uuid::try_parse(id.to_str().expect("ascii")).is_ok(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn new_ids_are_distinct_uuids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::try_parse(a.to_str().expect("ascii")).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 8);
+    }
+}

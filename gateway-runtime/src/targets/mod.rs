@@ -1,0 +1,48 @@
+//! Where an operation's requests go once every request filter admitted them: one module per kind of target.
+
+pub mod mock;
+pub mod proxy;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::request;
+
+use crate::error::GatewayError;
+use crate::pipeline::RequestCtx;
+use crate::policies::credentials;
+use crate::spec::ApiKeyScheme;
+use mock::MockResponse;
+use proxy::UpstreamRoute;
+
+/// What an operation does once its request is admitted.
+pub(crate) enum Target {
+    /// Reverse-proxy to an upstream.
+    Proxy {
+        /// How to reach it.
+        route: UpstreamRoute,
+        /// The credentials removed before forwarding (see [`credentials`]).
+        strip: Box<[ApiKeyScheme]>,
+    },
+    /// A fixed response.
+    Mock(MockResponse),
+}
+
+impl Target {
+    /// The target's answer. For a proxy, the upstream request filters run first.
+    pub(crate) async fn respond(
+        &self,
+        ctx: &mut RequestCtx,
+        mut parts: request::Parts,
+        body: Body,
+    ) -> Result<Response, GatewayError> {
+        match self {
+            Target::Mock(mock) => Ok(mock.respond()),
+            Target::Proxy { route, strip } => {
+                if !strip.is_empty() {
+                    credentials::strip(&mut parts, strip);
+                }
+                route.forward(ctx, parts, body).await
+            }
+        }
+    }
+}

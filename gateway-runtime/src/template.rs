@@ -1,0 +1,128 @@
+//! The gateway's one placeholder grammar, at run time.
+//!
+//! The generator parses every template of the spec (`"{error.title}"`, `"{context.request_id}"`, …), checks each
+//! placeholder, and emits it as [`TemplatePart`]s: literal text and the values to fill in. Filling is a walk over
+//! those parts; nothing is parsed per request. Inside a JSON body the generator marks values that sit within a JSON
+//! string as [`TemplatePart::JsonString`], so that whatever they hold is escaped and can never break the document.
+
+use std::fmt::Write as _;
+
+use crate::error::GatewayError;
+use crate::pipeline::RequestCtx;
+
+/// A value a template can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{error.title}`: the kind's short summary.
+    ErrorTitle,
+    /// `{error.detail}`: what went wrong with this request.
+    ErrorDetail,
+    /// `{error.status}`: the status code of the default rendering.
+    ErrorStatus,
+    /// `{error.kind}`: the kind's name (`THROTTLED`).
+    ErrorKind,
+    /// `{context.request_id}`.
+    RequestId,
+    /// `{context.operation_id}` (empty for a request that matched no operation).
+    OperationId,
+    /// `{context.client_ip}`: the connection's peer address.
+    ClientIp,
+    /// `{context.api_key.name}` (empty when the caller presented no accepted key).
+    ApiKeyName,
+}
+
+/// A piece of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Literal text, written as is.
+    Literal(&'static str),
+    /// A value, written as is.
+    Value(Placeholder),
+    /// A value inside a JSON string: written JSON-escaped (without the quotes, which are in the literals).
+    JsonString(Placeholder),
+}
+
+/// Where placeholder values come from.
+pub struct Values<'a> {
+    /// The request.
+    pub ctx: &'a RequestCtx,
+    /// The error being rendered, if any.
+    pub error: Option<&'a GatewayError>,
+}
+
+impl Values<'_> {
+    fn write(&self, placeholder: Placeholder, out: &mut String) {
+        let error = self.error;
+        match placeholder {
+            Placeholder::ErrorTitle => out.push_str(error.map_or("", |e| e.kind.title())),
+            Placeholder::ErrorDetail => out.push_str(error.map_or("", |e| &e.detail)),
+            Placeholder::ErrorStatus => {
+                if let Some(e) = error {
+                    let _ = write!(out, "{}", e.status().as_u16());
+                }
+            }
+            Placeholder::ErrorKind => out.push_str(error.map_or("", |e| e.kind.name())),
+            Placeholder::RequestId => out.push_str(self.ctx.request_id.to_str().unwrap_or("")),
+            Placeholder::OperationId => out.push_str(self.ctx.operation.map_or("", |op| op.id)),
+            Placeholder::ClientIp => {
+                if let Some(peer) = self.ctx.client {
+                    let _ = write!(out, "{}", peer.ip().to_canonical());
+                }
+            }
+            Placeholder::ApiKeyName => {
+                if let Some(caller) = &self.ctx.caller {
+                    out.push_str(&caller.key.name);
+                }
+            }
+        }
+    }
+
+    /// `parts` filled in.
+    pub fn fill(&self, parts: &[TemplatePart]) -> String {
+        let mut out = String::with_capacity(64);
+        let mut value = String::new();
+        for part in parts {
+            match *part {
+                TemplatePart::Literal(text) => out.push_str(text),
+                TemplatePart::Value(p) => self.write(p, &mut out),
+                TemplatePart::JsonString(p) => {
+                    value.clear();
+                    self.write(p, &mut value);
+                    escape_json(&value, &mut out);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Appends `text` escaped for the inside of a JSON string (RFC 8259 §7).
+fn escape_json(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        escape_json("a \"quoted\" \\ line\nend\u{1}", &mut out);
+        assert_eq!(out, r#"a \"quoted\" \\ line\nend\u0001"#);
+        let parsed: serde_json::Value = serde_json::from_str(&format!("\"{out}\"")).expect("valid JSON string");
+        assert_eq!(parsed, "a \"quoted\" \\ line\nend\u{1}");
+    }
+}
