@@ -372,6 +372,114 @@ fn a_cache_key_part_that_is_never_filled_is_not_an_identity() {
     single_error(&bearer, "`context.api_key` is never filled", 15);
 }
 
+/// `BASE` with `text` added to the top-level `x-gateway` (two-space indented lines after `x-gateway:`).
+fn with_root(text: &str) -> String {
+    BASE.replace("x-gateway:\n  upstreams:", &format!("x-gateway:\n{text}  upstreams:"))
+}
+
+#[test]
+fn gateway_responses_name_known_kinds_and_placeholders() {
+    let e = single_error(
+        &with_root("  responses:\n    THROTLED: { status: 429 }\n"),
+        "`THROTLED` is not a gateway response kind",
+        5,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `THROTTLED`?"));
+    let e = single_error(
+        &with_root("  responses:\n    NOT_FOUND:\n      body: { error: \"{error.titel}\" }\n"),
+        "`{error.titel}` is not a value a gateway response can hold",
+        6,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `{error.title}`?"));
+    single_error(
+        &with_root("  responses:\n    NOT_FOUND:\n      headers: { X-Id: \"{query.id}\" }\n"),
+        "`{query.id}` is not a value a gateway response can hold",
+        6,
+    );
+    single_error(
+        &with_root("  responses:\n    NOT_FOUND: { status: 99 }\n"),
+        "99 is not a status",
+        5,
+    );
+    single_error(
+        &with_root("  responses:\n    NOT_FOUND: { headers: { \"bad name\": x } }\n"),
+        "`bad name` is not a valid header name",
+        5,
+    );
+    single_error(
+        &with_root("  responses:\n    NOT_FOUND: { content_type: text/plain }\n"),
+        "`content_type` describes a `body`",
+        5,
+    );
+    let g = run(&with_root(
+        "  responses:\n    DEFAULT_4XX: { body: { e: \"{error.kind}\", s: \"{error.status}\", id: \"{context.request_id}\" } }\n",
+    ))
+    .expect("valid responses");
+    let api = &g.files["src/api.rs"];
+    assert!(api.contains("ResponseSelector::Default4xx"), "{api}");
+    assert!(
+        api.contains("TemplatePart::JsonString(Placeholder::ErrorKind)"),
+        "{api}"
+    );
+    assert!(api.contains("TemplatePart::Value(Placeholder::ErrorStatus)"), "{api}");
+}
+
+#[test]
+fn operation_responses_override_their_path_items_kind_by_kind() {
+    let spec = BASE
+        .replace(
+            "  /pets/{petId}:\n",
+            "  /pets/{petId}:\n    x-gateway:\n      responses:\n        NOT_FOUND: { status: 410 }\n        THROTTLED: { status: 503 }\n",
+        )
+        .replace(
+            "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+            "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n        responses: { THROTTLED: { status: 429 } }\n",
+        );
+    let g = run(&spec).expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(
+        api.contains("status: Some(410)") && api.contains("status: Some(429)"),
+        "{api}"
+    );
+    assert!(
+        !api.contains("status: Some(503)"),
+        "the operation's THROTTLED wins: {api}"
+    );
+}
+
+#[test]
+fn hosts_are_host_names() {
+    single_error(
+        &with_root("  hosts: [\"https://api.example.com/\"]\n"),
+        "is not a host name",
+        4,
+    );
+    single_error(&with_root("  hosts: []\n"), "`hosts` is empty", 4);
+    let g = run(&with_root("  hosts: [API.example.com, \"localhost:8080\"]\n")).expect("valid");
+    assert!(g.files["src/api.rs"].contains("hosts: &[\"api.example.com\", \"localhost:8080\"]"));
+}
+
+#[test]
+fn api_keys_are_stripped_unless_the_scheme_forwards_them() {
+    let secured = |ext: &str| {
+        BASE.replace(
+            "      operationId: getPet\n",
+            "      operationId: getPet\n      security: [ { apiKey: [] } ]\n",
+        ) + &format!(
+            "components:\n  securitySchemes:\n    apiKey: {{ type: apiKey, in: header, name: x-api-key{ext} }}\n"
+        )
+    };
+    assert!(run(&secured("")).expect("valid").files["src/api.rs"].contains("forward: false"));
+    let g = run(&secured(", x-gateway: { forward_credentials: true }")).expect("valid");
+    assert!(g.files["src/api.rs"].contains("forward: true"));
+    let e = single_error(
+        &secured(", x-gateway: { forward: true }"),
+        "invalid `x-gateway` on security scheme `apiKey`",
+        18,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("forward_credentials")));
+}
+
 #[test]
 fn cache_sizes_are_api_wide_and_well_formed() {
     single_error(

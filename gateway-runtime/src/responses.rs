@@ -211,3 +211,83 @@ fn with_required_headers(error: &GatewayError, mut response: Response) -> Respon
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Placeholder;
+
+    static SPECS: [GatewayResponseSpec; 2] = [
+        GatewayResponseSpec {
+            selector: ResponseSelector::Kind(ErrorKind::NotFound),
+            status: Some(410),
+            headers: &[("x-bad", &[TemplatePart::Literal("line\nbreak")])],
+            content_type: "application/json",
+            body: Some(&[TemplatePart::Literal("{}")]),
+        },
+        GatewayResponseSpec {
+            selector: ResponseSelector::Default4xx,
+            status: None,
+            headers: &[("x-kind", &[TemplatePart::Value(Placeholder::ErrorKind)])],
+            content_type: "text/plain",
+            body: Some(&[TemplatePart::Value(Placeholder::ErrorDetail)]),
+        },
+    ];
+
+    fn ctx() -> RequestCtx {
+        let (parts, ()) = http::Request::get("/x").body(()).unwrap_or_default().into_parts();
+        RequestCtx::new(&parts, None)
+    }
+
+    #[test]
+    fn an_unsendable_header_falls_back_to_the_default_rendering() {
+        let table = Responses::new(&SPECS, &[]).expect("valid").expect("some");
+        let response = render(&GatewayError::not_found(), &ctx(), Some(&table));
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "not the spec's 410");
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+        assert!(!response.headers().contains_key("x-bad"));
+    }
+
+    #[test]
+    fn kinds_without_a_rendering_take_their_class_default_and_required_headers_stay() {
+        let table = Responses::new(&SPECS, &[]).expect("valid").expect("some");
+        let error = GatewayError::too_many(
+            ErrorKind::Throttled,
+            "slow down".to_owned(),
+            std::time::Duration::from_secs(3),
+        );
+        let response = render(&error, &ctx(), Some(&table));
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["x-kind"], "THROTTLED");
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/plain");
+        assert_eq!(response.headers()[RETRY_AFTER], "3");
+        // A server error has no DEFAULT_5XX here: problem+json.
+        let response = render(&GatewayError::internal(), &ctx(), Some(&table));
+        assert_eq!(response.headers()[CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn an_operation_overrides_the_top_level_kind_by_kind() {
+        static OWN: [GatewayResponseSpec; 1] = [GatewayResponseSpec {
+            selector: ResponseSelector::Kind(ErrorKind::Throttled),
+            status: Some(503),
+            headers: &[],
+            content_type: "text/plain",
+            body: Some(&[TemplatePart::Literal("busy")]),
+        }];
+        let table = Responses::new(&SPECS, &OWN).expect("valid").expect("some");
+        let error = GatewayError::too_many(ErrorKind::Throttled, String::new(), std::time::Duration::from_secs(1));
+        assert_eq!(
+            render(&error, &ctx(), Some(&table)).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let forbidden = GatewayError::new(ErrorKind::Forbidden, "no");
+        let response = render(&forbidden, &ctx(), Some(&table));
+        assert_eq!(
+            response.headers()["x-kind"],
+            "FORBIDDEN",
+            "the top level's DEFAULT_4XX still applies"
+        );
+        assert!(Responses::new(&[], &[]).expect("valid").is_none(), "nothing to prepare");
+    }
+}

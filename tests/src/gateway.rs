@@ -39,11 +39,17 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `bin` on an ephemeral port of 127.0.0.1 with extra `args`, and waits for `listening on http://ADDR`.
     pub fn start(bin: &str, args: &[String]) -> Result<Self, String> {
+        Self::start_with_env(bin, args, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (`GATEWAY_LOG` is `info` unless given).
+    pub fn start_with_env(bin: &str, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(binary(bin))
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
             .env("GATEWAY_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -366,3 +366,107 @@ impl tower::Service<Request> for OperationService {
         Box::pin(async move { Ok(operation.handle(request).await) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policies::keys::KeyStore;
+    use crate::spec::{
+        ApiKeyScheme, CacheSettings, KeyLocation, MockSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
+    };
+
+    const fn op(
+        id: &'static str,
+        route: &'static str,
+        path_params: &'static [&'static str],
+        security: &'static [&'static [ApiKeyScheme]],
+        throttle: Option<ThrottleSpec>,
+    ) -> OperationSpec {
+        OperationSpec {
+            id,
+            method: http::Method::GET,
+            template: route,
+            route,
+            path_params,
+            path_suffixes: &[],
+            validate: None,
+            security,
+            plans: &[],
+            throttle,
+            cache: None,
+            responses: &[],
+            target: TargetSpec::Mock(MockSpec {
+                status: 200,
+                headers: &[],
+                content_type: "",
+                body: "",
+            }),
+        }
+    }
+
+    static KEY: [ApiKeyScheme; 1] = [ApiKeyScheme {
+        scheme: "k",
+        location: KeyLocation::Header,
+        name: "x-api-key",
+        forward: false,
+    }];
+    static SECURITY: [&[ApiKeyScheme]; 1] = [&KEY];
+
+    static API: ApiSpec = ApiSpec {
+        name: "t",
+        spec_file: "t.yaml",
+        api_version: "1",
+        upstreams: &[],
+        operations: &[
+            op("plain", "/plain", &[], &[], None),
+            op("path", "/things/{p0}", &["id"], &[], None),
+            op("keyed", "/keyed", &[], &SECURITY, None),
+            op(
+                "limited",
+                "/limited",
+                &[],
+                &[],
+                Some(ThrottleSpec {
+                    rate: 1,
+                    burst: 1,
+                    per: ThrottleScope::All,
+                }),
+            ),
+        ],
+        cache: CacheSettings {
+            capacity: 1024,
+            max_entry: 1024,
+        },
+        throttle: None,
+        usage_plans: &[UsagePlanSpec {
+            name: "free",
+            throttle: None,
+            quota: None,
+        }],
+        hosts: &[],
+        responses: &[],
+    };
+
+    fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {
+        let state = SharedState::new(&API, None, KeyStore::empty(), false);
+        request_phases(&API, &API.operations[index], hosts, &state)
+            .iter()
+            .map(RequestPhase::name)
+            .collect()
+    }
+
+    #[test]
+    fn an_operation_without_policies_gets_no_phases() {
+        assert!(phases(0, None).is_empty());
+    }
+
+    #[test]
+    fn each_policy_adds_its_phase_in_the_one_order() {
+        assert_eq!(phases(1, None), ["route", "params"]);
+        assert_eq!(phases(2, None), ["auth", "throttle", "quota"]);
+        assert_eq!(phases(3, None), ["throttle"]);
+        let hosts = Hosts::new(&["api.example.com"]).map(Arc::new);
+        assert_eq!(phases(0, hosts.as_ref()), ["host"]);
+        assert_eq!(phases(1, hosts.as_ref()), ["host", "route", "params"]);
+    }
+}

@@ -7,7 +7,7 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
     ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec,
-    PathPart, TargetSpec, UpstreamSpec, UpstreamTarget,
+    PathPart, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::std::time::Duration;
@@ -259,7 +259,11 @@ pub static API: ApiSpec = ApiSpec {
             validate: None,
             security: &[],
             plans: &[],
-            throttle: None,
+            throttle: Some(ThrottleSpec {
+                rate: 1,
+                burst: 2,
+                per: ThrottleScope::All,
+            }),
             cache: None,
             responses: &[],
             target: TargetSpec::Mock(MockSpec {

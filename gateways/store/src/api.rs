@@ -111,7 +111,9 @@ pub static API: ApiSpec = ApiSpec {
                 GatewayResponseSpec {
                     selector: ResponseSelector::Kind(ErrorKind::BadRequestParameters),
                     status: None,
-                    headers: &[],
+                    headers: &[
+                        ("x-error-kind", &[TemplatePart::Value(Placeholder::ErrorKind)]),
+                    ],
                     content_type: "text/plain; charset=utf-8",
                     body: Some(
                         &[
