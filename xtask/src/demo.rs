@@ -32,8 +32,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("/inventory", "no target: proxied to the spec's first server URL"),
     ("/health", "a mock response, no upstream involved"),
-    ("/pets/abc", "400 problem+json: petId must be an integer"),
-    ("/nope", "404 problem+json"),
+    ("/pets/abc", "400 BAD_REQUEST_PARAMETERS (problem+json): petId must be an integer"),
+    ("/nope", "404 NOT_FOUND (problem+json); every response carries X-Request-Id"),
 ];
 
 /// Keys for the store gateway's demo: runtime data, written next to the build output.
@@ -108,7 +108,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         store.addr
     );
     println!(
-        "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: demo-free-key-0001' 'http://{}/orders'; done    # free plan: burst 5, then 429",
+        "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: demo-free-key-0001' 'http://{}/orders'; done    # free plan: burst 5, then 429 THROTTLED, rendered as the spec says",
         store.addr
     );
     if args.smoke {
