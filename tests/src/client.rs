@@ -1,5 +1,6 @@
 //! A small HTTP/1 client over hyper-util, with a bound on every request so a test can never hang.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +47,14 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// A client whose connections leave from `local` (any address of 127.0.0.0/8 is this machine's loopback on
+/// Linux, so a test can be several clients at once).
+pub fn client_from(local: IpAddr) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(local));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 /// Sends one request and reads the whole response.
 pub async fn send(
     method: Method,
@@ -53,13 +62,34 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Result<Reply, String> {
+    exchange(client(), method, url, headers, body.into()).await
+}
+
+/// [`send`], over a connection whose local (client) address is `local`.
+pub async fn send_from(
+    local: IpAddr,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Reply, String> {
+    exchange(client_from(local), method, url, headers, body.into()).await
+}
+
+async fn exchange(
+    client: Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Reply, String> {
     let mut builder = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         builder = builder.header(*k, *v);
     }
-    let request = builder.body(Full::new(body.into())).map_err(|e| e.to_string())?;
+    let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
     let exchange = async {
-        let response = client().request(request).await.map_err(|e| format!("{e:?}"))?;
+        let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok(Reply {

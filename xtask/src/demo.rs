@@ -32,8 +32,14 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
     ("/inventory", "no target: proxied to the spec's first server URL"),
     ("/health", "a mock response, no upstream involved"),
-    ("/pets/abc", "400 BAD_REQUEST_PARAMETERS (problem+json): petId must be an integer"),
-    ("/nope", "404 NOT_FOUND (problem+json); every response carries X-Request-Id"),
+    (
+        "/pets/abc",
+        "400 BAD_REQUEST_PARAMETERS (problem+json): petId must be an integer",
+    ),
+    (
+        "/nope",
+        "404 NOT_FOUND (problem+json); every response carries X-Request-Id",
+    ),
 ];
 
 /// Keys for the store gateway's demo: runtime data, written next to the build output.

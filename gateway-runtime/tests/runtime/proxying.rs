@@ -249,6 +249,9 @@ async fn unreachable_upstream_is_502() {
 
 #[tokio::test]
 async fn upstream_connect_timeout_is_502() {
+    // The `stall` upstream: connect timeout 300 ms, response timeout 5 s (see `API` in support.rs).
+    const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+    const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
     let stalled = stalled_listener();
     let stall_addr = stalled.addr;
     let gw = start_gateway_with(move |config, _| {
@@ -259,15 +262,24 @@ async fn upstream_connect_timeout_is_502() {
     .await;
     let started = Instant::now();
     let (parts, body) = get(&gw.url("/stall")).await;
+    let took = started.elapsed();
     let value = problem(&parts, &body, 502);
     assert_eq!(value["detail"], "the upstream could not be reached");
-    // Connect timeout 300 ms; the 5 s response timeout (a 504) must not be what ended it.
+    // The gateway waited for the connection as long as the connect timeout (a refused connection, or no wait at
+    // all, would answer at once)...
     assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
+        took >= CONNECT_TIMEOUT,
+        "answered after {took:?}, before the connect timeout"
     );
-    drop(stalled);
+    // ... and no longer than that by much: the response timeout (a 504) is not what ended it.
+    assert!(took < RESPONSE_TIMEOUT - Duration::from_secs(1), "took {took:?}");
+    // The upstream was there all along, listening and dropping connections: the connection hung, not refused.
+    assert!(
+        tokio::task::spawn_blocking(move || stalled.still_hangs())
+            .await
+            .expect("probe"),
+        "the stalled listener stopped stalling"
+    );
 }
 
 /// Goes through the TLS connector (root certificates loaded, handshake attempted): a plain-HTTP server on the
@@ -283,6 +295,11 @@ async fn https_upstream_handshake_failure_is_502() {
     let (parts, body) = get(&gw.url("/pets/1")).await;
     let value = problem(&parts, &body, 502);
     assert_eq!(value["detail"], "the upstream could not be reached");
+    // The TCP connection was made: what failed came after it (an `https` URL refused outright would not connect).
+    assert!(
+        gw.upstream.connections.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the gateway never connected to the upstream"
+    );
 }
 
 #[tokio::test]
@@ -293,7 +310,12 @@ async fn slow_upstream_is_504_within_its_timeout() {
     let value = problem(&parts, &body, 504);
     assert_eq!(value["title"], "Upstream timeout");
     assert_eq!(value["type"], "urn:gateway:error:upstream-timeout");
-    // The upstream would take 60 s; its timeout is 300 ms.
+    // The upstream would take 60 s; its timeout is 300 ms: not before it, and long before the upstream.
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "504 after {:?}",
+        started.elapsed()
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",

@@ -18,7 +18,7 @@ async fn typed_query_parameter_is_refused_with_a_problem_naming_it() {
             "parameter": {"name": "limit", "in": "query", "expected": "integer (int32)"}
         })
     );
-    // Arrays name the item type.
+    // A bad value is named even next to a valid list.
     let (parts, body) = get(&gw.url("/pets?tags=a,b&limit=2147483648")).await;
     let value = problem(&parts, &body, 400);
     assert_eq!(value["parameter"]["name"], "limit");

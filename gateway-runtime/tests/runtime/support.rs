@@ -522,25 +522,49 @@ pub async fn start_upstream() -> Upstream {
     }
 }
 
-/// A listener whose accept queue is full (backlog 0, one connection never accepted), so that a further
+/// A listener that never accepts, with its accept queue full, so that the kernel drops further SYNs and a
 /// connection attempt hangs in the handshake: how a black-holed upstream looks, without leaving 127.0.0.1.
 pub struct Stalled {
     pub addr: SocketAddr,
     _listener: socket2::Socket,
-    _filler: std::net::TcpStream,
+    _fillers: Vec<std::net::TcpStream>,
 }
+
+/// How long a probe waits before calling a connection attempt hung.
+const PROBE: Duration = Duration::from_millis(200);
 
 pub fn stalled_listener() -> Stalled {
     let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     listener.bind(&any.into()).expect("bind");
+    // The smallest backlog: Linux queues one connection more than it (so one here), then drops SYNs.
     listener.listen(0).expect("listen");
     let addr = listener.local_addr().expect("addr").as_socket().expect("inet");
-    let filler = std::net::TcpStream::connect(addr).expect("fill the accept queue");
+    // Connect until an attempt hangs: then the queue is full, whatever this kernel's exact rule.
+    let mut fillers = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, PROBE) {
+            Ok(stream) => fillers.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the accept queue of {addr}: {e}"),
+        }
+        assert!(fillers.len() < 16, "the accept queue of {addr} never filled");
+    }
     Stalled {
         addr,
         _listener: listener,
-        _filler: filler,
+        _fillers: fillers,
+    }
+}
+
+impl Stalled {
+    /// Whether a connection attempt to it hangs right now (rather than being accepted or refused): it is still
+    /// listening, and still drops new connections.
+    pub fn still_hangs(&self) -> bool {
+        match std::net::TcpStream::connect_timeout(&self.addr, PROBE) {
+            Err(e) => e.kind() == std::io::ErrorKind::TimedOut,
+            Ok(_) => false,
+        }
     }
 }
 

@@ -293,8 +293,19 @@ async fn the_admin_flush_needs_the_token() {
 #[tokio::test]
 async fn without_an_admin_token_the_admin_endpoints_do_not_exist() {
     let (_upstream, gw) = setup().await;
-    let reply = send(Method::POST, &gw.url("/_gateway/cache/flush"), &[], Bytes::new())
+    for (method, path) in [
+        (Method::POST, "/_gateway/cache/flush"),
+        (Method::GET, "/_gateway/cache/stats"),
+        (Method::GET, "/_gateway/usage"),
+    ] {
+        let reply = send(
+            method,
+            &gw.url(path),
+            &[("authorization", "Bearer anything")],
+            Bytes::new(),
+        )
         .await
         .expect("answered");
-    assert_problem(&reply, StatusCode::NOT_FOUND);
+        assert_problem(&reply, StatusCode::NOT_FOUND);
+    }
 }

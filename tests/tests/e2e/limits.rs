@@ -3,11 +3,12 @@
 //! Limits in `specs/store.yaml`: API-wide 20/s burst 40; `listOrders` 10/s burst 10; `browseCatalog` 5/s burst 5
 //! per client address; plan `free` 2/s burst 5 and 8 a day; `pro` 50/s burst 100; `trial` 3 a month.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway_tests::client::{Reply, get, send};
+use gateway_tests::client::{Reply, get, send, send_from};
 use gateway_tests::gateway::Gateway;
 use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
@@ -205,11 +206,12 @@ async fn two_keys_do_not_share_a_bucket() {
     let (_upstream, gw, _keys) = store().await;
     let (admitted, elapsed, _) = until_refused(|| with_key(&gw, "/orders", "free-key-alice-0001")).await;
     assert_burst(admitted, 5, 2, elapsed);
-    assert_eq!(
-        with_key(&gw, "/orders", "free-key-bob-00002").await.status,
-        StatusCode::OK,
-        "bob has his own"
-    );
+    // bob has his own, untouched by alice's: admitted right after, with 4 of his burst of 5 left (a shared bucket
+    // would have refused him, or left him what refilled meanwhile, a token every 500 ms).
+    let bob = with_key(&gw, "/orders", "free-key-bob-00002").await;
+    assert_eq!(bob.status, StatusCode::OK, "bob has his own: {}", bob.text());
+    let current = bob.header("ratelimit").expect("RateLimit");
+    assert!(current.contains("\"plan\";r=4;"), "bob's plan bucket: {current}");
 }
 
 #[tokio::test]
@@ -259,25 +261,71 @@ async fn operation_and_api_wide_buckets_are_independent_of_keys_and_each_other()
     );
 }
 
+/// What the echo upstream says the gateway sent as `X-Forwarded-For` (every value, joined).
+fn forwarded_for(reply: &Reply) -> String {
+    let seen = reply.json();
+    let values = seen["headers"]["x-forwarded-for"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no X-Forwarded-For reached the upstream: {seen}"));
+    values.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 #[tokio::test]
 async fn per_ip_buckets_are_per_client_address() {
+    // Two clients on two loopback addresses (all of 127.0.0.0/8 is this machine); the gateway is on 127.0.0.1.
+    let first = IpAddr::from([127, 0, 0, 2]);
+    let second = IpAddr::from([127, 0, 0, 3]);
     let (_upstream, gw, _keys) = store().await;
-    let (admitted, elapsed, _) = until_refused(|| {
+    let from = |ip: IpAddr, headers: &'static [(&'static str, &'static str)]| {
         let url = gw.url("/catalog");
-        async move { get(&url).await }
-    })
-    .await;
-    assert_burst(admitted, 5, 5, elapsed);
-    // Without --trust-proxy a forged X-Forwarded-For changes nothing.
-    let forged = send(
-        Method::GET,
-        &gw.url("/catalog"),
-        &[("x-forwarded-for", "10.1.2.3")],
-        Bytes::new(),
-    )
-    .await
-    .expect("ok");
-    assert_eq!(forged.status, StatusCode::TOO_MANY_REQUESTS);
+        async move {
+            send_from(ip, Method::GET, &url, headers, Bytes::new())
+                .await
+                .unwrap_or_else(|e| panic!("GET /catalog from {ip}: {e}"))
+        }
+    };
+
+    // The first client uses up its bucket (5 a second, burst 5)...
+    let started = Instant::now();
+    let opening = from(first, &[]).await;
+    assert_eq!(opening.status, StatusCode::OK, "{}", opening.text());
+    assert_eq!(
+        forwarded_for(&opening),
+        "127.0.0.2",
+        "the upstream is told who the client is"
+    );
+    let (admitted, _, refused) = until_refused(|| from(first, &[])).await;
+    let emptied = Instant::now();
+    assert_burst(admitted + 1, 5, 5, started.elapsed());
+    let problem = assert_throttled(&refused);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("operation")),
+        "{problem}"
+    );
+
+    // ... and the second is admitted right after, with a whole burst of its own: one bucket shared by every
+    // address would admit it at most what refilled meanwhile.
+    let started = Instant::now();
+    let opening = from(second, &[]).await;
+    assert_eq!(
+        opening.status,
+        StatusCode::OK,
+        "another client address has its own bucket: {}",
+        opening.text()
+    );
+    assert_eq!(forwarded_for(&opening), "127.0.0.3");
+    let (admitted, _, _) = until_refused(|| from(second, &[])).await;
+    assert_burst(admitted + 1, 5, 5, started.elapsed());
+
+    // Without --trust-proxy a forged X-Forwarded-For changes nothing: the first client's requests still draw on
+    // its own bucket, emptied above, so they get what refilled since (a token every 200 ms), not the burst of 5
+    // that a fresh address would.
+    let (admitted, _, _) = until_refused(|| from(first, &[("x-forwarded-for", "10.1.2.3")])).await;
+    let refilled = (5.0 * emptied.elapsed().as_secs_f64()).floor() as u32 + 1;
+    assert!(
+        admitted <= refilled,
+        "a forged X-Forwarded-For got {admitted} requests admitted, more than the {refilled} refilled"
+    );
 }
 
 #[tokio::test]
