@@ -423,3 +423,105 @@ fn security_schemes_plans_and_throttles_must_be_defined_and_sane() {
         14,
     );
 }
+
+/// BASE with one more query parameter of `schema` (on line 12).
+fn with_query_param(schema: &str) -> String {
+    BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        &format!(
+            "        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}\n        - {{ name: scale, in: query, schema: {schema} }}\n"
+        ),
+    )
+}
+
+#[test]
+fn a_default_the_rust_type_cannot_hold_is_a_located_error_not_a_panic() {
+    let cases = [
+        ("{ type: number, format: float, default: 1e300 }", "`1e+300`", "`f32`"),
+        ("{ type: number, format: float, default: -1e39 }", "`-1e+39`", "`f32`"),
+        (
+            "{ type: integer, format: int32, default: 3000000000 }",
+            "`3000000000`",
+            "`i32`",
+        ),
+        (
+            "{ type: integer, format: int32, default: -2147483649 }",
+            "`-2147483649`",
+            "`i32`",
+        ),
+        (
+            "{ type: integer, default: 9223372036854775808 }",
+            "`9223372036854775808`",
+            "`i64`",
+        ),
+        ("{ type: integer, default: 1e300 }", "`1e+300`", "`i64`"),
+    ];
+    for (schema, value, ty) in cases {
+        let e = single_error(
+            &with_query_param(schema),
+            &format!("default {value} of parameter `scale` is out of range for {ty}"),
+            12,
+        );
+        assert!(e.pointer.ends_with("/parameters/1/schema/default"), "{e}");
+        assert!(e.help.is_some(), "{e}");
+    }
+    let e = single_error(
+        &with_query_param("{ type: string, format: uuid, default: not-a-uuid }"),
+        "default `\"not-a-uuid\"` of parameter `scale` is not a UUID",
+        12,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("8-4-4-4-12")), "{e}");
+    let e = single_error(
+        &with_query_param("{ type: string, enum: [small, large], default: medium }"),
+        "default `\"medium\"` of parameter `scale` is not one of the values of its `enum`",
+        12,
+    );
+    assert_eq!(
+        e.help.as_deref(),
+        Some("the default must be one of the enum's values: `small`, `large`")
+    );
+}
+
+#[test]
+fn a_default_in_a_referenced_schema_is_reported_at_the_schema() {
+    let spec = with_query_param("{ $ref: \"#/components/schemas/Scale\" }")
+        + "components:\n  schemas:\n    Scale: { type: number, format: float, default: 1e300 }\n";
+    let e = single_error(&spec, "out of range for `f32`", 18);
+    assert_eq!(e.pointer, "/components/schemas/Scale/default");
+}
+
+#[test]
+fn defaults_at_the_edges_of_their_types_are_written_exactly() {
+    let cases = [
+        (
+            "{ type: number, format: float, default: 3.4e38 }",
+            ".unwrap_or(340000000000000000000000000000000000000f32)",
+        ),
+        ("{ type: number, default: 1e300 }", "000000000000f64,"),
+        (
+            "{ type: integer, format: int32, default: -2147483648 }",
+            ".unwrap_or(-2147483648i32)",
+        ),
+        (
+            "{ type: integer, default: -9223372036854775808 }",
+            ".unwrap_or(-9223372036854775808i64)",
+        ),
+        ("{ type: integer, default: 100.0 }", ".unwrap_or(100i64)"),
+        (
+            "{ type: string, format: uuid, default: 123e4567-e89b-12d3-a456-426614174000 }",
+            "Uuid::from_u128(",
+        ),
+        (
+            "{ type: string, enum: [small, large], default: large }",
+            ".unwrap_or(GetPetScale::Large)",
+        ),
+    ];
+    for (schema, written) in cases {
+        let g = run(&with_query_param(schema)).unwrap_or_else(|d| panic!("{schema}: {d:#?}"));
+        let params = &g.files["src/params.rs"];
+        assert!(params.contains(written), "{schema}: expected {written} in\n{params}");
+    }
+    // A default of another kind is still only a warning: the parameter works without it.
+    let g = run(&with_query_param("{ type: integer, default: 1.5 }")).expect("a fractional default is ignored");
+    assert!(g.warnings.iter().any(|w| w.message.contains("does not fit its type")));
+}
