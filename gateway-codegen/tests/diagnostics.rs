@@ -525,3 +525,27 @@ fn defaults_at_the_edges_of_their_types_are_written_exactly() {
     let g = run(&with_query_param("{ type: integer, default: 1.5 }")).expect("a fractional default is ignored");
     assert!(g.warnings.iter().any(|w| w.message.contains("does not fit its type")));
 }
+
+#[test]
+fn colliding_parameter_names_get_snake_case_fields_and_camel_case_types() {
+    let spec = BASE
+        .replace("operationId: getPet", "operationId: self")
+        .replace(
+            "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+            "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: self, in: query, schema: { type: string, enum: [self, Self, éclair] } }\n        - { name: Self, in: header, schema: { type: string } }\n        - { name: SELF, in: cookie, schema: { type: string } }\n",
+        );
+    let g = run(&spec).expect("generates");
+    let params = &g.files["src/params.rs"];
+    for expected in [
+        "pub struct SelfValueParams",
+        "pub self_: ::core::option::Option<SelfValueSelfValue>",
+        "pub self_2: ",
+        "pub self_3: ",
+        "SelfValue,",
+        "SelfValue2,",
+        "Clair,",
+    ] {
+        assert!(params.contains(expected), "expected {expected:?} in\n{params}");
+    }
+    assert!(!params.contains("__"), "{params}");
+}
