@@ -549,3 +549,87 @@ fn colliding_parameter_names_get_snake_case_fields_and_camel_case_types() {
     }
     assert!(!params.contains("__"), "{params}");
 }
+
+#[test]
+fn missing_responses_are_repaired_with_a_warning_naming_the_operation() {
+    let spec = BASE.replace("      responses: { \"200\": { description: ok } }\n", "")
+        + "  /cats:\n    post:\n      responses:\n      x-gateway: { target: { upstream: pets } }\n";
+    let g = run(&spec).expect("missing responses are repaired");
+    assert_eq!(g.operations, 2);
+    let missing = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("GET /pets/{petId} has no `responses`"))
+        .expect("warned about the GET");
+    assert_eq!(missing.severity, Severity::Warning);
+    assert_eq!(missing.pointer, "/paths/~1pets~1{petId}/get");
+    assert_eq!(missing.line(), Some(8));
+    assert!(missing.help.as_deref().is_some_and(|h| h.contains("responses:")));
+    let empty = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("POST /cats has an empty `responses`"))
+        .expect("warned about the POST");
+    assert_eq!(empty.line(), Some(15));
+}
+
+#[test]
+fn a_type_error_inside_an_operation_points_at_the_operation_and_the_field() {
+    // Line 9 is `operationId: getPet`; each case replaces it with a field of the wrong shape.
+    let cases = [
+        (
+            "      summary: [a, list]\n",
+            "/paths/~1pets~1{petId}/get/summary",
+            "invalid `summary`: invalid type: sequence, expected a string",
+        ),
+        (
+            "      deprecated: maybe\n",
+            "/paths/~1pets~1{petId}/get/deprecated",
+            "invalid `deprecated`",
+        ),
+        (
+            "      operationId: { a: b }\n",
+            "/paths/~1pets~1{petId}/get/operationId",
+            "invalid `operationId`: invalid type: map, expected a string",
+        ),
+    ];
+    for (field, pointer, message) in cases {
+        let spec = BASE.replace("      operationId: getPet\n", field);
+        let e = single_error(&spec, message, 9);
+        assert_eq!(e.pointer, pointer);
+    }
+    // A parameter written wrongly: the error is at the parameter's own key.
+    let spec = BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - { name: 1x, in: nowhere }\n",
+    );
+    let e = single_error(&spec, "invalid `in`: unknown variant `nowhere`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0/in");
+    let spec = BASE.replace("required: true, schema", "required: yes-please, schema");
+    let e = single_error(&spec, "invalid `required`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0/required");
+    let spec = BASE.replace("{ name: petId, in: path,", "{ in: path,");
+    let e = single_error(&spec, "missing field `name`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0");
+    // In a response and in a path item's own fields.
+    let spec = BASE.replace("{ description: ok }", "{ description: [ok] }");
+    let e = single_error(&spec, "invalid `description`", 14);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/responses/200/description");
+    let spec = BASE.replace("  /pets/{petId}:\n", "  /pets/{petId}:\n    servers: { url: x }\n");
+    let e = single_error(&spec, "invalid `servers`", 8);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/servers");
+}
+
+#[test]
+fn an_invalid_component_parameter_points_at_its_field() {
+    let spec = BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - $ref: \"#/components/parameters/PetId\"\n",
+    ) + "components:\n  parameters:\n    PetId:\n      name: petId\n      in: path\n      required: [true]\n";
+    let e = single_error(
+        &spec,
+        "invalid `required`: invalid type: sequence, expected a boolean",
+        20,
+    );
+    assert_eq!(e.pointer, "/components/parameters/PetId/required");
+}
