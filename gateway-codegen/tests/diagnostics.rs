@@ -633,3 +633,15 @@ fn an_invalid_component_parameter_points_at_its_field() {
     );
     assert_eq!(e.pointer, "/components/parameters/PetId/required");
 }
+
+#[test]
+fn errors_about_the_whole_document_point_at_its_first_line() {
+    let e = single_error(
+        "# A spec without its version.\n\ninfo: { title: T, version: \"1\" }\npaths: {}\n",
+        "the document has no `openapi` version field",
+        3,
+    );
+    assert_eq!(e.pointer, "");
+    single_error("openapi: 3.0.3\npaths: {}\n", "missing field `info`", 1);
+    single_error("[1, 2]\n", "the spec is not an object at its top level", 1);
+}
