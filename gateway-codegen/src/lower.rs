@@ -298,8 +298,9 @@ enum DefaultProblem {
     },
 }
 
-/// The smallest and largest `f64` values that convert to an `i64` exactly: the range is `[-2^63, 2^63)`.
+/// The integral `f64` values that are also `i64` values are those in `[-2^63, 2^63)`: `I64_MIN_F64..I64_END_F64`.
 const I64_MIN_F64: f64 = -9_223_372_036_854_775_808.0;
+/// See [`I64_MIN_F64`].
 const I64_END_F64: f64 = 9_223_372_036_854_775_808.0;
 
 fn out_of_range(ty: &str, help: &str) -> DefaultProblem {
