@@ -149,7 +149,11 @@ impl Diagnostics {
             .map(|d| RenderedDiagnostic {
                 severity: d.severity,
                 file: file.to_owned(),
-                location: d.location.or_else(|| find(&d.pointer)),
+                // The empty pointer is the document itself (a missing top-level field): it starts at its first line.
+                location: d
+                    .location
+                    .or_else(|| find(&d.pointer))
+                    .or_else(|| d.pointer.is_empty().then(|| document_start(text))),
                 pointer: d.pointer.clone(),
                 message: d.message.clone(),
                 help: d.help.clone(),
@@ -163,6 +167,20 @@ impl Diagnostics {
         out.sort_by_key(|a| (a.severity, a.location));
         out
     }
+}
+
+/// Where the document's content starts: the first line that is not blank, a comment or a YAML directive or marker.
+fn document_start(text: &str) -> Location {
+    let content = text.lines().enumerate().find_map(|(i, line)| {
+        let line = line.trim_start_matches('\u{feff}');
+        let trimmed = line.trim_start();
+        let skip = trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('%') || trimmed == "---";
+        (!skip).then(|| Location {
+            line: i + 1,
+            column: line.chars().count() - trimmed.chars().count() + 1,
+        })
+    });
+    content.unwrap_or(Location { line: 1, column: 1 })
 }
 
 /// A diagnostic with its position resolved, ready to print.

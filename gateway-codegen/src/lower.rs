@@ -134,17 +134,27 @@ fn lower_operation(
             None
         } else {
             schema
-                .and_then(|s| resolve_schema(openapi, s))
-                .and_then(|s| s.schema_data.default.as_ref())
-                .and_then(|value| {
-                    let literal = default_literal(&ty, value, types);
-                    if literal.is_none() {
-                        diags.push(Diagnostic::warning(
-                            format!("{at}/schema/default"),
-                            format!("default `{value}` of parameter `{name}` does not fit its type; ignored"),
-                        ));
+                .and_then(|s| resolve_schema(openapi, s).map(|resolved| (s, resolved)))
+                .and_then(|(s, resolved)| resolved.schema_data.default.as_ref().map(|value| (s, value)))
+                .and_then(|(s, value)| {
+                    let at = default_pointer(at, s);
+                    match default_literal(&ty, value, types) {
+                        Ok(literal) => Some(literal),
+                        Err(DefaultProblem::WrongKind) => {
+                            diags.push(Diagnostic::warning(
+                                at,
+                                format!("default `{value}` of parameter `{name}` does not fit its type; ignored"),
+                            ));
+                            None
+                        }
+                        Err(DefaultProblem::Unrepresentable { reason, help }) => {
+                            diags.push(
+                                Diagnostic::error(at, format!("default `{value}` of parameter `{name}` {reason}"))
+                                    .help(help),
+                            );
+                            None
+                        }
                     }
-                    literal
                 })
         };
         params.push(Param {
@@ -265,22 +275,155 @@ fn scalar_type(kind: &SchemaKind, hint: &str, types: &mut Types) -> Option<Scala
     })
 }
 
-fn default_literal(ty: &ParamType, value: &serde_json::Value, types: &Types) -> Option<Literal> {
-    let ParamType::Scalar(scalar) = ty else { return None };
-    match (scalar, value) {
-        (Scalar::I32, v) => v.as_i64().filter(|n| i32::try_from(*n).is_ok()).map(Literal::Int),
-        (Scalar::I64, v) => v.as_i64().map(Literal::Int),
-        (Scalar::F32 | Scalar::F64, v) => v.as_f64().map(Literal::Float),
-        (Scalar::Bool, v) => v.as_bool().map(Literal::Bool),
-        (Scalar::String, serde_json::Value::String(s)) => Some(Literal::Str(s.clone())),
-        (Scalar::Uuid, serde_json::Value::String(s)) => uuid_like(s).then(|| Literal::Str(s.clone())),
-        (Scalar::Enum(name), serde_json::Value::String(s)) => types
-            .enums
-            .get(name)
-            .and_then(|e| e.variants.iter().find(|(_, wire)| wire == s))
-            .map(|(variant, _)| Literal::Variant(variant.clone())),
-        _ => None,
+/// Where a parameter's default is written: in the schema beside the parameter, or in the component its `$ref`
+/// names (a default in a shared schema is reported once per parameter that uses it, at the schema).
+fn default_pointer(param_at: &str, schema: &ReferenceOr<Schema>) -> String {
+    match schema {
+        ReferenceOr::Reference { reference } if reference.starts_with("#/components/schemas/") => {
+            format!("{}/default", &reference[1..])
+        }
+        _ => format!("{param_at}/schema/default"),
     }
+}
+
+/// Why a default cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DefaultProblem {
+    /// A value of another kind (text for a number): ignored with a warning, as the parameter still works without it.
+    WrongKind,
+    /// A value of the right kind that the Rust type cannot hold: an error, since the spec promises a default that the
+    /// gateway cannot apply.
+    Unrepresentable {
+        /// Why, naming the Rust type and the schema it comes from (`is out of range for `i32` (…)`).
+        reason: String,
+        /// What range the type holds, or what a valid value looks like.
+        help: String,
+    },
+}
+
+/// The integral `f64` values that are also `i64` values are those in `[-2^63, 2^63)`: `I64_MIN_F64..I64_END_F64`.
+const I64_MIN_F64: f64 = -9_223_372_036_854_775_808.0;
+/// See [`I64_MIN_F64`].
+const I64_END_F64: f64 = 9_223_372_036_854_775_808.0;
+
+fn out_of_range(ty: &str, help: &str) -> DefaultProblem {
+    DefaultProblem::Unrepresentable {
+        reason: format!("is out of range for {ty}"),
+        help: help.to_owned(),
+    }
+}
+
+/// An integer default, also when written as an integral float (`100.0`, or a 128-bit integer YAML read as a float).
+fn integer_default(value: &serde_json::Value, ty: &str, help: &str) -> Result<i64, DefaultProblem> {
+    let too_big = || out_of_range(ty, help);
+    let serde_json::Value::Number(number) = value else {
+        return Err(DefaultProblem::WrongKind);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    if number.as_u64().is_some() {
+        return Err(too_big());
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() != 0.0 || !f.is_finite() => Err(DefaultProblem::WrongKind),
+        // The bounds are exact powers of two, so the range check is exact and the cast below loses nothing.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(f) if (I64_MIN_F64..I64_END_F64).contains(&f) => Ok(f as i64),
+        Some(_) => Err(too_big()),
+        None => Err(DefaultProblem::WrongKind),
+    }
+}
+
+/// The literal the emitter writes for `value`, checked to be one the parameter's Rust type can hold.
+fn default_literal(ty: &ParamType, value: &serde_json::Value, types: &Types) -> Result<Literal, DefaultProblem> {
+    let ParamType::Scalar(scalar) = ty else {
+        return Err(DefaultProblem::WrongKind);
+    };
+    let text = value.as_str();
+    match scalar {
+        Scalar::I32 => {
+            const TY: &str = "`i32` (`type: integer, format: int32`)";
+            let help =
+                "an int32 holds -2147483648 to 2147483647; write a default in that range, or use `format: int64`";
+            let n = integer_default(value, TY, help)?;
+            if i32::try_from(n).is_err() {
+                return Err(out_of_range(TY, help));
+            }
+            Ok(Literal::Int(n))
+        }
+        Scalar::I64 => integer_default(
+            value,
+            "`i64` (`type: integer`)",
+            "an integer parameter holds -9223372036854775808 to 9223372036854775807; write a default in that range",
+        )
+        .map(Literal::Int),
+        Scalar::F32 => {
+            let f = value.as_f64().ok_or(DefaultProblem::WrongKind)?;
+            // The emitter writes an `f32` literal: the value must stay finite when narrowed.
+            #[allow(clippy::cast_possible_truncation)]
+            let narrowed = f as f32;
+            if !narrowed.is_finite() {
+                return Err(out_of_range(
+                    "`f32` (`type: number, format: float`)",
+                    &format!(
+                        "a float holds magnitudes up to {:e}; write a smaller default, or use `format: double`",
+                        f32::MAX
+                    ),
+                ));
+            }
+            Ok(Literal::Float(f))
+        }
+        Scalar::F64 => {
+            let f = value.as_f64().ok_or(DefaultProblem::WrongKind)?;
+            if !f.is_finite() {
+                return Err(out_of_range("`f64` (`type: number`)", "write a finite number"));
+            }
+            Ok(Literal::Float(f))
+        }
+        Scalar::Bool => value.as_bool().map(Literal::Bool).ok_or(DefaultProblem::WrongKind),
+        Scalar::String => text
+            .map(|s| Literal::Str(s.to_owned()))
+            .ok_or(DefaultProblem::WrongKind),
+        Scalar::Uuid => {
+            let s = text.ok_or(DefaultProblem::WrongKind)?;
+            if !uuid_like(s) {
+                return Err(DefaultProblem::Unrepresentable {
+                    reason: String::from("is not a UUID (`type: string, format: uuid`)"),
+                    help: String::from(
+                        "write 32 hex digits in groups of 8-4-4-4-12, e.g. `123e4567-e89b-12d3-a456-426614174000`",
+                    ),
+                });
+            }
+            Ok(Literal::Str(s.to_owned()))
+        }
+        Scalar::Enum(name) => {
+            let s = text.ok_or(DefaultProblem::WrongKind)?;
+            let variants = types.enums.get(name).map(|e| e.variants.as_slice()).unwrap_or_default();
+            match variants.iter().find(|(_, wire)| wire == s) {
+                Some((variant, _)) => Ok(Literal::Variant(variant.clone())),
+                None => Err(DefaultProblem::Unrepresentable {
+                    reason: String::from("is not one of the values of its `enum`"),
+                    help: enum_values_help(variants),
+                }),
+            }
+        }
+    }
+}
+
+/// Enum values listed in a help line before the rest are summarised.
+const MAX_LISTED_VALUES: usize = 10;
+
+fn enum_values_help(variants: &[(String, String)]) -> String {
+    let mut listed: Vec<String> = variants
+        .iter()
+        .take(MAX_LISTED_VALUES)
+        .map(|(_, wire)| format!("`{wire}`"))
+        .collect();
+    if variants.len() > MAX_LISTED_VALUES {
+        listed.push(format!("… ({} values)", variants.len()));
+    }
+    format!("the default must be one of the enum's values: {}", listed.join(", "))
 }
 
 fn uuid_like(s: &str) -> bool {

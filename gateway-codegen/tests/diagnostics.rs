@@ -553,3 +553,225 @@ fn security_schemes_plans_and_throttles_must_be_defined_and_sane() {
         14,
     );
 }
+
+/// BASE with one more query parameter of `schema` (on line 12).
+fn with_query_param(schema: &str) -> String {
+    BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        &format!(
+            "        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}\n        - {{ name: scale, in: query, schema: {schema} }}\n"
+        ),
+    )
+}
+
+#[test]
+fn a_default_the_rust_type_cannot_hold_is_a_located_error_not_a_panic() {
+    let cases = [
+        ("{ type: number, format: float, default: 1e300 }", "`1e+300`", "`f32`"),
+        ("{ type: number, format: float, default: -1e39 }", "`-1e+39`", "`f32`"),
+        (
+            "{ type: integer, format: int32, default: 3000000000 }",
+            "`3000000000`",
+            "`i32`",
+        ),
+        (
+            "{ type: integer, format: int32, default: -2147483649 }",
+            "`-2147483649`",
+            "`i32`",
+        ),
+        (
+            "{ type: integer, default: 9223372036854775808 }",
+            "`9223372036854775808`",
+            "`i64`",
+        ),
+        ("{ type: integer, default: 1e300 }", "`1e+300`", "`i64`"),
+    ];
+    for (schema, value, ty) in cases {
+        let e = single_error(
+            &with_query_param(schema),
+            &format!("default {value} of parameter `scale` is out of range for {ty}"),
+            12,
+        );
+        assert!(e.pointer.ends_with("/parameters/1/schema/default"), "{e}");
+        assert!(e.help.is_some(), "{e}");
+    }
+    let e = single_error(
+        &with_query_param("{ type: string, format: uuid, default: not-a-uuid }"),
+        "default `\"not-a-uuid\"` of parameter `scale` is not a UUID",
+        12,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("8-4-4-4-12")), "{e}");
+    let e = single_error(
+        &with_query_param("{ type: string, enum: [small, large], default: medium }"),
+        "default `\"medium\"` of parameter `scale` is not one of the values of its `enum`",
+        12,
+    );
+    assert_eq!(
+        e.help.as_deref(),
+        Some("the default must be one of the enum's values: `small`, `large`")
+    );
+}
+
+#[test]
+fn a_default_in_a_referenced_schema_is_reported_at_the_schema() {
+    let spec = with_query_param("{ $ref: \"#/components/schemas/Scale\" }")
+        + "components:\n  schemas:\n    Scale: { type: number, format: float, default: 1e300 }\n";
+    let e = single_error(&spec, "out of range for `f32`", 18);
+    assert_eq!(e.pointer, "/components/schemas/Scale/default");
+}
+
+#[test]
+fn defaults_at_the_edges_of_their_types_are_written_exactly() {
+    let cases = [
+        (
+            "{ type: number, format: float, default: 3.4e38 }",
+            ".unwrap_or(340000000000000000000000000000000000000f32)",
+        ),
+        ("{ type: number, default: 1e300 }", "000000000000f64,"),
+        (
+            "{ type: integer, format: int32, default: -2147483648 }",
+            ".unwrap_or(-2147483648i32)",
+        ),
+        (
+            "{ type: integer, default: -9223372036854775808 }",
+            ".unwrap_or(-9223372036854775808i64)",
+        ),
+        ("{ type: integer, default: 100.0 }", ".unwrap_or(100i64)"),
+        (
+            "{ type: string, format: uuid, default: 123e4567-e89b-12d3-a456-426614174000 }",
+            "Uuid::from_u128(",
+        ),
+        (
+            "{ type: string, enum: [small, large], default: large }",
+            ".unwrap_or(GetPetScale::Large)",
+        ),
+    ];
+    for (schema, written) in cases {
+        let g = run(&with_query_param(schema)).unwrap_or_else(|d| panic!("{schema}: {d:#?}"));
+        let params = &g.files["src/params.rs"];
+        assert!(params.contains(written), "{schema}: expected {written} in\n{params}");
+    }
+    // A default of another kind is still only a warning: the parameter works without it.
+    let g = run(&with_query_param("{ type: integer, default: 1.5 }")).expect("a fractional default is ignored");
+    assert!(g.warnings.iter().any(|w| w.message.contains("does not fit its type")));
+}
+
+#[test]
+fn colliding_parameter_names_get_snake_case_fields_and_camel_case_types() {
+    let spec = BASE
+        .replace("operationId: getPet", "operationId: self")
+        .replace(
+            "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+            "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: self, in: query, schema: { type: string, enum: [self, Self, éclair] } }\n        - { name: Self, in: header, schema: { type: string } }\n        - { name: SELF, in: cookie, schema: { type: string } }\n",
+        );
+    let g = run(&spec).expect("generates");
+    let params = &g.files["src/params.rs"];
+    for expected in [
+        "pub struct SelfValueParams",
+        "pub self_: ::core::option::Option<SelfValueSelfValue>",
+        "pub self_2: ",
+        "pub self_3: ",
+        "SelfValue,",
+        "SelfValue2,",
+        "Clair,",
+    ] {
+        assert!(params.contains(expected), "expected {expected:?} in\n{params}");
+    }
+    assert!(!params.contains("__"), "{params}");
+}
+
+#[test]
+fn missing_responses_are_repaired_with_a_warning_naming_the_operation() {
+    let spec = BASE.replace("      responses: { \"200\": { description: ok } }\n", "")
+        + "  /cats:\n    post:\n      responses:\n      x-gateway: { target: { upstream: pets } }\n";
+    let g = run(&spec).expect("missing responses are repaired");
+    assert_eq!(g.operations, 2);
+    let missing = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("GET /pets/{petId} has no `responses`"))
+        .expect("warned about the GET");
+    assert_eq!(missing.severity, Severity::Warning);
+    assert_eq!(missing.pointer, "/paths/~1pets~1{petId}/get");
+    assert_eq!(missing.line(), Some(8));
+    assert!(missing.help.as_deref().is_some_and(|h| h.contains("responses:")));
+    let empty = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("POST /cats has an empty `responses`"))
+        .expect("warned about the POST");
+    assert_eq!(empty.line(), Some(15));
+}
+
+#[test]
+fn a_type_error_inside_an_operation_points_at_the_operation_and_the_field() {
+    // Line 9 is `operationId: getPet`; each case replaces it with a field of the wrong shape.
+    let cases = [
+        (
+            "      summary: [a, list]\n",
+            "/paths/~1pets~1{petId}/get/summary",
+            "invalid `summary`: invalid type: sequence, expected a string",
+        ),
+        (
+            "      deprecated: maybe\n",
+            "/paths/~1pets~1{petId}/get/deprecated",
+            "invalid `deprecated`",
+        ),
+        (
+            "      operationId: { a: b }\n",
+            "/paths/~1pets~1{petId}/get/operationId",
+            "invalid `operationId`: invalid type: map, expected a string",
+        ),
+    ];
+    for (field, pointer, message) in cases {
+        let spec = BASE.replace("      operationId: getPet\n", field);
+        let e = single_error(&spec, message, 9);
+        assert_eq!(e.pointer, pointer);
+    }
+    // A parameter written wrongly: the error is at the parameter's own key.
+    let spec = BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - { name: 1x, in: nowhere }\n",
+    );
+    let e = single_error(&spec, "invalid `in`: unknown variant `nowhere`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0/in");
+    let spec = BASE.replace("required: true, schema", "required: yes-please, schema");
+    let e = single_error(&spec, "invalid `required`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0/required");
+    let spec = BASE.replace("{ name: petId, in: path,", "{ in: path,");
+    let e = single_error(&spec, "missing field `name`", 11);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/parameters/0");
+    // In a response and in a path item's own fields.
+    let spec = BASE.replace("{ description: ok }", "{ description: [ok] }");
+    let e = single_error(&spec, "invalid `description`", 14);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/get/responses/200/description");
+    let spec = BASE.replace("  /pets/{petId}:\n", "  /pets/{petId}:\n    servers: { url: x }\n");
+    let e = single_error(&spec, "invalid `servers`", 8);
+    assert_eq!(e.pointer, "/paths/~1pets~1{petId}/servers");
+}
+
+#[test]
+fn an_invalid_component_parameter_points_at_its_field() {
+    let spec = BASE.replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - $ref: \"#/components/parameters/PetId\"\n",
+    ) + "components:\n  parameters:\n    PetId:\n      name: petId\n      in: path\n      required: [true]\n";
+    let e = single_error(
+        &spec,
+        "invalid `required`: invalid type: sequence, expected a boolean",
+        20,
+    );
+    assert_eq!(e.pointer, "/components/parameters/PetId/required");
+}
+
+#[test]
+fn errors_about_the_whole_document_point_at_its_first_line() {
+    let e = single_error(
+        "# A spec without its version.\n\ninfo: { title: T, version: \"1\" }\npaths: {}\n",
+        "the document has no `openapi` version field",
+        3,
+    );
+    assert_eq!(e.pointer, "");
+    single_error("openapi: 3.0.3\npaths: {}\n", "missing field `info`", 1);
+    single_error("[1, 2]\n", "the spec is not an object at its top level", 1);
+}

@@ -1,12 +1,15 @@
 //! `cargo xtask corpus`: the generator against real-world specs nobody here wrote.
 //!
 //! Every spec in the shared corpus must either generate a crate that builds, or be refused with at least one
-//! located error; a panic, an internal error, or generated code that does not compile fails the task. The crates
-//! are generated into `target/corpus/`, a workspace of its own that shares the project's `Cargo.lock` and target
-//! directory, so the dependencies are built once.
+//! located error; a panic, an internal error, or generated code that does not compile, or compiles with a warning,
+//! fails the task. The crates are generated into `target/corpus/`, a workspace of its own that shares the project's
+//! `Cargo.lock` and target directory, so the dependencies are built once.
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -175,25 +178,96 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )?;
     fs::copy(workspace_root().join("Cargo.lock"), out.join("Cargo.lock"))?;
     let started = Instant::now();
-    let mut build = cargo();
-    build
-        .current_dir(&out)
-        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
-        .args(["build", "--workspace", "--quiet"]);
-    if args.release {
-        build.arg("--release");
-    }
-    let status = build.status().context("running cargo build for the corpus")?;
-    if !status.success() {
+    let build = build_crates(&out, args.release)?;
+    if !build.success {
         bail!("the crates generated from the corpus do not all build (see the errors above)");
     }
+    if !build.warnings.is_empty() {
+        eprintln!("\nwarnings in generated crates, by message:");
+        let mut by_message: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (krate, message) in &build.warnings {
+            by_message.entry(message).or_default().push(krate);
+        }
+        for (message, crates) in &by_message {
+            eprintln!("  {message}: {} crate(s) ({})", crates.len(), crates.join(", "));
+        }
+        bail!(
+            "the crates generated from the corpus build with {} warning(s); generated code must compile cleanly",
+            build.warnings.len()
+        );
+    }
     println!(
-        "built all {} generated corpus crates in {:.1}s ({})",
+        "built all {} generated corpus crates in {:.1}s ({}), without warnings",
         members.len(),
         started.elapsed().as_secs_f64(),
         if args.release { "release" } else { "debug" }
     );
     Ok(())
+}
+
+/// What building the generated crates said.
+struct Build {
+    success: bool,
+    /// Each warning of a generated crate: the crate's directory name and rustc's one-line message.
+    warnings: Vec<(String, String)>,
+}
+
+/// Builds the workspace at `out` with JSON messages, to tell the generated crates' warnings from their dependencies'
+/// without setting `RUSTFLAGS` (which would rebuild every dependency). The target directory is the caller's
+/// `CARGO_TARGET_DIR` when set, else the project's, so the dependencies already built are reused. Errors (of any
+/// crate) and the generated crates' warnings are printed as rustc renders them, as they come.
+fn build_crates(out: &Path, release: bool) -> anyhow::Result<Build> {
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => workspace_root().join("target"),
+    };
+    let mut build = cargo();
+    build
+        .current_dir(out)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(["build", "--workspace", "--quiet", "--message-format=json"])
+        .stdout(Stdio::piped());
+    if release {
+        build.arg("--release");
+    }
+    // cargo reports canonical manifest paths; the crates are recognised by theirs.
+    let out = fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf());
+    let mut child = build.spawn().context("running cargo build for the corpus")?;
+    let stdout = child.stdout.take().context("reading cargo's output")?;
+    let mut warnings = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo's output")?;
+        // Every line cargo prints on stdout with --message-format=json is one JSON object; anything else (a build
+        // script's stray output) is not a diagnostic.
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["reason"] != "compiler-message" {
+            continue;
+        }
+        let level = event["message"]["level"].as_str().unwrap_or_default();
+        let rendered = event["message"]["rendered"].as_str().unwrap_or_default();
+        let generated = event["manifest_path"]
+            .as_str()
+            .and_then(|m| Path::new(m).strip_prefix(&out).ok())
+            .and_then(|rel| rel.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        match (level, generated) {
+            ("error", krate) => eprint!("{}{rendered}", krate.map(|k| format!("[{k}] ")).unwrap_or_default()),
+            ("warning", Some(krate)) => {
+                eprint!("[{krate}] {rendered}");
+                let message = event["message"]["message"].as_str().unwrap_or_default().to_owned();
+                warnings.push((krate, message));
+            }
+            // Warnings of the runtime or of other dependencies are theirs to fix, not the generator's.
+            _ => {}
+        }
+    }
+    let status = child.wait().context("waiting for cargo build")?;
+    Ok(Build {
+        success: status.success(),
+        warnings,
+    })
 }
 
 fn ms(d: Duration) -> f64 {

@@ -1,7 +1,7 @@
 //! `src/params.rs`: one struct per operation holding its typed parameters, and the string enums they use.
 
 use proc_macro2::{Literal as Lit, TokenStream};
-use quote::{format_ident, quote};
+use quote::{ToTokens, quote};
 
 use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param, ParamType, Scalar};
 
@@ -41,10 +41,7 @@ fn scalar_tokens(scalar: &Scalar) -> TokenStream {
         Scalar::Bool => quote!(bool),
         Scalar::String => quote!(::std::string::String),
         Scalar::Uuid => quote!(::gateway_runtime::uuid::Uuid),
-        Scalar::Enum(name) => {
-            let ident = format_ident!("{}", name);
-            quote!(#ident)
-        }
+        Scalar::Enum(name) => ident(name),
     }
 }
 
@@ -75,39 +72,103 @@ fn location_tokens(location: Location) -> TokenStream {
     }
 }
 
+/// The `.unwrap_or(…)` that applies a default. Lower only hands over literals the parameter's type can hold; one
+/// that it cannot (a bug, or a model built by hand) is written as it is, so that the generated crate fails to compile
+/// with rustc's own message (`literal out of range`, mismatched types) rather than the generator panicking or
+/// quietly writing another value.
 fn default_tokens(literal: &Literal, ty: &ParamType) -> TokenStream {
-    match (literal, ty) {
-        (Literal::Int(n), ParamType::Scalar(Scalar::I32)) => {
-            let lit = Lit::i32_suffixed(i32::try_from(*n).unwrap_or_default());
-            quote!(.unwrap_or(#lit))
-        }
-        (Literal::Int(n), _) => {
-            let lit = Lit::i64_suffixed(*n);
-            quote!(.unwrap_or(#lit))
-        }
-        (Literal::Float(f), ParamType::Scalar(Scalar::F32)) => {
-            #[allow(clippy::cast_possible_truncation)] // a default written for a `float` parameter
-            let lit = Lit::f32_suffixed(*f as f32);
-            quote!(.unwrap_or(#lit))
-        }
-        (Literal::Float(f), _) => {
-            let lit = Lit::f64_suffixed(*f);
-            quote!(.unwrap_or(#lit))
-        }
-        (Literal::Bool(b), _) => quote!(.unwrap_or(#b)),
-        (Literal::Str(s), ParamType::Scalar(Scalar::Uuid)) => {
-            let value = u128::from_str_radix(&s.replace('-', ""), 16).unwrap_or_default();
-            let lit = Lit::u128_suffixed(value);
-            quote!(.unwrap_or(::gateway_runtime::uuid::Uuid::from_u128(#lit)))
-        }
-        (Literal::Str(s), _) => quote!(.unwrap_or_else(|| ::std::string::String::from(#s))),
+    let value = match (literal, ty) {
+        (Literal::Int(n), ParamType::Scalar(Scalar::I32)) => match i32::try_from(*n) {
+            Ok(n) => Lit::i32_suffixed(n).into_token_stream(),
+            Err(_) => Lit::i64_unsuffixed(*n).into_token_stream(),
+        },
+        (Literal::Int(n), _) => Lit::i64_suffixed(*n).into_token_stream(),
+        (Literal::Float(f), ParamType::Scalar(Scalar::F32)) => float_tokens(*f, true),
+        (Literal::Float(f), _) => float_tokens(*f, false),
+        (Literal::Bool(b), _) => quote!(#b),
+        (Literal::Str(s), ParamType::Scalar(Scalar::Uuid)) => match uuid_value(s) {
+            Some(value) => {
+                let lit = Lit::u128_suffixed(value);
+                quote!(::gateway_runtime::uuid::Uuid::from_u128(#lit))
+            }
+            None => quote!(::gateway_runtime::uuid::Uuid::from_u128(#s)),
+        },
+        (Literal::Str(s), _) => return quote!(.unwrap_or_else(|| ::std::string::String::from(#s))),
         (Literal::Variant(v), ParamType::Scalar(Scalar::Enum(name))) => {
-            let ty = format_ident!("{}", name);
-            let variant = format_ident!("{}", v);
-            quote!(.unwrap_or(#ty::#variant))
+            let ty = ident(name);
+            let variant = ident(v);
+            quote!(#ty::#variant)
         }
-        (Literal::Variant(_), _) => quote!(),
+        (Literal::Variant(_), _) => return quote!(),
+    };
+    quote!(.unwrap_or(#value))
+}
+
+/// A float literal. proc-macro2 asserts that float literals are finite, so the values no literal can spell are
+/// written as the type's constants, and an `f64` beyond `f32`'s range stays unsuffixed for rustc to refuse.
+fn float_tokens(f: f64, narrow: bool) -> TokenStream {
+    let ty = if narrow { quote!(f32) } else { quote!(f64) };
+    if f.is_nan() {
+        return quote!(::core::primitive::#ty::NAN);
     }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            quote!(::core::primitive::#ty::INFINITY)
+        } else {
+            quote!(::core::primitive::#ty::NEG_INFINITY)
+        };
+    }
+    if !narrow {
+        return Lit::f64_suffixed(f).into_token_stream();
+    }
+    #[allow(clippy::cast_possible_truncation)] // checked: the narrowed value must be finite to be written as f32
+    let narrowed = f as f32;
+    if narrowed.is_finite() {
+        Lit::f32_suffixed(narrowed).into_token_stream()
+    } else {
+        Lit::f64_unsuffixed(f).into_token_stream()
+    }
+}
+
+/// The value of a UUID written as 8-4-4-4-12 hex digits.
+fn uuid_value(s: &str) -> Option<u128> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    if lengths != [8, 4, 4, 4, 12] || !groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        return None;
+    }
+    u128::from_str_radix(&groups.concat(), 16).ok()
+}
+
+/// An identifier the model names. Lower only produces valid ones; a name that is not one (a bug) is written as a
+/// string literal, which does not parse as Rust, so emit reports an internal error instead of panicking in
+/// `format_ident!`.
+fn ident(name: &str) -> TokenStream {
+    match syn::parse_str::<syn::Ident>(name) {
+        Ok(ident) => ident.into_token_stream(),
+        Err(_) => Lit::string(name).into_token_stream(),
+    }
+}
+
+/// Text for a doc comment: prettyplease writes `#[doc]` strings as `///` comments verbatim, where a line break ends
+/// the comment, a carriage return is a syntax error and a bidirectional-override character is refused by a
+/// deny-by-default lint (`text_direction_codepoint_in_comment`); such characters from the spec are written as
+/// escapes.
+fn doc_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || is_bidi_control(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The characters rustc's `text_direction_codepoint_in_comment` and `…_in_literal` lints refuse.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn list_style_tokens(style: ListStyle) -> TokenStream {
@@ -121,25 +182,30 @@ fn list_style_tokens(style: ListStyle) -> TokenStream {
 
 fn param_struct(op: &Operation) -> Option<TokenStream> {
     let params = op.params.as_ref()?;
-    let ident = format_ident!("{}", params.name);
-    let mut doc = format!("Parameters of `{}`: `{} {}`.", op.id, op.method, op.template);
+    let struct_ident = ident(&params.name);
+    let mut doc = format!(
+        "Parameters of `{}`: `{} {}`.",
+        doc_text(&op.id),
+        op.method,
+        doc_text(&op.template)
+    );
     if let Some(summary) = &op.summary {
-        doc.push_str(&format!("\n\n{summary}"));
+        doc.push_str(&format!("\n\n{}", doc_text(summary)));
     }
     if !params.unchecked.is_empty() {
         doc.push_str(&format!(
             "\n\nForwarded without a type check: {}.",
-            params.unchecked.join(", ")
+            doc_text(&params.unchecked.join(", "))
         ));
     }
     let doc = super::doc_lines(&doc);
     let fields = params.fields.iter().map(|p| {
-        let field = format_ident!("{}", p.field);
+        let field = ident(&p.field);
         let ty = field_type(p);
         let location = p.location.as_str();
         let doc = match &p.doc {
-            Some(d) => format!(" `{}` ({location}): {d}", p.name),
-            None => format!(" `{}` ({location}).", p.name),
+            Some(d) => format!(" `{}` ({location}): {}", doc_text(&p.name), doc_text(d)),
+            None => format!(" `{}` ({location}).", doc_text(&p.name)),
         };
         quote! {
             #[doc = #doc]
@@ -147,7 +213,7 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         }
     });
     let reads = params.fields.iter().map(|p| {
-        let field = format_ident!("{}", p.field);
+        let field = ident(&p.field);
         let location = location_tokens(p.location);
         let name = &p.name;
         let needed = p.required;
@@ -172,11 +238,11 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
     Some(quote! {
         #doc
         #[derive(Debug, Clone, PartialEq)]
-        pub struct #ident {
+        pub struct #struct_ident {
             #(#fields,)*
         }
 
-        impl rt::FromRequestParams for #ident {
+        impl rt::FromRequestParams for #struct_ident {
             fn from_request_params(
                 p: &rt::RequestParams<'_>,
             ) -> ::core::result::Result<Self, rt::ParamError> {
@@ -189,8 +255,8 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
 }
 
 fn enum_type(e: &EnumType) -> TokenStream {
-    let ident = format_ident!("{}", e.name);
-    let variants: Vec<_> = e.variants.iter().map(|(v, _)| format_ident!("{}", v)).collect();
+    let enum_ident = ident(&e.name);
+    let variants: Vec<TokenStream> = e.variants.iter().map(|(v, _)| ident(v)).collect();
     let wires: Vec<&String> = e.variants.iter().map(|(_, w)| w).collect();
     let mut expected = String::from("one of ");
     let listed: Vec<String> = wires.iter().take(MAX_LISTED_VALUES).map(|w| format!("`{w}`")).collect();
@@ -198,16 +264,16 @@ fn enum_type(e: &EnumType) -> TokenStream {
     if wires.len() > MAX_LISTED_VALUES {
         expected.push_str(&format!(", … ({} values)", wires.len()));
     }
-    let doc = format!(" A string enum: {expected}.");
-    let variant_docs = wires.iter().map(|w| format!(" `{w}`"));
+    let doc = format!(" A string enum: {}.", doc_text(&expected));
+    let variant_docs = wires.iter().map(|w| format!(" `{}`", doc_text(w)));
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum #ident {
+        pub enum #enum_ident {
             #(#[doc = #variant_docs] #variants,)*
         }
 
-        impl #ident {
+        impl #enum_ident {
             /// The value as written on the wire.
             pub const fn as_str(self) -> &'static str {
                 match self {
@@ -216,7 +282,7 @@ fn enum_type(e: &EnumType) -> TokenStream {
             }
         }
 
-        impl rt::ParamValue for #ident {
+        impl rt::ParamValue for #enum_ident {
             const EXPECTED: &'static str = #expected;
             fn parse_param(raw: &str) -> ::core::option::Option<Self> {
                 match raw {

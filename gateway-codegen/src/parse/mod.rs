@@ -83,7 +83,13 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
         }
     }
     repair::repair(&mut document, diags);
-    let openapi: OpenAPI = deserialize_at(&document, "", diags)?;
+    let openapi: OpenAPI = match try_deserialize(&document, "") {
+        Ok(openapi) => openapi,
+        Err(diagnostic) => {
+            diags.push(relocate::refine(&document, *diagnostic));
+            return None;
+        }
+    };
     let errors_before = diags.items().len();
     let root = extension::<RootExt>(&openapi.extensions, "", diags)
         .map(|(_, e)| e)
@@ -153,24 +159,31 @@ fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Optio
 
 /// Deserializes `value` (found at `base`) into `T`, turning a failure into a diagnostic at the exact pointer.
 fn deserialize_at<T: DeserializeOwned>(value: &serde_json::Value, base: &str, diags: &mut Diagnostics) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
+    match try_deserialize(value, base) {
         Ok(v) => Some(v),
-        Err(e) => {
-            let mut at = base.to_owned();
-            for segment in e.path().iter() {
-                match segment {
-                    serde_path_to_error::Segment::Seq { index } => at.push_str(&format!("/{index}")),
-                    serde_path_to_error::Segment::Map { key } => {
-                        at.push('/');
-                        at.push_str(&escape_segment(key));
-                    }
-                    serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
-                }
-            }
-            diags.push(describe_serde_error(&at, &e.into_inner().to_string()));
+        Err(diagnostic) => {
+            diags.push(*diagnostic);
             None
         }
     }
+}
+
+/// Deserializes `value` (found at `base`) into `T`; a failure is a diagnostic at the deepest pointer serde tracked.
+fn try_deserialize<T: DeserializeOwned>(value: &serde_json::Value, base: &str) -> Result<T, Box<Diagnostic>> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut at = base.to_owned();
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => at.push_str(&format!("/{index}")),
+                serde_path_to_error::Segment::Map { key } => {
+                    at.push('/');
+                    at.push_str(&escape_segment(key));
+                }
+                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        Box::new(describe_serde_error(&at, &e.into_inner().to_string()))
+    })
 }
 
 /// Turns serde's message into a diagnostic, with a "did you mean" for unknown fields.
@@ -323,6 +336,238 @@ fn resolve_params(
         }
     }
     out
+}
+
+/// Finding where in `paths` (and `components`) a deserialization error really is.
+///
+/// openapiv3 reads `paths` through `#[serde(flatten)]` maps, and path items, parameters and schemas through
+/// flattened or untagged types: serde buffers those, so `serde_path_to_error` loses its position and an error
+/// anywhere under `paths` is reported at `/paths`, with a message that names nothing. When that happens, the path
+/// items, operations, parameters and their fields are deserialized again one by one, and the deepest one that fails
+/// gives the pointer and the message.
+mod relocate {
+    use openapiv3::{
+        Callback, CookieStyle, Example, ExternalDocumentation, Header, HeaderStyle, Link, MediaType, Operation,
+        Parameter, PathItem, PathStyle, QueryStyle, ReferenceOr, RequestBody, Response, Schema, SecurityRequirement,
+        SecurityScheme, Server,
+    };
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+
+    use super::try_deserialize;
+    use crate::diagnostics::Diagnostic;
+    use crate::locate::escape_segment;
+
+    /// A check of one node: `Some` with the deepest error found under it, `None` when it deserializes.
+    type Check = fn(&Value, &str) -> Option<Diagnostic>;
+
+    /// The error `whole` of the document, moved to where it is when serde could not say.
+    pub(super) fn refine(document: &Value, whole: Diagnostic) -> Diagnostic {
+        let found = if whole.pointer == "/paths" || whole.pointer.starts_with("/paths/") {
+            document.get("paths").and_then(|paths| check_paths(paths, "/paths"))
+        } else if let Some(rest) = whole.pointer.strip_prefix("/components/") {
+            component(document, rest)
+        } else {
+            None
+        };
+        found.unwrap_or(whole)
+    }
+
+    /// Whether `value` reads as `T`, and if not, the error at the deepest pointer serde tracked, with the field it
+    /// is about named in the message.
+    fn as_type<T: DeserializeOwned>(value: &Value, at: &str) -> Option<Diagnostic> {
+        let d = *try_deserialize::<T>(value, at).err()?;
+        let deeper = d.pointer.strip_prefix(at).and_then(|rest| rest.rsplit('/').next());
+        match deeper {
+            Some(key) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_digit()) => {
+                let key = key.replace("~1", "/").replace("~0", "~");
+                let at = d.pointer.clone();
+                named(Some(d), &key, &at)
+            }
+            _ => Some(d),
+        }
+    }
+
+    /// `$ref`, or an inline `T` read without the untagged `ReferenceOr`, which would hide the inline error.
+    fn ref_or(value: &Value, at: &str, inline: Check) -> Option<Diagnostic> {
+        match value.get("$ref") {
+            Some(Value::String(_)) => None,
+            Some(reference) => named(as_type::<String>(reference, &format!("{at}/$ref")), "$ref", at),
+            None => inline(value, at),
+        }
+    }
+
+    /// The first failing field of an object among `known` fields, else the error of the object as a whole (a
+    /// missing field, or a wrong type for the object itself).
+    fn fields(value: &Value, at: &str, whole: Option<Diagnostic>, known: &[(&str, Check)]) -> Option<Diagnostic> {
+        let whole = whole?;
+        let Some(map) = value.as_object() else {
+            return Some(whole);
+        };
+        for (key, child) in map {
+            let Some((_, check)) = known.iter().find(|(name, _)| name == key) else {
+                continue;
+            };
+            let child_at = format!("{at}/{}", escape_segment(key));
+            if let Some(found) = named(check(child, &child_at), key, &child_at) {
+                return Some(found);
+            }
+        }
+        Some(whole)
+    }
+
+    /// Names the field in a message about the field's own value (`invalid type: sequence, expected a string`).
+    fn named(found: Option<Diagnostic>, key: &str, at: &str) -> Option<Diagnostic> {
+        found.map(|mut d| {
+            if d.pointer == at && !d.message.contains(&format!("`{key}`")) {
+                d.message = format!("invalid `{key}`: {}", d.message);
+            }
+            d
+        })
+    }
+
+    /// Each item of a list by `item`, after the list as a whole by `T`.
+    fn list<T: DeserializeOwned>(value: &Value, at: &str, item: Check) -> Option<Diagnostic> {
+        let whole = as_type::<T>(value, at)?;
+        let Some(items) = value.as_array() else {
+            return Some(whole);
+        };
+        items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| item(v, &format!("{at}/{i}")))
+            .or(Some(whole))
+    }
+
+    fn check_paths(value: &Value, at: &str) -> Option<Diagnostic> {
+        let map = value.as_object()?;
+        map.iter()
+            // openapiv3 reads keys that start with `/` as paths and ignores every other key but extensions.
+            .filter(|(template, _)| template.starts_with('/'))
+            .find_map(|(template, item)| ref_or(item, &format!("{at}/{}", escape_segment(template)), path_item))
+    }
+
+    fn path_item(value: &Value, at: &str) -> Option<Diagnostic> {
+        fields(
+            value,
+            at,
+            as_type::<PathItem>(value, at),
+            &[
+                ("summary", as_type::<String>),
+                ("description", as_type::<String>),
+                ("get", operation),
+                ("put", operation),
+                ("post", operation),
+                ("delete", operation),
+                ("options", operation),
+                ("head", operation),
+                ("patch", operation),
+                ("trace", operation),
+                ("servers", as_type::<Vec<Server>>),
+                ("parameters", parameters),
+            ],
+        )
+    }
+
+    fn operation(value: &Value, at: &str) -> Option<Diagnostic> {
+        fields(
+            value,
+            at,
+            as_type::<Operation>(value, at),
+            &[
+                ("tags", as_type::<Vec<String>>),
+                ("summary", as_type::<String>),
+                ("description", as_type::<String>),
+                ("externalDocs", as_type::<ExternalDocumentation>),
+                ("operationId", as_type::<String>),
+                ("parameters", parameters),
+                ("requestBody", |v, at| ref_or(v, at, as_type::<RequestBody>)),
+                ("responses", responses),
+                (
+                    "callbacks",
+                    as_type::<indexmap::IndexMap<String, ReferenceOr<Callback>>>,
+                ),
+                ("deprecated", as_type::<bool>),
+                ("security", as_type::<Vec<SecurityRequirement>>),
+                ("servers", as_type::<Vec<Server>>),
+            ],
+        )
+    }
+
+    fn responses(value: &Value, at: &str) -> Option<Diagnostic> {
+        let whole = as_type::<openapiv3::Responses>(value, at)?;
+        let Some(map) = value.as_object() else {
+            return Some(whole);
+        };
+        map.iter()
+            .filter(|(key, _)| !key.starts_with("x-"))
+            .find_map(|(code, response)| {
+                let at = format!("{at}/{}", escape_segment(code));
+                ref_or(response, &at, as_type::<Response>)
+            })
+            .or(Some(whole))
+    }
+
+    fn parameters(value: &Value, at: &str) -> Option<Diagnostic> {
+        list::<Vec<ReferenceOr<Parameter>>>(value, at, |v, at| ref_or(v, at, parameter))
+    }
+
+    /// Where a parameter is read from: the tag of openapiv3's internally tagged `Parameter`.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum In {
+        Query,
+        Header,
+        Path,
+        Cookie,
+    }
+
+    fn parameter(value: &Value, at: &str) -> Option<Diagnostic> {
+        let style: Check = match value.get("in").and_then(Value::as_str) {
+            Some("query") => as_type::<QueryStyle>,
+            Some("header") => as_type::<HeaderStyle>,
+            Some("path") => as_type::<PathStyle>,
+            Some("cookie") => as_type::<CookieStyle>,
+            _ => as_type::<Value>,
+        };
+        let checks: [(&str, Check); 12] = [
+            ("in", as_type::<In>),
+            ("name", as_type::<String>),
+            ("description", as_type::<String>),
+            ("required", as_type::<bool>),
+            ("deprecated", as_type::<bool>),
+            ("schema", |v, at| ref_or(v, at, as_type::<Schema>)),
+            ("content", as_type::<indexmap::IndexMap<String, MediaType>>),
+            ("examples", as_type::<indexmap::IndexMap<String, ReferenceOr<Example>>>),
+            ("explode", as_type::<bool>),
+            ("allowReserved", as_type::<bool>),
+            ("allowEmptyValue", as_type::<bool>),
+            ("style", style),
+        ];
+        fields(value, at, as_type::<Parameter>(value, at), &checks)
+    }
+
+    /// An error at `/components/<kind>/<name>…`, which serde reports at the component when it is read through the
+    /// untagged `ReferenceOr`: the component read again as its own type.
+    fn component(document: &Value, rest: &str) -> Option<Diagnostic> {
+        let mut segments = rest.splitn(3, '/');
+        let (kind, name) = (segments.next()?, segments.next()?);
+        let at = format!("/components/{kind}/{name}");
+        let value = document.pointer(&at)?;
+        let check: Check = match kind {
+            "schemas" => |v, at| ref_or(v, at, as_type::<Schema>),
+            "responses" => |v, at| ref_or(v, at, as_type::<Response>),
+            "parameters" => |v, at| ref_or(v, at, parameter),
+            "examples" => |v, at| ref_or(v, at, as_type::<Example>),
+            "requestBodies" => |v, at| ref_or(v, at, as_type::<RequestBody>),
+            "headers" => |v, at| ref_or(v, at, as_type::<Header>),
+            "securitySchemes" => |v, at| ref_or(v, at, as_type::<SecurityScheme>),
+            "links" => |v, at| ref_or(v, at, as_type::<Link>),
+            "callbacks" => |v, at| ref_or(v, at, as_type::<Callback>),
+            _ => return None,
+        };
+        check(value, &at)
+    }
 }
 
 #[cfg(test)]

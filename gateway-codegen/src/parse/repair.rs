@@ -20,6 +20,9 @@ pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
                 for (method, op) in item.iter_mut() {
                     repair_param_list(op.get_mut("parameters"), &format!("{base}/{method}/parameters"), diags);
                     repair_servers(op.get_mut("servers"), &format!("{base}/{method}/servers"), diags);
+                    if METHODS.contains(&method.as_str()) {
+                        repair_responses(op, template, method, &format!("{base}/{method}"), diags);
+                    }
                 }
             }
         }
@@ -37,6 +40,31 @@ pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
         }
     }
     repair_integer_bounds(document, &mut String::new(), diags);
+}
+
+/// The keys of a path item that are operations.
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// OpenAPI 3.0 requires `responses` in every operation, but hand-written specs often leave it out (or empty), and a
+/// gateway forwards whatever the upstream answers without reading it: an empty `responses` is read instead.
+fn repair_responses(op: &mut Value, template: &str, method: &str, at: &str, diags: &mut Diagnostics) {
+    let Some(op) = op.as_object_mut() else { return };
+    let missing = match op.get("responses") {
+        None => "has no `responses`",
+        Some(Value::Null) => "has an empty `responses`",
+        Some(_) => return,
+    };
+    diags.push(
+        Diagnostic::warning(
+            at,
+            format!(
+                "{} {template} {missing}, which OpenAPI requires; read as `responses: {{}}`",
+                method.to_ascii_uppercase()
+            ),
+        )
+        .help("the gateway does not need them, but other tools do: add e.g. `responses: { default: { description: OK } }`"),
+    );
+    op.insert(String::from("responses"), Value::Object(serde_json::Map::new()));
 }
 
 /// Server variables are strings; YAML reads `default: 80` and `enum: [80, 443]` as numbers.
