@@ -775,3 +775,26 @@ fn errors_about_the_whole_document_point_at_its_first_line() {
     single_error("openapi: 3.0.3\npaths: {}\n", "missing field `info`", 1);
     single_error("[1, 2]\n", "the spec is not an object at its top level", 1);
 }
+
+/// rustc refuses a bidirectional override in a comment, and a carriage return ends nothing well: spec text that
+/// lands in generated doc comments (the title) is escaped.
+#[test]
+fn spec_text_in_generated_comments_cannot_break_the_crate() {
+    let spec = BASE.replace(
+        "info: { title: T, version: \"1\" }",
+        "info: { title: \"T\\u202e\\rX\", version: \"1\\u2066\" }",
+    );
+    let g = run(&spec).expect("valid");
+    // Cargo.toml may hold them: TOML strings take any character, and the serializer escapes control characters.
+    for (file, text) in g.files.iter().filter(|(f, _)| f.ends_with(".rs")) {
+        assert!(
+            !text.contains(['\u{202e}', '\u{2066}', '\r']),
+            "{file} holds a raw control or bidi character"
+        );
+    }
+    assert!(
+        g.files["src/main.rs"].contains("\\u{202e}"),
+        "{}",
+        g.files["src/main.rs"]
+    );
+}

@@ -1276,6 +1276,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             security: Vec::new(),
             plans: Vec::new(),
             throttle: None,
+            responses: Vec::new(),
             target: Target::Mock(Mock {
                 status: 200,
                 headers: Vec::new(),
@@ -1290,6 +1291,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         },
         throttle: None,
         usage_plans: Vec::new(),
+        hosts: Vec::new(),
+        responses: Vec::new(),
     }
 }
 

@@ -150,27 +150,6 @@ fn ident(name: &str) -> TokenStream {
     }
 }
 
-/// Text for a doc comment: prettyplease writes `#[doc]` strings as `///` comments verbatim, where a line break ends
-/// the comment, a carriage return is a syntax error and a bidirectional-override character is refused by a
-/// deny-by-default lint (`text_direction_codepoint_in_comment`); such characters from the spec are written as
-/// escapes.
-fn doc_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || is_bidi_control(c) {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The characters rustc's `text_direction_codepoint_in_comment` and `…_in_literal` lints refuse.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
 fn list_style_tokens(style: ListStyle) -> TokenStream {
     match style {
         ListStyle::Repeated => quote!(rt::ListStyle::Repeated),
@@ -185,17 +164,17 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
     let struct_ident = ident(&params.name);
     let mut doc = format!(
         "Parameters of `{}`: `{} {}`.",
-        doc_text(&op.id),
+        super::doc_text(&op.id),
         op.method,
-        doc_text(&op.template)
+        super::doc_text(&op.template)
     );
     if let Some(summary) = &op.summary {
-        doc.push_str(&format!("\n\n{}", doc_text(summary)));
+        doc.push_str(&format!("\n\n{}", super::doc_text(summary)));
     }
     if !params.unchecked.is_empty() {
         doc.push_str(&format!(
             "\n\nForwarded without a type check: {}.",
-            doc_text(&params.unchecked.join(", "))
+            super::doc_text(&params.unchecked.join(", "))
         ));
     }
     let doc = super::doc_lines(&doc);
@@ -204,8 +183,8 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         let ty = field_type(p);
         let location = p.location.as_str();
         let doc = match &p.doc {
-            Some(d) => format!(" `{}` ({location}): {}", doc_text(&p.name), doc_text(d)),
-            None => format!(" `{}` ({location}).", doc_text(&p.name)),
+            Some(d) => format!(" `{}` ({location}): {}", super::doc_text(&p.name), super::doc_text(d)),
+            None => format!(" `{}` ({location}).", super::doc_text(&p.name)),
         };
         quote! {
             #[doc = #doc]
@@ -264,8 +243,8 @@ fn enum_type(e: &EnumType) -> TokenStream {
     if wires.len() > MAX_LISTED_VALUES {
         expected.push_str(&format!(", … ({} values)", wires.len()));
     }
-    let doc = format!(" A string enum: {}.", doc_text(&expected));
-    let variant_docs = wires.iter().map(|w| format!(" `{}`", doc_text(w)));
+    let doc = format!(" A string enum: {}.", super::doc_text(&expected));
+    let variant_docs = wires.iter().map(|w| format!(" `{}`", super::doc_text(w)));
     quote! {
         #[doc = #doc]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -213,6 +213,9 @@ mod tests {
         // Across several buffers, every id is whole and distinct.
         let ids: std::collections::HashSet<HeaderValue> = (0..2_000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 2_000);
-        assert!(ids.iter().all(|id| uuid::Uuid::try_parse(id.to_str().unwrap_or("")).is_ok()));
+        assert!(
+            ids.iter()
+                .all(|id| uuid::Uuid::try_parse(id.to_str().unwrap_or("")).is_ok())
+        );
     }
 }
