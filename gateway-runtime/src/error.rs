@@ -174,6 +174,9 @@ impl std::fmt::Display for ErrorKind {
 }
 
 /// A response the gateway makes itself, before it is rendered.
+///
+/// Kept small (the rarely used parts are boxed): it travels in the `Result` every phase and target returns, so its
+/// size is paid by every request's future, refused or not.
 #[derive(Debug, Clone)]
 pub struct GatewayError {
     /// What went wrong.
@@ -181,15 +184,15 @@ pub struct GatewayError {
     /// The `detail` member: what went wrong with this request, safe to show to the client.
     pub detail: Cow<'static, str>,
     /// For a bad parameter: which, where and what was expected (an extension member).
-    pub parameter: Option<ProblemParameter>,
+    pub parameter: Option<Box<ProblemParameter>>,
     /// `Allow` (a `405`): always sent, whatever the spec's rendering.
-    pub allow: Option<HeaderValue>,
+    pub allow: Option<Box<HeaderValue>>,
     /// `Retry-After` (a `429`/`503`): always sent, in whole seconds rounded up.
     pub retry_after: Option<Duration>,
     /// `WWW-Authenticate` (a `401`): always sent.
-    pub www_authenticate: Option<HeaderValue>,
+    pub www_authenticate: Option<Box<HeaderValue>>,
     /// For a quota refusal: when the quota resets (RFC 3339, UTC), an extension member.
-    pub resets_at: Option<String>,
+    pub resets_at: Option<Box<str>>,
 }
 
 /// The `parameter` extension member of a `400`: lets clients point at the offending input without parsing
@@ -236,11 +239,11 @@ impl GatewayError {
     /// `BAD_REQUEST_PARAMETERS` for a parameter that is missing or does not parse.
     pub fn bad_param(err: &ParamError) -> Self {
         Self {
-            parameter: Some(ProblemParameter {
+            parameter: Some(Box::new(ProblemParameter {
                 name: err.name,
                 location: err.location.as_str(),
                 expected: err.expected.clone(),
-            }),
+            })),
             ..Self::new(ErrorKind::BadRequestParameters, err.to_string())
         }
     }
@@ -253,11 +256,11 @@ impl GatewayError {
         detail: impl Into<Cow<'static, str>>,
     ) -> Self {
         Self {
-            parameter: Some(ProblemParameter {
+            parameter: Some(Box::new(ProblemParameter {
                 name,
                 location: location.as_str(),
                 expected: Cow::Borrowed(expected),
-            }),
+            })),
             ..Self::new(ErrorKind::BadRequestParameters, detail)
         }
     }
@@ -270,7 +273,7 @@ impl GatewayError {
     /// `METHOD_NOT_ALLOWED`, with the route's `Allow` header.
     pub fn method_not_allowed(method: &http::Method, allow: HeaderValue) -> Self {
         Self {
-            allow: Some(allow),
+            allow: Some(Box::new(allow)),
             ..Self::new(
                 ErrorKind::MethodNotAllowed,
                 format!("method {method} is not allowed on this path"),
@@ -314,7 +317,7 @@ impl GatewayError {
             title: self.kind.title(),
             status: self.kind.status().as_u16(),
             detail: &self.detail,
-            parameter: self.parameter.as_ref(),
+            parameter: self.parameter.as_deref(),
             resets_at: self.resets_at.as_deref(),
         };
         // Serializing plain strings and integers into a Vec cannot fail; fall back to an empty object anyway
@@ -386,4 +389,16 @@ mod tests {
         let err = GatewayError::too_many(ErrorKind::Throttled, String::new(), Duration::ZERO);
         assert_eq!(err.retry_after_value(), Some(HeaderValue::from(1_u64)));
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_gateway_error_costs_a_response_nothing_in_size() {
+    // The `Result` of every phase and target is no larger than the response it usually holds.
+    assert!(
+        std::mem::size_of::<Result<axum::response::Response, GatewayError>>()
+            <= std::mem::size_of::<axum::response::Response>(),
+        "GatewayError is {} bytes",
+        std::mem::size_of::<GatewayError>()
+    );
 }

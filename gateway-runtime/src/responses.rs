@@ -201,13 +201,13 @@ impl axum::response::IntoResponse for GatewayError {
 fn with_required_headers(error: &GatewayError, mut response: Response) -> Response {
     let headers = response.headers_mut();
     if let Some(allow) = &error.allow {
-        headers.insert(ALLOW, allow.clone());
+        headers.insert(ALLOW, HeaderValue::clone(allow));
     }
     if let Some(retry) = error.retry_after_value() {
         headers.insert(RETRY_AFTER, retry);
     }
     if let Some(challenge) = &error.www_authenticate {
-        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::clone(challenge));
     }
     response
 }

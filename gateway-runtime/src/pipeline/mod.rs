@@ -185,14 +185,25 @@ impl Operation {
         }
         match &self.cache {
             None => self.target.respond(ctx, parts, body).await,
-            Some((cache, policy)) => {
-                let lookup = cache.lookup(self.op.id, policy, &parts, ctx);
-                let target = &self.target;
-                let (status, result) = cache.serve(policy, lookup, || target.respond(ctx, parts, body)).await;
-                ctx.cache = Some(status);
-                result
-            }
+            // Boxed: the cache's future (coalescing, moka's entry API) is large, and inline it would make every
+            // request's future, cached or not, that much larger to build and move.
+            Some((cache, policy)) => Box::pin(self.serve_cached(cache, policy, ctx, parts, body)).await,
         }
+    }
+
+    async fn serve_cached(
+        &self,
+        cache: &ResponseCache,
+        policy: &'static CacheSpec,
+        ctx: &mut RequestCtx,
+        parts: request::Parts,
+        body: axum::body::Body,
+    ) -> Result<Response, GatewayError> {
+        let lookup = cache.lookup(self.op.id, policy, &parts, ctx);
+        let target = &self.target;
+        let (status, result) = cache.serve(policy, lookup, || target.respond(ctx, parts, body)).await;
+        ctx.cache = Some(status);
+        result
     }
 
     async fn run(

@@ -635,7 +635,7 @@ impl Limits {
                     period_name(quota.period)
                 );
                 return Err(GatewayError {
-                    resets_at: Some(state.resets_at.to_string()),
+                    resets_at: Some(state.resets_at.to_string().into_boxed_str()),
                     ..GatewayError::too_many(ErrorKind::QuotaExceeded, detail, state.resets_in)
                 });
             }

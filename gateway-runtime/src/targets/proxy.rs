@@ -608,6 +608,12 @@ impl http_body::Body for IdleTimeout {
 
 /// Removes hop-by-hop headers, including any the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the (few) headers tells whether there is anything to remove: most messages have no hop-by-hop
+    // header at all, and each removal below is a hashed lookup.
+    let hop = hop_by_hop();
+    if !headers.keys().any(|name| hop.contains(&name)) {
+        return;
+    }
     if headers.contains_key(&CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(&CONNECTION)
