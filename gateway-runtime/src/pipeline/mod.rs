@@ -181,7 +181,11 @@ impl Operation {
         body: axum::body::Body,
     ) -> Result<Response, GatewayError> {
         for phase in &self.phases {
-            self.run(phase, ctx, &mut parts).await?;
+            match phase {
+                // The one phase that awaits (axum's capture extractor is async, though it never waits).
+                RequestPhase::Route => self.route(ctx, &mut parts).await?,
+                sync => self.run(sync, ctx, &parts)?,
+            }
         }
         match &self.cache {
             None => self.target.respond(ctx, parts, body).await,
@@ -206,15 +210,14 @@ impl Operation {
         result
     }
 
-    async fn run(
-        &self,
-        phase: &RequestPhase,
-        ctx: &mut RequestCtx,
-        parts: &mut request::Parts,
-    ) -> Result<(), GatewayError> {
+    /// Runs one of the phases that never wait: a plain call, no future.
+    fn run(&self, phase: &RequestPhase, ctx: &mut RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
         match phase {
             RequestPhase::Host(hosts) => hosts.check(parts),
-            RequestPhase::Route => self.route(ctx, parts).await,
+            RequestPhase::Route => {
+                tracing::error!(operation = self.op.id, "the route phase must be awaited");
+                Err(GatewayError::internal())
+            }
             RequestPhase::Auth(keys) => {
                 ctx.caller = auth::authenticate(self.api, self.op, parts, &keys.current())?;
                 Ok(())

@@ -8,34 +8,53 @@
 use bytes::Bytes;
 use http::header::COOKIE;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Uri, request};
+use http::{HeaderName, HeaderValue, Uri, request};
 
 use crate::spec::{ApiKeyScheme, KeyLocation};
 
-/// The schemes of `security` whose credentials are removed before forwarding, each once.
-pub fn to_strip(security: &[&[ApiKeyScheme]]) -> Box<[ApiKeyScheme]> {
-    let mut out: Vec<ApiKeyScheme> = Vec::new();
+/// A credential to remove, prepared at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A header, by name (parsed once).
+    Header(HeaderName),
+    /// A query parameter.
+    Query(&'static str),
+    /// A cookie.
+    Cookie(&'static str),
+}
+
+/// The credentials of `security` that are removed before forwarding, each once.
+pub fn to_strip(security: &[&[ApiKeyScheme]]) -> Box<[Credential]> {
+    let mut out: Vec<Credential> = Vec::new();
     for scheme in security.iter().flat_map(|alternative| alternative.iter()) {
-        if !scheme.forward
-            && !out
-                .iter()
-                .any(|s| s.location == scheme.location && s.name == scheme.name)
-        {
-            out.push(*scheme);
+        if scheme.forward {
+            continue;
+        }
+        let credential = match scheme.location {
+            KeyLocation::Header => match HeaderName::from_bytes(scheme.name.as_bytes()) {
+                Ok(name) => Credential::Header(name),
+                // Not a header name, so never presented: nothing to remove.
+                Err(_) => continue,
+            },
+            KeyLocation::Query => Credential::Query(scheme.name),
+            KeyLocation::Cookie => Credential::Cookie(scheme.name),
+        };
+        if !out.contains(&credential) {
+            out.push(credential);
         }
     }
     out.into_boxed_slice()
 }
 
-/// Removes the credentials of `schemes` from the request.
-pub fn strip(parts: &mut request::Parts, schemes: &[ApiKeyScheme]) {
-    for scheme in schemes {
-        match scheme.location {
-            KeyLocation::Header => {
-                parts.headers.remove(scheme.name);
+/// Removes `credentials` from the request.
+pub fn strip(parts: &mut request::Parts, credentials: &[Credential]) {
+    for credential in credentials {
+        match credential {
+            Credential::Header(name) => {
+                parts.headers.remove(name);
             }
-            KeyLocation::Query => strip_query(parts, scheme.name),
-            KeyLocation::Cookie => strip_cookie(parts, scheme.name),
+            Credential::Query(name) => strip_query(parts, name),
+            Credential::Cookie(name) => strip_cookie(parts, name),
         }
     }
 }
@@ -120,7 +139,7 @@ mod tests {
             .body(())
             .unwrap_or_default()
             .into_parts();
-        let schemes = [
+        static SCHEMES: [ApiKeyScheme; 3] = [
             ApiKeyScheme {
                 scheme: "c",
                 location: KeyLocation::Cookie,
@@ -140,7 +159,8 @@ mod tests {
                 forward: false,
             },
         ];
-        strip(&mut parts, &schemes);
+        static SECURITY: [&[ApiKeyScheme]; 1] = [&SCHEMES];
+        strip(&mut parts, &to_strip(&SECURITY));
         assert_eq!(parts.headers[COOKIE], "session=abc");
         assert_eq!(parts.uri.query(), Some("q=a%20b"));
         assert!(!parts.headers.contains_key("x-api-key"));

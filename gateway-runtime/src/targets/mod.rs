@@ -9,8 +9,7 @@ use http::request;
 
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
-use crate::policies::credentials;
-use crate::spec::ApiKeyScheme;
+use crate::policies::credentials::{self, Credential};
 use mock::MockResponse;
 use proxy::UpstreamRoute;
 
@@ -21,7 +20,7 @@ pub(crate) enum Target {
         /// How to reach it.
         route: UpstreamRoute,
         /// The credentials removed before forwarding (see [`credentials`]).
-        strip: Box<[ApiKeyScheme]>,
+        strip: Box<[Credential]>,
     },
     /// A fixed response.
     Mock(MockResponse),
