@@ -2,9 +2,10 @@
 //! of 127.0.0.1, all stopped by their PIDs when the [`Stack`] drops.
 //!
 //! Every proxy does the same work for a request: `GET /inventory` in, `GET /api/inventory` to the origin over a
-//! kept-alive connection, `X-Forwarded-For`/`-Proto`/`-Host` added, the origin's 200-byte JSON answer streamed
-//! back. For the gateway that is its `getInventory` operation (no parameters, proxied to the spec's server URL,
-//! whose base path is `/api`); nginx and haproxy get the same prefix rewrite in their configuration.
+//! kept-alive connection, `X-Forwarded-For`/`-Proto`/`-Host` added, the client's `X-Request-Id` kept (or one made)
+//! and sent to the origin and back, the origin's 200-byte JSON answer streamed back. For the gateway that is its
+//! `getInventory` operation (no parameters, proxied to the spec's server URL, whose base path is `/api`); nginx and
+//! haproxy get the same prefix rewrite and request-id handling in their configuration.
 //!
 //! The `cache` scenario's targets are `GET /pets/N`: the petstore gateway's cached `getPet` (to the origin's
 //! `/v1/pets/N` on a miss) and nginx with `proxy_cache` on the same location. The `policies` scenario's targets are
@@ -504,6 +505,12 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
 {cache_zone}
+    # The gateway keeps a client's X-Request-Id or makes one, and sends it upstream and back; so does nginx here.
+    map $http_x_request_id $bench_request_id {{
+        default $http_x_request_id;
+        "" $request_id;
+    }}
+
     upstream origin {{
         server {origin};
         keepalive 64;
@@ -518,6 +525,8 @@ http {{
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Request-Id $bench_request_id;
+            add_header X-Request-Id $bench_request_id always;
         }}
 {cache_location}    }}
 }}
@@ -540,6 +549,8 @@ fn nginx_cache(dir: &Path) -> (String, String) {
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Request-Id $bench_request_id;
+            add_header X-Request-Id $bench_request_id always;
             proxy_cache gw;
             proxy_cache_key $request_uri;
             proxy_cache_valid 200 404 60s;
@@ -574,6 +585,11 @@ frontend bench
     option forwardfor
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    # The gateway keeps a client's X-Request-Id or makes one, and sends it upstream and back; so does haproxy here.
+    unique-id-format %[uuid()]
+    http-request set-header X-Request-Id %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
+    http-request set-var(txn.request_id) req.hdr(x-request-id)
+    http-response set-header X-Request-Id %[var(txn.request_id)]
     default_backend origin
 
 backend origin
