@@ -4,7 +4,6 @@
 //! `specs/petstore.yaml` declares no `responses`, so it shows the defaults; `specs/store.yaml` renders `THROTTLED`,
 //! `NOT_FOUND`, `METHOD_NOT_ALLOWED` and `DEFAULT_5XX` at the top level and `BAD_REQUEST_PARAMETERS` on `getOrder`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,39 +12,12 @@ use gateway_tests::gateway::Gateway;
 use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
 
-use crate::support::{assert_problem, setup};
+use crate::support::{KeyFile, assert_problem, setup};
 
 const KEYS: &str = "\
 - { key: pro-key-carol-0003, name: carol, plan: pro }
 - { key: pro-key-dave-00004, name: dave, plan: pro }
 ";
-
-/// A key file in a fresh temporary directory, removed on drop.
-struct KeyFile(PathBuf);
-
-impl KeyFile {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "responses-keys-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("keys.yaml");
-        std::fs::write(&path, KEYS).expect("key file");
-        Self(path)
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 /// The store gateway in front of `upstream_url` (its `default` upstream), with `extra` flags and a log level.
 fn store_at(upstream_url: &str, keys: &KeyFile, log: &str) -> Gateway {
@@ -125,7 +97,7 @@ async fn each_kind_has_a_default_problem_json_rendering_with_its_type() {
 #[tokio::test]
 async fn the_spec_renders_its_own_gateway_responses_with_placeholders_filled() {
     let upstream = Upstream::start().await.expect("upstream");
-    let keys = KeyFile::new();
+    let keys = KeyFile::new(KEYS);
     let gw = store_at(&upstream.url(), &keys, "info");
 
     // NOT_FOUND, with a client request id that needs escaping inside the JSON body.
@@ -160,7 +132,7 @@ async fn the_spec_renders_its_own_gateway_responses_with_placeholders_filled() {
     assert_eq!(upstream.calls(), 0, "nothing refused reached the upstream");
 
     // UPSTREAM_ERROR through DEFAULT_5XX: status, headers and body from the spec.
-    let keys_down = KeyFile::new();
+    let keys_down = KeyFile::new(KEYS);
     let down = store_at("http://127.0.0.1:9", &keys_down, "info");
     let reply = call(Method::GET, &down.url("/orders"), &[CAROL]).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -209,7 +181,7 @@ async fn request_ids_are_kept_made_and_forwarded() {
 #[tokio::test]
 async fn hosts_the_api_is_not_served_under_are_misdirected() {
     let upstream = Upstream::start().await.expect("upstream");
-    let keys = KeyFile::new();
+    let keys = KeyFile::new(KEYS);
     let gw = store_at(&upstream.url(), &keys, "info");
     // `hosts: [127.0.0.1, localhost]`: any port.
     assert_eq!(get(&gw.url("/status")).await.status, StatusCode::OK);
@@ -247,7 +219,7 @@ async fn a_forged_host_cannot_poison_the_cache() {
 #[tokio::test]
 async fn consumed_api_keys_are_not_forwarded_and_the_rest_of_the_query_is_exact() {
     let upstream = Upstream::start().await.expect("upstream");
-    let keys = KeyFile::new();
+    let keys = KeyFile::new(KEYS);
     let gw = store_at(&upstream.url(), &keys, "info");
     let by_header = call(Method::GET, &gw.url("/orders/1?b=%20x&a=1"), &[CAROL]).await;
     assert_eq!(by_header.status, StatusCode::OK, "{}", by_header.text());
@@ -264,7 +236,7 @@ async fn consumed_api_keys_are_not_forwarded_and_the_rest_of_the_query_is_exact(
 #[tokio::test]
 async fn cached_answers_are_never_shared_between_callers() {
     let upstream = Upstream::start().await.expect("upstream");
-    let keys = KeyFile::new();
+    let keys = KeyFile::new(KEYS);
     let gw = store_at(&upstream.url(), &keys, "info");
     // listOrders: `cache: { ttl: 5s, key: [context.api_key] }`. The echo upstream's answer holds the request id.
     let carol = call(Method::GET, &gw.url("/orders"), &[CAROL]).await;
@@ -286,7 +258,7 @@ async fn cached_answers_are_never_shared_between_callers() {
 #[tokio::test]
 async fn keys_never_appear_in_the_logs_even_at_trace() {
     let upstream = Upstream::start().await.expect("upstream");
-    let keys = KeyFile::new();
+    let keys = KeyFile::new(KEYS);
     let mut gw = store_at(&upstream.url(), &keys, "trace");
     call(Method::GET, &gw.url("/orders"), &[CAROL]).await;
     call(Method::GET, &gw.url("/orders"), &[("x-api-key", "no-such-key-at-all")]).await;

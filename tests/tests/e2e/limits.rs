@@ -4,7 +4,6 @@
 //! per client address; plan `free` 2/s burst 5 and 8 a day; `pro` 50/s burst 100; `trial` 3 a month.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use gateway_tests::gateway::Gateway;
 use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
 
-use crate::support::assert_problem;
+use crate::support::{KeyFile, assert_problem};
 
 const KEYS: &str = "\
 - { key: free-key-alice-0001, name: alice, plan: free }
@@ -25,37 +24,6 @@ const KEYS: &str = "\
 - { key: gold-key-grace-007, name: grace, plan: gold }
 ";
 const ADMIN: &str = "admin-token-for-tests";
-
-/// A key file in a fresh temporary directory, removed on drop.
-struct KeyFile(PathBuf);
-
-impl KeyFile {
-    fn new(text: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "store-keys-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("keys.yaml");
-        std::fs::write(&path, text).expect("key file");
-        Self(path)
-    }
-
-    fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).expect("key file");
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 async fn store() -> (Upstream, Gateway, KeyFile) {
     let upstream = Upstream::start().await.expect("upstream");

@@ -38,3 +38,34 @@ pub fn assert_problem(reply: &Reply, status: StatusCode) -> serde_json::Value {
     assert!(problem["title"].is_string());
     problem
 }
+
+/// A key file in a fresh temporary directory, removed on drop.
+pub struct KeyFile(pub std::path::PathBuf);
+
+impl KeyFile {
+    pub fn new(text: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "e2e-keys-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("keys.yaml");
+        std::fs::write(&path, text).expect("key file");
+        Self(path)
+    }
+
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).expect("key file");
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
