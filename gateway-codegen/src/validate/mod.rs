@@ -304,6 +304,18 @@ fn check_operation<'a>(
     })
 }
 
+/// Whether `name` is a header name; reports it at `at` when not (mock and gateway-response headers).
+fn check_header_name(name: &str, at: &str, diags: &mut Diagnostics) -> bool {
+    let valid = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+    if !valid {
+        diags.push(
+            Diagnostic::error(at, format!("`{name}` is not a valid header name"))
+                .help("header names are tokens: letters, digits and `-`"),
+        );
+    }
+    valid
+}
+
 fn location_name(p: &Parameter) -> &'static str {
     match p {
         Parameter::Query { .. } => "query",

@@ -84,11 +84,7 @@ fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Dia
     let mut headers = Vec::new();
     for (name, value) in &entry.headers {
         let hat = format!("{at}/headers/{}", escape_segment(name));
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            diags.push(
-                Diagnostic::error(&hat, format!("`{name}` is not a valid header name"))
-                    .help("header names are tokens: letters, digits and `-`"),
-            );
+        if !super::check_header_name(name, &hat, diags) {
             ok = false;
             continue;
         }

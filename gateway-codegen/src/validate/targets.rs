@@ -2,7 +2,7 @@
 //! operation, its path item or the top level.
 
 use super::upstreams::{Upstreams, check_url, server_url};
-use super::{Context, inherited};
+use super::{Context, check_header_name, inherited};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::model::{Mock, PathPart, Target};
 use crate::parse::ext::{MockExt, TargetExt};
@@ -241,11 +241,7 @@ pub(super) fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> O
     let mut headers = Vec::new();
     for (name, value) in &mock.headers {
         let hat = format!("{at}/headers/{}", crate::locate::escape_segment(name));
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            diags.push(
-                Diagnostic::error(&hat, format!("`{name}` is not a valid header name"))
-                    .help("header names are tokens: letters, digits and `-`"),
-            );
+        if !check_header_name(name, &hat, diags) {
             ok = false;
         }
         if http::HeaderValue::from_str(value).is_err() {

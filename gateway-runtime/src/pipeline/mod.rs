@@ -32,7 +32,7 @@ use axum::extract::{FromRequestParts as _, RawPathParams, Request};
 use axum::response::Response;
 use http::{HeaderName, request};
 
-pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID, new_request_id};
+pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID};
 
 use crate::error::GatewayError;
 use crate::params::{ParamError, ParamIn, RequestParams};

@@ -250,13 +250,14 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
     let mut key = String::with_capacity(96);
     key.push_str(op_id);
     key.push('\u{0}');
-    let mut host = String::new();
-    crate::policies::hosts::push_normalised(&mut host, parts);
+    let _ = write!(key, "s{}:{FORWARDED_PROTO}", FORWARDED_PROTO.len());
+    // The host is written straight into the key (lower-cased as it goes), length-prefixed like every value.
+    let host = crate::policies::hosts::normalised(parts);
+    let _ = write!(key, "a{}:", host.len());
+    host.write(&mut key);
     let mut push = |tag: &str, value: &str| {
         let _ = write!(key, "{tag}{}:{value}", value.len());
     };
-    push("s", FORWARDED_PROTO);
-    push("a", &host);
     for value in ctx.path_values() {
         push("p", value);
     }

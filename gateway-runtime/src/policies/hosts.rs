@@ -3,7 +3,7 @@
 //! The gateway forwards the client's `Host` as `X-Forwarded-Host`, so an upstream may build its answer from it
 //! (absolute links, redirects). Whatever shapes an answer must be in the cache key, or a request for
 //! `Host: evil.example` could store an answer that every other caller is then served. So the cache key holds the
-//! normalised host ([`push_normalised`]), and a spec that declares its public names (`x-gateway: { hosts: [...] }`)
+//! normalised host ([`normalised`]), and a spec that declares its public names (`x-gateway: { hosts: [...] }`)
 //! has every other host refused before anything else runs (`MISDIRECTED_REQUEST`, `421`).
 
 use http::header::HOST;
@@ -37,14 +37,41 @@ fn split(authority: &str) -> (&str, Option<&str>) {
     (host.strip_suffix('.').unwrap_or(host), port.filter(|p| !p.is_empty()))
 }
 
-/// Appends the request's host in a normal form: lower case, no trailing dot, no default port (`:80`).
-pub fn push_normalised(out: &mut String, parts: &request::Parts) {
-    let Some(authority) = requested(parts) else { return };
-    let (host, port) = split(authority);
-    out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
-    if let Some(port) = port.filter(|p| *p != "80") {
-        out.push(':');
-        out.push_str(port);
+/// The request's host in a normal form, borrowed from the request: no trailing dot, no default port (`:80`),
+/// and lower case once written with [`Normalised::write`].
+pub fn normalised(parts: &request::Parts) -> Normalised<'_> {
+    let (host, port) = requested(parts).map_or(("", None), split);
+    Normalised {
+        host,
+        port: port.filter(|p| *p != "80"),
+    }
+}
+
+/// See [`normalised`].
+#[derive(Debug, Clone, Copy)]
+pub struct Normalised<'a> {
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+impl Normalised<'_> {
+    /// The length of what [`Normalised::write`] writes (for a length-prefixed key).
+    pub fn len(&self) -> usize {
+        self.host.len() + self.port.map_or(0, |p| p.len() + 1)
+    }
+
+    /// Whether the request named no host.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `host[:port]`, the host lower-cased.
+    pub fn write(&self, out: &mut String) {
+        out.extend(self.host.chars().map(|c| c.to_ascii_lowercase()));
+        if let Some(port) = self.port {
+            out.push(':');
+            out.push_str(port);
+        }
     }
 }
 
@@ -104,18 +131,21 @@ mod tests {
         parts
     }
 
-    fn normalised(host: &str) -> String {
+    fn normal_form(host: &str) -> String {
+        let parts = parts(host);
+        let normal = super::normalised(&parts);
         let mut out = String::new();
-        push_normalised(&mut out, &parts(host));
+        normal.write(&mut out);
+        assert_eq!(out.len(), normal.len());
         out
     }
 
     #[test]
     fn hosts_are_normalised() {
-        assert_eq!(normalised("API.Example.com"), "api.example.com");
-        assert_eq!(normalised("api.example.com.:80"), "api.example.com");
-        assert_eq!(normalised("api.example.com:8080"), "api.example.com:8080");
-        assert_eq!(normalised("[::1]:9000"), "[::1]:9000");
+        assert_eq!(normal_form("API.Example.com"), "api.example.com");
+        assert_eq!(normal_form("api.example.com.:80"), "api.example.com");
+        assert_eq!(normal_form("api.example.com:8080"), "api.example.com:8080");
+        assert_eq!(normal_form("[::1]:9000"), "[::1]:9000");
     }
 
     #[test]
