@@ -7,3 +7,4 @@ pub mod credentials;
 pub mod hosts;
 pub mod keys;
 pub mod throttle;
+pub mod transform;

@@ -1,0 +1,3 @@
+//! Request and response transforms: headers, query parameters, bodies (jq) and statuses.
+
+pub mod jq;
