@@ -69,6 +69,7 @@ pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
         .route("/_gateway/cache/flush", post(flush))
         .route("/_gateway/cache/stats", get(stats))
         .route("/_gateway/usage", get(usage))
+        .route("/_gateway/drift", get(drift))
         .with_state(admin)
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
@@ -121,6 +122,11 @@ async fn stats(State(admin): State<Admin>) -> Response {
         Some(cache) => axum::Json(cache.stats(admin.api.cache.capacity).await).into_response(),
         None => GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response(),
     }
+}
+
+/// Per operation with a response check: responses checked, mismatched and skipped, and the last mismatch.
+async fn drift(State(admin): State<Admin>) -> Response {
+    axum::Json(admin.state.contracts.drift().report(admin.api)).into_response()
 }
 
 async fn usage(State(admin): State<Admin>) -> Response {

@@ -193,6 +193,20 @@ pub struct GatewayError {
     pub www_authenticate: Option<Box<HeaderValue>>,
     /// For a quota refusal: when the quota resets (RFC 3339, UTC), an extension member.
     pub resets_at: Option<Box<str>>,
+    /// For a body or parameter that does not match its schema: every violation found (capped), an extension
+    /// member.
+    pub errors: Option<Box<[ProblemItem]>>,
+}
+
+/// One schema violation, in the `errors` extension member of a `400`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProblemItem {
+    /// JSON pointer (RFC 6901) to the offending value in the body (or parameter value); empty for the whole.
+    pub pointer: String,
+    /// The schema keyword that failed (`type`, `required`, `enum`, `maxLength`, …).
+    pub keyword: String,
+    /// What is wrong, in words.
+    pub detail: String,
 }
 
 /// The `parameter` extension member of a `400`: lets clients point at the offending input without parsing
@@ -220,6 +234,8 @@ struct Problem<'a> {
     parameter: Option<&'a ProblemParameter>,
     #[serde(skip_serializing_if = "Option::is_none")]
     resets_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [ProblemItem]>,
 }
 
 impl GatewayError {
@@ -233,6 +249,7 @@ impl GatewayError {
             retry_after: None,
             www_authenticate: None,
             resets_at: None,
+            errors: None,
         }
     }
 
@@ -281,6 +298,22 @@ impl GatewayError {
         }
     }
 
+    /// A schema check failed: `kind` (`BAD_REQUEST_BODY` or `BAD_REQUEST_PARAMETERS`) with every violation.
+    pub fn schema_violations(kind: ErrorKind, detail: String, errors: Vec<ProblemItem>) -> Self {
+        Self {
+            errors: Some(errors.into_boxed_slice()),
+            ..Self::new(kind, detail)
+        }
+    }
+
+    /// `PAYLOAD_TOO_LARGE`: the request body is over the operation's limit.
+    pub fn payload_too_large(max: u64) -> Self {
+        Self::new(
+            ErrorKind::PayloadTooLarge,
+            format!("the request body is larger than this operation accepts ({max} bytes)"),
+        )
+    }
+
     /// `UPSTREAM_ERROR`: the upstream could not be reached or broke the exchange. `reason` is a short, fixed
     /// phrase; the underlying error belongs in the log.
     pub fn upstream(reason: &'static str) -> Self {
@@ -319,6 +352,7 @@ impl GatewayError {
             detail: &self.detail,
             parameter: self.parameter.as_deref(),
             resets_at: self.resets_at.as_deref(),
+            errors: self.errors.as_deref(),
         };
         // Serializing plain strings and integers into a Vec cannot fail; fall back to an empty object anyway
         // rather than panic on the error path.

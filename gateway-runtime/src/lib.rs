@@ -25,6 +25,7 @@
 //! Process-wide policy state (keys, buckets, quotas, the cache) is in [`state`].
 
 pub mod admin;
+pub mod bodies;
 pub mod error;
 pub mod params;
 pub mod pipeline;

@@ -139,6 +139,7 @@ impl Responses {
         let values = Values {
             ctx,
             error: Some(error),
+            request: None,
         };
         let mut response = match prepared.body {
             Some(body) => {

@@ -22,7 +22,9 @@ use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method};
 
 use crate::error::GatewayError;
-use crate::pipeline::{Operation, OperationService, RequestCtx, finish, request_phases};
+use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
+use crate::policies::transform::Transforms;
+use crate::policies::validate::responses::ResponseCheck;
 use crate::policies::credentials;
 use crate::policies::hosts::Hosts;
 use crate::responses::{Responses, ResponsesError};
@@ -84,6 +86,14 @@ pub enum RouterError {
     /// An invalid gateway response.
     #[error("{0}")]
     Responses(#[from] ResponsesError),
+    /// A transform the runtime cannot prepare.
+    #[error("operation `{operation}`: {reason}")]
+    Transform {
+        /// The operation.
+        operation: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A cache key part the gateway cannot fill yet.
     #[error(
         "operation `{operation}`: its cache key holds the JWT claim `{claim}`, but this gateway does not verify JWTs, so every caller would share one entry"
@@ -262,8 +272,26 @@ pub fn operation_service(
     }
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
     let phases = request_phases(api, op, hosts, state);
+    let transforms = op
+        .transform
+        .map(|spec| Transforms::new(spec, state.contracts.clone()))
+        .transpose()
+        .map_err(|reason| RouterError::Transform {
+            operation: op.id,
+            reason,
+        })?;
+    let check = op
+        .responses_check
+        .map(|spec| ResponseCheck::new(spec, state.contracts.clone(), index, op.id));
+    let contract = (transforms.is_some() || check.is_some()).then_some(ContractSide { transforms, check });
     Ok(OperationService::new(Operation::new(
-        api, index, phases, cache, target, responses,
+        api,
+        index,
+        phases,
+        cache,
+        target,
+        contract,
+        responses,
     )))
 }
 

@@ -36,6 +36,12 @@ pub struct ApiSpec {
     pub hosts: &'static [&'static str],
     /// The spec's renderings of gateway responses (`x-gateway.responses` at the top level).
     pub responses: &'static [GatewayResponseSpec],
+    /// Self-contained JSON Schemas (Draft 4 dialect, converted from the spec's schemas at generate time), each
+    /// compiled once at start-up; request bodies, parameters and responses refer to them by index.
+    pub schemas: &'static [&'static str],
+    /// jq filters of body transforms (parsed and compiled at generate time, compiled again once at start-up);
+    /// transforms refer to them by index.
+    pub filters: &'static [&'static str],
 }
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
@@ -196,8 +202,204 @@ pub struct OperationSpec {
     /// Renderings of gateway responses set on the operation or its path item; they override
     /// [`ApiSpec::responses`] kind by kind.
     pub responses: &'static [GatewayResponseSpec],
+    /// The request body: its size limit and, when validated, what it may be.
+    pub body: BodySpec,
+    /// Parameters checked against a schema (`content` parameters, `deepObject` query parameters).
+    pub schema_params: &'static [SchemaParamSpec],
+    /// Header, query, body and status transforms.
+    pub transform: Option<&'static TransformSpec>,
+    /// Checking upstream responses against the spec's response schemas (`validate.responses`).
+    pub responses_check: Option<&'static ResponseCheckSpec>,
     /// Where the request goes.
     pub target: TargetSpec,
+}
+
+/// The request body of an operation (`validate.body`, `validate.max_body` and the operation's `requestBody`).
+#[derive(Debug)]
+pub struct BodySpec {
+    /// Largest body accepted, in bytes (`PAYLOAD_TOO_LARGE` beyond).
+    pub max: u64,
+    /// Whether bodies are checked against `media` (`validate.body: true`).
+    pub validate: bool,
+    /// `requestBody.required`: a request without a body is refused (when validated).
+    pub required: bool,
+    /// The declared media types, in spec order; empty when the operation declares no `requestBody`.
+    pub media: &'static [MediaSpec],
+}
+
+impl BodySpec {
+    /// An unvalidated body of at most `max` bytes.
+    pub const fn limit(max: u64) -> Self {
+        Self {
+            max,
+            validate: false,
+            required: false,
+            media: &[],
+        }
+    }
+}
+
+/// The default `validate.max_body`: 10 MiB, AWS API Gateway's payload limit.
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+/// One declared media type of a request body.
+#[derive(Debug)]
+pub struct MediaSpec {
+    /// The media range as declared, lower case, without parameters: `application/json`, `application/*`, `*/*`.
+    pub range: &'static str,
+    /// The schema bodies of this type are checked against (index into [`ApiSpec::schemas`]); only JSON and
+    /// `application/x-www-form-urlencoded` bodies are checked.
+    pub schema: Option<usize>,
+    /// For form bodies: how each field's text is coerced before the check.
+    pub form: &'static [FormField],
+}
+
+/// A form field (or `deepObject` member) whose text is coerced to a JSON type before a schema check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormField {
+    /// The field name.
+    pub name: &'static str,
+    /// The JSON type its text becomes (text that does not parse stays a string, for the schema to refuse).
+    pub scalar: FormScalar,
+    /// An array: every occurrence of the field is an item.
+    pub list: bool,
+}
+
+/// The JSON type of a form field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormScalar {
+    /// Left as text.
+    String,
+    /// An integer.
+    Integer,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+}
+
+/// A parameter checked against a schema.
+#[derive(Debug)]
+pub struct SchemaParamSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// Where it is read from (query, header or cookie).
+    pub location: crate::params::ParamIn,
+    /// How its value is written.
+    pub style: SchemaParamStyle,
+    /// Whether a request without it is refused (the typed check reports that already for other parameters).
+    pub required: bool,
+    /// Index into [`ApiSpec::schemas`].
+    pub schema: usize,
+}
+
+/// How a schema-checked parameter is written.
+#[derive(Debug)]
+pub enum SchemaParamStyle {
+    /// `content: application/json`: the value is a JSON document.
+    Json,
+    /// `style: deepObject`: `name[member]=value` query pairs, coerced by `fields`.
+    DeepObject(&'static [FormField]),
+}
+
+/// Transforms of an operation's requests and responses.
+#[derive(Debug)]
+pub struct TransformSpec {
+    /// Applied to the request after validation, before the target.
+    pub request: RequestTransformSpec,
+    /// Applied to the target's response (before the cache stores it).
+    pub response: ResponseTransformSpec,
+}
+
+/// What changes in a request.
+#[derive(Debug)]
+pub struct RequestTransformSpec {
+    /// Header edits.
+    pub headers: EditSpec,
+    /// Query parameter edits.
+    pub query: EditSpec,
+    /// A jq filter over the JSON body (index into [`ApiSpec::filters`]).
+    pub body: Option<usize>,
+}
+
+/// What changes in a response.
+#[derive(Debug)]
+pub struct ResponseTransformSpec {
+    /// Target status → status sent.
+    pub status: &'static [(u16, u16)],
+    /// Header edits.
+    pub headers: EditSpec,
+    /// A jq filter over the JSON body of `2xx` responses (index into [`ApiSpec::filters`]).
+    pub body: Option<usize>,
+}
+
+/// Edits of headers or query parameters, applied in this order: remove, rename, set. `set` values are
+/// templates filled from the request as it arrived, before any edit.
+#[derive(Debug)]
+pub struct EditSpec {
+    /// Names removed (header names lower case).
+    pub remove: &'static [&'static str],
+    /// `(from, to)`: the values of `from` moved to `to`.
+    pub rename: &'static [(&'static str, &'static str)],
+    /// `(name, template)`: replaces every value of `name`.
+    pub set: &'static [(&'static str, &'static [TemplatePart])],
+}
+
+impl EditSpec {
+    /// No edits.
+    pub const NONE: EditSpec = EditSpec {
+        remove: &[],
+        rename: &[],
+        set: &[],
+    };
+
+    /// Whether there is nothing to do.
+    pub const fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty()
+    }
+}
+
+/// How upstream responses are checked against the spec (`validate.responses`).
+#[derive(Debug)]
+pub struct ResponseCheckSpec {
+    /// Report mismatches, or refuse them.
+    pub mode: ResponseCheckMode,
+    /// Share of responses checked, in millionths (`responses_sample: 0.1` is 100 000).
+    pub sample_ppm: u32,
+    /// Largest body checked; larger ones are counted as skipped and pass through.
+    pub max_body: u64,
+    /// The declared responses, in spec order.
+    pub responses: &'static [ResponseSchemaSpec],
+}
+
+/// Whether a response that does not match the spec reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseCheckMode {
+    /// Logged and counted; the client gets it unchanged.
+    Report,
+    /// Logged, counted and replaced by `UPSTREAM_ERROR`.
+    Enforce,
+}
+
+/// One declared response of an operation.
+#[derive(Debug)]
+pub struct ResponseSchemaSpec {
+    /// The statuses it describes.
+    pub status: StatusMatch,
+    /// Its media types (lower-case ranges), each with the schema its body must match, if any. Empty: no body is
+    /// described, and any is accepted.
+    pub media: &'static [(&'static str, Option<usize>)],
+}
+
+/// Which statuses a declared response describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// One code (`"404"`).
+    Code(u16),
+    /// A class (`"4XX"` is 4).
+    Class(u16),
+    /// `default`: any status not described otherwise.
+    Default,
 }
 
 /// How an operation's responses are cached.

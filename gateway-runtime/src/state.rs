@@ -7,6 +7,7 @@ use crate::admin::AdminToken;
 use crate::policies::cache::ResponseCache;
 use crate::policies::keys::KeyStore;
 use crate::policies::throttle::Limits;
+use crate::policies::validate::{ContractError, Contracts};
 use crate::spec::ApiSpec;
 
 /// Process-wide state, built once at start-up and cloned into each worker's router.
@@ -20,17 +21,25 @@ pub struct SharedState {
     pub keys: KeyStore,
     /// Token buckets, quotas and per-key usage.
     pub limits: Limits,
+    /// The spec's schemas and filters, compiled; the response-check counters.
+    pub contracts: Contracts,
 }
 
 impl SharedState {
-    /// The state `api` needs.
-    pub fn new(api: &ApiSpec, admin_token: Option<AdminToken>, keys: KeyStore, trust_proxy: bool) -> Self {
+    /// The state `api` needs; fails only if a schema or filter of the (generated) table does not compile.
+    pub fn new(
+        api: &'static ApiSpec,
+        admin_token: Option<AdminToken>,
+        keys: KeyStore,
+        trust_proxy: bool,
+    ) -> Result<Self, ContractError> {
         let caches = api.operations.iter().any(|op| op.cache.is_some());
-        Self {
+        Ok(Self {
             cache: caches.then(|| ResponseCache::new(api.cache)),
             admin_token,
             keys,
             limits: Limits::in_memory(api, trust_proxy),
-        }
+            contracts: Contracts::compile(api)?,
+        })
     }
 }

@@ -5,7 +5,10 @@
 //! those parts; nothing is parsed per request. Inside a JSON body the generator marks values that sit within a JSON
 //! string as [`TemplatePart::JsonString`], so that whatever they hold is escaped and can never break the document.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+use http::HeaderMap;
 
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
@@ -29,6 +32,12 @@ pub enum Placeholder {
     ClientIp,
     /// `{context.api_key.name}` (empty when the caller presented no accepted key).
     ApiKeyName,
+    /// `{path.X}`: path parameter `i` (index into the operation's path parameters).
+    Path(usize),
+    /// `{query.X}`: the first value of query parameter X, percent-decoded (empty when absent).
+    Query(&'static str),
+    /// `{header.X}` (X lower case): the first value of the request header (empty when absent).
+    Header(&'static str),
 }
 
 /// A piece of a template.
@@ -48,6 +57,34 @@ pub struct Values<'a> {
     pub ctx: &'a RequestCtx,
     /// The error being rendered, if any.
     pub error: Option<&'a GatewayError>,
+    /// The request's query string and headers as the client sent them, where templates may read them
+    /// (transforms); `None` fills `{query.X}` and `{header.X}` with nothing.
+    pub request: Option<RequestView<'a>>,
+}
+
+/// The parts of a request that `{query.X}` and `{header.X}` read.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestView<'_> {
+    /// The first value of query parameter `name`, percent-decoded.
+    pub fn query_value(&self, name: &str) -> Option<Cow<'_, str>> {
+        form_urlencoded::parse(self.query?.as_bytes())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
+
+    /// The first value of header `name` as text (bytes that are not UTF-8 are replaced).
+    pub fn header_value(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.headers
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()))
+    }
 }
 
 impl Values<'_> {
@@ -72,6 +109,17 @@ impl Values<'_> {
             Placeholder::ApiKeyName => {
                 if let Some(caller) = &self.ctx.caller {
                     out.push_str(&caller.key.name);
+                }
+            }
+            Placeholder::Path(i) => out.push_str(self.ctx.path_value(i).unwrap_or("")),
+            Placeholder::Query(name) => {
+                if let Some(value) = self.request.as_ref().and_then(|r| r.query_value(name)) {
+                    out.push_str(&value);
+                }
+            }
+            Placeholder::Header(name) => {
+                if let Some(value) = self.request.as_ref().and_then(|r| r.header_value(name)) {
+                    out.push_str(&value);
                 }
             }
         }

@@ -3,9 +3,10 @@
 //! ```text
 //! arrival ─► RequestCtx::new (request id, start time, client address)
 //!   request filters (each may stop the request with a GatewayError), assembled per operation at start-up:
-//!     host ─► route ─► auth ─► throttle ─► params ─► quota
-//!   cache lookup (cached operations) ─► upstream request filters (credentials stripped, X-Request-Id,
-//!     X-Forwarded-*) ─► target (proxy or mock)
+//!     host ─► route ─► auth ─► throttle ─► params ─► body ─► quota
+//!   cache lookup (cached operations) ─► request transform ─► upstream request filters (credentials stripped,
+//!     X-Request-Id, X-Forwarded-*) ─► target (proxy or mock) ─► response check (contract drift) ─► response
+//!     transform (what the cache stores)
 //!   response filters (every response: target, cache hit, or gateway error; 404, 405 and admin too):
 //!     render the error (spec's rendering or problem+json) ─► RateLimit-* ─► X-Cache ─► X-Request-Id ─► log
 //! ```
@@ -29,10 +30,12 @@ use std::task::{Context, Poll};
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequestParts as _, RawPathParams, Request};
+use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderName, request};
 
 pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID};
+
 
 use crate::error::GatewayError;
 use crate::params::{ParamError, ParamIn, RequestParams};
@@ -40,7 +43,12 @@ use crate::policies::auth;
 use crate::policies::cache::ResponseCache;
 use crate::policies::hosts::Hosts;
 use crate::policies::keys::KeyStore;
+use crate::bodies::{UpTo, read_up_to};
 use crate::policies::throttle::Limits;
+use crate::policies::transform::Transforms;
+use crate::policies::validate::body::{BodyCheck, ReadBody};
+use crate::policies::validate::responses::{BodyNeed, ResponseCheck};
+use crate::policies::validate::{self, Contracts};
 use crate::responses::{self, Responses};
 use crate::spec::{ApiSpec, CacheSpec, OperationSpec};
 use crate::state::SharedState;
@@ -59,8 +67,12 @@ pub(crate) enum RequestPhase {
     Auth(KeyStore),
     /// Token buckets: API-wide, the operation's, the caller's plan (`THROTTLED`).
     Throttle(Limits),
-    /// Dot-segment path values, then the typed parameters (`BAD_REQUEST_PARAMETERS`).
-    Params,
+    /// Dot-segment path values, then the typed parameters and the schema-checked ones
+    /// (`BAD_REQUEST_PARAMETERS`).
+    Params(Contracts),
+    /// The body's size limit (every operation: `PAYLOAD_TOO_LARGE`), and for validated operations its presence,
+    /// media type and schema (`BAD_REQUEST_BODY`, `UNSUPPORTED_MEDIA_TYPE`).
+    Body(BodyCheck),
     /// The caller's usage counted and quota charged, only once every other filter admitted the request
     /// (`QUOTA_EXCEEDED`).
     Quota(Limits),
@@ -74,13 +86,15 @@ impl RequestPhase {
             RequestPhase::Route => "route",
             RequestPhase::Auth(_) => "auth",
             RequestPhase::Throttle(_) => "throttle",
-            RequestPhase::Params => "params",
+            RequestPhase::Params(_) => "params",
+            RequestPhase::Body(_) => "body",
             RequestPhase::Quota(_) => "quota",
         }
     }
 }
 
-/// The request filters of operation `index` of `api`, in order: the one list that says what runs.
+/// The request filters of operation `index` of `api`, in order: the one list that says what runs. Every
+/// operation has at least the body's size limit.
 pub(crate) fn request_phases(
     api: &'static ApiSpec,
     op: &'static OperationSpec,
@@ -102,9 +116,11 @@ pub(crate) fn request_phases(
     if limited {
         phases.push(RequestPhase::Throttle(state.limits.clone()));
     }
-    if !op.path_params.is_empty() || op.validate.is_some() {
-        phases.push(RequestPhase::Params);
+    if !op.path_params.is_empty() || op.validate.is_some() || !op.schema_params.is_empty() {
+        phases.push(RequestPhase::Params(state.contracts.clone()));
     }
+    let filtered = op.transform.is_some_and(|t| t.request.body.is_some());
+    phases.push(RequestPhase::Body(BodyCheck::new(&op.body, state.contracts.clone(), filtered)));
     if keyed {
         // Every keyed request is counted for the caller's usage; a plan with a quota also charges it.
         phases.push(RequestPhase::Quota(state.limits.clone()));
@@ -138,7 +154,17 @@ pub(crate) struct Operation {
     phases: Box<[RequestPhase]>,
     cache: Option<(ResponseCache, &'static CacheSpec)>,
     target: Target,
+    /// Transforms and the response check: `None` for most operations, which then pay nothing for them.
+    contract: Option<Box<ContractSide>>,
     responses: Option<Arc<Responses>>,
+}
+
+/// What runs around the target of an operation with transforms or a response check.
+pub(crate) struct ContractSide {
+    /// The request and response transforms.
+    pub transforms: Option<Transforms>,
+    /// The upstream response check.
+    pub check: Option<ResponseCheck>,
 }
 
 impl Operation {
@@ -149,6 +175,7 @@ impl Operation {
         phases: Vec<RequestPhase>,
         cache: Option<(ResponseCache, &'static CacheSpec)>,
         target: Target,
+        contract: Option<ContractSide>,
         responses: Option<Arc<Responses>>,
     ) -> Self {
         Self {
@@ -158,6 +185,7 @@ impl Operation {
             phases: phases.into_boxed_slice(),
             cache,
             target,
+            contract: contract.map(Box::new),
             responses,
         }
     }
@@ -178,20 +206,24 @@ impl Operation {
         &self,
         ctx: &mut RequestCtx,
         mut parts: request::Parts,
-        body: axum::body::Body,
+        mut body: Body,
     ) -> Result<Response, GatewayError> {
+        let mut read = None;
         for phase in &self.phases {
             match phase {
-                // The one phase that awaits (axum's capture extractor is async, though it never waits).
+                // The phases that may wait: axum's capture extractor is async (though it never waits), and a
+                // validated body is read.
                 RequestPhase::Route => self.route(ctx, &mut parts).await?,
+                RequestPhase::Body(check) if check.reads() => read = check.check(&parts, &mut body).await?,
+                RequestPhase::Body(check) => check.limit(&mut body)?,
                 sync => self.run(sync, ctx, &parts)?,
             }
         }
         match &self.cache {
-            None => self.target.respond(ctx, parts, body).await,
+            None => self.answer(ctx, parts, body, read).await,
             // Boxed: the cache's future (coalescing, moka's entry API) is large, and inline it would make every
             // request's future, cached or not, that much larger to build and move.
-            Some((cache, policy)) => Box::pin(self.serve_cached(cache, policy, ctx, parts, body)).await,
+            Some((cache, policy)) => Box::pin(self.serve_cached(cache, policy, ctx, parts, body, read)).await,
         }
     }
 
@@ -201,21 +233,118 @@ impl Operation {
         policy: &'static CacheSpec,
         ctx: &mut RequestCtx,
         parts: request::Parts,
-        body: axum::body::Body,
+        body: Body,
+        read: Option<ReadBody>,
     ) -> Result<Response, GatewayError> {
         let lookup = cache.lookup(self.op.id, policy, &parts, ctx);
-        let target = &self.target;
-        let (status, result) = cache.serve(policy, lookup, || target.respond(ctx, parts, body)).await;
+        let (status, result) = cache
+            .serve(policy, lookup, || self.answer(ctx, parts, body, read))
+            .await;
         ctx.cache = Some(status);
         result
+    }
+
+    /// The target's answer, with the operation's transforms and response check around it.
+    async fn answer(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: request::Parts,
+        body: Body,
+        read: Option<ReadBody>,
+    ) -> Result<Response, GatewayError> {
+        match &self.contract {
+            None => self.target.respond(ctx, parts, body).await,
+            // Boxed, like the cache: operations without a contract side do not carry its future.
+            Some(contract) => Box::pin(self.answer_with(contract, ctx, parts, body, read)).await,
+        }
+    }
+
+    async fn answer_with(
+        &self,
+        contract: &ContractSide,
+        ctx: &mut RequestCtx,
+        mut parts: request::Parts,
+        mut body: Body,
+        read: Option<ReadBody>,
+    ) -> Result<Response, GatewayError> {
+        let transforms = contract.transforms.as_ref();
+        let snapshot = transforms.and_then(|t| t.snapshot(&parts));
+        if let Some(t) = transforms {
+            t.request(ctx, &mut parts, &mut body, read)?;
+            if t.filters_any_response_body() {
+                // The filter reads the body as JSON: ask the upstream for it unencoded.
+                parts.headers.remove(http::header::ACCEPT_ENCODING);
+            }
+        }
+        let proxied = matches!(self.target, Target::Proxy { .. });
+        let check = contract.check.as_ref().filter(|c| proxied && c.sampled());
+        let response = self.target.respond(ctx, parts, body).await?;
+        let status = response.status();
+        let mut limit = None;
+        let mut check_body = None;
+        if let Some(check) = check {
+            match check.head(status.as_u16(), response.headers()) {
+                Err(mismatch) => {
+                    check.record(Err(&mismatch));
+                    if check.enforced() {
+                        return Err(drifted());
+                    }
+                }
+                Ok(BodyNeed::None) => check.record(Ok(())),
+                Ok(BodyNeed::Read(max)) => {
+                    limit = Some(max);
+                    check_body = Some(check);
+                }
+            }
+        }
+        let filter = transforms.is_some_and(|t| t.filters_response_body(status));
+        if filter {
+            limit = Some(limit.unwrap_or(0).max(self.op.body.max));
+        }
+        let Some(limit) = limit else {
+            return match transforms {
+                Some(t) => t.response(ctx, snapshot.as_ref(), response, None),
+                None => Ok(response),
+            };
+        };
+        let (head, body) = response.into_parts();
+        let bytes = match read_up_to(body, limit).await {
+            UpTo::Whole(bytes) => bytes,
+            UpTo::Larger(body) => {
+                if let Some(check) = check_body {
+                    check.skipped();
+                }
+                if filter {
+                    tracing::warn!(operation = self.op.id, limit, "the response is too large to transform");
+                    return Err(GatewayError::upstream("the upstream response is too large to transform"));
+                }
+                return Ok(Response::from_parts(head, body));
+            }
+            UpTo::Failed(err) => {
+                tracing::warn!(operation = self.op.id, error = %err, "the upstream response body failed");
+                return Err(GatewayError::upstream("the upstream response broke off"));
+            }
+        };
+        if let Some(check) = check_body {
+            let outcome = check.body(status.as_u16(), &head.headers, &bytes);
+            check.record(outcome.as_ref().map(|_| ()));
+            if outcome.is_err() && check.enforced() {
+                return Err(drifted());
+            }
+        }
+        match transforms {
+            Some(t) if filter => t.response(ctx, snapshot.as_ref(), Response::from_parts(head, Body::empty()), Some(bytes)),
+            Some(t) => t.response(ctx, snapshot.as_ref(), Response::from_parts(head, Body::from(bytes)), None),
+            None => Ok(Response::from_parts(head, Body::from(bytes))),
+        }
     }
 
     /// Runs one of the phases that never wait: a plain call, no future.
     fn run(&self, phase: &RequestPhase, ctx: &mut RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
         match phase {
             RequestPhase::Host(hosts) => hosts.check(parts),
-            RequestPhase::Route => {
-                tracing::error!(operation = self.op.id, "the route phase must be awaited");
+            RequestPhase::Route | RequestPhase::Body(_) => {
+                tracing::error!(operation = self.op.id, phase = phase.name(), "this phase must be awaited");
                 Err(GatewayError::internal())
             }
             RequestPhase::Auth(keys) => {
@@ -227,7 +356,7 @@ impl Operation {
                 ctx.limits = Some(report);
                 admitted
             }
-            RequestPhase::Params => self.check_params(ctx, parts),
+            RequestPhase::Params(contracts) => self.check_params(contracts, ctx, parts),
             RequestPhase::Quota(limits) => limits.charge(self.api, ctx),
         }
     }
@@ -257,7 +386,7 @@ impl Operation {
     }
 
     /// Dot-segment refusal, then the operation's typed validation.
-    fn check_params(&self, ctx: &RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
+    fn check_params(&self, contracts: &Contracts, ctx: &RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
         let values = ctx.path_values();
         // A value of `.` or `..` would be substituted as a path segment of its own, and a dot-segment is removed
         // (or climbs a level) wherever the upstream path is normalised (RFC 3986 §5.2.4), by the upstream or any
@@ -271,11 +400,14 @@ impl Operation {
                 return Err(GatewayError::bad_param(&err));
             }
         }
-        match self.op.validate {
-            Some(validate) => validate(&RequestParams::new(&values, parts.uri.query(), &parts.headers))
-                .map_err(|err| GatewayError::bad_param(&err)),
-            None => Ok(()),
+        if let Some(validate) = self.op.validate {
+            validate(&RequestParams::new(&values, parts.uri.query(), &parts.headers))
+                .map_err(|err| GatewayError::bad_param(&err))?;
         }
+        if !self.op.schema_params.is_empty() {
+            validate::check_params(contracts, self.op.schema_params, parts.uri.query(), &parts.headers)?;
+        }
+        Ok(())
     }
 
     /// `BAD_REQUEST_PARAMETERS` for captures that are not UTF-8 once percent-decoded.
@@ -303,6 +435,11 @@ impl Operation {
             ),
         }
     }
+}
+
+/// The `UPSTREAM_ERROR` of a response that does not match the spec, in `enforce` mode.
+fn drifted() -> GatewayError {
+    GatewayError::upstream("the upstream response does not match the API's description")
 }
 
 /// What a path parameter may not be: see [`Operation::check_params`].
@@ -386,7 +523,7 @@ mod tests {
     use super::*;
     use crate::policies::keys::KeyStore;
     use crate::spec::{
-        ApiKeyScheme, CacheSettings, KeyLocation, MockSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
+        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
     };
 
     const fn op(
@@ -409,6 +546,10 @@ mod tests {
             throttle,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(DEFAULT_MAX_BODY),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -459,10 +600,12 @@ mod tests {
         }],
         hosts: &[],
         responses: &[],
+        schemas: &[],
+        filters: &[],
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {
-        let state = SharedState::new(&API, None, KeyStore::empty(), false);
+        let state = SharedState::new(&API, None, KeyStore::empty(), false).expect("nothing to compile");
         request_phases(&API, &API.operations[index], hosts, &state)
             .iter()
             .map(RequestPhase::name)
@@ -470,17 +613,17 @@ mod tests {
     }
 
     #[test]
-    fn an_operation_without_policies_gets_no_phases() {
-        assert!(phases(0, None).is_empty());
+    fn an_operation_without_policies_gets_only_the_body_limit() {
+        assert_eq!(phases(0, None), ["body"]);
     }
 
     #[test]
     fn each_policy_adds_its_phase_in_the_one_order() {
-        assert_eq!(phases(1, None), ["route", "params"]);
-        assert_eq!(phases(2, None), ["auth", "throttle", "quota"]);
-        assert_eq!(phases(3, None), ["throttle"]);
+        assert_eq!(phases(1, None), ["route", "params", "body"]);
+        assert_eq!(phases(2, None), ["auth", "throttle", "body", "quota"]);
+        assert_eq!(phases(3, None), ["throttle", "body"]);
         let hosts = Hosts::new(&["api.example.com"]).map(Arc::new);
-        assert_eq!(phases(0, hosts.as_ref()), ["host"]);
-        assert_eq!(phases(1, hosts.as_ref()), ["host", "route", "params"]);
+        assert_eq!(phases(0, hosts.as_ref()), ["host", "body"]);
+        assert_eq!(phases(1, hosts.as_ref()), ["host", "route", "params", "body"]);
     }
 }

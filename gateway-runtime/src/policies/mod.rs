@@ -8,3 +8,4 @@ pub mod hosts;
 pub mod keys;
 pub mod throttle;
 pub mod transform;
+pub mod validate;

@@ -79,6 +79,9 @@ pub enum ServerError {
     /// Bad operation table.
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// A schema or filter of the spec does not compile.
+    #[error("{0}")]
+    Contract(#[from] crate::policies::validate::ContractError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -163,7 +166,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
     // connection pools) and listeners.
-    let state = SharedState::new(api, config.admin_token.clone(), config.keys.clone(), config.trust_proxy);
+    let state = SharedState::new(api, config.admin_token.clone(), config.keys.clone(), config.trust_proxy)?;
     let mut routers = Vec::with_capacity(workers);
     for _ in 0..workers {
         routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);

@@ -227,6 +227,10 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         throttle: None,
         cache: None,
         responses: &[],
+        body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
+        schema_params: &[],
+        transform: None,
+        responses_check: None,
         target: TargetSpec::Mock(MockSpec {
             status: 200,
             headers: &[],
@@ -250,6 +254,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemas: &[],
+    filters: &[],
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -269,6 +275,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemas: &[],
+    filters: &[],
 };
 
 #[test]

@@ -119,6 +119,10 @@ const fn op(
         throttle: None,
         cache: None,
         responses: &[],
+        body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
+        schema_params: &[],
+        transform: None,
+        responses_check: None,
         target,
     }
 }
@@ -205,6 +209,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: upstream(
                 ECHO,
                 &[
@@ -308,15 +316,26 @@ pub static API: ApiSpec = ApiSpec {
             None,
             upstream(SLOW, &[PathPart::Literal("/slow")]),
         ),
-        op(
-            "upload",
-            Method::POST,
-            "/upload",
-            "/upload",
-            &[],
-            None,
-            upstream(ECHO, &[PathPart::Literal("/stream")]),
-        ),
+        // Uploads of 32 MiB stream through: the limit is raised from the 10 MiB default.
+        OperationSpec {
+            id: "upload",
+            method: Method::POST,
+            template: "/upload",
+            route: "/upload",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[],
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: gateway_runtime::spec::BodySpec::limit(64 * 1024 * 1024),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: upstream(ECHO, &[PathPart::Literal("/stream")]),
+        },
         op(
             "versioned",
             Method::GET,
@@ -340,6 +359,8 @@ pub static API: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemas: &[],
+    filters: &[],
 };
 
 // ---- upstreams ----

@@ -73,6 +73,11 @@ impl JqFilter {
         Ok(Self { filter, uses })
     }
 
+    /// Whether the filter reads the request's query or headers (`$query`, `$header`).
+    pub fn reads_request(&self) -> bool {
+        self.uses[1] || self.uses[2]
+    }
+
     /// Runs the filter on `input`: its one output.
     pub fn run(&self, input: Val, inputs: &Inputs<'_>) -> Result<Val, JqError> {
         let builders: [&dyn Fn() -> Val; 4] = [inputs.path, inputs.query, inputs.header, inputs.context];
@@ -112,6 +117,25 @@ pub fn object<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Val {
             .map(|(k, v)| (Val::from(k.to_owned()), Val::from(v)))
             .collect(),
     )
+}
+
+/// `$context`: what the gateway knows of the request.
+pub fn context(ctx: &crate::pipeline::RequestCtx) -> Val {
+    let text = |s: &str| Val::from(s.to_owned());
+    let mut map = jaq_json::Map::default();
+    map.insert(text("request_id"), text(ctx.request_id.to_str().unwrap_or("")));
+    map.insert(text("operation_id"), text(ctx.operation.map_or("", |op| op.id)));
+    map.insert(
+        text("client_ip"),
+        ctx.client.map_or(Val::Null, |peer| Val::from(peer.ip().to_canonical().to_string())),
+    );
+    let api_key = ctx.caller.as_ref().map_or(Val::Null, |caller| {
+        let mut key = jaq_json::Map::default();
+        key.insert(text("name"), text(&caller.key.name));
+        Val::obj(key)
+    });
+    map.insert(text("api_key"), api_key);
+    Val::obj(map)
 }
 
 /// Parses a JSON body into a filter's input.
