@@ -45,6 +45,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         usage_plans: checked.usage_plans.clone(),
         hosts: checked.hosts.clone(),
         responses: checked.responses.clone(),
+        schemas: checked.tables.schemas,
+        filters: checked.tables.filters,
     }
 }
 
@@ -168,6 +170,12 @@ fn lower_operation(
             doc: first_line(data.description.as_ref()),
         });
     }
+    // Parameters a schema checks are not unchecked any more.
+    unchecked.retain(|u| {
+        !op.schema_params
+            .iter()
+            .any(|p| u.eq_ignore_ascii_case(&format!("{} `{}`", p.location.as_str(), p.name)))
+    });
     let summary = first_line(op.parsed.operation.summary.as_ref())
         .or_else(|| first_line(op.parsed.operation.description.as_ref()));
     Some(Operation {
@@ -188,6 +196,10 @@ fn lower_operation(
         plans: op.plans.clone(),
         throttle: op.throttle,
         responses: op.responses.clone(),
+        body: op.body.clone(),
+        schema_params: op.schema_params.clone(),
+        transform: op.transform.clone(),
+        responses_check: op.responses_check.clone(),
         target,
     })
 }

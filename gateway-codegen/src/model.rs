@@ -32,6 +32,119 @@ pub struct Api {
     pub hosts: Vec<String>,
     /// Top-level renderings of gateway responses, in spec order.
     pub responses: Vec<GatewayResponse>,
+    /// Converted JSON Schemas (Draft 4 text), each distinct one once; referred to by index.
+    pub schemas: Vec<String>,
+    /// jq filters of body transforms, each distinct one once; referred to by index.
+    pub filters: Vec<String>,
+}
+
+/// An operation's request body policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// Largest body, in bytes.
+    pub max: u64,
+    /// Whether bodies are checked.
+    pub validate: bool,
+    /// `requestBody.required`.
+    pub required: bool,
+    /// Declared media types.
+    pub media: Vec<Media>,
+}
+
+/// A declared request media type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    /// Lower-case media range.
+    pub range: String,
+    /// Schema index, for JSON and form types with a schema.
+    pub schema: Option<usize>,
+    /// Form field coercions.
+    pub form: Vec<FormField>,
+}
+
+/// A form field coerced before a schema check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormField {
+    /// Its name.
+    pub name: String,
+    /// `String`, `Integer`, `Number` or `Boolean`.
+    pub scalar: &'static str,
+    /// Repeated: an array.
+    pub list: bool,
+}
+
+/// A parameter checked against a schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaParam {
+    /// Its name (lower case for headers).
+    pub name: String,
+    /// Where it is.
+    pub location: Location,
+    /// `deepObject` with these coercions; `None`: a JSON document (`content`).
+    pub deep_object: Option<Vec<FormField>>,
+    /// Required.
+    pub required: bool,
+    /// Schema index.
+    pub schema: usize,
+}
+
+/// An operation's transforms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Transform {
+    /// Request header edits.
+    pub request_headers: Edits,
+    /// Request query edits.
+    pub request_query: Edits,
+    /// Request body filter index.
+    pub request_body: Option<usize>,
+    /// Response status map.
+    pub response_status: Vec<(u16, u16)>,
+    /// Response header edits.
+    pub response_headers: Edits,
+    /// Response body filter index.
+    pub response_body: Option<usize>,
+}
+
+/// Header or query edits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Edits {
+    /// Names removed.
+    pub remove: Vec<String>,
+    /// (from, to).
+    pub rename: Vec<(String, String)>,
+    /// (name, template).
+    pub set: Vec<(String, Vec<TemplatePart>)>,
+}
+
+impl Edits {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty()
+    }
+}
+
+/// Checking upstream responses against the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsesCheck {
+    /// `enforce` (else `report`).
+    pub enforce: bool,
+    /// Sampled share in millionths.
+    pub sample_ppm: u32,
+    /// Largest body checked.
+    pub max_body: u64,
+    /// Declared responses: status and (media range, schema index) pairs.
+    pub responses: Vec<(StatusMatch, Vec<(String, Option<usize>)>)>,
+}
+
+/// Which statuses a declared response covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    /// One code.
+    Code(u16),
+    /// A class (`4XX` is 4).
+    Class(u16),
+    /// `default`.
+    Default,
 }
 
 /// The spec's rendering of gateway responses of one kind (`x-gateway.responses.KIND`).
@@ -60,8 +173,8 @@ pub enum TemplatePart {
     JsonString(Placeholder),
 }
 
-/// A value a gateway-response template can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A value a template can hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placeholder {
     /// `{error.title}`.
     ErrorTitle,
@@ -79,6 +192,12 @@ pub enum Placeholder {
     ClientIp,
     /// `{context.api_key.name}`.
     ApiKeyName,
+    /// `{path.X}`: path parameter by template index.
+    Path(usize),
+    /// `{query.X}`.
+    Query(String),
+    /// `{header.X}` (lower case).
+    Header(String),
 }
 
 /// A token bucket.
@@ -228,6 +347,14 @@ pub struct Operation {
     pub throttle: Option<Throttle>,
     /// Renderings of gateway responses set on the operation or its path item (the operation's win, kind by kind).
     pub responses: Vec<GatewayResponse>,
+    /// The request body policy.
+    pub body: Body,
+    /// Schema-checked parameters.
+    pub schema_params: Vec<SchemaParam>,
+    /// Transforms, when any.
+    pub transform: Option<Transform>,
+    /// Upstream response checks, when on.
+    pub responses_check: Option<ResponsesCheck>,
     /// Where requests go.
     pub target: Target,
 }

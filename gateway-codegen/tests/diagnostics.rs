@@ -798,3 +798,79 @@ fn spec_text_in_generated_comments_cannot_break_the_crate() {
         g.files["src/main.rs"]
     );
 }
+
+/// BASE with `x-gateway` of getPet replaced by `ext` (indented as the operation's `x-gateway` value).
+fn with_op_ext(ext: &str) -> String {
+    BASE.replace(
+        "      x-gateway:\n        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        &format!("      x-gateway:\n        target: {{ upstream: pets, path: \"/v1/pets/{{petId}}\" }}\n{ext}"),
+    )
+}
+
+#[test]
+fn a_jq_syntax_error_is_reported_inside_the_filter() {
+    // Line 16 holds the filter; the error is inside it, past the key.
+    let spec = with_op_ext("        transform:\n          response:\n            body: '{id: .id, name: .name'\n");
+    let e = single_error(&spec, "jq filter", 16);
+    let column = e.location.map(|l| l.column);
+    assert!(
+        column.is_some_and(|c| c > 19),
+        "the column points inside the filter, not at the key: {e}"
+    );
+}
+
+#[test]
+fn an_undefined_jq_function_is_an_error_with_a_suggestion() {
+    let spec = with_op_ext("        transform:\n          request:\n            body: '.tags | lenght'\n");
+    let e = single_error(&spec, "lenght", 16);
+    assert!(e.to_string().contains("length"), "{e}");
+}
+
+#[test]
+fn an_undeclared_placeholder_is_an_error_with_did_you_mean() {
+    let spec = with_op_ext(
+        "        transform:\n          request:\n            headers: { set: { X-Pet: \"{path.petid}\" } }\n",
+    );
+    let e = single_error(&spec, "`{path.petid}`", 16);
+    assert_eq!(e.help.as_deref(), Some("did you mean `{path.petId}`?"));
+    let spec = with_op_ext(
+        "        transform:\n          request:\n            query: { set: { q: \"{query.limit}\" } }\n",
+    );
+    let e = single_error(&spec, "query parameter `limit`", 16);
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("in: query")), "{e}");
+}
+
+#[test]
+fn a_transform_may_not_touch_headers_the_gateway_manages() {
+    let spec = with_op_ext("        transform:\n          response:\n            headers: { remove: [Content-Length] }\n");
+    single_error(&spec, "managed by the gateway", 16);
+}
+
+#[test]
+fn a_status_map_must_map_statuses() {
+    let spec = with_op_ext("        transform:\n          response:\n            status: { nope: 410 }\n");
+    single_error(&spec, "does not map a status", 16);
+}
+
+#[test]
+fn a_response_sample_must_be_a_share() {
+    let spec = with_op_ext("        validate: { responses: report, responses_sample: 2 }\n");
+    single_error(&spec, "responses_sample", 14);
+}
+
+#[test]
+fn a_validated_body_with_a_dangling_schema_ref_is_an_error() {
+    let spec = BASE.replace(
+        "      responses: { \"200\": { description: ok } }\n",
+        "      requestBody:\n        content:\n          application/json:\n            schema: { $ref: \"#/components/schemas/Nope\" }\n      responses: { \"200\": { description: ok } }\n",
+    );
+    let spec = spec.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n        validate: { body: true }\n",
+    );
+    let errs = errors(&spec);
+    assert!(
+        errs.iter().any(|e| e.message.contains("Nope")),
+        "expected the dangling reference to be named: {errs:#?}"
+    );
+}

@@ -7,10 +7,12 @@
 //! - `echo=body` — stream the request body back as the response body;
 //! - `gate=NAME` — send `first\n`, then wait until `/__release/NAME` is requested, then send `second\n`;
 //! - `hop=1` — add hop-by-hop headers to the response (`Connection: x-hop`, `X-Hop`, `Keep-Alive`);
-//! - `cache_control=V` — add `Cache-Control: V`; `set_cookie=1` — add `Set-Cookie: session=s1`.
+//! - `cache_control=V` — add `Cache-Control: V`; `set_cookie=1` — add `Set-Cookie: session=s1`;
+//! - `body_json=JSON` — answer with that JSON document (`Content-Type: application/json`).
 //!
-//! Otherwise the answer is a JSON description of the request: method, raw path, query, headers, body.
-//! `/__calls` answers how many other requests arrived. Every response carries `X-Upstream: echo`.
+//! Otherwise the answer is a JSON description of the request (`Content-Type: application/json`): method, raw
+//! path, query, headers, body. `/__calls` answers how many other requests arrived; `/__last` the description of
+//! the last request whose body arrived whole (`null` before any). Every response carries `X-Upstream: echo`.
 //!
 //! [`FixedJson`] is the benchmark origin instead: every request, whatever its path (but `/__calls`), gets the same
 //! JSON body, built once, after an optional fixed delay. Its per-request work is as small as hyper allows (the body
@@ -42,10 +44,15 @@ type Body = BoxBody<Bytes, hyper::Error>;
 struct State {
     calls: AtomicU64,
     arrived: Mutex<Option<watch::Sender<u64>>>,
+    last: Mutex<Option<String>>,
     gates: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl State {
+    fn remember(&self, description: String) {
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(description);
+    }
+
     fn gate(&self, name: &str) -> Arc<Notify> {
         let mut gates = self.gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         gates.entry(name.to_owned()).or_default().clone()
@@ -108,6 +115,11 @@ impl Upstream {
         format!("http://{}", self.addr)
     }
 
+    /// The description of the last request whose body arrived whole (`null` before any).
+    pub async fn last(&self) -> serde_json::Value {
+        crate::client::get(&format!("{}/__last", self.url())).await.json()
+    }
+
     /// Requests received so far (not counting `/__` control requests).
     pub fn calls(&self) -> u64 {
         self.state.calls.load(Ordering::SeqCst)
@@ -136,6 +148,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     if path == "/__calls" {
         return Ok(Response::new(full(state.calls.load(Ordering::SeqCst).to_string())));
     }
+    if path == "/__last" {
+        let last = state.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        return Ok(Response::new(full(last.unwrap_or_else(|| "null".to_owned()))));
+    }
     if let Some(name) = path.strip_prefix("/__release/") {
         state.gate(name).notify_one();
         return Ok(Response::new(full("released")));
@@ -163,18 +179,35 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
 
+    let mut json = false;
     let body = if query.get("echo").map(String::as_str) == Some("body") {
         req.into_body().boxed()
+    } else if let Some(document) = query.get("body_json") {
+        json = true;
+        if let Some(description) = describe(req).await {
+            state.remember(description);
+        }
+        full(document.clone())
     } else if let Some(size) = number("size") {
         sized_body(size)
     } else if let Some(gate) = query.get("gate") {
         gated_body(state.gate(gate))
     } else {
-        full(describe(req).await)
+        json = true;
+        match describe(req).await {
+            Some(description) => {
+                state.remember(description.clone());
+                full(description)
+            }
+            None => full("{}"),
+        }
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    if json {
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+    }
     headers.insert("x-upstream", HeaderValue::from_static("echo"));
     if query.contains_key("hop") {
         headers.insert("connection", HeaderValue::from_static("x-hop"));
@@ -192,10 +225,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     Ok(response)
 }
 
-/// The JSON description of a request.
-async fn describe(req: Request<Incoming>) -> String {
+/// The JSON description of a request, or `None` when its body did not arrive whole.
+async fn describe(req: Request<Incoming>) -> Option<String> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes()).ok()?;
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
         let values: Vec<serde_json::Value> = parts
@@ -215,6 +248,7 @@ async fn describe(req: Request<Incoming>) -> String {
         "body": std::str::from_utf8(&body).ok().filter(|b| b.len() <= 64 * 1024),
     })
     .to_string()
+    .into()
 }
 
 const CHUNK: usize = 64 * 1024;

@@ -6,8 +6,9 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{
-    Api, ApiKeyScheme, CacheKeyPart, CachePolicy, GatewayResponse, Invalidate, KeyLocation, Operation, PathPart,
-    Placeholder, QuotaPeriod, Target, TemplatePart, Throttle, Upstream, UsagePlan,
+    Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Edits, FormField, GatewayResponse, Invalidate, KeyLocation,
+    Location, Operation, PathPart, Placeholder, QuotaPeriod, ResponsesCheck, SchemaParam, StatusMatch, Target,
+    TemplatePart, Throttle, Transform, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -22,6 +23,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let max_entry = Literal::u64_unsuffixed(api.cache.max_entry);
     let hosts = &api.hosts;
     let responses = api.responses.iter().map(gateway_response);
+    let schemas = &api.schemas;
+    let filters = &api.filters;
     let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
@@ -35,6 +38,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             usage_plans: &[#(#plans),*],
             hosts: &[#(#hosts),*],
             responses: &[#(#responses),*],
+            schemas: &[#(#schemas),*],
+            filters: &[#(#filters),*],
         };
     };
     let imports = imports(&table);
@@ -61,21 +66,35 @@ fn imports(table: &TokenStream) -> TokenStream {
     let spec = pick(&[
         "ApiKeyScheme",
         "ApiSpec",
+        "BodySpec",
         "CacheKeyPart",
         "CacheSettings",
         "CacheSpec",
+        "EditSpec",
+        "FormField",
+        "FormScalar",
         "GatewayResponseSpec",
         "Invalidate",
         "KeyLocation",
+        "MediaSpec",
         "MockSpec",
         "OperationSpec",
         "PathPart",
         "QuotaPeriod",
         "QuotaSpec",
+        "RequestTransformSpec",
+        "ResponseCheckMode",
+        "ResponseCheckSpec",
+        "ResponseSchemaSpec",
         "ResponseSelector",
+        "ResponseTransformSpec",
+        "SchemaParamSpec",
+        "SchemaParamStyle",
+        "StatusMatch",
         "TargetSpec",
         "ThrottleScope",
         "ThrottleSpec",
+        "TransformSpec",
         "UpstreamSpec",
         "UpstreamTarget",
         "UsagePlanSpec",
@@ -92,9 +111,10 @@ fn imports(table: &TokenStream) -> TokenStream {
             use ::gateway_runtime::error::ErrorKind;
         ));
     }
-    if used.contains("check") {
+    let params = pick(&["ParamIn", "check"]);
+    if !params.is_empty() {
         out.extend(quote!(
-            use ::gateway_runtime::params::check;
+            use ::gateway_runtime::params::{#(#params),*};
         ));
     }
     out.extend(quote!(use ::gateway_runtime::spec::{#(#spec),*};));
@@ -166,31 +186,34 @@ fn template_parts(parts: &[TemplatePart]) -> Vec<TokenStream> {
         .map(|part| match part {
             TemplatePart::Literal(text) => quote!(TemplatePart::Literal(#text)),
             TemplatePart::Value(p) => {
-                let p = placeholder(*p);
-                quote!(TemplatePart::Value(Placeholder::#p))
+                let p = placeholder(p);
+                quote!(TemplatePart::Value(#p))
             }
             TemplatePart::JsonString(p) => {
-                let p = placeholder(*p);
-                quote!(TemplatePart::JsonString(Placeholder::#p))
+                let p = placeholder(p);
+                quote!(TemplatePart::JsonString(#p))
             }
         })
         .collect()
 }
 
-fn placeholder(p: Placeholder) -> proc_macro2::Ident {
-    format_ident!(
-        "{}",
-        match p {
-            Placeholder::ErrorTitle => "ErrorTitle",
-            Placeholder::ErrorDetail => "ErrorDetail",
-            Placeholder::ErrorStatus => "ErrorStatus",
-            Placeholder::ErrorKind => "ErrorKind",
-            Placeholder::RequestId => "RequestId",
-            Placeholder::OperationId => "OperationId",
-            Placeholder::ClientIp => "ClientIp",
-            Placeholder::ApiKeyName => "ApiKeyName",
+fn placeholder(p: &Placeholder) -> TokenStream {
+    match p {
+        Placeholder::ErrorTitle => quote!(Placeholder::ErrorTitle),
+        Placeholder::ErrorDetail => quote!(Placeholder::ErrorDetail),
+        Placeholder::ErrorStatus => quote!(Placeholder::ErrorStatus),
+        Placeholder::ErrorKind => quote!(Placeholder::ErrorKind),
+        Placeholder::RequestId => quote!(Placeholder::RequestId),
+        Placeholder::OperationId => quote!(Placeholder::OperationId),
+        Placeholder::ClientIp => quote!(Placeholder::ClientIp),
+        Placeholder::ApiKeyName => quote!(Placeholder::ApiKeyName),
+        Placeholder::Path(i) => {
+            let i = Literal::usize_unsuffixed(*i);
+            quote!(Placeholder::Path(#i))
         }
-    )
+        Placeholder::Query(name) => quote!(Placeholder::Query(#name)),
+        Placeholder::Header(name) => quote!(Placeholder::Header(#name)),
+    }
 }
 
 fn millis(d: std::time::Duration) -> Literal {
@@ -246,6 +269,16 @@ fn operation(op: &Operation) -> TokenStream {
         }
         None => quote!(None),
     };
+    let body = body(&op.body);
+    let schema_params = op.schema_params.iter().map(schema_param);
+    let transform = option(op.transform.as_ref().map(|t| {
+        let t = transform(t);
+        quote!(&#t)
+    }));
+    let responses_check = option(op.responses_check.as_ref().map(|c| {
+        let c = responses_check(c);
+        quote!(&#c)
+    }));
     quote! {
         OperationSpec {
             id: #id,
@@ -260,8 +293,131 @@ fn operation(op: &Operation) -> TokenStream {
             throttle: #op_throttle,
             cache: #cache,
             responses: &[#(#responses),*],
+            body: #body,
+            schema_params: &[#(#schema_params),*],
+            transform: #transform,
+            responses_check: #responses_check,
             target: #target,
         }
+    }
+}
+
+fn body(body: &Body) -> TokenStream {
+    let max = Literal::u64_unsuffixed(body.max);
+    if !body.validate && body.media.is_empty() {
+        return quote!(BodySpec::limit(#max));
+    }
+    let validate = body.validate;
+    let required = body.required;
+    let media = body.media.iter().map(|m| {
+        let range = &m.range;
+        let schema = option(m.schema.map(|i| {
+            let i = Literal::usize_unsuffixed(i);
+            quote!(#i)
+        }));
+        let form = m.form.iter().map(form_field);
+        quote!(MediaSpec { range: #range, schema: #schema, form: &[#(#form),*] })
+    });
+    quote!(BodySpec { max: #max, validate: #validate, required: #required, media: &[#(#media),*] })
+}
+
+fn form_field(field: &FormField) -> TokenStream {
+    let name = &field.name;
+    let scalar = format_ident!("{}", field.scalar);
+    let list = field.list;
+    quote!(FormField { name: #name, scalar: FormScalar::#scalar, list: #list })
+}
+
+fn schema_param(param: &SchemaParam) -> TokenStream {
+    let name = &param.name;
+    let location = match param.location {
+        Location::Path(i) => {
+            let i = Literal::usize_unsuffixed(i);
+            quote!(ParamIn::Path(#i))
+        }
+        Location::Query => quote!(ParamIn::Query),
+        Location::Header => quote!(ParamIn::Header),
+        Location::Cookie => quote!(ParamIn::Cookie),
+    };
+    let style = match &param.deep_object {
+        Some(fields) => {
+            let fields = fields.iter().map(form_field);
+            quote!(SchemaParamStyle::DeepObject(&[#(#fields),*]))
+        }
+        None => quote!(SchemaParamStyle::Json),
+    };
+    let required = param.required;
+    let schema = Literal::usize_unsuffixed(param.schema);
+    quote!(SchemaParamSpec { name: #name, location: #location, style: #style, required: #required, schema: #schema })
+}
+
+fn edits(edits: &Edits) -> TokenStream {
+    if edits.is_empty() {
+        return quote!(EditSpec::NONE);
+    }
+    let remove = &edits.remove;
+    let rename = edits.rename.iter().map(|(from, to)| quote!((#from, #to)));
+    let set = edits.set.iter().map(|(name, template)| {
+        let parts = template_parts(template);
+        quote!((#name, &[#(#parts),*]))
+    });
+    quote!(EditSpec { remove: &[#(#remove),*], rename: &[#(#rename),*], set: &[#(#set),*] })
+}
+
+fn index(i: Option<usize>) -> TokenStream {
+    option(i.map(|i| {
+        let i = Literal::usize_unsuffixed(i);
+        quote!(#i)
+    }))
+}
+
+fn transform(t: &Transform) -> TokenStream {
+    let request_headers = edits(&t.request_headers);
+    let request_query = edits(&t.request_query);
+    let request_body = index(t.request_body);
+    let status = t.response_status.iter().map(|(from, to)| {
+        let from = Literal::u16_unsuffixed(*from);
+        let to = Literal::u16_unsuffixed(*to);
+        quote!((#from, #to))
+    });
+    let response_headers = edits(&t.response_headers);
+    let response_body = index(t.response_body);
+    quote! {
+        TransformSpec {
+            request: RequestTransformSpec { headers: #request_headers, query: #request_query, body: #request_body },
+            response: ResponseTransformSpec { status: &[#(#status),*], headers: #response_headers, body: #response_body },
+        }
+    }
+}
+
+fn responses_check(check: &ResponsesCheck) -> TokenStream {
+    let mode = if check.enforce {
+        quote!(ResponseCheckMode::Enforce)
+    } else {
+        quote!(ResponseCheckMode::Report)
+    };
+    let sample = Literal::u32_unsuffixed(check.sample_ppm);
+    let max_body = Literal::u64_unsuffixed(check.max_body);
+    let responses = check.responses.iter().map(|(status, media)| {
+        let status = match status {
+            StatusMatch::Code(c) => {
+                let c = Literal::u16_unsuffixed(*c);
+                quote!(StatusMatch::Code(#c))
+            }
+            StatusMatch::Class(c) => {
+                let c = Literal::u16_unsuffixed(*c);
+                quote!(StatusMatch::Class(#c))
+            }
+            StatusMatch::Default => quote!(StatusMatch::Default),
+        };
+        let media = media.iter().map(|(range, schema)| {
+            let schema = index(*schema);
+            quote!((#range, #schema))
+        });
+        quote!(ResponseSchemaSpec { status: #status, media: &[#(#media),*] })
+    });
+    quote! {
+        ResponseCheckSpec { mode: #mode, sample_ppm: #sample, max_body: #max_body, responses: &[#(#responses),*] }
     }
 }
 

@@ -35,6 +35,89 @@ pub struct RootExt {
     pub hosts: Option<Vec<String>>,
     /// Renderings of the gateway's own responses, by kind (`THROTTLED`, `DEFAULT_4XX`, …).
     pub responses: Option<IndexMap<String, GatewayResponseExt>>,
+    /// Request and response validation defaults for every operation.
+    pub validate: Option<ValidateExt>,
+    /// Transforms of every operation's requests and responses (an operation's or path item's override them
+    /// part by part).
+    pub transform: Option<TransformExt>,
+}
+
+/// `validate:`: what the gateway checks against the spec. Inherited field by field (operation over path item over
+/// top level).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateExt {
+    /// Check request bodies against the operation's `requestBody` (media type, presence, schema). Default false.
+    pub body: Option<bool>,
+    /// Largest request body accepted, validated or not. Default 10MiB.
+    pub max_body: Option<SizeValue>,
+    /// Check upstream responses against the spec's response schemas: `off`, `report` or `enforce`. Default off.
+    pub responses: Option<ResponsesMode>,
+    /// Share of responses checked, 0 to 1. Default 1.
+    pub responses_sample: Option<f64>,
+    /// Largest response body checked; larger ones are counted as skipped. Default 1MiB.
+    pub responses_max_body: Option<SizeValue>,
+}
+
+/// `validate.responses`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponsesMode {
+    /// Not checked.
+    Off,
+    /// Mismatches logged and counted; the client gets the response unchanged.
+    Report,
+    /// Mismatches logged, counted and replaced by `UPSTREAM_ERROR` (502).
+    Enforce,
+}
+
+/// `transform:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformExt {
+    /// What changes in requests, before the target.
+    pub request: Option<RequestTransformExt>,
+    /// What changes in the target's responses.
+    pub response: Option<ResponseTransformExt>,
+}
+
+/// `transform.request`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestTransformExt {
+    /// Header edits.
+    pub headers: Option<EditsExt>,
+    /// Query parameter edits.
+    pub query: Option<EditsExt>,
+    /// A jq filter over the JSON body.
+    pub body: Option<String>,
+}
+
+/// `transform.response`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseTransformExt {
+    /// Target status → status sent (`404: 410`).
+    pub status: Option<IndexMap<String, u16>>,
+    /// Header edits.
+    pub headers: Option<EditsExt>,
+    /// A jq filter over the JSON body of `2xx` responses.
+    pub body: Option<String>,
+}
+
+/// Header or query edits: applied as remove, rename, set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditsExt {
+    /// Name → template: replaces every value.
+    #[serde(default)]
+    pub set: IndexMap<String, String>,
+    /// Names removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Old name → new name.
+    #[serde(default)]
+    pub rename: IndexMap<String, String>,
 }
 
 /// `responses.<KIND>`: how the gateway renders its own responses of that kind.
@@ -78,6 +161,10 @@ pub struct PolicyExt {
     /// Renderings of the gateway's own responses for this operation (or path item), overriding the top level's
     /// kind by kind.
     pub responses: Option<IndexMap<String, GatewayResponseExt>>,
+    /// Request and response validation (overriding the top level's field by field).
+    pub validate: Option<ValidateExt>,
+    /// Transforms (overriding the top level's part by part).
+    pub transform: Option<TransformExt>,
 }
 
 /// `throttle:`: a token bucket.

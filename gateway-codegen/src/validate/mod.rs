@@ -5,10 +5,12 @@
 //! is built from checked facts and nothing is worked out twice.
 
 mod cache;
+pub mod contract;
 mod limits;
 mod responses;
 mod routes;
 mod targets;
+mod transforms;
 mod upstreams;
 
 use std::collections::HashMap;
@@ -17,7 +19,10 @@ use std::time::Duration;
 use openapiv3::Parameter;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::model::{ApiKeyScheme, CachePolicy, CacheSettings, GatewayResponse, Target, Throttle, Upstream, UsagePlan};
+use crate::model::{
+    ApiKeyScheme, Body, CachePolicy, CacheSettings, GatewayResponse, ResponsesCheck, SchemaParam, Target, Throttle,
+    Transform, Upstream, UsagePlan,
+};
 use crate::parse::ext::PolicyExt;
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template;
@@ -68,6 +73,39 @@ pub struct Checked<'a> {
     pub hosts: Vec<String>,
     /// Top-level gateway responses.
     pub responses: Vec<GatewayResponse>,
+    /// Converted schemas and filters, shared by the operations.
+    pub tables: Tables,
+}
+
+/// Converted schemas and jq filters, each distinct text once, referred to by index.
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Schema texts.
+    pub schemas: Vec<String>,
+    /// Filter texts.
+    pub filters: Vec<String>,
+}
+
+impl Tables {
+    /// The index of schema `text`, added if new.
+    pub fn schema(&mut self, text: String) -> usize {
+        intern(&mut self.schemas, text)
+    }
+
+    /// The index of filter `code`, added if new.
+    pub fn filter(&mut self, code: &str) -> usize {
+        intern(&mut self.filters, code.to_owned())
+    }
+}
+
+fn intern(table: &mut Vec<String>, text: String) -> usize {
+    match table.iter().position(|t| *t == text) {
+        Some(i) => i,
+        None => {
+            table.push(text);
+            table.len() - 1
+        }
+    }
 }
 
 /// An operation that passed every check.
@@ -96,6 +134,14 @@ pub struct CheckedOperation<'a> {
     pub throttle: Option<Throttle>,
     /// Gateway responses of the operation and its path item (the operation's first; kinds unique).
     pub responses: Vec<GatewayResponse>,
+    /// The request body policy.
+    pub body: Body,
+    /// Schema-checked parameters.
+    pub schema_params: Vec<SchemaParam>,
+    /// Transforms.
+    pub transform: Option<Transform>,
+    /// Upstream response checks.
+    pub responses_check: Option<ResponsesCheck>,
     /// Position in the document, to keep output in document order.
     pub order: usize,
 }
@@ -126,6 +172,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     let mut path_responses: HashMap<String, Vec<GatewayResponse>> = HashMap::new();
     let mut unenforced = std::collections::HashSet::new();
     let mut operations = Vec::new();
+    let mut tables = Tables::default();
+    let mut document = contract::Document::new(spec);
     let mut ids: HashMap<String, &str> = HashMap::new();
     for op in &spec.operations {
         if let Some(id) = &op.operation.operation_id
@@ -150,6 +198,10 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.responses = op_responses(op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
+            checked.body = contract::check_body(spec, op, &mut document, &mut tables, diags);
+            checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
+            checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
+            checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);
             operations.push(checked);
         }
     }
@@ -166,6 +218,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         usage_plans,
         hosts,
         responses,
+        tables,
     })
 }
 
@@ -300,6 +353,15 @@ fn check_operation<'a>(
         plans: Vec::new(),
         throttle: None,
         responses: Vec::new(),
+        body: Body {
+            max: contract::DEFAULT_MAX_BODY,
+            validate: false,
+            required: false,
+            media: Vec::new(),
+        },
+        schema_params: Vec::new(),
+        transform: None,
+        responses_check: None,
         order: 0,
     })
 }

@@ -157,7 +157,7 @@ fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Dia
 /// The placeholder `inner` (the text between the braces), or a diagnostic at `at`.
 fn placeholder(inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeholder> {
     if let Some((_, p)) = PLACEHOLDERS.iter().find(|(name, _)| *name == inner) {
-        return Some(*p);
+        return Some(p.clone());
     }
     let known = PLACEHOLDERS.iter().map(|(name, _)| *name);
     let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a value a gateway response can hold"));

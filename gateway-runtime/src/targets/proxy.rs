@@ -500,6 +500,7 @@ impl UpstreamRoute {
         // Extensions are this hop's (router captures, client address); none is meant for the upstream.
         parts.extensions = http::Extensions::new();
 
+        let max_body = ctx.operation.map_or(0, |op| op.body.max);
         let request = Request::from_parts(parts, body);
         let sent = std::time::Instant::now();
         let outcome = tokio::time::timeout(endpoint.timeout, self.upstream.client.request(request)).await;
@@ -514,6 +515,10 @@ impl UpstreamRoute {
                 let mut response = response.map(|body| Body::new(IdleTimeout::new(body, idle, name)));
                 strip_hop_by_hop(response.headers_mut());
                 Ok(response)
+            }
+            Ok(Err(err)) if crate::policies::validate::body::is_too_large(&err) => {
+                // The request body grew past the operation's limit while it streamed: the client's doing.
+                Err(GatewayError::payload_too_large(max_body))
             }
             Ok(Err(err)) => {
                 tracing::warn!(upstream = endpoint.name, error = %ErrorChain(&err), "upstream request failed");

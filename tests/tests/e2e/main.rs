@@ -3,6 +3,7 @@
 //! below) keeps link time down.
 
 mod cache;
+mod contract;
 mod gateway_responses;
 mod golden;
 mod limits;

@@ -1,0 +1,348 @@
+//! `transform:` — header and query edits, jq body filters and status mapping, checked against the operation.
+//!
+//! Each part (`request.headers`, `request.query`, `request.body`, `response.status`, `response.headers`,
+//! `response.body`) is taken from the nearest level that sets it: the operation, its path item, the top level.
+//! Every placeholder must name something the operation has: a path parameter of its template, a declared query
+//! parameter, a declared or standard header, or a context value. Filters are parsed and compiled as the runtime
+//! will, and an error in one is reported at its line and column inside the filter.
+
+use openapiv3::Parameter;
+
+use super::Tables;
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::model::{Edits, Placeholder, TemplatePart, Transform};
+use crate::parse::ext::{EditsExt, TransformExt};
+use crate::parse::{ParsedOperation, ParsedSpec};
+use crate::template::{self, Namespace, Piece};
+
+/// Context values a transform template may hold.
+const CONTEXT: &[(&str, Placeholder)] = &[
+    ("request_id", Placeholder::RequestId),
+    ("operation_id", Placeholder::OperationId),
+    ("client_ip", Placeholder::ClientIp),
+    ("api_key.name", Placeholder::ApiKeyName),
+];
+
+/// Headers the gateway frames or manages itself: a transform may not touch them.
+const MANAGED: &[&str] = &[
+    "connection",
+    "content-length",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-request-id",
+];
+
+/// Request headers `{header.X}` may read without the spec declaring them as parameters.
+const STANDARD_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "content-type",
+    "cookie",
+    "forwarded",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "origin",
+    "referer",
+    "user-agent",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
+/// What a template of this operation may name.
+struct Names<'a> {
+    path: &'a [String],
+    query: Vec<&'a str>,
+    headers: Vec<String>,
+}
+
+/// The operation's transforms, `None` when it has none.
+pub(super) fn check_transform(
+    spec: &ParsedSpec,
+    op: &ParsedOperation,
+    path_params: &[String],
+    tables: &mut Tables,
+    diags: &mut Diagnostics,
+) -> Option<Transform> {
+    let levels: Vec<(String, &TransformExt)> = [&op.op_ext, &op.path_ext]
+        .into_iter()
+        .flatten()
+        .filter_map(|(at, ext)| ext.transform.as_ref().map(|t| (format!("{at}/transform"), t)))
+        .chain(spec.root.transform.as_ref().map(|t| ("/x-gateway/transform".to_owned(), t)))
+        .collect();
+    if levels.is_empty() {
+        return None;
+    }
+    let nearest = |side: &str, key: &str, get: &dyn Fn(&TransformExt) -> bool| {
+        levels
+            .iter()
+            .find(|(_, t)| get(t))
+            .map(|(at, t)| (format!("{at}/{side}/{key}"), *t))
+    };
+    let names = Names {
+        path: path_params,
+        query: op
+            .params
+            .iter()
+            .filter_map(|(_, p)| matches!(p, Parameter::Query { .. }).then(|| p.parameter_data_ref().name.as_str()))
+            .collect(),
+        headers: op
+            .params
+            .iter()
+            .filter_map(|(_, p)| {
+                matches!(p, Parameter::Header { .. }).then(|| p.parameter_data_ref().name.to_ascii_lowercase())
+            })
+            .collect(),
+    };
+    let mut out = Transform::default();
+    let request = |t: &TransformExt| t.request.clone().unwrap_or_default();
+    let response = |t: &TransformExt| t.response.clone().unwrap_or_default();
+
+    if let Some((at, t)) = nearest("request", "headers", &|t| request(t).headers.is_some()) {
+        if let Some(edits) = request(t).headers {
+            out.request_headers = check_edits(&edits, &at, true, &names, diags);
+        }
+    }
+    if let Some((at, t)) = nearest("request", "query", &|t| request(t).query.is_some()) {
+        if let Some(edits) = request(t).query {
+            out.request_query = check_edits(&edits, &at, false, &names, diags);
+        }
+    }
+    if let Some((at, t)) = nearest("request", "body", &|t| request(t).body.is_some()) {
+        if let Some(code) = request(t).body {
+            out.request_body = check_filter(&code, &at, tables, diags);
+        }
+    }
+    if let Some((at, t)) = nearest("response", "status", &|t| response(t).status.is_some()) {
+        for (from, to) in response(t).status.unwrap_or_default() {
+            let from_code = from.trim().parse::<u16>().ok().filter(|c| (200..=599).contains(c));
+            let valid_to = (200..=599).contains(&to);
+            match from_code {
+                Some(code) if valid_to => out.response_status.push((code, to)),
+                _ => diags.push(
+                    Diagnostic::error(
+                        format!("{at}/{}", crate::locate::escape_segment(&from)),
+                        format!("`{from}: {to}` does not map a status to a status"),
+                    )
+                    .help("write target status: status sent, both from 200 to 599, e.g. `404: 410`"),
+                ),
+            }
+        }
+    }
+    if let Some((at, t)) = nearest("response", "headers", &|t| response(t).headers.is_some()) {
+        if let Some(edits) = response(t).headers {
+            out.response_headers = check_edits(&edits, &at, true, &names, diags);
+        }
+    }
+    if let Some((at, t)) = nearest("response", "body", &|t| response(t).body.is_some()) {
+        if let Some(code) = response(t).body {
+            out.response_body = check_filter(&code, &at, tables, diags);
+        }
+    }
+    let empty = out.request_headers.is_empty()
+        && out.request_query.is_empty()
+        && out.request_body.is_none()
+        && out.response_status.is_empty()
+        && out.response_headers.is_empty()
+        && out.response_body.is_none();
+    (!empty).then_some(out)
+}
+
+fn check_edits(edits: &EditsExt, at: &str, headers: bool, names: &Names<'_>, diags: &mut Diagnostics) -> Edits {
+    let name = |raw: &str, at: &str, diags: &mut Diagnostics| -> Option<String> {
+        if headers {
+            if !super::check_header_name(raw, at, diags) {
+                return None;
+            }
+            let lower = raw.to_ascii_lowercase();
+            if MANAGED.contains(&lower.as_str()) {
+                diags.push(
+                    Diagnostic::error(at, format!("`{raw}` is managed by the gateway; a transform cannot change it"))
+                        .help("framing and hop-by-hop headers, `Host` and `X-Request-Id` are set by the gateway itself"),
+                );
+                return None;
+            }
+            Some(lower)
+        } else if raw.is_empty() {
+            diags.push(Diagnostic::error(at, "a query parameter needs a name"));
+            None
+        } else {
+            Some(raw.to_owned())
+        }
+    };
+    let mut out = Edits::default();
+    for (i, raw) in edits.remove.iter().enumerate() {
+        if let Some(n) = name(raw, &format!("{at}/remove/{i}"), diags) {
+            out.remove.push(n);
+        }
+    }
+    for (from, to) in &edits.rename {
+        let key_at = format!("{at}/rename/{}", crate::locate::escape_segment(from));
+        if let (Some(from), Some(to)) = (name(from, &key_at, diags), name(to, &key_at, diags)) {
+            out.rename.push((from, to));
+        }
+    }
+    for (raw, value) in &edits.set {
+        let key_at = format!("{at}/set/{}", crate::locate::escape_segment(raw));
+        let Some(n) = name(raw, &key_at, diags) else { continue };
+        if let Some(parts) = check_template(value, &key_at, headers, names, diags) {
+            out.set.push((n, parts));
+        }
+    }
+    out
+}
+
+/// A `set` value: literals and placeholders of the request's values.
+fn check_template(
+    text: &str,
+    at: &str,
+    header: bool,
+    names: &Names<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Vec<TemplatePart>> {
+    let pieces = match template::scan(text) {
+        Ok(pieces) => pieces,
+        Err(e) => {
+            diags.push(
+                Diagnostic::error(at, format!("invalid template: {e}"))
+                    .help("placeholders are `{path.X}`, `{query.X}`, `{header.X}` or `{context.X}`"),
+            );
+            return None;
+        }
+    };
+    let mut parts = Vec::new();
+    let mut ok = true;
+    for piece in pieces {
+        match piece {
+            Piece::Literal(literal) => {
+                if header && http::HeaderValue::from_str(&literal).is_err() {
+                    diags.push(Diagnostic::error(
+                        at,
+                        format!("`{literal}` cannot be part of a header value (control characters or bytes beyond ASCII)"),
+                    ));
+                    ok = false;
+                }
+                parts.push(TemplatePart::Literal(literal));
+            }
+            Piece::Placeholder(inner) => match placeholder(&inner, at, names, diags) {
+                Some(p) => parts.push(TemplatePart::Value(p)),
+                None => ok = false,
+            },
+        }
+    }
+    ok.then_some(parts)
+}
+
+fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics) -> Option<Placeholder> {
+    let (namespace, name) = match template::qualify(inner) {
+        Ok(q) => q,
+        Err(e) => {
+            diags.push(Diagnostic::error(at, e));
+            return None;
+        }
+    };
+    let unknown = |what: &str, candidates: Vec<&str>, help: &str| {
+        let mut d = Diagnostic::error(at, format!("`{{{inner}}}` names {what} `{name}`, which the operation does not declare"));
+        d = match did_you_mean(name, candidates.iter().copied()) {
+            Some(best) => d.help(format!("did you mean `{{{}.{best}}}`?", namespace.prefix())),
+            None => d.help(help.to_owned()),
+        };
+        d
+    };
+    let found = match namespace {
+        Namespace::Path => match names.path.iter().position(|p| p == name) {
+            Some(i) => Some(Placeholder::Path(i)),
+            None => {
+                let candidates = names.path.iter().map(String::as_str).collect();
+                diags.push(unknown("path parameter", candidates, "path placeholders name parameters of the path template"));
+                None
+            }
+        },
+        Namespace::Query => {
+            if names.query.contains(&name) {
+                Some(Placeholder::Query(name.to_owned()))
+            } else {
+                diags.push(unknown(
+                    "query parameter",
+                    names.query.clone(),
+                    "declare it under the operation's `parameters` with `in: query`",
+                ));
+                None
+            }
+        }
+        Namespace::Header => {
+            let lower = name.to_ascii_lowercase();
+            if names.headers.contains(&lower) || STANDARD_HEADERS.contains(&lower.as_str()) {
+                Some(Placeholder::Header(lower))
+            } else {
+                let candidates = names.headers.iter().map(String::as_str).chain(STANDARD_HEADERS.iter().copied()).collect();
+                diags.push(unknown(
+                    "header",
+                    candidates,
+                    "declare it under the operation's `parameters` with `in: header`",
+                ));
+                None
+            }
+        }
+        Namespace::Context => match CONTEXT.iter().find(|(n, _)| *n == name) {
+            Some((_, p)) => Some(p.clone()),
+            None => {
+                let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a context value"));
+                d = match did_you_mean(name, CONTEXT.iter().map(|(n, _)| *n)) {
+                    Some(best) => d.help(format!("did you mean `{{context.{best}}}`?")),
+                    None => d.help("the context values are request_id, operation_id, client_ip and api_key.name"),
+                };
+                diags.push(d);
+                None
+            }
+        },
+        Namespace::Stage => {
+            diags.push(
+                Diagnostic::error(at, format!("`{{{inner}}}`: this gateway declares no stages"))
+                    .help("stage variables are not available yet"),
+            );
+            None
+        }
+        Namespace::JwtClaims => {
+            diags.push(
+                Diagnostic::error(at, format!("`{{{inner}}}`: this gateway does not verify JWTs, so no claim has a value"))
+                    .help("JWT verification is not available yet"),
+            );
+            None
+        }
+        Namespace::Error => {
+            diags.push(
+                Diagnostic::error(at, format!("`{{{inner}}}` is only available in gateway responses (`x-gateway.responses`)")),
+            );
+            None
+        }
+    };
+    found
+}
+
+/// A jq filter: parsed and compiled now, its errors at their line and column inside the filter.
+fn check_filter(code: &str, at: &str, tables: &mut Tables, diags: &mut Diagnostics) -> Option<usize> {
+    match crate::jq::check_filter(code) {
+        Ok(()) => Some(tables.filter(code)),
+        Err(errors) => {
+            for error in errors {
+                diags.push(
+                    Diagnostic::error(at, format!("jq filter: {}", error.message))
+                        .at_offset(error.offset)
+                        .help("the filter sees the body as `.` and the request as `$path`, `$query`, `$header` and `$context`"),
+                );
+            }
+            None
+        }
+    }
+}
