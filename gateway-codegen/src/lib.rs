@@ -17,6 +17,7 @@ pub mod lower;
 pub mod model;
 pub mod names;
 pub mod parse;
+pub mod schema;
 pub mod template;
 pub mod validate;
 
