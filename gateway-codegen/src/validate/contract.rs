@@ -80,11 +80,10 @@ impl<'s> Document<'s> {
                 );
             }
         };
-        let converted = match schema::to_json_schema(self.json(), &written, direction) {
+        let converted = match schema::to_json_schema(self.json(), &written, at, direction) {
             Ok(converted) => converted,
             Err(err) => {
-                let where_ = if err.pointer.is_empty() { at.to_owned() } else { err.pointer.clone() };
-                report(diags, &where_, format!("schema cannot be checked: {}", err.message));
+                report(diags, &err.pointer, format!("schema cannot be checked: {}", err.message));
                 return None;
             }
         };
