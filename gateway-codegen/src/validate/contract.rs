@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 /// `validate.responses_max_body` when unset.
 pub const DEFAULT_RESPONSES_MAX_BODY: u64 = 1024 * 1024;
 
+/// Largest converted schema a check nobody asked for (a `deepObject` or `content` parameter) may add to the
+/// gateway: specs like Stripe's reach hundreds of their components from one parameter.
+const MAX_IMPLICIT_SCHEMA: usize = 64 * 1024;
+
 /// The effective `validate` settings of an operation, with where each was set.
 struct Settings<'s> {
     levels: Vec<(String, &'s ValidateExt)>,
@@ -92,6 +96,17 @@ impl<'s> Document<'s> {
             return None;
         }
         let text = serde_json::to_string(&converted).ok()?;
+        if optional && text.len() > MAX_IMPLICIT_SCHEMA {
+            // Checked without being asked for: not at the price of a schema this large in the binary.
+            diags.push(Diagnostic::warning(
+                at,
+                format!(
+                    "this parameter's schema is {} KiB once self-contained; the value is forwarded unchecked",
+                    text.len() / 1024
+                ),
+            ));
+            return None;
+        }
         Some((tables.schema(text), converted))
     }
 }

@@ -222,6 +222,7 @@ fn accuracy_run(bench: &Bench, stack: &mut Stack, scripts: &Scripts, shape: &Sha
         url: &url,
         headers: &[],
         paths: &[],
+        body: None,
     };
     let counted = wrk::run_counting(bench, scripts, &requests, shape);
     stack.check_alive(Target::Limited)?;

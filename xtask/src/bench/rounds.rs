@@ -97,10 +97,12 @@ fn run_once(
     hook(Phase::Before, stack, target)?;
     let url = stack.url(target)?;
     let paths = target.rotation();
+    let body = target.body();
     let requests = Requests {
         url: &url,
         headers: target.headers(),
         paths: &paths,
+        body: body.as_ref().map(|(method, body)| (*method, body.as_str())),
     };
     let load = wrk::run(bench, scripts, &requests, shape);
     let after = hook(Phase::After, stack, target);

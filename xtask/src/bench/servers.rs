@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::process::{Ready, Server, http_get, http_get_with};
+use crate::process::{Ready, Server, http_get, http_get_with, http_request};
 
 use super::Bench;
 use super::memory::Memory;
@@ -44,6 +44,12 @@ pub const CACHED_URLS: u32 = 50;
 pub const KEYED_PATH: &str = "/inventory";
 /// The same gateway's open operation: only the API-wide bucket.
 pub const OPEN_PATH: &str = "/open";
+/// The no-policy gateway's proxied `PUT` with a JSON body.
+pub const PLAIN_BODY_PATH: &str = "/body/7";
+/// The same body to the validated and transformed operation.
+pub const CONTRACT_PATH: &str = "/contract/7";
+/// The operation whose upstream responses are all checked.
+pub const CHECKED_PATH: &str = "/checked";
 /// The no-policy gateway's operation with one bucket (`rate` 1,000/s, `burst` 100), for the accuracy runs.
 pub const LIMITED_PATH: &str = "/limited";
 
@@ -120,6 +126,12 @@ pub enum Target {
     Keyed,
     /// The gateway without keys or limits, `GET /limited`: one operation bucket that refuses.
     Limited,
+    /// The same gateway, `PUT /body/7` with a ~2 KiB JSON body, proxied as it is.
+    PlainBody,
+    /// The same gateway, `PUT /contract/7` with the same body: validated, header transforms, a jq body transform.
+    Contract,
+    /// The same gateway, `GET /checked`: every upstream response checked against its schema (`report`, sample 1).
+    Checked,
 }
 
 impl Target {
@@ -139,6 +151,9 @@ impl Target {
             Self::ApiThrottle => "API bucket",
             Self::Keyed => "key + limits",
             Self::Limited => "limited",
+            Self::PlainBody => "body, plain",
+            Self::Contract => "body, contract",
+            Self::Checked => "responses checked",
         }
     }
 
@@ -152,6 +167,17 @@ impl Target {
             Self::ApiThrottle => OPEN_PATH,
             Self::Keyed => KEYED_PATH,
             Self::Limited => LIMITED_PATH,
+            Self::PlainBody => PLAIN_BODY_PATH,
+            Self::Contract => CONTRACT_PATH,
+            Self::Checked => CHECKED_PATH,
+        }
+    }
+
+    /// The method and body of every request, for the targets that send one (`None`: `GET` without a body).
+    pub fn body(self) -> Option<(&'static str, String)> {
+        match self {
+            Self::PlainBody | Self::Contract => Some(("PUT", variants::request_body())),
+            _ => None,
         }
     }
 
@@ -177,6 +203,7 @@ impl Target {
     pub fn headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Self::Keyed => &[(variants::KEY_HEADER, variants::API_KEY)],
+            Self::PlainBody | Self::Contract => &[("Content-Type", "application/json")],
             _ => &[],
         }
     }
@@ -190,7 +217,7 @@ impl Target {
             Self::Direct => None,
             Self::NginxHit | Self::NginxHits => Some(Proxy::NginxCache),
             Self::ApiThrottle | Self::Keyed => Some(Proxy::PolicyGateway),
-            Self::Plain | Self::Limited => Some(Proxy::PlainGateway),
+            Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
         }
     }
 }
@@ -292,10 +319,13 @@ impl Stack {
             let addr = self.server(target)?.addr;
             let before = origin_calls(origin)?;
             for _ in 0..2 {
-                let (status, response) = http_get_with(addr, target.path(), target.headers())?;
+                let body = target.body();
+                let method = body.as_ref().map_or("GET", |(m, _)| *m);
+                let (status, response) =
+                    http_request(addr, method, target.path(), target.headers(), body.as_ref().map(|(_, b)| b.as_str()))?;
                 if status != 200 || !response.contains(&body) {
                     bail!(
-                        "{} answered GET {} with {status}, not the origin's 200 and body: {}",
+                        "{} answered {method} {} with {status}, not the origin's 200 and body: {}",
                         target.name(),
                         target.path(),
                         response.chars().take(300).collect::<String>()

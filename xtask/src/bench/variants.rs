@@ -7,7 +7,10 @@
 //!   `rate` and `burst` 10,000,000 and the quota a limit of 10^12, so each check runs and none refuses. `GET /open`
 //!   is open (`security: []`), with the API-wide bucket only.
 //! - `bench-plain`: the same API with none of that: `GET /inventory` with no key and no bucket; and `GET /limited`,
-//!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure.
+//!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure. For the `contract`
+//!   scenario: `PUT /body/{petId}` (a JSON body, proxied as it is), `PUT /contract/{petId}` (the same body validated
+//!   against its schema, two request headers set and one removed, a jq filter reshaping the body, two response
+//!   header edits) and `GET /checked` (every upstream response checked against its schema, `report` mode).
 //!
 //! Every operation proxies to the origin's `/api/inventory`, as the other scenarios' gateway does, and nothing is
 //! cached. Each crate is written to `target/bench-gateways/<name>/` (files rewritten only when they change, so an
@@ -121,11 +124,62 @@ paths:
       x-gateway:
         throttle: {{ rate: {LIMITED_RATE}, burst: {LIMITED_BURST} }}
       responses: {{ "200": {{ description: OK }} }}
+  /body/{{petId}}:
+    put:
+      operationId: plainBody
+      parameters:
+        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}
+      responses: {{ "200": {{ description: OK }} }}
+  /contract/{{petId}}:
+    put:
+      operationId: contract
+      parameters:
+        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}
+      requestBody:
+        required: true
+        content:
+          application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
+      x-gateway:
+        validate: {{ body: true }}
+        transform:
+          request:
+            headers: {{ set: {{ X-Pet-Id: "{{path.petId}}", X-Origin-Request: "{{context.request_id}}" }}, remove: [Cookie] }}
+            body: '{{name: .name, status: (.status // "available"), tags: .tags, note: .note, pet: ($path.petId | tonumber)}}'
+          response:
+            headers: {{ set: {{ Cache-Control: "no-store" }}, remove: [Server] }}
+      responses: {{ "200": {{ description: OK }} }}
+  /checked:
+    get:
+      operationId: checked
+      x-gateway:
+        validate: {{ responses: report, responses_sample: 1 }}
+      responses:
+        "200":
+          description: OK
+          content:
+            application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
+components:
+  schemas:
+    Pet:
+      type: object
+      required: [name]
+      properties:
+        id: {{ type: integer, format: int64 }}
+        name: {{ type: string, minLength: 1, maxLength: 64 }}
+        status: {{ type: string, enum: [available, pending, sold] }}
+        tags: {{ type: array, maxItems: 32, items: {{ type: string, maxLength: 32 }} }}
+        note: {{ type: string, maxLength: 65536 }}
 "#
             ),
         };
         head + &body
     }
+}
+
+/// The request body of the `contract` scenario: a pet of about 2 KiB (its `note` makes up the size).
+pub fn request_body() -> String {
+    let note = "n".repeat(1900);
+    format!(r#"{{"name":"Rex","status":"available","tags":["dog","good","brown","small"],"note":"{note}"}}"#)
 }
 
 /// The key file of the `bench-policies` gateway.
@@ -213,7 +267,11 @@ mod tests {
             );
             let generated = generated.map_err(|e| anyhow::anyhow!("{e:?}\n{text}"))?;
             assert_eq!(generated.package, variant.binary());
-            assert_eq!(generated.operations, 2);
+            let expected = match variant {
+                Variant::Policies => 2,
+                Variant::Plain => 5,
+            };
+            assert_eq!(generated.operations, expected);
         }
         Ok(())
     }

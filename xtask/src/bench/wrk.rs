@@ -3,7 +3,8 @@
 //!
 //! Three scripts share that hook: `report.lua` sends wrk's one request; `rotate.lua` cycles through a set of paths
 //! given after `--` (one pre-formatted request each, so a rotation costs a Lua call and no formatting); `count.lua`
-//! also counts the responses by status (200, 429, other), per thread, summed in `done()`.
+//! also counts the responses by status (200, 429, other), per thread, summed in `done()`; `body.lua` sends one
+//! request with a method and body given after `--` (formatted once per thread).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,6 +51,20 @@ request = function()
   end
   next_request = next_request % #requests + 1
   return requests[next_request]
+end
+"#;
+
+/// Appended to [`REPORT`]: one request with the method and body given as script arguments.
+const BODY: &str = r#"
+-- A method and a body: `-- METHOD BODY`, formatted once per thread (after wrk has set `Host` and the `-H` headers).
+local body_request = nil
+
+init = function(args)
+  body_request = wrk.format(args[1], nil, nil, args[2])
+end
+
+request = function()
+  return body_request
 end
 "#;
 
@@ -192,6 +207,7 @@ pub struct Scripts {
     report: PathBuf,
     rotate: PathBuf,
     count: PathBuf,
+    body: PathBuf,
 }
 
 /// Writes the scripts to `target/bench/`.
@@ -205,16 +221,19 @@ pub fn write_scripts(bench: &Bench) -> anyhow::Result<Scripts> {
         report: write("report.lua", REPORT.to_owned())?,
         rotate: write("rotate.lua", format!("{REPORT}{ROTATE}"))?,
         count: write("count.lua", format!("{REPORT}{COUNT}"))?,
+        body: write("body.lua", format!("{REPORT}{BODY}"))?,
     })
 }
 
-/// What a load sends: a GET of `url` or, when there are `paths`, of each of them in turn on `url`'s server; with
-/// `headers` on every request.
+/// What a load sends: a GET of `url` or, when there are `paths`, of each of them in turn on `url`'s server; or,
+/// with a `body`, `method` requests of `url` with that body; with `headers` on every request.
 #[derive(Debug, Clone, Copy)]
 pub struct Requests<'a> {
     pub url: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub paths: &'a [String],
+    /// The method and body of every request (`paths` must be empty).
+    pub body: Option<(&'a str, &'a str)>,
 }
 
 /// Responses by status, counted by `count.lua`.
@@ -227,7 +246,9 @@ pub struct Statuses {
 
 /// Drives `requests` with `shape`; fails if wrk fails, hangs or prints no figures.
 pub fn run(bench: &Bench, scripts: &Scripts, requests: &Requests<'_>, shape: &Shape) -> anyhow::Result<Load> {
-    let script = if requests.paths.is_empty() {
+    let script = if requests.body.is_some() {
+        &scripts.body
+    } else if requests.paths.is_empty() {
         &scripts.report
     } else {
         &scripts.rotate
@@ -264,7 +285,9 @@ fn run_script(bench: &Bench, script: &Path, requests: &Requests<'_>, shape: &Sha
         command.arg("-H").arg(format!("{name}: {value}"));
     }
     command.arg(requests.url);
-    if !requests.paths.is_empty() {
+    if let Some((method, body)) = requests.body {
+        command.args(["--", method, body]);
+    } else if !requests.paths.is_empty() {
         command.arg("--").args(requests.paths);
     }
     let output = output_within(command, shape.duration + GRACE)?;
