@@ -33,6 +33,10 @@ pub struct Diagnostic {
     pub related: Vec<(String, String)>,
     /// A position known directly (a syntax error), used instead of looking the pointer up.
     pub location: Option<Location>,
+    /// A character offset into the decoded text of the scalar value at `pointer` (an error inside a jq filter, say):
+    /// the diagnostic is then placed where that character is written, or at the pointer's key when the value is not
+    /// a scalar in the text.
+    pub offset: Option<usize>,
 }
 
 impl Diagnostic {
@@ -45,6 +49,7 @@ impl Diagnostic {
             help: None,
             related: Vec::new(),
             location: None,
+            offset: None,
         }
     }
 
@@ -77,6 +82,16 @@ impl Diagnostic {
         self
     }
 
+    /// Points the diagnostic at the character `offset` (in characters, not bytes) of the decoded text of the scalar
+    /// value at its pointer, e.g. where in a jq filter the syntax error is. Rendering finds where that character is
+    /// written in the spec, whatever the scalar's style (plain, quoted, block; see
+    /// [`locate::position_in_scalar`]).
+    #[must_use]
+    pub fn at_offset(mut self, offset: usize) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+
     /// Adds another place involved in the problem.
     #[must_use]
     pub fn related(mut self, pointer: impl Into<String>, note: impl Into<String>) -> Self {
@@ -95,10 +110,9 @@ impl Diagnostics {
     /// Records a diagnostic.
     pub fn push(&mut self, diagnostic: Diagnostic) {
         // A check that runs per operation (a shared security scheme, say) reports a problem once.
-        let repeat = self
-            .items
-            .iter()
-            .any(|d| d.pointer == diagnostic.pointer && d.message == diagnostic.message);
+        let repeat = self.items.iter().any(|d| {
+            d.pointer == diagnostic.pointer && d.message == diagnostic.message && d.offset == diagnostic.offset
+        });
         if !repeat {
             self.items.push(diagnostic);
         }
@@ -131,6 +145,18 @@ impl Diagnostics {
             }
         }
         let found = locate::locate(text, &wanted);
+        // The values that diagnostics point inside of.
+        let inside: HashSet<String> = self
+            .items
+            .iter()
+            .filter(|d| d.offset.is_some() && d.location.is_none())
+            .map(|d| d.pointer.clone())
+            .collect();
+        let scalars = locate::locate_scalars(text, &inside);
+        let in_scalar = |d: &Diagnostic| -> Option<Location> {
+            let scalar = scalars.get(&d.pointer)?;
+            Some(locate::position_in_scalar(text, scalar, d.offset?))
+        };
         let find = |pointer: &str| -> Option<Location> {
             let mut p = pointer;
             loop {
@@ -152,6 +178,7 @@ impl Diagnostics {
                 // The empty pointer is the document itself (a missing top-level field): it starts at its first line.
                 location: d
                     .location
+                    .or_else(|| in_scalar(d))
                     .or_else(|| find(&d.pointer))
                     .or_else(|| d.pointer.is_empty().then(|| document_start(text))),
                 pointer: d.pointer.clone(),
@@ -250,4 +277,48 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "a:\n  filter: '.x | lenght'\n  object:\n    k: 1\n";
+
+    fn rendered(d: Diagnostic) -> Option<Location> {
+        let mut diags = Diagnostics::default();
+        diags.push(d);
+        diags.render("t.yaml", TEXT).first().and_then(|d| d.location)
+    }
+
+    #[test]
+    fn an_offset_points_inside_the_value() {
+        let d = Diagnostic::error("/a/filter", "undefined").at_offset(5);
+        assert_eq!(d.offset, Some(5));
+        assert_eq!(rendered(d), Some(Location { line: 2, column: 17 }));
+    }
+
+    #[test]
+    fn an_offset_falls_back_to_the_key() {
+        // Not a scalar: the key.
+        let d = Diagnostic::error("/a/object", "not a filter").at_offset(3);
+        assert_eq!(rendered(d), Some(Location { line: 3, column: 3 }));
+        // Not in the text: the nearest ancestor's key.
+        let d = Diagnostic::error("/a/missing", "absent").at_offset(3);
+        assert_eq!(rendered(d), Some(Location { line: 1, column: 1 }));
+        // A known position wins.
+        let d = Diagnostic::error("/a/filter", "pinned")
+            .at_offset(3)
+            .at(Location { line: 9, column: 9 });
+        assert_eq!(rendered(d), Some(Location { line: 9, column: 9 }));
+    }
+
+    #[test]
+    fn errors_at_different_offsets_are_all_kept() {
+        let mut diags = Diagnostics::default();
+        diags.push(Diagnostic::error("/a/filter", "same").at_offset(1));
+        diags.push(Diagnostic::error("/a/filter", "same").at_offset(4));
+        diags.push(Diagnostic::error("/a/filter", "same").at_offset(4));
+        assert_eq!(diags.items().len(), 2);
+    }
 }

@@ -12,6 +12,7 @@
 
 pub mod diagnostics;
 pub mod emit;
+pub mod jq;
 pub mod locate;
 pub mod lower;
 pub mod model;
