@@ -98,6 +98,9 @@ pub fn check_filter(code: &str) -> Result<(), Vec<FilterError>> {
         }
     }
     if errors.is_empty() {
+        errors.extend(denied(code));
+    }
+    if errors.is_empty() {
         return Ok(());
     }
     let mut out: Vec<FilterError> = errors
@@ -110,6 +113,67 @@ pub fn check_filter(code: &str) -> Result<(), Vec<FilterError>> {
     out.sort_by_key(|e| e.offset);
     out.dedup();
     Err(out)
+}
+
+/// Filters jq has that a gateway must not run: they read the process's environment (`env`, `$ENV`, where secrets
+/// live), end the process (`halt`, `halt_error`), read its standard input (`input`, `inputs`) or write to its
+/// standard error past the log (`debug`, `stderr`).
+const DENIED: &[&str] = &[
+    "halt",
+    "halt_error",
+    "env",
+    "$ENV",
+    "input",
+    "inputs",
+    "input_filename",
+    "debug",
+    "stderr",
+];
+
+/// Calls of [`DENIED`] filters in `code` (byte offset, message). Names inside strings and comments, object keys
+/// (`{env: 1}`) and field accesses (`.env`) are not calls.
+fn denied(code: &str) -> Vec<(usize, String)> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b if b == b'$' || b == b'_' || b.is_ascii_alphabetic() => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && (bytes[i] == b'_' || bytes[i].is_ascii_alphanumeric()) {
+                    i += 1;
+                }
+                let word = &code[start..i];
+                let before = code[..start].trim_end().chars().last();
+                let after = code[i..].trim_start();
+                let key = after.starts_with(':') && !after.starts_with("::");
+                if DENIED.contains(&word) && before != Some('.') && !key {
+                    found.push((
+                        start,
+                        format!(
+                            "`{word}` is not available in gateway filters: it would reach the gateway process \
+                             (its environment, input or exit) rather than the message"
+                        ),
+                    ));
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    found
 }
 
 /// The definitions the runtime loads before a filter (`map`, `select`, `test`, …).
@@ -495,6 +559,25 @@ fn undefined_message(name: &str, undefined: &Undefined, scope: &Scope) -> String
         }
         Undefined::Mod => format!("undefined module `{name}`; gateway filters cannot use modules"),
         other => format!("undefined {} `{name}`", other.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod denied_tests {
+    use super::*;
+
+    #[test]
+    fn filters_that_reach_the_process_are_refused() {
+        // `$ENV` and `input` are not even defined (the globals are the gateway's four; there is no input stream).
+        assert!(check_filter("$ENV.PATH").is_err());
+        assert!(check_filter("input").is_err());
+        for code in ["halt", "env.HOME", ".a | debug", r#""x" | halt_error(1)"#] {
+            let errors = check_filter(code).expect_err(code);
+            assert!(errors.iter().any(|e| e.message.contains("not available")), "{code}: {errors:?}");
+        }
+        for code in [".env", "{env: 1, debug: 2}", r#""halt""#, ".input | length"] {
+            assert_eq!(check_filter(code), Ok(()), "{code}");
+        }
     }
 }
 

@@ -1277,6 +1277,15 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             plans: Vec::new(),
             throttle: None,
             responses: Vec::new(),
+            body: gateway_codegen::model::Body {
+                max: 1024,
+                validate: false,
+                required: false,
+                media: Vec::new(),
+            },
+            schema_params: Vec::new(),
+            transform: None,
+            responses_check: None,
             target: Target::Mock(Mock {
                 status: 200,
                 headers: Vec::new(),
@@ -1293,6 +1302,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         usage_plans: Vec::new(),
         hosts: Vec::new(),
         responses: Vec::new(),
+        schemas: Vec::new(),
+        filters: Vec::new(),
     }
 }
 

@@ -86,10 +86,19 @@ impl JqFilter {
             .zip(self.uses)
             .map(|(build, used)| if used { build() } else { Val::Null });
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(vars));
-        let mut outputs = self.filter.id.run((ctx, input)).map(jaq_core::unwrap_valr);
+        // Not `jaq_core::unwrap_valr`: on `halt` it exits the process. Here every exception is the request's error.
+        let mut outputs = self.filter.id.run((ctx, input)).map(|out| {
+            out.map_err(|exn| match exn.get_err() {
+                Ok(err) => JqError::Failed(err.to_string()),
+                Err(other) => match other.get_halt() {
+                    Ok(code) => JqError::Failed(format!("the filter called halt({code})")),
+                    Err(_) => JqError::Failed("the filter raised an exception outside any `try`".to_owned()),
+                },
+            })
+        });
         let first = match outputs.next() {
             None => return Err(JqError::Empty),
-            Some(Err(err)) => return Err(JqError::Failed(err.to_string())),
+            Some(Err(err)) => return Err(err),
             Some(Ok(value)) => value,
         };
         match outputs.next() {
@@ -192,6 +201,9 @@ mod tests {
         assert!(matches!(run("empty", "{}"), Err(JqError::Empty)));
         assert!(matches!(run(".[]", "[1,2]"), Err(JqError::Many)));
         assert!(matches!(run(".a + 1", r#"{"a":"x"}"#), Err(JqError::Failed(_))));
+        // `halt` ends the filter, never the process.
+        assert!(matches!(run("halt", "{}"), Err(JqError::Failed(_))));
+        assert!(matches!(run(r#""bye" | halt_error(1)"#, "{}"), Err(JqError::Failed(_))));
         assert!(JqFilter::compile("{a: .b").is_err());
         assert!(JqFilter::compile("nosuchfn(1)").is_err());
     }
