@@ -573,7 +573,10 @@ mod denied_tests {
         assert!(check_filter("input").is_err());
         for code in ["halt", "env.HOME", ".a | debug", r#""x" | halt_error(1)"#] {
             let errors = check_filter(code).expect_err(code);
-            assert!(errors.iter().any(|e| e.message.contains("not available")), "{code}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.message.contains("not available")),
+                "{code}: {errors:?}"
+            );
         }
         for code in [".env", "{env: 1, debug: 2}", r#""halt""#, ".input | length"] {
             assert_eq!(check_filter(code), Ok(()), "{code}");

@@ -132,9 +132,12 @@ pub struct ResponsesCheck {
     pub sample_ppm: u32,
     /// Largest body checked.
     pub max_body: u64,
-    /// Declared responses: status and (media range, schema index) pairs.
-    pub responses: Vec<(StatusMatch, Vec<(String, Option<usize>)>)>,
+    /// Declared responses, in spec order.
+    pub responses: Vec<DeclaredResponse>,
 }
+
+/// One declared response: the statuses it covers and its (media range, schema index) pairs.
+pub type DeclaredResponse = (StatusMatch, Vec<(String, Option<usize>)>);
 
 /// Which statuses a declared response covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -833,16 +833,16 @@ fn an_undeclared_placeholder_is_an_error_with_did_you_mean() {
     );
     let e = single_error(&spec, "`{path.petid}`", 16);
     assert_eq!(e.help.as_deref(), Some("did you mean `{path.petId}`?"));
-    let spec = with_op_ext(
-        "        transform:\n          request:\n            query: { set: { q: \"{query.limit}\" } }\n",
-    );
+    let spec =
+        with_op_ext("        transform:\n          request:\n            query: { set: { q: \"{query.limit}\" } }\n");
     let e = single_error(&spec, "query parameter `limit`", 16);
     assert!(e.help.as_deref().is_some_and(|h| h.contains("in: query")), "{e}");
 }
 
 #[test]
 fn a_transform_may_not_touch_headers_the_gateway_manages() {
-    let spec = with_op_ext("        transform:\n          response:\n            headers: { remove: [Content-Length] }\n");
+    let spec =
+        with_op_ext("        transform:\n          response:\n            headers: { remove: [Content-Length] }\n");
     single_error(&spec, "managed by the gateway", 16);
 }
 

@@ -99,7 +99,10 @@ mod tests {
     /// A body of several data frames.
     fn chunked(chunks: &[&'static str]) -> Body {
         Body::new(Replay {
-            read: chunks.iter().map(|c| Frame::data(Bytes::from_static(c.as_bytes()))).collect(),
+            read: chunks
+                .iter()
+                .map(|c| Frame::data(Bytes::from_static(c.as_bytes())))
+                .collect(),
             rest: Body::empty(),
         })
     }

@@ -23,10 +23,10 @@ use http::{HeaderValue, Method};
 
 use crate::error::GatewayError;
 use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
-use crate::policies::transform::Transforms;
-use crate::policies::validate::responses::ResponseCheck;
 use crate::policies::credentials;
 use crate::policies::hosts::Hosts;
+use crate::policies::transform::Transforms;
+use crate::policies::validate::responses::ResponseCheck;
 use crate::responses::{Responses, ResponsesError};
 use crate::spec::{ApiSpec, CacheKeyPart, OperationSpec, TargetSpec};
 use crate::state::SharedState;
@@ -285,13 +285,7 @@ pub fn operation_service(
         .map(|spec| ResponseCheck::new(spec, state.contracts.clone(), index, op.id));
     let contract = (transforms.is_some() || check.is_some()).then_some(ContractSide { transforms, check });
     Ok(OperationService::new(Operation::new(
-        api,
-        index,
-        phases,
-        cache,
-        target,
-        contract,
-        responses,
+        api, index, phases, cache, target, contract, responses,
     )))
 }
 

@@ -149,7 +149,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         return Ok(Response::new(full(state.calls.load(Ordering::SeqCst).to_string())));
     }
     if path == "/__last" {
-        let last = state.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let last = state
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         return Ok(Response::new(full(last.unwrap_or_else(|| "null".to_owned()))));
     }
     if let Some(name) = path.strip_prefix("/__release/") {

@@ -14,6 +14,7 @@
 
 mod cache;
 mod codegen;
+mod contract;
 mod latency;
 mod machine;
 mod memory;
@@ -80,18 +81,21 @@ pub enum Scenario {
     Cache,
     /// What API keys and throttles cost in throughput; how closely a throttle admits its rate.
     Policies,
+    /// What body validation, transforms (jq) and response checks cost in throughput.
+    Contract,
     /// Access logs, metrics and traces.
     Observability,
 }
 
 impl Scenario {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
         Self::Codegen,
         Self::Cache,
         Self::Policies,
+        Self::Contract,
         Self::Observability,
     ];
 
@@ -104,6 +108,7 @@ impl Scenario {
             Self::Codegen => codegen::run(bench),
             Self::Cache => cache::run(bench),
             Self::Policies => policies::run(bench),
+            Self::Contract => contract::run(bench),
             Self::Observability => Ok(Section::pending(
                 self,
                 "not available yet (arrives with access logs, metrics and traces)",
@@ -116,7 +121,7 @@ impl Scenario {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
-            Self::Policies => &["wrk"],
+            Self::Policies | Self::Contract => &["wrk"],
             Self::Codegen | Self::Observability => &[],
         }
     }
@@ -125,7 +130,7 @@ impl Scenario {
     fn runs_servers(self) -> bool {
         matches!(
             self,
-            Self::Passthrough | Self::Latency | Self::SlowUpstream | Self::Cache | Self::Policies
+            Self::Passthrough | Self::Latency | Self::SlowUpstream | Self::Cache | Self::Policies | Self::Contract
         )
     }
 

@@ -34,7 +34,12 @@ impl<'s> Settings<'s> {
             .into_iter()
             .flatten()
             .filter_map(|(at, ext)| ext.validate.as_ref().map(|v| (format!("{at}/validate"), v)))
-            .chain(spec.root.validate.as_ref().map(|v| ("/x-gateway/validate".to_owned(), v)))
+            .chain(
+                spec.root
+                    .validate
+                    .as_ref()
+                    .map(|v| ("/x-gateway/validate".to_owned(), v)),
+            )
             .collect();
         Self { levels }
     }
@@ -76,7 +81,10 @@ impl<'s> Document<'s> {
         let written = serde_json::to_value(schema).ok()?;
         let report = |diags: &mut Diagnostics, at: &str, message: String| {
             if optional {
-                diags.push(Diagnostic::warning(at, format!("{message}; the value is forwarded unchecked")));
+                diags.push(Diagnostic::warning(
+                    at,
+                    format!("{message}; the value is forwarded unchecked"),
+                ));
             } else {
                 diags.push(
                     Diagnostic::error(at, message)
@@ -87,7 +95,11 @@ impl<'s> Document<'s> {
         let converted = match schema::to_json_schema(self.json(), &written, at, direction) {
             Ok(converted) => converted,
             Err(err) => {
-                report(diags, &err.pointer, format!("schema cannot be checked: {}", err.message));
+                report(
+                    diags,
+                    &err.pointer,
+                    format!("schema cannot be checked: {}", err.message),
+                );
                 return None;
             }
         };
@@ -120,7 +132,9 @@ pub(super) fn check_body(
     diags: &mut Diagnostics,
 ) -> Body {
     let settings = Settings::of(spec, op);
-    let max = settings.get("max_body", |v| v.max_body.map(|s| s.0)).map_or(DEFAULT_MAX_BODY, |(_, m)| m);
+    let max = settings
+        .get("max_body", |v| v.max_body.map(|s| s.0))
+        .map_or(DEFAULT_MAX_BODY, |(_, m)| m);
     let validate = settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
     let mut body = Body {
         max,
@@ -186,7 +200,9 @@ pub(super) fn check_schema_params(
         );
         let (schema, schema_at) = match &data.format {
             ParameterSchemaOrContent::Content(content) => {
-                let Some((media_type, media)) = content.first() else { continue };
+                let Some((media_type, media)) = content.first() else {
+                    continue;
+                };
                 if kind(&essence(media_type)) != Kind::Json {
                     continue;
                 }
@@ -224,7 +240,9 @@ pub(super) fn check_responses(
     diags: &mut Diagnostics,
 ) -> Option<ResponsesCheck> {
     let settings = Settings::of(spec, op);
-    let mode = settings.get("responses", |v| v.responses).map_or(ResponsesMode::Off, |(_, m)| m);
+    let mode = settings
+        .get("responses", |v| v.responses)
+        .map_or(ResponsesMode::Off, |(_, m)| m);
     let sample = match settings.get("responses_sample", |v| v.responses_sample) {
         Some((at, s)) if !(0.0..=1.0).contains(&s) || s.is_nan() => {
             diags.push(
@@ -267,7 +285,9 @@ pub(super) fn check_responses(
             ReferenceOr::Reference { reference } => reference.strip_prefix('#').unwrap_or("").to_owned(),
             ReferenceOr::Item(_) => format!("{}/responses/{}", op.pointer, escape_segment(&key)),
         };
-        let Ok(resolved) = refs::resolve(&spec.openapi, response) else { continue };
+        let Ok(resolved) = refs::resolve(&spec.openapi, response) else {
+            continue;
+        };
         let mut media = Vec::new();
         for (media_type, content) in &resolved.content {
             let range = essence(media_type);

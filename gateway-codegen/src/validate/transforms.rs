@@ -78,57 +78,58 @@ pub(super) fn check_transform(
         .into_iter()
         .flatten()
         .filter_map(|(at, ext)| ext.transform.as_ref().map(|t| (format!("{at}/transform"), t)))
-        .chain(spec.root.transform.as_ref().map(|t| ("/x-gateway/transform".to_owned(), t)))
+        .chain(
+            spec.root
+                .transform
+                .as_ref()
+                .map(|t| ("/x-gateway/transform".to_owned(), t)),
+        )
         .collect();
     if levels.is_empty() {
         return None;
     }
-    let nearest = |side: &str, key: &str, get: &dyn Fn(&TransformExt) -> bool| {
+    // The nearest level's value of one part, with its pointer.
+    fn nearest<T>(
+        levels: &[(String, &TransformExt)],
+        part: &str,
+        get: impl Fn(&TransformExt) -> Option<T>,
+    ) -> Option<(String, T)> {
         levels
             .iter()
-            .find(|(_, t)| get(t))
-            .map(|(at, t)| (format!("{at}/{side}/{key}"), *t))
-    };
+            .find_map(|(at, t)| get(t).map(|value| (format!("{at}/{part}"), value)))
+    }
     let names = Names {
         path: path_params,
         query: op
             .params
             .iter()
-            .filter_map(|(_, p)| matches!(p, Parameter::Query { .. }).then(|| p.parameter_data_ref().name.as_str()))
+            .filter(|(_, p)| matches!(p, Parameter::Query { .. }))
+            .map(|(_, p)| p.parameter_data_ref().name.as_str())
             .collect(),
         headers: op
             .params
             .iter()
-            .filter_map(|(_, p)| {
-                matches!(p, Parameter::Header { .. }).then(|| p.parameter_data_ref().name.to_ascii_lowercase())
-            })
+            .filter(|(_, p)| matches!(p, Parameter::Header { .. }))
+            .map(|(_, p)| p.parameter_data_ref().name.to_ascii_lowercase())
             .collect(),
     };
-    let mut out = Transform::default();
     let request = |t: &TransformExt| t.request.clone().unwrap_or_default();
     let response = |t: &TransformExt| t.response.clone().unwrap_or_default();
-
-    if let Some((at, t)) = nearest("request", "headers", &|t| request(t).headers.is_some()) {
-        if let Some(edits) = request(t).headers {
-            out.request_headers = check_edits(&edits, &at, true, &names, diags);
-        }
+    let mut out = Transform::default();
+    if let Some((at, edits)) = nearest(&levels, "request/headers", |t| request(t).headers) {
+        out.request_headers = check_edits(&edits, &at, true, &names, diags);
     }
-    if let Some((at, t)) = nearest("request", "query", &|t| request(t).query.is_some()) {
-        if let Some(edits) = request(t).query {
-            out.request_query = check_edits(&edits, &at, false, &names, diags);
-        }
+    if let Some((at, edits)) = nearest(&levels, "request/query", |t| request(t).query) {
+        out.request_query = check_edits(&edits, &at, false, &names, diags);
     }
-    if let Some((at, t)) = nearest("request", "body", &|t| request(t).body.is_some()) {
-        if let Some(code) = request(t).body {
-            out.request_body = check_filter(&code, &at, tables, diags);
-        }
+    if let Some((at, code)) = nearest(&levels, "request/body", |t| request(t).body) {
+        out.request_body = check_filter(&code, &at, tables, diags);
     }
-    if let Some((at, t)) = nearest("response", "status", &|t| response(t).status.is_some()) {
-        for (from, to) in response(t).status.unwrap_or_default() {
+    if let Some((at, map)) = nearest(&levels, "response/status", |t| response(t).status) {
+        for (from, to) in map {
             let from_code = from.trim().parse::<u16>().ok().filter(|c| (200..=599).contains(c));
-            let valid_to = (200..=599).contains(&to);
             match from_code {
-                Some(code) if valid_to => out.response_status.push((code, to)),
+                Some(code) if (200..=599).contains(&to) => out.response_status.push((code, to)),
                 _ => diags.push(
                     Diagnostic::error(
                         format!("{at}/{}", crate::locate::escape_segment(&from)),
@@ -139,15 +140,11 @@ pub(super) fn check_transform(
             }
         }
     }
-    if let Some((at, t)) = nearest("response", "headers", &|t| response(t).headers.is_some()) {
-        if let Some(edits) = response(t).headers {
-            out.response_headers = check_edits(&edits, &at, true, &names, diags);
-        }
+    if let Some((at, edits)) = nearest(&levels, "response/headers", |t| response(t).headers) {
+        out.response_headers = check_edits(&edits, &at, true, &names, diags);
     }
-    if let Some((at, t)) = nearest("response", "body", &|t| response(t).body.is_some()) {
-        if let Some(code) = response(t).body {
-            out.response_body = check_filter(&code, &at, tables, diags);
-        }
+    if let Some((at, code)) = nearest(&levels, "response/body", |t| response(t).body) {
+        out.response_body = check_filter(&code, &at, tables, diags);
     }
     let empty = out.request_headers.is_empty()
         && out.request_query.is_empty()
@@ -167,8 +164,11 @@ fn check_edits(edits: &EditsExt, at: &str, headers: bool, names: &Names<'_>, dia
             let lower = raw.to_ascii_lowercase();
             if MANAGED.contains(&lower.as_str()) {
                 diags.push(
-                    Diagnostic::error(at, format!("`{raw}` is managed by the gateway; a transform cannot change it"))
-                        .help("framing and hop-by-hop headers, `Host` and `X-Request-Id` are set by the gateway itself"),
+                    Diagnostic::error(
+                        at,
+                        format!("`{raw}` is managed by the gateway; a transform cannot change it"),
+                    )
+                    .help("framing and hop-by-hop headers, `Host` and `X-Request-Id` are set by the gateway itself"),
                 );
                 return None;
             }
@@ -228,7 +228,9 @@ fn check_template(
                 if header && http::HeaderValue::from_str(&literal).is_err() {
                     diags.push(Diagnostic::error(
                         at,
-                        format!("`{literal}` cannot be part of a header value (control characters or bytes beyond ASCII)"),
+                        format!(
+                            "`{literal}` cannot be part of a header value (control characters or bytes beyond ASCII)"
+                        ),
                     ));
                     ok = false;
                 }
@@ -252,19 +254,26 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
         }
     };
     let unknown = |what: &str, candidates: Vec<&str>, help: &str| {
-        let mut d = Diagnostic::error(at, format!("`{{{inner}}}` names {what} `{name}`, which the operation does not declare"));
+        let mut d = Diagnostic::error(
+            at,
+            format!("`{{{inner}}}` names {what} `{name}`, which the operation does not declare"),
+        );
         d = match did_you_mean(name, candidates.iter().copied()) {
             Some(best) => d.help(format!("did you mean `{{{}.{best}}}`?", namespace.prefix())),
             None => d.help(help.to_owned()),
         };
         d
     };
-    let found = match namespace {
+    match namespace {
         Namespace::Path => match names.path.iter().position(|p| p == name) {
             Some(i) => Some(Placeholder::Path(i)),
             None => {
                 let candidates = names.path.iter().map(String::as_str).collect();
-                diags.push(unknown("path parameter", candidates, "path placeholders name parameters of the path template"));
+                diags.push(unknown(
+                    "path parameter",
+                    candidates,
+                    "path placeholders name parameters of the path template",
+                ));
                 None
             }
         },
@@ -285,7 +294,12 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
             if names.headers.contains(&lower) || STANDARD_HEADERS.contains(&lower.as_str()) {
                 Some(Placeholder::Header(lower))
             } else {
-                let candidates = names.headers.iter().map(String::as_str).chain(STANDARD_HEADERS.iter().copied()).collect();
+                let candidates = names
+                    .headers
+                    .iter()
+                    .map(String::as_str)
+                    .chain(STANDARD_HEADERS.iter().copied())
+                    .collect();
                 diags.push(unknown(
                     "header",
                     candidates,
@@ -315,19 +329,22 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
         }
         Namespace::JwtClaims => {
             diags.push(
-                Diagnostic::error(at, format!("`{{{inner}}}`: this gateway does not verify JWTs, so no claim has a value"))
-                    .help("JWT verification is not available yet"),
+                Diagnostic::error(
+                    at,
+                    format!("`{{{inner}}}`: this gateway does not verify JWTs, so no claim has a value"),
+                )
+                .help("JWT verification is not available yet"),
             );
             None
         }
         Namespace::Error => {
-            diags.push(
-                Diagnostic::error(at, format!("`{{{inner}}}` is only available in gateway responses (`x-gateway.responses`)")),
-            );
+            diags.push(Diagnostic::error(
+                at,
+                format!("`{{{inner}}}` is only available in gateway responses (`x-gateway.responses`)"),
+            ));
             None
         }
-    };
-    found
+    }
 }
 
 /// A jq filter: parsed and compiled now, its errors at their line and column inside the filter.

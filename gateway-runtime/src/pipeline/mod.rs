@@ -28,22 +28,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{FromRequestParts as _, RawPathParams, Request};
-use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderName, request};
 
 pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID};
 
-
+use crate::bodies::{UpTo, read_up_to};
 use crate::error::GatewayError;
 use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::policies::auth;
 use crate::policies::cache::ResponseCache;
 use crate::policies::hosts::Hosts;
 use crate::policies::keys::KeyStore;
-use crate::bodies::{UpTo, read_up_to};
 use crate::policies::throttle::Limits;
 use crate::policies::transform::Transforms;
 use crate::policies::validate::body::{BodyCheck, ReadBody};
@@ -120,7 +119,11 @@ pub(crate) fn request_phases(
         phases.push(RequestPhase::Params(state.contracts.clone()));
     }
     let filtered = op.transform.is_some_and(|t| t.request.body.is_some());
-    phases.push(RequestPhase::Body(BodyCheck::new(&op.body, state.contracts.clone(), filtered)));
+    phases.push(RequestPhase::Body(BodyCheck::new(
+        &op.body,
+        state.contracts.clone(),
+        filtered,
+    )));
     if keyed {
         // Every keyed request is counted for the caller's usage; a plan with a quota also charges it.
         phases.push(RequestPhase::Quota(state.limits.clone()));
@@ -316,7 +319,9 @@ impl Operation {
                 }
                 if filter {
                     tracing::warn!(operation = self.op.id, limit, "the response is too large to transform");
-                    return Err(GatewayError::upstream("the upstream response is too large to transform"));
+                    return Err(GatewayError::upstream(
+                        "the upstream response is too large to transform",
+                    ));
                 }
                 return Ok(Response::from_parts(head, body));
             }
@@ -333,8 +338,18 @@ impl Operation {
             }
         }
         match transforms {
-            Some(t) if filter => t.response(ctx, snapshot.as_ref(), Response::from_parts(head, Body::empty()), Some(bytes)),
-            Some(t) => t.response(ctx, snapshot.as_ref(), Response::from_parts(head, Body::from(bytes)), None),
+            Some(t) if filter => t.response(
+                ctx,
+                snapshot.as_ref(),
+                Response::from_parts(head, Body::empty()),
+                Some(bytes),
+            ),
+            Some(t) => t.response(
+                ctx,
+                snapshot.as_ref(),
+                Response::from_parts(head, Body::from(bytes)),
+                None,
+            ),
             None => Ok(Response::from_parts(head, Body::from(bytes))),
         }
     }
@@ -344,7 +359,11 @@ impl Operation {
         match phase {
             RequestPhase::Host(hosts) => hosts.check(parts),
             RequestPhase::Route | RequestPhase::Body(_) => {
-                tracing::error!(operation = self.op.id, phase = phase.name(), "this phase must be awaited");
+                tracing::error!(
+                    operation = self.op.id,
+                    phase = phase.name(),
+                    "this phase must be awaited"
+                );
                 Err(GatewayError::internal())
             }
             RequestPhase::Auth(keys) => {
@@ -386,7 +405,12 @@ impl Operation {
     }
 
     /// Dot-segment refusal, then the operation's typed validation.
-    fn check_params(&self, contracts: &Contracts, ctx: &RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
+    fn check_params(
+        &self,
+        contracts: &Contracts,
+        ctx: &RequestCtx,
+        parts: &request::Parts,
+    ) -> Result<(), GatewayError> {
         let values = ctx.path_values();
         // A value of `.` or `..` would be substituted as a path segment of its own, and a dot-segment is removed
         // (or climbs a level) wherever the upstream path is normalised (RFC 3986 §5.2.4), by the upstream or any
@@ -523,7 +547,8 @@ mod tests {
     use super::*;
     use crate::policies::keys::KeyStore;
     use crate::spec::{
-        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
+        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, TargetSpec, ThrottleScope,
+        ThrottleSpec, UsagePlanSpec,
     };
 
     const fn op(

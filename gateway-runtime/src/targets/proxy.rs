@@ -28,10 +28,12 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+    UPGRADE,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, request};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -486,6 +488,15 @@ impl UpstreamRoute {
         });
         let headers = &mut parts.headers;
         strip_hop_by_hop(headers);
+        // `Expect: 100-continue` is this hop's: the gateway's server already answers it (when the body is first
+        // read), and an upstream's own `100` would only reach the gateway.
+        headers.remove(EXPECT);
+        if !body.is_end_stream() && body.size_hint().exact().is_none() {
+            // The client's `Transfer-Encoding` went with the hop-by-hop headers. hyper frames a body of unknown length
+            // as chunked by itself, except on GET, HEAD and CONNECT requests, where it would drop the body unless
+            // told: say so, for every method.
+            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        }
         headers.insert(HOST, endpoint.host.clone());
         if let Some(host) = original_host {
             headers.insert(X_FORWARDED_HOST.clone(), host);

@@ -4,12 +4,16 @@
 //! The gateway's static configuration: its upstreams, and one entry per operation.
 
 use ::gateway_runtime::http::Method;
-use ::gateway_runtime::params::check;
+use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
-    ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, Invalidate, MockSpec, OperationSpec,
-    PathPart, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec, UpstreamTarget,
+    ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, EditSpec, FormField,
+    FormScalar, Invalidate, MediaSpec, MockSpec, OperationSpec, PathPart,
+    RequestTransformSpec, ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec,
+    ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle, StatusMatch, TargetSpec,
+    ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
+use ::gateway_runtime::template::{Placeholder, TemplatePart};
 use ::std::time::Duration;
 use super::params;
 
@@ -52,6 +56,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -70,6 +78,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(67108864),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/pets")],
@@ -99,6 +111,10 @@ pub static API: ApiSpec = ApiSpec {
                 },
             ),
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -117,6 +133,61 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec {
+                max: 1048576,
+                validate: true,
+                required: true,
+                media: &[
+                    MediaSpec {
+                        range: "application/json",
+                        schema: Some(0),
+                        form: &[],
+                    },
+                ],
+            },
+            schema_params: &[],
+            transform: Some(
+                &TransformSpec {
+                    request: RequestTransformSpec {
+                        headers: EditSpec {
+                            remove: &["cookie"],
+                            rename: &[],
+                            set: &[
+                                ("x-pet-id", &[TemplatePart::Value(Placeholder::Path(0))]),
+                                (
+                                    "x-search",
+                                    &[TemplatePart::Value(Placeholder::Query("q"))],
+                                ),
+                                (
+                                    "x-caller",
+                                    &[TemplatePart::Value(Placeholder::ApiKeyName)],
+                                ),
+                            ],
+                        },
+                        query: EditSpec {
+                            remove: &["debug"],
+                            rename: &[("q", "search")],
+                            set: &[("source", &[TemplatePart::Literal("gateway")])],
+                        },
+                        body: Some(0),
+                    },
+                    response: ResponseTransformSpec {
+                        status: &[(404, 410)],
+                        headers: EditSpec {
+                            remove: &["server", "x-powered-by", "x-upstream"],
+                            rename: &[],
+                            set: &[
+                                (
+                                    "cache-control",
+                                    &[TemplatePart::Literal("public, max-age=60")],
+                                ),
+                            ],
+                        },
+                        body: Some(1),
+                    },
+                },
+            ),
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
@@ -135,9 +206,205 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/v1/pets/"), PathPart::Param(0)],
+            }),
+        },
+        OperationSpec {
+            id: "listNotes",
+            method: Method::GET,
+            template: "/pets/{petId}/notes",
+            route: "/pets/{p0}/notes",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::ListNotesParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[
+                SchemaParamSpec {
+                    name: "filter",
+                    location: ParamIn::Query,
+                    style: SchemaParamStyle::DeepObject(
+                        &[
+                            FormField {
+                                name: "minStars",
+                                scalar: FormScalar::Integer,
+                                list: false,
+                            },
+                            FormField {
+                                name: "author",
+                                scalar: FormScalar::String,
+                                list: false,
+                            },
+                        ],
+                    ),
+                    required: false,
+                    schema: 1,
+                },
+                SchemaParamSpec {
+                    name: "where",
+                    location: ParamIn::Query,
+                    style: SchemaParamStyle::Json,
+                    required: false,
+                    schema: 2,
+                },
+            ],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/notes"),
+                ],
+            }),
+        },
+        OperationSpec {
+            id: "addNote",
+            method: Method::POST,
+            template: "/pets/{petId}/notes",
+            route: "/pets/{p0}/notes",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::AddNoteParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 65536,
+                validate: true,
+                required: true,
+                media: &[
+                    MediaSpec {
+                        range: "application/json",
+                        schema: Some(3),
+                        form: &[],
+                    },
+                    MediaSpec {
+                        range: "application/x-www-form-urlencoded",
+                        schema: Some(3),
+                        form: &[
+                            FormField {
+                                name: "text",
+                                scalar: FormScalar::String,
+                                list: false,
+                            },
+                            FormField {
+                                name: "stars",
+                                scalar: FormScalar::Integer,
+                                list: false,
+                            },
+                            FormField {
+                                name: "urgent",
+                                scalar: FormScalar::Boolean,
+                                list: false,
+                            },
+                        ],
+                    },
+                ],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/notes"),
+                ],
+            }),
+        },
+        OperationSpec {
+            id: "getOwner",
+            method: Method::GET,
+            template: "/pets/{petId}/owner",
+            route: "/pets/{p0}/owner",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::GetOwnerParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: Some(
+                &ResponseCheckSpec {
+                    mode: ResponseCheckMode::Report,
+                    sample_ppm: 1000000,
+                    max_body: 1048576,
+                    responses: &[
+                        ResponseSchemaSpec {
+                            status: StatusMatch::Code(200),
+                            media: &[("application/json", Some(4))],
+                        },
+                        ResponseSchemaSpec {
+                            status: StatusMatch::Code(404),
+                            media: &[],
+                        },
+                    ],
+                },
+            ),
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/owner"),
+                ],
+            }),
+        },
+        OperationSpec {
+            id: "getMicrochip",
+            method: Method::GET,
+            template: "/pets/{petId}/microchip",
+            route: "/pets/{p0}/microchip",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::GetMicrochipParams>),
+            security: &[],
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: Some(
+                &ResponseCheckSpec {
+                    mode: ResponseCheckMode::Enforce,
+                    sample_ppm: 1000000,
+                    max_body: 1048576,
+                    responses: &[
+                        ResponseSchemaSpec {
+                            status: StatusMatch::Code(200),
+                            media: &[("application/json", Some(5))],
+                        },
+                    ],
+                },
+            ),
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/microchip"),
+                ],
             }),
         },
         OperationSpec {
@@ -153,6 +420,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[
@@ -184,6 +455,10 @@ pub static API: ApiSpec = ApiSpec {
                 },
             ),
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[
@@ -206,6 +481,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 1,
                 path: &[PathPart::Literal("/"), PathPart::Param(0)],
@@ -224,6 +503,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 2,
                 path: &[PathPart::Literal("/inventory")],
@@ -242,6 +525,35 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: Some(
+                &TransformSpec {
+                    request: RequestTransformSpec {
+                        headers: EditSpec::NONE,
+                        query: EditSpec::NONE,
+                        body: None,
+                    },
+                    response: ResponseTransformSpec {
+                        status: &[],
+                        headers: EditSpec {
+                            remove: &[],
+                            rename: &[],
+                            set: &[
+                                (
+                                    "x-served-by",
+                                    &[
+                                        TemplatePart::Literal("gateway "),
+                                        TemplatePart::Value(Placeholder::OperationId),
+                                    ],
+                                ),
+                            ],
+                        },
+                        body: Some(2),
+                    },
+                },
+            ),
+            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[("X-Mock", "yes")],
@@ -266,6 +578,10 @@ pub static API: ApiSpec = ApiSpec {
             }),
             cache: None,
             responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -282,4 +598,17 @@ pub static API: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemas: &[
+        "{\"$ref\":\"#/definitions/Pet\",\"definitions\":{\"Pet\":{\"type\":\"object\",\"properties\":{\"id\":{\"not\":{}},\"name\":{\"type\":\"string\",\"pattern\":\"^[A-Za-z][A-Za-z -]*$\",\"minLength\":1,\"maxLength\":40},\"tag\":{\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/definitions/PetStatus\"},\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":50},\"contact\":{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\",\"format\":\"email\"}},\"required\":[\"email\"],\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{\"phone\":{\"type\":\"string\"}},\"required\":[\"phone\"],\"additionalProperties\":false}]}},\"required\":[\"name\"],\"additionalProperties\":false},\"PetStatus\":{\"type\":\"string\",\"enum\":[\"available\",\"pending\",\"sold\"]}}}",
+        "{\"type\":\"object\",\"properties\":{\"minStars\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5},\"author\":{\"type\":\"string\"}},\"additionalProperties\":false}",
+        "{\"type\":\"object\",\"properties\":{\"kind\":{\"type\":\"string\",\"enum\":[\"vet\",\"owner\"]}},\"required\":[\"kind\"]}",
+        "{\"$ref\":\"#/definitions/Note\",\"definitions\":{\"Note\":{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\",\"maxLength\":200},\"stars\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5},\"urgent\":{\"type\":\"boolean\"}},\"required\":[\"text\"]}}}",
+        "{\"$ref\":\"#/definitions/Owner\",\"definitions\":{\"Owner\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"phone\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"name\"]}}}",
+        "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":\"^[0-9]{15}$\"}},\"required\":[\"code\"]}",
+    ],
+    filters: &[
+        "{name: .name, tag: (.tag // \"none\"), pet: ($path.petId | tonumber)}",
+        "{id: .id, name: .name}",
+        ". + {checked: true}",
+    ],
 };

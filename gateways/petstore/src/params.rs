@@ -69,10 +69,16 @@ impl rt::FromRequestParams for GetPetParams {
 }
 
 /// Parameters of `updatePet`: `PUT /pets/{petId}`.
+///
+/// Replace a pet; the body is validated and reshaped, the answer too.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdatePetParams {
     /// `petId` (path): The pet's numeric id.
     pub pet_id: i64,
+    /// `q` (query).
+    pub q: ::core::option::Option<::std::string::String>,
+    /// `debug` (query).
+    pub debug: ::core::option::Option<bool>,
 }
 
 impl rt::FromRequestParams for UpdatePetParams {
@@ -81,6 +87,8 @@ impl rt::FromRequestParams for UpdatePetParams {
     ) -> ::core::result::Result<Self, rt::ParamError> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+            q: p.get(rt::ParamIn::Query, "q")?,
+            debug: p.get(rt::ParamIn::Query, "debug")?,
         })
     }
 }
@@ -98,6 +106,82 @@ impl rt::FromRequestParams for DeletePetParams {
     ) -> ::core::result::Result<Self, rt::ParamError> {
         ::core::result::Result::Ok(Self {
             id: p.require(rt::ParamIn::Path(0), "id")?,
+        })
+    }
+}
+
+/// Parameters of `listNotes`: `GET /pets/{petId}/notes`.
+///
+/// Notes filtered by a deepObject and a JSON query parameter, both checked against their schemas.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListNotesParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for ListNotesParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
+/// Parameters of `addNote`: `POST /pets/{petId}/notes`.
+///
+/// A note on a pet, as JSON or as a form; validated, then forwarded byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddNoteParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for AddNoteParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
+/// Parameters of `getOwner`: `GET /pets/{petId}/owner`.
+///
+/// Upstream answers are checked against the spec and mismatches reported (contract drift).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetOwnerParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for GetOwnerParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
+/// Parameters of `getMicrochip`: `GET /pets/{petId}/microchip`.
+///
+/// A mismatching upstream answer is refused (502) rather than passed on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetMicrochipParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for GetMicrochipParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
     }
 }

@@ -7,10 +7,10 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, CacheKeyPart, CacheSettings, CacheSpec, GatewayResponseSpec,
-    Invalidate, KeyLocation, MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec,
-    ResponseSelector, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec,
-    UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec,
+    GatewayResponseSpec, Invalidate, KeyLocation, MockSpec, OperationSpec, PathPart,
+    QuotaPeriod, QuotaSpec, ResponseSelector, TargetSpec, ThrottleScope, ThrottleSpec,
+    UpstreamSpec, UpstreamTarget, UsagePlanSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -73,6 +73,10 @@ pub static API: ApiSpec = ApiSpec {
                 },
             ),
             responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/orders")],
@@ -126,6 +130,10 @@ pub static API: ApiSpec = ApiSpec {
                     ),
                 },
             ],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/orders/"), PathPart::Param(0)],
@@ -148,6 +156,10 @@ pub static API: ApiSpec = ApiSpec {
             }),
             cache: None,
             responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
                 upstream: 0,
                 path: &[PathPart::Literal("/catalog")],
@@ -166,6 +178,10 @@ pub static API: ApiSpec = ApiSpec {
             throttle: None,
             cache: None,
             responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
@@ -285,4 +301,6 @@ pub static API: ApiSpec = ApiSpec {
             ),
         },
     ],
+    schemas: &[],
+    filters: &[],
 };

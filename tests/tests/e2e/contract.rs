@@ -80,7 +80,10 @@ async fn response_transforms_filter_the_body_map_the_status_and_edit_headers() {
     let reply = put_json(&url, r#"{"name":"Rex"}"#).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(reply.json(), serde_json::json!({"id": 42, "name": "Rex"}));
-    assert_eq!(reply.header("content-length"), Some(reply.body.len().to_string().as_str()));
+    assert_eq!(
+        reply.header("content-length"),
+        Some(reply.body.len().to_string().as_str())
+    );
     assert_eq!(reply.header("cache-control"), Some("public, max-age=60"));
     assert!(reply.header("x-upstream").is_none(), "X-Upstream was removed");
 
@@ -113,7 +116,13 @@ async fn a_filled_header_value_with_cr_lf_is_never_sent() {
 async fn a_valid_body_passes_byte_for_byte_without_a_body_filter() {
     let (upstream, gw) = setup().await;
     let body = "{ \"text\" :  \"fed at 9\",\n  \"stars\": 4 }";
-    let reply = call(Method::POST, &gw.url("/pets/7/notes"), &[("content-type", "application/json")], body).await;
+    let reply = call(
+        Method::POST,
+        &gw.url("/pets/7/notes"),
+        &[("content-type", "application/json")],
+        body,
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(upstream.last().await["body"], body);
 }
@@ -130,8 +139,16 @@ async fn each_schema_violation_class_is_a_400_with_its_pointer() {
         (r#"{"name": "Rex", "age": -1}"#, "/age", "minimum"),
         (r#"{"name": "R2D2"}"#, "/name", "pattern"),
         (r#"{"name": "Rex", "color": "red"}"#, "", "additionalProperties"),
-        (r#"{"name": "Rex", "contact": {"email": "a@b.example", "phone": "1"}}"#, "/contact", "oneOf"),
-        (r#"{"name": "Rex", "contact": {"email": "not an address"}}"#, "/contact", "oneOf"),
+        (
+            r#"{"name": "Rex", "contact": {"email": "a@b.example", "phone": "1"}}"#,
+            "/contact",
+            "oneOf",
+        ),
+        (
+            r#"{"name": "Rex", "contact": {"email": "not an address"}}"#,
+            "/contact",
+            "oneOf",
+        ),
         (r#"{"name": "Rex", "tag": 5}"#, "/tag", "type"),
         (r#"{"name": "Rex", "id": 3}"#, "/id", "not"),
     ];
@@ -149,7 +166,10 @@ async fn each_schema_violation_class_is_a_400_with_its_pointer() {
     assert_eq!(upstream.calls(), before, "no invalid body reached the upstream");
 
     // Every violation is listed, not only the first.
-    let problem = assert_problem(&put_json(&url, r#"{"name": 5, "age": 99}"#).await, StatusCode::BAD_REQUEST);
+    let problem = assert_problem(
+        &put_json(&url, r#"{"name": 5, "age": 99}"#).await,
+        StatusCode::BAD_REQUEST,
+    );
     assert_eq!(violations(&problem).len(), 2, "{problem}");
     // `nullable: true` admits null.
     let reply = put_json(&url, r#"{"name": "Rex", "tag": null}"#).await;
@@ -165,9 +185,21 @@ async fn bodies_must_be_present_json_and_of_a_declared_media_type() {
     assert_eq!(problem["type"], "urn:gateway:error:bad-request-body");
     let reply = call(Method::PUT, &url, &[("content-type", "text/plain")], "Rex").await;
     let problem = assert_problem(&reply, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("application/json"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("application/json"),
+        "{problem}"
+    );
     let problem = assert_problem(&put_json(&url, r#"{"name": "#).await, StatusCode::BAD_REQUEST);
-    assert!(problem["detail"].as_str().unwrap_or_default().contains("not valid JSON"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not valid JSON"),
+        "{problem}"
+    );
     assert_eq!(upstream.calls(), before);
 }
 
@@ -196,7 +228,11 @@ async fn form_bodies_are_validated_after_coercion() {
 #[tokio::test]
 async fn deep_object_and_json_parameters_are_checked_against_their_schemas() {
     let (_upstream, gw) = setup().await;
-    let reply = get(&gw.url(&format!("/pets/7/notes?filter[minStars]=3&where={}", encode(r#"{"kind":"vet"}"#)))).await;
+    let reply = get(&gw.url(&format!(
+        "/pets/7/notes?filter[minStars]=3&where={}",
+        encode(r#"{"kind":"vet"}"#)
+    )))
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     for (query, pointer, keyword) in [
         ("filter[minStars]=9".to_owned(), "/minStars", "maximum"),
@@ -212,7 +248,10 @@ async fn deep_object_and_json_parameters_are_checked_against_their_schemas() {
             "{query}: expected {keyword} at {pointer:?}, got {found:?}"
         );
     }
-    let problem = assert_problem(&get(&gw.url("/pets/7/notes?where=notjson")).await, StatusCode::BAD_REQUEST);
+    let problem = assert_problem(
+        &get(&gw.url("/pets/7/notes?where=notjson")).await,
+        StatusCode::BAD_REQUEST,
+    );
     assert_eq!(problem["parameter"]["name"], "where");
 }
 
@@ -221,14 +260,28 @@ async fn a_body_over_the_limit_is_refused_before_it_is_read() {
     let (upstream, gw) = setup().await;
     let before = upstream.calls();
     let body = format!(r#"{{"text": "{}"}}"#, "x".repeat(70 * 1024));
-    let reply = call(Method::POST, &gw.url("/pets/7/notes"), &[("content-type", "application/json")], &body).await;
+    let reply = call(
+        Method::POST,
+        &gw.url("/pets/7/notes"),
+        &[("content-type", "application/json")],
+        &body,
+    )
+    .await;
     let problem = assert_problem(&reply, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(problem["type"], "urn:gateway:error:payload-too-large");
     assert_eq!(upstream.calls(), before);
 }
 
-/// Sends `total` bytes as a chunked body (no `Content-Length`), 16 KiB a frame.
-async fn send_chunked(method: Method, url: &str, content_type: &str, total: usize) -> Result<StatusCode, String> {
+/// Sends `total` bytes as a chunked body (no `Content-Length`), 16 KiB a frame. With `hold`, the body then stays
+/// open (unfinished) until the connection goes: a server that refuses it mid-way can answer while the client is not
+/// writing (a client still writing when the server closes sees a broken pipe instead of the answer).
+async fn send_chunked_holding(
+    method: Method,
+    url: &str,
+    content_type: &str,
+    total: usize,
+    hold: bool,
+) -> Result<StatusCode, String> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(4);
     tokio::spawn(async move {
         let chunk = Bytes::from(vec![b'a'; 16 * 1024]);
@@ -239,12 +292,17 @@ async fn send_chunked(method: Method, url: &str, content_type: &str, total: usiz
             }
             sent += chunk.len();
         }
+        if hold {
+            tx.closed().await;
+        }
     });
     let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
     let request = http::Request::builder()
         .method(method)
         .uri(url)
         .header("content-type", content_type)
+        // hyper sends a GET body of unknown length only when told it is chunked.
+        .header("transfer-encoding", "chunked")
         .body(body)
         .map_err(|e| e.to_string())?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -256,22 +314,68 @@ async fn send_chunked(method: Method, url: &str, content_type: &str, total: usiz
     Ok(response.status())
 }
 
+/// [`send_chunked_holding`], ending the body after `total` bytes.
+async fn send_chunked(method: Method, url: &str, content_type: &str, total: usize) -> Result<StatusCode, String> {
+    send_chunked_holding(method, url, content_type, total, false).await
+}
+
 #[tokio::test]
 async fn an_oversized_chunked_body_is_cut_with_413() {
     let (upstream, gw) = setup().await;
     // Streamed (not validated): counted as it flows, cut at the API-wide 1 MiB; the upstream never gets it whole.
-    let status = send_chunked(Method::GET, &gw.url("/inventory"), "application/octet-stream", 4 * 1024 * 1024).await;
+    let over = 1024 * 1024 + 256 * 1024;
+    let status = send_chunked_holding(
+        Method::GET,
+        &gw.url("/inventory"),
+        "application/octet-stream",
+        over,
+        true,
+    )
+    .await;
     assert_eq!(status, Ok(StatusCode::PAYLOAD_TOO_LARGE));
-    assert_eq!(upstream.last().await, serde_json::Value::Null, "no request reached the upstream whole");
+    assert_eq!(
+        upstream.last().await,
+        serde_json::Value::Null,
+        "no request reached the upstream whole"
+    );
     // Validated: read up to the operation's 64 KiB, never forwarded at all.
     let before = upstream.calls();
-    let status = send_chunked(Method::POST, &gw.url("/pets/7/notes"), "application/json", 256 * 1024).await;
+    let status = send_chunked_holding(
+        Method::POST,
+        &gw.url("/pets/7/notes"),
+        "application/json",
+        128 * 1024,
+        true,
+    )
+    .await;
     assert_eq!(status, Ok(StatusCode::PAYLOAD_TOO_LARGE));
     assert_eq!(upstream.calls(), before);
 }
 
+#[tokio::test]
+async fn a_chunked_body_within_the_limit_reaches_the_upstream_whole_on_any_method() {
+    let (upstream, gw) = setup().await;
+    // hyper drops a GET body of unknown length unless the request says it is chunked: the gateway says so.
+    for method in [Method::GET, Method::POST] {
+        let status = send_chunked(method.clone(), &gw.url("/inventory"), "text/plain", 256 * 1024).await;
+        let expected = if method == Method::GET {
+            StatusCode::OK
+        } else {
+            StatusCode::METHOD_NOT_ALLOWED
+        };
+        assert_eq!(status, Ok(expected), "{method}");
+    }
+    assert_eq!(upstream.last().await["body_bytes"], 256 * 1024);
+}
+
 async fn drift(gw: &gateway_tests::gateway::Gateway, operation: &str) -> serde_json::Value {
-    let reply = call(Method::GET, &gw.url("/_gateway/drift"), &[("authorization", &format!("Bearer {ADMIN}"))], "").await;
+    let reply = call(
+        Method::GET,
+        &gw.url("/_gateway/drift"),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+        "",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     reply.json()["operations"]
         .as_array()
@@ -296,7 +400,10 @@ async fn response_drift_is_counted_in_report_mode_and_the_answer_is_unchanged() 
         serde_json::json!({"status": 200, "pointer": "/name", "keyword": "type"})
     );
     // A status the spec does not declare is drift too.
-    assert_eq!(get(&gw.url("/pets/1/owner?status=500")).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        get(&gw.url("/pets/1/owner?status=500")).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
     let report = drift(&gw, "getOwner").await;
     assert_eq!(report["mismatched"], 2, "{report}");
     assert_eq!(report["last_mismatch"]["keyword"], "status");
@@ -305,7 +412,11 @@ async fn response_drift_is_counted_in_report_mode_and_the_answer_is_unchanged() 
 #[tokio::test]
 async fn response_drift_is_a_502_in_enforce_mode() {
     let (_upstream, gw) = setup().await;
-    let ok = get(&gw.url(&format!("/pets/1/microchip?body_json={}", encode(r#"{"code":"123456789012345"}"#)))).await;
+    let ok = get(&gw.url(&format!(
+        "/pets/1/microchip?body_json={}",
+        encode(r#"{"code":"123456789012345"}"#)
+    )))
+    .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     let bad = get(&gw.url(&format!("/pets/1/microchip?body_json={}", encode(r#"{"code":"12"}"#)))).await;
     let problem = assert_problem(&bad, StatusCode::BAD_GATEWAY);

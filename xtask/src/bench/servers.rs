@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::process::{Ready, Server, http_get, http_get_with, http_request};
+use crate::process::{Ready, Server, http_get, http_request};
 
 use super::Bench;
 use super::memory::Memory;
@@ -319,10 +319,15 @@ impl Stack {
             let addr = self.server(target)?.addr;
             let before = origin_calls(origin)?;
             for _ in 0..2 {
-                let body = target.body();
-                let method = body.as_ref().map_or("GET", |(m, _)| *m);
-                let (status, response) =
-                    http_request(addr, method, target.path(), target.headers(), body.as_ref().map(|(_, b)| b.as_str()))?;
+                let sent = target.body();
+                let method = sent.as_ref().map_or("GET", |(m, _)| *m);
+                let (status, response) = http_request(
+                    addr,
+                    method,
+                    target.path(),
+                    target.headers(),
+                    sent.as_ref().map(|(_, b)| b.as_str()),
+                )?;
                 if status != 200 || !response.contains(&body) {
                     bail!(
                         "{} answered {method} {} with {status}, not the origin's 200 and body: {}",

@@ -113,7 +113,7 @@ paths:
 "#
             ),
             Self::Plain => format!(
-                r#"paths:
+                r##"paths:
   /inventory:
     get:
       operationId: plain
@@ -169,7 +169,7 @@ components:
         status: {{ type: string, enum: [available, pending, sold] }}
         tags: {{ type: array, maxItems: 32, items: {{ type: string, maxLength: 32 }} }}
         note: {{ type: string, maxLength: 65536 }}
-"#
+"##
             ),
         };
         head + &body

@@ -22,7 +22,9 @@ pub struct JqFilter {
 
 impl std::fmt::Debug for JqFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JqFilter").field("uses", &self.uses).finish_non_exhaustive()
+        f.debug_struct("JqFilter")
+            .field("uses", &self.uses)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +138,8 @@ pub fn context(ctx: &crate::pipeline::RequestCtx) -> Val {
     map.insert(text("operation_id"), text(ctx.operation.map_or("", |op| op.id)));
     map.insert(
         text("client_ip"),
-        ctx.client.map_or(Val::Null, |peer| Val::from(peer.ip().to_canonical().to_string())),
+        ctx.client
+            .map_or(Val::Null, |peer| Val::from(peer.ip().to_canonical().to_string())),
     );
     let api_key = ctx.caller.as_ref().map_or(Val::Null, |caller| {
         let mut key = jaq_json::Map::default();
@@ -189,7 +192,11 @@ mod tests {
     #[test]
     fn filters_reshape_bodies_and_read_globals() {
         assert_eq!(
-            run(r#"{name: .name, tag: (.tag // "none"), id: $path.petId}"#, r#"{"name":"rex","x":1}"#).expect("runs"),
+            run(
+                r#"{name: .name, tag: (.tag // "none"), id: $path.petId}"#,
+                r#"{"name":"rex","x":1}"#
+            )
+            .expect("runs"),
             r#"{"name":"rex","tag":"none","id":"42"}"#
         );
         assert_eq!(run(".a.b|map(.*10)", r#"{"a":{"b":[1,2]}}"#).expect("runs"), "[10,20]");

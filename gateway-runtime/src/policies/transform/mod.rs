@@ -177,7 +177,10 @@ impl Transforms {
                 headers: &parts.headers,
             };
             let out = self.run_filter(index, input, ctx, Some(view)).map_err(|err| {
-                tracing::warn!(operation = ctx.operation.map_or("-", |op| op.id), "the request body filter failed");
+                tracing::warn!(
+                    operation = ctx.operation.map_or("-", |op| op.id),
+                    "the request body filter failed"
+                );
                 tracing::debug!(error = %err, "request body filter error");
                 GatewayError::internal()
             })?;
@@ -255,10 +258,17 @@ impl Transforms {
         };
         let path = || {
             let names = ctx.operation.map_or(&[][..], |op| op.path_params);
-            jq::object(names.iter().enumerate().map(|(i, name)| (*name, ctx.path_value(i).unwrap_or("").to_owned())))
+            jq::object(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| (*name, ctx.path_value(i).unwrap_or("").to_owned())),
+            )
         };
         let query = || {
-            let pairs = view.and_then(|v| v.query).map(|q| form_urlencoded::parse(q.as_bytes()).collect::<Vec<_>>());
+            let pairs = view
+                .and_then(|v| v.query)
+                .map(|q| form_urlencoded::parse(q.as_bytes()).collect::<Vec<_>>());
             let mut seen = std::collections::HashSet::new();
             jq::object(
                 pairs

@@ -9,13 +9,19 @@ use serde_json::{Map, Value};
 use crate::spec::{FormField, FormScalar};
 
 /// `pairs` (decoded names and values, in order) as a JSON object, coerced by `fields`.
-pub fn to_object<'a>(pairs: impl IntoIterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>, fields: &[FormField]) -> Value {
+pub fn to_object<'a>(
+    pairs: impl IntoIterator<Item = (std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)>,
+    fields: &[FormField],
+) -> Value {
     let mut object = Map::new();
     for (name, text) in pairs {
         let field = fields.iter().find(|f| f.name == name);
         let value = coerce(&text, field.map_or(FormScalar::String, |f| f.scalar));
         if field.is_some_and(|f| f.list) {
-            match object.entry(name.into_owned()).or_insert_with(|| Value::Array(Vec::new())) {
+            match object
+                .entry(name.into_owned())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
                 Value::Array(items) => items.push(value),
                 other => *other = Value::Array(vec![value]),
             }

@@ -13,12 +13,7 @@ pub enum BodyKind {
 
 /// The essence of a `Content-Type` value (`type/subtype`, lower case, without parameters).
 pub fn essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// How a body of media type `essence` is read.

@@ -226,7 +226,11 @@ fn param_value(
             param.location,
             param.name,
             "a JSON document",
-            format!("{} parameter `{}` is not JSON: {e}", param.location.as_str(), param.name),
+            format!(
+                "{} parameter `{}` is not JSON: {e}",
+                param.location.as_str(),
+                param.name
+            ),
         )
     })
 }

@@ -63,7 +63,11 @@ impl DriftCounters {
             .zip(self.ids.iter().zip(self.ops.iter()))
             .filter(|(op, _)| op.responses_check.is_some())
             .map(|(_, (id, drift))| {
-                let last = drift.last.lock().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone());
+                let last = drift
+                    .last
+                    .lock()
+                    .map(|l| l.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
                 serde_json::json!({
                     "operation": id,
                     "checked": drift.checked.load(Ordering::Relaxed),
@@ -136,7 +140,8 @@ impl ResponseCheck {
             .and_then(|v| v.to_str().ok())
             .map(media::essence)
             .unwrap_or_default();
-        let (_, schema) = media::best(declared.media, |(range, _)| range, &essence).ok_or_else(|| mismatch("content-type"))?;
+        let (_, schema) =
+            media::best(declared.media, |(range, _)| range, &essence).ok_or_else(|| mismatch("content-type"))?;
         let encoded = headers
             .get(CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
@@ -174,7 +179,9 @@ impl ResponseCheck {
 
     /// Records the outcome of one check.
     pub fn record(&self, outcome: Result<(), &Mismatch>) {
-        let Some(drift) = self.contracts.drift().op(self.index) else { return };
+        let Some(drift) = self.contracts.drift().op(self.index) else {
+            return;
+        };
         drift.checked.fetch_add(1, Ordering::Relaxed);
         if let Err(mismatch) = outcome {
             drift.mismatched.fetch_add(1, Ordering::Relaxed);
@@ -250,9 +257,18 @@ mod tests {
 
     #[test]
     fn statuses_find_their_declared_response() {
-        assert_eq!(declared_for(&DECLARED, 200).map(|r| r.status), Some(StatusMatch::Code(200)));
-        assert_eq!(declared_for(&DECLARED, 404).map(|r| r.status), Some(StatusMatch::Class(4)));
-        assert_eq!(declared_for(&DECLARED, 503).map(|r| r.status), Some(StatusMatch::Default));
+        assert_eq!(
+            declared_for(&DECLARED, 200).map(|r| r.status),
+            Some(StatusMatch::Code(200))
+        );
+        assert_eq!(
+            declared_for(&DECLARED, 404).map(|r| r.status),
+            Some(StatusMatch::Class(4))
+        );
+        assert_eq!(
+            declared_for(&DECLARED, 503).map(|r| r.status),
+            Some(StatusMatch::Default)
+        );
         assert!(declared_for(&DECLARED[..2], 503).is_none());
     }
 
