@@ -874,3 +874,19 @@ fn a_validated_body_with_a_dangling_schema_ref_is_an_error() {
         "expected the dangling reference to be named: {errs:#?}"
     );
 }
+
+#[test]
+fn a_cached_operation_filling_a_response_header_from_the_request_is_warned_about() {
+    let spec = with_op_ext(
+        "        cache: { ttl: 30s }\n        transform:\n          response:\n            headers: { set: { X-Id: \"{context.request_id}\", X-Pet: \"{path.petId}\" } }\n",
+    );
+    let g = run(&spec).expect("a warning, not an error");
+    let warned: Vec<&str> = g
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("cache hits repeat"))
+        .map(|w| w.message.as_str())
+        .collect();
+    assert_eq!(warned.len(), 1, "only X-Id reads the request: {warned:?}");
+    assert!(warned[0].contains("x-id"), "{warned:?}");
+}

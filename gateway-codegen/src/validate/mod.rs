@@ -202,6 +202,11 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
             checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
             checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);
+            if checked.cache.is_some()
+                && let Some(transform) = &checked.transform
+            {
+                transforms::warn_per_request_values_cached(op, transform, diags);
+            }
             operations.push(checked);
         }
     }

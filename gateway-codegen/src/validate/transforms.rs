@@ -155,6 +155,39 @@ pub(super) fn check_transform(
     (!empty).then_some(out)
 }
 
+/// A cached operation's answers are stored after the response transform and served to later requests: a
+/// response header filled from the request (its id, address, key or parameters) would be the first request's.
+pub(super) fn warn_per_request_values_cached(op: &ParsedOperation, transform: &Transform, diags: &mut Diagnostics) {
+    let per_request = |parts: &[TemplatePart]| {
+        parts.iter().any(|p| {
+            matches!(
+                p,
+                TemplatePart::Value(
+                    Placeholder::RequestId
+                        | Placeholder::ClientIp
+                        | Placeholder::ApiKeyName
+                        | Placeholder::Query(_)
+                        | Placeholder::Header(_)
+                )
+            )
+        })
+    };
+    for (name, parts) in &transform.response_headers.set {
+        if per_request(parts) {
+            diags.push(
+                Diagnostic::warning(
+                    &op.pointer,
+                    format!(
+                        "response header `{name}` is filled from the request, but the operation is cached: cache hits \
+                         repeat the value of the request that stored the answer"
+                    ),
+                )
+                .help("fill it from path parameters only (they are in the cache key), or turn the cache off"),
+            );
+        }
+    }
+}
+
 fn check_edits(edits: &EditsExt, at: &str, headers: bool, names: &Names<'_>, diags: &mut Diagnostics) -> Edits {
     let name = |raw: &str, at: &str, diags: &mut Diagnostics| -> Option<String> {
         if headers {

@@ -215,11 +215,21 @@ fn write_json(value: &Val, out: &mut Vec<u8>) {
     }
 }
 
-/// A JSON string (escaped by serde_json) of `bytes` read as UTF-8.
+/// A JSON string of `bytes` read as UTF-8. Most strings need no escape: those are copied whole (UTF-8 validation and
+/// the escape scan are tight loops); the others are escaped by serde_json.
 fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
-    let text = String::from_utf8_lossy(bytes);
-    // Serializing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &*text);
+    let plain = !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+    match std::str::from_utf8(bytes) {
+        Ok(_) if plain => {
+            out.reserve(bytes.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(bytes);
+            out.push(b'"');
+        }
+        // Serializing a string into a Vec cannot fail.
+        Ok(text) => drop(serde_json::to_writer(&mut *out, text)),
+        Err(_) => drop(serde_json::to_writer(&mut *out, &*String::from_utf8_lossy(bytes))),
+    }
 }
 
 #[cfg(test)]
