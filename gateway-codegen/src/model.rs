@@ -51,6 +51,18 @@ pub struct Body {
     pub media: Vec<Media>,
 }
 
+impl Body {
+    /// A body of at most `max` bytes, not validated.
+    pub fn limit(max: u64) -> Self {
+        Self {
+            max,
+            validate: false,
+            required: false,
+            media: Vec::new(),
+        }
+    }
+}
+
 /// A declared request media type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {

@@ -1277,12 +1277,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             plans: Vec::new(),
             throttle: None,
             responses: Vec::new(),
-            body: gateway_codegen::model::Body {
-                max: 1024,
-                validate: false,
-                required: false,
-                media: Vec::new(),
-            },
+            body: gateway_codegen::model::Body::limit(1024),
             schema_params: Vec::new(),
             transform: None,
             responses_check: None,

@@ -104,6 +104,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         println!("  curl -i 'http://{}{path}'    # {what}", gateway.addr);
     }
     println!(
+        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": 5, \"age\": 99}}' 'http://{}/pets/42'    # 400: every schema violation, with its JSON pointer",
+        gateway.addr
+    );
+    println!(
+        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' 'http://{}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410",
+        gateway.addr
+    );
+    println!(
         "\nThe store gateway (pid {}) listens on http://{}, with keys from {}. Try:\n",
         store.pid(),
         store.addr,

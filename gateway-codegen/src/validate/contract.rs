@@ -137,10 +137,8 @@ pub(super) fn check_body(
         .map_or(DEFAULT_MAX_BODY, |(_, m)| m);
     let validate = settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
     let mut body = Body {
-        max,
         validate,
-        required: false,
-        media: Vec::new(),
+        ..Body::limit(max)
     };
     let Some(request_body) = op.operation.request_body.as_ref().filter(|_| validate) else {
         return body;

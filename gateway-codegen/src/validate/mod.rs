@@ -358,12 +358,7 @@ fn check_operation<'a>(
         plans: Vec::new(),
         throttle: None,
         responses: Vec::new(),
-        body: Body {
-            max: contract::DEFAULT_MAX_BODY,
-            validate: false,
-            required: false,
-            media: Vec::new(),
-        },
+        body: Body::limit(contract::DEFAULT_MAX_BODY),
         schema_params: Vec::new(),
         transform: None,
         responses_check: None,
