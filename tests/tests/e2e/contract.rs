@@ -396,6 +396,16 @@ async fn response_drift_is_counted_in_report_mode_and_the_answer_is_unchanged() 
         report["last_mismatch"],
         serde_json::json!({"status": 200, "pointer": "/name", "keyword": "type"})
     );
+    // A HEAD answer has no body to check: it is not counted (and never a false mismatch).
+    let head = call(
+        Method::HEAD,
+        &gw.url(&format!("/pets/1/owner?body_json={}", encode(bad_body))),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(drift(&gw, "getOwner").await["checked"], 2);
     // A status the spec does not declare is drift too.
     assert_eq!(
         get(&gw.url("/pets/1/owner?status=500")).await.status,

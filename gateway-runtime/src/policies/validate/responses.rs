@@ -132,7 +132,8 @@ impl ResponseCheck {
             keyword: keyword.to_owned(),
         };
         let declared = declared_for(self.spec.responses, status).ok_or_else(|| mismatch("status"))?;
-        if declared.media.is_empty() {
+        // 204 and 304 never carry a body (RFC 9110 §15.3.5, §15.4.5), whatever the spec declares for them.
+        if declared.media.is_empty() || status == 204 || status == 304 {
             return Ok(BodyNeed::None);
         }
         let essence = headers
