@@ -408,3 +408,76 @@ fn set_body(headers: &mut HeaderMap, body: &mut Body, out: Val) {
     headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     *body = Body::from(bytes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static EDITS: EditSpec = EditSpec {
+        remove: &["debug"],
+        rename: &[("q", "search term")],
+        set: &[
+            ("source", &[TemplatePart::Literal("gate way&co")]),
+            ("page", &[TemplatePart::Value(Placeholder::Query("p"))]),
+        ],
+    };
+
+    fn edited(query: Option<&str>) -> String {
+        let parts = http::Request::builder()
+            .uri(format!("/x?{}", query.unwrap_or("")))
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        let ctx = RequestCtx::new(&parts, None);
+        let values = Values {
+            ctx: &ctx,
+            error: None,
+            request: Some(RequestView {
+                query: parts.uri.query(),
+                headers: &parts.headers,
+            }),
+        };
+        edit_query(query, &EDITS, &values)
+    }
+
+    #[test]
+    fn query_edits_remove_rename_and_set_and_keep_the_rest_as_sent() {
+        assert_eq!(
+            edited(Some("q=a%20b&debug=1&keep=x%2Fy&source=client&p=3")),
+            "search+term=a%20b&keep=x%2Fy&p=3&source=gate+way%26co&page=3"
+        );
+        // Nothing to read from: set values are empty, not absent.
+        assert_eq!(edited(None), "source=gate+way%26co&page=");
+    }
+
+    #[test]
+    fn header_edits_run_remove_then_rename_then_set() {
+        let spec: &'static EditSpec = &EditSpec {
+            remove: &["cookie"],
+            rename: &[("x-old", "x-new")],
+            set: &[("x-new", &[TemplatePart::Literal("set")])],
+        };
+        let edits = HeaderEdits::new(spec).expect("valid names");
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", HeaderValue::from_static("secret"));
+        headers.append("x-old", HeaderValue::from_static("1"));
+        headers.append("x-old", HeaderValue::from_static("2"));
+        let filled = vec![(HeaderName::from_static("x-new"), HeaderValue::from_static("set"))];
+        edit_headers(&mut headers, &edits, filled);
+        assert!(headers.get("cookie").is_none());
+        assert!(headers.get("x-old").is_none());
+        // `set` replaces the renamed values.
+        assert_eq!(headers.get_all("x-new").iter().collect::<Vec<_>>(), ["set"]);
+        let mut renamed_only = HeaderMap::new();
+        renamed_only.append("x-old", HeaderValue::from_static("1"));
+        renamed_only.append("x-old", HeaderValue::from_static("2"));
+        let rename: &'static EditSpec = &EditSpec {
+            remove: &[],
+            rename: &[("x-old", "x-new")],
+            set: &[],
+        };
+        edit_headers(&mut renamed_only, &HeaderEdits::new(rename).expect("valid"), Vec::new());
+        assert_eq!(renamed_only.get_all("x-new").iter().collect::<Vec<_>>(), ["1", "2"]);
+    }
+}
