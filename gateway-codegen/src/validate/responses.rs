@@ -31,7 +31,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 /// The placeholders a gateway response may hold.
-const PLACEHOLDERS: &[(&str, Placeholder)] = &[
+pub(super) const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("error.title", Placeholder::ErrorTitle),
     ("error.detail", Placeholder::ErrorDetail),
     ("error.status", Placeholder::ErrorStatus),

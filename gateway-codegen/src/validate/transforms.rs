@@ -15,13 +15,12 @@ use crate::parse::ext::{EditsExt, TransformExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace, Piece};
 
-/// Context values a transform template may hold.
-const CONTEXT: &[(&str, Placeholder)] = &[
-    ("request_id", Placeholder::RequestId),
-    ("operation_id", Placeholder::OperationId),
-    ("client_ip", Placeholder::ClientIp),
-    ("api_key.name", Placeholder::ApiKeyName),
-];
+/// The context values a transform template may hold: the `context.` ones gateway responses have too.
+fn context_values() -> impl Iterator<Item = (&'static str, &'static Placeholder)> + Clone {
+    super::responses::PLACEHOLDERS
+        .iter()
+        .filter_map(|(name, p)| Some((name.strip_prefix("context.")?, p)))
+}
 
 /// Headers the gateway frames or manages itself: a transform may not touch them.
 const MANAGED: &[&str] = &[
@@ -89,10 +88,10 @@ pub(super) fn check_transform(
         return None;
     }
     // The nearest level's value of one part, with its pointer.
-    fn nearest<T>(
-        levels: &[(String, &TransformExt)],
+    fn nearest<'t, T>(
+        levels: &[(String, &'t TransformExt)],
         part: &str,
-        get: impl Fn(&TransformExt) -> Option<T>,
+        get: impl Fn(&'t TransformExt) -> Option<T>,
     ) -> Option<(String, T)> {
         levels
             .iter()
@@ -113,26 +112,24 @@ pub(super) fn check_transform(
             .map(|(_, p)| p.parameter_data_ref().name.to_ascii_lowercase())
             .collect(),
     };
-    let request = |t: &TransformExt| t.request.clone().unwrap_or_default();
-    let response = |t: &TransformExt| t.response.clone().unwrap_or_default();
     let mut out = Transform::default();
-    if let Some((at, edits)) = nearest(&levels, "request/headers", |t| request(t).headers) {
-        out.request_headers = check_edits(&edits, &at, true, &names, diags);
+    if let Some((at, edits)) = nearest(&levels, "request/headers", |t| t.request.as_ref()?.headers.as_ref()) {
+        out.request_headers = check_edits(edits, &at, true, &names, diags);
     }
-    if let Some((at, edits)) = nearest(&levels, "request/query", |t| request(t).query) {
-        out.request_query = check_edits(&edits, &at, false, &names, diags);
+    if let Some((at, edits)) = nearest(&levels, "request/query", |t| t.request.as_ref()?.query.as_ref()) {
+        out.request_query = check_edits(edits, &at, false, &names, diags);
     }
-    if let Some((at, code)) = nearest(&levels, "request/body", |t| request(t).body) {
-        out.request_body = check_filter(&code, &at, tables, diags);
+    if let Some((at, code)) = nearest(&levels, "request/body", |t| t.request.as_ref()?.body.as_ref()) {
+        out.request_body = check_filter(code, &at, tables, diags);
     }
-    if let Some((at, map)) = nearest(&levels, "response/status", |t| response(t).status) {
-        for (from, to) in map {
+    if let Some((at, map)) = nearest(&levels, "response/status", |t| t.response.as_ref()?.status.as_ref()) {
+        for (from, &to) in map {
             let from_code = from.trim().parse::<u16>().ok().filter(|c| (200..=599).contains(c));
             match from_code {
                 Some(code) if (200..=599).contains(&to) => out.response_status.push((code, to)),
                 _ => diags.push(
                     Diagnostic::error(
-                        format!("{at}/{}", crate::locate::escape_segment(&from)),
+                        format!("{at}/{}", crate::locate::escape_segment(from)),
                         format!("`{from}: {to}` does not map a status to a status"),
                     )
                     .help("write target status: status sent, both from 200 to 599, e.g. `404: 410`"),
@@ -140,11 +137,11 @@ pub(super) fn check_transform(
             }
         }
     }
-    if let Some((at, edits)) = nearest(&levels, "response/headers", |t| response(t).headers) {
-        out.response_headers = check_edits(&edits, &at, true, &names, diags);
+    if let Some((at, edits)) = nearest(&levels, "response/headers", |t| t.response.as_ref()?.headers.as_ref()) {
+        out.response_headers = check_edits(edits, &at, true, &names, diags);
     }
-    if let Some((at, code)) = nearest(&levels, "response/body", |t| response(t).body) {
-        out.response_body = check_filter(&code, &at, tables, diags);
+    if let Some((at, code)) = nearest(&levels, "response/body", |t| t.response.as_ref()?.body.as_ref()) {
+        out.response_body = check_filter(code, &at, tables, diags);
     }
     let empty = out.request_headers.is_empty()
         && out.request_query.is_empty()
@@ -341,11 +338,11 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
                 None
             }
         }
-        Namespace::Context => match CONTEXT.iter().find(|(n, _)| *n == name) {
+        Namespace::Context => match context_values().find(|(n, _)| *n == name) {
             Some((_, p)) => Some(p.clone()),
             None => {
                 let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a context value"));
-                d = match did_you_mean(name, CONTEXT.iter().map(|(n, _)| *n)) {
+                d = match did_you_mean(name, context_values().map(|(n, _)| n)) {
                     Some(best) => d.help(format!("did you mean `{{context.{best}}}`?")),
                     None => d.help("the context values are request_id, operation_id, client_ip and api_key.name"),
                 };

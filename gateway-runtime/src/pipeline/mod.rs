@@ -287,6 +287,7 @@ impl Operation {
             .filter(|c| proxied && ctx.method != http::Method::HEAD && c.sampled());
         let response = self.target.respond(ctx, parts, body).await?;
         let status = response.status();
+        // What of the body the check and the filter need: its limit, and the schema a checked body must match.
         let mut limit = None;
         let mut check_body = None;
         if let Some(check) = check {
@@ -298,9 +299,9 @@ impl Operation {
                     }
                 }
                 Ok(BodyNeed::None) => check.record(Ok(())),
-                Ok(BodyNeed::Read(max)) => {
+                Ok(BodyNeed::Read { limit: max, schema }) => {
                     limit = Some(max);
-                    check_body = Some(check);
+                    check_body = Some((check, schema));
                 }
             }
         }
@@ -308,53 +309,47 @@ impl Operation {
         if filter {
             limit = Some(limit.unwrap_or(0).max(self.op.body.max));
         }
-        let Some(limit) = limit else {
-            return match transforms {
-                Some(t) => t.response(ctx, snapshot.as_ref(), response, None),
-                None => Ok(response),
-            };
-        };
-        let (head, body) = response.into_parts();
-        let bytes = match read_up_to(body, limit).await {
-            UpTo::Whole(bytes) => bytes,
-            UpTo::Larger(body) => {
-                if let Some(check) = check_body {
-                    check.skipped();
+        let (response, filtered_body) = match limit {
+            None => (response, None),
+            Some(limit) => {
+                let (head, body) = response.into_parts();
+                let bytes = match read_up_to(body, limit).await {
+                    UpTo::Whole(bytes) => bytes,
+                    UpTo::Larger(body) => {
+                        if let Some((check, _)) = check_body {
+                            check.skipped();
+                        }
+                        if filter {
+                            tracing::warn!(operation = self.op.id, limit, "the response is too large to transform");
+                            return Err(GatewayError::upstream(
+                                "the upstream response is too large to transform",
+                            ));
+                        }
+                        return Ok(Response::from_parts(head, body));
+                    }
+                    UpTo::Failed(err) => {
+                        tracing::warn!(operation = self.op.id, error = %err, "the upstream response body failed");
+                        return Err(GatewayError::upstream("the upstream response broke off"));
+                    }
+                };
+                if let Some((check, schema)) = check_body {
+                    let outcome = check.body(status.as_u16(), schema, &bytes);
+                    check.record(outcome.as_ref().map(|_| ()));
+                    if outcome.is_err() && check.enforced() {
+                        return Err(drifted());
+                    }
                 }
+                // The filter gets the bytes; otherwise they go back as the body.
                 if filter {
-                    tracing::warn!(operation = self.op.id, limit, "the response is too large to transform");
-                    return Err(GatewayError::upstream(
-                        "the upstream response is too large to transform",
-                    ));
+                    (Response::from_parts(head, Body::empty()), Some(bytes))
+                } else {
+                    (Response::from_parts(head, Body::from(bytes)), None)
                 }
-                return Ok(Response::from_parts(head, body));
-            }
-            UpTo::Failed(err) => {
-                tracing::warn!(operation = self.op.id, error = %err, "the upstream response body failed");
-                return Err(GatewayError::upstream("the upstream response broke off"));
             }
         };
-        if let Some(check) = check_body {
-            let outcome = check.body(status.as_u16(), &head.headers, &bytes);
-            check.record(outcome.as_ref().map(|_| ()));
-            if outcome.is_err() && check.enforced() {
-                return Err(drifted());
-            }
-        }
         match transforms {
-            Some(t) if filter => t.response(
-                ctx,
-                snapshot.as_ref(),
-                Response::from_parts(head, Body::empty()),
-                Some(bytes),
-            ),
-            Some(t) => t.response(
-                ctx,
-                snapshot.as_ref(),
-                Response::from_parts(head, Body::from(bytes)),
-                None,
-            ),
-            None => Ok(Response::from_parts(head, Body::from(bytes))),
+            Some(t) => t.response(ctx, snapshot.as_ref(), response, filtered_body),
+            None => Ok(response),
         }
     }
 

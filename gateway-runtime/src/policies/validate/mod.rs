@@ -10,12 +10,14 @@ pub mod form;
 pub mod media;
 pub mod responses;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::error::{ErrorKind, GatewayError, ProblemItem};
 use crate::params::ParamIn;
 use crate::policies::transform::jq::JqFilter;
 use crate::spec::{ApiSpec, SchemaParamSpec, SchemaParamStyle};
+use crate::template::RequestView;
 
 pub use responses::DriftCounters;
 
@@ -205,19 +207,14 @@ fn param_value(
     query: Option<&str>,
     headers: &http::HeaderMap,
 ) -> Result<Option<serde_json::Value>, GatewayError> {
+    let request = RequestView { query, headers };
     let text = match (&param.style, param.location) {
         (SchemaParamStyle::DeepObject(fields), _) => {
             return Ok(query.and_then(|q| form::deep_object(q, param.name, fields)));
         }
-        (SchemaParamStyle::Json, ParamIn::Query) => query.and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == param.name)
-                .map(|(_, v)| v.into_owned())
-        }),
-        (SchemaParamStyle::Json, ParamIn::Header) => headers
-            .get(param.name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-        (SchemaParamStyle::Json, ParamIn::Cookie) => crate::params::cookie(headers, param.name).map(str::to_owned),
+        (SchemaParamStyle::Json, ParamIn::Query) => request.query_value(param.name),
+        (SchemaParamStyle::Json, ParamIn::Header) => request.header_value(param.name),
+        (SchemaParamStyle::Json, ParamIn::Cookie) => crate::params::cookie(headers, param.name).map(Cow::Borrowed),
         (SchemaParamStyle::Json, ParamIn::Path(_)) => None,
     };
     let Some(text) = text else { return Ok(None) };

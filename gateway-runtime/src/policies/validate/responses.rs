@@ -42,7 +42,7 @@ struct OperationDrift {
 /// Per-operation counts of checked, mismatched and skipped responses, shared by every worker.
 #[derive(Debug)]
 pub struct DriftCounters {
-    ids: Box<[&'static str]>,
+    /// One entry per operation of the API, in its order.
     ops: Box<[OperationDrift]>,
 }
 
@@ -50,7 +50,6 @@ impl DriftCounters {
     /// Counters for every operation of `api`.
     pub fn new(api: &ApiSpec) -> Self {
         Self {
-            ids: api.operations.iter().map(|op| op.id).collect(),
             ops: api.operations.iter().map(|_| OperationDrift::default()).collect(),
         }
     }
@@ -60,16 +59,16 @@ impl DriftCounters {
         let operations: Vec<serde_json::Value> = api
             .operations
             .iter()
-            .zip(self.ids.iter().zip(self.ops.iter()))
+            .zip(self.ops.iter())
             .filter(|(op, _)| op.responses_check.is_some())
-            .map(|(_, (id, drift))| {
+            .map(|(op, drift)| {
                 let last = drift
                     .last
                     .lock()
                     .map(|l| l.clone())
                     .unwrap_or_else(|p| p.into_inner().clone());
                 serde_json::json!({
-                    "operation": id,
+                    "operation": op.id,
                     "checked": drift.checked.load(Ordering::Relaxed),
                     "mismatched": drift.mismatched.load(Ordering::Relaxed),
                     "skipped": drift.skipped.load(Ordering::Relaxed),
@@ -99,8 +98,13 @@ pub struct ResponseCheck {
 pub enum BodyNeed {
     /// Nothing: the status or media type already decided, or there is no schema.
     None,
-    /// The whole body, up to this many bytes.
-    Read(u64),
+    /// The whole body, up to `limit` bytes, to be checked against schema `schema` (an index into the table).
+    Read {
+        /// Largest body checked.
+        limit: u64,
+        /// The schema of the status and media type.
+        schema: usize,
+    },
 }
 
 impl ResponseCheck {
@@ -147,22 +151,16 @@ impl ResponseCheck {
             .get(CONTENT_ENCODING)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
         Ok(match schema {
-            Some(_) if media::kind(&essence) == BodyKind::Json && !encoded => BodyNeed::Read(self.spec.max_body),
+            Some(schema) if media::kind(&essence) == BodyKind::Json && !encoded => BodyNeed::Read {
+                limit: self.spec.max_body,
+                schema: *schema,
+            },
             _ => BodyNeed::None,
         })
     }
 
-    /// Checks a JSON body read whole against the schema of `status`.
-    pub fn body(&self, status: u16, headers: &HeaderMap, body: &Bytes) -> Result<(), Mismatch> {
-        let essence = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(media::essence)
-            .unwrap_or_default();
-        let schema = declared_for(self.spec.responses, status)
-            .and_then(|d| media::best(d.media, |(range, _)| range, &essence))
-            .and_then(|(_, schema)| *schema);
-        let Some(schema) = schema else { return Ok(()) };
+    /// Checks a JSON body read whole against `schema` (as [`ResponseCheck::head`] found it for the response).
+    pub fn body(&self, status: u16, schema: usize, body: &Bytes) -> Result<(), Mismatch> {
         let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| Mismatch {
             status,
             pointer: String::new(),
