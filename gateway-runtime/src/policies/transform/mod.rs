@@ -78,8 +78,6 @@ pub struct Transforms {
     spec: &'static TransformSpec,
     request_headers: HeaderEdits,
     response_headers: HeaderEdits,
-    request_filter: Option<usize>,
-    response_filter: Option<usize>,
     /// Response templates or the response filter read the request's query or headers.
     needs_snapshot: bool,
     contracts: Contracts,
@@ -106,26 +104,19 @@ impl Transforms {
             spec,
             request_headers: HeaderEdits::new(&spec.request.headers)?,
             response_headers: HeaderEdits::new(&spec.response.headers)?,
-            request_filter: spec.request.body,
-            response_filter: spec.response.body,
             needs_snapshot: filter_reads_request || spec.response.headers.set.iter().any(|(_, t)| reads_request(t)),
             contracts,
         })
     }
 
-    /// Whether the request body must be read (and be JSON) for the request filter.
-    pub fn filters_request_body(&self) -> bool {
-        self.request_filter.is_some()
-    }
-
     /// Whether the response body must be read for the response filter (for this status).
     pub fn filters_response_body(&self, status: StatusCode) -> bool {
-        self.response_filter.is_some() && status.is_success()
+        self.spec.response.body.is_some() && status.is_success()
     }
 
     /// Whether some response body may be filtered (so the upstream is asked for it unencoded).
     pub fn filters_any_response_body(&self) -> bool {
-        self.response_filter.is_some()
+        self.spec.response.body.is_some()
     }
 
     /// What the response side needs of the request, taken before the request goes to the target.
@@ -136,7 +127,8 @@ impl Transforms {
         })
     }
 
-    /// Transforms the request: headers, query, then the body.
+    /// Transforms the request: the body, then headers and query. The filter and the `set` templates all read
+    /// the request as the client sent it (as the response side does).
     pub fn request(
         &self,
         ctx: &RequestCtx,
@@ -145,24 +137,7 @@ impl Transforms {
         read: Option<ReadBody>,
     ) -> Result<(), GatewayError> {
         let spec = &self.spec.request;
-        if !self.request_headers.is_empty() || !spec.query.is_empty() {
-            let view = RequestView {
-                query: parts.uri.query(),
-                headers: &parts.headers,
-            };
-            let values = Values {
-                ctx,
-                error: None,
-                request: Some(view),
-            };
-            let headers = fill_headers(&self.request_headers, &values, ctx)?;
-            let query = (!spec.query.is_empty()).then(|| edit_query(parts.uri.query(), &spec.query, &values));
-            edit_headers(&mut parts.headers, &self.request_headers, headers);
-            if let Some(query) = query {
-                parts.uri = with_query(&parts.uri, &query, ctx)?;
-            }
-        }
-        if let (Some(index), Some(read)) = (self.request_filter, read) {
+        if let (Some(index), Some(read)) = (spec.body, read) {
             let input = match read.json {
                 Some(value) => jq::from_json(&value),
                 None => jq::parse(&read.bytes).map_err(|e| {
@@ -186,6 +161,23 @@ impl Transforms {
             })?;
             set_body(&mut parts.headers, body, out);
         }
+        if !self.request_headers.is_empty() || !spec.query.is_empty() {
+            let view = RequestView {
+                query: parts.uri.query(),
+                headers: &parts.headers,
+            };
+            let values = Values {
+                ctx,
+                error: None,
+                request: Some(view),
+            };
+            let headers = fill_headers(&self.request_headers, &values, ctx)?;
+            let query = (!spec.query.is_empty()).then(|| edit_query(parts.uri.query(), &spec.query, &values));
+            edit_headers(&mut parts.headers, &self.request_headers, headers);
+            if let Some(query) = query {
+                parts.uri = with_query(&parts.uri, &query, ctx)?;
+            }
+        }
         Ok(())
     }
 
@@ -200,7 +192,7 @@ impl Transforms {
     ) -> Result<Response, GatewayError> {
         let spec = &self.spec.response;
         let view = snapshot.map(RequestSnapshot::view);
-        if let (Some(index), Some(bytes)) = (self.response_filter, body) {
+        if let (Some(index), Some(bytes)) = (self.spec.response.body, body) {
             let json = response
                 .headers()
                 .get(CONTENT_TYPE)

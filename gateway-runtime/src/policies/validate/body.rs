@@ -133,12 +133,12 @@ impl BodyCheck {
         Ok(Some(ReadBody { bytes, json, kind }))
     }
 
-    /// Reads the (already limited) body whole.
+    /// Reads the body whole: [`BodyCheck::limit`] already bounds it (a declared length was compared, a body of
+    /// unknown length wrapped in the limit).
     async fn read(&self, body: &mut Body) -> Result<Bytes, GatewayError> {
-        let max = usize::try_from(self.spec.max).unwrap_or(usize::MAX);
-        match Limited::new(std::mem::take(body), max).collect().await {
+        match std::mem::take(body).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if is_too_large(&*err) => Err(GatewayError::payload_too_large(self.spec.max)),
+            Err(err) if is_too_large(&err) => Err(GatewayError::payload_too_large(self.spec.max)),
             Err(err) => {
                 tracing::debug!(error = %err, "the request body could not be read");
                 Err(GatewayError::new(
