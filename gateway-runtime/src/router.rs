@@ -23,6 +23,7 @@ use http::{HeaderValue, Method};
 
 use crate::error::GatewayError;
 use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
+use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::credentials;
 use crate::policies::hosts::Hosts;
 use crate::policies::transform::Transforms;
@@ -252,7 +253,7 @@ pub fn operation_service(
             })?;
             Target::Proxy {
                 route,
-                strip: credentials::to_strip(op.security),
+                strip: credentials::to_strip(api, op.security),
             }
         }
         TargetSpec::Mock(mock) => Target::Mock(MockResponse::new(mock).map_err(|source| RouterError::Mock {
@@ -271,7 +272,7 @@ pub fn operation_service(
         }
     }
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
-    let phases = request_phases(api, op, hosts, state);
+    let phases = request_phases(api, op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
     let transforms = op
         .transform
         .map(|spec| Transforms::new(spec, state.contracts.clone()))

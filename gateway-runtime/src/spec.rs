@@ -36,6 +36,10 @@ pub struct ApiSpec {
     pub hosts: &'static [&'static str],
     /// The spec's renderings of gateway responses (`x-gateway.responses` at the top level).
     pub responses: &'static [GatewayResponseSpec],
+    /// The security schemes operations use; requirements refer to them by index.
+    pub schemes: &'static [SchemeSpec],
+    /// The API-wide CORS policy: what answers that match no operation (`404`, `405`) carry.
+    pub cors: Option<&'static CorsSpec>,
     /// Self-contained JSON Schemas (Draft 4 dialect, converted from the spec's schemas at generate time), each
     /// compiled once at start-up; request bodies, parameters and responses refer to them by index.
     pub schemas: &'static [&'static str],
@@ -43,6 +47,28 @@ pub struct ApiSpec {
     /// transforms refer to them by index.
     pub filters: &'static [&'static str],
 }
+
+/// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.
+#[cfg(test)]
+pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
+    name: "t",
+    spec_file: "t.yaml",
+    api_version: "1",
+    upstreams: &[],
+    operations: &[],
+    cache: CacheSettings {
+        capacity: 1024,
+        max_entry: 1024,
+    },
+    throttle: None,
+    usage_plans: &[],
+    hosts: &[],
+    responses: &[],
+    schemes: &[],
+    cors: None,
+    schemas: &[],
+    filters: &[],
+};
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +148,35 @@ pub enum QuotaPeriod {
     Month,
 }
 
+/// A security scheme the gateway checks (an entry of `components.securitySchemes` some operation uses).
+#[derive(Debug)]
+pub struct SchemeSpec {
+    /// Its name under `components.securitySchemes`.
+    pub name: &'static str,
+    /// How a credential of this scheme is checked.
+    pub kind: SchemeKind,
+}
+
+/// How a scheme's credential is checked.
+#[derive(Debug)]
+pub enum SchemeKind {
+    /// An API key looked up in the key file (`type: apiKey`).
+    ApiKey(ApiKeyScheme),
+    /// A bearer JWT verified by the gateway (`type: http, scheme: bearer`, or `type: openIdConnect`).
+    Jwt(JwtSpec),
+    /// A credential an external authorizer decides on (`x-gateway.authorizer` on an `apiKey` or `http` scheme).
+    Authorizer(AuthorizerSpec),
+}
+
+/// One scheme of a security requirement, with the scopes it must grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requirement {
+    /// The scheme (index into [`ApiSpec::schemes`]).
+    pub scheme: usize,
+    /// Scopes the credential must carry (JWT `scope`/`scp`); empty for API keys and authorizers.
+    pub scopes: &'static [&'static str],
+}
+
 /// An `apiKey` security scheme: where the key is presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiKeyScheme {
@@ -145,6 +200,141 @@ pub enum KeyLocation {
     Query,
     /// A cookie.
     Cookie,
+}
+
+/// A JWT bearer scheme: where its keys come from and what a token must say.
+#[derive(Debug)]
+pub struct JwtSpec {
+    /// The `iss` a token must carry; `None` takes the issuer of the OpenID Connect discovery document.
+    pub issuer: Option<&'static str>,
+    /// Accepted `aud` values (a token must name one); empty: `aud` is not checked.
+    pub audiences: &'static [&'static str],
+    /// The algorithms a token may be signed with; anything else (and `none`) is refused.
+    pub algorithms: &'static [JwtAlgorithm],
+    /// Where the verification keys come from.
+    pub keys: JwtKeys,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Keep `Authorization` on the forwarded request (by default it is removed once verified).
+    pub forward_authorization: bool,
+    /// Verified claims sent to the upstream as headers: `(header, claim)`, the claim a dotted path into the
+    /// payload. Such headers sent by the client are always removed.
+    pub claims_headers: &'static [(&'static str, &'static str)],
+}
+
+/// Where a JWT scheme's verification keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// A JWKS read at generate time from `jwks_file` and built in.
+    Jwks(&'static str),
+    /// A JWKS fetched from this URL (`jwks_url`), cached and refreshed; may be overridden with `--jwks-url`.
+    JwksUrl(&'static str),
+    /// The `jwks_uri` of this OpenID Connect discovery document (`openIdConnectUrl`); may be overridden with
+    /// `--oidc-url`.
+    Discovery(&'static str),
+    /// An HMAC secret read at start-up from this environment variable (`secret_env`).
+    SecretEnv(&'static str),
+}
+
+/// A JWS signing algorithm (RFC 7518) the gateway verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    /// HMAC SHA-256.
+    Hs256,
+    /// HMAC SHA-384.
+    Hs384,
+    /// HMAC SHA-512.
+    Hs512,
+    /// RSASSA-PKCS1-v1_5 SHA-256.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 SHA-512.
+    Rs512,
+    /// RSASSA-PSS SHA-256.
+    Ps256,
+    /// RSASSA-PSS SHA-384.
+    Ps384,
+    /// RSASSA-PSS SHA-512.
+    Ps512,
+    /// ECDSA P-256 SHA-256.
+    Es256,
+    /// ECDSA P-384 SHA-384.
+    Es384,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl JwtAlgorithm {
+    /// The `alg` name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            JwtAlgorithm::Hs256 => "HS256",
+            JwtAlgorithm::Hs384 => "HS384",
+            JwtAlgorithm::Hs512 => "HS512",
+            JwtAlgorithm::Rs256 => "RS256",
+            JwtAlgorithm::Rs384 => "RS384",
+            JwtAlgorithm::Rs512 => "RS512",
+            JwtAlgorithm::Ps256 => "PS256",
+            JwtAlgorithm::Ps384 => "PS384",
+            JwtAlgorithm::Ps512 => "PS512",
+            JwtAlgorithm::Es256 => "ES256",
+            JwtAlgorithm::Es384 => "ES384",
+            JwtAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Whether it is an HMAC algorithm (a shared secret, not a public key).
+    pub const fn is_hmac(self) -> bool {
+        matches!(self, JwtAlgorithm::Hs256 | JwtAlgorithm::Hs384 | JwtAlgorithm::Hs512)
+    }
+}
+
+/// A credential decided on by an external authorizer (AWS Lambda authorizer, Envoy `ext_authz`).
+#[derive(Debug)]
+pub struct AuthorizerSpec {
+    /// Where the credential is presented (an `http` scheme reads `Authorization`), and whether it is forwarded.
+    pub credential: ApiKeyScheme,
+    /// The authorizer's upstream (index into [`ApiSpec::upstreams`]); its timeouts bound the call.
+    pub upstream: usize,
+    /// The path called on it.
+    pub path: &'static str,
+    /// How long an answer is reused for the same credential; zero: every request asks.
+    pub cache_ttl: Duration,
+    /// Headers of the authorizer's `2xx` answer copied to the upstream request (lower case). Such headers sent
+    /// by the client are always removed.
+    pub forward_headers: &'static [&'static str],
+}
+
+/// Cross-origin resource sharing: which browser origins may call, and what they may send and read.
+#[derive(Debug)]
+pub struct CorsSpec {
+    /// The origins admitted.
+    pub allow_origins: &'static [OriginSpec],
+    /// Request headers a cross-origin request may send (lower case); `*` for any (without credentials).
+    pub allow_headers: &'static [&'static str],
+    /// Response headers the browser may read.
+    pub expose_headers: &'static [&'static str],
+    /// Whether credentials (cookies, `Authorization`) may be sent (`Access-Control-Allow-Credentials: true`).
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Option<Duration>,
+}
+
+/// An admitted origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginSpec {
+    /// `*`: every origin (never with credentials, which the generator refuses).
+    Any,
+    /// One origin, `scheme://host[:port]`, lower case.
+    Exact(&'static str),
+    /// `https://*.example.com`: the text before and after the `*`, which stands for one or more DNS labels.
+    Wildcard {
+        /// Up to the `*`, e.g. `https://`.
+        prefix: &'static str,
+        /// After the `*`, e.g. `.example.com`.
+        suffix: &'static str,
+    },
 }
 
 /// API-wide response cache settings.
@@ -190,9 +380,11 @@ pub struct OperationSpec {
     pub path_suffixes: &'static [&'static str],
     /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
     pub validate: Option<Validator>,
-    /// The operation's `security`: alternatives, each a set of API key schemes that must all be satisfied.
-    /// Empty: no key needed.
-    pub security: &'static [&'static [ApiKeyScheme]],
+    /// The operation's effective `security`: alternatives (any one admits), each a set of requirements that must
+    /// all be met. Empty: open.
+    pub security: &'static [&'static [Requirement]],
+    /// CORS for the operation (the API's, narrowed or turned off by the operation); `None`: no CORS headers.
+    pub cors: Option<&'static CorsSpec>,
     /// Usage plans whose keys may call the operation (indexes into [`ApiSpec::usage_plans`]); empty: all.
     pub plans: &'static [usize],
     /// The operation's own token bucket.

@@ -4,8 +4,9 @@
 //! global — one cache, one set of keys, one set of limits — are here, behind cheap clones.
 
 use crate::admin::AdminToken;
+use crate::policies::auth::Authenticators;
 use crate::policies::cache::ResponseCache;
-use crate::policies::keys::KeyStore;
+use crate::policies::auth::keys::KeyStore;
 use crate::policies::throttle::Limits;
 use crate::policies::validate::{ContractError, Contracts};
 use crate::spec::ApiSpec;
@@ -19,6 +20,8 @@ pub struct SharedState {
     pub admin_token: Option<AdminToken>,
     /// The API keys (reloadable).
     pub keys: KeyStore,
+    /// The checkers of every security scheme: JWT verifiers and their key sets, authorizers and their caches.
+    pub auth: Authenticators,
     /// Token buckets, quotas and per-key usage.
     pub limits: Limits,
     /// The spec's schemas and filters, compiled; the response-check counters.
@@ -31,6 +34,7 @@ impl SharedState {
         api: &'static ApiSpec,
         admin_token: Option<AdminToken>,
         keys: KeyStore,
+        auth: Authenticators,
         trust_proxy: bool,
     ) -> Result<Self, ContractError> {
         let caches = api.operations.iter().any(|op| op.cache.is_some());
@@ -38,6 +42,7 @@ impl SharedState {
             cache: caches.then(|| ResponseCache::new(api.cache)),
             admin_token,
             keys,
+            auth,
             limits: Limits::in_memory(api, trust_proxy),
             contracts: Contracts::compile(api)?,
         })

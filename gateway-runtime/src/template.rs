@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use http::HeaderMap;
 
+use crate::policies::auth::Caller;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
 
@@ -107,8 +108,8 @@ impl Values<'_> {
                 }
             }
             Placeholder::ApiKeyName => {
-                if let Some(caller) = &self.ctx.caller {
-                    out.push_str(&caller.key.name);
+                if let Some(name) = self.ctx.caller.as_ref().and_then(Caller::key_name) {
+                    out.push_str(name);
                 }
             }
             Placeholder::Path(i) => out.push_str(self.ctx.path_value(i).unwrap_or("")),

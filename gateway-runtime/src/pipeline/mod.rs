@@ -39,10 +39,10 @@ pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID};
 use crate::bodies::{UpTo, read_up_to};
 use crate::error::GatewayError;
 use crate::params::{ParamError, ParamIn, RequestParams};
-use crate::policies::auth;
+use crate::policies::auth::authorizer::AuthorizerClient;
+use crate::policies::auth::{self, Auth};
 use crate::policies::cache::ResponseCache;
 use crate::policies::hosts::Hosts;
-use crate::policies::keys::KeyStore;
 use crate::policies::throttle::Limits;
 use crate::policies::transform::Transforms;
 use crate::policies::validate::body::{BodyCheck, ReadBody};
@@ -62,8 +62,9 @@ pub(crate) enum RequestPhase {
     Host(Arc<Hosts>),
     /// The path captures: segment suffixes (`NOT_FOUND` without one) and UTF-8 (`BAD_REQUEST_PARAMETERS`).
     Route,
-    /// The API key the operation's `security` asks for (`UNAUTHORIZED`, `FORBIDDEN`).
-    Auth(KeyStore),
+    /// The credentials the operation's `security` asks for: API keys, tokens, an authorizer's decision
+    /// (`UNAUTHORIZED`, `FORBIDDEN`, `SERVICE_UNAVAILABLE`).
+    Auth(Auth),
     /// Token buckets: API-wide, the operation's, the caller's plan (`THROTTLED`).
     Throttle(Limits),
     /// Dot-segment path values, then the typed parameters and the schema-checked ones
@@ -99,6 +100,7 @@ pub(crate) fn request_phases(
     op: &'static OperationSpec,
     hosts: Option<&Arc<Hosts>>,
     state: &SharedState,
+    authorizers: &AuthorizerClient,
 ) -> Vec<RequestPhase> {
     let keyed = !op.security.is_empty();
     let limited = api.throttle.is_some() || op.throttle.is_some() || keyed;
@@ -110,7 +112,11 @@ pub(crate) fn request_phases(
         phases.push(RequestPhase::Route);
     }
     if keyed {
-        phases.push(RequestPhase::Auth(state.keys.clone()));
+        phases.push(RequestPhase::Auth(Auth::new(
+            state.keys.clone(),
+            state.auth.clone(),
+            authorizers.clone(),
+        )));
     }
     if limited {
         phases.push(RequestPhase::Throttle(state.limits.clone()));
@@ -217,6 +223,7 @@ impl Operation {
                 // The phases that may wait: axum's capture extractor is async (though it never waits), and a
                 // validated body is read.
                 RequestPhase::Route => self.route(ctx, &mut parts).await?,
+                RequestPhase::Auth(auth) => ctx.caller = auth.authenticate(self.api, self.op, ctx, &parts).await?,
                 RequestPhase::Body(check) if check.reads() => read = check.check(&parts, &mut body).await?,
                 RequestPhase::Body(check) => check.limit(&mut body)?,
                 sync => self.run(sync, ctx, &parts)?,
@@ -357,18 +364,8 @@ impl Operation {
     fn run(&self, phase: &RequestPhase, ctx: &mut RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
         match phase {
             RequestPhase::Host(hosts) => hosts.check(parts),
-            RequestPhase::Route | RequestPhase::Body(_) => {
-                tracing::error!(
-                    operation = self.op.id,
-                    phase = phase.name(),
-                    "this phase must be awaited"
-                );
-                Err(GatewayError::internal())
-            }
-            RequestPhase::Auth(keys) => {
-                ctx.caller = auth::authenticate(self.api, self.op, parts, &keys.current())?;
-                Ok(())
-            }
+            RequestPhase::Route | RequestPhase::Body(_) => Err(self.awaited(phase)),
+            RequestPhase::Auth(_) => Err(self.awaited(phase)),
             RequestPhase::Throttle(limits) => {
                 let (report, admitted) = limits.check(self.api, self.index, parts, ctx);
                 ctx.limits = Some(report);
@@ -377,6 +374,16 @@ impl Operation {
             RequestPhase::Params(contracts) => self.check_params(contracts, ctx, parts),
             RequestPhase::Quota(limits) => limits.charge(self.api, ctx),
         }
+    }
+
+    /// A phase that must be awaited reached [`Operation::run`]: a bug.
+    fn awaited(&self, phase: &RequestPhase) -> GatewayError {
+        tracing::error!(
+            operation = self.op.id,
+            phase = phase.name(),
+            "this phase must be awaited"
+        );
+        GatewayError::internal()
     }
 
     /// The route phase: captures read once into the context, suffixes checked.
@@ -505,7 +512,7 @@ fn log(ctx: &RequestCtx, response: &Response) {
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
         }),
-        caller = ctx.caller.as_ref().map_or("-", |c| &*c.key.name),
+        caller = ctx.caller.as_ref().and_then(auth::Caller::key_name).map_or("-", |n| &**n),
         upstream = ctx.upstream.map_or("-", |u| u.name),
         upstream_us = ctx.upstream.map_or(0, |u| u64::try_from(u.elapsed.as_micros()).unwrap_or(u64::MAX)),
         elapsed_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -544,17 +551,19 @@ impl tower::Service<Request> for OperationService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policies::keys::KeyStore;
+    use crate::policies::auth::authorizer::AuthorizerClient;
+    use crate::policies::auth::keys::KeyStore;
+    use crate::policies::auth::{AuthOverrides, Authenticators};
     use crate::spec::{
-        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, TargetSpec, ThrottleScope,
-        ThrottleSpec, UsagePlanSpec,
+        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, Requirement, SchemeKind,
+        SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
     };
 
     const fn op(
         id: &'static str,
         route: &'static str,
         path_params: &'static [&'static str],
-        security: &'static [&'static [ApiKeyScheme]],
+        security: &'static [&'static [Requirement]],
         throttle: Option<ThrottleSpec>,
     ) -> OperationSpec {
         OperationSpec {
@@ -566,6 +575,7 @@ mod tests {
             path_suffixes: &[],
             validate: None,
             security,
+            cors: None,
             plans: &[],
             throttle,
             cache: None,
@@ -583,13 +593,7 @@ mod tests {
         }
     }
 
-    static KEY: [ApiKeyScheme; 1] = [ApiKeyScheme {
-        scheme: "k",
-        location: KeyLocation::Header,
-        name: "x-api-key",
-        forward: false,
-    }];
-    static SECURITY: [&[ApiKeyScheme]; 1] = [&KEY];
+    static SECURITY: [&[Requirement]; 1] = [&[Requirement { scheme: 0, scopes: &[] }]];
 
     static API: ApiSpec = ApiSpec {
         name: "t",
@@ -624,13 +628,24 @@ mod tests {
         }],
         hosts: &[],
         responses: &[],
+        schemes: &[SchemeSpec {
+            name: "k",
+            kind: SchemeKind::ApiKey(ApiKeyScheme {
+                scheme: "k",
+                location: KeyLocation::Header,
+                name: "x-api-key",
+                forward: false,
+            }),
+        }],
+        cors: None,
         schemas: &[],
         filters: &[],
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {
-        let state = SharedState::new(&API, None, KeyStore::empty(), false).expect("nothing to compile");
-        request_phases(&API, &API.operations[index], hosts, &state)
+        let auth = Authenticators::new(&API, &AuthOverrides::default()).expect("API keys only");
+        let state = SharedState::new(&API, None, KeyStore::empty(), auth, false).expect("nothing to compile");
+        request_phases(&API, &API.operations[index], hosts, &state, &AuthorizerClient::new(None))
             .iter()
             .map(RequestPhase::name)
             .collect()

@@ -25,6 +25,7 @@ use http_body_util::BodyExt as _;
 use moka::Expiry;
 use moka::future::Cache;
 
+use crate::policies::auth::Caller;
 use crate::error::GatewayError;
 use crate::pipeline::{CacheStatus, RequestCtx};
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
@@ -124,7 +125,7 @@ impl ResponseCache {
             && match policy.invalidate {
                 Invalidate::None => false,
                 Invalidate::Any => true,
-                Invalidate::ApiKey => ctx.caller.is_some(),
+                Invalidate::ApiKey => ctx.caller.as_ref().is_some_and(|c| c.key.is_some()),
             };
         Lookup {
             key: Some(cache_key(op_id, policy, parts, ctx)),
@@ -281,7 +282,7 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
                     push("", &String::from_utf8_lossy(v));
                 }
             }
-            CacheKeyPart::ApiKey => push("k", ctx.caller.as_ref().map_or("", |c| &*c.key.name)),
+            CacheKeyPart::ApiKey => push("k", ctx.caller.as_ref().and_then(Caller::key_name).map_or("", |n| &**n)),
             // Never reached: `lookup` does not cache a request whose key would hold an unverified claim.
             CacheKeyPart::JwtClaim(_) => push("j", ""),
         }

@@ -1,16 +1,20 @@
 //! Credentials the gateway consumed are not the upstream's: an upstream request filter removes them.
 //!
-//! Once the gateway has checked an API key, forwarding it would hand every backend (and whatever it logs) a
-//! secret it never needed. Each `apiKey` scheme an operation accepts is removed from the forwarded request —
+//! Once the gateway has checked an API key or a token, forwarding it would hand every backend (and whatever it
+//! logs) a secret it never needed. Each credential an operation accepts is removed from the forwarded request —
 //! the header, the query parameter (the rest of the query byte for byte), or the cookie (the other cookies kept) —
-//! unless the scheme says `x-gateway: { forward_credentials: true }`.
+//! unless its scheme says to forward it (`forward_credentials: true`, `forward_authorization: true`).
+//!
+//! The headers the gateway itself sets from what it verified (`claims_headers`, an authorizer's
+//! `forward_headers`) are removed too, whatever the scheme says: a client must not be able to send
+//! `X-User-Id: admin` and have it reach the upstream as if the gateway had vouched for it.
 
 use bytes::Bytes;
 use http::header::COOKIE;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Uri, request};
 
-use crate::spec::{ApiKeyScheme, KeyLocation};
+use crate::spec::{ApiKeyScheme, ApiSpec, KeyLocation, Requirement, SchemeKind};
 
 /// A credential to remove, prepared at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,27 +27,55 @@ pub enum Credential {
     Cookie(&'static str),
 }
 
-/// The credentials of `security` that are removed before forwarding, each once.
-pub fn to_strip(security: &[&[ApiKeyScheme]]) -> Box<[Credential]> {
+/// The credentials of `security` (schemes of `api`) that are removed before forwarding, and the headers the gateway
+/// sets from verified credentials, each once.
+pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]> {
     let mut out: Vec<Credential> = Vec::new();
-    for scheme in security.iter().flat_map(|alternative| alternative.iter()) {
-        if scheme.forward {
-            continue;
-        }
-        let credential = match scheme.location {
-            KeyLocation::Header => match HeaderName::from_bytes(scheme.name.as_bytes()) {
-                Ok(name) => Credential::Header(name),
-                // Not a header name, so never presented: nothing to remove.
-                Err(_) => continue,
-            },
-            KeyLocation::Query => Credential::Query(scheme.name),
-            KeyLocation::Cookie => Credential::Cookie(scheme.name),
-        };
-        if !out.contains(&credential) {
+    let mut push = |credential: Option<Credential>| {
+        if let Some(credential) = credential
+            && !out.contains(&credential)
+        {
             out.push(credential);
+        }
+    };
+    for requirement in security.iter().flat_map(|alternative| alternative.iter()) {
+        let Some(scheme) = api.schemes.get(requirement.scheme) else { continue };
+        match &scheme.kind {
+            SchemeKind::ApiKey(key) => push(presented(key)),
+            SchemeKind::Jwt(jwt) => {
+                if !jwt.forward_authorization {
+                    push(Some(Credential::Header(http::header::AUTHORIZATION)));
+                }
+                for (header, _) in jwt.claims_headers {
+                    push(header_named(header));
+                }
+            }
+            SchemeKind::Authorizer(authorizer) => {
+                push(presented(&authorizer.credential));
+                for header in authorizer.forward_headers {
+                    push(header_named(header));
+                }
+            }
         }
     }
     out.into_boxed_slice()
+}
+
+/// Where `scheme`'s credential is, unless it is forwarded.
+fn presented(scheme: &ApiKeyScheme) -> Option<Credential> {
+    if scheme.forward {
+        return None;
+    }
+    match scheme.location {
+        // Not a header name, so never presented: nothing to remove.
+        KeyLocation::Header => header_named(scheme.name),
+        KeyLocation::Query => Some(Credential::Query(scheme.name)),
+        KeyLocation::Cookie => Some(Credential::Cookie(scheme.name)),
+    }
+}
+
+fn header_named(name: &str) -> Option<Credential> {
+    HeaderName::from_bytes(name.as_bytes()).ok().map(Credential::Header)
 }
 
 /// Removes `credentials` from the request.
@@ -116,6 +148,7 @@ fn strip_cookie(parts: &mut request::Parts, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{JwtAlgorithm, JwtKeys, JwtSpec, SchemeSpec};
 
     #[test]
     fn query_credentials_are_removed_and_the_rest_kept_byte_for_byte() {
@@ -139,28 +172,12 @@ mod tests {
             .body(())
             .unwrap_or_default()
             .into_parts();
-        static SCHEMES: [ApiKeyScheme; 3] = [
-            ApiKeyScheme {
-                scheme: "c",
-                location: KeyLocation::Cookie,
-                name: "key",
-                forward: false,
-            },
-            ApiKeyScheme {
-                scheme: "q",
-                location: KeyLocation::Query,
-                name: "api_key",
-                forward: false,
-            },
-            ApiKeyScheme {
-                scheme: "h",
-                location: KeyLocation::Header,
-                name: "x-api-key",
-                forward: false,
-            },
-        ];
-        static SECURITY: [&[ApiKeyScheme]; 1] = [&SCHEMES];
-        strip(&mut parts, &to_strip(&SECURITY));
+        static SECURITY: [&[Requirement]; 1] = [&[
+            Requirement { scheme: 0, scopes: &[] },
+            Requirement { scheme: 1, scopes: &[] },
+            Requirement { scheme: 2, scopes: &[] },
+        ]];
+        strip(&mut parts, &to_strip(&api(&SCHEMES), &SECURITY));
         assert_eq!(parts.headers[COOKIE], "session=abc");
         assert_eq!(parts.uri.query(), Some("q=a%20b"));
         assert!(!parts.headers.contains_key("x-api-key"));
@@ -168,13 +185,52 @@ mod tests {
 
     #[test]
     fn forwarded_schemes_are_not_stripped() {
-        static KEEP: [ApiKeyScheme; 1] = [ApiKeyScheme {
-            scheme: "h",
-            location: KeyLocation::Header,
-            name: "x-api-key",
-            forward: true,
-        }];
-        static SECURITY: [&[ApiKeyScheme]; 1] = [&KEEP];
-        assert!(to_strip(&SECURITY).is_empty());
+        static SECURITY: [&[Requirement]; 1] = [&[Requirement { scheme: 3, scopes: &[] }]];
+        assert!(to_strip(&api(&SCHEMES), &SECURITY).is_empty());
+    }
+
+    #[test]
+    fn verified_headers_are_stripped_even_when_the_token_is_forwarded() {
+        static SECURITY: [&[Requirement]; 1] = [&[Requirement { scheme: 4, scopes: &[] }]];
+        let strip = to_strip(&api(&SCHEMES), &SECURITY);
+        assert_eq!(&*strip, [Credential::Header(HeaderName::from_static("x-user-id"))]);
+    }
+
+    const fn key(scheme: &'static str, location: KeyLocation, name: &'static str, forward: bool) -> SchemeSpec {
+        SchemeSpec {
+            name: scheme,
+            kind: SchemeKind::ApiKey(ApiKeyScheme {
+                scheme,
+                location,
+                name,
+                forward,
+            }),
+        }
+    }
+
+    static SCHEMES: [SchemeSpec; 5] = [
+        key("c", KeyLocation::Cookie, "key", false),
+        key("q", KeyLocation::Query, "api_key", false),
+        key("h", KeyLocation::Header, "x-api-key", false),
+        key("kept", KeyLocation::Header, "x-api-key", true),
+        SchemeSpec {
+            name: "bearer",
+            kind: SchemeKind::Jwt(JwtSpec {
+                issuer: None,
+                audiences: &[],
+                algorithms: &[JwtAlgorithm::Rs256],
+                keys: JwtKeys::JwksUrl("http://127.0.0.1:1/jwks"),
+                leeway: std::time::Duration::ZERO,
+                forward_authorization: true,
+                claims_headers: &[("X-User-Id", "sub")],
+            }),
+        },
+    ];
+
+    fn api(schemes: &'static [SchemeSpec]) -> ApiSpec {
+        ApiSpec {
+            schemes,
+            ..crate::spec::EMPTY_API
+        }
     }
 }

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod cache;
 pub mod credentials;
 pub mod hosts;
-pub mod keys;
 pub mod throttle;
 pub mod transform;
 pub mod validate;

@@ -22,6 +22,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use jiff::{ToSpan as _, Zoned, tz::TimeZone};
 
+use crate::policies::auth::Caller;
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::RequestCtx;
 use crate::spec::{ApiSpec, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
@@ -586,24 +587,16 @@ impl Limits {
                 .as_ref()
                 .map(|l| ("operation", Bucket::Operation { index, client }, l)),
             plan.and_then(|(c, p, plan)| {
-                plan.throttle.as_ref().map(|l| {
-                    (
-                        "plan",
-                        Bucket::Plan {
-                            index: p,
-                            key: &c.key.name,
-                        },
-                        l,
-                    )
-                })
+                let key = c.key_name()?;
+                plan.throttle.as_ref().map(|l| ("plan", Bucket::Plan { index: p, key }, l))
             }),
         ];
         for (name, bucket, limit) in checks.into_iter().flatten() {
             let state = self.rates.acquire(bucket, limit);
             report.bucket(name, limit, &state);
             if !state.admitted {
-                if let Some(c) = caller {
-                    self.usage.of(&c.key.name).throttled.fetch_add(1, Ordering::Relaxed);
+                if let Some(name) = caller.and_then(Caller::key_name) {
+                    self.usage.of(name).throttled.fetch_add(1, Ordering::Relaxed);
                 }
                 let detail = format!(
                     "too many requests: the {name} limit of {} a second is used up",
@@ -621,11 +614,14 @@ impl Limits {
 
     /// Charges the caller's quota, last of all checks, so that only admitted requests count.
     pub fn charge(&self, api: &ApiSpec, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
-        let Some(caller) = &ctx.caller else { return Ok(()) };
-        let usage = self.usage.of(&caller.key.name);
+        // Usage and quotas are per API key: a caller admitted by a token alone has neither.
+        let Some((caller, name)) = ctx.caller.as_ref().and_then(|c| Some((c, c.key_name()?))) else {
+            return Ok(());
+        };
+        let usage = self.usage.of(name);
         let quota = caller.plan.and_then(|p| api.usage_plans[p].quota.as_ref());
         if let Some(quota) = quota {
-            let state = self.quotas.charge(&caller.key.name, quota);
+            let state = self.quotas.charge(name, quota);
             ctx.limits.get_or_insert_with(Report::default).quota(quota, &state);
             if !state.admitted {
                 usage.throttled.fetch_add(1, Ordering::Relaxed);

@@ -16,7 +16,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, FromArgMatches as _};
 
 use crate::admin::AdminToken;
-use crate::policies::keys::KeyStore;
+use crate::policies::auth::AuthOverrides;
+use crate::policies::auth::keys::KeyStore;
 use crate::router;
 use crate::serving::observe::{self, LogFormat};
 use crate::serving::server::{self, ServerConfig};
@@ -63,9 +64,26 @@ struct Args {
     #[arg(long = "upstream", value_name = "NAME=URL")]
     upstreams: Vec<UpstreamOverride>,
 
+    /// Fetch the JWKS of the JWT scheme NAME from URL instead of its `jwks_url` (repeatable).
+    #[arg(long = "jwks-url", value_name = "NAME=URL", value_parser = parse_assignment)]
+    jwks_urls: Vec<(String, String)>,
+
+    /// Read the OpenID Connect discovery document of scheme NAME from URL instead of its `openIdConnectUrl`
+    /// (repeatable).
+    #[arg(long = "oidc-url", value_name = "NAME=URL", value_parser = parse_assignment)]
+    oidc_urls: Vec<(String, String)>,
+
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
+}
+
+/// `NAME=VALUE`, both non-empty.
+fn parse_assignment(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=URL, got `{raw}`")),
+    }
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -200,6 +218,10 @@ where
         admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
         keys: keys.clone(),
         trust_proxy: args.trust_proxy,
+        auth_overrides: AuthOverrides {
+            jwks_urls: args.jwks_urls,
+            oidc_urls: args.oidc_urls,
+        },
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,

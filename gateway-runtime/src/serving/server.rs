@@ -30,7 +30,8 @@ use tower::ServiceExt as _;
 
 use crate::admin::AdminToken;
 use crate::pipeline::Arrival;
-use crate::policies::keys::KeyStore;
+use crate::policies::auth::keys::KeyStore;
+use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, RouterError};
 use crate::spec::ApiSpec;
 use crate::state::SharedState;
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub keys: KeyStore,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_proxy: bool,
+    /// Replacements for the URLs JWT keys come from.
+    pub auth_overrides: AuthOverrides,
 }
 
 impl ServerConfig {
@@ -66,6 +69,7 @@ impl ServerConfig {
             admin_token: None,
             keys: KeyStore::empty(),
             trust_proxy: false,
+            auth_overrides: AuthOverrides::default(),
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum ServerError {
     /// Bad operation table.
     #[error(transparent)]
     Router(#[from] RouterError),
+    /// A security scheme cannot be prepared (a missing secret, a bad override).
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -166,7 +173,14 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
     // connection pools) and listeners.
-    let state = SharedState::new(api, config.admin_token.clone(), config.keys.clone(), config.trust_proxy)?;
+    let auth = Authenticators::new(api, &config.auth_overrides)?;
+    let state = SharedState::new(
+        api,
+        config.admin_token.clone(),
+        config.keys.clone(),
+        auth,
+        config.trust_proxy,
+    )?;
     let mut routers = Vec::with_capacity(workers);
     for _ in 0..workers {
         routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);

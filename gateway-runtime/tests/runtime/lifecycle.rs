@@ -223,6 +223,7 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         path_suffixes: &[],
         validate: None,
         security: &[],
+        cors: None,
         plans: &[],
         throttle: None,
         cache: None,
@@ -254,6 +255,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemes: &[],
+    cors: None,
     schemas: &[],
     filters: &[],
 };
@@ -275,6 +278,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemes: &[],
+    cors: None,
     schemas: &[],
     filters: &[],
 };

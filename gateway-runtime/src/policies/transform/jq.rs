@@ -8,6 +8,8 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
 
+use crate::policies::auth::Caller;
+
 /// The global variables every filter may use, in the order their values are passed.
 pub const GLOBALS: [&str; 4] = ["$path", "$query", "$header", "$context"];
 
@@ -141,9 +143,9 @@ pub fn context(ctx: &crate::pipeline::RequestCtx) -> Val {
         ctx.client
             .map_or(Val::Null, |peer| Val::from(peer.ip().to_canonical().to_string())),
     );
-    let api_key = ctx.caller.as_ref().map_or(Val::Null, |caller| {
+    let api_key = ctx.caller.as_ref().and_then(Caller::key_name).map_or(Val::Null, |name| {
         let mut key = jaq_json::Map::default();
-        key.insert(text("name"), text(&caller.key.name));
+        key.insert(text("name"), text(name));
         Val::obj(key)
     });
     map.insert(text("api_key"), api_key);
