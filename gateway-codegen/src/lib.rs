@@ -104,6 +104,7 @@ pub fn generate(input: SpecInput<'_>, options: &Options) -> Result<Generated, Ge
     let ctx = validate::Context {
         file_stem: file_stem(input.file),
         default_upstream: options.default_upstream.clone(),
+        spec_dir: std::path::Path::new(input.file).parent().map(std::path::Path::to_owned),
     };
     let Some(checked) = validate::validate(&spec, &ctx, &mut diags) else {
         return Err(fail(&diags));

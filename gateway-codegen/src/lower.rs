@@ -47,6 +47,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         responses: checked.responses.clone(),
         schemas: checked.tables.schemas,
         filters: checked.tables.filters,
+        schemes: checked.schemes,
+        cors: checked.cors,
     }
 }
 
@@ -193,6 +195,8 @@ fn lower_operation(
         }),
         cache: op.cache.clone(),
         security: op.security.clone(),
+        access: op.access,
+        cors: op.cors.clone(),
         plans: op.plans.clone(),
         throttle: op.throttle,
         responses: op.responses.clone(),

@@ -36,6 +36,125 @@ pub struct Api {
     pub schemas: Vec<String>,
     /// jq filters of body transforms, each distinct one once; referred to by index.
     pub filters: Vec<String>,
+    /// The security schemes operations use, in order of first use; requirements refer to them by index.
+    pub schemes: Vec<Scheme>,
+    /// The API-wide CORS policy.
+    pub cors: Option<Cors>,
+}
+
+/// A security scheme the gateway checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scheme {
+    /// Its name under `components.securitySchemes`.
+    pub name: String,
+    /// How its credentials are checked.
+    pub kind: SchemeKind,
+}
+
+/// How a scheme's credentials are checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemeKind {
+    /// An API key from the key file.
+    ApiKey(ApiKeyScheme),
+    /// A JWT bearer token.
+    Jwt(Jwt),
+    /// An external authorizer.
+    Authorizer(Authorizer),
+}
+
+/// A JWT scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jwt {
+    /// Required `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms, by their runtime variant name (`Rs256`).
+    pub algorithms: Vec<&'static str>,
+    /// Where keys come from.
+    pub keys: JwtKeys,
+    /// Allowed clock skew.
+    pub leeway: Duration,
+    /// Keep `Authorization` upstream.
+    pub forward_authorization: bool,
+    /// `(header, claim)` pairs.
+    pub claims_headers: Vec<(String, String)>,
+}
+
+/// Where a JWT scheme's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeys {
+    /// A built-in JWKS (compact JSON).
+    Jwks(String),
+    /// A JWKS URL.
+    JwksUrl(String),
+    /// An OpenID Connect discovery URL.
+    Discovery(String),
+    /// The environment variable of an HMAC secret.
+    SecretEnv(String),
+}
+
+/// An external authorizer scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorizer {
+    /// Where the credential is presented.
+    pub credential: ApiKeyScheme,
+    /// Its upstream (index).
+    pub upstream: usize,
+    /// The path called.
+    pub path: String,
+    /// How long answers are reused per credential.
+    pub cache_ttl: Duration,
+    /// Headers copied from its 2xx answer (lower case).
+    pub forward_headers: Vec<String>,
+}
+
+/// One scheme of a security requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// The scheme (index into [`Api::schemes`]).
+    pub scheme: usize,
+    /// Scopes the credential must grant.
+    pub scopes: Vec<String>,
+}
+
+/// How an operation's callers are checked, for the auth table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The gateway checks the requirements.
+    Checked,
+    /// `security: []` (or an empty requirement): public on purpose.
+    Public,
+    /// No `security` anywhere.
+    Open,
+    /// An alternative uses a scheme the gateway cannot check: left to the upstream.
+    Upstream,
+}
+
+/// A CORS policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Admitted origins.
+    pub allow_origins: Vec<Origin>,
+    /// Allowed request headers (lower case).
+    pub allow_headers: Vec<String>,
+    /// Exposed response headers.
+    pub expose_headers: Vec<String>,
+    /// Credentials allowed.
+    pub allow_credentials: bool,
+    /// Preflight cache time.
+    pub max_age: Option<Duration>,
+}
+
+/// An admitted origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `*`.
+    Any,
+    /// One origin.
+    Exact(String),
+    /// `prefix*suffix`.
+    Wildcard(String, String),
 }
 
 /// An operation's request body policy.
@@ -213,6 +332,8 @@ pub enum Placeholder {
     Query(String),
     /// `{header.X}` (lower case).
     Header(String),
+    /// `{jwt.claims.X}`: a verified claim (a dotted path).
+    Claim(String),
 }
 
 /// A token bucket.
@@ -354,8 +475,12 @@ pub struct Operation {
     pub params: Option<ParamStruct>,
     /// Response caching, when on.
     pub cache: Option<CachePolicy>,
-    /// API key requirements: alternatives, each a set of schemes that must all be satisfied; empty: open.
-    pub security: Vec<Vec<ApiKeyScheme>>,
+    /// Security requirements: alternatives, each a set of schemes that must all be satisfied; empty: open.
+    pub security: Vec<Vec<Requirement>>,
+    /// How callers are checked (for the auth table).
+    pub access: Access,
+    /// The operation's CORS policy; `None`: off.
+    pub cors: Option<Cors>,
     /// Plans whose keys may call it (indexes into [`Api::usage_plans`]); empty: all.
     pub plans: Vec<usize>,
     /// The operation's own token bucket.

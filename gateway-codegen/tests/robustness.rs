@@ -1274,6 +1274,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             }),
             cache: None,
             security: Vec::new(),
+            access: gateway_codegen::model::Access::Open,
+            cors: None,
             plans: Vec::new(),
             throttle: None,
             responses: Vec::new(),
@@ -1297,6 +1299,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         usage_plans: Vec::new(),
         hosts: Vec::new(),
         responses: Vec::new(),
+        schemes: Vec::new(),
+        cors: None,
         schemas: Vec::new(),
         filters: Vec::new(),
     }

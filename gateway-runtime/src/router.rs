@@ -29,7 +29,7 @@ use crate::policies::hosts::Hosts;
 use crate::policies::transform::Transforms;
 use crate::policies::validate::responses::ResponseCheck;
 use crate::responses::{Responses, ResponsesError};
-use crate::spec::{ApiSpec, CacheKeyPart, OperationSpec, TargetSpec};
+use crate::spec::{ApiSpec, OperationSpec, TargetSpec};
 use crate::state::SharedState;
 use crate::targets::Target;
 use crate::targets::mock::{MockError, MockResponse};
@@ -94,16 +94,6 @@ pub enum RouterError {
         operation: &'static str,
         /// What is wrong.
         reason: String,
-    },
-    /// A cache key part the gateway cannot fill yet.
-    #[error(
-        "operation `{operation}`: its cache key holds the JWT claim `{claim}`, but this gateway does not verify JWTs, so every caller would share one entry"
-    )]
-    UnverifiedClaim {
-        /// The operation.
-        operation: &'static str,
-        /// The claim.
-        claim: &'static str,
     },
 }
 
@@ -261,16 +251,6 @@ pub fn operation_service(
             source,
         })?),
     };
-    if let Some(policy) = op.cache {
-        for part in policy.key {
-            if let CacheKeyPart::JwtClaim(claim) = part {
-                return Err(RouterError::UnverifiedClaim {
-                    operation: op.id,
-                    claim,
-                });
-            }
-        }
-    }
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
     let phases = request_phases(api, op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
     let transforms = op

@@ -5,8 +5,8 @@
 
 use crate::admin::AdminToken;
 use crate::policies::auth::Authenticators;
-use crate::policies::cache::ResponseCache;
 use crate::policies::auth::keys::KeyStore;
+use crate::policies::cache::ResponseCache;
 use crate::policies::throttle::Limits;
 use crate::policies::validate::{ContractError, Contracts};
 use crate::spec::ApiSpec;

@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 
 use http::HeaderMap;
 
-use crate::policies::auth::Caller;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
+use crate::policies::auth::Caller;
 
 /// A value a template can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub enum Placeholder {
     Query(&'static str),
     /// `{header.X}` (X lower case): the first value of the request header (empty when absent).
     Header(&'static str),
+    /// `{jwt.claims.X}`: a claim of the caller's verified token, a dotted path (empty without one; strings as they
+    /// are, other values as JSON).
+    Claim(&'static str),
 }
 
 /// A piece of a template.
@@ -121,6 +124,16 @@ impl Values<'_> {
             Placeholder::Header(name) => {
                 if let Some(value) = self.request.as_ref().and_then(|r| r.header_value(name)) {
                     out.push_str(&value);
+                }
+            }
+            Placeholder::Claim(path) => {
+                let token = self.ctx.caller.as_ref().and_then(|c| c.token.as_deref());
+                match token.and_then(|t| t.claim(path)) {
+                    Some(serde_json::Value::String(text)) => out.push_str(text),
+                    Some(serde_json::Value::Null) | None => {}
+                    Some(other) => {
+                        let _ = write!(out, "{other}");
+                    }
                 }
             }
         }

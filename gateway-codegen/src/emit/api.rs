@@ -6,9 +6,9 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{
-    Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Edits, FormField, GatewayResponse, Invalidate, KeyLocation,
-    Location, Operation, PathPart, Placeholder, QuotaPeriod, ResponsesCheck, SchemaParam, StatusMatch, Target,
-    TemplatePart, Throttle, Transform, Upstream, UsagePlan,
+    Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cors, Edits, FormField, GatewayResponse, Invalidate, JwtKeys,
+    KeyLocation, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
+    SchemaParam, Scheme, SchemeKind, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -16,7 +16,23 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let spec_file = &api.spec_file;
     let version = &api.version;
     let upstreams = api.upstreams.iter().map(upstream);
-    let operations = api.operations.iter().map(operation);
+    // Each distinct CORS policy once, in a table the operations point into.
+    let mut policies: Vec<&Cors> = Vec::new();
+    let api_cors_index = intern_cors(&mut policies, api.cors.as_ref());
+    let op_cors: Vec<Option<usize>> = api
+        .operations
+        .iter()
+        .map(|op| intern_cors(&mut policies, op.cors.as_ref()))
+        .collect();
+    let operations = api.operations.iter().zip(&op_cors).map(|(op, c)| operation(op, *c));
+    let policy_count = Literal::usize_unsuffixed(policies.len());
+    let policy_specs = policies.iter().map(|c| cors(c));
+    let cors_table = (!policies.is_empty()).then(|| {
+        quote! {
+            /// The CORS policies of the API and its operations, each once.
+            static CORS: [CorsSpec; #policy_count] = [#(#policy_specs),*];
+        }
+    });
     let throttle = option(api.throttle.as_ref().map(throttle));
     let plans = api.usage_plans.iter().map(usage_plan);
     let capacity = Literal::u64_unsuffixed(api.cache.capacity);
@@ -25,6 +41,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let responses = api.responses.iter().map(gateway_response);
     let schemas = &api.schemas;
     let filters = &api.filters;
+    let schemes = api.schemes.iter().map(scheme);
+    let api_cors = option(api_cors_index.map(cors_ref));
     let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
@@ -38,9 +56,13 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             usage_plans: &[#(#plans),*],
             hosts: &[#(#hosts),*],
             responses: &[#(#responses),*],
+            schemes: &[#(#schemes),*],
+            cors: #api_cors,
             schemas: &[#(#schemas),*],
             filters: &[#(#filters),*],
         };
+
+        #cors_table
     };
     let imports = imports(&table);
     quote! {
@@ -66,23 +88,30 @@ fn imports(table: &TokenStream) -> TokenStream {
     let spec = pick(&[
         "ApiKeyScheme",
         "ApiSpec",
+        "AuthorizerSpec",
         "BodySpec",
         "CacheKeyPart",
         "CacheSettings",
         "CacheSpec",
+        "CorsSpec",
         "EditSpec",
         "FormField",
         "FormScalar",
         "GatewayResponseSpec",
         "Invalidate",
+        "JwtAlgorithm",
+        "JwtKeys",
+        "JwtSpec",
         "KeyLocation",
         "MediaSpec",
         "MockSpec",
         "OperationSpec",
+        "OriginSpec",
         "PathPart",
         "QuotaPeriod",
         "QuotaSpec",
         "RequestTransformSpec",
+        "Requirement",
         "ResponseCheckMode",
         "ResponseCheckSpec",
         "ResponseSchemaSpec",
@@ -90,6 +119,8 @@ fn imports(table: &TokenStream) -> TokenStream {
         "ResponseTransformSpec",
         "SchemaParamSpec",
         "SchemaParamStyle",
+        "SchemeKind",
+        "SchemeSpec",
         "StatusMatch",
         "TargetSpec",
         "ThrottleScope",
@@ -213,6 +244,7 @@ fn placeholder(p: &Placeholder) -> TokenStream {
         }
         Placeholder::Query(name) => quote!(Placeholder::Query(#name)),
         Placeholder::Header(name) => quote!(Placeholder::Header(#name)),
+        Placeholder::Claim(name) => quote!(Placeholder::Claim(#name)),
     }
 }
 
@@ -235,7 +267,25 @@ fn upstream(u: &Upstream) -> TokenStream {
     }
 }
 
-fn operation(op: &Operation) -> TokenStream {
+/// The index of `cors` in `policies`, added if new.
+fn intern_cors<'a>(policies: &mut Vec<&'a Cors>, cors: Option<&'a Cors>) -> Option<usize> {
+    let cors = cors?;
+    Some(match policies.iter().position(|p| **p == *cors) {
+        Some(i) => i,
+        None => {
+            policies.push(cors);
+            policies.len() - 1
+        }
+    })
+}
+
+/// `&CORS[i]`.
+fn cors_ref(i: usize) -> TokenStream {
+    let i = Literal::usize_unsuffixed(i);
+    quote!(&CORS[#i])
+}
+
+fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
     let id = &op.id;
     let method = format_ident!("{}", op.method);
     let template = &op.template;
@@ -259,7 +309,8 @@ fn operation(op: &Operation) -> TokenStream {
     let security = op
         .security
         .iter()
-        .map(|alternative| alternative.iter().map(key_scheme).collect::<Vec<_>>());
+        .map(|alternative| alternative.iter().map(requirement).collect::<Vec<_>>());
+    let cors = option(cors.map(cors_ref));
     let op_plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
     let op_throttle = option(op.throttle.as_ref().map(throttle));
     let cache = match &op.cache {
@@ -289,6 +340,7 @@ fn operation(op: &Operation) -> TokenStream {
             path_suffixes: &[#(#suffixes),*],
             validate: #validate,
             security: &[#(&[#(#security),*]),*],
+            cors: #cors,
             plans: &[#(#op_plans),*],
             throttle: #op_throttle,
             cache: #cache,
@@ -510,6 +562,87 @@ fn usage_plan(plan: &UsagePlan) -> TokenStream {
         quote!(QuotaSpec { limit: #limit, period: #period })
     }));
     quote!(UsagePlanSpec { name: #name, throttle: #throttle, quota: #quota })
+}
+
+fn duration(d: std::time::Duration) -> TokenStream {
+    let ms = millis(d);
+    quote!(Duration::from_millis(#ms))
+}
+
+fn requirement(requirement: &Requirement) -> TokenStream {
+    let scheme = Literal::usize_unsuffixed(requirement.scheme);
+    let scopes = &requirement.scopes;
+    quote!(Requirement { scheme: #scheme, scopes: &[#(#scopes),*] })
+}
+
+fn scheme(scheme: &Scheme) -> TokenStream {
+    let name = &scheme.name;
+    let kind = match &scheme.kind {
+        SchemeKind::ApiKey(key) => {
+            let key = key_scheme(key);
+            quote!(SchemeKind::ApiKey(#key))
+        }
+        SchemeKind::Jwt(jwt) => {
+            let issuer = option(jwt.issuer.as_ref().map(|i| quote!(#i)));
+            let audiences = &jwt.audiences;
+            let algorithms = jwt.algorithms.iter().map(|a| {
+                let a = format_ident!("{}", a);
+                quote!(JwtAlgorithm::#a)
+            });
+            let keys = match &jwt.keys {
+                JwtKeys::Jwks(json) => quote!(JwtKeys::Jwks(#json)),
+                JwtKeys::JwksUrl(url) => quote!(JwtKeys::JwksUrl(#url)),
+                JwtKeys::Discovery(url) => quote!(JwtKeys::Discovery(#url)),
+                JwtKeys::SecretEnv(var) => quote!(JwtKeys::SecretEnv(#var)),
+            };
+            let leeway = duration(jwt.leeway);
+            let forward = jwt.forward_authorization;
+            let claims = jwt.claims_headers.iter().map(|(h, c)| quote!((#h, #c)));
+            quote!(SchemeKind::Jwt(JwtSpec {
+                issuer: #issuer,
+                audiences: &[#(#audiences),*],
+                algorithms: &[#(#algorithms),*],
+                keys: #keys,
+                leeway: #leeway,
+                forward_authorization: #forward,
+                claims_headers: &[#(#claims),*],
+            }))
+        }
+        SchemeKind::Authorizer(a) => {
+            let credential = key_scheme(&a.credential);
+            let upstream = Literal::usize_unsuffixed(a.upstream);
+            let path = &a.path;
+            let ttl = duration(a.cache_ttl);
+            let headers = &a.forward_headers;
+            quote!(SchemeKind::Authorizer(AuthorizerSpec {
+                credential: #credential,
+                upstream: #upstream,
+                path: #path,
+                cache_ttl: #ttl,
+                forward_headers: &[#(#headers),*],
+            }))
+        }
+    };
+    quote!(SchemeSpec { name: #name, kind: #kind })
+}
+
+fn cors(cors: &Cors) -> TokenStream {
+    let origins = cors.allow_origins.iter().map(|o| match o {
+        Origin::Any => quote!(OriginSpec::Any),
+        Origin::Exact(origin) => quote!(OriginSpec::Exact(#origin)),
+        Origin::Wildcard(prefix, suffix) => quote!(OriginSpec::Wildcard { prefix: #prefix, suffix: #suffix }),
+    });
+    let allow_headers = &cors.allow_headers;
+    let expose_headers = &cors.expose_headers;
+    let credentials = cors.allow_credentials;
+    let max_age = option(cors.max_age.map(duration));
+    quote!(CorsSpec {
+        allow_origins: &[#(#origins),*],
+        allow_headers: &[#(#allow_headers),*],
+        expose_headers: &[#(#expose_headers),*],
+        allow_credentials: #credentials,
+        max_age: #max_age,
+    })
 }
 
 fn key_scheme(scheme: &ApiKeyScheme) -> TokenStream {

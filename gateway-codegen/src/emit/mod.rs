@@ -4,6 +4,7 @@
 //! code refers to), parsed back by syn and printed by prettyplease. Every file starts with a do-not-edit header
 //! naming the spec. Emit reads only the model, never the spec.
 
+mod access;
 mod api;
 mod manifest;
 mod params;
@@ -61,6 +62,7 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
         String::from("src/api.rs"),
         rust_file("src/api.rs", &header, api::api_rs(api))?,
     );
+    files.insert(String::from("ACCESS.md"), access::access_md(api));
     files.insert(
         String::from("src/params.rs"),
         rust_file("src/params.rs", &header, params::params_rs(api))?,

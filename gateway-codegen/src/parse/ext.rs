@@ -40,6 +40,36 @@ pub struct RootExt {
     /// Transforms of every operation's requests and responses (an operation's or path item's override them
     /// part by part).
     pub transform: Option<TransformExt>,
+    /// Every operation must be secured or say `security: []` explicitly. Default false.
+    pub auth_required: Option<bool>,
+    /// Cross-origin resource sharing for every operation (an operation's or path item's override it).
+    pub cors: Option<CorsExt>,
+}
+
+/// `cors:` at the top level: which browser origins may call the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsExt {
+    /// Origins admitted: `https://app.example.com`, `https://*.example.com`, or `*`.
+    pub allow_origins: Option<Vec<String>>,
+    /// Request headers a cross-origin request may send. Default: none beyond the CORS-safelisted ones.
+    pub allow_headers: Option<Vec<String>>,
+    /// Response headers the browser may read. Default: none beyond the CORS-safelisted ones.
+    pub expose_headers: Option<Vec<String>>,
+    /// Whether cookies and `Authorization` may be sent. Default false.
+    pub allow_credentials: Option<bool>,
+    /// How long a browser may cache a preflight answer. Default: the browser's (5 s).
+    pub max_age: Option<DurationValue>,
+}
+
+/// `cors:` on a path item or an operation: `false` turns CORS off there; a map overrides the top level's fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CorsSetting {
+    /// `true` keeps the inherited policy; `false` turns it off.
+    Enabled(bool),
+    /// Fields overriding the inherited policy.
+    Policy(CorsExt),
 }
 
 /// `validate:`: what the gateway checks against the spec. Inherited field by field (operation over path item over
@@ -136,12 +166,75 @@ pub struct GatewayResponseExt {
     pub content_type: Option<String>,
 }
 
-/// `x-gateway` on an `apiKey` security scheme.
+/// `x-gateway` on a security scheme. Which keys apply depends on the scheme's type: API keys take
+/// `forward_credentials` and `authorizer`; bearer, OpenID Connect and OAuth 2 schemes take the JWT keys.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemeExt {
     /// Forward the credential to the upstream after checking it. Default: false (it is removed).
     pub forward_credentials: Option<bool>,
+    /// The `iss` tokens must carry. Default: an OpenID Connect scheme's discovered issuer; otherwise unchecked.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values: one or a list. Default: unchecked.
+    pub audience: Option<OneOrMany>,
+    /// Accepted signing algorithms. Default `[RS256]`, or `[HS256]` with `secret_env`.
+    pub algorithms: Option<Vec<String>>,
+    /// A JWKS file, relative to the spec, read at generate time and built into the gateway.
+    pub jwks_file: Option<String>,
+    /// A JWKS URL, fetched at start-up and refreshed.
+    pub jwks_url: Option<String>,
+    /// The environment variable holding the HMAC secret (HS256/384/512).
+    pub secret_env: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`. Default 0s.
+    pub leeway: Option<TtlValue>,
+    /// Keep `Authorization` on the forwarded request. Default false (removed once verified).
+    pub forward_authorization: Option<bool>,
+    /// Header → claim: verified claims sent to the upstream as headers.
+    pub claims_headers: Option<IndexMap<String, String>>,
+    /// An external authorizer decides on the credential.
+    pub authorizer: Option<AuthorizerExt>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// Every value.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// `authorizer:` on a security scheme.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerExt {
+    /// The named upstream the authorizer is.
+    pub upstream: String,
+    /// The path called on it. Default `/`.
+    pub path: Option<String>,
+    /// Reuse of answers per credential.
+    pub cache: Option<AuthorizerCacheExt>,
+    /// Headers of the authorizer's 2xx answer copied to the upstream request.
+    pub forward_headers: Option<Vec<String>>,
+}
+
+/// `authorizer.cache`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizerCacheExt {
+    /// How long an answer is reused for the same credential; `0s`: not cached.
+    pub ttl: TtlValue,
 }
 
 /// `x-gateway` on a path item or an operation.
@@ -165,6 +258,8 @@ pub struct PolicyExt {
     pub validate: Option<ValidateExt>,
     /// Transforms (overriding the top level's part by part).
     pub transform: Option<TransformExt>,
+    /// CORS: `false` turns it off; a map overrides the inherited policy field by field.
+    pub cors: Option<CorsSetting>,
 }
 
 /// `throttle:`: a token bucket.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_MAX_ENTRY, location_name};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{ApiKeyScheme, CacheKeyPart, CachePolicy, CacheSettings, Invalidate};
+use crate::model::{CacheKeyPart, CachePolicy, CacheSettings, Invalidate, Requirement, Scheme, SchemeKind};
 use crate::parse::ext::{self, CacheExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace};
@@ -26,7 +26,8 @@ pub(super) fn cache_settings(spec: &ParsedSpec) -> CacheSettings {
 pub(super) fn check_cache(
     spec: &ParsedSpec,
     op: &ParsedOperation,
-    security: &[Vec<ApiKeyScheme>],
+    security: &[Vec<Requirement>],
+    schemes: &[Scheme],
     diags: &mut Diagnostics,
 ) -> Option<CachePolicy> {
     let levels: Vec<(String, &CacheExt)> = [
@@ -144,25 +145,51 @@ pub(super) fn check_cache(
     };
 
     // One tenant must never be served another tenant's cached data. A key part is an identity only if it is filled
-    // for every admitted request: `context.api_key` is, when every alternative the gateway enforces is an API key
-    // (it is empty for callers of schemes the gateway passes to the upstream unchecked).
+    // for every admitted request: `context.api_key` is when every alternative the gateway enforces has an API key,
+    // `jwt.claims.X` when every alternative has a JWT (a token without the claim is not cached at all). Neither is
+    // filled for callers of schemes the gateway passes to the upstream unchecked.
     let shared = pick(&levels, |c| c.shared.as_ref()).is_some_and(|(_, s)| *s);
+    let every = |fits: fn(&SchemeKind) -> bool| {
+        !security.is_empty()
+            && security
+                .iter()
+                .all(|alt| alt.iter().any(|r| schemes.get(r.scheme).is_some_and(|s| fits(&s.kind))))
+    };
+    let key_filled = every(|k| matches!(k, SchemeKind::ApiKey(_)));
+    let claims_filled = every(|k| matches!(k, SchemeKind::Jwt(_)));
     let keyed_by_api_key = key.iter().any(|k| matches!(k, CacheKeyPart::ApiKey));
-    let identified = keyed_by_api_key && !security.is_empty();
-    if requires_identity(spec, op) && keyed_by_api_key && security.is_empty() && !shared {
-        let at = levels.first().map_or_else(|| op.pointer.clone(), |(at, _)| at.clone());
-        diags.push(
-            Diagnostic::error(at, format!("{} {}: the cache key part `context.api_key` is never filled, because none of the operation's security schemes is an API key the gateway checks; every caller would share one entry", op.method, op.template))
-                .help("require an `apiKey` scheme, set `cache.shared: true` if every caller may see the same answer, or do not cache the operation"),
-        );
-        return None;
+    let keyed_by_claim = key.iter().any(|k| matches!(k, CacheKeyPart::JwtClaim(_)));
+    let identified = (keyed_by_api_key && key_filled) || (keyed_by_claim && claims_filled);
+    let unfilled = [
+        (
+            keyed_by_api_key && !key_filled,
+            "`context.api_key`",
+            "an API key",
+            "require an `apiKey` scheme in every alternative",
+        ),
+        (
+            keyed_by_claim && !claims_filled,
+            "`jwt.claims.…`",
+            "a JWT",
+            "require a bearer or OpenID Connect scheme in every alternative",
+        ),
+    ];
+    for (missing, part, credential, fix) in unfilled {
+        if missing && requires_identity(spec, op) && !shared {
+            let at = levels.first().map_or_else(|| op.pointer.clone(), |(at, _)| at.clone());
+            diags.push(
+                Diagnostic::error(at, format!("{} {}: the cache key part {part} is not filled for every caller the gateway admits, because not every alternative of the operation's `security` is {credential} the gateway checks; those callers would share one entry", op.method, op.template))
+                    .help(format!("{fix}, set `cache.shared: true` if every caller may see the same answer, or do not cache the operation")),
+            );
+            return None;
+        }
     }
     // A key part already refused is reported once, not again as a missing identity.
     if ok && requires_identity(spec, op) && !identified && !shared {
         let at = levels.first().map_or_else(|| op.pointer.clone(), |(at, _)| at.clone());
         diags.push(
             Diagnostic::error(at, format!("{} {} requires a caller identity (`security`), but its cache key does not hold one: one caller could be served another's cached response", op.method, op.template))
-                .help("add `context.api_key` to `cache.key`, or set `cache.shared: true` if every caller may see the same answer"),
+                .help("add `context.api_key` or a claim such as `jwt.claims.sub` to `cache.key`, or set `cache.shared: true` if every caller may see the same answer"),
         );
         ok = false;
     }
@@ -231,11 +258,13 @@ pub(super) fn cache_key_part(op: &ParsedOperation, entry: &str) -> Result<Option
                     .help("the context value for caching is `context.api_key`"),
             ));
         }
+        (Namespace::JwtClaims, claim) if !claim.is_empty() && !claim.split('.').any(str::is_empty) => {
+            Some(CacheKeyPart::JwtClaim(claim.to_owned()))
+        }
         (Namespace::JwtClaims, claim) => {
-            // Until the gateway verifies JWTs a claim would be empty for every caller: one entry shared by all.
             return Err(Box::new(
-                Diagnostic::error("", format!("cache key `jwt.claims.{claim}` cannot be filled: this gateway does not verify JWTs yet, so every caller would share one entry"))
-                    .help("key by `context.api_key` (with an `apiKey` security scheme), or set `cache.shared: true` if every caller may see the same answer"),
+                Diagnostic::error("", format!("`jwt.claims.{claim}` names no claim"))
+                    .help("name a claim, e.g. `jwt.claims.sub`, or a nested one with dots"),
             ));
         }
         // Path parameters are always in the key; naming one adds nothing.

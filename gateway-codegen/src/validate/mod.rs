@@ -6,9 +6,11 @@
 
 mod cache;
 pub mod contract;
+mod cors;
 mod limits;
 mod responses;
 mod routes;
+mod security;
 mod targets;
 mod transforms;
 mod upstreams;
@@ -20,17 +22,18 @@ use openapiv3::Parameter;
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::{
-    ApiKeyScheme, Body, CachePolicy, CacheSettings, GatewayResponse, ResponsesCheck, SchemaParam, Target, Throttle,
-    Transform, Upstream, UsagePlan,
+    Access, Body, CachePolicy, CacheSettings, Cors, GatewayResponse, Requirement, ResponsesCheck, SchemaParam, Scheme,
+    Target, Throttle, Transform, Upstream, UsagePlan,
 };
 use crate::parse::ext::PolicyExt;
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template;
 
 use cache::{cache_settings, check_cache};
-use limits::{check_op_plans, check_security, check_throttle, check_usage_plans, op_throttle};
+use limits::{check_op_plans, check_throttle, check_usage_plans, op_throttle};
 use responses::{check_hosts, check_responses};
 use routes::{check_path_params, check_routes, derived_id, merge_variants, route_parts};
+use security::Security;
 use targets::check_target;
 use upstreams::Upstreams;
 
@@ -52,6 +55,8 @@ pub struct Context {
     pub file_stem: String,
     /// Base URL for operations with no target when the spec has no absolute server URL.
     pub default_upstream: Option<String>,
+    /// The spec file's directory: files the spec names (`jwks_file`) are relative to it.
+    pub spec_dir: Option<std::path::PathBuf>,
 }
 
 /// The checked facts the model is built from.
@@ -75,6 +80,10 @@ pub struct Checked<'a> {
     pub responses: Vec<GatewayResponse>,
     /// Converted schemas and filters, shared by the operations.
     pub tables: Tables,
+    /// The security schemes operations use.
+    pub schemes: Vec<Scheme>,
+    /// The API-wide CORS policy.
+    pub cors: Option<Cors>,
 }
 
 /// Converted schemas and jq filters, each distinct text once, referred to by index.
@@ -126,8 +135,12 @@ pub struct CheckedOperation<'a> {
     pub target: Option<Target>,
     /// Response caching, when the effective TTL is above zero.
     pub cache: Option<CachePolicy>,
-    /// API key requirements (alternatives of conjunctions); empty: open.
-    pub security: Vec<Vec<ApiKeyScheme>>,
+    /// Security requirements (alternatives of conjunctions); empty: not checked by the gateway.
+    pub security: Vec<Vec<Requirement>>,
+    /// Why the gateway checks callers or not.
+    pub access: Access,
+    /// The effective CORS policy.
+    pub cors: Option<Cors>,
     /// Admitted usage plans (indexes); empty: all.
     pub plans: Vec<usize>,
     /// The operation's token bucket.
@@ -170,7 +183,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         .unwrap_or_default();
     // Path items' responses are checked once each, then shared by their operations.
     let mut path_responses: HashMap<String, Vec<GatewayResponse>> = HashMap::new();
-    let mut unenforced = std::collections::HashSet::new();
+    let mut security = Security::new(spec, ctx.spec_dir.as_deref());
+    let root_cors = cors::check_root(spec.root.cors.as_ref(), diags);
     let mut operations = Vec::new();
     let mut tables = Tables::default();
     let mut document = contract::Document::new(spec);
@@ -191,10 +205,20 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         if inherited(op, "skip", |e| e.skip.as_ref()).is_some_and(|(_, skip)| *skip) {
             continue;
         }
-        let security = check_security(spec, op, &mut unenforced, diags);
-        if let Some(mut checked) = check_operation(spec, op, ctx, &security, &mut upstreams, diags) {
+        let op_security = security.operation(spec, op, &upstreams, diags);
+        if let Some(mut checked) = check_operation(
+            spec,
+            op,
+            ctx,
+            &op_security.alternatives,
+            security.schemes(),
+            &mut upstreams,
+            diags,
+        ) {
             checked.order = operations.len();
-            checked.security = security;
+            checked.security = op_security.alternatives;
+            checked.access = op_security.access;
+            checked.cors = cors::check_operation(op, spec.root.cors.as_ref(), root_cors.as_ref(), diags);
             checked.responses = op_responses(op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
@@ -202,10 +226,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
             checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
             checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);
-            if checked.cache.is_some()
-                && let Some(transform) = &checked.transform
-            {
-                transforms::warn_per_request_values_cached(op, transform, diags);
+            if let (Some(cache), Some(transform)) = (&checked.cache, &checked.transform) {
+                transforms::warn_per_request_values_cached(op, transform, &cache.key, diags);
             }
             operations.push(checked);
         }
@@ -224,6 +246,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         hosts,
         responses,
         tables,
+        schemes: security.finish(),
+        cors: root_cors,
     })
 }
 
@@ -300,7 +324,8 @@ fn check_operation<'a>(
     spec: &ParsedSpec,
     op: &'a ParsedOperation,
     ctx: &Context,
-    security: &[Vec<ApiKeyScheme>],
+    security: &[Vec<Requirement>],
+    schemes: &[Scheme],
     upstreams: &mut Upstreams,
     diags: &mut Diagnostics,
 ) -> Option<CheckedOperation<'a>> {
@@ -343,7 +368,7 @@ fn check_operation<'a>(
         );
     }
     let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
-    let cache = check_cache(spec, op, security, diags);
+    let cache = check_cache(spec, op, security, schemes, diags);
     // Returned even when its target is in error, so that route conflicts are still checked and reported in the
     // same run; `validate` fails as a whole if anything was wrong.
     Some(CheckedOperation {
@@ -355,6 +380,8 @@ fn check_operation<'a>(
         target,
         cache,
         security: Vec::new(),
+        access: Access::Open,
+        cors: None,
         plans: Vec::new(),
         throttle: None,
         responses: Vec::new(),

@@ -159,6 +159,9 @@ fn placeholder(inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeho
     if let Some((_, p)) = PLACEHOLDERS.iter().find(|(name, _)| *name == inner) {
         return Some(p.clone());
     }
+    if let Ok((Namespace::JwtClaims, name)) = template::qualify(inner) {
+        return super::transforms::claim(name, inner, at, diags);
+    }
     let known = PLACEHOLDERS.iter().map(|(name, _)| *name);
     let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a value a gateway response can hold"));
     d = match (template::qualify(inner), did_you_mean(inner, known.clone())) {

@@ -10,7 +10,7 @@ use openapiv3::Parameter;
 
 use super::Tables;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Edits, Placeholder, TemplatePart, Transform};
+use crate::model::{CacheKeyPart, Edits, Placeholder, TemplatePart, Transform};
 use crate::parse::ext::{EditsExt, TransformExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace, Piece};
@@ -153,20 +153,32 @@ pub(super) fn check_transform(
 }
 
 /// A cached operation's answers are stored after the response transform and served to later requests: a
-/// response header filled from the request (its id, address, key or parameters) would be the first request's.
-pub(super) fn warn_per_request_values_cached(op: &ParsedOperation, transform: &Transform, diags: &mut Diagnostics) {
+/// response header filled from the request (its id, address, key or parameters) would be the first request's,
+/// unless the value is part of the cache key.
+pub(super) fn warn_per_request_values_cached(
+    op: &ParsedOperation,
+    transform: &Transform,
+    key: &[CacheKeyPart],
+    diags: &mut Diagnostics,
+) {
+    let keyed = |p: &Placeholder| match p {
+        Placeholder::ApiKeyName => key.contains(&CacheKeyPart::ApiKey),
+        Placeholder::Query(name) => key.contains(&CacheKeyPart::Query(name.clone())),
+        Placeholder::Header(name) => key.contains(&CacheKeyPart::Header(name.clone())),
+        Placeholder::Claim(name) => key.contains(&CacheKeyPart::JwtClaim(name.clone())),
+        _ => false,
+    };
     let per_request = |parts: &[TemplatePart]| {
-        parts.iter().any(|p| {
-            matches!(
-                p,
-                TemplatePart::Value(
-                    Placeholder::RequestId
-                        | Placeholder::ClientIp
-                        | Placeholder::ApiKeyName
-                        | Placeholder::Query(_)
-                        | Placeholder::Header(_)
-                )
-            )
+        parts.iter().any(|p| match p {
+            TemplatePart::Value(
+                v @ (Placeholder::RequestId
+                | Placeholder::ClientIp
+                | Placeholder::ApiKeyName
+                | Placeholder::Query(_)
+                | Placeholder::Header(_)
+                | Placeholder::Claim(_)),
+            ) => !keyed(v),
+            _ => false,
         })
     };
     for (name, parts) in &transform.response_headers.set {
@@ -357,16 +369,7 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
             );
             None
         }
-        Namespace::JwtClaims => {
-            diags.push(
-                Diagnostic::error(
-                    at,
-                    format!("`{{{inner}}}`: this gateway does not verify JWTs, so no claim has a value"),
-                )
-                .help("JWT verification is not available yet"),
-            );
-            None
-        }
+        Namespace::JwtClaims => claim(name, inner, at, diags),
         Namespace::Error => {
             diags.push(Diagnostic::error(
                 at,
@@ -375,6 +378,18 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
             None
         }
     }
+}
+
+/// `{jwt.claims.X}`: a verified claim, empty for a caller without a token or a token without the claim.
+pub(super) fn claim(name: &str, inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeholder> {
+    if name.is_empty() || name.split('.').any(str::is_empty) {
+        diags.push(
+            Diagnostic::error(at, format!("`{{{inner}}}` names no claim"))
+                .help("name a claim, e.g. `{jwt.claims.sub}`, or a nested one with dots"),
+        );
+        return None;
+    }
+    Some(Placeholder::Claim(name.to_owned()))
 }
 
 /// A jq filter: parsed and compiled now, its errors at their line and column inside the filter.

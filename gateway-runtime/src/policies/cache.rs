@@ -25,9 +25,9 @@ use http_body_util::BodyExt as _;
 use moka::Expiry;
 use moka::future::Cache;
 
-use crate::policies::auth::Caller;
 use crate::error::GatewayError;
 use crate::pipeline::{CacheStatus, RequestCtx};
+use crate::policies::auth::Caller;
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
 use crate::targets::proxy::FORWARDED_PROTO;
 /// Bytes counted per entry on top of its body and headers (key, bookkeeping).
@@ -111,9 +111,13 @@ impl ResponseCache {
     pub fn lookup(&self, op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &RequestCtx) -> Lookup {
         let head = parts.method == Method::HEAD;
         let cached_method = policy.methods.contains(&parts.method) || (head && policy.methods.contains(&Method::GET));
-        // A JWT claim in the key is refused at start-up until claims are verified; should one get here, the
-        // request is not cached at all rather than keyed by a part that is never filled.
-        let unfilled = policy.key.iter().any(|k| matches!(k, CacheKeyPart::JwtClaim(_)));
+        // A claim in the key that the caller's token does not carry (or a caller without a token) would key every
+        // such caller to one entry: those requests are not cached at all.
+        let token = ctx.caller.as_ref().and_then(|c| c.token.as_deref());
+        let unfilled = policy.key.iter().any(|k| match k {
+            CacheKeyPart::JwtClaim(name) => token.and_then(|t| t.claim(name)).is_none_or(serde_json::Value::is_null),
+            _ => false,
+        });
         if !cached_method || unfilled {
             return Lookup {
                 key: None,
@@ -283,8 +287,19 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
                 }
             }
             CacheKeyPart::ApiKey => push("k", ctx.caller.as_ref().and_then(Caller::key_name).map_or("", |n| &**n)),
-            // Never reached: `lookup` does not cache a request whose key would hold an unverified claim.
-            CacheKeyPart::JwtClaim(_) => push("j", ""),
+            // `lookup` does not cache a request whose key would hold a claim its token lacks.
+            CacheKeyPart::JwtClaim(name) => {
+                let claim = ctx
+                    .caller
+                    .as_ref()
+                    .and_then(|c| c.token.as_ref())
+                    .and_then(|t| t.claim(name));
+                match claim {
+                    Some(serde_json::Value::String(text)) => push("j", text),
+                    Some(other) => push("j", &other.to_string()),
+                    None => push("j", ""),
+                }
+            }
         }
     }
     Arc::from(key)

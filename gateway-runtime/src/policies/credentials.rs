@@ -39,7 +39,9 @@ pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]>
         }
     };
     for requirement in security.iter().flat_map(|alternative| alternative.iter()) {
-        let Some(scheme) = api.schemes.get(requirement.scheme) else { continue };
+        let Some(scheme) = api.schemes.get(requirement.scheme) else {
+            continue;
+        };
         match &scheme.kind {
             SchemeKind::ApiKey(key) => push(presented(key)),
             SchemeKind::Jwt(jwt) => {

@@ -22,9 +22,9 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use jiff::{ToSpan as _, Zoned, tz::TimeZone};
 
-use crate::policies::auth::Caller;
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::RequestCtx;
+use crate::policies::auth::Caller;
 use crate::spec::{ApiSpec, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
 
 /// Which bucket a check takes from.
@@ -588,7 +588,9 @@ impl Limits {
                 .map(|l| ("operation", Bucket::Operation { index, client }, l)),
             plan.and_then(|(c, p, plan)| {
                 let key = c.key_name()?;
-                plan.throttle.as_ref().map(|l| ("plan", Bucket::Plan { index: p, key }, l))
+                plan.throttle
+                    .as_ref()
+                    .map(|l| ("plan", Bucket::Plan { index: p, key }, l))
             }),
         ];
         for (name, bucket, limit) in checks.into_iter().flatten() {

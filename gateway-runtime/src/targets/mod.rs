@@ -40,6 +40,13 @@ impl Target {
                 if !strip.is_empty() {
                     credentials::strip(&mut parts, strip);
                 }
+                // What the gateway verified and vouches for: claims as headers, an authorizer's headers (the
+                // client's own copies were stripped above).
+                if let Some(caller) = &ctx.caller {
+                    for (name, value) in &caller.upstream_headers {
+                        parts.headers.append(name.clone(), value.clone());
+                    }
+                }
                 route.forward(ctx, parts, body).await
             }
         }

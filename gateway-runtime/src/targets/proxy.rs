@@ -413,6 +413,61 @@ impl Proxy {
     }
 }
 
+/// Why a side call (an authorizer's) got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The upstream index is out of range, or the URI cannot be built.
+    Invalid,
+    /// The upstream could not be reached, or broke the exchange.
+    Failed,
+    /// The upstream did not answer in time.
+    Timeout,
+}
+
+impl Proxy {
+    /// A `GET` of `path` (under the base path) on upstream `index` with `headers`, bounded by the upstream's
+    /// timeouts: the gateway asking a service of its own (an authorizer), not forwarding a client's request. The
+    /// response body is read (up to 64 KiB) and dropped, so the connection returns to the pool.
+    pub(crate) async fn call(
+        &self,
+        index: usize,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<(http::StatusCode, HeaderMap), CallError> {
+        let upstream = self.upstreams.get(index).ok_or(CallError::Invalid)?;
+        let endpoint = &upstream.endpoint;
+        let uri = Uri::builder()
+            .scheme(endpoint.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(format!("{}{path}", endpoint.base_path))
+            .build()
+            .map_err(|_| CallError::Invalid)?;
+        let mut request = Request::new(Body::empty());
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        request.headers_mut().insert(HOST, endpoint.host.clone());
+        let sent = tokio::time::timeout(endpoint.timeout, upstream.client.request(request)).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                tracing::warn!(upstream = endpoint.name, error = %ErrorChain(&err), "side call failed");
+                return Err(CallError::Failed);
+            }
+            Err(_) => {
+                tracing::warn!(upstream = endpoint.name, timeout = ?endpoint.timeout, "side call did not answer in time");
+                return Err(CallError::Timeout);
+            }
+        };
+        let (head, body) = response.into_parts();
+        let drained =
+            tokio::time::timeout(endpoint.timeout, crate::bodies::read_up_to(Body::new(body), 64 * 1024)).await;
+        if !matches!(drained, Ok(crate::bodies::UpTo::Whole(_))) {
+            tracing::debug!(upstream = endpoint.name, "side call's body was not read whole");
+        }
+        Ok((head.status, head.headers))
+    }
+}
+
 /// Writes base path + upstream path, substituting parameters (`param(i)`) as single encoded segments.
 fn push_path<'v>(out: &mut String, base: &str, path: &[PathPart], param: impl Fn(usize) -> Option<&'v str>) {
     out.push_str(base);

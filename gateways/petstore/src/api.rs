@@ -6,10 +6,11 @@
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
-    ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, EditSpec, FormField,
-    FormScalar, Invalidate, MediaSpec, MockSpec, OperationSpec, PathPart,
-    RequestTransformSpec, ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec,
-    ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle, StatusMatch, TargetSpec,
+    ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, CorsSpec, EditSpec,
+    FormField, FormScalar, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec,
+    MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
+    ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
+    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StatusMatch, TargetSpec,
     ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
@@ -52,6 +53,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::ListPetsParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -74,6 +76,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -96,6 +99,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::GetPetParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: Some(
@@ -129,6 +133,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::UpdatePetParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -202,6 +207,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::DeletePetParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -224,6 +230,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::ListNotesParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -278,6 +285,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::AddNoteParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -336,6 +344,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::GetOwnerParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -378,6 +387,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::GetMicrochipParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -416,6 +426,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &["", ".jpg"],
             validate: Some(check::<params::GetPetPhotoParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -443,6 +454,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::ListVaccinationsParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: Some(
@@ -469,6 +481,40 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "adoptPet",
+            method: Method::POST,
+            template: "/pets/{petId}/adopt",
+            route: "/pets/{p0}/adopt",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::AdoptPetParams>),
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 0,
+                        scopes: &["pets:write"],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 0,
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/adoption"),
+                ],
+            }),
+        },
+        OperationSpec {
             id: "getReport",
             method: Method::GET,
             template: "/reports/{reportId}",
@@ -477,6 +523,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: Some(check::<params::GetReportParams>),
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -499,6 +546,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -521,6 +569,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: None,
             cache: None,
@@ -570,6 +619,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 1,
@@ -598,6 +648,23 @@ pub static API: ApiSpec = ApiSpec {
     usage_plans: &[],
     hosts: &[],
     responses: &[],
+    schemes: &[
+        SchemeSpec {
+            name: "bearer",
+            kind: SchemeKind::Jwt(JwtSpec {
+                issuer: Some("https://auth.example.com/"),
+                audiences: &["petstore"],
+                algorithms: &[JwtAlgorithm::Rs256],
+                keys: JwtKeys::Jwks(
+                    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"demo-1\",\"use\":\"sig\",\"alg\":\"RS256\",\"n\":\"wkIk1NUt9oZqGOz1wiF7GrVNyFnZ0cRWXngN8eKxElct81N_wQPT0E9eUNpkHC74A6h9GrJPHZRHR9aJXylCrkz47b6NHxlopedpbzraWFE7dm-bzac2l2uUPRUMB0XGiKs-LU53Ep_Xlo6Z1GYDZPeSmkkwSzpJqmDLQWsWdBQfzmiM27Y7l0qRo6DPEd9RENEdkfdk5tfcZjqiAipYkvvjfzwiQVyrp4ZqojCtEi_p4oEp9eEtcKgEYzQIcYiT4tw7bZ-iYwAMyeOQbjNM287VygBWtrZmdBFDo-ce3YKH2qD_jstLF2dgfHuPRpIErOQEZYk-hzPWhkr522ezDw\",\"e\":\"AQAB\"}]}",
+                ),
+                leeway: Duration::from_millis(30000),
+                forward_authorization: false,
+                claims_headers: &[("X-User-Id", "sub")],
+            }),
+        },
+    ],
+    cors: Some(&CORS[0]),
     schemas: &[
         "{\"$ref\":\"#/definitions/Pet\",\"definitions\":{\"Pet\":{\"type\":\"object\",\"properties\":{\"id\":{\"not\":{}},\"name\":{\"type\":\"string\",\"pattern\":\"^[A-Za-z][A-Za-z -]*$\",\"minLength\":1,\"maxLength\":40},\"tag\":{\"type\":[\"string\",\"null\"]},\"status\":{\"$ref\":\"#/definitions/PetStatus\"},\"age\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":50},\"contact\":{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"email\":{\"type\":\"string\",\"format\":\"email\"}},\"required\":[\"email\"],\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{\"phone\":{\"type\":\"string\"}},\"required\":[\"phone\"],\"additionalProperties\":false}]}},\"required\":[\"name\"],\"additionalProperties\":false},\"PetStatus\":{\"type\":\"string\",\"enum\":[\"available\",\"pending\",\"sold\"]}}}",
         "{\"type\":\"object\",\"properties\":{\"minStars\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5},\"author\":{\"type\":\"string\"}},\"additionalProperties\":false}",
@@ -612,3 +679,20 @@ pub static API: ApiSpec = ApiSpec {
         ". + {checked: true}",
     ],
 };
+
+/// The CORS policies of the API and its operations, each once.
+static CORS: [CorsSpec; 1] = [
+    CorsSpec {
+        allow_origins: &[
+            OriginSpec::Exact("https://app.example.com"),
+            OriginSpec::Wildcard {
+                prefix: "https://",
+                suffix: ".petstore.example",
+            },
+        ],
+        allow_headers: &["authorization", "content-type"],
+        expose_headers: &["x-cache", "x-request-id"],
+        allow_credentials: true,
+        max_age: Some(Duration::from_millis(600000)),
+    },
+];

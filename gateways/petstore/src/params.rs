@@ -225,6 +225,25 @@ impl rt::FromRequestParams for ListVaccinationsParams {
     }
 }
 
+/// Parameters of `adoptPet`: `POST /pets/{petId}/adopt`.
+///
+/// Adopt a pet; needs a bearer token with the `pets:write` scope (mint one with `cargo xtask token`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdoptPetParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for AdoptPetParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
 /// Parameters of `getReport`: `GET /reports/{reportId}`.
 ///
 /// Slow reports; the upstream has a 1s timeout.

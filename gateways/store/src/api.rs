@@ -7,10 +7,12 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec,
-    GatewayResponseSpec, Invalidate, KeyLocation, MockSpec, OperationSpec, PathPart,
-    QuotaPeriod, QuotaSpec, ResponseSelector, TargetSpec, ThrottleScope, ThrottleSpec,
-    UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, AuthorizerSpec, BodySpec, CacheKeyPart, CacheSettings,
+    CacheSpec, CorsSpec, EditSpec, GatewayResponseSpec, Invalidate, JwtAlgorithm,
+    JwtKeys, JwtSpec, KeyLocation, MockSpec, OperationSpec, OriginSpec, PathPart,
+    QuotaPeriod, QuotaSpec, RequestTransformSpec, Requirement, ResponseSelector,
+    ResponseTransformSpec, SchemeKind, SchemeSpec, TargetSpec, ThrottleScope,
+    ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget, UsagePlanSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -23,6 +25,12 @@ pub static API: ApiSpec = ApiSpec {
     spec_file: "specs/store.yaml",
     api_version: "1.0.0",
     upstreams: &[
+        UpstreamSpec {
+            name: "auth",
+            url: "http://127.0.0.1:9001/auth",
+            timeout: Duration::from_millis(2000),
+            connect_timeout: Duration::from_millis(5000),
+        },
         UpstreamSpec {
             name: "default",
             url: "http://127.0.0.1:9001/store",
@@ -41,22 +49,19 @@ pub static API: ApiSpec = ApiSpec {
             validate: None,
             security: &[
                 &[
-                    ApiKeyScheme {
-                        scheme: "apiKey",
-                        location: KeyLocation::Header,
-                        name: "x-api-key",
-                        forward: false,
+                    Requirement {
+                        scheme: 0,
+                        scopes: &[],
                     },
                 ],
                 &[
-                    ApiKeyScheme {
-                        scheme: "apiKeyQuery",
-                        location: KeyLocation::Query,
-                        name: "api_key",
-                        forward: false,
+                    Requirement {
+                        scheme: 1,
+                        scopes: &[],
                     },
                 ],
             ],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 10,
@@ -78,7 +83,7 @@ pub static API: ApiSpec = ApiSpec {
             transform: None,
             responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
+                upstream: 1,
                 path: &[PathPart::Literal("/orders")],
             }),
         },
@@ -92,22 +97,19 @@ pub static API: ApiSpec = ApiSpec {
             validate: Some(check::<params::GetOrderParams>),
             security: &[
                 &[
-                    ApiKeyScheme {
-                        scheme: "apiKey",
-                        location: KeyLocation::Header,
-                        name: "x-api-key",
-                        forward: false,
+                    Requirement {
+                        scheme: 0,
+                        scopes: &[],
                     },
                 ],
                 &[
-                    ApiKeyScheme {
-                        scheme: "apiKeyQuery",
-                        location: KeyLocation::Query,
-                        name: "api_key",
-                        forward: false,
+                    Requirement {
+                        scheme: 1,
+                        scopes: &[],
                     },
                 ],
             ],
+            cors: Some(&CORS[0]),
             plans: &[1],
             throttle: None,
             cache: None,
@@ -135,7 +137,7 @@ pub static API: ApiSpec = ApiSpec {
             transform: None,
             responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
+                upstream: 1,
                 path: &[PathPart::Literal("/orders/"), PathPart::Param(0)],
             }),
         },
@@ -148,6 +150,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: Some(&CORS[0]),
             plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 5,
@@ -161,8 +164,228 @@ pub static API: ApiSpec = ApiSpec {
             transform: None,
             responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
+                upstream: 1,
                 path: &[PathPart::Literal("/catalog")],
+            }),
+        },
+        OperationSpec {
+            id: "getAccount",
+            method: Method::GET,
+            template: "/account",
+            route: "/account",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 2,
+                        scopes: &["account:read"],
+                    },
+                ],
+                &[
+                    Requirement {
+                        scheme: 0,
+                        scopes: &[],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/account")],
+            }),
+        },
+        OperationSpec {
+            id: "updateProfile",
+            method: Method::PUT,
+            template: "/account/profile",
+            route: "/account/profile",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 0,
+                        scopes: &[],
+                    },
+                    Requirement {
+                        scheme: 2,
+                        scopes: &["profile:write"],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/account/profile")],
+            }),
+        },
+        OperationSpec {
+            id: "accountSummary",
+            method: Method::GET,
+            template: "/account/summary",
+            route: "/account/summary",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 2,
+                        scopes: &[],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: Some(
+                &CacheSpec {
+                    ttl: Duration::from_millis(30000),
+                    key: &[CacheKeyPart::JwtClaim("sub")],
+                    statuses: &[200],
+                    methods: &[Method::GET, Method::HEAD],
+                    invalidate: Invalidate::None,
+                },
+            ),
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: Some(
+                &TransformSpec {
+                    request: RequestTransformSpec {
+                        headers: EditSpec::NONE,
+                        query: EditSpec::NONE,
+                        body: None,
+                    },
+                    response: ResponseTransformSpec {
+                        status: &[],
+                        headers: EditSpec {
+                            remove: &[],
+                            rename: &[],
+                            set: &[
+                                (
+                                    "x-summary-for",
+                                    &[TemplatePart::Value(Placeholder::Claim("sub"))],
+                                ),
+                            ],
+                        },
+                        body: None,
+                    },
+                },
+            ),
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/account/summary")],
+            }),
+        },
+        OperationSpec {
+            id: "whoAmI",
+            method: Method::GET,
+            template: "/me",
+            route: "/me",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 3,
+                        scopes: &[],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/me")],
+            }),
+        },
+        OperationSpec {
+            id: "listJobs",
+            method: Method::GET,
+            template: "/internal/jobs",
+            route: "/internal/jobs",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 4,
+                        scopes: &[],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/internal/jobs")],
+            }),
+        },
+        OperationSpec {
+            id: "partnerFeed",
+            method: Method::GET,
+            template: "/partner/feed",
+            route: "/partner/feed",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[
+                &[
+                    Requirement {
+                        scheme: 5,
+                        scopes: &[],
+                    },
+                ],
+            ],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/partner/feed")],
             }),
         },
         OperationSpec {
@@ -174,6 +397,7 @@ pub static API: ApiSpec = ApiSpec {
             path_suffixes: &[],
             validate: None,
             security: &[],
+            cors: None,
             plans: &[],
             throttle: None,
             cache: None,
@@ -301,6 +525,97 @@ pub static API: ApiSpec = ApiSpec {
             ),
         },
     ],
+    schemes: &[
+        SchemeSpec {
+            name: "apiKey",
+            kind: SchemeKind::ApiKey(ApiKeyScheme {
+                scheme: "apiKey",
+                location: KeyLocation::Header,
+                name: "x-api-key",
+                forward: false,
+            }),
+        },
+        SchemeSpec {
+            name: "apiKeyQuery",
+            kind: SchemeKind::ApiKey(ApiKeyScheme {
+                scheme: "apiKeyQuery",
+                location: KeyLocation::Query,
+                name: "api_key",
+                forward: false,
+            }),
+        },
+        SchemeSpec {
+            name: "bearer",
+            kind: SchemeKind::Jwt(JwtSpec {
+                issuer: Some("https://auth.example.com/"),
+                audiences: &["store", "store-admin"],
+                algorithms: &[JwtAlgorithm::Rs256, JwtAlgorithm::Es256],
+                keys: JwtKeys::JwksUrl("http://127.0.0.1:9001/auth/jwks.json"),
+                leeway: Duration::from_millis(5000),
+                forward_authorization: false,
+                claims_headers: &[("X-User-Id", "sub"), ("X-Tenant", "tenant_id")],
+            }),
+        },
+        SchemeSpec {
+            name: "oidc",
+            kind: SchemeKind::Jwt(JwtSpec {
+                issuer: None,
+                audiences: &["store"],
+                algorithms: &[JwtAlgorithm::Rs256],
+                keys: JwtKeys::Discovery(
+                    "http://127.0.0.1:9001/auth/.well-known/openid-configuration",
+                ),
+                leeway: Duration::from_millis(0),
+                forward_authorization: true,
+                claims_headers: &[],
+            }),
+        },
+        SchemeSpec {
+            name: "internal",
+            kind: SchemeKind::Jwt(JwtSpec {
+                issuer: Some("internal"),
+                audiences: &[],
+                algorithms: &[JwtAlgorithm::Hs256],
+                keys: JwtKeys::SecretEnv("STORE_JWT_SECRET"),
+                leeway: Duration::from_millis(0),
+                forward_authorization: false,
+                claims_headers: &[],
+            }),
+        },
+        SchemeSpec {
+            name: "partner",
+            kind: SchemeKind::Authorizer(AuthorizerSpec {
+                credential: ApiKeyScheme {
+                    scheme: "partner",
+                    location: KeyLocation::Header,
+                    name: "X-Partner-Token",
+                    forward: false,
+                },
+                upstream: 0,
+                path: "/check",
+                cache_ttl: Duration::from_millis(60000),
+                forward_headers: &["x-partner-id"],
+            }),
+        },
+    ],
+    cors: Some(&CORS[0]),
     schemas: &[],
     filters: &[],
 };
+
+/// The CORS policies of the API and its operations, each once.
+static CORS: [CorsSpec; 1] = [
+    CorsSpec {
+        allow_origins: &[
+            OriginSpec::Exact("https://shop.example.com"),
+            OriginSpec::Wildcard {
+                prefix: "https://",
+                suffix: ".store.example.com",
+            },
+        ],
+        allow_headers: &["authorization", "content-type", "x-api-key"],
+        expose_headers: &["x-request-id"],
+        allow_credentials: true,
+        max_age: Some(Duration::from_millis(600000)),
+    },
+];

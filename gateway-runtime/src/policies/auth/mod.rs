@@ -179,10 +179,12 @@ impl Auth {
         Self { keys, checks, client }
     }
 
-    /// Whether `op` can be decided without waiting: only API keys and JWTs whose keys are loaded. (An
-    /// authorizer call, or a JWKS being fetched, needs the asynchronous path.)
+    /// The scheme a requirement names, and its checker.
     fn scheme(&self, api: &'static ApiSpec, requirement: &Requirement) -> Option<(&'static SchemeSpec, &Check)> {
-        Some((api.schemes.get(requirement.scheme)?, self.checks.checks.get(requirement.scheme)?))
+        Some((
+            api.schemes.get(requirement.scheme)?,
+            self.checks.checks.get(requirement.scheme)?,
+        ))
     }
 
     /// Authenticates the request for `op`: the caller, or the most specific refusal. `Ok(None)` for an open
@@ -233,7 +235,7 @@ impl Auth {
             };
             match (&scheme.kind, check) {
                 (SchemeKind::ApiKey(spec), Check::ApiKey) => {
-                    let value = presented(spec, parts).ok_or_else(|| missing_refusal())?;
+                    let value = presented(spec, parts).ok_or_else(missing_refusal)?;
                     let Some(key) = keys.find(&value) else {
                         return Err(refusal(
                             Rank::Invalid,
@@ -247,7 +249,7 @@ impl Auth {
                     }
                 }
                 (SchemeKind::Jwt(spec), Check::Jwt(verifier)) => {
-                    let token = bearer(parts).ok_or_else(|| missing_refusal())?;
+                    let token = bearer(parts).ok_or_else(missing_refusal)?;
                     let verified = match verifier.verify(token) {
                         Err(TokenError::UnknownKey | TokenError::KeysUnavailable) => {
                             // The set may be loading or have rotated: wait (bounded) for a fresh one and try again.
@@ -289,7 +291,7 @@ impl Auth {
                     }
                 }
                 (SchemeKind::Authorizer(spec), Check::Authorizer(authorizer)) => {
-                    let value = presented(&spec.credential, parts).ok_or_else(|| missing_refusal())?;
+                    let value = presented(&spec.credential, parts).ok_or_else(missing_refusal)?;
                     let decision = Box::pin(authorizer.decide(&self.client, &value, ctx, parts)).await;
                     match decision {
                         Decision::Allow(headers) => caller.upstream_headers.extend(headers.iter().cloned()),
@@ -309,7 +311,11 @@ impl Auth {
                     }
                 }
                 _ => {
-                    tracing::error!(operation = op.id, scheme = scheme.name, "a scheme and its checker disagree");
+                    tracing::error!(
+                        operation = op.id,
+                        scheme = scheme.name,
+                        "a scheme and its checker disagree"
+                    );
                     return Err(refusal(Rank::Unavailable, GatewayError::internal()));
                 }
             }
@@ -333,7 +339,9 @@ fn missing(api: &ApiSpec, op: &OperationSpec) -> GatewayError {
     let mut wanted: Vec<String> = Vec::new();
     let mut bearer_accepted = false;
     for requirement in op.security.iter().flat_map(|alt| alt.iter()) {
-        let Some(scheme) = api.schemes.get(requirement.scheme) else { continue };
+        let Some(scheme) = api.schemes.get(requirement.scheme) else {
+            continue;
+        };
         let text = match &scheme.kind {
             SchemeKind::ApiKey(key) => format!("an API key in {} `{}`", location_name(key.location), key.name),
             SchemeKind::Authorizer(a) => format!(
@@ -397,9 +405,13 @@ fn claim_header_value(value: &serde_json::Value) -> Option<HeaderValue> {
     let text: Cow<'_, str> = match value {
         serde_json::Value::String(s) => Cow::Borrowed(s),
         serde_json::Value::Null => return None,
-        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => {
-            Cow::Owned(items.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join(","))
-        }
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => Cow::Owned(
+            items
+                .iter()
+                .filter_map(serde_json::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         other => Cow::Owned(other.to_string()),
     };
     HeaderValue::from_str(&text).ok()
@@ -495,10 +507,19 @@ mod tests {
     #[test]
     fn claims_become_header_values() {
         use serde_json::json;
-        assert_eq!(claim_header_value(&json!("alice")), Some(HeaderValue::from_static("alice")));
+        assert_eq!(
+            claim_header_value(&json!("alice")),
+            Some(HeaderValue::from_static("alice"))
+        );
         assert_eq!(claim_header_value(&json!(42)), Some(HeaderValue::from_static("42")));
-        assert_eq!(claim_header_value(&json!(["a", "b"])), Some(HeaderValue::from_static("a,b")));
-        assert_eq!(claim_header_value(&json!({"a": 1})), Some(HeaderValue::from_static("{\"a\":1}")));
+        assert_eq!(
+            claim_header_value(&json!(["a", "b"])),
+            Some(HeaderValue::from_static("a,b"))
+        );
+        assert_eq!(
+            claim_header_value(&json!({"a": 1})),
+            Some(HeaderValue::from_static("{\"a\":1}"))
+        );
         assert_eq!(claim_header_value(&json!(null)), None);
         assert_eq!(claim_header_value(&json!("line\nbreak")), None);
     }

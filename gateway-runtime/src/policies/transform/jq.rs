@@ -143,11 +143,15 @@ pub fn context(ctx: &crate::pipeline::RequestCtx) -> Val {
         ctx.client
             .map_or(Val::Null, |peer| Val::from(peer.ip().to_canonical().to_string())),
     );
-    let api_key = ctx.caller.as_ref().and_then(Caller::key_name).map_or(Val::Null, |name| {
-        let mut key = jaq_json::Map::default();
-        key.insert(text("name"), text(name));
-        Val::obj(key)
-    });
+    let api_key = ctx
+        .caller
+        .as_ref()
+        .and_then(Caller::key_name)
+        .map_or(Val::Null, |name| {
+            let mut key = jaq_json::Map::default();
+            key.insert(text("name"), text(name));
+            Val::obj(key)
+        });
     map.insert(text("api_key"), api_key);
     Val::obj(map)
 }
