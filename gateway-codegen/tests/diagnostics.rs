@@ -349,27 +349,43 @@ fn a_cached_operation_that_needs_an_identity_must_key_on_it() {
     run(&secured("{ ttl: 0s }")).expect("not cached at all");
 }
 
-/// A cache-safety rule satisfied by a key part that is never filled shares one entry between every caller: a JWT
-/// claim (the gateway verifies no JWTs yet), or `context.api_key` on an operation whose schemes are not API keys.
+/// A cache-safety rule satisfied by a key part that is not filled for every admitted caller shares one entry
+/// between those callers: a JWT claim on an operation some callers reach with an API key, or `context.api_key` on
+/// one whose callers use tokens.
 #[test]
-fn a_cache_key_part_that_is_never_filled_is_not_an_identity() {
-    let secured = |cache: &str| {
+fn a_cache_key_part_that_is_not_always_filled_is_not_an_identity() {
+    let secured = |security: &str, cache: &str| {
         cached(cache).replace(
             "      operationId: getPet\n",
-            "      operationId: getPet\n      security: [ { apiKey: [] } ]\n",
-        ) + "components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: x-api-key }\n"
+            &format!("      operationId: getPet\n      security: {security}\n"),
+        ) + "components:\n  securitySchemes:\n    apiKey: { type: apiKey, in: header, name: x-api-key }\n    bearer: { type: http, scheme: bearer, x-gateway: { jwks_url: \"https://id.example.com/jwks\" } }\n"
     };
     let e = single_error(
-        &secured("{ ttl: 60s, key: [jwt.claims.sub] }"),
-        "cache key `jwt.claims.sub` cannot be filled",
+        &secured("[ { apiKey: [] } ]", "{ ttl: 60s, key: [jwt.claims.sub] }"),
+        "the cache key part `jwt.claims.…` is not filled for every caller",
         15,
     );
-    assert!(e.help.as_deref().is_some_and(|h| h.contains("context.api_key")));
-    let bearer = cached("{ ttl: 60s, key: [context.api_key] }").replace(
-        "      operationId: getPet\n",
-        "      operationId: getPet\n      security: [ { bearer: [] } ]\n",
-    ) + "components:\n  securitySchemes:\n    bearer: { type: http, scheme: bearer }\n";
-    single_error(&bearer, "`context.api_key` is never filled", 15);
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("bearer")));
+    single_error(
+        &secured("[ { bearer: [] } ]", "{ ttl: 60s, key: [context.api_key] }"),
+        "the cache key part `context.api_key` is not filled for every caller",
+        15,
+    );
+    single_error(
+        &secured(
+            "[ { bearer: [] }, { apiKey: [] } ]",
+            "{ ttl: 60s, key: [jwt.claims.sub] }",
+        ),
+        "`jwt.claims.…` is not filled",
+        15,
+    );
+    let g = run(&secured("[ { bearer: [] } ]", "{ ttl: 60s, key: [jwt.claims.sub] }")).expect("keyed on the subject");
+    assert!(g.files["src/api.rs"].contains("CacheKeyPart::JwtClaim(\"sub\")"));
+    run(&secured(
+        "[ { bearer: [], apiKey: [] } ]",
+        "{ ttl: 60s, key: [context.api_key] }",
+    ))
+    .expect("a key in every alternative");
 }
 
 /// `BASE` with `text` added to the top-level `x-gateway` (two-space indented lines after `x-gateway:`).
@@ -477,7 +493,7 @@ fn api_keys_are_stripped_unless_the_scheme_forwards_them() {
         "invalid `x-gateway` on security scheme `apiKey`",
         18,
     );
-    assert!(e.help.as_deref().is_some_and(|h| h.contains("forward_credentials")));
+    assert!(e.message.contains("unknown field `forward`"), "{e}");
 }
 
 #[test]
@@ -889,4 +905,324 @@ fn a_cached_operation_filling_a_response_header_from_the_request_is_warned_about
         .collect();
     assert_eq!(warned.len(), 1, "only X-Id reads the request: {warned:?}");
     assert!(warned[0].contains("x-id"), "{warned:?}");
+}
+
+/// `BASE` with `getPet` secured by `security` and `schemes` (four-space indented entries) under
+/// `components.securitySchemes`. `getPet`'s `security:` is line 10; the first scheme line is 20.
+fn with_schemes(security: &str, schemes: &str) -> String {
+    BASE.replace(
+        "      operationId: getPet\n",
+        &format!("      operationId: getPet\n      security: {security}\n"),
+    ) + "components:\n  securitySchemes:\n"
+        + schemes
+}
+
+#[test]
+fn bearer_and_oidc_schemes_need_a_verification_source() {
+    let e = single_error(
+        &with_schemes(
+            "[ { bearer: [] } ]",
+            "    bearer:\n      type: http\n      scheme: bearer\n      x-gateway: { issuer: https://id.example.com/ }\n",
+        ),
+        "bearer scheme `bearer` has no verification source",
+        21,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("jwks_url")));
+    single_error(
+        &with_schemes(
+            "[ { bearer: [] } ]",
+            "    bearer:\n      type: http\n      scheme: bearer\n      x-gateway: { jwks_url: https://a/jwks, secret_env: S }\n",
+        ),
+        "has jwks_url and secret_env verification sources",
+        21,
+    );
+    // Without any x-gateway, a bearer scheme is left to the upstream, with a warning.
+    let g = run(&with_schemes(
+        "[ { bearer: [] } ]",
+        "    bearer: { type: http, scheme: bearer }\n",
+    ))
+    .expect("valid");
+    assert!(
+        g.warnings
+            .iter()
+            .any(|w| w.message.contains("not checked by the gateway"))
+    );
+    assert!(g.files["ACCESS.md"].contains("left to the upstream"));
+    // OpenID Connect discovery is a source of its own.
+    let g = run(&with_schemes(
+        "[ { oidc: [] } ]",
+        "    oidc: { type: openIdConnect, openIdConnectUrl: \"https://id.example.com/.well-known/openid-configuration\" }\n",
+    ))
+    .expect("valid");
+    assert!(has(
+        &g.files["src/api.rs"],
+        "JwtKeys::Discovery(\"https://id.example.com/.well-known/openid-configuration\")"
+    ));
+    single_error(
+        &with_schemes(
+            "[ { oidc: [] } ]",
+            "    oidc: { type: openIdConnect, openIdConnectUrl: not-a-url }\n",
+        ),
+        "`not-a-url` is not an absolute http(s) URL",
+        18,
+    );
+}
+
+#[test]
+fn jwt_algorithms_are_known_and_fit_the_key_source() {
+    let scheme = |ext: &str| {
+        with_schemes(
+            "[ { bearer: [] } ]",
+            &format!("    bearer:\n      type: http\n      scheme: bearer\n      x-gateway: {{ {ext} }}\n"),
+        )
+    };
+    let e = single_error(
+        &scheme("jwks_url: https://a/jwks, algorithms: [RS265]"),
+        "unknown JWT algorithm `RS265`",
+        21,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `RS256`?"));
+    single_error(
+        &scheme("jwks_url: https://a/jwks, algorithms: [none]"),
+        "`none` means unsigned tokens",
+        21,
+    );
+    single_error(
+        &scheme("jwks_url: https://a/jwks, algorithms: [HS256]"),
+        "`HS256` is an HMAC algorithm: it needs `secret_env`",
+        21,
+    );
+    single_error(
+        &scheme("secret_env: JWT_SECRET, algorithms: [RS256]"),
+        "`RS256` verifies with a public key",
+        21,
+    );
+    single_error(
+        &scheme("secret_env: \"jwt secret\""),
+        "is not an environment variable name",
+        21,
+    );
+    let g = run(&scheme("secret_env: JWT_SECRET")).expect("HS256 by default with a secret");
+    assert!(has(&g.files["src/api.rs"], "JwtAlgorithm::Hs256"));
+    assert!(has(&g.files["src/api.rs"], "JwtKeys::SecretEnv(\"JWT_SECRET\")"));
+    let g = run(&scheme(
+        "jwks_url: https://a/jwks, algorithms: [RS256, ES256, EdDSA], audience: [a, b], leeway: 30s",
+    ))
+    .expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(
+        has(
+            &api,
+            "algorithms: &[JwtAlgorithm::Rs256, JwtAlgorithm::Es256, JwtAlgorithm::EdDsa]"
+        ),
+        "{api}"
+    );
+    assert!(has(&api, "audiences: &[\"a\", \"b\"]"));
+    assert!(has(&api, "leeway: Duration::from_millis(30000)"));
+}
+
+#[test]
+fn a_jwks_file_is_read_checked_and_built_in() {
+    let dir = std::env::temp_dir().join(format!("codegen-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spec_path = dir.join("t.yaml");
+    let run_in = |jwks: Option<&str>| {
+        if let Some(text) = jwks {
+            std::fs::write(dir.join("jwks.json"), text).expect("jwks");
+        } else {
+            let _ = std::fs::remove_file(dir.join("jwks.json"));
+        }
+        let spec = with_schemes(
+            "[ { bearer: [] } ]",
+            "    bearer:\n      type: http\n      scheme: bearer\n      x-gateway: { jwks_file: jwks.json }\n",
+        );
+        generate(
+            SpecInput {
+                file: spec_path.to_str().expect("utf-8 path"),
+                text: &spec,
+            },
+            &Options::default(),
+        )
+    };
+    let refused = |jwks: Option<&str>, message: &str| match run_in(jwks) {
+        Err(GenerateError::Spec { diagnostics, .. }) => {
+            let e = diagnostics
+                .iter()
+                .find(|d| d.severity == Severity::Error)
+                .expect("an error");
+            assert!(e.message.contains(message), "{e}");
+            assert_eq!(e.line(), Some(21), "{e}");
+        }
+        other => panic!("expected a refusal with {message:?}, got {other:?}"),
+    };
+    refused(None, "cannot read the JWKS file");
+    refused(Some("{"), "not JSON");
+    refused(Some(r#"{"keys": [{"kty": "RSA", "n": "AQAB"}]}"#), "has no `e`");
+    refused(
+        Some(r#"{"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}"#),
+        "none of its keys can verify",
+    );
+    refused(
+        Some(r#"{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "secret"}]}"#),
+        "holds a private key",
+    );
+    let generated = run_in(Some(
+        r#"{ "keys": [ { "kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB" } ] }"#,
+    ))
+    .expect("a usable JWKS");
+    assert!(has(
+        &generated.files["src/api.rs"],
+        r#"JwtKeys::Jwks("{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"k1\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}")"#
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn scopes_belong_to_token_schemes() {
+    let e = single_error(
+        &with_schemes(
+            "[ { apiKey: [admin] } ]",
+            "    apiKey: { type: apiKey, in: header, name: x-api-key }\n",
+        ),
+        "security scheme `apiKey` is checked by API key, which has no scopes",
+        10,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("apiKey: []")));
+    let g = run(&with_schemes(
+        "[ { bearer: [pets:read, pets:write] } ]",
+        "    bearer: { type: http, scheme: bearer, x-gateway: { jwks_url: \"https://a/jwks\" } }\n",
+    ))
+    .expect("scopes on a bearer scheme");
+    assert!(has(&g.files["src/api.rs"], "scopes: &[\"pets:read\", \"pets:write\"]"));
+}
+
+#[test]
+fn jwt_keys_do_not_go_on_api_keys_and_authorizers_need_an_upstream() {
+    single_error(
+        &with_schemes(
+            "[ { apiKey: [] } ]",
+            "    apiKey: { type: apiKey, in: header, name: x-api-key, x-gateway: { issuer: x } }\n",
+        ),
+        "`issuer` configures JWT verification, which an `apiKey` scheme does not do",
+        18,
+    );
+    let authorizer = |ext: &str| {
+        with_schemes(
+            "[ { partner: [] } ]",
+            &format!(
+                "    partner:\n      type: apiKey\n      in: header\n      name: X-Partner\n      x-gateway:\n        authorizer: {{ {ext} }}\n"
+            ),
+        )
+    };
+    let e = single_error(
+        &authorizer("upstream: petz, path: /check"),
+        "upstream `petz` is not defined",
+        23,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `pets`?"));
+    single_error(&authorizer("upstream: pets, path: check"), "`check` is not a path", 23);
+    single_error(
+        &authorizer("upstream: pets, forward_headers: [Host]"),
+        "`Host` cannot carry a verified value",
+        23,
+    );
+    let g = run(&authorizer(
+        "upstream: pets, path: /check, cache: { ttl: 60s }, forward_headers: [X-Partner-Id]",
+    ))
+    .expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(has(&api, "SchemeKind::Authorizer(AuthorizerSpec"), "{api}");
+    assert!(has(&api, "forward_headers: &[\"x-partner-id\"]"));
+    assert!(has(&api, "cache_ttl: Duration::from_millis(60000)"));
+}
+
+#[test]
+fn auth_required_refuses_operations_without_security() {
+    let spec = with_root("  auth_required: true\n");
+    let e = single_error(
+        &spec,
+        "GET /pets/{petId} has no security requirement, and `auth_required` is on",
+        9,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("security: []")));
+    let public = spec.replace(
+        "      operationId: getPet\n",
+        "      operationId: getPet\n      security: []\n",
+    );
+    let g = run(&public).expect("public on purpose");
+    assert!(g.files["ACCESS.md"].contains("| GET | `/pets/{petId}` | `getPet` | anyone (`security: []`) | off |"));
+    let unchecked = with_schemes("[ { basic: [] } ]", "    basic: { type: http, scheme: basic }\n").replace(
+        "x-gateway:\n  upstreams:",
+        "x-gateway:\n  auth_required: true\n  upstreams:",
+    );
+    single_error(&unchecked, "accepts a security scheme the gateway cannot check", 11);
+}
+
+#[test]
+fn openapi_security_keeps_its_or_and_semantics() {
+    let spec = with_schemes(
+        "[ { apiKey: [], bearer: [write] }, { partner: [] } ]",
+        "    apiKey: { type: apiKey, in: header, name: x-api-key }\n    bearer: { type: http, scheme: bearer, x-gateway: { jwks_url: \"https://a/jwks\" } }\n    partner: { type: apiKey, in: header, name: x-partner, x-gateway: { authorizer: { upstream: pets } } }\n",
+    );
+    let g = run(&spec).expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(
+        has(
+            &api,
+            "security: &[&[Requirement { scheme: 0, scopes: &[] }, Requirement { scheme: 1, scopes: &[\"write\"] }], &[Requirement { scheme: 2, scopes: &[] }]]"
+        ),
+        "{api}"
+    );
+    assert!(g.files["ACCESS.md"].contains("`apiKey` and `bearer` with `write` or `partner`"));
+}
+
+#[test]
+fn cors_policies_are_checked() {
+    let cors = |text: &str| with_root(&format!("  cors: {text}\n"));
+    single_error(
+        &cors("{ allow_origins: [\"*\"], allow_credentials: true }"),
+        "`*` cannot be combined with `allow_credentials: true`",
+        4,
+    );
+    single_error(
+        &cors("{ allow_origins: [app.example.com] }"),
+        "`app.example.com` is not an origin",
+        4,
+    );
+    single_error(&cors("{ allow_origins: [\"https://*.com\"] }"), "is not an origin", 4);
+    single_error(
+        &cors("{ allow_headers: [x] }"),
+        "a CORS policy needs `allow_origins`",
+        4,
+    );
+    single_error(
+        &cors("{ allow_origins: [\"https://a.example\"], allow_headers: [\"*\"], allow_credentials: true }"),
+        "`*` means any header only without credentials",
+        4,
+    );
+    let g = run(&cors("{ allow_origins: [\"https://App.example\", \"https://*.example.org\"], allow_headers: [Authorization], max_age: 10m }")).expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(has(&api, "OriginSpec::Exact(\"https://app.example\")"), "{api}");
+    assert!(has(
+        &api,
+        "OriginSpec::Wildcard { prefix: \"https://\", suffix: \".example.org\" }"
+    ));
+    assert!(has(&api, "allow_headers: &[\"authorization\"]"));
+    assert!(has(&api, "cors: Some(&CORS[0])"));
+    // An operation turns it off.
+    let off = cors("{ allow_origins: [\"https://a.example\"] }").replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n        cors: false\n",
+    );
+    let g = run(&off).expect("valid");
+    assert!(has(&g.files["src/api.rs"], "cors: None"));
+}
+
+/// Whether generated code holds `expected`, whitespace aside (the formatter breaks long lines where it likes).
+fn has(code: &str, expected: &str) -> bool {
+    let squash = |s: &str| {
+        let text: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        text.replace(",}", "}").replace(",]", "]").replace(",)", ")")
+    };
+    squash(code).contains(&squash(expected))
 }
