@@ -8,6 +8,7 @@ mod demo;
 mod generate;
 mod process;
 mod test;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Task {
     Corpus(corpus::Args),
     /// Benchmark the generated gateway against nginx, haproxy and a direct connection, and time the generator.
     Bench(bench::Args),
+    /// Mint a bearer token for the demo, signed with the demo key (specs/keys/): `TOKEN=$(cargo xtask token)`.
+    Token(token::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Task::Test(args) => test::run(&args),
         Task::Corpus(args) => corpus::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Token(args) => token::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
