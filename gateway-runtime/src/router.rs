@@ -10,7 +10,7 @@
 //! check, when the API declares its hosts). axum answers `HEAD` with the `GET` operation (minus the body), so
 //! `Allow` lists `HEAD` wherever `GET` is declared.
 //!
-//! On a route where some operation has a CORS policy, `OPTIONS` is served by [`Preflights`]: CORS preflights are
+//! On a route where some operation has a CORS policy, `OPTIONS` is served by `Preflights`: CORS preflights are
 //! answered by the gateway ([`crate::policies::cors`]), any other `OPTIONS` goes to the route's `OPTIONS`
 //! operation, or gets the `405`. Requests that match no operation get the API-wide CORS policy.
 

@@ -7,7 +7,8 @@
 //!
 //! - **A preflight answer at routing.** On a route where some operation has a policy, the route's `OPTIONS` is a
 //!   [`Preflight`]: a request with `Origin` and `Access-Control-Request-Method` is answered by the gateway itself,
-//!   before any request filter (so before auth: a preflight carries no credential) and never by the target. Any
+//!   never by the target, after the host check (a host the API does not serve is still refused first) and before
+//!   every other request filter (so before auth: a preflight carries no credential, and no throttle). Any
 //!   other `OPTIONS` goes to the route's own `OPTIONS` operation, or gets the route's `405`. A route none of whose
 //!   operations has a policy keeps its `OPTIONS` as declared: CORS is then the upstream's business.
 //! - **A response filter.** When a request for an operation with a policy arrives, [`Cors::reply`] decides once
@@ -48,9 +49,10 @@
 //!   `Access-Control-Allow-Headers` (the policy's list; for `*` without credentials the requested headers are
 //!   echoed, which also covers `Authorization`, that a literal `*` never does), `Access-Control-Allow-Credentials`
 //!   and `Access-Control-Max-Age` when set. Otherwise — a method not on the path or without a policy, an origin not
-//!   admitted, a header not allowed — the preflight is **refused: still `204`, without any CORS header**, which
-//!   fails the request in the browser (like `tower-http`, `rs/cors` or AWS HTTP APIs), and the reason is logged at
-//!   debug level. With credentials, `*` in a header list is the literal name `*`, as browsers read it.
+//!   admitted, a header not allowed — the preflight is **refused: still `204`, without any CORS header**. The
+//!   browser then fails the request just as it would on a `403`, and nothing reaches the target either way; the
+//!   reason (method, origin or headers) is logged at debug level.
+//! - With credentials, `*` in a header list is the literal name `*`, as browsers read it.
 
 use std::sync::Arc;
 
@@ -81,9 +83,7 @@ pub enum CorsError {
     #[error("CORS policy: the origin `*` cannot be combined with credentials")]
     AnyWithCredentials,
     /// A wildcard origin whose `*` does not stand for whole DNS labels of the host.
-    #[error(
-        "CORS policy: the origin `{prefix}*{suffix}` must be `scheme://*.domain[:port]` (one `*`, for whole host labels)"
-    )]
+    #[error("CORS policy: the origin `{prefix}*{suffix}` must be `scheme://*.domain[:port]`, the `*` for whole labels")]
     Wildcard {
         /// The text before the `*`.
         prefix: &'static str,
@@ -385,13 +385,9 @@ impl Preflight {
         let out = response.headers_mut();
         out.insert(VARY, PREFLIGHT_VARY);
         if let Err(refusal) = self.admit(headers, out) {
+            // Like the request's log line: no header value, only what identifies the request and the outcome.
             tracing::debug!(
                 request_id = request_id.to_str().unwrap_or(""),
-                origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?"),
-                method = headers
-                    .get(ACCESS_CONTROL_REQUEST_METHOD)
-                    .and_then(|m| m.to_str().ok())
-                    .unwrap_or("?"),
                 reason = refusal.reason(),
                 "CORS preflight refused"
             );
