@@ -15,7 +15,7 @@
 //! | folder / module | what |
 //! |---|---|
 //! | [`pipeline`] | the phase list, the request context, the response filters |
-//! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache |
+//! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache, CORS |
 //! | [`targets`] | one module per kind of target: proxy, mock |
 //! | [`serving`] | the server loop, the command line, logging |
 //! | [`admin`] | the admin endpoints under `/_gateway/` |

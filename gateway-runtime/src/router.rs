@@ -9,9 +9,15 @@
 //! unknown path, `METHOD_NOT_ALLOWED` with the route's `Allow` header for an undeclared method (after the host
 //! check, when the API declares its hosts). axum answers `HEAD` with the `GET` operation (minus the body), so
 //! `Allow` lists `HEAD` wherever `GET` is declared.
+//!
+//! On a route where some operation has a CORS policy, `OPTIONS` is served by `Preflights`: CORS preflights are
+//! answered by the gateway ([`crate::policies::cors`]), any other `OPTIONS` goes to the route's `OPTIONS`
+//! operation, or gets the `405`. Requests that match no operation get the API-wide CORS policy.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,6 +30,7 @@ use http::{HeaderValue, Method};
 use crate::error::GatewayError;
 use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
 use crate::policies::auth::authorizer::AuthorizerClient;
+use crate::policies::cors::{self, Cors, CorsError, Policies, Preflight};
 use crate::policies::credentials;
 use crate::policies::hosts::Hosts;
 use crate::policies::transform::Transforms;
@@ -87,6 +94,9 @@ pub enum RouterError {
     /// An invalid gateway response.
     #[error("{0}")]
     Responses(#[from] ResponsesError),
+    /// A CORS policy the runtime cannot honour.
+    #[error("{0}")]
+    Cors(#[from] CorsError),
     /// A transform the runtime cannot prepare.
     #[error("operation `{operation}`: {reason}")]
     Transform {
@@ -135,11 +145,13 @@ fn allow_header(methods: &[&Method]) -> HeaderValue {
     HeaderValue::from_str(&listed.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// What every request that matches no operation needs: the host check and the API-wide gateway responses.
+/// What every request that matches no operation needs: the host check, the API-wide gateway responses and CORS
+/// policy.
 #[derive(Clone)]
 struct Unmatched {
     hosts: Option<Arc<Hosts>>,
     responses: Option<Arc<Responses>>,
+    cors: Option<Arc<Cors>>,
 }
 
 impl Unmatched {
@@ -148,11 +160,25 @@ impl Unmatched {
     fn respond(&self, request: Request, error: GatewayError) -> Response {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
-        let error = match self.hosts.as_ref().map(|h| h.check(&parts)) {
-            Some(Err(misdirected)) => misdirected,
-            _ => error,
-        };
+        ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
+        let error = self.misdirected(&parts).unwrap_or(error);
         finish(&mut ctx, Err(error), self.responses.as_deref())
+    }
+
+    /// The gateway's answer to a CORS preflight on a route (after the host check), through the response filters.
+    fn preflight(&self, request: Request, preflight: &Preflight) -> Response {
+        let (parts, _body) = request.into_parts();
+        let mut ctx = RequestCtx::new(&parts, None);
+        let result = match self.misdirected(&parts) {
+            Some(misdirected) => Err(misdirected),
+            None => Ok(preflight.answer(&parts.headers, &ctx.request_id)),
+        };
+        finish(&mut ctx, result, self.responses.as_deref())
+    }
+
+    /// The refusal of a host the API does not serve.
+    fn misdirected(&self, parts: &http::request::Parts) -> Option<GatewayError> {
+        self.hosts.as_ref()?.check(parts).err()
     }
 }
 
@@ -160,9 +186,11 @@ impl Unmatched {
 pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Result<Router, RouterError> {
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
+    let mut policies = Policies::default();
     let unmatched = Unmatched {
         hosts: hosts.clone(),
         responses: api_responses.clone(),
+        cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
     };
     // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
     let mut check = matchit::Router::new();
@@ -180,6 +208,10 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
         })?;
         let mut methods: Vec<&Method> = Vec::with_capacity(ops.len());
         let mut method_router = MethodRouter::new();
+        // With CORS on the route, its `OPTIONS` operation is reached through the preflight answers.
+        let route_cors = ops.iter().any(|op| op.cors.is_some());
+        let mut policy_of: Vec<(Method, Option<Arc<Cors>>)> = Vec::with_capacity(ops.len());
+        let mut options = None;
         for (i, op) in ops.iter().enumerate() {
             if let Some(first) = ops[..i].iter().find(|o| o.method == op.method) {
                 return Err(RouterError::DuplicateOperation {
@@ -204,17 +236,30 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
             } else {
                 Responses::new(api.responses, op.responses)?.map(Arc::new)
             };
-            let service = operation_service(api, index, proxy, state, hosts.as_ref(), responses)?;
-            method_router = method_router.on_service(filter, service);
+            let cors = op.cors.map(|spec| policies.prepare(spec)).transpose()?;
+            policy_of.push((op.method.clone(), cors.clone()));
+            let service = operation_service(api, index, proxy, state, hosts.as_ref(), responses, cors)?;
+            if route_cors && op.method == Method::OPTIONS {
+                options = Some(service);
+            } else {
+                method_router = method_router.on_service(filter, service);
+            }
         }
-        let allow = allow_header(&methods);
-        router = router.route(
-            route,
-            method_router.fallback_service(MethodNotAllowed {
-                allow,
-                unmatched: unmatched.clone(),
-            }),
-        );
+        let not_allowed = MethodNotAllowed {
+            allow: allow_header(&methods),
+            unmatched: unmatched.clone(),
+        };
+        let with_cors: Vec<&Method> = policy_of.iter().filter(|(_, c)| c.is_some()).map(|(m, _)| m).collect();
+        let allow_methods = allow_header(&with_cors);
+        if let Some(preflight) = Preflight::new(policy_of, allow_methods) {
+            let preflights = Preflights {
+                preflight: Arc::new(preflight),
+                options,
+                not_allowed: not_allowed.clone(),
+            };
+            method_router = method_router.on_service(MethodFilter::OPTIONS, preflights);
+        }
+        router = router.route(route, method_router.fallback_service(not_allowed));
     }
     // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
     // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
@@ -224,7 +269,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
     Ok(router.without_v07_checks().fallback_service(NotFound { unmatched }))
 }
 
-/// Prepares operation `index` of `api`: its request filters, cache, target and gateway responses.
+/// Prepares operation `index` of `api`: its request filters, cache, target, gateway responses and CORS policy.
 pub fn operation_service(
     api: &'static ApiSpec,
     index: usize,
@@ -232,6 +277,7 @@ pub fn operation_service(
     state: &SharedState,
     hosts: Option<&Arc<Hosts>>,
     responses: Option<Arc<Responses>>,
+    cors: Option<Arc<Cors>>,
 ) -> Result<OperationService, RouterError> {
     let op = &api.operations[index];
     let target = match &op.target {
@@ -265,9 +311,9 @@ pub fn operation_service(
         .responses_check
         .map(|spec| ResponseCheck::new(spec, state.contracts.clone(), index, op.id));
     let contract = (transforms.is_some() || check.is_some()).then_some(ContractSide { transforms, check });
-    Ok(OperationService::new(Operation::new(
-        api, index, phases, cache, target, contract, responses,
-    )))
+    Ok(OperationService::new(
+        Operation::new(api, index, phases, cache, target, contract, responses).with_cors(cors),
+    ))
 }
 
 /// Logs every route at start-up: `GET /pets/{petId} -> getPet (upstream pets)`.
@@ -304,6 +350,36 @@ impl tower::Service<Request> for MethodNotAllowed {
     fn call(&mut self, request: Request) -> Self::Future {
         let error = GatewayError::method_not_allowed(request.method(), self.allow.clone());
         std::future::ready(Ok(self.unmatched.respond(request, error)))
+    }
+}
+
+/// The `OPTIONS` of a route with CORS: preflights answered by the gateway, other requests to the route's
+/// `OPTIONS` operation (or its `405`).
+#[derive(Clone)]
+struct Preflights {
+    preflight: Arc<Preflight>,
+    options: Option<OperationService>,
+    not_allowed: MethodNotAllowed,
+}
+
+impl tower::Service<Request> for Preflights {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if cors::is_preflight(request.method(), request.headers()) {
+            let response = self.not_allowed.unmatched.preflight(request, &self.preflight);
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        match &mut self.options {
+            Some(operation) => operation.call(request),
+            None => Box::pin(self.not_allowed.call(request)),
+        }
     }
 }
 

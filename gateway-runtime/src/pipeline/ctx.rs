@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, request};
 
 use crate::error::ErrorKind;
 use crate::policies::auth::Caller;
+use crate::policies::cors::CorsReply;
 use crate::policies::throttle::Report;
 use crate::spec::OperationSpec;
 
@@ -75,7 +76,7 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The connection's peer (absent only for requests that did not come through the server).
     pub client: Option<SocketAddr>,
-    /// The operation matched (none for `404`, `405` and admin requests).
+    /// The operation matched (none for `404`, `405`, CORS preflights and admin requests).
     pub operation: Option<&'static OperationSpec>,
     /// The path captures (percent-decoded, with their segment suffixes; see [`RequestCtx::path_value`]).
     pub captures: Option<RawPathParams>,
@@ -89,6 +90,9 @@ pub struct RequestCtx {
     pub upstream: Option<UpstreamCall>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
+    /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
+    /// match none in an API with one.
+    pub cors: Option<CorsReply>,
 }
 
 impl RequestCtx {
@@ -108,6 +112,7 @@ impl RequestCtx {
             cache: None,
             upstream: None,
             error: None,
+            cors: None,
         }
     }
 

@@ -1,14 +1,16 @@
 //! The request path: what happens to every request, in order, in one place.
 //!
 //! ```text
-//! arrival ─► RequestCtx::new (request id, start time, client address)
+//! route match: a CORS preflight is answered there, by the gateway (policies::cors; then the response filters)
+//! arrival ─► RequestCtx::new (request id, start time, client address; the CORS reply, for operations with CORS)
 //!   request filters (each may stop the request with a GatewayError), assembled per operation at start-up:
 //!     host ─► route ─► auth ─► throttle ─► params ─► body ─► quota
 //!   cache lookup (cached operations) ─► request transform ─► upstream request filters (credentials stripped,
 //!     X-Request-Id, X-Forwarded-*) ─► target (proxy or mock) ─► response check (contract drift) ─► response
 //!     transform (what the cache stores)
 //!   response filters (every response: target, cache hit, or gateway error; 404, 405 and admin too):
-//!     render the error (spec's rendering or problem+json) ─► RateLimit-* ─► X-Cache ─► X-Request-Id ─► log
+//!     render the error (spec's rendering or problem+json) ─► CORS ─► RateLimit-* ─► X-Cache ─► X-Request-Id
+//!     ─► log
 //! ```
 //!
 //! An operation's request filters are a list of [`RequestPhase`]s built once by [`request_phases`] from its
@@ -42,6 +44,7 @@ use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::auth::{self, Auth};
 use crate::policies::cache::ResponseCache;
+use crate::policies::cors::Cors;
 use crate::policies::hosts::Hosts;
 use crate::policies::throttle::Limits;
 use crate::policies::transform::Transforms;
@@ -166,6 +169,8 @@ pub(crate) struct Operation {
     /// Transforms and the response check: `None` for most operations, which then pay nothing for them.
     contract: Option<Box<ContractSide>>,
     responses: Option<Arc<Responses>>,
+    /// The operation's CORS policy: `None` for most operations, which then pay nothing for it.
+    cors: Option<Arc<Cors>>,
 }
 
 /// What runs around the target of an operation with transforms or a response check.
@@ -196,7 +201,14 @@ impl Operation {
             target,
             contract: contract.map(Box::new),
             responses,
+            cors: None,
         }
+    }
+
+    /// The operation with its CORS policy.
+    pub(crate) fn with_cors(mut self, cors: Option<Arc<Cors>>) -> Self {
+        self.cors = cors;
+        self
     }
 
     /// The names of its request filters, in order.
@@ -207,6 +219,7 @@ impl Operation {
     async fn handle(&self, request: Request) -> Response {
         let (parts, body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, Some(self.op));
+        ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let result = self.serve(&mut ctx, parts, body).await;
         finish(&mut ctx, result, self.responses.as_deref())
     }
@@ -476,7 +489,8 @@ fn drifted() -> GatewayError {
 const NOT_A_DOT_SEGMENT: &str = "a value other than `.` or `..`";
 
 /// The response filters, run on every response the gateway sends: the error (if any) rendered through
-/// `responses`, then the headers every response carries, then the log line.
+/// `responses`, then the CORS headers decided on arrival ([`RequestCtx::cors`]) and the headers every response
+/// carries, then the log line.
 pub fn finish(ctx: &mut RequestCtx, result: Result<Response, GatewayError>, responses: Option<&Responses>) -> Response {
     let mut response = match result {
         Ok(response) => response,
@@ -486,6 +500,9 @@ pub fn finish(ctx: &mut RequestCtx, result: Result<Response, GatewayError>, resp
         }
     };
     let headers = response.headers_mut();
+    if let Some(cors) = &ctx.cors {
+        cors.apply(headers);
+    }
     if let Some(report) = &ctx.limits {
         report.apply(headers);
     }

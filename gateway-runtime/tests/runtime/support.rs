@@ -492,6 +492,16 @@ async fn upstream_service(
             let headers = response.headers_mut();
             headers.insert("content-type", "application/json".parse().expect("static"));
             headers.insert("x-echo", "yes".parse().expect("static"));
+            if parts.headers.contains_key("x-echo-cors") {
+                // An upstream that sends a `Vary` and CORS headers of its own.
+                for (name, value) in [
+                    ("vary", "Accept-Encoding"),
+                    ("access-control-allow-origin", "*"),
+                    ("access-control-allow-methods", "GET, PUT"),
+                ] {
+                    headers.append(name, value.parse().expect("static"));
+                }
+            }
             if parts.headers.contains_key("x-echo-hop") {
                 for (name, value) in [
                     ("connection", "x-up-hop"),
@@ -653,6 +663,11 @@ impl Gateway {
 /// Starts an upstream and a gateway in front of it; `tweak` may adjust the configuration (it gets the upstream's
 /// address).
 pub async fn start_gateway_with(tweak: impl FnOnce(&mut ServerConfig, SocketAddr)) -> Gateway {
+    start_gateway_for(&API, tweak).await
+}
+
+/// [`start_gateway_with`] for another API; `tweak` replaces the upstream overrides unless it has those of [`API`].
+pub async fn start_gateway_for(api: &'static ApiSpec, tweak: impl FnOnce(&mut ServerConfig, SocketAddr)) -> Gateway {
     quiet_logs();
     let upstream = start_upstream().await;
     let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"));
@@ -660,13 +675,10 @@ pub async fn start_gateway_with(tweak: impl FnOnce(&mut ServerConfig, SocketAddr
     config.workers = Some(2.try_into().expect("non-zero"));
     config.upstream_overrides = overrides(upstream.addr);
     tweak(&mut config, upstream.addr);
-    let handle = bounded(
-        "start",
-        tokio::task::spawn_blocking(move || server::start(&API, config)),
-    )
-    .await
-    .expect("join")
-    .expect("gateway starts");
+    let handle = bounded("start", tokio::task::spawn_blocking(move || server::start(api, config)))
+        .await
+        .expect("join")
+        .expect("gateway starts");
     Gateway {
         addr: handle.local_addr(),
         handle: Some(handle),
