@@ -1017,8 +1017,8 @@ fn jwt_algorithms_are_known_and_fit_the_key_source() {
         ),
         "{api}"
     );
-    assert!(has(&api, "audiences: &[\"a\", \"b\"]"));
-    assert!(has(&api, "leeway: Duration::from_millis(30000)"));
+    assert!(has(api, "audiences: &[\"a\", \"b\"]"));
+    assert!(has(api, "leeway: Duration::from_millis(30000)"));
 }
 
 #[test]
@@ -1131,9 +1131,9 @@ fn jwt_keys_do_not_go_on_api_keys_and_authorizers_need_an_upstream() {
     ))
     .expect("valid");
     let api = &g.files["src/api.rs"];
-    assert!(has(&api, "SchemeKind::Authorizer(AuthorizerSpec"), "{api}");
-    assert!(has(&api, "forward_headers: &[\"x-partner-id\"]"));
-    assert!(has(&api, "cache_ttl: Duration::from_millis(60000)"));
+    assert!(has(api, "SchemeKind::Authorizer(AuthorizerSpec"), "{api}");
+    assert!(has(api, "forward_headers: &[\"x-partner-id\"]"));
+    assert!(has(api, "cache_ttl: Duration::from_millis(60000)"));
 }
 
 #[test]
@@ -1202,13 +1202,13 @@ fn cors_policies_are_checked() {
     );
     let g = run(&cors("{ allow_origins: [\"https://App.example\", \"https://*.example.org\"], allow_headers: [Authorization], max_age: 10m }")).expect("valid");
     let api = &g.files["src/api.rs"];
-    assert!(has(&api, "OriginSpec::Exact(\"https://app.example\")"), "{api}");
+    assert!(has(api, "OriginSpec::Exact(\"https://app.example\")"), "{api}");
     assert!(has(
         &api,
         "OriginSpec::Wildcard { prefix: \"https://\", suffix: \".example.org\" }"
     ));
-    assert!(has(&api, "allow_headers: &[\"authorization\"]"));
-    assert!(has(&api, "cors: Some(&CORS[0])"));
+    assert!(has(api, "allow_headers: &[\"authorization\"]"));
+    assert!(has(api, "cors: Some(&CORS[0])"));
     // An operation turns it off.
     let off = cors("{ allow_origins: [\"https://a.example\"] }").replace(
         "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
