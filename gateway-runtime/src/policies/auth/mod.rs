@@ -11,6 +11,7 @@
 //! Presented values are never logged; from here on the caller is known by its key's name and its verified claims.
 
 pub mod authorizer;
+mod jwks;
 pub mod jwt;
 pub mod keys;
 
