@@ -1012,7 +1012,7 @@ fn jwt_algorithms_are_known_and_fit_the_key_source() {
     let api = &g.files["src/api.rs"];
     assert!(
         has(
-            &api,
+            api,
             "algorithms: &[JwtAlgorithm::Rs256, JwtAlgorithm::Es256, JwtAlgorithm::EdDsa]"
         ),
         "{api}"
@@ -1168,7 +1168,7 @@ fn openapi_security_keeps_its_or_and_semantics() {
     let api = &g.files["src/api.rs"];
     assert!(
         has(
-            &api,
+            api,
             "security: &[&[Requirement { scheme: 0, scopes: &[] }, Requirement { scheme: 1, scopes: &[\"write\"] }], &[Requirement { scheme: 2, scopes: &[] }]]"
         ),
         "{api}"
@@ -1204,7 +1204,7 @@ fn cors_policies_are_checked() {
     let api = &g.files["src/api.rs"];
     assert!(has(api, "OriginSpec::Exact(\"https://app.example\")"), "{api}");
     assert!(has(
-        &api,
+        api,
         "OriginSpec::Wildcard { prefix: \"https://\", suffix: \".example.org\" }"
     ));
     assert!(has(api, "allow_headers: &[\"authorization\"]"));
