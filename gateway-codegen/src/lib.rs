@@ -44,6 +44,8 @@ pub struct Options {
     pub standalone: bool,
     /// Base URL for operations with no target when the spec has no absolute `servers` URL.
     pub default_upstream: Option<String>,
+    /// Where files the spec names (`jwks_file`) are read from; `None`: the directory of [`SpecInput::file`].
+    pub spec_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             runtime_path: String::from("../../gateway-runtime"),
             standalone: false,
             default_upstream: None,
+            spec_dir: None,
         }
     }
 }
@@ -104,7 +107,10 @@ pub fn generate(input: SpecInput<'_>, options: &Options) -> Result<Generated, Ge
     let ctx = validate::Context {
         file_stem: file_stem(input.file),
         default_upstream: options.default_upstream.clone(),
-        spec_dir: std::path::Path::new(input.file).parent().map(std::path::Path::to_owned),
+        spec_dir: options
+            .spec_dir
+            .clone()
+            .or_else(|| std::path::Path::new(input.file).parent().map(std::path::Path::to_owned)),
     };
     let Some(checked) = validate::validate(&spec, &ctx, &mut diags) else {
         return Err(fail(&diags));

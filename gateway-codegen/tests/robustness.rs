@@ -1084,6 +1084,7 @@ enum Fine {
 fn check_case(file: &str, text: &str, default_upstream: bool) -> Result<Fine, String> {
     let options = Options {
         default_upstream: default_upstream.then(|| String::from("http://127.0.0.1:9")),
+        spec_dir: None,
         ..Options::default()
     };
     QUIET.with(|q| q.set(true));

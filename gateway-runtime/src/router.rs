@@ -245,9 +245,18 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
                 method_router = method_router.on_service(filter, service);
             }
         }
+        // A route whose operations all turned CORS off answers its 405s (and preflights) without CORS headers.
+        let route_unmatched = if route_cors {
+            unmatched.clone()
+        } else {
+            Unmatched {
+                cors: None,
+                ..unmatched.clone()
+            }
+        };
         let not_allowed = MethodNotAllowed {
             allow: allow_header(&methods),
-            unmatched: unmatched.clone(),
+            unmatched: route_unmatched,
         };
         let with_cors: Vec<&Method> = policy_of.iter().filter(|(_, c)| c.is_some()).map(|(m, _)| m).collect();
         let allow_methods = allow_header(&with_cors);

@@ -103,7 +103,12 @@ impl Drop for AuthServer {
 impl AuthServer {
     /// Starts on an ephemeral port of 127.0.0.1, on the current tokio runtime.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// [`AuthServer::start`] on `addr` (the demo's identity provider: `test-upstream --auth`).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             base_url: format!("http://{addr}"),

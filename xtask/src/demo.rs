@@ -42,6 +42,9 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The HMAC secret of the store's `internal` scheme in the demo.
+const DEMO_SECRET: &str = "demo-secret-not-for-production";
+
 /// Keys for the store gateway's demo: runtime data, written next to the build output.
 const DEMO_KEYS: &str = "\
 - { key: demo-free-key-0001, name: alice, plan: free }
@@ -74,19 +77,32 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     )
     .with_context(|| format!("is {} already in use? pass --listen 127.0.0.1:PORT", args.listen))?;
 
+    let auth = Server::start(
+        &bin.join("test-upstream"),
+        &["--listen".into(), "127.0.0.1:0".into(), "--auth".into()],
+        "test-upstream --auth",
+    )?;
+    let auth_url = format!("http://{}", auth.addr);
     let keys = workspace_root().join("target/demo-keys.yaml");
     std::fs::write(&keys, DEMO_KEYS).context("writing the demo key file")?;
     let store_listen = SocketAddr::new(args.listen.ip(), args.listen.port().wrapping_add(1));
-    let store = Server::start(
+    let store = Server::start_with_env(
         &bin.join("store-gateway"),
         &[
             "--listen".into(),
             store_listen.to_string(),
             "--upstream".into(),
             format!("default={url}/store"),
+            "--upstream".into(),
+            format!("auth={auth_url}"),
+            "--jwks-url".into(),
+            format!("bearer={auth_url}/jwks.json"),
+            "--oidc-url".into(),
+            format!("oidc={auth_url}/.well-known/openid-configuration"),
             "--api-keys".into(),
             keys.display().to_string(),
         ],
+        &[("STORE_JWT_SECRET", DEMO_SECRET)],
         "store-gateway",
     )
     .with_context(|| format!("is {store_listen} already in use? pass --listen with another port"))?;
@@ -122,6 +138,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         store.addr
     );
     println!(
+        "  curl -i -H \"Authorization: Bearer $(cargo xtask token --aud store --scope account:read)\" 'http://{}/account'    # a JWT verified against the provider's JWKS ({auth_url}/jwks.json); its claims reach the upstream as X-User-Id",
+        store.addr
+    );
+    println!(
+        "  curl -i -X OPTIONS -H 'Origin: https://shop.example.com' -H 'Access-Control-Request-Method: GET' 'http://{}/account'    # a CORS preflight, answered by the gateway",
+        store.addr
+    );
+    println!(
+        "  curl -i -H 'X-Partner-Token: allow-acme' 'http://{}/partner/feed'    # the partner authorizer admits allow-…, refuses deny-…",
+        store.addr
+    );
+    println!(
         "  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-api-key: demo-free-key-0001' 'http://{}/orders'; done    # free plan: burst 5, then 429 THROTTLED, rendered as the spec says",
         store.addr
     );
@@ -139,6 +167,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             };
             smoke(store.addr, "/orders", &[("x-api-key", "demo-free-key-0001")], what)?;
         }
+        let token = crate::token::demo_token_for("store", "account:read")?;
+        let bearer = format!("Bearer {token}");
+        smoke(store.addr, "/account", &[("authorization", &bearer)], "a demo JWT: 200")?;
+        smoke(
+            store.addr,
+            "/account",
+            &[("authorization", "Bearer not-a-token")],
+            "not a JWT: 401",
+        )?;
+        smoke(
+            store.addr,
+            "/partner/feed",
+            &[("x-partner-token", "allow-acme")],
+            "admitted by the authorizer",
+        )?;
         return Ok(());
     }
     println!("\nEnter or Ctrl-C stops them all.");

@@ -76,6 +76,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             runtime_path,
             standalone,
             default_upstream: args.default_upstream.clone(),
+            spec_dir: spec.parent().map(Path::to_owned),
         };
         let first = gateway_codegen::generate(
             SpecInput {

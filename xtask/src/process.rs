@@ -80,8 +80,13 @@ pub struct Server {
 impl Server {
     /// Starts `program` with `args` and waits (bounded) for its `listening on` line.
     pub fn start(program: &Path, args: &[String], name: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(program, args, &[], name)
+    }
+
+    /// [`Server::start`] with extra environment variables.
+    pub fn start_with_env(program: &Path, args: &[String], env: &[(&str, &str)], name: &str) -> anyhow::Result<Self> {
         let mut command = Command::new(program);
-        command.args(args);
+        command.args(args).envs(env.iter().copied());
         Self::spawn(command, name, Ready::PrintsAddress)
     }
 

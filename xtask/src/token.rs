@@ -85,18 +85,35 @@ fn mint(args: &Args, now: u64, pem: &[u8]) -> anyhow::Result<String> {
     jsonwebtoken::encode(&header, &claims(args, now), &key).context("cannot sign the token")
 }
 
-pub fn run(args: &Args) -> anyhow::Result<()> {
+/// A demo token for `args`, issued now.
+pub fn demo_token(args: &Args) -> anyhow::Result<String> {
     let path = demo_key_path();
     let pem = std::fs::read(&path).with_context(|| format!("cannot read the demo key {}", path.display()))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("the clock is before 1970")?
         .as_secs();
-    let token = mint(args, now, &pem)?;
+    mint(args, now, &pem)
+}
+
+/// A demo token with the defaults but for `aud` and `scope`.
+pub fn demo_token_for(aud: &str, scope: &str) -> anyhow::Result<String> {
+    demo_token(&Args {
+        sub: String::from("demo-user"),
+        scope: scope.to_owned(),
+        aud: aud.to_owned(),
+        iss: String::from("https://auth.example.com/"),
+        ttl: Duration::from_secs(600),
+        claims: Vec::new(),
+    })
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let token = demo_token(args)?;
     println!("{token}");
     eprintln!(
         "a demo token (RS256, kid {DEMO_KID}, valid for {}), verified by specs/keys/jwks.json; use it as\n  \
-         TOKEN=$(cargo xtask token) && curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/...",
+         TOKEN=$(cargo xtask token) && curl -X POST -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:8080/pets/7/adopt",
         humantime::format_duration(args.ttl)
     );
     Ok(())

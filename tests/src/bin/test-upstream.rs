@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use gateway_tests::auth::AuthServer;
 use gateway_tests::upstream::{FixedJson, Upstream};
 
 #[derive(Parser)]
@@ -24,6 +25,10 @@ struct Args {
     /// Benchmark mode: wait this long before each response (e.g. `20ms`).
     #[arg(long, value_parser = parse_delay, requires = "fixed_json")]
     delay: Option<Duration>,
+    /// Be the demo's identity provider and partner authorizer instead (`gateway_tests::auth`), serving the demo
+    /// key set `specs/keys/jwks.json`.
+    #[arg(long, conflicts_with = "fixed_json")]
+    auth: bool,
     /// Benchmark mode: runtime threads (the description mode always uses one).
     #[arg(long, default_value = "1", requires = "fixed_json")]
     threads: NonZeroUsize,
@@ -52,6 +57,12 @@ fn main() -> ExitCode {
 /// Serves until Ctrl-C (SIGTERM ends the process by default).
 async fn serve(args: &Args) -> std::io::Result<()> {
     match args.fixed_json {
+        None if args.auth => {
+            let auth = AuthServer::start_on(args.listen).await?;
+            auth.set_jwks(gateway_tests::tokens::demo_jwks());
+            println!("listening on {}", auth.url());
+            let _ = tokio::signal::ctrl_c().await;
+        }
         None => {
             let upstream = Upstream::start_on(args.listen).await?;
             println!("listening on {}", upstream.url());

@@ -21,7 +21,7 @@ const KEYS: &str = "\
 - { key: pro-key-carol-0003, name: carol, plan: pro }
 ";
 const ALICE_KEY: &str = "free-key-alice-0001";
-const SECRET: &str = "an-hmac-secret-for-internal-tokens-only";
+const SECRET: &str = crate::support::STORE_SECRET;
 
 struct Store {
     upstream: Upstream,
@@ -117,7 +117,11 @@ async fn rs256_and_es256_tokens_are_admitted_and_their_claims_reach_the_upstream
         let seen = reply.json();
         let headers = &seen["headers"];
         assert_eq!(headers["x-user-id"][0], "user-alice", "{kid}: {seen}");
-        assert_eq!(headers["x-tenant"], json!(["tenant-42"]), "one value: the client's is gone");
+        assert_eq!(
+            headers["x-tenant"],
+            json!(["tenant-42"]),
+            "one value: the client's is gone"
+        );
         // The verified token is the gateway's business: it is not forwarded.
         assert!(headers.get("authorization").is_none(), "{seen}");
     }
@@ -385,7 +389,11 @@ async fn the_authorizer_admits_denies_and_forwards_only_its_listed_headers() {
     .await;
     assert_eq!(admitted.status, StatusCode::OK, "{}", admitted.text());
     let seen = admitted.json();
-    assert_eq!(seen["headers"]["x-partner-id"], json!(["p1"]), "the client's copy is gone: {seen}");
+    assert_eq!(
+        seen["headers"]["x-partner-id"],
+        json!(["p1"]),
+        "the client's copy is gone: {seen}"
+    );
     assert!(seen["headers"].get("x-not-forwarded").is_none(), "{seen}");
     assert!(
         seen["headers"].get("x-partner-token").is_none(),

@@ -29,7 +29,7 @@ fn store_at(upstream_url: &str, keys: &KeyFile, log: &str) -> Gateway {
             "--api-keys".into(),
             keys.0.display().to_string(),
         ],
-        &[("GATEWAY_LOG", log)],
+        &[("GATEWAY_LOG", log), crate::support::STORE_ENV],
     )
     .expect("store gateway starts")
 }

@@ -58,7 +58,10 @@ fn golden_problems(root: &Path) -> Vec<String> {
                 file: &file,
                 text: &text,
             },
-            &Options::default(),
+            &Options {
+                spec_dir: path.parent().map(std::path::Path::to_owned),
+                ..Options::default()
+            },
         )
         .unwrap_or_else(|e| panic!("{file} does not generate: {e}"));
         let dir = gateways.join(&generated.name);

@@ -28,7 +28,7 @@ const ADMIN: &str = "admin-token-for-tests";
 async fn store() -> (Upstream, Gateway, KeyFile) {
     let upstream = Upstream::start().await.expect("upstream");
     let keys = KeyFile::new(KEYS);
-    let gateway = Gateway::start(
+    let gateway = Gateway::start_with_env(
         "store-gateway",
         &[
             "--upstream".into(),
@@ -38,6 +38,7 @@ async fn store() -> (Upstream, Gateway, KeyFile) {
             "--admin-token".into(),
             ADMIN.into(),
         ],
+        &[crate::support::STORE_ENV],
     )
     .expect("store gateway starts");
     (upstream, gateway, keys)
@@ -300,7 +301,7 @@ async fn per_ip_buckets_are_per_client_address() {
 async fn per_ip_buckets_follow_x_forwarded_for_behind_a_trusted_proxy() {
     let upstream = Upstream::start().await.expect("upstream");
     let keys = KeyFile::new(KEYS);
-    let gw = Gateway::start(
+    let gw = Gateway::start_with_env(
         "store-gateway",
         &[
             "--upstream".into(),
@@ -309,6 +310,7 @@ async fn per_ip_buckets_follow_x_forwarded_for_behind_a_trusted_proxy() {
             keys.0.display().to_string(),
             "--trust-proxy".into(),
         ],
+        &[crate::support::STORE_ENV],
     )
     .expect("starts");
     let from = |ip: &'static str| {

@@ -5,6 +5,7 @@
 mod auth;
 mod cache;
 mod contract;
+mod cors;
 mod gateway_responses;
 mod golden;
 mod limits;

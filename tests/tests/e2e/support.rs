@@ -7,6 +7,12 @@ use http::StatusCode;
 
 pub const BIN: &str = "petstore-gateway";
 
+/// The HMAC secret of the store's `internal` scheme: the store gateway refuses to start without it.
+pub const STORE_SECRET: &str = "an-hmac-secret-for-internal-tokens-only";
+
+/// The environment every store gateway starts with.
+pub const STORE_ENV: (&str, &str) = ("STORE_JWT_SECRET", STORE_SECRET);
+
 /// An upstream and the petstore gateway pointed at it (every upstream of the spec, overridden to the one server).
 pub async fn setup() -> (Upstream, Gateway) {
     setup_with(&[]).await

@@ -185,6 +185,7 @@ fn generate(spec: &Path, text: &str) -> Result<(Generated, f64), GenerateError> 
         runtime_path: RUNTIME_FROM_CRATE.to_owned(),
         standalone: true,
         default_upstream: Some(DEFAULT_UPSTREAM.to_owned()),
+        spec_dir: None,
     };
     let file = format!("specs-corpus/{}", name_of(spec));
     let started = Instant::now();

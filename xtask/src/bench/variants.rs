@@ -210,6 +210,7 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
         runtime_path: RUNTIME_FROM_CRATE.to_owned(),
         standalone: true,
         default_upstream: None,
+        spec_dir: None,
     };
     let generated = gateway_codegen::generate(
         SpecInput {
@@ -257,6 +258,7 @@ mod tests {
                 runtime_path: RUNTIME_FROM_CRATE.to_owned(),
                 standalone: true,
                 default_upstream: None,
+                spec_dir: None,
             };
             let generated = gateway_codegen::generate(
                 SpecInput {
