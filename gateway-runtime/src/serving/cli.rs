@@ -73,9 +73,22 @@ struct Args {
     #[arg(long = "oidc-url", value_name = "NAME=URL", value_parser = parse_assignment)]
     oidc_urls: Vec<(String, String)>,
 
+    /// Keep verified JWTs briefly, so that a token presented again is not verified again (`on` or `off`).
+    #[arg(long, env = "GATEWAY_TOKEN_CACHE", default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    token_cache: bool,
+
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
+}
+
+/// `on` or `off`.
+fn parse_on_off(raw: &str) -> Result<bool, String> {
+    match raw {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected `on` or `off`, got `{raw}`")),
+    }
 }
 
 /// `NAME=VALUE`, both non-empty.
@@ -221,6 +234,7 @@ where
         auth_overrides: AuthOverrides {
             jwks_urls: args.jwks_urls,
             oidc_urls: args.oidc_urls,
+            token_cache: args.token_cache,
         },
     };
     let handle = match server::start(api, config) {

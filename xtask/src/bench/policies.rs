@@ -30,7 +30,15 @@ use super::wrk::{self, Load, Requests, Scripts, Shape, Statuses, median};
 use super::{Bench, Scenario};
 
 /// The overhead targets, measured in this order every round.
-const TARGETS: [Target; 3] = [Target::Plain, Target::ApiThrottle, Target::Keyed];
+const TARGETS: [Target; 7] = [
+    Target::Plain,
+    Target::ApiThrottle,
+    Target::Keyed,
+    Target::JwtRs256,
+    Target::JwtEs256,
+    Target::JwtRs256Uncached,
+    Target::JwtEs256Uncached,
+];
 
 /// The issue's goal for the overhead: below this fraction of throughput.
 const OVERHEAD_GOAL: f64 = 0.05;
@@ -47,6 +55,11 @@ struct Ratios {
     keyed_over_api_bucket: Option<f64>,
     /// 1 − keyed/plain.
     overhead: Option<f64>,
+    /// JWT targets over the open operation of the same gateway (the same API-wide bucket, no auth).
+    rs256_over_open: Option<f64>,
+    es256_over_open: Option<f64>,
+    rs256_uncached_over_open: Option<f64>,
+    es256_uncached_over_open: Option<f64>,
 }
 
 /// One accuracy run.
@@ -89,8 +102,22 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         variants::build_all()?;
     }
     let scripts = wrk::write_scripts(bench)?;
-    let mut stack = Stack::start(bench, "policies", None, &[Proxy::PlainGateway, Proxy::PolicyGateway])?;
-    stack.smoke_check(&[Target::Plain, Target::ApiThrottle, Target::Keyed, Target::Limited])?;
+    let mut stack = Stack::start(
+        bench,
+        "policies",
+        None,
+        &[Proxy::PlainGateway, Proxy::PolicyGateway, Proxy::PolicyGatewayNoCache],
+    )?;
+    stack.smoke_check(&[
+        Target::Plain,
+        Target::ApiThrottle,
+        Target::Keyed,
+        Target::Limited,
+        Target::JwtRs256,
+        Target::JwtEs256,
+        Target::JwtRs256Uncached,
+        Target::JwtEs256Uncached,
+    ])?;
     check_limits(&mut stack)?;
     let shape = Shape {
         connections: bench.connections,
@@ -105,6 +132,10 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         api_bucket_over_plain: throughput_ratio(&series, Target::ApiThrottle, Target::Plain),
         keyed_over_api_bucket: throughput_ratio(&series, Target::Keyed, Target::ApiThrottle),
         overhead: keyed_over_plain.map(|r| 1.0 - r),
+        rs256_over_open: throughput_ratio(&series, Target::JwtRs256, Target::ApiThrottle),
+        es256_over_open: throughput_ratio(&series, Target::JwtEs256, Target::ApiThrottle),
+        rs256_uncached_over_open: throughput_ratio(&series, Target::JwtRs256Uncached, Target::ApiThrottle),
+        es256_uncached_over_open: throughput_ratio(&series, Target::JwtEs256Uncached, Target::ApiThrottle),
     };
     let accuracy = accuracy(bench, &mut stack, &scripts, &shape);
 
@@ -140,6 +171,12 @@ fn check_limits(stack: &mut Stack) -> anyhow::Result<()> {
     let (status, _) = http_get(addr, KEYED_PATH)?;
     if status != 401 {
         bail!("the keyed GET {KEYED_PATH} answered {status} without a key, not 401");
+    }
+    for target in [Target::JwtRs256, Target::JwtEs256] {
+        let (status, _) = http_get_with(addr, target.path(), &[("Authorization", "Bearer not.a.token")])?;
+        if status != 401 {
+            bail!("GET {} answered {status} to a bad token, not 401", target.path());
+        }
     }
     let expectations: [(Target, &[&str], &[&str]); 3] = [
         (
@@ -283,7 +320,7 @@ fn accuracy_problems(accuracy: &Accuracy) -> Vec<String> {
 
 fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Ratios, notes: &[String]) -> String {
     let mut table = Table::new(&[
-        "target", "GET", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "vs plain",
+        "target", "GET", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "vs plain", "vs open",
     ]);
     for s in series {
         let vs_plain = match s.target {
@@ -291,9 +328,17 @@ fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Rat
             Target::Keyed => ratio(ratios.keyed_over_plain),
             _ => String::new(),
         };
+        let vs_open = match s.target {
+            Target::JwtRs256 => ratio(ratios.rs256_over_open),
+            Target::JwtEs256 => ratio(ratios.es256_over_open),
+            Target::JwtRs256Uncached => ratio(ratios.rs256_uncached_over_open),
+            Target::JwtEs256Uncached => ratio(ratios.es256_uncached_over_open),
+            _ => String::new(),
+        };
         let mut cells = vec![s.target.name().to_owned(), s.url_path.to_owned()];
         cells.extend(load_cells(s, ms));
         cells.push(vs_plain);
+        cells.push(vs_open);
         table.row(cells);
     }
     let title = format!(
@@ -318,6 +363,15 @@ fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Rat
                 .map_or_else(|| String::from("—"), |o| format!("{:.1}%", o * 100.0)),
             OVERHEAD_GOAL * 100.0,
             ratio(ratios.keyed_over_api_bucket)
+        ),
+        format!(
+            "JWT verification per request, against GET {OPEN_PATH} of the same gateway (same API-wide bucket, no auth): \
+             RS256 {} and ES256 {} with the verified-token cache; {} and {} verifying every signature \
+             (--token-cache off)",
+            ratio(ratios.rs256_over_open),
+            ratio(ratios.es256_over_open),
+            ratio(ratios.rs256_uncached_over_open),
+            ratio(ratios.es256_uncached_over_open)
         ),
         String::from("each proxies to the origin's /api/inventory; nothing is cached"),
     ];

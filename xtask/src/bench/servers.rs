@@ -69,6 +69,8 @@ pub enum Proxy {
     PolicyGateway,
     /// The same gateway without any of them (and with the accuracy operation).
     PlainGateway,
+    /// The policies gateway with its verified-token cache off (`--token-cache off`).
+    PolicyGatewayNoCache,
 }
 
 impl Proxy {
@@ -81,6 +83,7 @@ impl Proxy {
             Self::NginxCache => "nginx (cache)",
             Self::PolicyGateway => "gateway (policies)",
             Self::PlainGateway => "gateway (no policies)",
+            Self::PolicyGatewayNoCache => "gateway (policies, no token cache)",
         }
     }
 
@@ -94,6 +97,7 @@ impl Proxy {
             Self::Haproxy => ("haproxy.log", &["[WARNING]", "[ALERT]"]),
             Self::PolicyGateway => ("policy-gateway.log", GATEWAY),
             Self::PlainGateway => ("plain-gateway.log", GATEWAY),
+            Self::PolicyGatewayNoCache => ("policy-gateway-no-cache.log", GATEWAY),
         }
     }
 }
@@ -132,6 +136,14 @@ pub enum Target {
     Contract,
     /// The same gateway, `GET /checked`: every upstream response checked against its schema (`report`, sample 1).
     Checked,
+    /// The policies gateway, `GET /jwt/rs256` with an RS256 token (verified, then cached).
+    JwtRs256,
+    /// The same, `GET /jwt/es256` with an ES256 token.
+    JwtEs256,
+    /// `GET /jwt/rs256` on the policies gateway without the token cache: every request verifies the signature.
+    JwtRs256Uncached,
+    /// `GET /jwt/es256` likewise.
+    JwtEs256Uncached,
 }
 
 impl Target {
@@ -154,6 +166,10 @@ impl Target {
             Self::PlainBody => "body, plain",
             Self::Contract => "body, contract",
             Self::Checked => "responses checked",
+            Self::JwtRs256 => "JWT RS256",
+            Self::JwtEs256 => "JWT ES256",
+            Self::JwtRs256Uncached => "JWT RS256, no cache",
+            Self::JwtEs256Uncached => "JWT ES256, no cache",
         }
     }
 
@@ -170,6 +186,8 @@ impl Target {
             Self::PlainBody => PLAIN_BODY_PATH,
             Self::Contract => CONTRACT_PATH,
             Self::Checked => CHECKED_PATH,
+            Self::JwtRs256 | Self::JwtRs256Uncached => "/jwt/rs256",
+            Self::JwtEs256 | Self::JwtEs256Uncached => "/jwt/es256",
         }
     }
 
@@ -204,6 +222,8 @@ impl Target {
         match self {
             Self::Keyed => &[(variants::KEY_HEADER, variants::API_KEY)],
             Self::PlainBody | Self::Contract => &[("Content-Type", "application/json")],
+            Self::JwtRs256 | Self::JwtRs256Uncached => &RS256_HEADERS[..],
+            Self::JwtEs256 | Self::JwtEs256Uncached => &ES256_HEADERS[..],
             _ => &[],
         }
     }
@@ -216,11 +236,18 @@ impl Target {
             Self::Haproxy => Some(Proxy::Haproxy),
             Self::Direct => None,
             Self::NginxHit | Self::NginxHits => Some(Proxy::NginxCache),
-            Self::ApiThrottle | Self::Keyed => Some(Proxy::PolicyGateway),
+            Self::ApiThrottle | Self::Keyed | Self::JwtRs256 | Self::JwtEs256 => Some(Proxy::PolicyGateway),
+            Self::JwtRs256Uncached | Self::JwtEs256Uncached => Some(Proxy::PolicyGatewayNoCache),
             Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
         }
     }
 }
+
+/// The headers of the JWT targets (their tokens are signed at run time).
+static RS256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
+    std::sync::LazyLock::new(|| [("Authorization", variants::RS256_BEARER.as_str())]);
+static ES256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
+    std::sync::LazyLock::new(|| [("Authorization", variants::ES256_BEARER.as_str())]);
 
 /// The origin and the proxies of one scenario. Proxies are declared first so that they stop first.
 pub struct Stack {
@@ -252,8 +279,9 @@ impl Stack {
                 Proxy::Nginx => start_nginx(bench, dir, origin, false)?,
                 Proxy::NginxCache => start_nginx(bench, dir, origin, true)?,
                 Proxy::Haproxy => start_haproxy(bench, dir, origin)?,
-                Proxy::PolicyGateway => start_variant(bench, dir, origin, variants::Variant::Policies)?,
-                Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain)?,
+                Proxy::PolicyGateway => start_variant(bench, dir, origin, variants::Variant::Policies, true)?,
+                Proxy::PolicyGatewayNoCache => start_variant(bench, dir, origin, variants::Variant::Policies, false)?,
+                Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain, true)?,
             };
             stack.proxies.push((proxy, server));
         }
@@ -428,16 +456,26 @@ fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyh
 }
 
 /// A bench-only gateway; `bench-policies` with a key file (one key, on plan `pro`) written beside its log.
-fn start_variant(bench: &Bench, dir: &Path, origin: SocketAddr, variant: variants::Variant) -> anyhow::Result<Server> {
+fn start_variant(
+    bench: &Bench,
+    dir: &Path,
+    origin: SocketAddr,
+    variant: variants::Variant,
+    token_cache: bool,
+) -> anyhow::Result<Server> {
     let upstreams = [format!("origin=http://{origin}/api")];
     let (proxy, extra) = match variant {
         variants::Variant::Policies => {
             let keys = dir.join("keys.yaml");
             fs::write(&keys, variants::key_file()).with_context(|| format!("writing {}", keys.display()))?;
-            (
-                Proxy::PolicyGateway,
-                vec!["--api-keys".to_owned(), keys.display().to_string()],
-            )
+            let mut extra = vec!["--api-keys".to_owned(), keys.display().to_string()];
+            let proxy = if token_cache {
+                Proxy::PolicyGateway
+            } else {
+                extra.extend(["--token-cache".to_owned(), "off".to_owned()]);
+                Proxy::PolicyGatewayNoCache
+            };
+            (proxy, extra)
         }
         variants::Variant::Plain => (Proxy::PlainGateway, Vec::new()),
     };

@@ -5,7 +5,9 @@
 //! - `bench-policies`: an API key in `x-api-key` required by default; an API-wide bucket, a `pro` plan with a per-key
 //!   bucket and a monthly quota, and on `GET /inventory` an operation bucket and `plans: [pro]`. Every bucket has
 //!   `rate` and `burst` 10,000,000 and the quota a limit of 10^12, so each check runs and none refuses. `GET /open`
-//!   is open (`security: []`), with the API-wide bucket only.
+//!   is open (`security: []`), with the API-wide bucket only. `GET /jwt/rs256` and `GET /jwt/es256` take a bearer
+//!   JWT (RS256, ES256) verified against a built-in JWKS (the test keys of `tests/fixtures/jwt/`), with the
+//!   API-wide bucket too, so that against `GET /open` they differ by the token's verification alone.
 //! - `bench-plain`: the same API with none of that: `GET /inventory` with no key and no bucket; and `GET /limited`,
 //!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure. For the `contract`
 //!   scenario: `PUT /body/{petId}` (a JSON body, proxied as it is), `PUT /contract/{petId}` (the same body validated
@@ -46,6 +48,33 @@ pub const LIMITED_RATE: u32 = 1000;
 /// The accuracy operation's bucket: its size.
 pub const LIMITED_BURST: u32 = 100;
 
+/// `Authorization` values for the JWT targets: tokens signed once per run with the test keys, valid for a day.
+pub static RS256_BEARER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| bearer("rsa-1"));
+/// The ES256 one.
+pub static ES256_BEARER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| bearer("ec-1"));
+
+/// `Bearer <token>` signed by the fixture key `kid`; `Bearer unsigned` (refused, which the smoke check reports) if
+/// the key cannot be read.
+fn bearer(kid: &str) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = fs::read(workspace_root().join(format!("tests/fixtures/jwt/{kid}.pem"))).unwrap_or_default();
+    let (alg, key) = if kid.starts_with("ec") {
+        (Algorithm::ES256, EncodingKey::from_ec_pem(&pem))
+    } else {
+        (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let claims = serde_json::json!({ "iss": "bench", "aud": "bench", "sub": "bench", "iat": now, "exp": now + 86_400 });
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    match key.and_then(|key| jsonwebtoken::encode(&header, &claims, &key)) {
+        Ok(token) => format!("Bearer {token}"),
+        Err(_) => String::from("Bearer unsigned"),
+    }
+}
+
 /// A bench-only gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
@@ -85,6 +114,10 @@ x-gateway:
   target: {{ upstream: origin, path: /inventory }}
 "#
         );
+        let jwks = workspace_root()
+            .join("tests/fixtures/jwt/jwks.json")
+            .display()
+            .to_string();
         let body = match self {
             Self::Policies => format!(
                 r#"  throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
@@ -97,7 +130,19 @@ security:
 components:
   securitySchemes:
     apiKey: {{ type: apiKey, in: header, name: {KEY_HEADER} }}
+    rs: {{ type: http, scheme: bearer, x-gateway: {{ jwks_file: "{jwks}", issuer: bench, audience: bench, algorithms: [RS256] }} }}
+    es: {{ type: http, scheme: bearer, x-gateway: {{ jwks_file: "{jwks}", issuer: bench, audience: bench, algorithms: [ES256] }} }}
 paths:
+  /jwt/rs256:
+    get:
+      operationId: rs256
+      security: [ {{ rs: [] }} ]
+      responses: {{ "200": {{ description: OK }} }}
+  /jwt/es256:
+    get:
+      operationId: es256
+      security: [ {{ es: [] }} ]
+      responses: {{ "200": {{ description: OK }} }}
   /inventory:
     get:
       operationId: keyed
@@ -270,7 +315,7 @@ mod tests {
             let generated = generated.map_err(|e| anyhow::anyhow!("{e:?}\n{text}"))?;
             assert_eq!(generated.package, variant.binary());
             let expected = match variant {
-                Variant::Policies => 2,
+                Variant::Policies => 4,
                 Variant::Plain => 5,
             };
             assert_eq!(generated.operations, expected);

@@ -66,13 +66,27 @@ pub enum AuthSetupError {
     },
 }
 
-/// Run-time replacements for the URLs JWT keys come from (`--jwks-url NAME=URL`, `--oidc-url NAME=URL`).
-#[derive(Debug, Clone, Default)]
+/// Run-time settings of the auth phase: replacements for the URLs JWT keys come from (`--jwks-url NAME=URL`,
+/// `--oidc-url NAME=URL`) and the verified-token cache (`--token-cache on|off`).
+#[derive(Debug, Clone)]
 pub struct AuthOverrides {
     /// `(scheme, url)` replacing a scheme's `jwks_url`.
     pub jwks_urls: Vec<(String, String)>,
     /// `(scheme, url)` replacing a scheme's `openIdConnectUrl`.
     pub oidc_urls: Vec<(String, String)>,
+    /// Keep verified tokens briefly (by the whole token, never past `exp`), so that a token presented again is not
+    /// verified again. On by default.
+    pub token_cache: bool,
+}
+
+impl Default for AuthOverrides {
+    fn default() -> Self {
+        Self {
+            jwks_urls: Vec::new(),
+            oidc_urls: Vec::new(),
+            token_cache: true,
+        }
+    }
 }
 
 /// One scheme's checker, shared by every worker.
@@ -129,7 +143,12 @@ impl Authenticators {
                         .chain(&overrides.oidc_urls)
                         .find(|(name, _)| name == scheme.name)
                         .map(|(_, url)| url.as_str());
-                    Check::Jwt(JwtVerifier::new(scheme, spec, source)?)
+                    Check::Jwt(JwtVerifier::with_token_cache(
+                        scheme,
+                        spec,
+                        source,
+                        overrides.token_cache,
+                    )?)
                 }
                 SchemeKind::Authorizer(spec) => Check::Authorizer(Arc::new(Authorizer::new(scheme, spec))),
             });
