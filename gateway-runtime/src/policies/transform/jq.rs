@@ -153,6 +153,18 @@ pub fn context(ctx: &crate::pipeline::RequestCtx) -> Val {
             Val::obj(key)
         });
     map.insert(text("api_key"), api_key);
+    // `$context.jwt.claims`: the caller's verified claims (null without a token).
+    let jwt = ctx
+        .caller
+        .as_ref()
+        .and_then(|c| c.token.as_deref())
+        .map_or(Val::Null, |token| {
+            let mut jwt = jaq_json::Map::default();
+            let claims = serde_json::Value::Object(token.claims.clone());
+            jwt.insert(text("claims"), from_json(&claims));
+            Val::obj(jwt)
+        });
+    map.insert(text("jwt"), jwt);
     Val::obj(map)
 }
 
