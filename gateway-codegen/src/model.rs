@@ -60,6 +60,17 @@ pub enum SchemeKind {
     Jwt(Jwt),
     /// An external authorizer.
     Authorizer(Authorizer),
+    /// Not verified by the gateway: the credential must be presented, and is forwarded.
+    Presented(Presented),
+}
+
+/// A scheme the upstream verifies: `Authorization: <auth_scheme> <credentials>` must be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// The HTTP authentication scheme (`Bearer`, `Basic`, …).
+    pub auth_scheme: String,
+    /// The spec says `upstream_verifies: true`.
+    pub acknowledged: bool,
 }
 
 /// A JWT scheme.
@@ -127,8 +138,6 @@ pub enum Access {
     Public,
     /// No `security` anywhere.
     Open,
-    /// An alternative uses a scheme the gateway cannot check: left to the upstream.
-    Upstream,
 }
 
 /// A CORS policy.

@@ -936,7 +936,7 @@ fn bearer_and_oidc_schemes_need_a_verification_source() {
         "has jwks_url and secret_env verification sources",
         21,
     );
-    // Without any x-gateway, a bearer scheme is left to the upstream, with a warning.
+    // Without any x-gateway, a bearer scheme is presence-checked for the upstream to verify, with a warning.
     let g = run(&with_schemes(
         "[ { bearer: [] } ]",
         "    bearer: { type: http, scheme: bearer }\n",
@@ -945,9 +945,22 @@ fn bearer_and_oidc_schemes_need_a_verification_source() {
     assert!(
         g.warnings
             .iter()
-            .any(|w| w.message.contains("not checked by the gateway"))
+            .any(|w| w.message.contains("only requires that the credential be presented"))
     );
-    assert!(g.files["ACCESS.md"].contains("left to the upstream"));
+    assert!(has(
+        &g.files["src/api.rs"],
+        "SchemeKind::Presented(PresentedSpec { auth_scheme: \"Bearer\" })"
+    ));
+    assert!(g.files["ACCESS.md"].contains("must be presented, and is forwarded for the upstream to verify"));
+    let explicit = run(&with_schemes(
+        "[ { bearer: [] } ]",
+        "    bearer: { type: http, scheme: bearer, x-gateway: { upstream_verifies: true } }\n",
+    ))
+    .expect("valid");
+    assert!(
+        explicit.warnings.iter().all(|w| !w.message.contains("presented")),
+        "said explicitly: no warning"
+    );
     // OpenID Connect discovery is a source of its own.
     let g = run(&with_schemes(
         "[ { oidc: [] } ]",
@@ -1155,7 +1168,26 @@ fn auth_required_refuses_operations_without_security() {
         "x-gateway:\n  upstreams:",
         "x-gateway:\n  auth_required: true\n  upstreams:",
     );
-    single_error(&unchecked, "accepts a security scheme the gateway cannot check", 11);
+    single_error(&unchecked, "accepts a security scheme the gateway cannot verify", 11);
+    // Said explicitly, it satisfies `auth_required`; and with another scheme in the requirement it is checked anyway.
+    run(&unchecked.replace(
+        "scheme: basic }",
+        "scheme: basic, x-gateway: { upstream_verifies: true } }",
+    ))
+    .expect("explicit");
+    let both = with_schemes(
+        "[ { apiKey: [], basic: [] } ]",
+        "    apiKey: { type: apiKey, in: header, name: x-api-key }\n    basic: { type: http, scheme: basic }\n",
+    )
+    .replace(
+        "x-gateway:\n  upstreams:",
+        "x-gateway:\n  auth_required: true\n  upstreams:",
+    );
+    let g = run(&both).expect("the key is checked, the basic credential required");
+    assert!(has(
+        &g.files["src/api.rs"],
+        "security: &[&[Requirement { scheme: 0, scopes: &[] }, Requirement { scheme: 1, scopes: &[] }]]"
+    ));
 }
 
 #[test]

@@ -135,7 +135,7 @@ pub fn routes(api: &'static ApiSpec) -> Vec<(&'static str, Vec<&'static Operatio
 }
 
 /// The `Allow` header value for a route serving `methods`.
-fn allow_header(methods: &[&Method]) -> HeaderValue {
+pub(crate) fn allow_header(methods: &[&Method]) -> HeaderValue {
     let listed: Vec<&str> = METHOD_ORDER
         .iter()
         .filter(|m| methods.contains(m) || (**m == Method::HEAD && methods.contains(&&Method::GET)))
@@ -258,9 +258,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
             allow: allow_header(&methods),
             unmatched: route_unmatched,
         };
-        let with_cors: Vec<&Method> = policy_of.iter().filter(|(_, c)| c.is_some()).map(|(m, _)| m).collect();
-        let allow_methods = allow_header(&with_cors);
-        if let Some(preflight) = Preflight::new(policy_of, allow_methods) {
+        if let Some(preflight) = Preflight::new(policy_of, allow_header) {
             let preflights = Preflights {
                 preflight: Arc::new(preflight),
                 options,

@@ -166,6 +166,16 @@ pub enum SchemeKind {
     Jwt(JwtSpec),
     /// A credential an external authorizer decides on (`x-gateway.authorizer` on an `apiKey` or `http` scheme).
     Authorizer(AuthorizerSpec),
+    /// A credential the gateway cannot verify (`http basic`, a bearer or `oauth2` scheme without a verification
+    /// source): it must be presented, and is forwarded for the upstream to verify.
+    Presented(PresentedSpec),
+}
+
+/// A scheme verified by the upstream: `Authorization: <auth_scheme> <credentials>` must be presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedSpec {
+    /// The HTTP authentication scheme, compared case-insensitively (`Bearer`, `Basic`, …).
+    pub auth_scheme: &'static str,
 }
 
 /// One scheme of a security requirement, with the scopes it must grant.

@@ -54,6 +54,10 @@ pub(super) fn access_md(api: &Api) -> String {
                         jwt.algorithms.join(", ").to_ascii_uppercase()
                     )
                 }
+                SchemeKind::Presented(p) => format!(
+                    "nobody at the gateway: `Authorization: {} …` must be presented, and is forwarded for the upstream to verify",
+                    p.auth_scheme
+                ),
                 SchemeKind::Authorizer(a) => format!(
                     "authorizer `{}{}` on {} `{}`{}",
                     api.upstreams.get(a.upstream).map_or("?", |u| u.name.as_str()),
@@ -77,9 +81,6 @@ fn who(api: &Api, op: &Operation) -> String {
     match op.access {
         Access::Open => String::from("anyone (no `security`)"),
         Access::Public => String::from("anyone (`security: []`)"),
-        Access::Upstream => {
-            String::from("anyone, as far as the gateway knows (a scheme it cannot check: left to the upstream)")
-        }
         Access::Checked => op
             .security
             .iter()

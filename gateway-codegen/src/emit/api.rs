@@ -107,6 +107,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "MockSpec",
         "OperationSpec",
         "OriginSpec",
+        "PresentedSpec",
         "PathPart",
         "QuotaPeriod",
         "QuotaSpec",
@@ -607,6 +608,10 @@ fn scheme(scheme: &Scheme) -> TokenStream {
                 forward_authorization: #forward,
                 claims_headers: &[#(#claims),*],
             }))
+        }
+        SchemeKind::Presented(p) => {
+            let auth_scheme = &p.auth_scheme;
+            quote!(SchemeKind::Presented(PresentedSpec { auth_scheme: #auth_scheme }))
         }
         SchemeKind::Authorizer(a) => {
             let credential = key_scheme(&a.credential);

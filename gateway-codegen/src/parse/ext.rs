@@ -193,6 +193,9 @@ pub struct SchemeExt {
     pub claims_headers: Option<IndexMap<String, String>>,
     /// An external authorizer decides on the credential.
     pub authorizer: Option<AuthorizerExt>,
+    /// For a scheme the gateway cannot verify: the upstream does, and the gateway only requires that the credential
+    /// be presented (this says so explicitly, silencing the warning and satisfying `auth_required`).
+    pub upstream_verifies: Option<bool>,
 }
 
 /// A string or a list of strings.

@@ -5,9 +5,10 @@
 //! entry must all pass, `security: []` (or an empty entry) makes an operation public, and the root `security`
 //! applies wherever an operation says nothing. Schemes the gateway checks: `apiKey` (the key file, or an
 //! `authorizer`), `http` bearer with a JWT verification source, `openIdConnect` (discovery), `oauth2` with a JWT
-//! source, and any `http` scheme with an `authorizer`. An alternative using a scheme the gateway cannot check is
-//! left to the upstream: the operation is then not checked by the gateway at all (refusing the requests that
-//! would satisfy that alternative would be wrong), with a warning — or an error under `auth_required: true`.
+//! source, and any `http` scheme with an `authorizer`. A scheme the gateway cannot verify (`http basic`, a bearer
+//! or `oauth2` scheme without a source) is presence-checked: the credential must be there, in its form, and is
+//! forwarded for the upstream to verify — with a warning unless the scheme says `upstream_verifies: true`, and an
+//! error under `auth_required: true` for an alternative that has nothing else.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use super::upstreams::Upstreams;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
-use crate::model::{Access, ApiKeyScheme, Authorizer, Jwt, JwtKeys, KeyLocation, Requirement, Scheme, SchemeKind};
+use crate::model::{
+    Access, ApiKeyScheme, Authorizer, Jwt, JwtKeys, KeyLocation, Presented, Requirement, Scheme, SchemeKind,
+};
 use crate::parse::ext::{self, SchemeExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 
@@ -61,8 +64,6 @@ const RESERVED_HEADERS: &[&str] = &[
 enum Resolved {
     /// Checked by the gateway: index into the scheme table.
     Checked(usize),
-    /// A scheme the gateway cannot check (warned about once).
-    Unchecked,
     /// Undefined or invalid (an error was reported).
     Failed,
 }
@@ -139,7 +140,7 @@ impl Security {
             };
         }
         let mut alternatives = Vec::new();
-        let mut unchecked = false;
+        let mut unverified = false;
         for (i, requirement) in requirements.iter().enumerate() {
             let mut all = Vec::new();
             let mut failed = false;
@@ -169,32 +170,33 @@ impl Security {
                             scopes: scopes.clone(),
                         });
                     }
-                    Resolved::Unchecked => unchecked = true,
                     Resolved::Failed => failed = true,
                 }
             }
+            // An alternative whose every scheme is only presence-checked lets any credential of the right form
+            // through the gateway: under `auth_required` that must be said explicitly on the schemes.
+            let only_presence = all
+                .iter()
+                .all(|r| matches!(&self.schemes[r.scheme].kind, SchemeKind::Presented(p) if !p.acknowledged));
+            unverified |= !all.is_empty() && only_presence;
             if !failed && !all.is_empty() {
                 alternatives.push(all);
             }
         }
-        if unchecked {
+        if unverified {
             if self.auth_required {
                 diags.push(
                     Diagnostic::error(
                         &at,
                         format!(
-                            "{} {} accepts a security scheme the gateway cannot check, so the gateway would admit every request, and `auth_required` is on",
+                            "{} {} accepts a security scheme the gateway cannot verify (it only checks that a credential is presented), and `auth_required` is on",
                             op.method, op.template
                         ),
                     )
                     .related("/x-gateway/auth_required", "required here")
-                    .help("give the scheme a verification source (`x-gateway: { jwks_url: … }` or an `authorizer`), or remove that alternative"),
+                    .help("give the scheme a verification source (`x-gateway: { jwks_url: … }` or an `authorizer`), or say `upstream_verifies: true` on it"),
                 );
             }
-            return OpSecurity {
-                alternatives: Vec::new(),
-                access: Access::Upstream,
-            };
         }
         OpSecurity {
             alternatives,
@@ -217,14 +219,13 @@ impl Security {
         let schemes = spec.openapi.components.as_ref().map(|c| &c.security_schemes);
         let resolved = match schemes.and_then(|s| s.get(name)) {
             Some(openapiv3::ReferenceOr::Item(scheme)) => match self.check_scheme(name, scheme, upstreams, diags) {
-                Some(Some(kind)) => {
+                Some(kind) => {
                     self.schemes.push(Scheme {
                         name: name.to_owned(),
                         kind,
                     });
                     Resolved::Checked(self.schemes.len() - 1)
                 }
-                Some(None) => Resolved::Unchecked,
                 None => Resolved::Failed,
             },
             Some(openapiv3::ReferenceOr::Reference { .. }) => {
@@ -253,15 +254,14 @@ impl Security {
         resolved
     }
 
-    /// `Some(Some(kind))`: checked by the gateway; `Some(None)`: left to the upstream (warned); `None`: invalid
-    /// (reported).
+    /// How the scheme is checked; `None`: invalid (reported).
     fn check_scheme(
         &self,
         name: &str,
         scheme: &openapiv3::SecurityScheme,
         upstreams: &Upstreams,
         diags: &mut Diagnostics,
-    ) -> Option<Option<SchemeKind>> {
+    ) -> Option<SchemeKind> {
         use openapiv3::SecurityScheme as S;
         let at = format!("/components/securitySchemes/{}", escape_segment(name));
         let ext_at = format!("{at}/{}", ext::EXTENSION);
@@ -333,15 +333,16 @@ impl Security {
                 })
             }
             S::HTTP { scheme: http, .. } if http.eq_ignore_ascii_case("bearer") => {
-                if !has_ext {
-                    warn_unchecked(
+                if !has_ext || (ext.upstream_verifies == Some(true) && jwt_keys.is_empty()) {
+                    return Some(presented(
                         name,
                         &at,
                         "http bearer",
+                        "Bearer",
+                        &ext,
                         "give it `x-gateway: { jwks_url: …, issuer: …, audience: … }` (or `jwks_file`, or `secret_env` for HS256)",
                         diags,
-                    );
-                    return Some(None);
+                    ));
                 }
                 if !has_source(&ext) {
                     diags.push(
@@ -360,14 +361,15 @@ impl Security {
                     );
                     return None;
                 }
-                warn_unchecked(
+                return Some(presented(
                     name,
                     &at,
                     &format!("http {http}"),
+                    http,
+                    &ext,
                     "give it an `x-gateway.authorizer` that checks the credential",
                     diags,
-                );
-                return Some(None);
+                ));
             }
             S::OpenIDConnect {
                 open_id_connect_url, ..
@@ -387,14 +389,15 @@ impl Security {
             }
             S::OAuth2 { .. } => {
                 if !has_source(&ext) && jwt_keys.is_empty() {
-                    warn_unchecked(
+                    return Some(presented(
                         name,
                         &at,
                         "oauth2",
+                        "Bearer",
+                        &ext,
                         "if its access tokens are JWTs, give it `x-gateway: { jwks_url: …, issuer: … }`",
                         diags,
-                    );
-                    return Some(None);
+                    ));
                 }
                 self.check_jwt(name, &ext, &ext_at, None, diags).map(SchemeKind::Jwt)
             }
@@ -402,7 +405,7 @@ impl Security {
         if !ok {
             return None;
         }
-        kind.map(Some)
+        kind
     }
 
     /// The JWT settings of scheme `name`; `discovery` is an OpenID Connect scheme's URL.
@@ -551,6 +554,14 @@ impl Security {
             ok = false;
         }
         let audiences = ext.audience.as_ref().map(ext::OneOrMany::values).unwrap_or_default();
+        if audiences.is_empty() && !hmac {
+            // Providers sign every application's tokens with the same keys: without an audience, a token issued to
+            // any of them is accepted here.
+            diags.push(
+                Diagnostic::warning(at, format!("scheme `{name}` accepts tokens issued for any audience: a token the provider issued to another application would be accepted"))
+                    .help("set `audience:` to this API's identifier at the provider (a string or a list)"),
+            );
+        }
         if audiences.iter().any(String::is_empty) {
             diags.push(Diagnostic::error(format!("{at}/audience"), "an audience is empty"));
             ok = false;
@@ -680,11 +691,29 @@ fn refuse_keys(at: &str, given: &[&str], what: &str, diags: &mut Diagnostics) ->
     given.is_empty()
 }
 
-fn warn_unchecked(name: &str, at: &str, kind: &str, fix: &str, diags: &mut Diagnostics) {
-    diags.push(
-        Diagnostic::warning(at, format!("security scheme `{name}` ({kind}) is not checked by the gateway; operations that accept it are left to the upstream, which must check the credentials"))
-            .help(fix.to_owned()),
-    );
+/// A scheme the gateway cannot verify: it requires the credential to be presented (`Authorization: <scheme> …`)
+/// and forwards it for the upstream to verify. Warned about unless the scheme says `upstream_verifies: true`.
+#[allow(clippy::too_many_arguments)]
+fn presented(
+    name: &str,
+    at: &str,
+    kind: &str,
+    auth_scheme: &str,
+    ext: &SchemeExt,
+    fix: &str,
+    diags: &mut Diagnostics,
+) -> SchemeKind {
+    let acknowledged = ext.upstream_verifies == Some(true);
+    if !acknowledged {
+        diags.push(
+            Diagnostic::warning(at, format!("security scheme `{name}` ({kind}) is not verified by the gateway: it only requires that the credential be presented, and forwards it to the upstream, which must verify it"))
+                .help(format!("{fix}; or say `x-gateway: {{ upstream_verifies: true }}` to make this choice explicit")),
+        );
+    }
+    SchemeKind::Presented(Presented {
+        auth_scheme: auth_scheme.to_owned(),
+        acknowledged,
+    })
 }
 
 fn parse_ext(name: &str, value: &serde_json::Value, at: &str, diags: &mut Diagnostics) -> Option<SchemeExt> {

@@ -287,18 +287,14 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
                 }
             }
             CacheKeyPart::ApiKey => push("k", ctx.caller.as_ref().and_then(Caller::key_name).map_or("", |n| &**n)),
-            // `lookup` does not cache a request whose key would hold a claim its token lacks.
+            // `lookup` does not cache a request whose key would hold a claim its token lacks. The claim goes in as
+            // JSON (so `"42"` and `42` differ), after the token's issuer: one provider's `sub: u-1` is not another's.
             CacheKeyPart::JwtClaim(name) => {
-                let claim = ctx
-                    .caller
-                    .as_ref()
-                    .and_then(|c| c.token.as_ref())
-                    .and_then(|t| t.claim(name));
-                match claim {
-                    Some(serde_json::Value::String(text)) => push("j", text),
-                    Some(other) => push("j", &other.to_string()),
-                    None => push("j", ""),
-                }
+                let token = ctx.caller.as_ref().and_then(|c| c.token.as_ref());
+                let issuer = token.and_then(|t| t.claim("iss")).map(serde_json::Value::to_string);
+                push("i", issuer.as_deref().unwrap_or(""));
+                let claim = token.and_then(|t| t.claim(name)).map(serde_json::Value::to_string);
+                push("j", claim.as_deref().unwrap_or(""));
             }
         }
     }

@@ -348,24 +348,46 @@ impl Refusal {
     }
 }
 
-/// The preflight answers of one route: the policy of each of its methods and the `Access-Control-Allow-Methods`
-/// they share.
+/// The preflight answers of one route: the policy of each of its methods, and for each distinct policy the
+/// `Access-Control-Allow-Methods` it answers with.
 #[derive(Debug)]
 pub struct Preflight {
     /// Every method of the route, with its operation's policy.
     methods: Box<[(Method, Option<Arc<Cors>>)]>,
-    /// The methods that have a policy, `HEAD` with `GET`.
-    allow_methods: HeaderValue,
+    /// Per distinct policy, the methods that share it (`HEAD` with `GET`). A preflight lists only the methods of
+    /// the policy that admitted it: one whose own policy would refuse the origin (or its headers) must not be
+    /// cached by the browser as allowed.
+    allow_methods: Box<[(Arc<Cors>, HeaderValue)]>,
 }
 
 impl Preflight {
     /// The preflight answers of a route serving `methods` (each with its operation's policy), or `None` when none
-    /// of them has a policy. `allow_methods` lists those that do.
-    pub fn new(methods: Vec<(Method, Option<Arc<Cors>>)>, allow_methods: HeaderValue) -> Option<Self> {
-        methods.iter().any(|(_, cors)| cors.is_some()).then(|| Self {
+    /// of them has a policy. `allow` renders a list of methods as `Access-Control-Allow-Methods`.
+    pub fn new(methods: Vec<(Method, Option<Arc<Cors>>)>, allow: impl Fn(&[&Method]) -> HeaderValue) -> Option<Self> {
+        let mut allow_methods: Vec<(Arc<Cors>, HeaderValue)> = Vec::new();
+        for cors in methods.iter().filter_map(|(_, c)| c.as_ref()) {
+            if allow_methods.iter().any(|(seen, _)| Arc::ptr_eq(seen, cors)) {
+                continue;
+            }
+            let sharing: Vec<&Method> = methods
+                .iter()
+                .filter(|(_, c)| c.as_ref().is_some_and(|c| Arc::ptr_eq(c, cors)))
+                .map(|(m, _)| m)
+                .collect();
+            allow_methods.push((Arc::clone(cors), allow(&sharing)));
+        }
+        (!allow_methods.is_empty()).then(|| Self {
             methods: methods.into_boxed_slice(),
-            allow_methods,
+            allow_methods: allow_methods.into_boxed_slice(),
         })
+    }
+
+    /// The `Access-Control-Allow-Methods` of `cors`, one of this route's policies.
+    fn methods_of(&self, cors: &Cors) -> Option<HeaderValue> {
+        self.allow_methods
+            .iter()
+            .find(|(c, _)| std::ptr::eq(Arc::as_ptr(c), cors))
+            .map(|(_, v)| v.clone())
     }
 
     /// The policy of the operation serving `method` (`HEAD` is served by `GET` unless declared).
@@ -409,7 +431,9 @@ impl Preflight {
             ACCESS_CONTROL_ALLOW_ORIGIN,
             if cors.any_origin { ANY_ORIGIN } else { origin.clone() },
         );
-        out.insert(ACCESS_CONTROL_ALLOW_METHODS, self.allow_methods.clone());
+        if let Some(methods) = self.methods_of(cors) {
+            out.insert(ACCESS_CONTROL_ALLOW_METHODS, methods);
+        }
         if let Some(allow_headers) = allow_headers {
             out.insert(ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
         }
@@ -709,7 +733,7 @@ mod tests {
                 (Method::PUT, Some(cors(&CREDENTIALS))),
                 (Method::DELETE, None),
             ],
-            HeaderValue::from_static("GET, HEAD, POST, PUT"),
+            crate::router::allow_header,
         )
         .expect("a route with policies")
     }
@@ -731,11 +755,11 @@ mod tests {
 
     #[test]
     fn a_route_without_policies_has_no_preflight() {
-        assert!(Preflight::new(vec![(Method::GET, None)], HeaderValue::from_static("")).is_none());
+        assert!(Preflight::new(vec![(Method::GET, None)], crate::router::allow_header).is_none());
     }
 
     #[test]
-    fn an_admitted_preflight_lists_the_paths_methods_and_the_policys_headers() {
+    fn an_admitted_preflight_lists_the_methods_sharing_its_policy_and_the_policys_headers() {
         let response = preflight(
             &route(),
             &[
@@ -749,7 +773,7 @@ mod tests {
             cors_headers(&response),
             [
                 ("access-control-allow-headers", "content-type, x-trace"),
-                ("access-control-allow-methods", "GET, HEAD, POST, PUT"),
+                ("access-control-allow-methods", "GET, HEAD, POST"),
                 ("access-control-allow-origin", "https://a.example.org"),
                 ("access-control-max-age", "600"),
             ]
@@ -791,7 +815,7 @@ mod tests {
             [
                 ("access-control-allow-credentials", "true"),
                 ("access-control-allow-headers", "authorization, *"),
-                ("access-control-allow-methods", "GET, HEAD, POST, PUT"),
+                ("access-control-allow-methods", "PUT"),
                 ("access-control-allow-origin", "https://app.example.com"),
             ]
         );
@@ -864,11 +888,8 @@ mod tests {
 
     #[test]
     fn star_policies_answer_star_and_echo_the_requested_headers() {
-        let route = Preflight::new(
-            vec![(Method::GET, Some(cors(&ANY)))],
-            HeaderValue::from_static("GET, HEAD"),
-        )
-        .expect("a policy");
+        let route =
+            Preflight::new(vec![(Method::GET, Some(cors(&ANY)))], crate::router::allow_header).expect("a policy");
         let response = preflight(
             &route,
             &[

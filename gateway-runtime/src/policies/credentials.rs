@@ -28,10 +28,10 @@ pub enum Credential {
 }
 
 /// The credentials of `security` (schemes of `api`) that are removed before forwarding, and the headers the gateway
-/// sets from verified credentials, each once.
+/// sets from verified credentials (any scheme's, on every operation), each once.
 pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]> {
     let mut out: Vec<Credential> = Vec::new();
-    let mut push = |credential: Option<Credential>| {
+    let push = |out: &mut Vec<Credential>, credential: Option<Credential>| {
         if let Some(credential) = credential
             && !out.contains(&credential)
         {
@@ -43,21 +43,42 @@ pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]>
             continue;
         };
         match &scheme.kind {
-            SchemeKind::ApiKey(key) => push(presented(key)),
+            SchemeKind::ApiKey(key) => push(&mut out, presented(key)),
             SchemeKind::Jwt(jwt) => {
                 if !jwt.forward_authorization {
-                    push(Some(Credential::Header(http::header::AUTHORIZATION)));
+                    push(&mut out, Some(Credential::Header(http::header::AUTHORIZATION)));
                 }
+            }
+            SchemeKind::Authorizer(authorizer) => push(&mut out, presented(&authorizer.credential)),
+            // Verified by the upstream: it needs the credential.
+            SchemeKind::Presented(_) => {}
+        }
+    }
+    // A scheme the upstream verifies needs `Authorization`, even if a JWT alternative would have removed it.
+    let upstream_verifies = security.iter().flat_map(|alternative| alternative.iter()).any(|r| {
+        matches!(
+            api.schemes.get(r.scheme).map(|s| &s.kind),
+            Some(SchemeKind::Presented(_))
+        )
+    });
+    if upstream_verifies {
+        out.retain(|c| *c != Credential::Header(http::header::AUTHORIZATION));
+    }
+    // The headers the gateway vouches for are removed on every operation, whatever its security: an upstream that
+    // trusts `X-User-Id` on one path must not receive a client's own `X-User-Id` on another.
+    for scheme in api.schemes {
+        match &scheme.kind {
+            SchemeKind::Jwt(jwt) => {
                 for (header, _) in jwt.claims_headers {
-                    push(header_named(header));
+                    push(&mut out, header_named(header));
                 }
             }
             SchemeKind::Authorizer(authorizer) => {
-                push(presented(&authorizer.credential));
                 for header in authorizer.forward_headers {
-                    push(header_named(header));
+                    push(&mut out, header_named(header));
                 }
             }
+            SchemeKind::ApiKey(_) | SchemeKind::Presented(_) => {}
         }
     }
     out.into_boxed_slice()
@@ -95,7 +116,7 @@ pub fn strip(parts: &mut request::Parts, credentials: &[Credential]) {
 
 /// The query without the parameters named `name` (compared percent-decoded, as they were read); every other byte
 /// of the query as sent. `None` when nothing was removed.
-fn without_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn without_param(query: &str, name: &str) -> Option<String> {
     let is_named = |pair: &str| {
         let key = pair.split_once('=').map_or(pair, |(k, _)| k);
         form_urlencoded::parse(key.as_bytes())
@@ -185,17 +206,24 @@ mod tests {
         assert!(!parts.headers.contains_key("x-api-key"));
     }
 
+    const X_USER_ID: Credential = Credential::Header(HeaderName::from_static("x-user-id"));
+
     #[test]
     fn forwarded_schemes_are_not_stripped() {
         static SECURITY: [&[Requirement]; 1] = [&[Requirement { scheme: 3, scopes: &[] }]];
-        assert!(to_strip(&api(&SCHEMES), &SECURITY).is_empty());
+        // Only the header the gateway vouches for (on any operation) goes.
+        assert_eq!(&*to_strip(&api(&SCHEMES), &SECURITY), [X_USER_ID]);
     }
 
     #[test]
     fn verified_headers_are_stripped_even_when_the_token_is_forwarded() {
         static SECURITY: [&[Requirement]; 1] = [&[Requirement { scheme: 4, scopes: &[] }]];
-        let strip = to_strip(&api(&SCHEMES), &SECURITY);
-        assert_eq!(&*strip, [Credential::Header(HeaderName::from_static("x-user-id"))]);
+        assert_eq!(&*to_strip(&api(&SCHEMES), &SECURITY), [X_USER_ID]);
+    }
+
+    #[test]
+    fn verified_headers_are_stripped_on_operations_that_do_not_use_the_scheme() {
+        assert_eq!(&*to_strip(&api(&SCHEMES), &[]), [X_USER_ID]);
     }
 
     const fn key(scheme: &'static str, location: KeyLocation, name: &'static str, forward: bool) -> SchemeSpec {

@@ -74,7 +74,14 @@ struct Args {
     oidc_urls: Vec<(String, String)>,
 
     /// Keep verified JWTs briefly, so that a token presented again is not verified again (`on` or `off`).
-    #[arg(long, env = "GATEWAY_TOKEN_CACHE", default_value = "on", value_parser = parse_on_off, value_name = "on|off")]
+    #[arg(
+        long,
+        env = "GATEWAY_TOKEN_CACHE",
+        default_value = "on",
+        value_parser = parse_on_off,
+        action = clap::ArgAction::Set,
+        value_name = "on|off"
+    )]
     token_cache: bool,
 
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
@@ -367,5 +374,37 @@ mod tests {
     #[test]
     fn command_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_token_cache_is_on_unless_turned_off_and_overrides_are_name_url_pairs() {
+        let parse = |extra: &[&str]| {
+            let argv = std::iter::once("gw").chain(extra.iter().copied());
+            Args::from_arg_matches(&Args::command().try_get_matches_from(argv).expect("valid flags")).expect("args")
+        };
+        assert!(parse(&[]).token_cache);
+        assert!(!parse(&["--token-cache", "off"]).token_cache);
+        assert!(parse(&["--token-cache", "on"]).token_cache);
+        let args = parse(&[
+            "--jwks-url",
+            "bearer=http://127.0.0.1:1/jwks.json",
+            "--oidc-url",
+            "oidc=http://x/.well-known",
+        ]);
+        assert_eq!(
+            args.jwks_urls,
+            [("bearer".to_owned(), "http://127.0.0.1:1/jwks.json".to_owned())]
+        );
+        assert_eq!(args.oidc_urls[0].0, "oidc");
+        assert!(
+            Args::command()
+                .try_get_matches_from(["gw", "--token-cache", "maybe"])
+                .is_err()
+        );
+        assert!(
+            Args::command()
+                .try_get_matches_from(["gw", "--jwks-url", "no-equals"])
+                .is_err()
+        );
     }
 }

@@ -438,12 +438,13 @@ async fn an_operation_without_cors_on_a_path_with_cors_is_left_alone() {
 }
 
 #[tokio::test]
-async fn a_path_without_cors_keeps_its_405_for_preflights() {
+async fn a_path_without_cors_keeps_its_405_for_preflights_without_cors_headers() {
     let mut gw = start().await;
     let parts = preflight(&gw, "/plain", APP, "GET", None).await;
-    // Not a preflight answer (the browser fails it); the `405` carries the API-wide headers, like any.
+    // Not a preflight answer (the browser fails it), and no CORS headers: none of the path's operations has CORS.
     assert_eq!(parts.status, 405);
     assert_eq!(parts.headers["allow"], "GET, HEAD");
+    assert!(cors_headers(&parts).is_empty());
     assert_eq!(upstream_calls(&mut gw), Vec::<String>::new());
     let (parts, _) = request(&gw, Method::GET, "/plain", &[("origin", APP)]).await;
     assert_eq!(parts.status, 200);

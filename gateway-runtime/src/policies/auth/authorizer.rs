@@ -21,7 +21,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, request};
 
 use crate::error::ErrorKind;
 use crate::pipeline::{RequestCtx, X_REQUEST_ID};
-use crate::spec::{AuthorizerSpec, KeyLocation, SchemeSpec};
+use crate::spec::{ApiSpec, AuthorizerSpec, KeyLocation, SchemeKind, SchemeSpec};
 use crate::targets::proxy::{CallError, Proxy};
 
 /// Where a credential that did not come in a header is sent to the authorizer.
@@ -59,6 +59,8 @@ pub struct Authorizer {
     scheme: &'static SchemeSpec,
     spec: &'static AuthorizerSpec,
     forward: Box<[HeaderName]>,
+    /// Query parameters that carry credentials (of any scheme): left out of `X-Forwarded-Uri`.
+    query_credentials: Box<[&'static str]>,
     cache: Option<moka::future::Cache<Box<str>, Decision>>,
 }
 
@@ -77,8 +79,19 @@ impl std::fmt::Debug for Authorizer {
 struct Unavailable;
 
 impl Authorizer {
-    /// The authorizer of `scheme`.
-    pub fn new(scheme: &'static SchemeSpec, spec: &'static AuthorizerSpec) -> Self {
+    /// The authorizer of `scheme`, one of `api`'s.
+    pub fn new(api: &'static ApiSpec, scheme: &'static SchemeSpec, spec: &'static AuthorizerSpec) -> Self {
+        let query_credentials = api
+            .schemes
+            .iter()
+            .filter_map(|s| match &s.kind {
+                SchemeKind::ApiKey(key) => Some(key),
+                SchemeKind::Authorizer(a) => Some(&a.credential),
+                SchemeKind::Jwt(_) | SchemeKind::Presented(_) => None,
+            })
+            .filter(|key| key.location == KeyLocation::Query)
+            .map(|key| key.name)
+            .collect();
         let cache = (spec.cache_ttl > Duration::ZERO).then(|| {
             moka::future::Cache::builder()
                 .max_capacity(CACHE_ENTRIES)
@@ -94,6 +107,7 @@ impl Authorizer {
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect(),
             cache,
+            query_credentials,
         }
     }
 
@@ -126,7 +140,10 @@ impl Authorizer {
         let Some(proxy) = &client.proxy else {
             return Err(Unavailable);
         };
-        let headers = self.request_headers(credential, ctx, parts).ok_or(Unavailable)?;
+        // A credential no header can carry cannot be valid: refused, not "unavailable".
+        let Some(headers) = self.request_headers(credential, ctx, parts) else {
+            return Ok(Decision::Deny(ErrorKind::Unauthorized));
+        };
         let answer = proxy.call(self.spec.upstream, self.spec.path, headers).await;
         let (status, headers) = match answer {
             Ok(answer) => answer,
@@ -171,8 +188,20 @@ impl Authorizer {
             forwarded("x-forwarded-method"),
             HeaderValue::from_str(parts.method.as_str()).ok()?,
         );
-        let uri = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
-        if let Ok(uri) = HeaderValue::from_str(uri) {
+        // The path and query, without any credential the query carries (the authorizer gets only its own).
+        let mut query = parts.uri.query().map(str::to_owned);
+        for name in &self.query_credentials {
+            if let Some(q) = &query
+                && let Some(kept) = crate::policies::credentials::without_param(q, name)
+            {
+                query = Some(kept);
+            }
+        }
+        let uri = match query.filter(|q| !q.is_empty()) {
+            Some(q) => format!("{}?{q}", parts.uri.path()),
+            None => parts.uri.path().to_owned(),
+        };
+        if let Ok(uri) = HeaderValue::from_str(&uri) {
             headers.insert(forwarded("x-forwarded-uri"), uri);
         }
         if let Some(host) = parts.headers.get(http::header::HOST) {

@@ -440,6 +440,14 @@ async fn refresh(shared: Arc<Shared>, mut fetcher: Fetcher, mut stop: oneshot::R
             _ = &mut stop => return,
             outcome = fetcher.fetch() => outcome,
         };
+        // A set without one usable key is a failed fetch too: installing it would refuse every token.
+        let outcome = outcome.and_then(|fetched| match &fetched.set {
+            Some(set) if set.keys().is_empty() => Err(FetchError {
+                url: fetcher.endpoint.uri().to_string(),
+                failure: Failure::NoUsableKey,
+            }),
+            _ => Ok(fetched),
+        });
         let succeeded = match outcome {
             Ok(fetched) => {
                 if let Some(set) = fetched.set {
@@ -552,6 +560,8 @@ enum Failure {
     JwksUri(String),
     #[error("cannot configure TLS: {0}")]
     Tls(String),
+    #[error("the set has no key the gateway can verify with")]
+    NoUsableKey,
 }
 
 /// An error and its sources, `: `-separated (hyper's errors say little on their own).

@@ -93,6 +93,7 @@ impl Default for AuthOverrides {
 #[derive(Debug)]
 enum Check {
     ApiKey,
+    Presented,
     Jwt(Arc<JwtVerifier>),
     Authorizer(Arc<Authorizer>),
 }
@@ -136,6 +137,7 @@ impl Authenticators {
         for scheme in api.schemes {
             checks.push(match &scheme.kind {
                 SchemeKind::ApiKey(_) => Check::ApiKey,
+                SchemeKind::Presented(_) => Check::Presented,
                 SchemeKind::Jwt(spec) => {
                     let source = overrides
                         .jwks_urls
@@ -150,7 +152,7 @@ impl Authenticators {
                         overrides.token_cache,
                     )?)
                 }
-                SchemeKind::Authorizer(spec) => Check::Authorizer(Arc::new(Authorizer::new(scheme, spec))),
+                SchemeKind::Authorizer(spec) => Check::Authorizer(Arc::new(Authorizer::new(api, scheme, spec))),
             });
         }
         Ok(Self { checks: checks.into() })
@@ -262,10 +264,17 @@ impl Auth {
                             GatewayError::new(ErrorKind::Unauthorized, "the API key is not valid"),
                         ));
                     };
+                    // Every key of the requirement must be admitted; the first is the caller's.
+                    let plan = admit(api, op, key).map_err(|e| refusal(Rank::Forbidden, e))?;
                     if caller.key.is_none() {
-                        let plan = admit(api, op, key).map_err(|e| refusal(Rank::Forbidden, e))?;
                         caller.key = Some(Arc::clone(key));
                         caller.plan = plan;
+                    }
+                }
+                (SchemeKind::Presented(spec), Check::Presented) => {
+                    // The upstream verifies it; the gateway only requires it to be there, in its form.
+                    if authorization(parts, spec.auth_scheme).is_none() {
+                        return Err(missing_refusal());
                     }
                 }
                 (SchemeKind::Jwt(spec), Check::Jwt(verifier)) => {
@@ -373,6 +382,7 @@ fn missing(api: &ApiSpec, op: &OperationSpec) -> GatewayError {
                 bearer_accepted = true;
                 String::from("a bearer token")
             }
+            SchemeKind::Presented(p) => format!("`Authorization: {} …`", p.auth_scheme),
         };
         if !wanted.contains(&text) {
             wanted.push(text);
@@ -437,12 +447,18 @@ fn claim_header_value(value: &serde_json::Value) -> Option<HeaderValue> {
     HeaderValue::from_str(&text).ok()
 }
 
-/// The bearer token of `Authorization`, if any (the scheme name is case-insensitive, RFC 7235 §2.1).
+/// The bearer token of `Authorization`, if any.
 fn bearer(parts: &request::Parts) -> Option<&str> {
+    authorization(parts, "bearer")
+}
+
+/// The credentials of `Authorization: <auth_scheme> <credentials>`, if that is what the request carries (the
+/// scheme name is case-insensitive, RFC 7235 §2.1).
+fn authorization<'p>(parts: &'p request::Parts, auth_scheme: &str) -> Option<&'p str> {
     let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case(auth_scheme) && !credentials.is_empty()).then_some(credentials)
 }
 
 /// A known key may still be refused: disabled, or on a plan this API or operation does not offer.
