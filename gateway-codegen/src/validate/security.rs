@@ -183,9 +183,8 @@ impl Security {
                 alternatives.push(all);
             }
         }
-        if unverified {
-            if self.auth_required {
-                diags.push(
+        if unverified && self.auth_required {
+            diags.push(
                     Diagnostic::error(
                         &at,
                         format!(
@@ -196,7 +195,6 @@ impl Security {
                     .related("/x-gateway/auth_required", "required here")
                     .help("give the scheme a verification source (`x-gateway: { jwks_url: … }` or an `authorizer`), or say `upstream_verifies: true` on it"),
                 );
-            }
         }
         OpSecurity {
             alternatives,
