@@ -39,24 +39,15 @@ const ALGORITHMS: &[(&str, &str)] = &[
     ("EdDSA", "EdDsa"),
 ];
 
-/// Headers a scheme may not set on the upstream request: framing, routing and what the gateway manages.
+/// Headers a scheme may not set on the upstream request besides those the gateway frames or manages
+/// ([`super::transforms::MANAGED`]): credentials, the body's type, and the forwarding headers.
 const RESERVED_HEADERS: &[&str] = &[
     "authorization",
-    "connection",
-    "content-length",
     "content-type",
     "cookie",
-    "host",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
-    "x-request-id",
 ];
 
 /// What a scheme name resolved to.
@@ -752,7 +743,9 @@ fn check_url(url: &str, at: &str, diags: &mut Diagnostics) -> bool {
 
 /// A header the gateway sets on the upstream request from what it verified.
 fn check_forwarded_header(header: &str, at: &str, diags: &mut Diagnostics) -> bool {
-    if http_token(header) && !RESERVED_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
+    let lower = header.to_ascii_lowercase();
+    let reserved = RESERVED_HEADERS.contains(&lower.as_str()) || super::transforms::MANAGED.contains(&lower.as_str());
+    if http_token(header) && !reserved {
         return true;
     }
     diags.push(

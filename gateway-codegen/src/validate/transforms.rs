@@ -23,7 +23,7 @@ fn context_values() -> impl Iterator<Item = (&'static str, &'static Placeholder)
 }
 
 /// Headers the gateway frames or manages itself: a transform may not touch them.
-const MANAGED: &[&str] = &[
+pub(super) const MANAGED: &[&str] = &[
     "connection",
     "content-length",
     "host",
