@@ -1107,6 +1107,16 @@ fn scopes_belong_to_token_schemes() {
     ))
     .expect("scopes on a bearer scheme");
     assert!(has(&g.files["src/api.rs"], "scopes: &[\"pets:read\", \"pets:write\"]"));
+    // An OAuth 2 scheme the gateway cannot verify keeps its scopes for the upstream: not an error.
+    let oauth = with_schemes(
+        "[ { petstore_auth: [\"write:pets\"] } ]",
+        "    petstore_auth:\n      type: oauth2\n      flows: { implicit: { authorizationUrl: \"https://id.example.com/auth\", scopes: { \"write:pets\": w } } }\n",
+    );
+    let g = run(&oauth).expect("presence-checked, scopes left to the upstream");
+    assert!(has(
+        &g.files["src/api.rs"],
+        "SchemeKind::Presented(PresentedSpec { auth_scheme: \"Bearer\" })"
+    ));
 }
 
 #[test]

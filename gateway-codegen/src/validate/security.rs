@@ -140,7 +140,11 @@ impl Security {
                 match self.resolve(spec, name, &entry_at, upstreams, diags) {
                     Resolved::Checked(index) => {
                         let scheme = &self.schemes[index];
-                        if !scopes.is_empty() && !matches!(scheme.kind, SchemeKind::Jwt(_)) {
+                        // Scopes belong to token schemes: checked for JWTs, left with the token to the upstream
+                        // for presence-checked ones (OAuth 2 without a source).
+                        if !scopes.is_empty()
+                            && matches!(scheme.kind, SchemeKind::ApiKey(_) | SchemeKind::Authorizer(_))
+                        {
                             diags.push(
                                 Diagnostic::error(
                                     &entry_at,
