@@ -6,3 +6,4 @@ mod lifecycle;
 mod proxying;
 mod routing;
 mod support;
+mod upstream_verified;
