@@ -49,9 +49,21 @@ pub(super) fn access_md(api: &Api) -> String {
                                 .join(" or ")
                         )
                     };
+                    // The runtime's variant names (`Rs256`, `EdDsa`) as `alg` spells them.
+                    let algorithms: Vec<String> = jwt
+                        .algorithms
+                        .iter()
+                        .map(|a| {
+                            if *a == "EdDsa" {
+                                String::from("EdDSA")
+                            } else {
+                                a.to_ascii_uppercase()
+                            }
+                        })
+                        .collect();
                     format!(
                         "JWT bearer token ({}), {source}{issuer}{audience}",
-                        jwt.algorithms.join(", ").to_ascii_uppercase()
+                        algorithms.join(", ")
                     )
                 }
                 SchemeKind::Presented(p) => format!(
