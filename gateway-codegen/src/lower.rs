@@ -49,6 +49,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         filters: checked.tables.filters,
         schemes: checked.schemes,
         cors: checked.cors,
+        stages: checked.stages,
+        default_stage: checked.default_stage,
     }
 }
 

@@ -40,6 +40,25 @@ pub struct Api {
     pub schemes: Vec<Scheme>,
     /// The API-wide CORS policy.
     pub cors: Option<Cors>,
+    /// Deployment stages, in spec order.
+    pub stages: Vec<Stage>,
+    /// The stage served without `--stage` (index into `stages`).
+    pub default_stage: Option<usize>,
+}
+
+/// A deployment stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// Its name.
+    pub name: String,
+    /// Variables, in spec order.
+    pub variables: Vec<(String, String)>,
+    /// Route prefix; empty: none.
+    pub base_path: String,
+    /// Whether the response cache runs.
+    pub cache_enabled: bool,
+    /// Replacement for the API-wide bucket.
+    pub throttle: Option<Throttle>,
 }
 
 /// A security scheme the gateway checks.
@@ -343,6 +362,8 @@ pub enum Placeholder {
     Header(String),
     /// `{jwt.claims.X}`: a verified claim (a dotted path).
     Claim(String),
+    /// `{stage.X}`: a stage variable.
+    Stage(String),
 }
 
 /// A token bucket.
@@ -653,6 +674,8 @@ pub enum PathPart {
     Literal(String),
     /// Path parameter by template index.
     Param(usize),
+    /// A stage variable, by name.
+    Stage(String),
 }
 
 /// A fixed response.

@@ -1268,3 +1268,55 @@ fn has(code: &str, expected: &str) -> bool {
     };
     squash(code).contains(&squash(expected))
 }
+
+/// `BASE` with two stages under the top-level `x-gateway` (lines 4 to 9).
+fn staged(extra: &str) -> String {
+    with_root(&format!(
+        "  stages:\n    dev: {{ variables: {{ petsUrl: \"http://127.0.0.1:9001\", greeting: hi }} }}\n    prod:\n      variables: {{ petsUrl: \"https://pets.internal:8443\", greeting: hello }}\n      base_path: /prod\n      throttle: {{ rate: 50, burst: 100 }}\n      cache: {{ enabled: false }}\n  default_stage: dev\n{extra}"
+    ))
+}
+
+#[test]
+fn stages_are_emitted_with_their_variables_and_overrides() {
+    let g = run(&staged("")).expect("valid stages");
+    let api = &g.files["src/api.rs"];
+    assert!(has(api, "StageSpec { name: \"dev\", variables: &[(\"petsUrl\", \"http://127.0.0.1:9001\"), (\"greeting\", \"hi\")], base_path: \"\", cache_enabled: true, throttle: None }"), "{api}");
+    assert!(has(api, "base_path: \"/prod\", cache_enabled: false"));
+    assert!(has(api, "default_stage: Some(0)"));
+}
+
+#[test]
+fn stage_variables_fill_upstream_urls_rewrites_and_templates_when_every_stage_defines_them() {
+    let spec = staged("").replace("pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }", "pets: { url: \"{stage.petsUrl}\", timeout: 10s }").replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/{stage.greeting}/pets/{petId}\" }\n        transform: { response: { headers: { set: { X-Greeting: \"{stage.greeting}\" } } } }\n",
+    );
+    let g = run(&spec).expect("every stage defines both");
+    let api = &g.files["src/api.rs"];
+    assert!(has(api, "url: \"{stage.petsUrl}\""));
+    assert!(has(api, "PathPart::Stage(\"greeting\")"), "{api}");
+    assert!(has(api, "Placeholder::Stage(\"greeting\")"));
+    // A variable one stage lacks.
+    let lacking = spec.replace("greeting: hello", "salutation: hello");
+    let errs = errors(&lacking);
+    assert!(errs.iter().any(|e| e.message.contains("`{stage.greeting}` is not defined in every stage: prod lack it")), "{errs:#?}");
+    // A URL that is not one in some stage.
+    let bad = staged("").replace("petsUrl: \"https://pets.internal:8443\"", "petsUrl: \"pets.internal\"").replace(
+        "pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }",
+        "pets: { url: \"{stage.petsUrl}\", timeout: 10s }",
+    );
+    assert!(errors(&bad).iter().any(|e| e.message.contains("is not a valid URL")));
+}
+
+#[test]
+fn stage_settings_are_checked() {
+    single_error(&with_root("  default_stage: prod\n"), "stage `prod` is not defined", 4);
+    let e = single_error(&staged("").replace("default_stage: dev", "default_stage: prd"), "stage `prd` is not defined", 11);
+    assert_eq!(e.help.as_deref(), Some("did you mean `prod`?"));
+    single_error(&staged("").replace("base_path: /prod", "base_path: prod/"), "`prod/` is not a base path", 8);
+    let none = BASE.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        "        target: { upstream: pets, path: \"/v1/{stage.tier}/pets/{petId}\" }\n",
+    );
+    single_error(&none, "`{stage.tier}`: this gateway declares no stages", 13);
+}

@@ -1302,6 +1302,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         responses: Vec::new(),
         schemes: Vec::new(),
         cors: None,
+        stages: Vec::new(),
+        default_stage: None,
         schemas: Vec::new(),
         filters: Vec::new(),
     }

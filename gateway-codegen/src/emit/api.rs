@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 use crate::model::{
     Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cors, Edits, FormField, GatewayResponse, Invalidate, JwtKeys,
     KeyLocation, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
-    SchemaParam, Scheme, SchemeKind, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream, UsagePlan,
+    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -42,6 +42,11 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let schemas = &api.schemas;
     let filters = &api.filters;
     let schemes = api.schemes.iter().map(scheme);
+    let stages = api.stages.iter().map(stage);
+    let default_stage = option(api.default_stage.map(|i| {
+        let i = Literal::usize_unsuffixed(i);
+        quote!(#i)
+    }));
     let api_cors = option(api_cors_index.map(cors_ref));
     let table = quote! {
         /// Everything the runtime needs to serve this API.
@@ -60,6 +65,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             cors: #api_cors,
             schemas: &[#(#schemas),*],
             filters: &[#(#filters),*],
+            stages: &[#(#stages),*],
+            default_stage: #default_stage,
         };
 
         #cors_table
@@ -122,6 +129,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "SchemaParamStyle",
         "SchemeKind",
         "SchemeSpec",
+        "StageSpec",
         "StatusMatch",
         "TargetSpec",
         "ThrottleScope",
@@ -246,6 +254,7 @@ fn placeholder(p: &Placeholder) -> TokenStream {
         Placeholder::Query(name) => quote!(Placeholder::Query(#name)),
         Placeholder::Header(name) => quote!(Placeholder::Header(#name)),
         Placeholder::Claim(name) => quote!(Placeholder::Claim(#name)),
+        Placeholder::Stage(name) => quote!(Placeholder::Stage(#name)),
     }
 }
 
@@ -484,6 +493,7 @@ fn target(target: &Target) -> TokenStream {
                     let i = Literal::usize_unsuffixed(*i);
                     quote!(PathPart::Param(#i))
                 }
+                PathPart::Stage(name) => quote!(PathPart::Stage(#name)),
             });
             quote! {
                 TargetSpec::Upstream(UpstreamTarget { upstream: #upstream, path: &[#(#parts),*] })
@@ -548,6 +558,21 @@ fn throttle(t: &Throttle) -> TokenStream {
         quote!(ThrottleScope::All)
     };
     quote!(ThrottleSpec { rate: #rate, burst: #burst, per: #per })
+}
+
+fn stage(stage: &Stage) -> TokenStream {
+    let name = &stage.name;
+    let variables = stage.variables.iter().map(|(k, v)| quote!((#k, #v)));
+    let base_path = &stage.base_path;
+    let cache_enabled = stage.cache_enabled;
+    let throttle = option(stage.throttle.as_ref().map(throttle));
+    quote!(StageSpec {
+        name: #name,
+        variables: &[#(#variables),*],
+        base_path: #base_path,
+        cache_enabled: #cache_enabled,
+        throttle: #throttle,
+    })
 }
 
 fn usage_plan(plan: &UsagePlan) -> TokenStream {

@@ -44,6 +44,34 @@ pub struct RootExt {
     pub auth_required: Option<bool>,
     /// Cross-origin resource sharing for every operation (an operation's or path item's override it).
     pub cors: Option<CorsExt>,
+    /// Deployment stages, by name: their variables (`{stage.NAME}`) and the settings they override.
+    #[serde(default)]
+    pub stages: IndexMap<String, StageExt>,
+    /// The stage served without `--stage`.
+    pub default_stage: Option<String>,
+}
+
+/// `stages.<name>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageExt {
+    /// `{stage.NAME}` values.
+    #[serde(default)]
+    pub variables: IndexMap<String, String>,
+    /// `enabled: false` turns the response cache off in this stage.
+    pub cache: Option<StageCacheExt>,
+    /// Replaces the API-wide token bucket in this stage.
+    pub throttle: Option<ThrottleExt>,
+    /// A prefix for every route in this stage (`/prod`).
+    pub base_path: Option<String>,
+}
+
+/// `stages.<name>.cache`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCacheExt {
+    /// Whether the response cache runs in this stage.
+    pub enabled: bool,
 }
 
 /// `cors:` at the top level: which browser origins may call the API.

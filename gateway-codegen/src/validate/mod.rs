@@ -11,6 +11,7 @@ mod limits;
 mod responses;
 mod routes;
 mod security;
+mod stages;
 mod targets;
 mod transforms;
 mod upstreams;
@@ -84,6 +85,10 @@ pub struct Checked<'a> {
     pub schemes: Vec<Scheme>,
     /// The API-wide CORS policy.
     pub cors: Option<Cors>,
+    /// Deployment stages.
+    pub stages: Vec<crate::model::Stage>,
+    /// The default stage's index.
+    pub default_stage: Option<usize>,
 }
 
 /// Converted schemas and jq filters, each distinct text once, referred to by index.
@@ -162,6 +167,7 @@ pub struct CheckedOperation<'a> {
 /// Runs every check. Returns `None` when any error was found.
 pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Option<Checked<'a>> {
     let name = check_name(spec, ctx, diags);
+    let (stages, default_stage) = stages::check_stages(&spec.root, diags);
     let mut upstreams = Upstreams::new(spec, diags);
     let throttle = spec
         .root
@@ -179,7 +185,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         .root
         .responses
         .as_ref()
-        .map(|r| check_responses(r, "/x-gateway/responses", diags))
+        .map(|r| check_responses(&spec.root, r, "/x-gateway/responses", diags))
         .unwrap_or_default();
     // Path items' responses are checked once each, then shared by their operations.
     let mut path_responses: HashMap<String, Vec<GatewayResponse>> = HashMap::new();
@@ -219,7 +225,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.security = op_security.alternatives;
             checked.access = op_security.access;
             checked.cors = cors::check_operation(op, spec.root.cors.as_ref(), root_cors.as_ref(), diags);
-            checked.responses = op_responses(op, &mut path_responses, diags);
+            checked.responses = op_responses(&spec.root, op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
             checked.body = contract::check_body(spec, op, &mut document, &mut tables, diags);
@@ -248,11 +254,14 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         tables,
         schemes: security.finish(),
         cors: root_cors,
+        stages,
+        default_stage,
     })
 }
 
 /// The operation's own gateway responses, then its path item's for kinds it does not set.
 fn op_responses(
+    root: &crate::parse::ext::RootExt,
     op: &ParsedOperation,
     path_responses: &mut HashMap<String, Vec<GatewayResponse>>,
     diags: &mut Diagnostics,
@@ -261,7 +270,7 @@ fn op_responses(
         Some((at, ext)) => ext
             .responses
             .as_ref()
-            .map(|r| check_responses(r, &format!("{at}/responses"), diags))
+            .map(|r| check_responses(root, r, &format!("{at}/responses"), diags))
             .unwrap_or_default(),
         None => Vec::new(),
     };
@@ -270,7 +279,7 @@ fn op_responses(
     {
         let inherited = path_responses
             .entry(at.clone())
-            .or_insert_with(|| check_responses(map, &format!("{at}/responses"), diags));
+            .or_insert_with(|| check_responses(root, map, &format!("{at}/responses"), diags));
         for response in inherited.iter() {
             if !out.iter().any(|r| r.kind == response.kind) {
                 out.push(response.clone());

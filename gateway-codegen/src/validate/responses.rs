@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
 use crate::model::{GatewayResponse, Placeholder, TemplatePart};
-use crate::parse::ext::GatewayResponseExt;
+use crate::parse::ext::{GatewayResponseExt, RootExt};
 use crate::template::{self, Namespace, Piece};
 
 /// Every kind a spec may render, as the runtime names them, then the two fallbacks.
@@ -44,6 +44,7 @@ pub(super) const PLACEHOLDERS: &[(&str, Placeholder)] = &[
 
 /// Checks a `responses:` map written at `at`; returns the valid entries in spec order.
 pub(super) fn check_responses(
+    root: &RootExt,
     map: &IndexMap<String, GatewayResponseExt>,
     at: &str,
     diags: &mut Diagnostics,
@@ -60,14 +61,20 @@ pub(super) fn check_responses(
             diags.push(d);
             continue;
         }
-        if let Some(response) = check_entry(kind, entry, &eat, diags) {
+        if let Some(response) = check_entry(root, kind, entry, &eat, diags) {
             out.push(response);
         }
     }
     out
 }
 
-fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Diagnostics) -> Option<GatewayResponse> {
+fn check_entry(
+    root: &RootExt,
+    kind: &str,
+    entry: &GatewayResponseExt,
+    at: &str,
+    diags: &mut Diagnostics,
+) -> Option<GatewayResponse> {
     let mut ok = true;
     if let Some(status) = entry.status
         && !(200..=599).contains(&status)
@@ -88,7 +95,7 @@ fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Dia
             ok = false;
             continue;
         }
-        match text_template(value, &hat, diags) {
+        match text_template(root, value, &hat, diags) {
             Some(parts) => {
                 let literal: String = parts
                     .iter()
@@ -115,12 +122,12 @@ fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Dia
     let (body, default_type) = match &entry.body {
         None => (None, "application/json"),
         Some(serde_json::Value::String(text)) => {
-            let parts = text_template(text, &format!("{at}/body"), diags);
+            let parts = text_template(root, text, &format!("{at}/body"), diags);
             ok &= parts.is_some();
             (parts, "text/plain; charset=utf-8")
         }
         Some(value) => {
-            let mut builder = JsonTemplate::default();
+            let mut builder = JsonTemplate::new(root);
             let before = diags.items().len();
             builder.value(value, &format!("{at}/body"), diags);
             ok &= diags.items().len() == before;
@@ -155,12 +162,16 @@ fn check_entry(kind: &str, entry: &GatewayResponseExt, at: &str, diags: &mut Dia
 }
 
 /// The placeholder `inner` (the text between the braces), or a diagnostic at `at`.
-fn placeholder(inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeholder> {
+fn placeholder(root: &RootExt, inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeholder> {
     if let Some((_, p)) = PLACEHOLDERS.iter().find(|(name, _)| *name == inner) {
         return Some(p.clone());
     }
-    if let Ok((Namespace::JwtClaims, name)) = template::qualify(inner) {
-        return super::transforms::claim(name, inner, at, diags);
+    match template::qualify(inner) {
+        Ok((Namespace::JwtClaims, name)) => return super::transforms::claim(name, inner, at, diags),
+        Ok((Namespace::Stage, name)) => {
+            return super::stages::check_variable(root, name, at, diags).then(|| Placeholder::Stage(name.to_owned()));
+        }
+        _ => {}
     }
     let known = PLACEHOLDERS.iter().map(|(name, _)| *name);
     let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a value a gateway response can hold"));
@@ -179,7 +190,7 @@ fn placeholder(inner: &str, at: &str, diags: &mut Diagnostics) -> Option<Placeho
 }
 
 /// A header value or text body: literals and values written as they are.
-fn text_template(text: &str, at: &str, diags: &mut Diagnostics) -> Option<Vec<TemplatePart>> {
+fn text_template(root: &RootExt, text: &str, at: &str, diags: &mut Diagnostics) -> Option<Vec<TemplatePart>> {
     let pieces = match template::scan(text) {
         Ok(pieces) => pieces,
         Err(e) => {
@@ -192,7 +203,7 @@ fn text_template(text: &str, at: &str, diags: &mut Diagnostics) -> Option<Vec<Te
     for piece in pieces {
         match piece {
             Piece::Literal(t) => parts.push(TemplatePart::Literal(t)),
-            Piece::Placeholder(inner) => match placeholder(&inner, at, diags) {
+            Piece::Placeholder(inner) => match placeholder(root, &inner, at, diags) {
                 Some(p) => parts.push(TemplatePart::Value(p)),
                 None => ok = false,
             },
@@ -203,13 +214,21 @@ fn text_template(text: &str, at: &str, diags: &mut Diagnostics) -> Option<Vec<Te
 
 /// A JSON body written as a template: the document's text as literals, with the placeholders in its strings as
 /// values escaped for a JSON string. A string that is exactly `{error.status}` becomes a JSON number.
-#[derive(Default)]
-struct JsonTemplate {
+struct JsonTemplate<'r> {
+    root: &'r RootExt,
     parts: Vec<TemplatePart>,
     literal: String,
 }
 
-impl JsonTemplate {
+impl<'r> JsonTemplate<'r> {
+    fn new(root: &'r RootExt) -> Self {
+        Self {
+            root,
+            parts: Vec::new(),
+            literal: String::new(),
+        }
+    }
+
     fn push(&mut self, text: &str) {
         self.literal.push_str(text);
     }
@@ -280,7 +299,7 @@ impl JsonTemplate {
                     self.push(&quoted[1..quoted.len() - 1]);
                 }
                 Piece::Placeholder(inner) => {
-                    if let Some(p) = placeholder(&inner, at, diags) {
+                    if let Some(p) = placeholder(self.root, &inner, at, diags) {
                         self.placeholder(TemplatePart::JsonString(p));
                     }
                 }
@@ -328,7 +347,8 @@ mod tests {
 
     fn json(body: serde_json::Value) -> Vec<TemplatePart> {
         let mut diags = Diagnostics::default();
-        let mut t = JsonTemplate::default();
+        let root = RootExt::default();
+        let mut t = JsonTemplate::new(&root);
         t.value(&body, "", &mut diags);
         assert!(!diags.has_errors());
         t.finish()

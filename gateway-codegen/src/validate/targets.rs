@@ -75,7 +75,7 @@ pub(super) fn check_target(
                 return None;
             };
             let path = match &target.path {
-                Some(rewrite) => rewrite_path(rewrite, &format!("{at}/path"), path_params, diags)?,
+                Some(rewrite) => rewrite_path(&spec.root, rewrite, &format!("{at}/path"), path_params, diags)?,
                 None => default_path(path_params, &op.template),
             };
             Some(Target::Upstream { upstream, path })
@@ -145,6 +145,7 @@ pub(super) fn default_path(path_params: &[String], template: &str) -> Vec<PathPa
 }
 
 pub(super) fn rewrite_path(
+    root: &crate::parse::ext::RootExt,
     rewrite: &str,
     at: &str,
     path_params: &[String],
@@ -207,6 +208,13 @@ pub(super) fn rewrite_path(
                         ok = false;
                     }
                 },
+                Ok((Namespace::Stage, name)) => {
+                    if super::stages::check_variable(root, name, at, diags) {
+                        parts.push(PathPart::Stage(name.to_owned()));
+                    } else {
+                        ok = false;
+                    }
+                }
                 Ok((ns, _)) => {
                     diags.push(
                         Diagnostic::error(
@@ -216,7 +224,7 @@ pub(super) fn rewrite_path(
                                 ns.prefix()
                             ),
                         )
-                        .help("a rewrite path can use the operation's path parameters: `{name}` or `{path.name}`"),
+                        .help("a rewrite path can use the operation's path parameters (`{name}` or `{path.name}`) and stage variables (`{stage.NAME}`)"),
                     );
                     ok = false;
                 }

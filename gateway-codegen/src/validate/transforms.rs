@@ -60,6 +60,7 @@ const STANDARD_HEADERS: &[&str] = &[
 
 /// What a template of this operation may name.
 struct Names<'a> {
+    root: &'a crate::parse::ext::RootExt,
     path: &'a [String],
     query: Vec<&'a str>,
     headers: Vec<String>,
@@ -98,6 +99,7 @@ pub(super) fn check_transform(
             .find_map(|(at, t)| get(t).map(|value| (format!("{at}/{part}"), value)))
     }
     let names = Names {
+        root: &spec.root,
         path: path_params,
         query: op
             .params
@@ -363,11 +365,7 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
             }
         },
         Namespace::Stage => {
-            diags.push(
-                Diagnostic::error(at, format!("`{{{inner}}}`: this gateway declares no stages"))
-                    .help("stage variables are not available yet"),
-            );
-            None
+            super::stages::check_variable(names.root, name, at, diags).then(|| Placeholder::Stage(name.to_owned()))
         }
         Namespace::JwtClaims => claim(name, inner, at, diags),
         Namespace::Error => {

@@ -30,7 +30,12 @@ impl Upstreams {
                         .help("use letters, digits, `-`, `_` and `.` (it is also the NAME in `--upstream NAME=URL`)"),
                 );
             }
-            check_url(&upstream.url, &format!("{at}/url"), diags);
+            // A URL with `{stage.NAME}` must be valid in every stage.
+            if let Some(urls) = super::stages::expand_url(&spec.root, &upstream.url, &format!("{at}/url"), diags) {
+                for url in urls {
+                    check_url(&url, &format!("{at}/url"), diags);
+                }
+            }
             named.insert(name.clone(), list.len());
             list.push(Upstream {
                 name: name.clone(),

@@ -10,4 +10,5 @@ mod gateway_responses;
 mod golden;
 mod limits;
 mod proxy;
+mod stages;
 mod support;

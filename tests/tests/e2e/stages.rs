@@ -1,0 +1,93 @@
+//! Stages, against the generated `petstore-gateway` (`x-gateway.stages` in `specs/petstore.yaml`: `dev`, the
+//! default, and `prod` under `/prod` with its own bucket and no cache).
+
+use bytes::Bytes;
+use gateway_tests::client::{get, send};
+use gateway_tests::gateway::Gateway;
+use gateway_tests::upstream::Upstream;
+use http::{Method, StatusCode};
+
+use crate::support::BIN;
+
+/// The petstore with `extra` flags and environment, every upstream pointed at `upstream` but `pets` (whose URL is
+/// the stage's `petsUrl`, filled here from the environment).
+fn petstore(upstream: &Upstream, extra: &[&str], env: &[(&str, &str)]) -> Result<Gateway, String> {
+    let url = upstream.url();
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    args.extend([
+        "--upstream".into(),
+        format!("reports={url}/reporting"),
+        "--upstream".into(),
+        format!("default={url}/api"),
+    ]);
+    Gateway::start_with_env(BIN, &args, env)
+}
+
+#[tokio::test]
+async fn the_default_stage_serves_its_variables_and_the_environment_overrides_them() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let pets = upstream.url();
+    let gw = petstore(&upstream, &[], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in dev");
+    let health = get(&gw.url("/health")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.header("x-greeting"), Some("hello from dev"));
+    // `pets` is `{stage.petsUrl}`, here the test upstream through the environment.
+    let pet = get(&gw.url("/pets/42")).await;
+    assert_eq!(pet.status, StatusCode::OK, "{}", pet.text());
+    assert_eq!(pet.json()["path"], "/v1/pets/42");
+
+    let overridden = petstore(
+        &upstream,
+        &[],
+        &[("GATEWAY_STAGE_VAR_PETSURL", &pets), ("GATEWAY_STAGE_VAR_GREETING", "overridden")],
+    )
+    .expect("starts");
+    assert_eq!(get(&overridden.url("/health")).await.header("x-greeting"), Some("overridden"));
+}
+
+#[tokio::test]
+async fn a_stage_picked_by_flag_has_its_base_path_bucket_and_no_cache() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let pets = upstream.url();
+    let gw = petstore(&upstream, &["--stage", "prod"], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in prod");
+    let health = get(&gw.url("/prod/health")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.header("x-greeting"), Some("hello"));
+    assert_eq!(get(&gw.url("/health")).await.status, StatusCode::NOT_FOUND, "routes are under /prod");
+    // `getPet` is cached in dev; prod turns the cache off.
+    for _ in 0..2 {
+        let pet = get(&gw.url("/prod/pets/42?verbose=true")).await;
+        assert_eq!(pet.status, StatusCode::OK, "{}", pet.text());
+        assert_ne!(pet.header("x-cache"), Some("HIT"));
+    }
+    assert_eq!(upstream.calls(), 2);
+    // The same by environment.
+    let by_env = petstore(
+        &upstream,
+        &[],
+        &[("GATEWAY_STAGE", "prod"), ("GATEWAY_STAGE_VAR_PETSURL", &pets)],
+    )
+    .expect("starts in prod");
+    assert_eq!(get(&by_env.url("/prod/health")).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unknown_stage_is_refused_with_the_valid_names() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let err = match petstore(&upstream, &["--stage", "staging"], &[]) {
+        Ok(gw) => panic!("started with an unknown stage on {}", gw.addr),
+        Err(err) => err,
+    };
+    assert!(err.contains("staging") && err.contains("dev") && err.contains("prod"), "{err}");
+}
+
+#[tokio::test]
+async fn the_dev_cache_still_works_where_prod_turns_it_off() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let pets = upstream.url();
+    let gw = petstore(&upstream, &[], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in dev");
+    let first = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new()).await.expect("GET");
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let second = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new()).await.expect("GET");
+    assert_eq!(second.header("x-cache"), Some("HIT"));
+}
