@@ -60,6 +60,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             cors: #api_cors,
             schemas: &[#(#schemas),*],
             filters: &[#(#filters),*],
+            stages: &[],
+            default_stage: None,
         };
 
         #cors_table

@@ -22,6 +22,7 @@ use crate::router;
 use crate::serving::observe::{self, LogFormat};
 use crate::serving::server::{self, ServerConfig};
 use crate::spec::ApiSpec;
+use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::targets::proxy::{UpstreamOverride, Upstreams};
 
 /// The runtime's own version, reported by `--version`.
@@ -48,7 +49,8 @@ struct Args {
     #[arg(long)]
     trust_proxy: bool,
 
-    /// Deployment stage (accepted for forward compatibility; stages are not implemented yet).
+    /// Deployment stage to serve [default: the spec's `default_stage`]. Its variables can be overridden with
+    /// GATEWAY_STAGE_VAR_<NAME upper-cased>.
     #[arg(long, env = "GATEWAY_STAGE", value_name = "NAME")]
     stage: Option<String>,
 
@@ -175,8 +177,27 @@ where
         Ok(args) => args,
         Err(err) => return clap_exit(&err),
     };
+    // The stage first: upstream URLs may use its variables.
+    let stage = match stage::select(api, args.stage.as_deref()) {
+        Ok(index) => index,
+        Err(err) => {
+            let kind = match err {
+                StageError::NoneChosen { .. } => ErrorKind::MissingRequiredArgument,
+                _ => ErrorKind::InvalidValue,
+            };
+            return clap_exit(&command.error(kind, format!("--stage: {err}")));
+        }
+    };
+    // The one place the process environment is read for stage variables.
+    let stage = match stage
+        .map(|index| ResolvedStage::resolve(api, index, &|name| std::env::var_os(name)))
+        .transpose()
+    {
+        Ok(stage) => stage,
+        Err(err) => return fail(&err.to_string()),
+    };
     // Checked now so that an unknown name or a bad URL is reported as the usage error it is.
-    let upstreams = match Upstreams::resolve(api, &args.upstreams) {
+    let upstreams = match Upstreams::resolve(api, stage.as_ref(), &args.upstreams) {
         Ok(upstreams) => upstreams,
         Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"))),
     };
@@ -189,8 +210,8 @@ where
         runtime = RUNTIME_VERSION,
         "starting"
     );
-    if let Some(stage) = &args.stage {
-        tracing::warn!(stage, "stages are not implemented yet; serving the spec as generated");
+    if let Some(stage) = &stage {
+        log_stage(stage);
     }
     for (name, url) in upstreams.urls() {
         tracing::info!("upstream {name} = {url}");
@@ -243,6 +264,7 @@ where
             oidc_urls: args.oidc_urls,
             token_cache: args.token_cache,
         },
+        stage,
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,
@@ -288,6 +310,25 @@ where
         }
         Ok(Err(err)) => fail(&err.to_string()),
         Err(err) => fail(&format!("shutdown failed: {err}")),
+    }
+}
+
+/// The stage being served, its base path and where each variable came from (never a value: they may be secrets).
+fn log_stage(stage: &ResolvedStage) {
+    tracing::info!(
+        stage = stage.name(),
+        base_path = stage.base_path(),
+        cache = if stage.cache_enabled() { "on" } else { "off" },
+        "serving stage {}",
+        stage.name()
+    );
+    for (name, source) in stage.sources() {
+        match source {
+            VariableSource::Spec => tracing::info!("stage variable {name} from the spec"),
+            VariableSource::Environment => {
+                tracing::info!("stage variable {name} from {}", stage::env_name(name));
+            }
+        }
     }
 }
 

@@ -259,6 +259,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -282,6 +284,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 #[test]
