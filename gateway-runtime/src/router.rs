@@ -213,10 +213,12 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
             (base, "/") => base.to_owned(),
             (base, _) => format!("{base}{route}"),
         };
-        check.insert(served.as_str(), ()).map_err(|e| RouterError::InvalidRoute {
-            route,
-            reason: e.to_string(),
-        })?;
+        check
+            .insert(served.as_str(), ())
+            .map_err(|e| RouterError::InvalidRoute {
+                route,
+                reason: e.to_string(),
+            })?;
         let mut methods: Vec<&Method> = Vec::with_capacity(ops.len());
         let mut method_router = MethodRouter::new();
         // With CORS on the route, its `OPTIONS` operation is reached through the preflight answers.

@@ -20,7 +20,7 @@
 
 use std::ffi::OsString;
 
-use crate::spec::{ApiSpec, PathPart, TargetSpec, ThrottleSpec};
+use crate::spec::{ApiSpec, PathPart, StageSpec, TargetSpec, ThrottleSpec};
 
 /// The prefix of the environment variables that override stage variables.
 pub const ENV_PREFIX: &str = "GATEWAY_STAGE_VAR_";
@@ -63,7 +63,9 @@ pub enum StageError {
         env: String,
     },
     /// A rewrite path uses a variable the stage does not define.
-    #[error("operation `{operation}`: its upstream path uses {{stage.{variable}}}, which stage `{stage}` does not define")]
+    #[error(
+        "operation `{operation}`: its upstream path uses {{stage.{variable}}}, which stage `{stage}` does not define"
+    )]
     UndefinedInPath {
         /// The operation.
         operation: &'static str,
@@ -407,7 +409,10 @@ mod tests {
         );
         // Debug output names variables but never shows their values.
         let debug = format!("{stage:?}");
-        assert!(!debug.contains("bonjour") && !debug.contains("pets.internal"), "{debug}");
+        assert!(
+            !debug.contains("bonjour") && !debug.contains("pets.internal"),
+            "{debug}"
+        );
         assert!(matches!(
             ResolvedStage::resolve(&STAGED, 7, &no_env),
             Err(StageError::OutOfRange { index: 7, count: 2 })

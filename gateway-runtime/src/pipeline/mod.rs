@@ -663,15 +663,10 @@ mod tests {
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {
         let auth = Authenticators::new(&API, &AuthOverrides::default()).expect("API keys only");
         let state = SharedState::new(&API, None, None, KeyStore::empty(), auth, false).expect("nothing to compile");
-        request_phases(
-            &API.operations[index],
-            hosts,
-            &state,
-            &AuthorizerClient::new(None),
-        )
-        .iter()
-        .map(RequestPhase::name)
-        .collect()
+        request_phases(&API.operations[index], hosts, &state, &AuthorizerClient::new(None))
+            .iter()
+            .map(RequestPhase::name)
+            .collect()
     }
 
     #[test]

@@ -231,11 +231,13 @@ impl Upstreams {
                                 url: spec.url.to_owned(),
                             });
                         };
-                        let filled = stage.substitute(spec.url).map_err(|variable| UpstreamError::StageVariable {
-                            name: spec.name.to_owned(),
-                            variable,
-                            stage: stage.name(),
-                        })?;
+                        let filled = stage
+                            .substitute(spec.url)
+                            .map_err(|variable| UpstreamError::StageVariable {
+                                name: spec.name.to_owned(),
+                                variable,
+                                stage: stage.name(),
+                            })?;
                         (Cow::Owned(filled), format!("{} (stage `{}`)", spec.url, stage.name()))
                     }
                     None => (Cow::Borrowed(spec.url), spec.url.to_owned()),

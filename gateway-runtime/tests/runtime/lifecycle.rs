@@ -103,7 +103,6 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
         "--listen=127.0.0.1:0".to_owned(),
         "--workers=1".to_owned(),
         "--shutdown-timeout=2s".to_owned(),
-        "--stage=dev".to_owned(),
         format!("--upstream=echo=http://{}", upstream.addr),
         "--log-format=json".to_owned(),
     ];
