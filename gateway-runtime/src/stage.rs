@@ -12,15 +12,15 @@
 //!   ([`PathPart::Stage`], inserted as it is, so a value with `?`, `#`, whitespace or control characters is
 //!   refused here) and in templates ([`crate::template::Placeholder::Stage`], read through
 //!   [`RequestCtx::stage`](crate::pipeline::RequestCtx::stage));
-//! - [`StageSpec::base_path`]: a prefix of every operation route (the admin endpoints stay at the root);
-//! - [`StageSpec::cache_enabled`]: `false` serves every operation uncached;
-//! - [`StageSpec::throttle`]: replaces the API-wide token bucket.
+//! - [`StageSpec::base_path`](crate::spec::StageSpec::base_path): a prefix of every operation route (the admin endpoints stay at the root);
+//! - [`StageSpec::cache_enabled`](crate::spec::StageSpec::cache_enabled): `false` serves every operation uncached;
+//! - [`StageSpec::throttle`](crate::spec::StageSpec::throttle): replaces the API-wide token bucket.
 //!
 //! Variable values may hold secrets: they are never logged, and never part of an error message (names are).
 
 use std::ffi::OsString;
 
-use crate::spec::{ApiSpec, PathPart, StageSpec, TargetSpec, ThrottleSpec};
+use crate::spec::{ApiSpec, PathPart, TargetSpec, ThrottleSpec};
 
 /// The prefix of the environment variables that override stage variables.
 pub const ENV_PREFIX: &str = "GATEWAY_STAGE_VAR_";
