@@ -678,6 +678,8 @@ pub static API: ApiSpec = ApiSpec {
         "{id: .id, name: .name}",
         ". + {checked: true}",
     ],
+    stages: &[],
+    default_stage: None,
 };
 
 /// The CORS policies of the API and its operations, each once.
