@@ -1280,7 +1280,13 @@ fn staged(extra: &str) -> String {
 fn stages_are_emitted_with_their_variables_and_overrides() {
     let g = run(&staged("")).expect("valid stages");
     let api = &g.files["src/api.rs"];
-    assert!(has(api, "StageSpec { name: \"dev\", variables: &[(\"petsUrl\", \"http://127.0.0.1:9001\"), (\"greeting\", \"hi\")], base_path: \"\", cache_enabled: true, throttle: None }"), "{api}");
+    assert!(
+        has(
+            api,
+            "StageSpec { name: \"dev\", variables: &[(\"petsUrl\", \"http://127.0.0.1:9001\"), (\"greeting\", \"hi\")], base_path: \"\", cache_enabled: true, throttle: None }"
+        ),
+        "{api}"
+    );
     assert!(has(api, "base_path: \"/prod\", cache_enabled: false"));
     assert!(has(api, "default_stage: Some(0)"));
 }
@@ -1299,21 +1305,36 @@ fn stage_variables_fill_upstream_urls_rewrites_and_templates_when_every_stage_de
     // A variable one stage lacks.
     let lacking = spec.replace("greeting: hello", "salutation: hello");
     let errs = errors(&lacking);
-    assert!(errs.iter().any(|e| e.message.contains("`{stage.greeting}` is not defined in every stage: prod lack it")), "{errs:#?}");
-    // A URL that is not one in some stage.
-    let bad = staged("").replace("petsUrl: \"https://pets.internal:8443\"", "petsUrl: \"pets.internal\"").replace(
-        "pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }",
-        "pets: { url: \"{stage.petsUrl}\", timeout: 10s }",
+    assert!(
+        errs.iter().any(|e| e
+            .message
+            .contains("`{stage.greeting}` is not defined in every stage: prod lack it")),
+        "{errs:#?}"
     );
+    // A URL that is not one in some stage.
+    let bad = staged("")
+        .replace("petsUrl: \"https://pets.internal:8443\"", "petsUrl: \"pets.internal\"")
+        .replace(
+            "pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }",
+            "pets: { url: \"{stage.petsUrl}\", timeout: 10s }",
+        );
     assert!(errors(&bad).iter().any(|e| e.message.contains("is not a valid URL")));
 }
 
 #[test]
 fn stage_settings_are_checked() {
     single_error(&with_root("  default_stage: prod\n"), "stage `prod` is not defined", 4);
-    let e = single_error(&staged("").replace("default_stage: dev", "default_stage: prd"), "stage `prd` is not defined", 11);
+    let e = single_error(
+        &staged("").replace("default_stage: dev", "default_stage: prd"),
+        "stage `prd` is not defined",
+        11,
+    );
     assert_eq!(e.help.as_deref(), Some("did you mean `prod`?"));
-    single_error(&staged("").replace("base_path: /prod", "base_path: prod/"), "`prod/` is not a base path", 8);
+    single_error(
+        &staged("").replace("base_path: /prod", "base_path: prod/"),
+        "`prod/` is not a base path",
+        8,
+    );
     let none = BASE.replace(
         "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
         "        target: { upstream: pets, path: \"/v1/{stage.tier}/pets/{petId}\" }\n",

@@ -21,6 +21,7 @@
 //! | [`admin`] | the admin endpoints under `/_gateway/` |
 //! | [`error`], [`responses`], [`template`] | gateway errors, their rendering, the placeholder grammar |
 //! | [`spec`], [`params`] | what generated code hands the runtime |
+//! | [`stage`] | the deployment stage picked at start-up and its variables |
 //!
 //! Process-wide policy state (keys, buckets, quotas, the cache) is in [`state`].
 
@@ -34,6 +35,7 @@ pub mod responses;
 pub mod router;
 pub mod serving;
 pub mod spec;
+pub mod stage;
 pub mod state;
 pub mod targets;
 pub mod template;

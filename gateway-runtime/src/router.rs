@@ -183,6 +183,9 @@ impl Unmatched {
 }
 
 /// Builds the router for one worker, forwarding through that worker's `proxy`, with the process-wide `state`.
+///
+/// In a stage with a base path, every operation route is served under it, and a request outside it is a `404`; the
+/// admin endpoints stay at `/_gateway/`.
 pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Result<Router, RouterError> {
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
@@ -192,6 +195,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
         responses: api_responses.clone(),
         cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
     };
+    let base_path = state.stage.map_or("", |stage| stage.base_path());
     // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
     let mut check = matchit::Router::new();
     let mut router = Router::new();
@@ -202,10 +206,19 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
                 reason: "a route must start with `/`".to_owned(),
             });
         }
-        check.insert(route, ()).map_err(|e| RouterError::InvalidRoute {
-            route,
-            reason: e.to_string(),
-        })?;
+        // In a stage with a base path every operation route is under it (`/prod/pets/{p0}`; the root route is the
+        // base path itself); captures are unaffected.
+        let served = match (base_path, route) {
+            ("", _) => route.to_owned(),
+            (base, "/") => base.to_owned(),
+            (base, _) => format!("{base}{route}"),
+        };
+        check
+            .insert(served.as_str(), ())
+            .map_err(|e| RouterError::InvalidRoute {
+                route,
+                reason: e.to_string(),
+            })?;
         let mut methods: Vec<&Method> = Vec::with_capacity(ops.len());
         let mut method_router = MethodRouter::new();
         // With CORS on the route, its `OPTIONS` operation is reached through the preflight answers.
@@ -266,7 +279,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
             };
             method_router = method_router.on_service(MethodFilter::OPTIONS, preflights);
         }
-        router = router.route(route, method_router.fallback_service(not_allowed));
+        router = router.route(&served, method_router.fallback_service(not_allowed));
     }
     // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
     // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
@@ -289,7 +302,7 @@ pub fn operation_service(
     let op = &api.operations[index];
     let target = match &op.target {
         TargetSpec::Upstream(target) => {
-            let route = proxy.route(target).ok_or(RouterError::UnknownUpstream {
+            let route = proxy.route(target, state.stage).ok_or(RouterError::UnknownUpstream {
                 operation: op.id,
                 index: target.upstream,
                 count: api.upstreams.len(),
@@ -305,7 +318,7 @@ pub fn operation_service(
         })?),
     };
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
-    let phases = request_phases(api, op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
+    let phases = request_phases(op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
     let transforms = op
         .transform
         .map(|spec| Transforms::new(spec, state.contracts.clone()))

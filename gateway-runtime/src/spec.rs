@@ -46,6 +46,26 @@ pub struct ApiSpec {
     /// jq filters of body transforms (parsed and compiled at generate time, compiled again once at start-up);
     /// transforms refer to them by index.
     pub filters: &'static [&'static str],
+    /// The deployment stages (`x-gateway.stages`), in spec order; one is picked at start-up (`--stage`).
+    pub stages: &'static [StageSpec],
+    /// The stage served without `--stage` (index into [`ApiSpec::stages`]).
+    pub default_stage: Option<usize>,
+}
+
+/// A deployment stage: its variables and the settings it overrides.
+#[derive(Debug)]
+pub struct StageSpec {
+    /// The name `--stage` picks it by.
+    pub name: &'static str,
+    /// `{stage.NAME}` values, by name (every stage defines every variable the spec uses; the generator checks).
+    /// `GATEWAY_STAGE_VAR_<NAME upper-cased>` overrides one at start-up.
+    pub variables: &'static [(&'static str, &'static str)],
+    /// A prefix for every route of the API in this stage (`/prod`); empty: none.
+    pub base_path: &'static str,
+    /// `cache: { enabled: false }` turns response caching off in this stage.
+    pub cache_enabled: bool,
+    /// Replaces the API-wide token bucket in this stage.
+    pub throttle: Option<ThrottleSpec>,
 }
 
 /// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.
@@ -68,6 +88,8 @@ pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
@@ -673,6 +695,8 @@ pub enum PathPart {
     Literal(&'static str),
     /// The value of path parameter `i` (index into [`OperationSpec::path_params`]).
     Param(usize),
+    /// The value of stage variable `NAME` (`{stage.NAME}`), fixed at start-up and inserted as it is.
+    Stage(&'static str),
 }
 
 /// A fixed response.

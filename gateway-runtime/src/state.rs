@@ -10,6 +10,7 @@ use crate::policies::cache::ResponseCache;
 use crate::policies::throttle::Limits;
 use crate::policies::validate::{ContractError, Contracts};
 use crate::spec::ApiSpec;
+use crate::stage::ResolvedStage;
 
 /// Process-wide state, built once at start-up and cloned into each worker's router.
 #[derive(Debug, Clone)]
@@ -26,25 +27,37 @@ pub struct SharedState {
     pub limits: Limits,
     /// The spec's schemas and filters, compiled; the response-check counters.
     pub contracts: Contracts,
+    /// The stage being served (leaked once per server start: it lives as long as the process serves).
+    pub stage: Option<&'static ResolvedStage>,
 }
 
 impl SharedState {
-    /// The state `api` needs; fails only if a schema or filter of the (generated) table does not compile.
+    /// The state `api` needs in `stage`; fails only if a schema or filter of the (generated) table does not
+    /// compile.
+    ///
+    /// A stage with `cache: { enabled: false }` has no response cache at all (its cached operations are served as
+    /// if they had no cache policy); a stage's throttle replaces the API-wide bucket.
     pub fn new(
         api: &'static ApiSpec,
+        stage: Option<&'static ResolvedStage>,
         admin_token: Option<AdminToken>,
         keys: KeyStore,
         auth: Authenticators,
         trust_proxy: bool,
     ) -> Result<Self, ContractError> {
-        let caches = api.operations.iter().any(|op| op.cache.is_some());
+        let caches = api.operations.iter().any(|op| op.cache.is_some()) && stage.is_none_or(|s| s.cache_enabled());
+        let api_throttle = match stage {
+            Some(stage) => stage.throttle_or(api).copied(),
+            None => api.throttle,
+        };
         Ok(Self {
             cache: caches.then(|| ResponseCache::new(api.cache)),
             admin_token,
             keys,
             auth,
-            limits: Limits::in_memory(api, trust_proxy),
+            limits: Limits::in_memory(api, api_throttle, trust_proxy),
             contracts: Contracts::compile(api)?,
+            stage,
         })
     }
 }

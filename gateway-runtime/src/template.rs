@@ -39,6 +39,8 @@ pub enum Placeholder {
     Query(&'static str),
     /// `{header.X}` (X lower case): the first value of the request header (empty when absent).
     Header(&'static str),
+    /// `{stage.X}`: the value of stage variable X in the stage being served.
+    Stage(&'static str),
     /// `{jwt.claims.X}`: a claim of the caller's verified token, a dotted path (empty without one; strings as they
     /// are, other values as JSON).
     Claim(&'static str),
@@ -124,6 +126,13 @@ impl Values<'_> {
             Placeholder::Header(name) => {
                 if let Some(value) = self.request.as_ref().and_then(|r| r.header_value(name)) {
                     out.push_str(&value);
+                }
+            }
+            // The generator checks that every stage defines the variables templates use; a table that does not
+            // renders nothing rather than failing the request.
+            Placeholder::Stage(name) => {
+                if let Some(value) = self.ctx.stage.and_then(|stage| stage.variable(name)) {
+                    out.push_str(value);
                 }
             }
             Placeholder::Claim(path) => {

@@ -8,7 +8,8 @@ use quote::{format_ident, quote};
 use crate::model::{
     Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cors, Edits, FormField, GatewayResponse, Invalidate, JwtKeys,
     KeyLocation, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
-    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream, UsagePlan,
+    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream,
+    UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {

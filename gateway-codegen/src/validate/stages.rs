@@ -24,8 +24,11 @@ pub(super) fn check_stages(root: &RootExt, diags: &mut Diagnostics) -> (Vec<Stag
         for (var, value) in &stage.variables {
             if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 diags.push(
-                    Diagnostic::error(format!("{at}/variables/{}", escape_segment(var)), format!("stage variable `{var}` is not a plain name"))
-                        .help("use letters, digits and `_`: it is also part of `GATEWAY_STAGE_VAR_<NAME>`"),
+                    Diagnostic::error(
+                        format!("{at}/variables/{}", escape_segment(var)),
+                        format!("stage variable `{var}` is not a plain name"),
+                    )
+                    .help("use letters, digits and `_`: it is also part of `GATEWAY_STAGE_VAR_<NAME>`"),
                 );
             }
             variables.push((var.clone(), value.clone()));
@@ -93,10 +96,17 @@ pub(super) fn check_variable(root: &RootExt, name: &str, at: &str, diags: &mut D
     if lacking.is_empty() {
         return true;
     }
-    let known: Vec<&str> = root.stages.values().flat_map(|s| s.variables.keys().map(String::as_str)).collect();
+    let known: Vec<&str> = root
+        .stages
+        .values()
+        .flat_map(|s| s.variables.keys().map(String::as_str))
+        .collect();
     let mut d = Diagnostic::error(
         at,
-        format!("`{{stage.{name}}}` is not defined in every stage: {} lack it", lacking.join(", ")),
+        format!(
+            "`{{stage.{name}}}` is not defined in every stage: {} lack it",
+            lacking.join(", ")
+        ),
     );
     d = match did_you_mean(name, known.iter().copied()) {
         Some(best) if best != name => d.help(format!("did you mean `{{stage.{best}}}`?")),

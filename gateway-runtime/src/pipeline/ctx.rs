@@ -14,6 +14,7 @@ use crate::policies::auth::Caller;
 use crate::policies::cors::CorsReply;
 use crate::policies::throttle::Report;
 use crate::spec::OperationSpec;
+use crate::stage::ResolvedStage;
 
 /// `X-Request-Id`, on every response and every upstream request.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -29,6 +30,9 @@ pub struct Arrival {
     pub peer: SocketAddr,
     /// When the request's head was read.
     pub at: Instant,
+    /// The stage being served (resolved once at start-up and leaked for the process's lifetime, so that each
+    /// request carries a pointer, not a reference count shared between cores).
+    pub stage: Option<&'static ResolvedStage>,
 }
 
 /// How the response cache answered.
@@ -93,6 +97,9 @@ pub struct RequestCtx {
     /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
     /// match none in an API with one.
     pub cors: Option<CorsReply>,
+    /// The stage being served, whose variables fill `{stage.X}` in templates (none without stages, and for a
+    /// request that did not come through the server).
+    pub stage: Option<&'static ResolvedStage>,
 }
 
 impl RequestCtx {
@@ -113,6 +120,7 @@ impl RequestCtx {
             upstream: None,
             error: None,
             cors: None,
+            stage: arrival.and_then(|a| a.stage),
         }
     }
 

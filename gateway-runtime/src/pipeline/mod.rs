@@ -96,17 +96,16 @@ impl RequestPhase {
     }
 }
 
-/// The request filters of operation `index` of `api`, in order: the one list that says what runs. Every
+/// The request filters of operation `op`, in order: the one list that says what runs. Every
 /// operation has at least the body's size limit.
 pub(crate) fn request_phases(
-    api: &'static ApiSpec,
     op: &'static OperationSpec,
     hosts: Option<&Arc<Hosts>>,
     state: &SharedState,
     authorizers: &AuthorizerClient,
 ) -> Vec<RequestPhase> {
     let keyed = !op.security.is_empty();
-    let limited = api.throttle.is_some() || op.throttle.is_some() || keyed;
+    let limited = state.limits.api_throttle().is_some() || op.throttle.is_some() || keyed;
     let mut phases = Vec::new();
     if let Some(hosts) = hosts {
         phases.push(RequestPhase::Host(Arc::clone(hosts)));
@@ -657,21 +656,17 @@ mod tests {
         cors: None,
         schemas: &[],
         filters: &[],
+        stages: &[],
+        default_stage: None,
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {
         let auth = Authenticators::new(&API, &AuthOverrides::default()).expect("API keys only");
-        let state = SharedState::new(&API, None, KeyStore::empty(), auth, false).expect("nothing to compile");
-        request_phases(
-            &API,
-            &API.operations[index],
-            hosts,
-            &state,
-            &AuthorizerClient::new(None),
-        )
-        .iter()
-        .map(RequestPhase::name)
-        .collect()
+        let state = SharedState::new(&API, None, None, KeyStore::empty(), auth, false).expect("nothing to compile");
+        request_phases(&API.operations[index], hosts, &state, &AuthorizerClient::new(None))
+            .iter()
+            .map(RequestPhase::name)
+            .collect()
     }
 
     #[test]

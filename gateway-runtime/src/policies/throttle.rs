@@ -153,10 +153,10 @@ pub struct MemoryLimits {
 }
 
 impl MemoryLimits {
-    /// The buckets `api` declares.
-    pub fn new(api: &ApiSpec) -> Self {
+    /// The buckets `api` declares, with `api_throttle` as the API-wide one (the stage's or the API's).
+    pub fn new(api: &ApiSpec, api_throttle: Option<&ThrottleSpec>) -> Self {
         Self {
-            api: api.throttle.as_ref().map(Limiter::new),
+            api: api_throttle.map(Limiter::new),
             operations: api
                 .operations
                 .iter()
@@ -509,6 +509,8 @@ pub struct Limits {
     /// Per-key counts.
     pub usage: Arc<UsageBook>,
     trust_proxy: bool,
+    /// The API-wide bucket in force: the stage's when it sets one, else [`ApiSpec::throttle`].
+    api_throttle: Option<ThrottleSpec>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -520,17 +522,24 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
-    /// In-memory limits for `api`. With `trust_proxy`, the client address comes from `X-Forwarded-For`.
-    pub fn in_memory(api: &ApiSpec, trust_proxy: bool) -> Self {
+    /// In-memory limits for `api`, with `api_throttle` as the API-wide bucket (what the stage being served says,
+    /// else [`ApiSpec::throttle`]). With `trust_proxy`, the client address comes from `X-Forwarded-For`.
+    pub fn in_memory(api: &ApiSpec, api_throttle: Option<ThrottleSpec>, trust_proxy: bool) -> Self {
         let plan_slots = api.usage_plans.len() + 1;
         Self {
-            rates: Arc::new(MemoryLimits::new(api)),
+            rates: Arc::new(MemoryLimits::new(api, api_throttle.as_ref())),
             policies: Arc::new((0..api.operations.len() * plan_slots).map(|_| Arc::default()).collect()),
             plan_slots,
             quotas: Arc::new(MemoryQuotas::default()),
             usage: Arc::new(UsageBook::default()),
             trust_proxy,
+            api_throttle,
         }
+    }
+
+    /// The API-wide bucket in force.
+    pub fn api_throttle(&self) -> Option<&ThrottleSpec> {
+        self.api_throttle.as_ref()
     }
 
     /// The quotas store (for usage reports).
@@ -571,7 +580,7 @@ impl Limits {
             policies: self.policies.get(slot).cloned(),
         };
         let op = &api.operations[index.min(api.operations.len().saturating_sub(1))];
-        let needs_ip = [api.throttle.as_ref(), op.throttle.as_ref()]
+        let needs_ip = [self.api_throttle.as_ref(), op.throttle.as_ref()]
             .into_iter()
             .flatten()
             .any(|t| t.per == ThrottleScope::ClientIp);
@@ -582,7 +591,7 @@ impl Limits {
         };
         let plan = caller.and_then(|c| c.plan.map(|p| (c, p, &api.usage_plans[p])));
         let checks = [
-            api.throttle.as_ref().map(|l| ("api", Bucket::Api { client }, l)),
+            self.api_throttle.as_ref().map(|l| ("api", Bucket::Api { client }, l)),
             op.throttle
                 .as_ref()
                 .map(|l| ("operation", Bucket::Operation { index, client }, l)),

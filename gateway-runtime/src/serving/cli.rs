@@ -22,6 +22,7 @@ use crate::router;
 use crate::serving::observe::{self, LogFormat};
 use crate::serving::server::{self, ServerConfig};
 use crate::spec::ApiSpec;
+use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::targets::proxy::{UpstreamOverride, Upstreams};
 
 /// The runtime's own version, reported by `--version`.
@@ -48,7 +49,8 @@ struct Args {
     #[arg(long)]
     trust_proxy: bool,
 
-    /// Deployment stage (accepted for forward compatibility; stages are not implemented yet).
+    /// Deployment stage to serve [default: the spec's `default_stage`]. Its variables can be overridden with
+    /// GATEWAY_STAGE_VAR_<NAME upper-cased>.
     #[arg(long, env = "GATEWAY_STAGE", value_name = "NAME")]
     stage: Option<String>,
 
@@ -175,8 +177,15 @@ where
         Ok(args) => args,
         Err(err) => return clap_exit(&err),
     };
+    // The stage first: upstream URLs may use its variables. The one place the process environment is read for
+    // stage variables.
+    let stage = match choose_stage(&mut command, api, args.stage.as_deref(), &|name| std::env::var_os(name)) {
+        Ok(stage) => stage,
+        Err(StageFailure::Usage(err)) => return clap_exit(&err),
+        Err(StageFailure::Config(err)) => return fail(&err.to_string()),
+    };
     // Checked now so that an unknown name or a bad URL is reported as the usage error it is.
-    let upstreams = match Upstreams::resolve(api, &args.upstreams) {
+    let upstreams = match Upstreams::resolve(api, stage.as_ref(), &args.upstreams) {
         Ok(upstreams) => upstreams,
         Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"))),
     };
@@ -189,8 +198,8 @@ where
         runtime = RUNTIME_VERSION,
         "starting"
     );
-    if let Some(stage) = &args.stage {
-        tracing::warn!(stage, "stages are not implemented yet; serving the spec as generated");
+    if let Some(stage) = &stage {
+        log_stage(stage);
     }
     for (name, url) in upstreams.urls() {
         tracing::info!("upstream {name} = {url}");
@@ -243,6 +252,7 @@ where
             oidc_urls: args.oidc_urls,
             token_cache: args.token_cache,
         },
+        stage,
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,
@@ -288,6 +298,54 @@ where
         }
         Ok(Err(err)) => fail(&err.to_string()),
         Err(err) => fail(&format!("shutdown failed: {err}")),
+    }
+}
+
+/// Why no stage can be served.
+#[derive(Debug)]
+enum StageFailure {
+    /// A bad or missing `--stage` (exit code 2).
+    Usage(clap::Error),
+    /// The stage's values do not pass the start-up checks (exit code 1).
+    Config(StageError),
+}
+
+/// The stage `--stage` (`requested`) picks, else the default, with its variables overridden from `env`.
+fn choose_stage(
+    command: &mut clap::Command,
+    api: &'static ApiSpec,
+    requested: Option<&str>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Option<ResolvedStage>, StageFailure> {
+    let index = stage::select(api, requested).map_err(|err| {
+        let kind = match err {
+            StageError::NoneChosen { .. } => ErrorKind::MissingRequiredArgument,
+            _ => ErrorKind::InvalidValue,
+        };
+        StageFailure::Usage(command.error(kind, format!("--stage: {err}")))
+    })?;
+    index
+        .map(|index| ResolvedStage::resolve(api, index, env))
+        .transpose()
+        .map_err(StageFailure::Config)
+}
+
+/// The stage being served, its base path and where each variable came from (never a value: they may be secrets).
+fn log_stage(stage: &ResolvedStage) {
+    tracing::info!(
+        stage = stage.name(),
+        base_path = stage.base_path(),
+        cache = if stage.cache_enabled() { "on" } else { "off" },
+        "serving stage {}",
+        stage.name()
+    );
+    for (name, source) in stage.sources() {
+        match source {
+            VariableSource::Spec => tracing::info!("stage variable {name} from the spec"),
+            VariableSource::Environment => {
+                tracing::info!("stage variable {name} from {}", stage::env_name(name));
+            }
+        }
     }
 }
 
@@ -369,6 +427,88 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("10").is_err());
+    }
+
+    static STAGED: ApiSpec = ApiSpec {
+        stages: &[
+            crate::spec::StageSpec {
+                name: "dev",
+                variables: &[("greeting", "hello")],
+                base_path: "",
+                cache_enabled: true,
+                throttle: None,
+            },
+            crate::spec::StageSpec {
+                name: "prod",
+                variables: &[("greeting", "hi")],
+                base_path: "/prod",
+                cache_enabled: true,
+                throttle: None,
+            },
+        ],
+        default_stage: Some(1),
+        ..crate::spec::EMPTY_API
+    };
+
+    static NO_DEFAULT: ApiSpec = ApiSpec {
+        default_stage: None,
+        ..STAGED
+    };
+
+    fn choose(
+        api: &'static ApiSpec,
+        requested: Option<&str>,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Option<ResolvedStage>, StageFailure> {
+        choose_stage(&mut command(api), api, requested, env)
+    }
+
+    fn usage_error(result: Result<Option<ResolvedStage>, StageFailure>) -> (String, i32) {
+        match result {
+            Err(StageFailure::Usage(err)) => (err.to_string(), err.exit_code()),
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_stage_is_a_usage_error_listing_the_stages() {
+        let (text, code) = usage_error(choose(&STAGED, Some("qa"), &|_| None));
+        assert_eq!(code, 2);
+        assert!(
+            text.contains("unknown stage `qa` (this gateway has: dev, prod)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn without_stage_the_default_is_served_and_the_environment_overrides_variables() {
+        let stage = choose(&STAGED, None, &|_| None).expect("default").expect("a stage");
+        assert_eq!((stage.name(), stage.variable("greeting")), ("prod", Some("hi")));
+        let env = |name: &str| (name == "GATEWAY_STAGE_VAR_GREETING").then(|| OsString::from("salut"));
+        let stage = choose(&STAGED, Some("dev"), &env).expect("dev").expect("a stage");
+        assert_eq!((stage.name(), stage.variable("greeting")), ("dev", Some("salut")));
+    }
+
+    #[test]
+    fn stages_without_a_default_must_be_picked() {
+        let (text, code) = usage_error(choose(&NO_DEFAULT, None, &|_| None));
+        assert_eq!(code, 2);
+        assert!(text.contains("--stage") && text.contains("dev, prod"), "{text}");
+        assert_eq!(
+            choose(&NO_DEFAULT, Some("dev"), &|_| None)
+                .expect("picked")
+                .map(|s| s.name()),
+            Some("dev")
+        );
+    }
+
+    #[test]
+    fn a_stage_for_an_api_without_stages_is_refused_and_none_is_fine() {
+        let api = &crate::spec::EMPTY_API;
+        let (text, code) = usage_error(choose(api, Some("dev"), &|_| None));
+        assert_eq!(code, 2);
+        assert!(text.contains("declares no stages"), "{text}");
+        assert!(matches!(choose(api, None, &|_| None), Ok(None)));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::policies::auth::keys::KeyStore;
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, RouterError};
 use crate::spec::ApiSpec;
+use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
 use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
 
@@ -56,6 +57,10 @@ pub struct ServerConfig {
     pub trust_proxy: bool,
     /// Replacements for the URLs JWT keys come from.
     pub auth_overrides: AuthOverrides,
+    /// The deployment stage to serve, resolved ([`ResolvedStage::resolve`]). `None` serves the spec's
+    /// `default_stage` with the variables as the spec writes them (no environment overrides), and is the only
+    /// choice for an API without stages.
+    pub stage: Option<ResolvedStage>,
 }
 
 impl ServerConfig {
@@ -70,6 +75,7 @@ impl ServerConfig {
             keys: KeyStore::empty(),
             trust_proxy: false,
             auth_overrides: AuthOverrides::default(),
+            stage: None,
         }
     }
 }
@@ -86,6 +92,9 @@ pub enum ServerError {
     /// A security scheme cannot be prepared (a missing secret, a bad override).
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    /// No stage can be served, or the one given does not belong to the API.
+    #[error("{0}")]
+    Stage(#[from] StageError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -162,7 +171,19 @@ impl Drop for ServerHandle {
 /// Blocking (binds sockets, spawns threads): call it from outside an async context, or via
 /// `tokio::task::spawn_blocking`. Works in-process, which is how the tests run gateways on `127.0.0.1:0`.
 pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let upstreams = Upstreams::resolve(api, &config.upstream_overrides)?;
+    let stage = match config.stage.clone() {
+        Some(stage) => {
+            stage.check(api)?;
+            Some(stage)
+        }
+        None => stage::select(api, None)?
+            .map(|index| ResolvedStage::resolve(api, index, &|_| None))
+            .transpose()?,
+    };
+    // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
+    // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
+    let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
+    let upstreams = Upstreams::resolve(api, stage, &config.upstream_overrides)?;
     let tls = TlsConfig::for_upstreams(&upstreams)?;
     let workers = config
         .workers
@@ -176,6 +197,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
     let auth = Authenticators::new(api, &config.auth_overrides)?;
     let state = SharedState::new(
         api,
+        stage,
         config.admin_token.clone(),
         config.keys.clone(),
         auth,
@@ -214,6 +236,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             shutdown: shutdown_rx.clone(),
             drain: config.shutdown_timeout,
             ready: ready_tx.clone(),
+            stage,
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -257,6 +280,7 @@ struct Worker {
     shutdown: watch::Receiver<bool>,
     drain: Duration,
     ready: mpsc::Sender<Result<(), ServerError>>,
+    stage: Option<&'static ResolvedStage>,
 }
 
 impl Worker {
@@ -268,6 +292,7 @@ impl Worker {
             shutdown,
             drain,
             ready,
+            stage,
         } = self;
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -286,7 +311,7 @@ impl Worker {
             };
             let _ = ready.send(Ok(()));
             drop(ready);
-            serve(index, listener, router, shutdown, drain).await;
+            serve(index, listener, router, shutdown, drain, stage).await;
         });
         // Dropping the runtime here cancels whatever outlived the drain timeout.
     }
@@ -299,6 +324,7 @@ async fn serve(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    stage: Option<&'static ResolvedStage>,
 ) {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
@@ -320,7 +346,7 @@ async fn serve(
                     let _ = stream.set_nodelay(true);
                     let service = router.clone().map_request(move |mut request: Request<Incoming>| {
                         // When and from where: the request context is made from this once routing picked a service.
-                        request.extensions_mut().insert(Arrival { peer, at: std::time::Instant::now() });
+                        request.extensions_mut().insert(Arrival { peer, at: std::time::Instant::now(), stage });
                         request
                     });
                     let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

@@ -14,6 +14,7 @@
 //! Upstream connections speak HTTP/1.1 (plain or TLS via rustls), like nginx's `proxy_http_version 1.1`.
 //! Connection upgrades (WebSocket) are not proxied: `Upgrade` is hop-by-hop and is removed.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -44,6 +45,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::error::GatewayError;
 use crate::pipeline::{RequestCtx, UpstreamCall, X_REQUEST_ID};
 use crate::spec::{ApiSpec, PathPart, UpstreamTarget};
+use crate::stage::{self, ResolvedStage};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -135,7 +137,7 @@ pub enum UpstreamError {
         /// The declared names, comma-separated.
         known: String,
     },
-    /// An upstream URL that cannot be proxied to.
+    /// An upstream URL that cannot be proxied to (shown as written in the spec when stage variables filled it).
     #[error("invalid URL `{url}` for upstream `{name}`: {reason}")]
     InvalidUrl {
         /// The upstream.
@@ -144,6 +146,24 @@ pub enum UpstreamError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// An upstream URL names a stage variable, and no stage is being served.
+    #[error("upstream `{name}`: its URL `{url}` uses stage variables, and no stage is being served")]
+    NoStage {
+        /// The upstream.
+        name: String,
+        /// The URL as written in the spec.
+        url: String,
+    },
+    /// An upstream URL names a variable the stage does not define.
+    #[error("upstream `{name}`: its URL uses {{stage.{variable}}}, which stage `{stage}` does not define")]
+    StageVariable {
+        /// The upstream.
+        name: String,
+        /// The variable.
+        variable: String,
+        /// The stage.
+        stage: &'static str,
     },
     /// The TLS client configuration could not be built.
     #[error("cannot configure TLS for upstreams: {0}")]
@@ -154,7 +174,7 @@ pub enum UpstreamError {
 #[derive(Debug, Clone)]
 struct Endpoint {
     name: &'static str,
-    /// The URL as configured, for logs.
+    /// The URL as configured, for logs (as written in the spec when stage variables filled it: they may be secret).
     url: String,
     scheme: Scheme,
     authority: Authority,
@@ -174,7 +194,15 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Parses every upstream URL of `api`, replacing those named in `overrides`.
-    pub fn resolve(api: &ApiSpec, overrides: &[UpstreamOverride]) -> Result<Self, UpstreamError> {
+    ///
+    /// `{stage.X}` placeholders in a spec URL are filled from `stage` first (an override replaces the whole URL,
+    /// placeholders included). A URL so filled is logged and reported as written in the spec, since stage values
+    /// may be secrets.
+    pub fn resolve(
+        api: &ApiSpec,
+        stage: Option<&ResolvedStage>,
+        overrides: &[UpstreamOverride],
+    ) -> Result<Self, UpstreamError> {
         for o in overrides {
             if !api.upstreams.iter().any(|u| u.name == o.name) {
                 let known = api.upstreams.iter().map(|u| u.name).collect::<Vec<_>>();
@@ -193,20 +221,36 @@ impl Upstreams {
             .iter()
             .map(|spec| {
                 // The last override of a name wins, like any repeated command-line option.
-                let url = overrides
-                    .iter()
-                    .rev()
-                    .find(|o| o.name == spec.name)
-                    .map_or(spec.url, |o| o.url.as_str());
+                let overridden = overrides.iter().rev().find(|o| o.name == spec.name);
+                let (url, shown) = match overridden {
+                    Some(o) => (Cow::Borrowed(o.url.as_str()), o.url.clone()),
+                    None if stage::has_placeholder(spec.url) => {
+                        let Some(stage) = stage else {
+                            return Err(UpstreamError::NoStage {
+                                name: spec.name.to_owned(),
+                                url: spec.url.to_owned(),
+                            });
+                        };
+                        let filled = stage
+                            .substitute(spec.url)
+                            .map_err(|variable| UpstreamError::StageVariable {
+                                name: spec.name.to_owned(),
+                                variable,
+                                stage: stage.name(),
+                            })?;
+                        (Cow::Owned(filled), format!("{} (stage `{}`)", spec.url, stage.name()))
+                    }
+                    None => (Cow::Borrowed(spec.url), spec.url.to_owned()),
+                };
                 let (scheme, authority, base_path, host) =
-                    parse_upstream_url(url).map_err(|reason| UpstreamError::InvalidUrl {
+                    parse_upstream_url(&url).map_err(|reason| UpstreamError::InvalidUrl {
                         name: spec.name.to_owned(),
-                        url: url.to_owned(),
+                        url: shown.clone(),
                         reason,
                     })?;
                 Ok(Endpoint {
                     name: spec.name,
-                    url: url.to_owned(),
+                    url: shown,
                     scheme,
                     authority,
                     base_path,
@@ -393,21 +437,42 @@ impl Proxy {
         }
     }
 
-    /// The forwarding state of one operation, or `None` if its upstream index is out of range.
-    pub(crate) fn route(&self, target: &'static UpstreamTarget) -> Option<UpstreamRoute> {
+    /// The forwarding state of one operation, or `None` if its upstream index is out of range. Stage variables
+    /// of its path are filled in from `stage` now (a variable the stage lacks is empty: the start-up checks of
+    /// [`ResolvedStage::resolve`] rule that out).
+    pub(crate) fn route(
+        &self,
+        target: &'static UpstreamTarget,
+        stage: Option<&ResolvedStage>,
+    ) -> Option<UpstreamRoute> {
         let upstream = Arc::clone(self.upstreams.get(target.upstream)?);
+        let mut pieces: Vec<Piece> = Vec::with_capacity(target.path.len());
+        for part in target.path {
+            let text = match *part {
+                PathPart::Param(i) => {
+                    pieces.push(Piece::Param(i));
+                    continue;
+                }
+                PathPart::Literal(text) => text,
+                PathPart::Stage(name) => stage.and_then(|s| s.variable(name)).unwrap_or(""),
+            };
+            match pieces.last_mut() {
+                Some(Piece::Text(last)) => last.push_str(text),
+                _ => pieces.push(Piece::Text(text.to_owned())),
+            }
+        }
         // Operations whose upstream path has no parameters get their whole path prepared now; without a query
         // string the request then needs no path formatting at all.
-        let fixed = if target.path.iter().all(|p| matches!(p, PathPart::Literal(_))) {
+        let fixed = if pieces.iter().all(|p| matches!(p, Piece::Text(_))) {
             let mut path = String::new();
-            push_path(&mut path, &upstream.endpoint.base_path, target.path, |_| None);
+            push_path(&mut path, &upstream.endpoint.base_path, &pieces, |_| None);
             PathAndQuery::try_from(path).ok()
         } else {
             None
         };
         Some(UpstreamRoute {
             upstream,
-            path: target.path,
+            path: pieces.into(),
             fixed,
         })
     }
@@ -468,13 +533,22 @@ impl Proxy {
     }
 }
 
+/// A piece of an upstream path once stage variables are filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Literal text (the spec's, and stage values, inserted as they are).
+    Text(String),
+    /// Path parameter `i`, percent-encoded as one segment.
+    Param(usize),
+}
+
 /// Writes base path + upstream path, substituting parameters (`param(i)`) as single encoded segments.
-fn push_path<'v>(out: &mut String, base: &str, path: &[PathPart], param: impl Fn(usize) -> Option<&'v str>) {
+fn push_path<'v>(out: &mut String, base: &str, path: &[Piece], param: impl Fn(usize) -> Option<&'v str>) {
     out.push_str(base);
     for part in path {
-        match *part {
-            PathPart::Literal(text) => out.push_str(text),
-            PathPart::Param(i) => out.extend(utf8_percent_encode(param(i).unwrap_or(""), SEGMENT)),
+        match part {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Param(i) => out.extend(utf8_percent_encode(param(*i).unwrap_or(""), SEGMENT)),
         }
     }
     if out.is_empty() {
@@ -485,7 +559,7 @@ fn push_path<'v>(out: &mut String, base: &str, path: &[PathPart], param: impl Fn
 /// How one operation reaches its upstream.
 pub(crate) struct UpstreamRoute {
     upstream: Arc<Upstream>,
-    path: &'static [PathPart],
+    path: Box<[Piece]>,
     /// The full upstream path when it has no parameters.
     fixed: Option<PathAndQuery>,
 }
@@ -497,7 +571,7 @@ impl UpstreamRoute {
         }
         let base = &self.upstream.endpoint.base_path;
         let mut out = String::with_capacity(base.len() + 64 + query.map_or(0, str::len));
-        push_path(&mut out, base, self.path, |i| ctx.path_value(i));
+        push_path(&mut out, base, &self.path, |i| ctx.path_value(i));
         if let Some(query) = query {
             // Passed through byte for byte: re-encoding could change what the upstream parses.
             out.push('?');

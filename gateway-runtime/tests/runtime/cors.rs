@@ -191,6 +191,8 @@ static CORS_API: ApiSpec = ApiSpec {
     cors: Some(&SITES),
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 async fn start() -> Gateway {

@@ -103,7 +103,6 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
         "--listen=127.0.0.1:0".to_owned(),
         "--workers=1".to_owned(),
         "--shutdown-timeout=2s".to_owned(),
-        "--stage=dev".to_owned(),
         format!("--upstream=echo=http://{}", upstream.addr),
         "--log-format=json".to_owned(),
     ];
@@ -259,6 +258,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -282,6 +283,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 #[test]

@@ -5,5 +5,6 @@ mod cors;
 mod lifecycle;
 mod proxying;
 mod routing;
+mod stages;
 mod support;
 mod upstream_verified;

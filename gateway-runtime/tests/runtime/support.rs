@@ -366,6 +366,8 @@ pub static API: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 // ---- upstreams ----

@@ -82,6 +82,8 @@ static UPSTREAM_VERIFIED_API: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 async fn start(keys: &std::path::Path) -> Gateway {

@@ -10,8 +10,8 @@ use ::gateway_runtime::spec::{
     FormField, FormScalar, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec,
     MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
     ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
-    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StatusMatch, TargetSpec,
-    ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StageSpec, StatusMatch,
+    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -26,7 +26,7 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "pets",
-            url: "http://127.0.0.1:9001",
+            url: "{stage.petsUrl}",
             timeout: Duration::from_millis(10000),
             connect_timeout: Duration::from_millis(2000),
         },
@@ -596,6 +596,10 @@ pub static API: ApiSpec = ApiSpec {
                                         TemplatePart::Value(Placeholder::OperationId),
                                     ],
                                 ),
+                                (
+                                    "x-greeting",
+                                    &[TemplatePart::Value(Placeholder::Stage("greeting"))],
+                                ),
                             ],
                         },
                         body: Some(2),
@@ -678,6 +682,33 @@ pub static API: ApiSpec = ApiSpec {
         "{id: .id, name: .name}",
         ". + {checked: true}",
     ],
+    stages: &[
+        StageSpec {
+            name: "dev",
+            variables: &[
+                ("petsUrl", "http://127.0.0.1:9001"),
+                ("greeting", "hello from dev"),
+            ],
+            base_path: "",
+            cache_enabled: true,
+            throttle: None,
+        },
+        StageSpec {
+            name: "prod",
+            variables: &[
+                ("petsUrl", "https://pets.internal:8443"),
+                ("greeting", "hello"),
+            ],
+            base_path: "/prod",
+            cache_enabled: false,
+            throttle: Some(ThrottleSpec {
+                rate: 5000,
+                burst: 10000,
+                per: ThrottleScope::All,
+            }),
+        },
+    ],
+    default_stage: Some(0),
 };
 
 /// The CORS policies of the API and its operations, each once.

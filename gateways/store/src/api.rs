@@ -601,6 +601,8 @@ pub static API: ApiSpec = ApiSpec {
     cors: Some(&CORS[0]),
     schemas: &[],
     filters: &[],
+    stages: &[],
+    default_stage: None,
 };
 
 /// The CORS policies of the API and its operations, each once.

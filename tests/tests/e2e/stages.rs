@@ -39,21 +39,32 @@ async fn the_default_stage_serves_its_variables_and_the_environment_overrides_th
     let overridden = petstore(
         &upstream,
         &[],
-        &[("GATEWAY_STAGE_VAR_PETSURL", &pets), ("GATEWAY_STAGE_VAR_GREETING", "overridden")],
+        &[
+            ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_GREETING", "overridden"),
+        ],
     )
     .expect("starts");
-    assert_eq!(get(&overridden.url("/health")).await.header("x-greeting"), Some("overridden"));
+    assert_eq!(
+        get(&overridden.url("/health")).await.header("x-greeting"),
+        Some("overridden")
+    );
 }
 
 #[tokio::test]
 async fn a_stage_picked_by_flag_has_its_base_path_bucket_and_no_cache() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
-    let gw = petstore(&upstream, &["--stage", "prod"], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in prod");
+    let gw =
+        petstore(&upstream, &["--stage", "prod"], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in prod");
     let health = get(&gw.url("/prod/health")).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.header("x-greeting"), Some("hello"));
-    assert_eq!(get(&gw.url("/health")).await.status, StatusCode::NOT_FOUND, "routes are under /prod");
+    assert_eq!(
+        get(&gw.url("/health")).await.status,
+        StatusCode::NOT_FOUND,
+        "routes are under /prod"
+    );
     // `getPet` is cached in dev; prod turns the cache off.
     for _ in 0..2 {
         let pet = get(&gw.url("/prod/pets/42?verbose=true")).await;
@@ -78,7 +89,10 @@ async fn an_unknown_stage_is_refused_with_the_valid_names() {
         Ok(gw) => panic!("started with an unknown stage on {}", gw.addr),
         Err(err) => err,
     };
-    assert!(err.contains("staging") && err.contains("dev") && err.contains("prod"), "{err}");
+    assert!(
+        err.contains("staging") && err.contains("dev") && err.contains("prod"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -86,8 +100,12 @@ async fn the_dev_cache_still_works_where_prod_turns_it_off() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
     let gw = petstore(&upstream, &[], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in dev");
-    let first = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new()).await.expect("GET");
+    let first = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new())
+        .await
+        .expect("GET");
     assert_eq!(first.header("x-cache"), Some("MISS"));
-    let second = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new()).await.expect("GET");
+    let second = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new())
+        .await
+        .expect("GET");
     assert_eq!(second.header("x-cache"), Some("HIT"));
 }
