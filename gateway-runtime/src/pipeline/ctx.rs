@@ -92,6 +92,8 @@ pub struct RequestCtx {
     pub cache: Option<CacheStatus>,
     /// The upstream exchange, for proxied requests.
     pub upstream: Option<UpstreamCall>,
+    /// The W3C trace context forwarded upstream (proxied requests only).
+    pub trace: Option<super::trace::TraceContext>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
     /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
@@ -118,6 +120,7 @@ impl RequestCtx {
             limits: None,
             cache: None,
             upstream: None,
+            trace: None,
             error: None,
             cors: None,
             stage: arrival.and_then(|a| a.stage),

@@ -23,6 +23,7 @@
 //! behaviour comes from its operation's data.
 
 mod ctx;
+pub mod trace;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -632,6 +632,10 @@ impl UpstreamRoute {
         }
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(FORWARDED_PROTO));
         headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
+        // One more hop of the caller's trace (or a new trace): the upstream sees the gateway's span as its parent.
+        let trace = crate::pipeline::trace::TraceContext::of(headers);
+        trace.apply(headers);
+        ctx.trace = Some(trace);
         if let Some(ip) = client_ip {
             append_forwarded_for(headers, ip);
         }

@@ -71,6 +71,45 @@ async fn forwarding_headers_are_set() {
 }
 
 #[tokio::test]
+async fn the_callers_trace_is_continued_upstream_with_a_span_of_the_gateways_own() {
+    let gw = start_gateway().await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = Request::get(gw.url("/pets"))
+        .header("traceparent", incoming)
+        .header("tracestate", "vendor=opaque")
+        .body(empty())
+        .expect("request");
+    let (parts, body) = send(request).await;
+    assert_eq!(parts.status, 200);
+    let headers = &json(&body)["headers"];
+    let forwarded = headers["traceparent"][0].as_str().expect("a traceparent");
+    let fields: Vec<&str> = forwarded.split('-').collect();
+    assert_eq!(fields.len(), 4, "{forwarded}");
+    assert_eq!(fields[0], "00");
+    assert_eq!(fields[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the trace id is kept");
+    assert_ne!(fields[2], "00f067aa0ba902b7", "the gateway's hop has its own span id");
+    assert_eq!(fields[2].len(), 16);
+    assert_eq!(fields[3], "01", "the sampled flag is kept");
+    assert_eq!(headers["tracestate"], serde_json::json!(["vendor=opaque"]));
+
+    // Without one (or with an invalid one), a new trace starts, not sampled, and `tracestate` does not travel alone.
+    let request = Request::get(gw.url("/pets"))
+        .header("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")
+        .header("tracestate", "vendor=opaque")
+        .body(empty())
+        .expect("request");
+    let (_, body) = send(request).await;
+    let headers = &json(&body)["headers"];
+    let fresh = headers["traceparent"][0].as_str().expect("a traceparent");
+    assert!(
+        fresh.starts_with("00-") && fresh.ends_with("-00") && fresh.len() == 55,
+        "{fresh}"
+    );
+    assert!(!fresh.contains("00000000000000000000000000000000"));
+    assert!(headers.get("tracestate").is_none());
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_are_removed_both_ways() {
     let gw = start_gateway().await;
     let request = Request::post(gw.url("/pets"))
