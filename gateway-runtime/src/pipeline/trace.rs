@@ -8,7 +8,6 @@
 //! the OS), so they cannot be guessed across requests.
 
 use std::cell::Cell;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher as _, Hasher as _};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -60,15 +59,14 @@ impl TraceContext {
         format!("{:032x}", self.trace_id)
     }
 
-    /// The `traceparent` the upstream gets: this hop's span as the parent.
+    /// The `traceparent` the upstream gets: this hop's span as the parent. Hex-encoded by hand: through
+    /// `format!` this one header cost ~2,000 instructions of every proxied request.
     pub fn header(&self) -> HeaderValue {
-        let mut text = String::with_capacity(55);
-        let _ = write!(
-            text,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        );
-        HeaderValue::from_str(&text)
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        hex_into(&mut out[3..35], self.trace_id.to_be_bytes().as_slice());
+        hex_into(&mut out[36..52], self.span_id.to_be_bytes().as_slice());
+        hex_into(&mut out[53..55], &[self.flags]);
+        HeaderValue::from_bytes(&out)
             .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00"))
     }
 
@@ -79,6 +77,15 @@ impl TraceContext {
         if !self.continued {
             headers.remove(&TRACESTATE);
         }
+    }
+}
+
+/// Writes `bytes` as lower-case hex into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
