@@ -116,6 +116,11 @@ impl Shared {
         self.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether [`AccessLogHandle::pause`] holds the gate.
+    fn paused(&self) -> bool {
+        matches!(self.gate.try_lock(), Err(std::sync::TryLockError::WouldBlock))
+    }
+
     /// Counts a dropped line, and warns about the drops at most once every [`WARN_EVERY_MS`].
     fn dropped(&self) {
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -332,7 +337,8 @@ impl Writer {
             let open = match self.receiver.recv_timeout(IDLE) {
                 Ok(line) => {
                     batch.extend_from_slice(&line);
-                    while batch.len() < BATCH {
+                    // Paused: what was taken is written, and nothing more is taken.
+                    while batch.len() < BATCH && !self.shared.paused() {
                         match self.receiver.try_recv() {
                             Ok(line) => batch.extend_from_slice(&line),
                             Err(_) => break,
