@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 /// How long a gateway may take to report that it listens.
@@ -34,6 +34,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// What it printed on stderr so far is collected here when it exits.
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// The lines it printed on stdout after `listening on` (the access log, by default), as they come.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -66,9 +68,15 @@ impl Gateway {
             text
         });
         let (tx, rx) = mpsc::channel();
+        let after = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&after);
         std::thread::spawn(move || {
+            let mut listening = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                if listening {
+                    lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                    listening = true;
                     let _ = tx.send(addr.trim().to_owned());
                 }
             }
@@ -77,6 +85,7 @@ impl Gateway {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr: Some(stderr),
+            stdout: after,
         };
         match rx.recv_timeout(START_LIMIT) {
             Ok(addr) => {
@@ -112,6 +121,11 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The lines the process wrote to stdout after its `listening on` line, so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Everything the process wrote to stderr (waits for it to have exited).

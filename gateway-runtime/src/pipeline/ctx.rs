@@ -102,6 +102,8 @@ pub struct RequestCtx {
     /// The stage being served, whose variables fill `{stage.X}` in templates (none without stages, and for a
     /// request that did not come through the server).
     pub stage: Option<&'static ResolvedStage>,
+    /// The request's `Content-Length`, when it has a valid one (for the access log).
+    pub bytes_in: Option<u64>,
 }
 
 impl RequestCtx {
@@ -124,6 +126,11 @@ impl RequestCtx {
             error: None,
             cors: None,
             stage: arrival.and_then(|a| a.stage),
+            bytes_in: parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::admin::AdminToken;
 use crate::policies::auth::AuthOverrides;
 use crate::policies::auth::keys::KeyStore;
 use crate::router;
+use crate::serving::access_log::{AccessLogHandle, AccessLogTarget};
 use crate::serving::observe::{self, LogFormat};
 use crate::serving::server::{self, ServerConfig};
 use crate::spec::ApiSpec;
@@ -85,6 +86,16 @@ struct Args {
         value_name = "on|off"
     )]
     token_cache: bool,
+
+    /// Where the access log goes: one JSON line per request to `stdout` (after the `listening on` line), to a file
+    /// (appended to, reopened on SIGUSR1), or `off`.
+    #[arg(
+        long,
+        env = "GATEWAY_ACCESS_LOG",
+        default_value = "stdout",
+        value_name = "stdout|PATH|off"
+    )]
+    access_log: AccessLogTarget,
 
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
@@ -232,6 +243,15 @@ where
     } else {
         None
     };
+    // SIGUSR1 (logrotate's "reopen your log") also ends the process by default: handled from before the port opens,
+    // whatever the access log's target, so that a rotation never kills the gateway.
+    #[cfg(unix)]
+    let reopens = match runtime
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) })
+    {
+        Ok(signal) => signal,
+        Err(err) => return fail(&format!("cannot listen for SIGUSR1: {err}")),
+    };
     let keys = match KeyStore::open(args.api_keys.as_deref()) {
         Ok(keys) => keys,
         Err(err) => return fail(&err.to_string()),
@@ -253,6 +273,8 @@ where
             token_cache: args.token_cache,
         },
         stage,
+        access_log: args.access_log.clone(),
+        access_log_capacity: crate::serving::access_log::DEFAULT_CAPACITY,
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,
@@ -263,12 +285,18 @@ where
         tracing::warn!(error = %err, "cannot write the listening line to stdout");
     }
     tracing::info!(%addr, "listening");
+    tracing::info!(access_log = %args.access_log, "access log");
+    let access_log = handle.access_log();
 
     runtime.block_on(async {
         #[cfg(unix)]
         if let Some(hangups) = hangups {
             tokio::spawn(reload_keys_on_hangup(keys, hangups));
         }
+        #[cfg(unix)]
+        tokio::spawn(reopen_access_log_on_usr1(access_log, reopens));
+        #[cfg(not(unix))]
+        drop(access_log);
         match trigger {
             Trigger::Signals(mut signals) => {
                 let name = signals.recv().await;
@@ -369,6 +397,17 @@ async fn reload_keys_on_hangup(keys: KeyStore, mut hangups: tokio::signal::unix:
         match keys.reload() {
             Ok(count) => tracing::info!(keys = count, "API keys reloaded"),
             Err(err) => tracing::error!(error = %err, "API keys not reloaded; the previous keys stay in force"),
+        }
+    }
+}
+
+/// Reopens the access log file on every SIGUSR1 (a failed reopen keeps the previous file, and is logged).
+#[cfg(unix)]
+async fn reopen_access_log_on_usr1(access_log: Option<AccessLogHandle>, mut signals: tokio::signal::unix::Signal) {
+    while signals.recv().await.is_some() {
+        match &access_log {
+            Some(access_log) => access_log.reopen(),
+            None => tracing::debug!("SIGUSR1: the access log is off; nothing to reopen"),
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::pipeline::Arrival;
 use crate::policies::auth::keys::KeyStore;
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, RouterError};
+use crate::serving::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
 use crate::spec::ApiSpec;
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
@@ -61,6 +62,10 @@ pub struct ServerConfig {
     /// `default_stage` with the variables as the spec writes them (no environment overrides), and is the only
     /// choice for an API without stages.
     pub stage: Option<ResolvedStage>,
+    /// Where the access log goes ([`AccessLogTarget::Off`] by default here; the command line's default is stdout).
+    pub access_log: AccessLogTarget,
+    /// Lines the access log queues for its writer before it drops (and counts) new ones.
+    pub access_log_capacity: usize,
 }
 
 impl ServerConfig {
@@ -76,6 +81,8 @@ impl ServerConfig {
             trust_proxy: false,
             auth_overrides: AuthOverrides::default(),
             stage: None,
+            access_log: AccessLogTarget::Off,
+            access_log_capacity: access_log::DEFAULT_CAPACITY,
         }
     }
 }
@@ -95,6 +102,9 @@ pub enum ServerError {
     /// No stage can be served, or the one given does not belong to the API.
     #[error("{0}")]
     Stage(#[from] StageError),
+    /// The access log cannot be opened.
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -125,6 +135,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    access_log: Option<AccessLog>,
 }
 
 impl ServerHandle {
@@ -133,12 +144,18 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The access log's handle (reopen, dropped lines), if it is on.
+    pub fn access_log(&self) -> Option<AccessLogHandle> {
+        self.access_log.as_ref().map(AccessLog::handle)
+    }
+
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 
-    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain).
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain) and the access
+    /// log has written every line queued.
     pub fn join(mut self) -> Result<(), ServerError> {
         let panicked = self
             .workers
@@ -146,6 +163,10 @@ impl ServerHandle {
             .map(JoinHandle::join)
             .filter(Result::is_err)
             .count();
+        // The workers are gone, and their senders with them: the writer drains the channel and ends.
+        if let Some(access_log) = &mut self.access_log {
+            access_log.join();
+        }
         if panicked == 0 {
             Ok(())
         } else {
@@ -221,12 +242,16 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         listeners.push(bind(addr).map_err(|source| ServerError::Bind { addr, source })?);
     }
 
+    let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
+    let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
+
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handle = ServerHandle {
         addr,
         shutdown,
         workers: Vec::with_capacity(workers),
+        access_log,
     };
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {
@@ -237,6 +262,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             drain: config.shutdown_timeout,
             ready: ready_tx.clone(),
             stage,
+            access: sink.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -245,6 +271,8 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         handle.workers.push(thread);
     }
     drop(ready_tx);
+    // Only the workers hold senders, so that the writer ends with them.
+    drop(sink);
     for _ in 0..workers {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
@@ -281,6 +309,8 @@ struct Worker {
     drain: Duration,
     ready: mpsc::Sender<Result<(), ServerError>>,
     stage: Option<&'static ResolvedStage>,
+    /// This worker's access log sender, installed in its thread for the pipeline to find.
+    access: Option<Sink>,
 }
 
 impl Worker {
@@ -293,7 +323,9 @@ impl Worker {
             drain,
             ready,
             stage,
+            access,
         } = self;
+        access_log::install(access);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(source) => {
@@ -314,6 +346,8 @@ impl Worker {
             serve(index, listener, router, shutdown, drain, stage).await;
         });
         // Dropping the runtime here cancels whatever outlived the drain timeout.
+        drop(runtime);
+        access_log::uninstall();
     }
 }
 

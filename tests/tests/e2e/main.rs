@@ -2,6 +2,7 @@
 //! 127.0.0.1. Every test starts its own upstream and gateway, so tests run in parallel. One test binary (modules
 //! below) keeps link time down.
 
+mod access_log;
 mod auth;
 mod cache;
 mod contract;
