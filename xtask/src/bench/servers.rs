@@ -499,6 +499,10 @@ fn start_gateway(
         bench.placement.server_threads.to_string(),
         "--shutdown-timeout".to_owned(),
         GATEWAY_DRAIN.to_owned(),
+        // Like nginx's `access_log off` in these runs: the comparison is of proxying; what logging costs is its
+        // own measurement.
+        "--access-log".to_owned(),
+        "off".to_owned(),
     ]);
     for upstream in upstreams {
         command.arg("--upstream").arg(upstream);
