@@ -429,6 +429,9 @@ fn format_line(ctx: &RequestCtx, response: &Response, now: jiff::Timestamp) -> V
     string(&mut line, sub);
     line.extend_from_slice(b",\"stage\":");
     string(&mut line, ctx.stage.map(|stage| stage.name()));
+    // The W3C trace id forwarded upstream (proxied requests), to find the request in the upstream's traces.
+    line.extend_from_slice(b",\"trace_id\":");
+    string(&mut line, ctx.trace.map(|t| t.trace_id_hex()).as_deref());
     line.extend_from_slice(b"}\n");
     line
 }
@@ -525,7 +528,16 @@ mod tests {
         assert!(value["latency_ms"].is_f64() || value["latency_ms"].is_u64(), "{value}");
         assert_eq!(value["bytes_in"], 17);
         assert_eq!(value["bytes_out"], 5);
-        for null in ["upstream", "upstream_ms", "cache", "client", "api_key", "sub", "stage"] {
+        for null in [
+            "upstream",
+            "upstream_ms",
+            "cache",
+            "client",
+            "api_key",
+            "sub",
+            "stage",
+            "trace_id",
+        ] {
             assert_eq!(value[null], serde_json::Value::Null, "{null}");
         }
         let keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
@@ -548,7 +560,8 @@ mod tests {
                 "client",
                 "api_key",
                 "sub",
-                "stage"
+                "stage",
+                "trace_id"
             ]
         );
     }

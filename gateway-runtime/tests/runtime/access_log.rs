@@ -195,6 +195,11 @@ async fn every_request_gets_one_line_with_its_fields() {
     assert_eq!(proxied["api_key"], Value::Null);
     assert_eq!(proxied["sub"], Value::Null);
     assert_eq!(proxied["stage"], Value::Null);
+    assert_eq!(
+        proxied["trace_id"].as_str().map(str::len),
+        Some(32),
+        "the trace id forwarded upstream"
+    );
     let time = proxied["time"].as_str().expect("time");
     assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
     assert!(
