@@ -9,8 +9,8 @@ use gateway_runtime::http::{Method, Request};
 use gateway_runtime::policies::auth::keys::KeyStore;
 use gateway_runtime::serving::access_log::AccessLogTarget;
 use gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, OperationSpec, PathPart,
-    Requirement, SchemeKind, SchemeSpec, TargetSpec, UpstreamSpec, UpstreamTarget,
+    ApiKeyScheme, ApiSpec, CacheSettings, KeyLocation, OperationSpec, PathPart, Requirement, SchemeKind, SchemeSpec,
+    UpstreamSpec,
 };
 use serde_json::Value;
 
@@ -25,29 +25,11 @@ const fn op(
     path_params: &'static [&'static str],
     security: &'static [&'static [Requirement]],
 ) -> OperationSpec {
-    OperationSpec {
-        id,
-        method: Method::GET,
-        template,
-        route,
-        path_params,
-        path_suffixes: &[],
-        validate: None,
-        security,
-        cors: None,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: BodySpec::limit(DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
-        target: TargetSpec::Upstream(UpstreamTarget {
-            upstream: 0,
-            path: &[PathPart::Literal("/seen")],
-        }),
-    }
+    let mut op = proxied_get(id, route, &[PathPart::Literal("/seen")]);
+    op.template = template;
+    op.path_params = path_params;
+    op.security = security;
+    op
 }
 
 static ACCESS_API: ApiSpec = ApiSpec {

@@ -128,6 +128,31 @@ const fn op(
     }
 }
 
+/// A `GET` of `route` (template and route alike) proxied to upstream 0 at `path`, with no parameters and no
+/// policy: the modules' own operations start from it and set what they test with struct update syntax.
+pub const fn proxied_get(id: &'static str, route: &'static str, path: &'static [PathPart]) -> OperationSpec {
+    OperationSpec {
+        id,
+        method: Method::GET,
+        template: route,
+        route,
+        path_params: &[],
+        path_suffixes: &[],
+        validate: None,
+        security: &[],
+        cors: None,
+        plans: &[],
+        throttle: None,
+        cache: None,
+        responses: &[],
+        body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
+        schema_params: &[],
+        transform: None,
+        responses_check: None,
+        target: TargetSpec::Upstream(UpstreamTarget { upstream: 0, path }),
+    }
+}
+
 /// URLs here are placeholders: every test points the upstreams at its own servers with overrides, which is
 /// also how `--upstream` is exercised.
 pub static API: ApiSpec = ApiSpec {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::policies::auth::keys::KeyStore;
 use gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, OperationSpec, PathPart,
-    PresentedSpec, Requirement, SchemeKind, SchemeSpec, TargetSpec, UpstreamSpec, UpstreamTarget,
+    ApiKeyScheme, ApiSpec, CacheSettings, KeyLocation, OperationSpec, PathPart, PresentedSpec, Requirement, SchemeKind,
+    SchemeSpec, UpstreamSpec,
 };
 
 use crate::support::*;
@@ -20,29 +20,9 @@ static KEY_AND_BASIC: [&[Requirement]; 1] = [&[
 ]];
 
 const fn op(id: &'static str, route: &'static str, security: &'static [&'static [Requirement]]) -> OperationSpec {
-    OperationSpec {
-        id,
-        method: Method::GET,
-        template: route,
-        route,
-        path_params: &[],
-        path_suffixes: &[],
-        validate: None,
-        security,
-        cors: None,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: BodySpec::limit(DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
-        target: TargetSpec::Upstream(UpstreamTarget {
-            upstream: 0,
-            path: &[PathPart::Literal("/seen")],
-        }),
-    }
+    let mut op = proxied_get(id, route, &[PathPart::Literal("/seen")]);
+    op.security = security;
+    op
 }
 
 static UPSTREAM_VERIFIED_API: ApiSpec = ApiSpec {
