@@ -30,39 +30,24 @@ pub enum Credential {
 /// The credentials of `security` (schemes of `api`) that are removed before forwarding, and the headers the gateway
 /// sets from verified credentials (any scheme's, on every operation), each once.
 pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]> {
+    let accepted: Vec<&SchemeKind> = security
+        .iter()
+        .flat_map(|alternative| alternative.iter())
+        .filter_map(|r| api.schemes.get(r.scheme).map(|s| &s.kind))
+        .collect();
+    // A scheme the upstream verifies needs `Authorization`, even where a JWT alternative would remove it.
+    let upstream_verifies = accepted.iter().any(|kind| matches!(kind, SchemeKind::Presented(_)));
     let mut out: Vec<Credential> = Vec::new();
-    let push = |out: &mut Vec<Credential>, credential: Option<Credential>| {
-        if let Some(credential) = credential
-            && !out.contains(&credential)
-        {
-            out.push(credential);
-        }
-    };
-    for requirement in security.iter().flat_map(|alternative| alternative.iter()) {
-        let Some(scheme) = api.schemes.get(requirement.scheme) else {
-            continue;
-        };
-        match &scheme.kind {
+    for kind in accepted {
+        match kind {
             SchemeKind::ApiKey(key) => push(&mut out, presented(key)),
-            SchemeKind::Jwt(jwt) => {
-                if !jwt.forward_authorization {
-                    push(&mut out, Some(Credential::Header(http::header::AUTHORIZATION)));
-                }
+            SchemeKind::Jwt(jwt) if !jwt.forward_authorization && !upstream_verifies => {
+                push(&mut out, Some(Credential::Header(http::header::AUTHORIZATION)));
             }
             SchemeKind::Authorizer(authorizer) => push(&mut out, presented(&authorizer.credential)),
-            // Verified by the upstream: it needs the credential.
-            SchemeKind::Presented(_) => {}
+            // A forwarded token, or verified by the upstream: it needs the credential.
+            SchemeKind::Jwt(_) | SchemeKind::Presented(_) => {}
         }
-    }
-    // A scheme the upstream verifies needs `Authorization`, even if a JWT alternative would have removed it.
-    let upstream_verifies = security.iter().flat_map(|alternative| alternative.iter()).any(|r| {
-        matches!(
-            api.schemes.get(r.scheme).map(|s| &s.kind),
-            Some(SchemeKind::Presented(_))
-        )
-    });
-    if upstream_verifies {
-        out.retain(|c| *c != Credential::Header(http::header::AUTHORIZATION));
     }
     // The headers the gateway vouches for are removed on every operation, whatever its security: an upstream that
     // trusts `X-User-Id` on one path must not receive a client's own `X-User-Id` on another.
@@ -82,6 +67,15 @@ pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]>
         }
     }
     out.into_boxed_slice()
+}
+
+/// Adds `credential` to `out` unless it is there already.
+fn push(out: &mut Vec<Credential>, credential: Option<Credential>) {
+    if let Some(credential) = credential
+        && !out.contains(&credential)
+    {
+        out.push(credential);
+    }
 }
 
 /// Where `scheme`'s credential is, unless it is forwarded.

@@ -94,7 +94,8 @@ impl Default for AuthOverrides {
 enum Check {
     ApiKey,
     Presented,
-    Jwt(Arc<JwtVerifier>),
+    /// The verifier, and the scheme's `claims_headers` with their names parsed once.
+    Jwt(Arc<JwtVerifier>, Arc<[(HeaderName, &'static str)]>),
     Authorizer(Arc<Authorizer>),
 }
 
@@ -109,21 +110,22 @@ impl Authenticators {
     /// up. Fails on a missing secret or a bad override.
     pub fn new(api: &'static ApiSpec, overrides: &AuthOverrides) -> Result<Self, AuthSetupError> {
         use crate::spec::JwtKeys;
-        for (flag, kind, list) in [
-            ("--jwks-url", "jwks_url", &overrides.jwks_urls),
-            ("--oidc-url", "openIdConnect", &overrides.oidc_urls),
+        let is_url = |keys: &JwtKeys| matches!(keys, JwtKeys::JwksUrl(_));
+        let is_discovery = |keys: &JwtKeys| matches!(keys, JwtKeys::Discovery(_));
+        for (flag, kind, list, fits_keys) in [
+            (
+                "--jwks-url",
+                "jwks_url",
+                &overrides.jwks_urls,
+                &is_url as &dyn Fn(&JwtKeys) -> bool,
+            ),
+            ("--oidc-url", "openIdConnect", &overrides.oidc_urls, &is_discovery),
         ] {
             for (name, _) in list {
-                let fits = api.schemes.iter().any(|s| {
-                    s.name == name
-                        && matches!(
-                            (&s.kind, kind),
-                            (SchemeKind::Jwt(j), "jwks_url") if matches!(j.keys, JwtKeys::JwksUrl(_))
-                        ) | matches!(
-                            (&s.kind, kind),
-                            (SchemeKind::Jwt(j), "openIdConnect") if matches!(j.keys, JwtKeys::Discovery(_))
-                        )
-                });
+                let fits = api
+                    .schemes
+                    .iter()
+                    .any(|s| s.name == name && matches!(&s.kind, SchemeKind::Jwt(j) if fits_keys(&j.keys)));
                 if !fits {
                     return Err(AuthSetupError::UnknownScheme {
                         flag,
@@ -145,25 +147,21 @@ impl Authenticators {
                         .chain(&overrides.oidc_urls)
                         .find(|(name, _)| name == scheme.name)
                         .map(|(_, url)| url.as_str());
-                    Check::Jwt(JwtVerifier::with_token_cache(
-                        scheme,
-                        spec,
-                        source,
-                        overrides.token_cache,
-                    )?)
+                    // Header names were checked at generate time; one that does not parse is never sent.
+                    let claims_headers = spec
+                        .claims_headers
+                        .iter()
+                        .filter_map(|(header, claim)| Some((HeaderName::from_bytes(header.as_bytes()).ok()?, *claim)))
+                        .collect();
+                    Check::Jwt(
+                        JwtVerifier::with_token_cache(scheme, spec, source, overrides.token_cache)?,
+                        claims_headers,
+                    )
                 }
                 SchemeKind::Authorizer(spec) => Check::Authorizer(Arc::new(Authorizer::new(api, scheme, spec))),
             });
         }
         Ok(Self { checks: checks.into() })
-    }
-
-    /// The JWT verifiers, for start-up logging and readiness.
-    pub fn verifiers(&self) -> impl Iterator<Item = &Arc<JwtVerifier>> {
-        self.checks.iter().filter_map(|c| match c {
-            Check::Jwt(v) => Some(v),
-            _ => None,
-        })
     }
 }
 
@@ -277,7 +275,7 @@ impl Auth {
                         return Err(missing_refusal());
                     }
                 }
-                (SchemeKind::Jwt(spec), Check::Jwt(verifier)) => {
+                (SchemeKind::Jwt(_), Check::Jwt(verifier, claims_headers)) => {
                     let token = bearer(parts).ok_or_else(missing_refusal)?;
                     let verified = match verifier.verify(token) {
                         Err(TokenError::UnknownKey | TokenError::KeysUnavailable) => {
@@ -300,19 +298,12 @@ impl Auth {
                             refusal(Rank::Invalid, invalid_token(api, err))
                         }
                     })?;
-                    let lacking: Vec<&str> = requirement
-                        .scopes
-                        .iter()
-                        .copied()
-                        .filter(|s| !verified.has_scope(s))
-                        .collect();
-                    if !lacking.is_empty() {
+                    if requirement.scopes.iter().any(|s| !verified.has_scope(s)) {
                         return Err(refusal(Rank::Forbidden, insufficient_scope(api, requirement.scopes)));
                     }
-                    for (header, claim) in spec.claims_headers {
-                        let value = verified.claim(claim).and_then(claim_header_value);
-                        if let (Ok(name), Some(value)) = (HeaderName::from_bytes(header.as_bytes()), value) {
-                            caller.upstream_headers.push((name, value));
+                    for (name, claim) in claims_headers.iter() {
+                        if let Some(value) = verified.claim(claim).and_then(claim_header_value) {
+                            caller.upstream_headers.push((name.clone(), value));
                         }
                     }
                     if caller.token.is_none() {
