@@ -50,15 +50,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-proto",
 ];
 
-/// What a scheme name resolved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resolved {
-    /// Checked by the gateway: index into the scheme table.
-    Checked(usize),
-    /// Undefined or invalid (an error was reported).
-    Failed,
-}
-
 /// An operation's effective security.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct OpSecurity {
@@ -71,7 +62,7 @@ pub(super) struct OpSecurity {
 /// The schemes in use, checked once each.
 pub(super) struct Security {
     schemes: Vec<Scheme>,
-    resolved: HashMap<String, Resolved>,
+    resolved: HashMap<String, Option<usize>>,
     auth_required: bool,
     spec_dir: Option<std::path::PathBuf>,
 }
@@ -138,7 +129,7 @@ impl Security {
             for (name, scopes) in requirement {
                 let entry_at = format!("{at}/{i}/{}", escape_segment(name));
                 match self.resolve(spec, name, &entry_at, upstreams, diags) {
-                    Resolved::Checked(index) => {
+                    Some(index) => {
                         let scheme = &self.schemes[index];
                         // Scopes belong to token schemes: checked for JWTs, left with the token to the upstream
                         // for presence-checked ones (OAuth 2 without a source).
@@ -165,7 +156,7 @@ impl Security {
                             scopes: scopes.clone(),
                         });
                     }
-                    Resolved::Failed => failed = true,
+                    None => failed = true,
                 }
             }
             // An alternative whose every scheme is only presence-checked lets any credential of the right form
@@ -197,7 +188,8 @@ impl Security {
         }
     }
 
-    /// The scheme `name`, checked and numbered on first use.
+    /// The scheme `name`, checked and numbered on first use: its index in the scheme table, or `None` when it is
+    /// undefined or invalid (reported once).
     fn resolve(
         &mut self,
         spec: &ParsedSpec,
@@ -205,22 +197,21 @@ impl Security {
         at: &str,
         upstreams: &Upstreams,
         diags: &mut Diagnostics,
-    ) -> Resolved {
+    ) -> Option<usize> {
         if let Some(resolved) = self.resolved.get(name) {
             return *resolved;
         }
         let schemes = spec.openapi.components.as_ref().map(|c| &c.security_schemes);
         let resolved = match schemes.and_then(|s| s.get(name)) {
-            Some(openapiv3::ReferenceOr::Item(scheme)) => match self.check_scheme(name, scheme, upstreams, diags) {
-                Some(kind) => {
+            Some(openapiv3::ReferenceOr::Item(scheme)) => {
+                self.check_scheme(name, scheme, upstreams, diags).map(|kind| {
                     self.schemes.push(Scheme {
                         name: name.to_owned(),
                         kind,
                     });
-                    Resolved::Checked(self.schemes.len() - 1)
-                }
-                None => Resolved::Failed,
-            },
+                    self.schemes.len() - 1
+                })
+            }
             Some(openapiv3::ReferenceOr::Reference { .. }) => {
                 diags.push(
                     Diagnostic::error(
@@ -229,7 +220,7 @@ impl Security {
                     )
                     .help("define the scheme inline under `components.securitySchemes`"),
                 );
-                Resolved::Failed
+                None
             }
             None => {
                 let known: Vec<&str> = schemes
@@ -240,7 +231,7 @@ impl Security {
                     Some(best) => d.help(format!("did you mean `{best}`?")),
                     None => d.help(format!("define it under `components.securitySchemes.{name}`")),
                 });
-                Resolved::Failed
+                None
             }
         };
         self.resolved.insert(name.to_owned(), resolved);
@@ -749,7 +740,7 @@ fn check_url(url: &str, at: &str, diags: &mut Diagnostics) -> bool {
 fn check_forwarded_header(header: &str, at: &str, diags: &mut Diagnostics) -> bool {
     let lower = header.to_ascii_lowercase();
     let reserved = RESERVED_HEADERS.contains(&lower.as_str()) || super::transforms::MANAGED.contains(&lower.as_str());
-    if http_token(header) && !reserved {
+    if http::HeaderName::from_bytes(header.as_bytes()).is_ok() && !reserved {
         return true;
     }
     diags.push(
@@ -757,13 +748,6 @@ fn check_forwarded_header(header: &str, at: &str, diags: &mut Diagnostics) -> bo
             .help("use a header name of your own, e.g. `X-User-Id` (framing, routing and credential headers are the gateway's)"),
     );
     false
-}
-
-fn http_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_authorizer(
