@@ -8,10 +8,7 @@ use std::time::Duration;
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::policies::auth::keys::KeyStore;
 use gateway_runtime::serving::access_log::AccessLogTarget;
-use gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, CacheSettings, KeyLocation, OperationSpec, PathPart, Requirement, SchemeKind, SchemeSpec,
-    UpstreamSpec,
-};
+use gateway_runtime::spec::{ApiSpec, OperationSpec, PathPart, Requirement};
 use serde_json::Value;
 
 use crate::support::*;
@@ -35,39 +32,12 @@ const fn op(
 static ACCESS_API: ApiSpec = ApiSpec {
     name: "accessgw",
     spec_file: "tests/access.yaml",
-    api_version: "1",
-    upstreams: &[UpstreamSpec {
-        name: "echo",
-        url: "http://127.0.0.1:9",
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-    }],
     operations: &[
         op("getThing", "/things/{thingId}", "/things/{p0}", &["thingId"], &[]),
         op("keyed", "/keyed", "/keyed", &[], &KEYED),
     ],
-    cache: CacheSettings {
-        capacity: 1 << 20,
-        max_entry: 1 << 16,
-    },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[SchemeSpec {
-        name: "key",
-        kind: SchemeKind::ApiKey(ApiKeyScheme {
-            scheme: "key",
-            location: KeyLocation::Header,
-            name: "x-api-key",
-            forward: false,
-        }),
-    }],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
+    schemes: &[X_API_KEY],
+    ..ECHO_API
 };
 
 const KEY: &str = "key-for-access-log-test-0123";

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, CacheSpec, CorsSpec, DEFAULT_MAX_BODY, Invalidate, KeyLocation,
-    MockSpec, OperationSpec, OriginSpec, PathPart, Requirement, SchemeKind, SchemeSpec, TargetSpec, UpstreamSpec,
-    UpstreamTarget,
+    ApiSpec, BodySpec, CacheSpec, CorsSpec, DEFAULT_MAX_BODY, Invalidate, MockSpec, OperationSpec, OriginSpec,
+    PathPart, Requirement, TargetSpec, UpstreamTarget,
 };
 
 use crate::support::*;
@@ -102,13 +101,6 @@ const fn mock(status: u16, headers: &'static [(&'static str, &'static str)]) -> 
 static CORS_API: ApiSpec = ApiSpec {
     name: "corsgw",
     spec_file: "tests/cors.yaml",
-    api_version: "1",
-    upstreams: &[UpstreamSpec {
-        name: "echo",
-        url: "http://127.0.0.1:9",
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-    }],
     operations: &[
         op(
             "listItems",
@@ -171,28 +163,9 @@ static CORS_API: ApiSpec = ApiSpec {
             echo(&[PathPart::Literal("/plain")]),
         ),
     ],
-    cache: CacheSettings {
-        capacity: 1 << 20,
-        max_entry: 1 << 16,
-    },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[SchemeSpec {
-        name: "key",
-        kind: SchemeKind::ApiKey(ApiKeyScheme {
-            scheme: "key",
-            location: KeyLocation::Header,
-            name: "x-api-key",
-            forward: false,
-        }),
-    }],
+    schemes: &[X_API_KEY],
     cors: Some(&SITES),
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
+    ..ECHO_API
 };
 
 async fn start() -> Gateway {

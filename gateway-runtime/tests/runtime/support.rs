@@ -14,7 +14,10 @@ use bytes::Bytes;
 use gateway_runtime::http::{HeaderMap, Method, Request, Response, StatusCode};
 use gateway_runtime::params::{self, FromRequestParams, ListStyle, ParamError, ParamIn, RequestParams};
 use gateway_runtime::serving::server::{self, ServerConfig, ServerHandle};
-use gateway_runtime::spec::{ApiSpec, MockSpec, OperationSpec, PathPart, TargetSpec, UpstreamSpec, UpstreamTarget};
+use gateway_runtime::spec::{
+    ApiKeyScheme, ApiSpec, CacheSettings, KeyLocation, MockSpec, OperationSpec, PathPart, SchemeKind, SchemeSpec,
+    TargetSpec, UpstreamSpec, UpstreamTarget,
+};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
@@ -127,6 +130,47 @@ const fn op(
         target,
     }
 }
+
+/// The API-wide part most test APIs share: one upstream `echo` (its URL a placeholder: tests point it at their own
+/// server with an override), a small cache, and nothing else. Modules fill in what they test with struct update
+/// syntax (`ApiSpec { name, operations, ..ECHO_API }`).
+pub const ECHO_API: ApiSpec = ApiSpec {
+    name: "testgw",
+    spec_file: "tests/echo.yaml",
+    api_version: "1",
+    upstreams: &[UpstreamSpec {
+        name: "echo",
+        url: "http://127.0.0.1:9",
+        timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+    }],
+    operations: &[],
+    cache: CacheSettings {
+        capacity: 1 << 20,
+        max_entry: 1 << 16,
+    },
+    throttle: None,
+    usage_plans: &[],
+    hosts: &[],
+    responses: &[],
+    schemes: &[],
+    cors: None,
+    schemas: &[],
+    filters: &[],
+    stages: &[],
+    default_stage: None,
+};
+
+/// An API key in `x-api-key`, the scheme of the test APIs that need one.
+pub const X_API_KEY: SchemeSpec = SchemeSpec {
+    name: "key",
+    kind: SchemeKind::ApiKey(ApiKeyScheme {
+        scheme: "key",
+        location: KeyLocation::Header,
+        name: "x-api-key",
+        forward: false,
+    }),
+};
 
 /// A `GET` of `route` (template and route alike) proxied to upstream 0 at `path`, with no parameters and no
 /// policy: the modules' own operations start from it and set what they test with struct update syntax.

@@ -2,14 +2,9 @@
 //! the credential must be presented in its form, and reaches the upstream, which verifies it; in a requirement with
 //! an API key, the key is still checked (and removed) by the gateway.
 
-use std::time::Duration;
-
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::policies::auth::keys::KeyStore;
-use gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, CacheSettings, KeyLocation, OperationSpec, PathPart, PresentedSpec, Requirement, SchemeKind,
-    SchemeSpec, UpstreamSpec,
-};
+use gateway_runtime::spec::{ApiSpec, OperationSpec, PathPart, PresentedSpec, Requirement, SchemeKind, SchemeSpec};
 
 use crate::support::*;
 
@@ -28,42 +23,15 @@ const fn op(id: &'static str, route: &'static str, security: &'static [&'static 
 static UPSTREAM_VERIFIED_API: ApiSpec = ApiSpec {
     name: "basicgw",
     spec_file: "tests/basic.yaml",
-    api_version: "1",
-    upstreams: &[UpstreamSpec {
-        name: "echo",
-        url: "http://127.0.0.1:9",
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-    }],
     operations: &[op("basic", "/basic", &BASIC), op("both", "/both", &KEY_AND_BASIC)],
-    cache: CacheSettings {
-        capacity: 1 << 20,
-        max_entry: 1 << 16,
-    },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
     schemes: &[
         SchemeSpec {
             name: "basic",
             kind: SchemeKind::Presented(PresentedSpec { auth_scheme: "Basic" }),
         },
-        SchemeSpec {
-            name: "key",
-            kind: SchemeKind::ApiKey(ApiKeyScheme {
-                scheme: "key",
-                location: KeyLocation::Header,
-                name: "x-api-key",
-                forward: false,
-            }),
-        },
+        X_API_KEY,
     ],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
+    ..ECHO_API
 };
 
 async fn start(keys: &std::path::Path) -> Gateway {
