@@ -17,7 +17,8 @@
 //! | [`pipeline`] | the phase list, the request context, the response filters |
 //! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache, CORS |
 //! | [`targets`] | one module per kind of target: proxy, mock |
-//! | [`serving`] | the server loop, the command line, logging |
+//! | [`serving`] | the server loop, the command line |
+//! | [`observe`] | the process log, the access log |
 //! | [`admin`] | the admin endpoints under `/_gateway/` |
 //! | [`error`], [`responses`], [`template`] | gateway errors, their rendering, the placeholder grammar |
 //! | [`spec`], [`params`] | what generated code hands the runtime |
@@ -28,6 +29,7 @@
 pub mod admin;
 pub mod bodies;
 pub mod error;
+pub mod observe;
 pub mod params;
 pub mod pipeline;
 pub mod policies;

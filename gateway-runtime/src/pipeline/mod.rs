@@ -10,7 +10,7 @@
 //!     transform (what the cache stores)
 //!   response filters (every response: target, cache hit, or gateway error; 404, 405 and admin too):
 //!     render the error (spec's rendering or problem+json) ─► CORS ─► RateLimit-* ─► X-Cache ─► X-Request-Id
-//!     ─► log (the debug line, and the access log line: serving::access_log)
+//!     ─► log (the debug line, and the access log line: observe::access_log)
 //! ```
 //!
 //! An operation's request filters are a list of [`RequestPhase`]s built once by [`request_phases`] from its
@@ -511,11 +511,11 @@ pub fn finish(ctx: &mut RequestCtx, result: Result<Response, GatewayError>, resp
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     log(ctx, &response);
-    crate::serving::access_log::record(ctx, &response);
+    crate::observe::access_log::record(ctx, &response);
     response
 }
 
-/// One debug line per request (the access log line is [`crate::serving::access_log`]'s). Never the query string,
+/// One debug line per request (the access log line is [`crate::observe::access_log`]'s). Never the query string,
 /// a header value or a key: only what identifies the request and its outcome.
 fn log(ctx: &RequestCtx, response: &Response) {
     tracing::debug!(

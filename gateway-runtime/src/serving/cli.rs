@@ -19,8 +19,8 @@ use crate::admin::AdminToken;
 use crate::policies::auth::AuthOverrides;
 use crate::policies::auth::keys::KeyStore;
 use crate::router;
-use crate::serving::access_log::{AccessLogHandle, AccessLogTarget};
-use crate::serving::observe::{self, LogFormat};
+use crate::observe::access_log::{AccessLogHandle, AccessLogTarget};
+use crate::observe::logging::{self, LogFormat};
 use crate::serving::server::{self, ServerConfig};
 use crate::spec::ApiSpec;
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
@@ -201,7 +201,7 @@ where
         Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"))),
     };
 
-    observe::init(args.log_format);
+    logging::init(args.log_format);
     tracing::info!(
         gateway = api.name,
         api_version = api.api_version,
@@ -274,7 +274,7 @@ where
         },
         stage,
         access_log: args.access_log.clone(),
-        access_log_capacity: crate::serving::access_log::DEFAULT_CAPACITY,
+        access_log_capacity: crate::observe::access_log::DEFAULT_CAPACITY,
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,

@@ -33,7 +33,7 @@ use crate::pipeline::Arrival;
 use crate::policies::auth::keys::KeyStore;
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, RouterError};
-use crate::serving::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
+use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
 use crate::spec::ApiSpec;
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;

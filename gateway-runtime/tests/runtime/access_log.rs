@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use gateway_runtime::http::{Method, Request};
 use gateway_runtime::policies::auth::keys::KeyStore;
-use gateway_runtime::serving::access_log::AccessLogTarget;
+use gateway_runtime::observe::access_log::AccessLogTarget;
 use gateway_runtime::spec::{ApiSpec, OperationSpec, PathPart, Requirement};
 use serde_json::Value;
 

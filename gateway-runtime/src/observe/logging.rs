@@ -1,7 +1,7 @@
 //! Logging set-up: `tracing` to stderr, as text or JSON lines.
 //!
 //! The filter comes from `GATEWAY_LOG`, else `RUST_LOG`, else `info`. Nothing is logged here per request at
-//! `info`: the access log is separate ([`crate::serving::access_log`], written off the hot path by its own thread).
+//! `info`: the access log is separate ([`crate::observe::access_log`], written off the hot path by its own thread).
 
 use std::io::IsTerminal as _;
 
