@@ -29,12 +29,13 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::admin::AdminToken;
-use crate::pipeline::Arrival;
-use crate::policies::auth::keys::KeyStore;
-use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
-use crate::router::{self, RouterError};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
-use crate::spec::ApiSpec;
+use crate::pipeline::Arrival;
+use crate::policies::auth::keys::{KeyScope, KeyStore};
+use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
+use crate::router::{self, ApiRouting, RouterError};
+use crate::serving::scoped;
+use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
 use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
@@ -60,7 +61,7 @@ pub struct ServerConfig {
     pub auth_overrides: AuthOverrides,
     /// The deployment stage to serve, resolved ([`ResolvedStage::resolve`]). `None` serves the spec's
     /// `default_stage` with the variables as the spec writes them (no environment overrides), and is the only
-    /// choice for an API without stages.
+    /// choice for an API without stages. Used by [`start`]; [`start_gateway`] takes each API's stage with it.
     pub stage: Option<ResolvedStage>,
     /// Where the access log goes ([`AccessLogTarget::Off`] by default here; the command line's default is stdout).
     pub access_log: AccessLogTarget,
@@ -127,6 +128,9 @@ pub enum ServerError {
     /// A worker thread panicked.
     #[error("{0} worker thread(s) panicked")]
     WorkerPanicked(usize),
+    /// A key does not fit the gateway's APIs (a plan without `api` in a gateway of several).
+    #[error("API keys: {0}")]
+    Keys(String),
 }
 
 /// A running server. Dropping it starts a graceful shutdown without waiting for it.
@@ -192,20 +196,77 @@ impl Drop for ServerHandle {
 /// Blocking (binds sockets, spawns threads): call it from outside an async context, or via
 /// `tokio::task::spawn_blocking`. Works in-process, which is how the tests run gateways on `127.0.0.1:0`.
 pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let stage = match config.stage.clone() {
-        Some(stage) => {
-            stage.check(api)?;
-            Some(stage)
-        }
-        None => stage::select(api, None)?
-            .map(|index| ResolvedStage::resolve(api, index, &|_| None))
-            .transpose()?,
+    let served = ServedApi {
+        mount: ApiMount::root(api),
+        stage: config.stage.clone(),
     };
-    // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
-    // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
-    let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
-    let upstreams = Upstreams::resolve(api, stage, &config.upstream_overrides)?;
-    let tls = TlsConfig::for_upstreams(&upstreams)?;
+    start_gateway(vec![served], config)
+}
+
+/// One API of a gateway to serve, with its stage.
+#[derive(Debug, Clone)]
+pub struct ServedApi {
+    /// The API and its base path.
+    pub mount: ApiMount,
+    /// Its stage, resolved ([`ResolvedStage::resolve`]); `None` serves its `default_stage` with the variables as the
+    /// spec writes them, and is the only choice for an API without stages.
+    pub stage: Option<ResolvedStage>,
+}
+
+/// [`start`] for a gateway of several APIs, each with its own state (cache, limits, quotas, contracts, auth) and
+/// upstream connection pools; the listener, the workers, the key file and the access log are shared.
+///
+/// Each API's stage comes with it ([`ServedApi::stage`]; [`ServerConfig::stage`] is for [`start`]). Upstream and
+/// JWT-source overrides name `API/NAME` to address one API's, or `NAME` for every API that declares it. With
+/// several APIs, every key of [`ServerConfig::keys`] must fit them ([`KeyScope`]).
+pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<ServerHandle, ServerError> {
+    let several = apis.len() > 1;
+    let specs: Vec<&'static ApiSpec> = apis.iter().map(|a| a.mount.api).collect();
+    if several {
+        config
+            .keys
+            .current()
+            .check(&KeyScope::of(&specs))
+            .map_err(ServerError::Keys)?;
+    }
+    let upstream_overrides = scoped::upstreams(&specs, &config.upstream_overrides)?;
+    let auth_overrides = scoped::auth(&specs, &config.auth_overrides)?;
+    // Everything that can fail is done here, before any thread starts: each API's stage, upstreams and state.
+    let mut prepared = Vec::with_capacity(apis.len());
+    for (served, (upstream_overrides, auth_overrides)) in
+        apis.into_iter().zip(upstream_overrides.into_iter().zip(auth_overrides))
+    {
+        let api = served.mount.api;
+        let stage = match served.stage {
+            Some(stage) => {
+                stage.check(api)?;
+                Some(stage)
+            }
+            None => stage::select(api, None)?
+                .map(|index| ResolvedStage::resolve(api, index, &|_| None))
+                .transpose()?,
+        };
+        // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
+        // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
+        let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
+        let upstreams = Upstreams::resolve(api, stage, &upstream_overrides)?;
+        let tls = TlsConfig::for_upstreams(&upstreams)?;
+        let auth = Authenticators::new(api, &auth_overrides)?;
+        let state = SharedState::new(
+            api,
+            stage,
+            config.admin_token.clone(),
+            config.keys.clone(),
+            auth,
+            config.trust_proxy,
+        )?;
+        prepared.push((served.mount, upstreams, tls, state));
+    }
+    // With one API the server tells every request its stage; with several, the API's routes do.
+    let stage = match prepared.as_slice() {
+        [(_, _, _, state)] => state.stage,
+        _ => None,
+    };
     let workers = config
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
@@ -213,20 +274,23 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
     // Without SO_REUSEPORT there is nothing to spread connections across several listeners.
     let workers = if cfg!(unix) { workers } else { 1 };
 
-    // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
-    // connection pools) and listeners.
-    let auth = Authenticators::new(api, &config.auth_overrides)?;
-    let state = SharedState::new(
-        api,
-        stage,
-        config.admin_token.clone(),
-        config.keys.clone(),
-        auth,
-        config.trust_proxy,
-    )?;
+    // Per-worker routers, each with its own connection pools.
     let mut routers = Vec::with_capacity(workers);
     for _ in 0..workers {
-        routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);
+        let proxies: Vec<Proxy> = prepared
+            .iter()
+            .map(|(_, upstreams, tls, _)| Proxy::new(upstreams, tls))
+            .collect();
+        let routing: Vec<ApiRouting<'_>> = prepared
+            .iter()
+            .zip(&proxies)
+            .map(|((mount, _, _, state), proxy)| ApiRouting {
+                mount: *mount,
+                proxy,
+                state,
+            })
+            .collect();
+        routers.push(router::build_gateway(&routing)?);
     }
     let first = bind(config.listen).map_err(|source| ServerError::Bind {
         addr: config.listen,
