@@ -5,11 +5,15 @@
 
 use std::time::Duration;
 
-/// A whole gateway.
+/// One API: a whole gateway when its spec is compiled alone, one module of a gateway crate otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
-    /// `x-gateway.name` or the file stem: the crate is `<name>-gateway`.
+    /// `x-gateway.name` or the file stem: the crate is `<name>-gateway` when the spec is compiled alone.
     pub name: String,
+    /// `x-gateway.gateway`: the gateway the API is compiled into, with every other spec naming it.
+    pub gateway: Option<String>,
+    /// `x-gateway.base_path`: the prefix of every route (`/v1`); empty: none.
+    pub base_path: String,
     /// The spec file as given to the generator (shown in headers and `--version`).
     pub spec_file: String,
     /// `info.title`.

@@ -24,6 +24,7 @@ fn run(spec: &str) -> Result<gateway_codegen::Generated, Vec<RenderedDiagnostic>
         SpecInput {
             file: "specs/t.yaml",
             text: spec,
+            dir: None,
         },
         &Options::default(),
     ) {
@@ -1053,6 +1054,7 @@ fn a_jwks_file_is_read_checked_and_built_in() {
             SpecInput {
                 file: spec_path.to_str().expect("utf-8 path"),
                 text: &spec,
+                dir: None,
             },
             &Options::default(),
         )

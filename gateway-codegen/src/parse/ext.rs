@@ -17,8 +17,13 @@ pub const EXTENSION: &str = "x-gateway";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootExt {
-    /// The gateway's name: crate `<name>-gateway`. Default: the spec's file stem.
+    /// The API's name; the gateway's too (crate `<name>-gateway`) when the spec is compiled alone. Default: the
+    /// spec's file stem.
     pub name: Option<String>,
+    /// The gateway the API is compiled into: specs naming the same one make one crate, `<gateway>-gateway`.
+    pub gateway: Option<String>,
+    /// The prefix of every route of the API (`/v1`).
+    pub base_path: Option<String>,
     /// Named HTTP upstreams that operations proxy to.
     #[serde(default)]
     pub upstreams: IndexMap<String, UpstreamExt>,
