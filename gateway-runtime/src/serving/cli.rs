@@ -729,6 +729,77 @@ mod tests {
         assert!(matches!(choose(api, None, &|_| None), Ok(None)));
     }
 
+    /// Stages `dev` and `qa`, no default.
+    static OTHER_STAGES: ApiSpec = ApiSpec {
+        name: "other",
+        stages: &[
+            crate::spec::StageSpec {
+                name: "dev",
+                variables: &[("greeting", "yo")],
+                base_path: "",
+                cache_enabled: true,
+                throttle: None,
+            },
+            crate::spec::StageSpec {
+                name: "qa",
+                variables: &[("greeting", "hey")],
+                base_path: "/qa",
+                cache_enabled: true,
+                throttle: None,
+            },
+        ],
+        default_stage: None,
+        ..crate::spec::EMPTY_API
+    };
+
+    static UNSTAGED: ApiSpec = ApiSpec {
+        name: "unstaged",
+        ..crate::spec::EMPTY_API
+    };
+
+    fn choose_all(
+        apis: &[&'static ApiSpec],
+        requested: Option<&str>,
+    ) -> Result<Vec<Option<&'static str>>, StageFailure> {
+        let stages = choose_stages(&mut Args::command(), apis, requested, &|_| None)?;
+        Ok(stages.iter().map(|s| s.as_ref().map(ResolvedStage::name)).collect())
+    }
+
+    #[test]
+    fn a_stage_applies_to_every_api_with_stages_and_one_lacking_it_is_a_usage_error() {
+        assert_eq!(
+            choose_all(&[&STAGED, &OTHER_STAGES, &UNSTAGED], Some("dev")).expect("both have dev"),
+            [Some("dev"), Some("dev"), None]
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&STAGED, &OTHER_STAGES], Some("prod")) else {
+            panic!("`other` has no prod");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "API `other` has no stage `prod` (it has: dev, qa); the stages every API with stages declares: dev"
+            ),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        // Without `--stage`, each API's default; an API with stages and no default needs one.
+        assert_eq!(
+            choose_all(&[&STAGED, &UNSTAGED], None).expect("defaults"),
+            [Some("prod"), None]
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&STAGED, &OTHER_STAGES], None) else {
+            panic!("`other` has no default");
+        };
+        assert!(
+            err.to_string().contains("API `other`: this gateway declares stages"),
+            "{err}"
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&UNSTAGED, &crate::spec::EMPTY_API], Some("dev")) else {
+            panic!("no API has stages");
+        };
+        assert!(err.to_string().contains("declares no stages"), "{err}");
+    }
+
     #[test]
     fn command_is_consistent() {
         Args::command().debug_assert();

@@ -6,6 +6,7 @@ mod cors;
 mod lifecycle;
 mod proxying;
 mod routing;
+mod several_apis;
 mod stages;
 mod support;
 mod upstream_verified;

@@ -11,5 +11,6 @@ mod gateway_responses;
 mod golden;
 mod limits;
 mod proxy;
+mod several_apis;
 mod stages;
 mod support;
