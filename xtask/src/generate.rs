@@ -103,7 +103,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             Err(e @ gateway_codegen::GenerateError::Emit(_)) => bail!("{e}"),
             Err(e) => {
-                failed += 1;
+                failed += match &e {
+                    gateway_codegen::GenerateError::Gateway { specs, .. } => specs
+                        .iter()
+                        .filter(|(_, d)| d.iter().any(|d| d.severity == Severity::Error))
+                        .count()
+                        .max(1),
+                    _ => 1,
+                };
                 for d in e
                     .diagnostics()
                     .into_iter()
@@ -118,7 +125,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     }
     if failed > 0 {
-        bail!("{failed} gateway(s) have errors; nothing was written");
+        bail!("{failed} spec(s) have errors; nothing was written");
     }
     let mut names = BTreeMap::new();
     for c in &crates {
