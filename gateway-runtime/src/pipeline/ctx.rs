@@ -96,6 +96,8 @@ pub struct RequestCtx {
     pub trace: Option<super::trace::TraceContext>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
+    /// What refined the error's kind, for metrics ([`crate::error::GatewayError::reason`]).
+    pub reason: Option<&'static str>,
     /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
     /// match none in an API with one.
     pub cors: Option<CorsReply>,
@@ -124,6 +126,7 @@ impl RequestCtx {
             upstream: None,
             trace: None,
             error: None,
+            reason: None,
             cors: None,
             stage: arrival.and_then(|a| a.stage),
             bytes_in: parts

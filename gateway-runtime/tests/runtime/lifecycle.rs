@@ -85,7 +85,9 @@ impl Write for Stdout {
 
 fn run_cli(args: &[&str]) -> ExitCode {
     quiet_logs();
-    let args: Vec<String> = std::iter::once("testgw")
+    // The admin listener is off unless a case asks for it: these never serve.
+    let args: Vec<String> = ["testgw", "--admin-listen=off"]
+        .into_iter()
         .chain(args.iter().copied())
         .map(str::to_owned)
         .collect();
@@ -95,12 +97,13 @@ fn run_cli(args: &[&str]) -> ExitCode {
 }
 
 #[tokio::test]
-async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
+async fn cli_prints_the_admin_and_listening_lines_serves_and_stops_cleanly() {
     quiet_logs();
     let upstream = start_upstream().await;
     let args = vec![
         "testgw".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
+        "--admin-listen=127.0.0.1:0".to_owned(),
         "--workers=1".to_owned(),
         "--shutdown-timeout=2s".to_owned(),
         format!("--upstream=echo=http://{}", upstream.addr),
@@ -114,17 +117,25 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
         })
     });
 
-    let first_line = tokio::task::spawn_blocking(move || {
-        let mut line = Vec::new();
-        while !line.contains(&b'\n') {
+    let first_lines = tokio::task::spawn_blocking(move || {
+        let mut text = Vec::new();
+        while text.iter().filter(|b| **b == b'\n').count() < 2 {
             match out_rx.recv_timeout(STEP) {
-                Ok(chunk) => line.extend(chunk),
-                Err(err) => panic!("no listening line: {err}; got {:?}", String::from_utf8_lossy(&line)),
+                Ok(chunk) => text.extend(chunk),
+                Err(err) => panic!("no listening line: {err}; got {:?}", String::from_utf8_lossy(&text)),
             }
         }
-        (String::from_utf8(line).expect("utf-8"), out_rx)
+        (String::from_utf8(text).expect("utf-8"), out_rx)
     });
-    let (line, out_rx) = bounded("listening line", first_line).await.expect("join");
+    let (text, out_rx) = bounded("listening lines", first_lines).await.expect("join");
+    let (admin_line, line) = text.split_once('\n').expect("two lines");
+    let line = line.to_owned();
+    // `admin on http://ADDR (metrics: http://ADDR/metrics)`, then `listening on http://ADDR`.
+    let admin: SocketAddr = admin_line
+        .strip_prefix("admin on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {admin_line:?}"));
     let addr: SocketAddr = line
         .strip_prefix("listening on http://")
         .and_then(|rest| rest.strip_suffix('\n'))
@@ -137,13 +148,15 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
     let (parts, body) = get(&format!("http://{addr}/pets/5")).await;
     assert_eq!(parts.status, 200);
     assert_eq!(json(&body)["path"], "/internal/pets/5");
+    let (parts, _) = get(&format!("http://{admin}/_gateway/health")).await;
+    assert_eq!(parts.status, 200);
 
     stop_tx.send(()).expect("gateway waiting");
     let code = bounded("exit", tokio::task::spawn_blocking(move || gateway.join()))
         .await
         .expect("join");
     assert_eq!(code.expect("no panic"), ExitCode::SUCCESS);
-    // Exactly one line on stdout.
+    // Nothing else on this writer (the access log writes to the process's own stdout).
     let rest: Vec<u8> = out_rx.try_iter().flatten().collect();
     assert!(rest.is_empty(), "more stdout: {:?}", String::from_utf8_lossy(&rest));
 }
@@ -260,6 +273,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -285,6 +300,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 #[test]

@@ -603,6 +603,8 @@ pub static API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "fdd8121a3d7fd0d4a233adcd79da9aa309335faaf50d556c877ac1a35052a7e2",
+    published: Some(include_str!("openapi.json")),
 };
 
 /// The CORS policies of the API and its operations, each once.
