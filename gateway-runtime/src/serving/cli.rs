@@ -509,6 +509,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             crate::spec::StageSpec {
                 name: "prod",
@@ -516,6 +518,8 @@ mod tests {
                 base_path: "/prod",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: Some(1),
