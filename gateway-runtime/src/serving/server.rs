@@ -29,11 +29,12 @@ use tokio::sync::watch;
 use tower::ServiceExt as _;
 
 use crate::admin::AdminToken;
+use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
+use crate::observe::otlp::{self, Otlp, OtlpConfig, OtlpError, OtlpHandle};
 use crate::pipeline::Arrival;
 use crate::policies::auth::keys::KeyStore;
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, RouterError};
-use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
 use crate::spec::ApiSpec;
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
@@ -66,6 +67,8 @@ pub struct ServerConfig {
     pub access_log: AccessLogTarget,
     /// Lines the access log queues for its writer before it drops (and counts) new ones.
     pub access_log_capacity: usize,
+    /// Where and how to export trace spans over OTLP/HTTP; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpConfig>,
 }
 
 impl ServerConfig {
@@ -83,6 +86,7 @@ impl ServerConfig {
             stage: None,
             access_log: AccessLogTarget::Off,
             access_log_capacity: access_log::DEFAULT_CAPACITY,
+            otlp: None,
         }
     }
 }
@@ -105,6 +109,9 @@ pub enum ServerError {
     /// The access log cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// Trace export cannot start.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -136,6 +143,7 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     access_log: Option<AccessLog>,
+    otlp: Option<Otlp>,
 }
 
 impl ServerHandle {
@@ -149,13 +157,19 @@ impl ServerHandle {
         self.access_log.as_ref().map(AccessLog::handle)
     }
 
+    /// Trace export's handle (dropped spans), if it is on.
+    pub fn otlp(&self) -> Option<OtlpHandle> {
+        self.otlp.as_ref().map(Otlp::handle)
+    }
+
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 
-    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain) and the access
-    /// log has written every line queued.
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain), the access log
+    /// has written every line queued and trace export has sent the spans queued (waiting a few seconds at most for
+    /// the collector).
     pub fn join(mut self) -> Result<(), ServerError> {
         let panicked = self
             .workers
@@ -166,6 +180,10 @@ impl ServerHandle {
         // The workers are gone, and their senders with them: the writer drains the channel and ends.
         if let Some(access_log) = &mut self.access_log {
             access_log.join();
+        }
+        // Nothing more can be queued: the last batch goes now.
+        if let Some(otlp) = self.otlp.take() {
+            otlp.shutdown();
         }
         if panicked == 0 {
             Ok(())
@@ -244,6 +262,12 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
     let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
+    let export = config
+        .otlp
+        .as_ref()
+        .map(|otlp| Otlp::start(otlp, api, stage))
+        .transpose()?;
+    let (otlp, spans) = export.map_or((None, None), |(otlp, sink)| (Some(otlp), Some(sink)));
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -252,6 +276,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         shutdown,
         workers: Vec::with_capacity(workers),
         access_log,
+        otlp,
     };
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {
@@ -263,6 +288,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             ready: ready_tx.clone(),
             stage,
             access: sink.clone(),
+            spans: spans.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -311,6 +337,8 @@ struct Worker {
     stage: Option<&'static ResolvedStage>,
     /// This worker's access log sender, installed in its thread for the pipeline to find.
     access: Option<Sink>,
+    /// This worker's trace exporter, installed in its thread likewise.
+    spans: Option<otlp::Sink>,
 }
 
 impl Worker {
@@ -324,8 +352,10 @@ impl Worker {
             ready,
             stage,
             access,
+            spans,
         } = self;
         access_log::install(access);
+        otlp::install(spans);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(source) => {
@@ -348,6 +378,7 @@ impl Worker {
         // Dropping the runtime here cancels whatever outlived the drain timeout.
         drop(runtime);
         access_log::uninstall();
+        otlp::uninstall();
     }
 }
 
