@@ -13,3 +13,4 @@ mod limits;
 mod proxy;
 mod stages;
 mod support;
+mod tracing;
