@@ -263,6 +263,10 @@ pub(crate) struct Sink {
 impl Sink {
     /// Queues the spans of a request that ended with `status`, unless the queue is full. Never blocks.
     fn export(&self, ctx: &RequestCtx, status: StatusCode, trace: &TraceContext) {
+        // Places first: with the queue full, the spans are not even built.
+        if !self.shared.reserve(1 + usize::from(ctx.upstream.is_some())) {
+            return;
+        }
         let (server, client) = spans(
             ctx,
             status,
@@ -271,9 +275,6 @@ impl Sink {
             Instant::now(),
             SystemTime::now(),
         );
-        if !self.shared.reserve(1 + usize::from(client.is_some())) {
-            return;
-        }
         self.processor.on_end(server);
         if let Some(client) = client {
             self.processor.on_end(client);
@@ -878,6 +879,28 @@ mod tests {
         assert!(attribute(&server, "http.route").is_none());
         // A 4xx is the client's doing: the server span's status stays unset.
         assert_eq!(server.status, Status::Unset);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_spans_instead_of_waiting() {
+        let shared = Shared {
+            sampler: Sampler::ALWAYS,
+            scope: InstrumentationScope::builder("test").build(),
+            queued: AtomicUsize::new(0),
+            capacity: 3,
+            dropped: AtomicU64::new(0),
+            warned_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        };
+        assert!(shared.reserve(2));
+        // A proxied request's two spans do not fit in the one place left: both are dropped, none half-exported.
+        assert!(!shared.reserve(2));
+        assert!(shared.reserve(1));
+        assert!(!shared.reserve(1));
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 3);
+        // The exporter took a batch of two: their places are free again.
+        shared.queued.fetch_sub(2, Ordering::AcqRel);
+        assert!(shared.reserve(2));
     }
 
     #[test]
