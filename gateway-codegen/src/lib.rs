@@ -18,6 +18,7 @@ pub mod lower;
 pub mod model;
 pub mod names;
 pub mod parse;
+pub mod published;
 pub mod schema;
 pub mod template;
 pub mod validate;
@@ -115,7 +116,8 @@ pub fn generate(input: SpecInput<'_>, options: &Options) -> Result<Generated, Ge
     let Some(checked) = validate::validate(&spec, &ctx, &mut diags) else {
         return Err(fail(&diags));
     };
-    let api = lower::lower(&spec, checked, input.file, &mut diags);
+    let mut api = lower::lower(&spec, checked, input.file, &mut diags);
+    api.spec_sha256 = sha256_hex(input.text);
     if diags.has_errors() {
         return Err(fail(&diags));
     }
@@ -133,6 +135,15 @@ pub fn generate(input: SpecInput<'_>, options: &Options) -> Result<Generated, Ge
         files,
         warnings: diags.render(input.file, input.text),
     })
+}
+
+/// The SHA-256 of `text`, in lower-case hex.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn file_stem(file: &str) -> String {

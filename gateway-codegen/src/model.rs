@@ -44,6 +44,10 @@ pub struct Api {
     pub stages: Vec<Stage>,
     /// The stage served without `--stage` (index into `stages`).
     pub default_stage: Option<usize>,
+    /// The SHA-256 of the spec file's text, hex.
+    pub spec_sha256: String,
+    /// The published spec (compact JSON), unless `publish_spec: false`.
+    pub published: Option<String>,
 }
 
 /// A deployment stage.

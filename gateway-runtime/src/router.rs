@@ -28,6 +28,7 @@ use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method};
 
 use crate::error::GatewayError;
+use crate::observe::metrics::{Meter, WorkerMetrics};
 use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::cors::{self, Cors, CorsError, Policies, Preflight};
@@ -152,6 +153,7 @@ struct Unmatched {
     hosts: Option<Arc<Hosts>>,
     responses: Option<Arc<Responses>>,
     cors: Option<Arc<Cors>>,
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl Unmatched {
@@ -162,7 +164,7 @@ impl Unmatched {
         let mut ctx = RequestCtx::new(&parts, None);
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let error = self.misdirected(&parts).unwrap_or(error);
-        finish(&mut ctx, Err(error), self.responses.as_deref())
+        finish(&mut ctx, Err(error), self.responses.as_deref(), self.meter())
     }
 
     /// The gateway's answer to a CORS preflight on a route (after the host check), through the response filters.
@@ -173,7 +175,15 @@ impl Unmatched {
             Some(misdirected) => Err(misdirected),
             None => Ok(preflight.answer(&parts.headers, &ctx.request_id)),
         };
-        finish(&mut ctx, result, self.responses.as_deref())
+        finish(&mut ctx, result, self.responses.as_deref(), self.meter())
+    }
+
+    /// Where unmatched requests are counted.
+    fn meter(&self) -> Option<Meter<'_>> {
+        self.metrics.as_deref().map(|worker| Meter {
+            worker,
+            operation: None,
+        })
     }
 
     /// The refusal of a host the API does not serve.
@@ -182,11 +192,12 @@ impl Unmatched {
     }
 }
 
-/// Builds the router for one worker, forwarding through that worker's `proxy`, with the process-wide `state`.
+/// Builds the router of worker `worker`, forwarding through that worker's `proxy`, with the process-wide `state`.
 ///
 /// In a stage with a base path, every operation route is served under it, and a request outside it is a `404`; the
 /// admin endpoints stay at `/_gateway/`.
-pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Result<Router, RouterError> {
+pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: usize) -> Result<Router, RouterError> {
+    let metrics = state.metrics.as_ref().map(|metrics| metrics.worker(worker));
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
     let mut policies = Policies::default();
@@ -194,6 +205,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
         hosts: hosts.clone(),
         responses: api_responses.clone(),
         cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
+        metrics: metrics.clone(),
     };
     let base_path = state.stage.map_or("", |stage| stage.base_path());
     // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
@@ -251,7 +263,13 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
             };
             let cors = op.cors.map(|spec| policies.prepare(spec)).transpose()?;
             policy_of.push((op.method.clone(), cors.clone()));
-            let service = operation_service(api, index, proxy, state, hosts.as_ref(), responses, cors)?;
+            let worker = Worker {
+                proxy,
+                state,
+                hosts: hosts.as_ref(),
+                metrics: metrics.as_ref(),
+            };
+            let service = operation_service(api, index, &worker, responses, cors)?;
             if route_cors && op.method == Method::OPTIONS {
                 options = Some(service);
             } else {
@@ -283,22 +301,45 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Resul
     }
     // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
     // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
-    if let Some(admin) = crate::admin::routes(api, state) {
-        router = router.merge(admin);
+    if let Some(published) = &state.published {
+        router = router.route_service(
+            PUBLISHED_SPEC,
+            axum::routing::get_service(Published {
+                json: published.clone(),
+                unmatched: unmatched.clone(),
+            }),
+        );
     }
     Ok(router.without_v07_checks().fallback_service(NotFound { unmatched }))
 }
 
-/// Prepares operation `index` of `api`: its request filters, cache, target, gateway responses and CORS policy.
-pub fn operation_service(
+/// What every operation of one worker's router shares.
+struct Worker<'a> {
+    /// The worker's upstream client.
+    proxy: &'a Proxy,
+    /// The process-wide state.
+    state: &'a SharedState,
+    /// The API's hosts, when it declares them.
+    hosts: Option<&'a Arc<Hosts>>,
+    /// The worker's counters, when the gateway counts.
+    metrics: Option<&'a Arc<WorkerMetrics>>,
+}
+
+/// Prepares operation `index` of `api` for `worker`: its request filters, cache, target, gateway responses and CORS
+/// policy.
+fn operation_service(
     api: &'static ApiSpec,
     index: usize,
-    proxy: &Proxy,
-    state: &SharedState,
-    hosts: Option<&Arc<Hosts>>,
+    worker: &Worker<'_>,
     responses: Option<Arc<Responses>>,
     cors: Option<Arc<Cors>>,
 ) -> Result<OperationService, RouterError> {
+    let Worker {
+        proxy,
+        state,
+        hosts,
+        metrics,
+    } = *worker;
     let op = &api.operations[index];
     let target = match &op.target {
         TargetSpec::Upstream(target) => {
@@ -332,7 +373,9 @@ pub fn operation_service(
         .map(|spec| ResponseCheck::new(spec, state.contracts.clone(), index, op.id));
     let contract = (transforms.is_some() || check.is_some()).then_some(ContractSide { transforms, check });
     Ok(OperationService::new(
-        Operation::new(api, index, phases, cache, target, contract, responses).with_cors(cors),
+        Operation::new(api, index, phases, cache, target, contract, responses)
+            .with_cors(cors)
+            .with_metrics(metrics.cloned()),
     ))
 }
 
@@ -400,6 +443,38 @@ impl tower::Service<Request> for Preflights {
             Some(operation) => operation.call(request),
             None => Box::pin(self.not_allowed.call(request)),
         }
+    }
+}
+
+/// Where the main listener publishes the spec.
+pub const PUBLISHED_SPEC: &str = "/_gateway/openapi.json";
+
+/// `GET /_gateway/openapi.json`: the spec as published ([`crate::spec::ApiSpec::published`]), with the request
+/// context and response filters of every response.
+#[derive(Clone)]
+struct Published {
+    json: bytes::Bytes,
+    unmatched: Unmatched,
+}
+
+impl tower::Service<Request> for Published {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (parts, _body) = request.into_parts();
+        let mut ctx = RequestCtx::new(&parts, None);
+        let response = Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(self.json.clone()))
+            .map_err(|_| GatewayError::internal());
+        let meter = self.unmatched.meter();
+        std::future::ready(Ok(finish(&mut ctx, response, None, meter)))
     }
 }
 

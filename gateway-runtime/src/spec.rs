@@ -50,6 +50,11 @@ pub struct ApiSpec {
     pub stages: &'static [StageSpec],
     /// The stage served without `--stage` (index into [`ApiSpec::stages`]).
     pub default_stage: Option<usize>,
+    /// The SHA-256 of the spec file as compiled in (hex), shown by `/_gateway/info` and `gateway_build_info`.
+    pub spec_sha256: &'static str,
+    /// The spec as published on `GET /_gateway/openapi.json` (JSON, without `x-gateway` extensions and skipped
+    /// operations); `None` with `x-gateway: { publish_spec: false }`.
+    pub published: Option<&'static str>,
 }
 
 /// A deployment stage: its variables and the settings it overrides.
@@ -90,6 +95,8 @@ pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.

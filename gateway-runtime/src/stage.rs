@@ -363,11 +363,15 @@ mod tests {
             },
         ],
         default_stage: Some(0),
+        spec_sha256: "",
+        published: None,
         ..EMPTY_API
     };
 
     static NO_DEFAULT: ApiSpec = ApiSpec {
         default_stage: None,
+        spec_sha256: "",
+        published: None,
         ..STAGED
     };
 

@@ -49,6 +49,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
         quote!(#i)
     }));
     let api_cors = option(api_cors_index.map(cors_ref));
+    let spec_sha256 = &api.spec_sha256;
+    let published = option(api.published.as_ref().map(|_| quote!(include_str!("openapi.json"))));
     let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
@@ -68,6 +70,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             filters: &[#(#filters),*],
             stages: &[#(#stages),*],
             default_stage: #default_stage,
+            spec_sha256: #spec_sha256,
+            published: #published,
         };
 
         #cors_table

@@ -49,6 +49,8 @@ pub struct RootExt {
     pub stages: IndexMap<String, StageExt>,
     /// The stage served without `--stage`.
     pub default_stage: Option<String>,
+    /// Serve the spec (without `x-gateway` and skipped operations) on `GET /_gateway/openapi.json`. Default true.
+    pub publish_spec: Option<bool>,
 }
 
 /// `stages.<name>`.

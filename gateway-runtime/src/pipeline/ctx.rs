@@ -101,6 +101,8 @@ pub struct RequestCtx {
     pub trace: Option<super::trace::TraceContext>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
+    /// What refined the error's kind, for metrics ([`crate::error::GatewayError::reason`]).
+    pub reason: Option<&'static str>,
     /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
     /// match none in an API with one.
     pub cors: Option<CorsReply>,
@@ -130,6 +132,7 @@ impl RequestCtx {
             // `None` at the cost of one thread-local look-up unless this worker exports traces.
             trace: crate::observe::otlp::trace_context(&parts.headers),
             error: None,
+            reason: None,
             cors: None,
             stage: arrival.and_then(|a| a.stage),
             bytes_in: parts

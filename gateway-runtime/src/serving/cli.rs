@@ -1,8 +1,9 @@
 //! The command line of every generated gateway: `fn main() -> ExitCode { gateway_runtime::cli::run(&api::API) }`.
 //!
 //! Bad input is a message and a non-zero exit code (clap's usage errors exit with 2, start-up failures with 1),
-//! never a panic. Once every worker is listening, exactly one line `listening on http://ADDR` goes to stdout
-//! (everything else is logged to stderr), so a supervisor or test can learn an ephemeral port.
+//! never a panic. Once every worker is listening, `admin on http://ADDR …` (when the admin listener is on) and then
+//! `listening on http://ADDR` go to stdout (everything else is logged to stderr, and after those lines stdout is the
+//! access log's), so a supervisor or test can learn the ephemeral ports.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -39,7 +40,19 @@ struct Args {
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
 
-    /// Bearer token that enables the admin endpoints under `/_gateway/` (cache flush and stats) [default: off].
+    /// Address of the admin listener: metrics (`/metrics`), health, readiness, info, the live page (`/`) and the
+    /// admin endpoints; `off` turns it off.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090",
+        value_parser = parse_admin_listen,
+        value_name = "ADDR|off"
+    )]
+    admin_listen: AdminListen,
+
+    /// Bearer token that enables the admin endpoints that change state or show callers (cache flush and stats,
+    /// usage, drift) on the admin listener [default: off].
     #[arg(long, env = "GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 
@@ -122,6 +135,20 @@ struct Args {
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
+}
+
+/// `--admin-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(raw: &str) -> Result<AdminListen, String> {
+    match raw {
+        "off" => Ok(AdminListen(None)),
+        addr => addr
+            .parse()
+            .map(|addr| AdminListen(Some(addr)))
+            .map_err(|e| format!("{e}: expected an address like 127.0.0.1:9090, or `off`")),
+    }
 }
 
 /// `on` or `off`.
@@ -294,6 +321,7 @@ where
         workers: args.workers,
         shutdown_timeout: args.shutdown_timeout,
         upstream_overrides: args.upstreams,
+        admin_listen: args.admin_listen.0,
         admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
         keys: keys.clone(),
         trust_proxy: args.trust_proxy,
@@ -316,6 +344,11 @@ where
         Err(err) => return fail(&err.to_string()),
     };
     let addr = handle.local_addr();
+    if let Some(admin) = handle.admin_addr() {
+        // Before the `listening on` line, after which stdout is the access log's.
+        let _ = writeln!(stdout, "admin on http://{admin} (metrics: http://{admin}/metrics)");
+        tracing::info!(%admin, "admin listener");
+    }
     if let Err(err) = writeln!(stdout, "listening on http://{addr}").and_then(|()| stdout.flush()) {
         tracing::warn!(error = %err, "cannot write the listening line to stdout");
     }
@@ -530,11 +563,15 @@ mod tests {
             },
         ],
         default_stage: Some(1),
+        spec_sha256: "",
+        published: None,
         ..crate::spec::EMPTY_API
     };
 
     static NO_DEFAULT: ApiSpec = ApiSpec {
         default_stage: None,
+        spec_sha256: "",
+        published: None,
         ..STAGED
     };
 

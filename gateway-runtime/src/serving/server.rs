@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::admin::AdminToken;
+use crate::admin::{self, Admin, AdminServer, AdminToken, Status};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
 use crate::observe::otlp::{self, Otlp, OtlpConfig, OtlpError, OtlpHandle};
 use crate::pipeline::Arrival;
@@ -51,7 +51,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Upstream URL replacements.
     pub upstream_overrides: Vec<UpstreamOverride>,
-    /// Bearer token for the admin endpoints under `/_gateway/`; `None` turns them off.
+    /// Where the admin listener (metrics, health, the live page, the admin endpoints) listens; `None`: nowhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin endpoints that change state or show callers; `None` turns them off.
     pub admin_token: Option<AdminToken>,
     /// The API keys (loaded by the caller, reloadable through the handle).
     pub keys: KeyStore,
@@ -79,6 +81,7 @@ impl ServerConfig {
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
             upstream_overrides: Vec::new(),
+            admin_listen: None,
             admin_token: None,
             keys: KeyStore::empty(),
             trust_proxy: false,
@@ -144,12 +147,19 @@ pub struct ServerHandle {
     workers: Vec<JoinHandle<()>>,
     access_log: Option<AccessLog>,
     otlp: Option<Otlp>,
+    admin: Option<AdminServer>,
+    status: Arc<Status>,
 }
 
 impl ServerHandle {
     /// The address every worker listens on (with the actual port when port `0` was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the admin listener listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
     }
 
     /// The access log's handle (reopen, dropped lines), if it is on.
@@ -164,6 +174,7 @@ impl ServerHandle {
 
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
+        self.status.set_draining();
         self.shutdown.send_replace(true);
     }
 
@@ -184,6 +195,10 @@ impl ServerHandle {
         // Nothing more can be queued: the last batch goes now.
         if let Some(otlp) = self.otlp.take() {
             otlp.shutdown();
+        }
+        // Readiness said `503` while the workers drained; now the admin listener goes too.
+        if let Some(admin) = &mut self.admin {
+            admin.stop();
         }
         if panicked == 0 {
             Ok(())
@@ -242,9 +257,15 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         auth,
         config.trust_proxy,
     )?;
+    // Counted only where something reads the counts.
+    let state = if config.admin_listen.is_some() {
+        state.with_metrics(api, workers)
+    } else {
+        state
+    };
     let mut routers = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state)?);
+    for worker in 0..workers {
+        routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state, worker)?);
     }
     let first = bind(config.listen).map_err(|source| ServerError::Bind {
         addr: config.listen,
@@ -260,6 +281,11 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         listeners.push(bind(addr).map_err(|source| ServerError::Bind { addr, source })?);
     }
 
+    let admin_listener = config
+        .admin_listen
+        .map(|addr| bind_one(addr).map_err(|source| ServerError::Bind { addr, source }))
+        .transpose()?;
+
     let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
     let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
     let export = config
@@ -268,6 +294,26 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         .map(|otlp| Otlp::start(otlp, api, stage))
         .transpose()?;
     let (otlp, spans) = export.map_or((None, None), |(otlp, sink)| (Some(otlp), Some(sink)));
+    let status = Arc::new(Status::new(workers));
+    let admin = match admin_listener {
+        Some(listener) => {
+            let admin = Admin {
+                api,
+                state: state.clone(),
+                status: Arc::clone(&status),
+                access_log: access_log.as_ref().map(AccessLog::handle),
+            };
+            let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+            Some(
+                AdminServer::start(listener, admin::router(&admin))
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            )
+        }
+        None => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -277,6 +323,8 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         workers: Vec::with_capacity(workers),
         access_log,
         otlp,
+        admin,
+        status,
     };
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {
@@ -307,6 +355,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             Err(_) => return Err(ServerError::WorkerPanicked(1)),
         }
     }
+    handle.status.set_listening();
     Ok(handle)
 }
 
@@ -323,6 +372,15 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// The admin listener's socket: one listener, not shared with anything.
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
     Ok(socket.into())
 }
 

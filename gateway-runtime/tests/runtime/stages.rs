@@ -232,6 +232,8 @@ static STAGED: ApiSpec = ApiSpec {
         ),
     ],
     default_stage: Some(DEV),
+    spec_sha256: "",
+    published: None,
 };
 
 /// An environment with `GATEWAY_STAGE_VAR_PETSURL` pointing at `upstream`, and `extra` besides.
@@ -319,7 +321,7 @@ async fn gateway_responses_render_stage_variables() {
 }
 
 #[tokio::test]
-async fn operations_are_served_under_the_base_path_and_admin_at_the_root() {
+async fn operations_are_served_under_the_base_path_and_admin_on_its_own_listener() {
     let gw = start_gateway_for(&STAGED, |config, upstream| {
         config.upstream_overrides = Vec::new();
         config.admin_token = AdminToken::new("admin-secret");
@@ -342,16 +344,19 @@ async fn operations_are_served_under_the_base_path_and_admin_at_the_root() {
     assert_eq!(parts.status, 405);
     assert_eq!(parts.headers["allow"], "GET, HEAD");
 
-    let admin = |path: &str| {
-        Request::get(gw.url(path))
+    let admin = |url: String| {
+        Request::get(url)
             .header("authorization", "Bearer admin-secret")
             .body(empty())
             .expect("request")
     };
-    let (parts, _) = send(admin("/_gateway/cache/stats")).await;
+    let (parts, _) = send(admin(gw.admin_url("/_gateway/cache/stats"))).await;
     assert_eq!(parts.status, 200);
-    let (parts, _) = send(admin("/prod/_gateway/cache/stats")).await;
-    assert_eq!(parts.status, 404);
+    // Not on the API's listener, with or without the base path.
+    for path in ["/_gateway/cache/stats", "/prod/_gateway/cache/stats"] {
+        let (parts, _) = send(admin(gw.url(path))).await;
+        assert_eq!(parts.status, 404, "{path}");
+    }
 }
 
 #[tokio::test]

@@ -709,6 +709,8 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
+    spec_sha256: "ea5649bf3aff65063dd2a85067de144a7064155f901e056d633a802c18dd7752",
+    published: Some(include_str!("openapi.json")),
 };
 
 /// The CORS policies of the API and its operations, each once.

@@ -1,11 +1,12 @@
-//! The admin endpoints under `/_gateway/`, on the gateway's own listener, guarded by a bearer token.
+//! The admin endpoints a bearer token guards, on the admin listener.
 //!
 //! Without `--admin-token` (env `GATEWAY_ADMIN_TOKEN`) they do not exist (`404`). The token is compared in
-//! constant time. Spec paths cannot start with `/_gateway/` (a generate-time error), so nothing is shadowed.
+//! constant time.
 //!
 //! - `POST /_gateway/cache/flush[?operation=ID]` — drop every cached response, or one operation's;
 //! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache;
-//! - `GET /_gateway/usage` — per API key (by name): plan, requests admitted and throttled, quota used and left.
+//! - `GET /_gateway/usage` — per API key (by name): plan, requests admitted and throttled, quota used and left;
+//! - `GET /_gateway/drift` — per operation with a response check: responses checked, mismatched and skipped.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,10 +20,9 @@ use http::header::AUTHORIZATION;
 use http::request;
 use subtle::ConstantTimeEq as _;
 
+use super::Admin;
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::{RequestCtx, finish};
-use crate::spec::ApiSpec;
-use crate::state::SharedState;
 
 /// The admin bearer token.
 #[derive(Clone)]
@@ -52,28 +52,19 @@ impl fmt::Debug for AdminToken {
     }
 }
 
-#[derive(Clone)]
-struct Admin {
-    api: &'static ApiSpec,
-    state: SharedState,
-}
-
-/// The admin routes, or `None` when no token is configured.
-pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
-    let token = state.admin_token.clone()?;
-    let admin = Admin {
-        api,
-        state: state.clone(),
-    };
+/// The endpoints that change state or show who calls (cache flush and stats, usage by key, contract drift), or
+/// `None` when no admin token is configured (they then do not exist: `404`).
+pub(super) fn routes(admin: &Admin) -> Option<Router> {
+    let token = admin.state.admin_token.clone()?;
     let router = Router::new()
         .route("/_gateway/cache/flush", post(flush))
         .route("/_gateway/cache/stats", get(stats))
         .route("/_gateway/usage", get(usage))
         .route("/_gateway/drift", get(drift))
-        .with_state(admin)
+        .with_state(admin.clone())
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
-                // Admin requests get a request context, a request id and a log line like every other request.
+                // Admin requests get a request context and a request id like every other request.
                 let (parts, body) = request.into_parts();
                 let mut ctx = RequestCtx::new(&parts, None);
                 let admitted = token.admits(&parts);
@@ -84,10 +75,10 @@ pub fn routes(api: &'static ApiSpec, state: &SharedState) -> Option<Router> {
                     } else {
                         Err(GatewayError::new(
                             ErrorKind::Unauthorized,
-                            "the admin endpoints need `Authorization: Bearer <admin token>`",
+                            "this admin endpoint needs `Authorization: Bearer <admin token>`",
                         ))
                     };
-                    finish(&mut ctx, result, None)
+                    finish(&mut ctx, result, None, None)
                 }
             },
         ));

@@ -1,0 +1,252 @@
+//! The admin listener: what an operator, a load balancer and a metrics scraper ask the gateway, on an address of
+//! its own (`--admin-listen`, default `127.0.0.1:9090`), apart from the API's traffic.
+//!
+//! | endpoint | what | guarded |
+//! |---|---|---|
+//! | `GET /metrics` | Prometheus (OpenMetrics) text: requests, latencies, cache, throttles, auth failures | no |
+//! | `GET /_gateway/health` | liveness: `200` while the process serves | no |
+//! | `GET /_gateway/ready` | readiness: `200` once every worker listens and every JWT scheme has keys; `503` before, and while draining | no |
+//! | `GET /_gateway/info` | the gateway, its version, the spec's SHA-256 as compiled in, the stage, the uptime | no |
+//! | `GET /_gateway/stats` | the metrics as JSON, for the live page | no |
+//! | `POST /_gateway/cache/flush`, `GET /_gateway/cache/stats`, `GET /_gateway/usage`, `GET /_gateway/drift` | see [`guarded`] | admin token |
+//!
+//! The listener has one thread and a single-threaded runtime of its own, so that a scrape never takes a worker's
+//! time and a busy worker never delays a probe. Its requests are not in the access log or the metrics (a scraper
+//! every few seconds is not API traffic). It serves until the workers have drained, so that readiness says
+//! `503` while they do.
+
+pub mod guarded;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use tokio::sync::watch;
+
+pub use guarded::AdminToken;
+
+use crate::observe::access_log::AccessLogHandle;
+use crate::observe::metrics::{self, BuildInfo, CacheGauges, Metrics, Snapshot};
+use crate::spec::ApiSpec;
+use crate::state::SharedState;
+
+/// What the server tells the admin listener about itself.
+#[derive(Debug)]
+pub struct Status {
+    /// Every worker is accepting connections.
+    listening: AtomicBool,
+    /// Shutdown has started: the workers drain.
+    draining: AtomicBool,
+    started: Instant,
+    started_at: jiff::Timestamp,
+    workers: usize,
+}
+
+impl Status {
+    /// A server of `workers` workers, starting now.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            listening: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            started: Instant::now(),
+            started_at: jiff::Timestamp::now(),
+            workers,
+        }
+    }
+
+    /// Every worker accepts connections.
+    pub fn set_listening(&self) {
+        self.listening.store(true, Ordering::Release);
+    }
+
+    /// Shutdown started.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+/// What the admin endpoints read.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The API served.
+    pub api: &'static ApiSpec,
+    /// Its process-wide state: cache, keys, limits, contracts, metrics.
+    pub state: SharedState,
+    /// The server's state.
+    pub status: Arc<Status>,
+    /// The access log, when it is on (for its dropped lines).
+    pub access_log: Option<AccessLogHandle>,
+}
+
+impl Admin {
+    /// The metrics summed over the workers, with the cache's and the access log's gauges.
+    fn snapshot(&self) -> Snapshot {
+        let mut snapshot = match &self.state.metrics {
+            Some(metrics) => metrics.snapshot(),
+            // The server counts whenever the admin listener is on; an admin router made without counters shows none.
+            None => Metrics::new(self.api, 1).snapshot(),
+        };
+        snapshot.cache = self.state.cache.as_ref().map(|cache| {
+            let (entries, bytes, evicted, expired) = cache.gauges();
+            CacheGauges {
+                entries,
+                bytes,
+                capacity: self.api.cache.capacity,
+                evicted,
+                expired,
+            }
+        });
+        snapshot.access_log_dropped = self.access_log.as_ref().map(AccessLogHandle::dropped);
+        snapshot
+    }
+
+    fn build_info(&self) -> BuildInfo {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            stage: self.state.stage.map(|stage| stage.name()),
+        }
+    }
+}
+
+/// The admin listener's routes.
+pub fn router(admin: &Admin) -> Router {
+    let open = Router::new()
+        .route("/metrics", get(prometheus))
+        .route("/_gateway/health", get(health))
+        .route("/_gateway/ready", get(ready))
+        .route("/_gateway/info", get(info))
+        .route("/_gateway/stats", get(stats))
+        .with_state(admin.clone());
+    let router = match guarded::routes(admin) {
+        Some(guarded) => open.merge(guarded),
+        None => open,
+    };
+    router.fallback(|| async {
+        crate::error::GatewayError::new(
+            crate::error::ErrorKind::NotFound,
+            "no such admin endpoint: see /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
+        )
+        .into_response()
+    })
+}
+
+async fn prometheus(State(admin): State<Admin>) -> Response {
+    let text = metrics::prometheus_text(vec![(admin.snapshot(), admin.api)], &admin.build_info());
+    ([(CONTENT_TYPE, metrics::PROMETHEUS_CONTENT_TYPE)], text).into_response()
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+/// `200` once the workers listen and every JWT scheme has its keys, `503` (with what is missing) otherwise.
+async fn ready(State(admin): State<Admin>) -> Response {
+    let listening = admin.status.listening.load(Ordering::Acquire);
+    let draining = admin.status.draining.load(Ordering::Acquire);
+    let loading = admin.state.auth.schemes_without_keys(admin.api);
+    let ready = listening && !draining && loading.is_empty();
+    let body = serde_json::json!({
+        "ready": ready,
+        "checks": {
+            "listeners": if listening { "up" } else { "starting" },
+            "draining": draining,
+            "jwt_keys": if loading.is_empty() { "loaded" } else { "loading" },
+            "jwt_schemes_without_keys": loading,
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn info(State(admin): State<Admin>) -> Response {
+    let api = admin.api;
+    axum::Json(serde_json::json!({
+        "gateway": api.name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "api_version": api.api_version,
+        "spec_file": api.spec_file,
+        "spec_sha256": api.spec_sha256,
+        "stage": admin.state.stage.map(|stage| stage.name()),
+        "started_at": admin.status.started_at.to_string(),
+        "uptime_seconds": admin.status.started.elapsed().as_secs(),
+        "workers": admin.status.workers,
+    }))
+    .into_response()
+}
+
+async fn stats(State(admin): State<Admin>) -> Response {
+    axum::Json(admin.snapshot()).into_response()
+}
+
+/// The admin listener, serving on its own thread.
+#[derive(Debug)]
+pub struct AdminServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl AdminServer {
+    /// Serves `router` on `listener` from a thread of its own.
+    pub fn start(listener: std::net::TcpListener, router: Router) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("gateway-admin".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(err) => {
+                            tracing::error!(error = %err, "the admin listener cannot start");
+                            return;
+                        }
+                    };
+                    let shutdown = async move {
+                        let _ = stopped.wait_for(|stop| *stop).await;
+                    };
+                    if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                        tracing::warn!(error = %err, "the admin listener stopped");
+                    }
+                });
+            })?;
+        Ok(Self {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops it and waits for its thread.
+    pub fn stop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
