@@ -27,7 +27,7 @@
 //!
 //! Parent-based: a caller's `traceparent` keeps its sampled flag (and an unsampled caller's request exports
 //! nothing); a request without one starts a new trace sampled with the configured ratio ([`Sampler`]). Only sampled
-//! requests are exported. With export on, every request gets a trace context on arrival ([`trace_context`]), not
+//! requests are exported. With export on, every request gets a trace context on arrival (`trace_context`), not
 //! only proxied ones; with export off, nothing changes: proxied requests get one from the proxy, unsampled.
 //!
 //! # Why this shape
@@ -38,7 +38,7 @@
 //!   own generator, and the client span's id must be the one already sent upstream.
 //! - The SDK's thread-based [`BatchSpanProcessor`] bounds the queue and never blocks the caller. It drives an export
 //!   with `futures_executor::block_on` on its own thread, outside any tokio runtime, where hyper-util's client (its
-//!   connector, its connection tasks, its timers) cannot run. So [`CollectorClient`] spawns each POST onto a
+//!   connector, its connection tasks, its timers) cannot run. So `CollectorClient` spawns each POST onto a
 //!   one-worker tokio runtime of its own and awaits the task's handle, which works from any executor. The SDK's
 //!   experimental tokio batch processor would need a runtime to live in too, and a worker's runtime is the wrong
 //!   one: it stops with the worker, before the final flush.
@@ -47,7 +47,7 @@
 //! - A collector that is down costs the requests nothing: exports fail on the export thread, are retried a few times
 //!   within a 10 s deadline, and the spans are dropped; the failures are logged at most once a minute.
 //!
-//! Each worker thread holds its own [`Sink`] in a thread-local ([`install`]), as the access log does, so a request
+//! Each worker thread holds its own `Sink` in a thread-local (`install`), as the access log does, so a request
 //! that did not come through the server exports nothing.
 
 use std::borrow::Cow;
