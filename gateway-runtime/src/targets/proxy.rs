@@ -639,7 +639,10 @@ impl UpstreamRoute {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(FORWARDED_PROTO));
         headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
         // One more hop of the caller's trace (or a new trace): the upstream sees the gateway's span as its parent.
-        let trace = crate::pipeline::trace::TraceContext::of(headers);
+        // With trace export on, the context was made on arrival (its span id is the exported client span's).
+        let trace = ctx
+            .trace
+            .unwrap_or_else(|| crate::pipeline::trace::TraceContext::of(headers));
         trace.apply(headers);
         ctx.trace = Some(trace);
         if let Some(ip) = client_ip {
@@ -656,7 +659,12 @@ impl UpstreamRoute {
         let outcome = tokio::time::timeout(endpoint.timeout, self.upstream.client.request(request)).await;
         ctx.upstream = Some(UpstreamCall {
             name: endpoint.name,
+            sent,
             elapsed: sent.elapsed(),
+            status: match &outcome {
+                Ok(Ok(response)) => Some(response.status().as_u16()),
+                _ => None,
+            },
         });
         match outcome {
             Ok(Ok(response)) => {

@@ -14,3 +14,4 @@ mod observability;
 mod proxy;
 mod stages;
 mod support;
+mod tracing;
