@@ -23,6 +23,7 @@ pub mod lower;
 pub mod model;
 pub mod names;
 pub mod parse;
+pub mod published;
 pub mod schema;
 pub mod template;
 pub mod validate;
@@ -243,7 +244,9 @@ fn build(mut members: Vec<Parsed<'_>>, options: &Options, check_names: bool) -> 
     if !diags.iter().any(diagnostics::Diagnostics::has_errors) {
         for ((member, checked), diags) in members.iter().zip(checked).zip(diags.iter_mut()) {
             if let Some(spec) = &member.spec {
-                apis.push(lower::lower(spec, checked, member.input.file, diags));
+                let mut api = lower::lower(spec, checked, member.input.file, diags);
+                api.spec_sha256 = sha256_hex(member.input.text);
+                apis.push(api);
             }
         }
     }
@@ -347,6 +350,15 @@ fn failure(gateway: Option<&str>, members: &[Parsed<'_>]) -> GenerateError {
                 .collect(),
         },
     }
+}
+
+/// The SHA-256 of `text`, in lower-case hex.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn file_stem(file: &str) -> String {

@@ -53,6 +53,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         cors: checked.cors,
         stages: checked.stages,
         default_stage: checked.default_stage,
+        spec_sha256: String::new(),
+        published: (spec.root.publish_spec != Some(false)).then(|| crate::published::published(&spec.document)),
     }
 }
 

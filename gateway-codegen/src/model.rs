@@ -48,6 +48,10 @@ pub struct Api {
     pub stages: Vec<Stage>,
     /// The stage served without `--stage` (index into `stages`).
     pub default_stage: Option<usize>,
+    /// The SHA-256 of the spec file's text, hex.
+    pub spec_sha256: String,
+    /// The published spec (compact JSON), unless `publish_spec: false`.
+    pub published: Option<String>,
 }
 
 /// A deployment stage.
@@ -63,6 +67,23 @@ pub struct Stage {
     pub cache_enabled: bool,
     /// Replacement for the API-wide bucket.
     pub throttle: Option<Throttle>,
+    /// Replacement for the origins of every CORS policy.
+    pub cors_origins: Option<Vec<Origin>>,
+    /// Upstream settings the stage changes.
+    pub upstreams: Vec<StageUpstream>,
+}
+
+/// What a stage changes of one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageUpstream {
+    /// Index into `Api::upstreams`.
+    pub upstream: usize,
+    /// Its URL in the stage.
+    pub url: Option<String>,
+    /// Its timeout in the stage.
+    pub timeout: Option<std::time::Duration>,
+    /// Its connect timeout in the stage.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// A security scheme the gateway checks.

@@ -112,8 +112,10 @@ fn specs_naming_one_gateway_make_one_crate_and_the_others_their_own() {
             "Cargo.toml",
             "src/main.rs",
             "src/pets_v1/api.rs",
+            "src/pets_v1/openapi.json",
             "src/pets_v1/params.rs",
             "src/pets_v2/api.rs",
+            "src/pets_v2/openapi.json",
             "src/pets_v2/params.rs",
         ]
     );
@@ -132,6 +134,9 @@ fn specs_naming_one_gateway_make_one_crate_and_the_others_their_own() {
         v1_api.contains("name: \"pets-v1\""),
         "each module is its spec's ApiSpec"
     );
+    // Each module's published spec is beside its `api.rs`, which reads it with `include_str!`.
+    assert!(v1_api.contains("include_str!(\"openapi.json\")"), "{v1_api}");
+    assert!(public.files["src/pets_v2/openapi.json"].contains("\"paths\""));
     let main = &public.files["src/main.rs"];
     for expected in [
         "mod pets_v1 {",

@@ -1309,6 +1309,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         cors: None,
         stages: Vec::new(),
         default_stage: None,
+        spec_sha256: String::new(),
+        published: None,
         schemas: Vec::new(),
         filters: Vec::new(),
     }

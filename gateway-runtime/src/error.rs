@@ -196,6 +196,9 @@ pub struct GatewayError {
     /// For a body or parameter that does not match its schema: every violation found (capped), an extension
     /// member.
     pub errors: Option<Box<[ProblemItem]>>,
+    /// What refined the kind, for metrics only (never sent): the bucket that throttled (`api`, `operation`,
+    /// `plan`), why authentication refused (`missing`, `invalid`, `unavailable`, `forbidden`).
+    pub reason: Option<&'static str>,
 }
 
 /// One schema violation, in the `errors` extension member of a `400`.
@@ -250,7 +253,15 @@ impl GatewayError {
             www_authenticate: None,
             resets_at: None,
             errors: None,
+            reason: None,
         }
+    }
+
+    /// The error with a [`reason`](Self::reason).
+    #[must_use]
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// `BAD_REQUEST_PARAMETERS` for a parameter that is missing or does not parse.

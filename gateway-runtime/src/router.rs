@@ -27,7 +27,8 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method};
 
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
+use crate::observe::metrics::{Meter, WorkerMetrics};
 use crate::pipeline::{Arrival, ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::cors::{self, Cors, CorsError, Policies, Preflight};
@@ -153,6 +154,7 @@ struct Unmatched {
     hosts: Option<Arc<Hosts>>,
     responses: Option<Arc<Responses>>,
     cors: Option<Arc<Cors>>,
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 impl Unmatched {
@@ -163,7 +165,7 @@ impl Unmatched {
         let mut ctx = RequestCtx::new(&parts, None);
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let error = self.misdirected(&parts).unwrap_or(error);
-        finish(&mut ctx, Err(error), self.responses.as_deref())
+        finish(&mut ctx, Err(error), self.responses.as_deref(), self.meter())
     }
 
     /// The gateway's answer to a CORS preflight on a route (after the host check), through the response filters.
@@ -174,7 +176,15 @@ impl Unmatched {
             Some(misdirected) => Err(misdirected),
             None => Ok(preflight.answer(&parts.headers, &ctx.request_id)),
         };
-        finish(&mut ctx, result, self.responses.as_deref())
+        finish(&mut ctx, result, self.responses.as_deref(), self.meter())
+    }
+
+    /// Where unmatched requests are counted.
+    fn meter(&self) -> Option<Meter<'_>> {
+        self.metrics.as_deref().map(|worker| Meter {
+            worker,
+            operation: None,
+        })
     }
 
     /// The refusal of a host the API does not serve.
@@ -183,16 +193,17 @@ impl Unmatched {
     }
 }
 
-/// Builds the router for one worker, forwarding through that worker's `proxy`, with the process-wide `state`.
+/// Builds the router of worker `worker`, forwarding through that worker's `proxy`, with the process-wide `state`.
 ///
 /// In a stage with a base path, every operation route is served under it, and a request outside it is a `404`; the
-/// admin endpoints stay at `/_gateway/`.
-pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState) -> Result<Router, RouterError> {
-    build_gateway(&[ApiRouting {
+/// admin endpoints are on the admin listener, apart from these routes.
+pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: usize) -> Result<Router, RouterError> {
+    let routing = ApiRouting {
         mount: ApiMount::root(api),
         proxy,
         state,
-    }])
+    };
+    build_gateway(&[routing], worker)
 }
 
 /// One API of a gateway as one worker serves it: where, forwarding through which proxy, with which state.
@@ -202,19 +213,19 @@ pub struct ApiRouting<'a> {
     pub mount: ApiMount,
     /// The worker's connection pools to the API's upstreams.
     pub proxy: &'a Proxy,
-    /// The API's process-wide state (its cache, keys, limits, stage).
+    /// The API's process-wide state (its cache, keys, limits, stage, metrics).
     pub state: &'a SharedState,
 }
 
-/// Builds one worker's router for a gateway of one or more APIs, each with its own state and upstreams.
+/// Builds worker `worker`'s router for a gateway of one or more APIs, each with its own state and upstreams.
 ///
 /// An API's routes are served under its stage's base path, then its own: `/prod` + `/v1` + `/pets`. The routes of
 /// all APIs share one table, so a route of one API that overlaps another's is refused here as within one API. A
 /// request that matches no route gets the `404` of the API whose prefix (stage and base path) is the longest one
 /// of its path, with that API's renderings, CORS policy and host check; outside every API's prefix, the plain
-/// problem+json `404`. A gateway of one API answers every unmatched request as that API. The admin endpoints stay
-/// at `/_gateway/`.
-pub fn build_gateway(apis: &[ApiRouting<'_>]) -> Result<Router, RouterError> {
+/// problem+json `404` (counted as the first API's unmatched requests). A gateway of one API answers every
+/// unmatched request as that API. The published specs are at [`PUBLISHED_SPEC`] (`?api=NAME` with several APIs).
+pub fn build_gateway(apis: &[ApiRouting<'_>], worker: usize) -> Result<Router, RouterError> {
     let several = apis.len() > 1;
     // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
     let mut check = matchit::Router::new();
@@ -222,40 +233,57 @@ pub fn build_gateway(apis: &[ApiRouting<'_>]) -> Result<Router, RouterError> {
     // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
     let mut router = Router::new().without_v07_checks();
     let mut fallbacks = Vec::with_capacity(apis.len());
+    let mut published = Vec::new();
     for routing in apis {
-        let (routes, unmatched, prefix) = api_router(routing, several, &mut check)?;
+        let (routes, unmatched, prefix) = api_router(routing, worker, several, &mut check)?;
         // With one API the server puts its stage in every request's `Arrival`; with several, each API's routes put
         // in their own.
         let stage = routing.state.stage;
         router = router.merge(if several { with_stage(routes, stage) } else { routes });
+        if let Some(json) = &routing.state.published {
+            let spec = Published {
+                json: json.clone(),
+                unmatched: unmatched.clone(),
+            };
+            published.push((routing.mount.api.name, stage, spec));
+        }
         fallbacks.push(ApiNotFound {
             prefix,
             stage,
             unmatched,
         });
     }
-    let admin = apis.iter().map(|a| (a.mount.api, a.state.clone())).collect();
-    if let Some(admin) = crate::admin::routes(admin) {
-        router = router.merge(admin);
+    let not_found = NotFound::new(fallbacks);
+    if !published.is_empty() {
+        let specs = PublishedSpecs {
+            specs: published.into(),
+            several,
+            plain: not_found.plain.clone(),
+        };
+        router = router.route_service(PUBLISHED_SPEC, axum::routing::get_service(specs));
     }
-    Ok(router.without_v07_checks().fallback_service(NotFound::new(fallbacks)))
+    Ok(router.without_v07_checks().fallback_service(not_found))
 }
 
-/// The routes of one API (no fallback), what its unmatched requests get, and its prefix (stage and base path).
+/// The routes of one API as worker `worker` serves them (no fallback), what its unmatched requests get, and its
+/// prefix (stage and base path).
 fn api_router(
     routing: &ApiRouting<'_>,
+    worker: usize,
     several: bool,
     check: &mut matchit::Router<()>,
 ) -> Result<(Router, Unmatched, String), RouterError> {
     let ApiRouting { mount, proxy, state } = *routing;
     let api = mount.api;
+    let metrics = state.metrics.as_ref().map(|metrics| metrics.worker(worker));
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
-    let mut policies = Policies::default();
+    let mut policies = Policies::new(state.stage.and_then(|stage| stage.cors_origins()));
     let unmatched = Unmatched {
         hosts: hosts.clone(),
         responses: api_responses.clone(),
         cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
+        metrics: metrics.clone(),
     };
     // The stage's base path first, then the API's: `/prod/v1`.
     let base_path = format!(
@@ -320,7 +348,13 @@ fn api_router(
             };
             let cors = op.cors.map(|spec| policies.prepare(spec)).transpose()?;
             policy_of.push((op.method.clone(), cors.clone()));
-            let service = operation_service(api, index, proxy, state, hosts.as_ref(), responses, cors)?;
+            let worker = Worker {
+                proxy,
+                state,
+                hosts: hosts.as_ref(),
+                metrics: metrics.as_ref(),
+            };
+            let service = operation_service(api, index, &worker, responses, cors)?;
             if route_cors && op.method == Method::OPTIONS {
                 options = Some(service);
             } else {
@@ -369,16 +403,33 @@ fn put_stage(request: &mut Request, stage: Option<&'static ResolvedStage>) {
     }
 }
 
-/// Prepares operation `index` of `api`: its request filters, cache, target, gateway responses and CORS policy.
-pub fn operation_service(
+/// What every operation of one worker's router shares.
+struct Worker<'a> {
+    /// The worker's upstream client.
+    proxy: &'a Proxy,
+    /// The process-wide state.
+    state: &'a SharedState,
+    /// The API's hosts, when it declares them.
+    hosts: Option<&'a Arc<Hosts>>,
+    /// The worker's counters, when the gateway counts.
+    metrics: Option<&'a Arc<WorkerMetrics>>,
+}
+
+/// Prepares operation `index` of `api` for `worker`: its request filters, cache, target, gateway responses and CORS
+/// policy.
+fn operation_service(
     api: &'static ApiSpec,
     index: usize,
-    proxy: &Proxy,
-    state: &SharedState,
-    hosts: Option<&Arc<Hosts>>,
+    worker: &Worker<'_>,
     responses: Option<Arc<Responses>>,
     cors: Option<Arc<Cors>>,
 ) -> Result<OperationService, RouterError> {
+    let Worker {
+        proxy,
+        state,
+        hosts,
+        metrics,
+    } = *worker;
     let op = &api.operations[index];
     let target = match &op.target {
         TargetSpec::Upstream(target) => {
@@ -412,7 +463,9 @@ pub fn operation_service(
         .map(|spec| ResponseCheck::new(spec, state.contracts.clone(), index, op.id));
     let contract = (transforms.is_some() || check.is_some()).then_some(ContractSide { transforms, check });
     Ok(OperationService::new(
-        Operation::new(api, index, phases, cache, target, contract, responses).with_cors(cors),
+        Operation::new(api, index, phases, cache, target, contract, responses)
+            .with_cors(cors)
+            .with_metrics(metrics.cloned()),
     ))
 }
 
@@ -495,6 +548,101 @@ impl tower::Service<Request> for Preflights {
     }
 }
 
+/// Where the main listener publishes the spec.
+pub const PUBLISHED_SPEC: &str = "/_gateway/openapi.json";
+
+/// `GET /_gateway/openapi.json`: the spec as published ([`crate::spec::ApiSpec::published`]), with the request
+/// context and response filters of every response.
+#[derive(Clone)]
+struct Published {
+    json: bytes::Bytes,
+    unmatched: Unmatched,
+}
+
+impl tower::Service<Request> for Published {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let (parts, _body) = request.into_parts();
+        let mut ctx = RequestCtx::new(&parts, None);
+        let response = Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(self.json.clone()))
+            .map_err(|_| GatewayError::internal());
+        let meter = self.unmatched.meter();
+        std::future::ready(Ok(finish(&mut ctx, response, None, meter)))
+    }
+}
+
+/// [`PUBLISHED_SPEC`] of a gateway: its API's spec, or with several APIs the one `?api=NAME` picks, and without
+/// `?api` a list of them.
+#[derive(Clone)]
+struct PublishedSpecs {
+    /// `(API name, its stage, its published spec)`, in the gateway's order.
+    specs: Arc<[(&'static str, Option<&'static ResolvedStage>, Published)]>,
+    several: bool,
+    plain: Unmatched,
+}
+
+impl tower::Service<Request> for PublishedSpecs {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        if !self.several
+            && let Some((_, _, spec)) = self.specs.first()
+        {
+            return spec.clone().call(request);
+        }
+        let wanted = request.uri().query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "api")
+                .map(|(_, value)| value.into_owned())
+        });
+        match wanted {
+            Some(name) => match self.specs.iter().find(|(api, _, _)| *api == name) {
+                Some((_, stage, spec)) => {
+                    put_stage(&mut request, *stage);
+                    spec.clone().call(request)
+                }
+                None => {
+                    let error = GatewayError::new(ErrorKind::NotFound, format!("no published spec of an API `{name}`"));
+                    std::future::ready(Ok(self.plain.respond(request, error)))
+                }
+            },
+            None => {
+                let (parts, _body) = request.into_parts();
+                let mut ctx = RequestCtx::new(&parts, None);
+                let apis: Vec<serde_json::Value> = self
+                    .specs
+                    .iter()
+                    .map(|(api, _, _)| {
+                        let query: String = form_urlencoded::Serializer::new(String::new())
+                            .append_pair("api", api)
+                            .finish();
+                        serde_json::json!({ "api": api, "url": format!("{PUBLISHED_SPEC}?{query}") })
+                    })
+                    .collect();
+                let response = Ok(axum::response::IntoResponse::into_response(axum::Json(
+                    serde_json::json!({ "apis": apis }),
+                )));
+                std::future::ready(Ok(finish(&mut ctx, response, None, self.plain.meter())))
+            }
+        }
+    }
+}
+
 /// What an unmatched request under one API's prefix gets.
 #[derive(Clone)]
 struct ApiNotFound {
@@ -520,15 +668,25 @@ struct NotFound {
     apis: Arc<[ApiNotFound]>,
     /// A gateway of one API answers every unmatched request as that API.
     single: bool,
+    /// What a request outside every API's prefix gets: no host check, problem+json, no CORS; counted with the
+    /// first API's unmatched requests.
+    plain: Unmatched,
 }
 
 impl NotFound {
     fn new(mut apis: Vec<ApiNotFound>) -> Self {
         let single = apis.len() == 1;
+        let plain = Unmatched {
+            hosts: None,
+            responses: None,
+            cors: None,
+            metrics: apis.first().and_then(|api| api.unmatched.metrics.clone()),
+        };
         apis.sort_by_key(|api| std::cmp::Reverse(api.prefix.len()));
         Self {
             apis: apis.into(),
             single,
+            plain,
         }
     }
 
@@ -558,18 +716,11 @@ impl tower::Service<Request> for NotFound {
                 }
                 api.unmatched.respond(request, GatewayError::not_found())
             }
-            None => PLAIN.respond(request, GatewayError::not_found()),
+            None => self.plain.respond(request, GatewayError::not_found()),
         };
         std::future::ready(Ok(response))
     }
 }
-
-/// What a request outside every API's prefix gets: no host check, problem+json, no CORS.
-const PLAIN: Unmatched = Unmatched {
-    hosts: None,
-    responses: None,
-    cors: None,
-};
 
 #[cfg(test)]
 mod tests {

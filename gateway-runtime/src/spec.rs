@@ -79,6 +79,11 @@ pub struct ApiSpec {
     pub stages: &'static [StageSpec],
     /// The stage served without `--stage` (index into [`ApiSpec::stages`]).
     pub default_stage: Option<usize>,
+    /// The SHA-256 of the spec file as compiled in (hex), shown by `/_gateway/info` and `gateway_build_info`.
+    pub spec_sha256: &'static str,
+    /// The spec as published on `GET /_gateway/openapi.json` (JSON, without `x-gateway` extensions and skipped
+    /// operations); `None` with `x-gateway: { publish_spec: false }`.
+    pub published: Option<&'static str>,
 }
 
 /// A deployment stage: its variables and the settings it overrides.
@@ -95,6 +100,23 @@ pub struct StageSpec {
     pub cache_enabled: bool,
     /// Replaces the API-wide token bucket in this stage.
     pub throttle: Option<ThrottleSpec>,
+    /// Replaces the origins every CORS policy admits, in this stage (`cors: { allow_origins }`).
+    pub cors_origins: Option<&'static [OriginSpec]>,
+    /// Upstream settings this stage overrides.
+    pub upstreams: &'static [StageUpstreamSpec],
+}
+
+/// What a stage changes of one upstream (`stages.<name>.upstreams.<upstream>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageUpstreamSpec {
+    /// Index into [`ApiSpec::upstreams`].
+    pub upstream: usize,
+    /// Its URL in this stage (may hold `{stage.NAME}`); `--upstream NAME=URL` still wins.
+    pub url: Option<&'static str>,
+    /// Its timeout in this stage.
+    pub timeout: Option<Duration>,
+    /// Its connect timeout in this stage.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.
@@ -119,6 +141,8 @@ pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.

@@ -4,6 +4,7 @@
 //! global — one cache, one set of keys, one set of limits — are here, behind cheap clones.
 
 use crate::admin::AdminToken;
+use crate::observe::metrics::Metrics;
 use crate::policies::auth::Authenticators;
 use crate::policies::auth::keys::KeyStore;
 use crate::policies::cache::ResponseCache;
@@ -29,11 +30,16 @@ pub struct SharedState {
     pub contracts: Contracts,
     /// The stage being served (leaked once per server start: it lives as long as the process serves).
     pub stage: Option<&'static ResolvedStage>,
+    /// Request counters and latency histograms, one shard per worker: only when something reads them (the admin
+    /// listener), so that a gateway without one does not count.
+    pub metrics: Option<Metrics>,
+    /// The spec as published on `GET /_gateway/openapi.json`, its `servers` set to where the stage serves it.
+    pub published: Option<bytes::Bytes>,
 }
 
 impl SharedState {
-    /// The state `api` needs in `stage`; fails only if a schema or filter of the (generated) table does not
-    /// compile.
+    /// The state `api` needs in `stage` (without metrics: see [`SharedState::with_metrics`]); fails only if a schema
+    /// or filter of the (generated) table does not compile.
     ///
     /// A stage with `cache: { enabled: false }` has no response cache at all (its cached operations are served as
     /// if they had no cache policy); a stage's throttle replaces the API-wide bucket.
@@ -58,6 +64,31 @@ impl SharedState {
             limits: Limits::in_memory(api, api_throttle, trust_proxy),
             contracts: Contracts::compile(api)?,
             stage,
+            metrics: None,
+            published: api
+                .published
+                .map(|json| published(json, stage.map_or("", |s| s.base_path()))),
         })
     }
+}
+
+impl SharedState {
+    /// The state, counting requests for `workers` workers.
+    #[must_use]
+    pub fn with_metrics(mut self, api: &'static ApiSpec, workers: usize) -> Self {
+        self.metrics = Some(Metrics::new(api, workers));
+        self
+    }
+}
+
+/// The published spec with `servers` saying where the gateway serves it: the stage's base path, relative to the
+/// host the document was fetched from (`/` without one).
+pub(crate) fn published(json: &str, base_path: &str) -> bytes::Bytes {
+    let Ok(serde_json::Value::Object(mut document)) = serde_json::from_str::<serde_json::Value>(json) else {
+        // Written by the generator as a JSON object; anything else is published as it is.
+        return bytes::Bytes::from(json.to_owned());
+    };
+    let url = if base_path.is_empty() { "/" } else { base_path };
+    document.insert("servers".to_owned(), serde_json::json!([{ "url": url }]));
+    bytes::Bytes::from(serde_json::Value::Object(document).to_string())
 }

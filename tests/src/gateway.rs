@@ -32,6 +32,8 @@ pub struct Gateway {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin listener listens (started on an ephemeral port unless the arguments say otherwise).
+    pub admin: Option<SocketAddr>,
     /// What it printed on stderr so far is collected here when it exits.
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The lines it printed on stdout after `listening on` (the access log, by default), as they come.
@@ -39,16 +41,20 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts `bin` on an ephemeral port of 127.0.0.1 with extra `args`, and waits for `listening on http://ADDR`.
+    /// Starts `bin` on an ephemeral port of 127.0.0.1 (its admin listener on another, unless `args` say where) with
+    /// extra `args`, and waits for `listening on http://ADDR`.
     pub fn start(bin: &str, args: &[String]) -> Result<Self, String> {
         Self::start_with_env(bin, args, &[])
     }
 
     /// [`Gateway::start`] with extra environment variables (`GATEWAY_LOG` is `info` unless given).
     pub fn start_with_env(bin: &str, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
-        let mut child = Command::new(binary(bin))
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+        let mut command = Command::new(binary(bin));
+        command.arg("--listen").arg("127.0.0.1:0");
+        if !args.iter().any(|a| a.starts_with("--admin-listen")) {
+            command.arg("--admin-listen").arg("127.0.0.1:0");
+        }
+        let mut child = command
             .args(args)
             .env("GATEWAY_LOG", "info")
             .envs(env.iter().copied())
@@ -72,24 +78,31 @@ impl Gateway {
         let lines = Arc::clone(&after);
         std::thread::spawn(move || {
             let mut listening = false;
+            let mut admin = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if listening {
                     lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+                } else if let Some(rest) = line.strip_prefix("admin on http://") {
+                    admin = rest.split_whitespace().next().map(str::to_owned);
                 } else if let Some(addr) = line.strip_prefix("listening on http://") {
                     listening = true;
-                    let _ = tx.send(addr.trim().to_owned());
+                    let _ = tx.send((addr.trim().to_owned(), admin.take()));
                 }
             }
         });
         let mut gateway = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
             stderr: Some(stderr),
             stdout: after,
         };
         match rx.recv_timeout(START_LIMIT) {
-            Ok(addr) => {
+            Ok((addr, admin)) => {
                 gateway.addr = addr.parse().map_err(|e| format!("bad address {addr:?}: {e}"))?;
+                gateway.admin = admin
+                    .map(|a| a.parse().map_err(|e| format!("bad admin address {a:?}: {e}")))
+                    .transpose()?;
                 Ok(gateway)
             }
             Err(_) => {
@@ -103,6 +116,15 @@ impl Gateway {
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `http://ADMIN_ADDR{path}`, on the admin listener.
+    ///
+    /// # Panics
+    /// If the gateway was started with `--admin-listen off`.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.expect("the gateway's admin listener is on");
+        format!("http://{admin}{path}")
     }
 
     /// The process id.

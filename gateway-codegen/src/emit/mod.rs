@@ -75,6 +75,10 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
         rust_file("src/api.rs", &header, api::api_rs(api))?,
     );
     files.insert(String::from("ACCESS.md"), access::access_md(api));
+    if let Some(published) = &api.published {
+        // Data, not code: no header (it would not be JSON), read by `include_str!` from `src/api.rs`.
+        files.insert(String::from("src/openapi.json"), format!("{published}\n"));
+    }
     files.insert(
         String::from("src/params.rs"),
         rust_file("src/params.rs", &header, params::params_rs(api))?,
@@ -116,6 +120,10 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
             format!("src/{module}/params.rs"),
             rust_file("src/<api>/params.rs", &own, params::params_rs(api))?,
         );
+        if let Some(published) = &api.published {
+            // Beside the module's `api.rs`, which reads it with `include_str!`.
+            files.insert(format!("src/{module}/openapi.json"), format!("{published}\n"));
+        }
     }
     Ok(files)
 }

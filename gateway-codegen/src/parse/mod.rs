@@ -30,6 +30,8 @@ pub struct ParsedSpec {
     pub root_failed: bool,
     /// Every operation, in document order.
     pub operations: Vec<ParsedOperation>,
+    /// The document as written (before any translation or repair): what the gateway publishes.
+    pub document: serde_json::Value,
 }
 
 /// An operation with what the later steps need, gathered from its path item and the document.
@@ -62,6 +64,7 @@ pub struct ParsedOperation {
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     let mut document = read_document(text, diags)?;
     let version = check_version(&document, diags)?;
+    let as_written = document.clone();
     if version == Version::V3_1 {
         let translated = downgrade::downgrade(&mut document);
         diags.push(
@@ -101,6 +104,7 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
         root,
         root_failed,
         operations,
+        document: as_written,
     })
 }
 

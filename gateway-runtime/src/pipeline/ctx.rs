@@ -62,8 +62,12 @@ impl CacheStatus {
 pub struct UpstreamCall {
     /// The upstream's name.
     pub name: &'static str,
+    /// When the request was sent.
+    pub sent: Instant,
     /// From sending the request to receiving the response head (or failing).
     pub elapsed: Duration,
+    /// The upstream's status, when it answered.
+    pub status: Option<u16>,
 }
 
 /// Everything known about one request, from arrival to the last byte of the response head.
@@ -92,10 +96,13 @@ pub struct RequestCtx {
     pub cache: Option<CacheStatus>,
     /// The upstream exchange, for proxied requests.
     pub upstream: Option<UpstreamCall>,
-    /// The W3C trace context forwarded upstream (proxied requests only).
+    /// The request's W3C trace context, forwarded upstream: set on arrival when the gateway exports traces
+    /// ([`crate::observe::otlp`]), else only for proxied requests, by the proxy.
     pub trace: Option<super::trace::TraceContext>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
+    /// What refined the error's kind, for metrics ([`crate::error::GatewayError::reason`]).
+    pub reason: Option<&'static str>,
     /// The CORS headers the response gets, decided on arrival: operations with a CORS policy, and requests that
     /// match none in an API with one.
     pub cors: Option<CorsReply>,
@@ -122,8 +129,10 @@ impl RequestCtx {
             limits: None,
             cache: None,
             upstream: None,
-            trace: None,
+            // `None` at the cost of one thread-local look-up unless this worker exports traces.
+            trace: crate::observe::otlp::trace_context(&parts.headers),
             error: None,
+            reason: None,
             cors: None,
             stage: arrival.and_then(|a| a.stage),
             bytes_in: parts

@@ -10,7 +10,7 @@
 //!     transform (what the cache stores)
 //!   response filters (every response: target, cache hit, or gateway error; 404, 405 and admin too):
 //!     render the error (spec's rendering or problem+json) ─► CORS ─► RateLimit-* ─► X-Cache ─► X-Request-Id
-//!     ─► log (the debug line, and the access log line: observe::access_log)
+//!     ─► log (the debug line, and the access log line: observe::access_log) ─► trace spans (observe::otlp)
 //! ```
 //!
 //! An operation's request filters are a list of [`RequestPhase`]s built once by [`request_phases`] from its
@@ -41,6 +41,7 @@ pub use ctx::{Arrival, CacheStatus, RequestCtx, UpstreamCall, X_REQUEST_ID};
 
 use crate::bodies::{UpTo, read_up_to};
 use crate::error::GatewayError;
+use crate::observe::metrics::{Meter, WorkerMetrics};
 use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::auth::{self, Auth};
@@ -171,6 +172,8 @@ pub(crate) struct Operation {
     responses: Option<Arc<Responses>>,
     /// The operation's CORS policy: `None` for most operations, which then pay nothing for it.
     cors: Option<Arc<Cors>>,
+    /// This worker's counters, when the gateway counts.
+    metrics: Option<Arc<WorkerMetrics>>,
 }
 
 /// What runs around the target of an operation with transforms or a response check.
@@ -202,6 +205,7 @@ impl Operation {
             contract: contract.map(Box::new),
             responses,
             cors: None,
+            metrics: None,
         }
     }
 
@@ -211,17 +215,28 @@ impl Operation {
         self
     }
 
+    /// The operation counting its requests into `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Option<Arc<WorkerMetrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The names of its request filters, in order.
     pub(crate) fn phase_names(&self) -> Vec<&'static str> {
         self.phases.iter().map(RequestPhase::name).collect()
     }
 
     async fn handle(&self, request: Request) -> Response {
+        let _in_flight = self.metrics.as_deref().map(WorkerMetrics::in_flight);
         let (parts, body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, Some(self.op));
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let result = self.serve(&mut ctx, parts, body).await;
-        finish(&mut ctx, result, self.responses.as_deref())
+        let meter = self.metrics.as_deref().map(|worker| Meter {
+            worker,
+            operation: Some(self.index),
+        });
+        finish(&mut ctx, result, self.responses.as_deref(), meter)
     }
 
     async fn serve(
@@ -491,11 +506,17 @@ const NOT_A_DOT_SEGMENT: &str = "a value other than `.` or `..`";
 /// The response filters, run on every response the gateway sends: the error (if any) rendered through
 /// `responses`, then the CORS headers decided on arrival ([`RequestCtx::cors`]) and the headers every response
 /// carries, then the log line.
-pub fn finish(ctx: &mut RequestCtx, result: Result<Response, GatewayError>, responses: Option<&Responses>) -> Response {
+pub(crate) fn finish(
+    ctx: &mut RequestCtx,
+    result: Result<Response, GatewayError>,
+    responses: Option<&Responses>,
+    meter: Option<Meter<'_>>,
+) -> Response {
     let mut response = match result {
         Ok(response) => response,
         Err(error) => {
             ctx.error = Some(error.kind);
+            ctx.reason = error.reason;
             responses::render(&error, ctx, responses)
         }
     };
@@ -511,7 +532,11 @@ pub fn finish(ctx: &mut RequestCtx, result: Result<Response, GatewayError>, resp
     }
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     log(ctx, &response);
+    if let Some(meter) = meter {
+        meter.record(ctx, &response);
+    }
     crate::observe::access_log::record(ctx, &response);
+    crate::observe::otlp::record(ctx, &response);
     response
 }
 
@@ -660,6 +685,8 @@ mod tests {
         filters: &[],
         stages: &[],
         default_stage: None,
+        spec_sha256: "",
+        published: None,
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use http_body::Frame;
 use http_body_util::BodyExt as _;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 
 use crate::error::GatewayError;
 use crate::pipeline::{CacheStatus, RequestCtx};
@@ -62,6 +64,16 @@ impl Expiry<Arc<str>, Arc<Cached>> for PerEntryTtl {
 pub struct ResponseCache {
     entries: Cache<Arc<str>, Arc<Cached>>,
     max_entry: u64,
+    removals: Arc<Removals>,
+}
+
+/// Entries the cache removed on its own, for the metrics.
+#[derive(Debug, Default)]
+struct Removals {
+    /// To make room.
+    evicted: AtomicU64,
+    /// Their TTL ran out.
+    expired: AtomicU64,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -93,17 +105,40 @@ pub struct Lookup {
 impl ResponseCache {
     /// A cache of `settings.capacity` bytes.
     pub fn new(settings: CacheSettings) -> Self {
+        let removals = Arc::new(Removals::default());
+        let counted = Arc::clone(&removals);
         let entries = Cache::builder()
             .max_capacity(settings.capacity)
             .weigher(|_key: &Arc<str>, value: &Arc<Cached>| value.weight)
             .expire_after(PerEntryTtl)
             // Needed by the per-operation flush.
             .support_invalidation_closures()
+            .eviction_listener(move |_key, _value, cause| match cause {
+                RemovalCause::Size => {
+                    counted.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Expired => {
+                    counted.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                RemovalCause::Explicit | RemovalCause::Replaced => {}
+            })
             .build();
         Self {
             entries,
             max_entry: settings.max_entry,
+            removals,
         }
+    }
+
+    /// Entries and bytes stored (as of the last maintenance), entries evicted for room and expired so far: the
+    /// metrics' gauges, read without waiting.
+    pub fn gauges(&self) -> (u64, u64, u64, u64) {
+        (
+            self.entries.entry_count(),
+            self.entries.weighted_size(),
+            self.removals.evicted.load(Ordering::Relaxed),
+            self.removals.expired.load(Ordering::Relaxed),
+        )
     }
 
     /// Decides how `parts` is served under `policy`: its key (none when it is not cached), and whether it asks

@@ -615,7 +615,7 @@ impl Limits {
                 );
                 return (
                     report,
-                    Err(GatewayError::too_many(ErrorKind::Throttled, detail, state.retry_after)),
+                    Err(GatewayError::too_many(ErrorKind::Throttled, detail, state.retry_after).with_reason(name)),
                 );
             }
         }

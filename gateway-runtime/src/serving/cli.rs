@@ -8,8 +8,9 @@
 //! scheme, or a plain `NAME` for every API that declares it.
 //!
 //! Bad input is a message and a non-zero exit code (clap's usage errors exit with 2, start-up failures with 1),
-//! never a panic. Once every worker is listening, exactly one line `listening on http://ADDR` goes to stdout
-//! (everything else is logged to stderr), so a supervisor or test can learn an ephemeral port.
+//! never a panic. Once every worker is listening, `admin on http://ADDR …` (when the admin listener is on) and then
+//! `listening on http://ADDR` go to stdout (everything else is logged to stderr, and after those lines stdout is the
+//! access log's), so a supervisor or test can learn the ephemeral ports.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -25,6 +26,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::admin::AdminToken;
 use crate::observe::access_log::{AccessLogHandle, AccessLogTarget};
 use crate::observe::logging::{self, LogFormat};
+use crate::observe::otlp::{OtlpConfig, OtlpEndpoint};
 use crate::policies::auth::AuthOverrides;
 use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::router;
@@ -46,7 +48,19 @@ struct Args {
     #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
 
-    /// Bearer token that enables the admin endpoints under `/_gateway/` (cache flush and stats) [default: off].
+    /// Address of the admin listener: metrics (`/metrics`), health, readiness, info, the live page (`/`) and the
+    /// admin endpoints; `off` turns it off.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090",
+        value_parser = parse_admin_listen,
+        value_name = "ADDR|off"
+    )]
+    admin_listen: AdminListen,
+
+    /// Bearer token that enables the admin endpoints that change state or show callers (cache flush and stats,
+    /// usage, drift) on the admin listener [default: off].
     #[arg(long, env = "GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 
@@ -105,9 +119,44 @@ struct Args {
     )]
     access_log: AccessLogTarget,
 
+    /// Export a span per request (and one per upstream exchange) to the OpenTelemetry collector at URL over
+    /// OTLP/HTTP: its base URL, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`), or the traces URL itself
+    /// [default: off].
+    #[arg(long, env = "GATEWAY_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<OtlpEndpoint>,
+
+    /// The share of new traces (requests without a caller's `traceparent`) that are exported, from 0 to 1. A
+    /// caller's own sampling decision is always kept.
+    #[arg(
+        long,
+        env = "GATEWAY_OTLP_SAMPLE_RATIO",
+        default_value = "1.0",
+        value_parser = parse_ratio,
+        value_name = "RATIO"
+    )]
+    otlp_sample_ratio: f64,
+
+    /// The `service.name` of the exported spans [default: the API's name].
+    #[arg(long, env = "GATEWAY_OTLP_SERVICE_NAME", value_name = "NAME")]
+    otlp_service_name: Option<String>,
+
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
+}
+
+/// `--admin-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(raw: &str) -> Result<AdminListen, String> {
+    match raw {
+        "off" => Ok(AdminListen(None)),
+        addr => addr
+            .parse()
+            .map(|addr| AdminListen(Some(addr)))
+            .map_err(|e| format!("{e}: expected an address like 127.0.0.1:9090, or `off`")),
+    }
 }
 
 /// `on` or `off`.
@@ -124,6 +173,14 @@ fn parse_assignment(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!("expected NAME=URL, got `{raw}`")),
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("expected a number from 0 to 1, got `{raw}`")),
     }
 }
 
@@ -378,6 +435,7 @@ where
         workers: args.workers,
         shutdown_timeout: args.shutdown_timeout,
         upstream_overrides: args.upstreams,
+        admin_listen: args.admin_listen.0,
         admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
         keys: keys.clone(),
         trust_proxy: args.trust_proxy,
@@ -389,23 +447,43 @@ where
         stage: None,
         access_log: args.access_log.clone(),
         access_log_capacity: crate::observe::access_log::DEFAULT_CAPACITY,
+        otlp: args.otlp_endpoint.clone().map(|endpoint| OtlpConfig {
+            sample_ratio: args.otlp_sample_ratio,
+            service_name: args.otlp_service_name.clone(),
+            ..OtlpConfig::new(endpoint)
+        }),
     };
+    let served_name = served.name;
     let served = served
         .mounts
         .iter()
         .zip(stages)
         .map(|(mount, stage)| ServedApi { mount: *mount, stage })
         .collect();
-    let handle = match server::start_gateway(served, config) {
+    let handle = match server::start_gateway(served_name, served, config) {
         Ok(handle) => handle,
         Err(err) => return fail(&err.to_string()),
     };
     let addr = handle.local_addr();
+    if let Some(admin) = handle.admin_addr() {
+        // Before the `listening on` line, after which stdout is the access log's.
+        let _ = writeln!(stdout, "admin on http://{admin} (metrics: http://{admin}/metrics)");
+        tracing::info!(%admin, "admin listener");
+    }
     if let Err(err) = writeln!(stdout, "listening on http://{addr}").and_then(|()| stdout.flush()) {
         tracing::warn!(error = %err, "cannot write the listening line to stdout");
     }
     tracing::info!(%addr, "listening");
     tracing::info!(access_log = %args.access_log, "access log");
+    match &args.otlp_endpoint {
+        Some(endpoint) => tracing::info!(
+            %endpoint,
+            sample_ratio = args.otlp_sample_ratio,
+            service = args.otlp_service_name.as_deref().unwrap_or(served_name),
+            "exporting trace spans over OTLP/HTTP"
+        ),
+        None => tracing::debug!("trace export is off"),
+    }
     let access_log = handle.access_log();
 
     runtime.block_on(async {
@@ -655,6 +733,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             crate::spec::StageSpec {
                 name: "prod",
@@ -662,14 +742,20 @@ mod tests {
                 base_path: "/prod",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: Some(1),
+        spec_sha256: "",
+        published: None,
         ..crate::spec::EMPTY_API
     };
 
     static NO_DEFAULT: ApiSpec = ApiSpec {
         default_stage: None,
+        spec_sha256: "",
+        published: None,
         ..STAGED
     };
 
@@ -739,6 +825,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             crate::spec::StageSpec {
                 name: "qa",
@@ -746,6 +834,8 @@ mod tests {
                 base_path: "/qa",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: None,

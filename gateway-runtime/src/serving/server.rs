@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,8 +28,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::admin::AdminToken;
+use crate::admin::{self, Admin, AdminApi, AdminServer, AdminToken, Status};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
+use crate::observe::otlp::{self, Otlp, OtlpConfig, OtlpError, OtlpHandle};
 use crate::pipeline::Arrival;
 use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
@@ -51,7 +52,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Upstream URL replacements.
     pub upstream_overrides: Vec<UpstreamOverride>,
-    /// Bearer token for the admin endpoints under `/_gateway/`; `None` turns them off.
+    /// Where the admin listener (metrics, health, the live page, the admin endpoints) listens; `None`: nowhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin endpoints that change state or show callers; `None` turns them off.
     pub admin_token: Option<AdminToken>,
     /// The API keys (loaded by the caller, reloadable through the handle).
     pub keys: KeyStore,
@@ -67,6 +70,8 @@ pub struct ServerConfig {
     pub access_log: AccessLogTarget,
     /// Lines the access log queues for its writer before it drops (and counts) new ones.
     pub access_log_capacity: usize,
+    /// Where and how to export trace spans over OTLP/HTTP; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpConfig>,
 }
 
 impl ServerConfig {
@@ -77,6 +82,7 @@ impl ServerConfig {
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
             upstream_overrides: Vec::new(),
+            admin_listen: None,
             admin_token: None,
             keys: KeyStore::empty(),
             trust_proxy: false,
@@ -84,6 +90,7 @@ impl ServerConfig {
             stage: None,
             access_log: AccessLogTarget::Off,
             access_log_capacity: access_log::DEFAULT_CAPACITY,
+            otlp: None,
         }
     }
 }
@@ -106,6 +113,9 @@ pub enum ServerError {
     /// The access log cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// Trace export cannot start.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -131,6 +141,9 @@ pub enum ServerError {
     /// A key does not fit the gateway's APIs (a plan without `api` in a gateway of several).
     #[error("API keys: {0}")]
     Keys(String),
+    /// [`start_gateway`] was given no API.
+    #[error("a gateway serves at least one API")]
+    NoApis,
 }
 
 /// A running server. Dropping it starts a graceful shutdown without waiting for it.
@@ -140,6 +153,9 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     access_log: Option<AccessLog>,
+    otlp: Option<Otlp>,
+    admin: Option<AdminServer>,
+    status: Arc<Status>,
 }
 
 impl ServerHandle {
@@ -148,18 +164,30 @@ impl ServerHandle {
         self.addr
     }
 
+    /// Where the admin listener listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
     /// The access log's handle (reopen, dropped lines), if it is on.
     pub fn access_log(&self) -> Option<AccessLogHandle> {
         self.access_log.as_ref().map(AccessLog::handle)
     }
 
+    /// Trace export's handle (dropped spans), if it is on.
+    pub fn otlp(&self) -> Option<OtlpHandle> {
+        self.otlp.as_ref().map(Otlp::handle)
+    }
+
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
+        self.status.set_draining();
         self.shutdown.send_replace(true);
     }
 
-    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain) and the access
-    /// log has written every line queued.
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain), the access log
+    /// has written every line queued and trace export has sent the spans queued (waiting a few seconds at most for
+    /// the collector).
     pub fn join(mut self) -> Result<(), ServerError> {
         let panicked = self
             .workers
@@ -170,6 +198,14 @@ impl ServerHandle {
         // The workers are gone, and their senders with them: the writer drains the channel and ends.
         if let Some(access_log) = &mut self.access_log {
             access_log.join();
+        }
+        // Nothing more can be queued: the last batch goes now.
+        if let Some(otlp) = self.otlp.take() {
+            otlp.shutdown();
+        }
+        // Readiness said `503` while the workers drained; now the admin listener goes too.
+        if let Some(admin) = &mut self.admin {
+            admin.stop();
         }
         if panicked == 0 {
             Ok(())
@@ -200,7 +236,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         mount: ApiMount::root(api),
         stage: config.stage.clone(),
     };
-    start_gateway(vec![served], config)
+    start_gateway(api.name, vec![served], config)
 }
 
 /// One API of a gateway to serve, with its stage.
@@ -213,13 +249,18 @@ pub struct ServedApi {
     pub stage: Option<ResolvedStage>,
 }
 
-/// [`start`] for a gateway of several APIs, each with its own state (cache, limits, quotas, contracts, auth) and
-/// upstream connection pools; the listener, the workers, the key file and the access log are shared.
+/// [`start`] for gateway `gateway` of several APIs, each with its own state (cache, limits, quotas, contracts,
+/// auth, metrics) and upstream connection pools; the listeners, the workers, the key file, the access log and
+/// trace export are shared.
 ///
 /// Each API's stage comes with it ([`ServedApi::stage`]; [`ServerConfig::stage`] is for [`start`]). Upstream and
 /// JWT-source overrides name `API/NAME` to address one API's, or `NAME` for every API that declares it. With
 /// several APIs, every key of [`ServerConfig::keys`] must fit them ([`KeyScope`]).
-pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<ServerHandle, ServerError> {
+pub fn start_gateway(
+    gateway: &'static str,
+    apis: Vec<ServedApi>,
+    config: ServerConfig,
+) -> Result<ServerHandle, ServerError> {
     let several = apis.len() > 1;
     let specs: Vec<&'static ApiSpec> = apis.iter().map(|a| a.mount.api).collect();
     if several {
@@ -231,7 +272,15 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
     }
     let upstream_overrides = scoped::upstreams(&specs, &config.upstream_overrides)?;
     let auth_overrides = scoped::auth(&specs, &config.auth_overrides)?;
-    // Everything that can fail is done here, before any thread starts: each API's stage, upstreams and state.
+    let workers = config
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    // Without SO_REUSEPORT there is nothing to spread connections across several listeners.
+    let workers = if cfg!(unix) { workers } else { 1 };
+
+    // Everything that can fail is done here, before any thread starts: each API's stage, upstreams and state, the
+    // per-worker routers (each with its own connection pools) and the listeners.
     let mut prepared = Vec::with_capacity(apis.len());
     for (served, (upstream_overrides, auth_overrides)) in
         apis.into_iter().zip(upstream_overrides.into_iter().zip(auth_overrides))
@@ -252,7 +301,7 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
         let upstreams = Upstreams::resolve(api, stage, &upstream_overrides)?;
         let tls = TlsConfig::for_upstreams(&upstreams)?;
         let auth = Authenticators::new(api, &auth_overrides)?;
-        let state = SharedState::new(
+        let mut state = SharedState::new(
             api,
             stage,
             config.admin_token.clone(),
@@ -260,6 +309,15 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
             auth,
             config.trust_proxy,
         )?;
+        // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
+        if !served.mount.base_path.is_empty() {
+            let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);
+            state.published = api.published.map(|json| crate::state::published(json, &prefix));
+        }
+        // Counted only where something reads the counts.
+        if config.admin_listen.is_some() {
+            state = state.with_metrics(api, workers);
+        }
         prepared.push((served.mount, upstreams, tls, state));
     }
     // With one API the server tells every request its stage; with several, the API's routes do.
@@ -267,16 +325,8 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
         [(_, _, _, state)] => state.stage,
         _ => None,
     };
-    let workers = config
-        .workers
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, NonZeroUsize::get);
-    // Without SO_REUSEPORT there is nothing to spread connections across several listeners.
-    let workers = if cfg!(unix) { workers } else { 1 };
-
-    // Per-worker routers, each with its own connection pools.
     let mut routers = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for worker in 0..workers {
         let proxies: Vec<Proxy> = prepared
             .iter()
             .map(|(_, upstreams, tls, _)| Proxy::new(upstreams, tls))
@@ -290,7 +340,7 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
                 state,
             })
             .collect();
-        routers.push(router::build_gateway(&routing)?);
+        routers.push(router::build_gateway(&routing, worker)?);
     }
     let first = bind(config.listen).map_err(|source| ServerError::Bind {
         addr: config.listen,
@@ -306,8 +356,63 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
         listeners.push(bind(addr).map_err(|source| ServerError::Bind { addr, source })?);
     }
 
+    let admin_listener = config
+        .admin_listen
+        .map(|addr| bind_one(addr).map_err(|source| ServerError::Bind { addr, source }))
+        .transpose()?;
+
     let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
     let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
+    // Spans belong to the gateway: with several APIs, the service is named after it unless `--otlp-service-name`
+    // says otherwise (its version is the first API's).
+    let (first_api, first_state) = prepared
+        .first()
+        .map(|(mount, _, _, state)| (mount.api, state))
+        .ok_or(ServerError::NoApis)?;
+    let export = config
+        .otlp
+        .as_ref()
+        .map(|otlp| {
+            let named;
+            let otlp = if several && otlp.service_name.is_none() {
+                named = OtlpConfig {
+                    service_name: Some(gateway.to_owned()),
+                    ..otlp.clone()
+                };
+                &named
+            } else {
+                otlp
+            };
+            Otlp::start(otlp, first_api, first_state.stage)
+        })
+        .transpose()?;
+    let (otlp, spans) = export.map_or((None, None), |(otlp, sink)| (Some(otlp), Some(sink)));
+    let status = Arc::new(Status::new(workers));
+    let admin = match admin_listener {
+        Some(listener) => {
+            let admin = Admin {
+                gateway,
+                apis: prepared
+                    .iter()
+                    .map(|(mount, _, _, state)| AdminApi {
+                        api: mount.api,
+                        state: state.clone(),
+                    })
+                    .collect(),
+                status: Arc::clone(&status),
+                access_log: access_log.as_ref().map(AccessLog::handle),
+            };
+            let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+            Some(
+                AdminServer::start(listener, admin::router(&admin))
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            )
+        }
+        None => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -316,6 +421,9 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
         shutdown,
         workers: Vec::with_capacity(workers),
         access_log,
+        otlp,
+        admin,
+        status,
     };
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {
@@ -327,6 +435,7 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
             ready: ready_tx.clone(),
             stage,
             access: sink.clone(),
+            spans: spans.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -345,6 +454,7 @@ pub fn start_gateway(apis: Vec<ServedApi>, config: ServerConfig) -> Result<Serve
             Err(_) => return Err(ServerError::WorkerPanicked(1)),
         }
     }
+    handle.status.set_listening();
     Ok(handle)
 }
 
@@ -364,6 +474,15 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// The admin listener's socket: one listener, not shared with anything.
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
 /// One worker thread's state.
 struct Worker {
     index: usize,
@@ -375,6 +494,8 @@ struct Worker {
     stage: Option<&'static ResolvedStage>,
     /// This worker's access log sender, installed in its thread for the pipeline to find.
     access: Option<Sink>,
+    /// This worker's trace exporter, installed in its thread likewise.
+    spans: Option<otlp::Sink>,
 }
 
 impl Worker {
@@ -388,8 +509,10 @@ impl Worker {
             ready,
             stage,
             access,
+            spans,
         } = self;
         access_log::install(access);
+        otlp::install(spans);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(source) => {
@@ -412,6 +535,7 @@ impl Worker {
         // Dropping the runtime here cancels whatever outlived the drain timeout.
         drop(runtime);
         access_log::uninstall();
+        otlp::uninstall();
     }
 }
 

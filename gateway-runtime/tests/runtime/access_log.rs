@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use gateway_runtime::http::{Method, Request};
-use gateway_runtime::policies::auth::keys::KeyStore;
 use gateway_runtime::observe::access_log::AccessLogTarget;
+use gateway_runtime::policies::auth::keys::KeyStore;
 use gateway_runtime::spec::{ApiSpec, OperationSpec, PathPart, Requirement};
 use serde_json::Value;
 

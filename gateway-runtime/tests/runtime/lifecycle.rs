@@ -16,8 +16,10 @@ use http_body_util::BodyExt as _;
 use crate::support::*;
 
 #[tokio::test]
-async fn graceful_shutdown_lets_in_flight_requests_finish() {
+async fn graceful_shutdown_lets_in_flight_requests_finish_while_readiness_says_draining() {
     let mut gw = start_gateway_with(|config, _| config.shutdown_timeout = Duration::from_secs(20)).await;
+    let (parts, _) = get(&gw.admin_url("/_gateway/ready")).await;
+    assert_eq!(parts.status, 200);
     let request = Request::get(gw.url("/drain")).body(empty()).expect("request");
     let in_flight = tokio::spawn(async move {
         let response = client().request(request).await?;
@@ -31,6 +33,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         Some("/delay")
     );
     gw.handle.as_ref().expect("running").shutdown();
+    // Draining: still alive, no longer ready (a load balancer stops sending), until the workers are done.
+    let (parts, body) = get(&gw.admin_url("/_gateway/ready")).await;
+    assert_eq!(parts.status, 503);
+    assert_eq!(json(&body)["checks"]["draining"], true);
+    let (parts, _) = get(&gw.admin_url("/_gateway/health")).await;
+    assert_eq!(parts.status, 200);
 
     let (status, body) = bounded("in-flight request", in_flight)
         .await
@@ -85,7 +93,9 @@ impl Write for Stdout {
 
 fn run_cli(args: &[&str]) -> ExitCode {
     quiet_logs();
-    let args: Vec<String> = std::iter::once("testgw")
+    // The admin listener is off unless a case asks for it: these never serve.
+    let args: Vec<String> = ["testgw", "--admin-listen=off"]
+        .into_iter()
         .chain(args.iter().copied())
         .map(str::to_owned)
         .collect();
@@ -95,12 +105,13 @@ fn run_cli(args: &[&str]) -> ExitCode {
 }
 
 #[tokio::test]
-async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
+async fn cli_prints_the_admin_and_listening_lines_serves_and_stops_cleanly() {
     quiet_logs();
     let upstream = start_upstream().await;
     let args = vec![
         "testgw".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
+        "--admin-listen=127.0.0.1:0".to_owned(),
         "--workers=1".to_owned(),
         "--shutdown-timeout=2s".to_owned(),
         format!("--upstream=echo=http://{}", upstream.addr),
@@ -114,17 +125,25 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
         })
     });
 
-    let first_line = tokio::task::spawn_blocking(move || {
-        let mut line = Vec::new();
-        while !line.contains(&b'\n') {
+    let first_lines = tokio::task::spawn_blocking(move || {
+        let mut text = Vec::new();
+        while text.iter().filter(|b| **b == b'\n').count() < 2 {
             match out_rx.recv_timeout(STEP) {
-                Ok(chunk) => line.extend(chunk),
-                Err(err) => panic!("no listening line: {err}; got {:?}", String::from_utf8_lossy(&line)),
+                Ok(chunk) => text.extend(chunk),
+                Err(err) => panic!("no listening line: {err}; got {:?}", String::from_utf8_lossy(&text)),
             }
         }
-        (String::from_utf8(line).expect("utf-8"), out_rx)
+        (String::from_utf8(text).expect("utf-8"), out_rx)
     });
-    let (line, out_rx) = bounded("listening line", first_line).await.expect("join");
+    let (text, out_rx) = bounded("listening lines", first_lines).await.expect("join");
+    let (admin_line, line) = text.split_once('\n').expect("two lines");
+    let line = line.to_owned();
+    // `admin on http://ADDR (metrics: http://ADDR/metrics)`, then `listening on http://ADDR`.
+    let admin: SocketAddr = admin_line
+        .strip_prefix("admin on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected line {admin_line:?}"));
     let addr: SocketAddr = line
         .strip_prefix("listening on http://")
         .and_then(|rest| rest.strip_suffix('\n'))
@@ -137,13 +156,15 @@ async fn cli_prints_one_listening_line_serves_and_stops_cleanly() {
     let (parts, body) = get(&format!("http://{addr}/pets/5")).await;
     assert_eq!(parts.status, 200);
     assert_eq!(json(&body)["path"], "/internal/pets/5");
+    let (parts, _) = get(&format!("http://{admin}/_gateway/health")).await;
+    assert_eq!(parts.status, 200);
 
     stop_tx.send(()).expect("gateway waiting");
     let code = bounded("exit", tokio::task::spawn_blocking(move || gateway.join()))
         .await
         .expect("join");
     assert_eq!(code.expect("no panic"), ExitCode::SUCCESS);
-    // Exactly one line on stdout.
+    // Nothing else on this writer (the access log writes to the process's own stdout).
     let rest: Vec<u8> = out_rx.try_iter().flatten().collect();
     assert!(rest.is_empty(), "more stdout: {:?}", String::from_utf8_lossy(&rest));
 }
@@ -260,6 +281,8 @@ static DUPLICATE: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -285,6 +308,8 @@ static CONFLICT: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 #[test]

@@ -53,6 +53,8 @@ static V1: ApiSpec = ApiSpec {
             base_path: "",
             cache_enabled: true,
             throttle: None,
+            cors_origins: None,
+            upstreams: &[],
         },
         StageSpec {
             name: "prod",
@@ -60,6 +62,8 @@ static V1: ApiSpec = ApiSpec {
             base_path: "/prod",
             cache_enabled: true,
             throttle: None,
+            cors_origins: None,
+            upstreams: &[],
         },
     ],
     default_stage: Some(0),
@@ -108,12 +112,13 @@ async fn start(stage: Option<usize>, v2_base: &'static str) -> Result<Gateway, S
     ];
     let handle = bounded(
         "start",
-        tokio::task::spawn_blocking(move || server::start_gateway(apis, config)),
+        tokio::task::spawn_blocking(move || server::start_gateway("pets", apis, config)),
     )
     .await
     .expect("join")?;
     Ok(Gateway {
         addr: handle.local_addr(),
+        admin: handle.admin_addr(),
         handle: Some(handle),
         upstream,
     })

@@ -159,6 +159,8 @@ pub const ECHO_API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 /// An API key in `x-api-key`, the scheme of the test APIs that need one.
@@ -437,6 +439,8 @@ pub static API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
+    spec_sha256: "",
+    published: None,
 };
 
 // ---- upstreams ----
@@ -713,12 +717,19 @@ pub fn overrides(upstream: SocketAddr) -> Vec<gateway_runtime::targets::proxy::U
 pub struct Gateway {
     pub handle: Option<ServerHandle>,
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub upstream: Upstream,
 }
 
 impl Gateway {
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path_and_query: &str) -> String {
+        let admin = self.admin.expect("the admin listener is on");
+        format!("http://{admin}{path_and_query}")
     }
 
     /// Starts the graceful shutdown and waits (bounded) for the workers to stop.
@@ -745,6 +756,7 @@ pub async fn start_gateway_for(api: &'static ApiSpec, tweak: impl FnOnce(&mut Se
     // Two workers: every test also exercises several SO_REUSEPORT listeners on one port.
     config.workers = Some(2.try_into().expect("non-zero"));
     config.upstream_overrides = overrides(upstream.addr);
+    config.admin_listen = Some("127.0.0.1:0".parse().expect("addr"));
     tweak(&mut config, upstream.addr);
     let handle = bounded("start", tokio::task::spawn_blocking(move || server::start(api, config)))
         .await
@@ -752,6 +764,7 @@ pub async fn start_gateway_for(api: &'static ApiSpec, tweak: impl FnOnce(&mut Se
         .expect("gateway starts");
     Gateway {
         addr: handle.local_addr(),
+        admin: handle.admin_addr(),
         handle: Some(handle),
         upstream,
     }

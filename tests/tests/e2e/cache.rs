@@ -145,7 +145,7 @@ async fn the_cache_stays_within_its_capacity() {
         assert_eq!(reply.body.len(), 1_000_000);
     }
     let stats = get_with(
-        &gw.url("/_gateway/cache/stats"),
+        &gw.admin_url("/_gateway/cache/stats"),
         &[("authorization", &format!("Bearer {TOKEN}"))],
     )
     .await;
@@ -252,7 +252,7 @@ async fn the_admin_flush_needs_the_token() {
     get(&gw.url("/pets/14/vaccinations")).await;
     let refused = send(
         Method::POST,
-        &gw.url("/_gateway/cache/flush"),
+        &gw.admin_url("/_gateway/cache/flush"),
         &[("authorization", "Bearer wrong")],
         Bytes::new(),
     )
@@ -268,7 +268,7 @@ async fn the_admin_flush_needs_the_token() {
     let auth = format!("Bearer {TOKEN}");
     let flushed = send(
         Method::POST,
-        &gw.url("/_gateway/cache/flush?operation=getPet"),
+        &gw.admin_url("/_gateway/cache/flush?operation=getPet"),
         &[("authorization", &auth)],
         Bytes::new(),
     )
@@ -280,7 +280,7 @@ async fn the_admin_flush_needs_the_token() {
     // Flush everything.
     send(
         Method::POST,
-        &gw.url("/_gateway/cache/flush"),
+        &gw.admin_url("/_gateway/cache/flush"),
         &[("authorization", &auth)],
         Bytes::new(),
     )
@@ -300,7 +300,7 @@ async fn without_an_admin_token_the_admin_endpoints_do_not_exist() {
     ] {
         let reply = send(
             method,
-            &gw.url(path),
+            &gw.admin_url(path),
             &[("authorization", "Bearer anything")],
             Bytes::new(),
         )

@@ -368,7 +368,7 @@ async fn a_chunked_body_within_the_limit_reaches_the_upstream_whole_on_any_metho
 async fn drift(gw: &gateway_tests::gateway::Gateway, operation: &str) -> serde_json::Value {
     let reply = call(
         Method::GET,
-        &gw.url("/_gateway/drift"),
+        &gw.admin_url("/_gateway/drift"),
         &[("authorization", &format!("Bearer {ADMIN}"))],
         "",
     )

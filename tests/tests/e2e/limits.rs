@@ -368,7 +368,7 @@ async fn quota_exhaustion_says_when_it_resets_and_counts_admitted_requests_only(
     assert!(admitted >= 5, "the burst of 5 is admitted");
     let usage = send(
         Method::GET,
-        &gw.url("/_gateway/usage"),
+        &gw.admin_url("/_gateway/usage"),
         &[("authorization", &format!("Bearer {ADMIN}"))],
         Bytes::new(),
     )

@@ -52,10 +52,11 @@ async fn with_key(gw: &Gateway, path: &str, key: &str) -> Reply {
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
+/// A request to the admin listener, with the admin token.
 async fn admin(gw: &Gateway, method: Method, path: &str) -> Reply {
     send(
         method,
-        &gw.url(path),
+        &gw.admin_url(path),
         &[("authorization", &format!("Bearer {ADMIN}"))],
         Bytes::new(),
     )
@@ -241,6 +242,50 @@ async fn the_limits_of_one_api_do_not_touch_the_other() {
     assert_eq!(entries, [("alice", "pets-v1", 2), ("bob", "pets-v2", 0)], "{usage}");
     let v2_only = admin(&gw, Method::GET, "/_gateway/usage?api=pets-v2").await.json();
     assert_eq!(v2_only["keys"].as_array().map(Vec::len), Some(1), "{v2_only}");
+}
+
+#[tokio::test]
+async fn the_admin_listener_and_the_published_specs_cover_every_api() {
+    let (_upstream, gw, _keys) = public().await;
+    get(&gw.url("/v1/health")).await;
+    get(&gw.url("/v2/health")).await;
+    get(&gw.url("/v2/health")).await;
+    // One family per metric, a series per API.
+    let metrics = get(&gw.admin_url("/metrics")).await.text();
+    for expected in [
+        "gateway_requests_total{api=\"pets-v1\",operation=\"health\",method=\"GET\",status=\"2xx\"} 1",
+        "gateway_requests_total{api=\"pets-v2\",operation=\"health\",method=\"GET\",status=\"2xx\"} 2",
+        "gateway_build_info{api=\"pets-v1\"",
+        "gateway_build_info{api=\"pets-v2\"",
+    ] {
+        assert!(metrics.contains(expected), "`{expected}` not in:\n{metrics}");
+    }
+    assert_eq!(
+        metrics.matches("# TYPE gateway_requests counter").count(),
+        1,
+        "{metrics}"
+    );
+    let info = get(&gw.admin_url("/_gateway/info")).await.json();
+    assert_eq!(info["gateway"], "public");
+    assert_eq!(info["apis"]["pets-v2"]["spec_file"], "specs/pets-v2.yaml");
+    assert_eq!(info["apis"]["pets-v1"]["spec_sha256"].as_str().map(str::len), Some(64));
+    let stats = get(&gw.admin_url("/_gateway/stats")).await.json();
+    assert!(
+        stats["apis"]["pets-v1"].is_object() && stats["apis"]["pets-v2"].is_object(),
+        "{stats}"
+    );
+    assert_eq!(get(&gw.admin_url("/_gateway/ready")).await.status, StatusCode::OK);
+    // The published specs, on the API's listener: a list, and each under its base path.
+    let list = get(&gw.url("/_gateway/openapi.json")).await.json();
+    assert_eq!(list["apis"][1]["url"], "/_gateway/openapi.json?api=pets-v2", "{list}");
+    let v2 = get(&gw.url("/_gateway/openapi.json?api=pets-v2")).await.json();
+    assert_eq!(v2["info"]["version"], "2.0.0");
+    assert_eq!(v2["servers"], serde_json::json!([{ "url": "/v2" }]));
+    assert!(v2.get("x-gateway").is_none(), "published without x-gateway");
+    assert_problem(
+        &get(&gw.url("/_gateway/openapi.json?api=pets-v3")).await,
+        StatusCode::NOT_FOUND,
+    );
 }
 
 #[tokio::test]

@@ -503,6 +503,9 @@ fn start_gateway(
         // own measurement.
         "--access-log".to_owned(),
         "off".to_owned(),
+        // Likewise no metrics (nothing scrapes them here): `cargo xtask bench observability` measures them.
+        "--admin-listen".to_owned(),
+        "off".to_owned(),
     ]);
     for upstream in upstreams {
         command.arg("--upstream").arg(upstream);

@@ -163,6 +163,17 @@ impl Authenticators {
         }
         Ok(Self { checks: checks.into() })
     }
+
+    /// The JWT schemes without keys to verify with yet (a JWKS or discovery document still loading, or failing
+    /// to): what keeps the gateway from being ready.
+    pub fn schemes_without_keys(&self, api: &ApiSpec) -> Vec<&'static str> {
+        api.schemes
+            .iter()
+            .zip(self.checks.iter())
+            .filter(|(_, check)| matches!(check, Check::Jwt(verifier, _) if !verifier.keys_loaded()))
+            .map(|(scheme, _)| scheme.name)
+            .collect()
+    }
 }
 
 /// The auth phase of one operation, as one worker runs it.
@@ -185,6 +196,18 @@ enum Rank {
     Unavailable,
     /// A valid credential that may not make the request.
     Forbidden,
+}
+
+impl Rank {
+    /// The reason metrics count the refusal under ([`crate::observe::metrics::AUTH_REASONS`]).
+    fn name(self) -> &'static str {
+        match self {
+            Rank::Missing => "missing",
+            Rank::Invalid => "invalid",
+            Rank::Unavailable => "unavailable",
+            Rank::Forbidden => "forbidden",
+        }
+    }
 }
 
 /// One alternative's refusal.
@@ -232,8 +255,8 @@ impl Auth {
             }
         }
         match best {
-            Some(refusal) if refusal.rank > Rank::Missing => Err(refusal.error),
-            _ => Err(missing(api, op)),
+            Some(refusal) if refusal.rank > Rank::Missing => Err(refusal.error.with_reason(refusal.rank.name())),
+            _ => Err(missing(api, op).with_reason(Rank::Missing.name())),
         }
     }
 

@@ -1,7 +1,7 @@
-//! The admin endpoints under `/_gateway/`, on the gateway's own listener, guarded by a bearer token.
+//! The admin endpoints a bearer token guards, on the admin listener.
 //!
 //! Without `--admin-token` (env `GATEWAY_ADMIN_TOKEN`) they do not exist (`404`). The token is compared in
-//! constant time. Spec paths cannot start with `/_gateway/` (a generate-time error), so nothing is shadowed.
+//! constant time.
 //!
 //! - `POST /_gateway/cache/flush[?operation=ID]` — drop every cached response, or one operation's;
 //! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache;
@@ -25,11 +25,10 @@ use http::header::AUTHORIZATION;
 use http::request;
 use subtle::ConstantTimeEq as _;
 
+use super::{Admin, AdminApi};
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::{RequestCtx, finish};
 use crate::policies::cache::ResponseCache;
-use crate::spec::ApiSpec;
-use crate::state::SharedState;
 
 /// The admin bearer token.
 #[derive(Clone)]
@@ -59,59 +58,42 @@ impl fmt::Debug for AdminToken {
     }
 }
 
-/// One API's part of the admin endpoints.
-#[derive(Clone)]
-struct AdminApi {
-    api: &'static ApiSpec,
-    state: SharedState,
-}
-
-#[derive(Clone)]
-struct Admin {
-    /// Every API of the gateway, in the gateway's order.
-    apis: Arc<[AdminApi]>,
-}
-
-impl Admin {
-    /// The APIs `?api=` picks (all without it), or the `404` of a name the gateway does not serve.
-    fn select(&self, name: Option<&str>) -> Result<Vec<&AdminApi>, Response> {
-        let Some(name) = name else {
-            return Ok(self.apis.iter().collect());
-        };
-        match self.apis.iter().find(|a| a.api.name == name) {
-            Some(api) => Ok(vec![api]),
-            None => {
-                let served: Vec<&str> = self.apis.iter().map(|a| a.api.name).collect();
-                Err(GatewayError::new(
-                    ErrorKind::NotFound,
-                    format!("no API `{name}` (this gateway serves: {})", served.join(", ")),
-                )
-                .into_response())
-            }
+/// The APIs `?api=` picks (all without it), or the `404` of a name the gateway does not serve.
+fn select<'a>(admin: &'a Admin, name: Option<&str>) -> Result<Vec<&'a AdminApi>, Response> {
+    let Some(name) = name else {
+        return Ok(admin.apis.iter().collect());
+    };
+    match admin.apis.iter().find(|a| a.api.name == name) {
+        Some(api) => Ok(vec![api]),
+        None => {
+            let served: Vec<&str> = admin.apis.iter().map(|a| a.api.name).collect();
+            Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("no API `{name}` (this gateway serves: {})", served.join(", ")),
+            )
+            .into_response())
         }
     }
-
-    /// Whether answers are those of one API: a gateway of one, or `?api=` given.
-    fn one(&self, name: Option<&str>) -> bool {
-        self.apis.len() == 1 || name.is_some()
-    }
 }
 
-/// The admin routes over every API of the gateway (`(api, its state)`), or `None` when no token is configured.
-pub fn routes(apis: Vec<(&'static ApiSpec, SharedState)>) -> Option<Router> {
-    let token = apis.first()?.1.admin_token.clone()?;
-    let admin = Admin {
-        apis: apis.into_iter().map(|(api, state)| AdminApi { api, state }).collect(),
-    };
+/// Whether answers are those of one API: a gateway of one, or `?api=` given.
+fn one(admin: &Admin, name: Option<&str>) -> bool {
+    admin.apis.len() == 1 || name.is_some()
+}
+
+/// The endpoints that change state or show who calls (cache flush and stats, usage by key, contract drift), or
+/// `None` when no admin token is configured (they then do not exist: `404`).
+pub(super) fn routes(admin: &Admin) -> Option<Router> {
+    let token = admin.apis.first()?.state.admin_token.clone()?;
     let router = Router::new()
         .route("/_gateway/cache/flush", post(flush))
         .route("/_gateway/cache/stats", get(stats))
         .route("/_gateway/usage", get(usage))
         .route("/_gateway/drift", get(drift))
-        .with_state(admin)
+        .with_state(admin.clone())
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
-                // Admin requests get a request context, a request id and a log line like every other request.
+                // Admin requests get a request context and a request id like every other request.
                 let (parts, body) = request.into_parts();
                 let mut ctx = RequestCtx::new(&parts, None);
                 let admitted = token.admits(&parts);
@@ -122,10 +104,10 @@ pub fn routes(apis: Vec<(&'static ApiSpec, SharedState)>) -> Option<Router> {
                     } else {
                         Err(GatewayError::new(
                             ErrorKind::Unauthorized,
-                            "the admin endpoints need `Authorization: Bearer <admin token>`",
+                            "this admin endpoint needs `Authorization: Bearer <admin token>`",
                         ))
                     };
-                    finish(&mut ctx, result, None)
+                    finish(&mut ctx, result, None, None)
                 }
             },
         ));
@@ -149,7 +131,7 @@ fn no_cache() -> Response {
 }
 
 async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> Response {
-    let apis = match admin.select(query.api.as_deref()) {
+    let apis = match select(&admin, query.api.as_deref()) {
         Ok(apis) => apis,
         Err(response) => return response,
     };
@@ -177,7 +159,7 @@ async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> R
         cache.flush(query.operation.as_deref()).await;
         tracing::info!(api = api.api.name, operation = flushed, "cache flushed");
     }
-    let body = if admin.one(query.api.as_deref()) {
+    let body = if one(&admin, query.api.as_deref()) {
         serde_json::json!({ "flushed": flushed })
     } else {
         let names: Vec<&str> = caches.iter().map(|(a, _)| a.api.name).collect();
@@ -187,11 +169,11 @@ async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> R
 }
 
 async fn stats(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
-    let apis = match admin.select(query.api.as_deref()) {
+    let apis = match select(&admin, query.api.as_deref()) {
         Ok(apis) => apis,
         Err(response) => return response,
     };
-    if admin.one(query.api.as_deref()) {
+    if one(&admin, query.api.as_deref()) {
         let api = apis[0];
         return match &api.state.cache {
             Some(cache) => axum::Json(cache.stats(api.api.cache.capacity).await).into_response(),
@@ -211,11 +193,11 @@ async fn stats(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Res
 
 /// Per operation with a response check: responses checked, mismatched and skipped, and the last mismatch.
 async fn drift(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
-    let apis = match admin.select(query.api.as_deref()) {
+    let apis = match select(&admin, query.api.as_deref()) {
         Ok(apis) => apis,
         Err(response) => return response,
     };
-    if admin.one(query.api.as_deref()) {
+    if one(&admin, query.api.as_deref()) {
         return axum::Json(apis[0].state.contracts.drift().report(apis[0].api)).into_response();
     }
     let report: serde_json::Map<String, serde_json::Value> = apis
@@ -226,7 +208,7 @@ async fn drift(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Res
 }
 
 async fn usage(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
-    let apis = match admin.select(query.api.as_deref()) {
+    let apis = match select(&admin, query.api.as_deref()) {
         Ok(apis) => apis,
         Err(response) => return response,
     };
