@@ -5,6 +5,7 @@ mod access_log;
 mod cors;
 mod lifecycle;
 mod proxying;
+mod published;
 mod routing;
 mod stages;
 mod support;
