@@ -63,6 +63,23 @@ pub struct Stage {
     pub cache_enabled: bool,
     /// Replacement for the API-wide bucket.
     pub throttle: Option<Throttle>,
+    /// Replacement for the origins of every CORS policy.
+    pub cors_origins: Option<Vec<Origin>>,
+    /// Upstream settings the stage changes.
+    pub upstreams: Vec<StageUpstream>,
+}
+
+/// What a stage changes of one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageUpstream {
+    /// Index into `Api::upstreams`.
+    pub upstream: usize,
+    /// Its URL in the stage.
+    pub url: Option<String>,
+    /// Its timeout in the stage.
+    pub timeout: Option<std::time::Duration>,
+    /// Its connect timeout in the stage.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// A security scheme the gateway checks.

@@ -1341,3 +1341,61 @@ fn stage_settings_are_checked() {
     );
     single_error(&none, "`{stage.tier}`: this gateway declares no stages", 13);
 }
+
+/// `staged` with `lines` added to the `prod` stage (after its `cache:`, line 10).
+fn prod_with(lines: &str) -> String {
+    staged("").replace(
+        "      cache: { enabled: false }\n",
+        &format!("      cache: {{ enabled: false }}\n{lines}"),
+    )
+}
+
+#[test]
+fn stage_overrides_of_cors_and_upstreams_are_emitted_and_checked() {
+    let g = run(&prod_with(
+        "      cors: { allow_origins: [\"https://app.example.com\"] }\n      upstreams:\n        pets: { url: \"{stage.petsUrl}/v2\", timeout: 2s }\n",
+    ))
+    .expect("valid overrides");
+    let api = &g.files["src/api.rs"];
+    assert!(has(
+        api,
+        "cors_origins: Some(&[OriginSpec::Exact(\"https://app.example.com\")])"
+    ));
+    assert!(has(api, "url: Some(\"{stage.petsUrl}/v2\")"));
+    assert!(has(api, "timeout: Some(Duration::from_millis(2000))"));
+
+    let e = single_error(
+        &prod_with("      upstreams:\n        petz: { timeout: 2s }\n"),
+        "no upstream is named `petz`",
+        12,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `pets`?"));
+    single_error(
+        &prod_with("      upstreams:\n        pets: { url: \"{stage.tier}/x\" }\n"),
+        "`{stage.tier}` is not a variable of this stage",
+        12,
+    );
+    single_error(
+        &prod_with("      upstreams:\n        pets: { url: \"ftp://files\" }\n"),
+        "must use http or https",
+        12,
+    );
+    single_error(
+        &prod_with("      cors: { allow_origins: [\"app.example.com\"] }\n"),
+        "`app.example.com` is not an origin",
+        11,
+    );
+    single_error(
+        &prod_with("      cors: { allow_origins: [https://a.example, \"*\"] }\n").replace(
+            "  default_stage: dev\n",
+            "  default_stage: dev\n  cors: { allow_origins: [https://a.example], allow_credentials: true }\n",
+        ),
+        "`*` cannot be combined with a CORS policy that has `allow_credentials: true`",
+        11,
+    );
+    single_error(
+        &prod_with("      cors: { allow_origins: [https://a.example], max_age: 5s }\n"),
+        "unknown key `max_age`",
+        11,
+    );
+}

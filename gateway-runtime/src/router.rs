@@ -200,7 +200,7 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: 
     let metrics = state.metrics.as_ref().map(|metrics| metrics.worker(worker));
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
-    let mut policies = Policies::default();
+    let mut policies = Policies::new(state.stage.and_then(|stage| stage.cors_origins()));
     let unmatched = Unmatched {
         hosts: hosts.clone(),
         responses: api_responses.clone(),

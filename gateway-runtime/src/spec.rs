@@ -71,6 +71,23 @@ pub struct StageSpec {
     pub cache_enabled: bool,
     /// Replaces the API-wide token bucket in this stage.
     pub throttle: Option<ThrottleSpec>,
+    /// Replaces the origins every CORS policy admits, in this stage (`cors: { allow_origins }`).
+    pub cors_origins: Option<&'static [OriginSpec]>,
+    /// Upstream settings this stage overrides.
+    pub upstreams: &'static [StageUpstreamSpec],
+}
+
+/// What a stage changes of one upstream (`stages.<name>.upstreams.<upstream>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageUpstreamSpec {
+    /// Index into [`ApiSpec::upstreams`].
+    pub upstream: usize,
+    /// Its URL in this stage (may hold `{stage.NAME}`); `--upstream NAME=URL` still wins.
+    pub url: Option<&'static str>,
+    /// Its timeout in this stage.
+    pub timeout: Option<Duration>,
+    /// Its connect timeout in this stage.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.

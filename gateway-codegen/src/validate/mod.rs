@@ -167,8 +167,8 @@ pub struct CheckedOperation<'a> {
 /// Runs every check. Returns `None` when any error was found.
 pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Option<Checked<'a>> {
     let name = check_name(spec, ctx, diags);
-    let (stages, default_stage) = stages::check_stages(&spec.root, diags);
     let mut upstreams = Upstreams::new(spec, diags);
+    let (stages, default_stage) = stages::check_stages(&spec.root, &upstreams, diags);
     let throttle = spec
         .root
         .throttle
@@ -240,6 +240,18 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     }
     let operations = merge_variants(operations, diags);
     check_routes(&operations, diags);
+    // A stage's `*` replaces every policy's origins: none of them may allow credentials.
+    let with_credentials = root_cors
+        .iter()
+        .chain(operations.iter().filter_map(|op| op.cors.as_ref()));
+    if with_credentials.into_iter().any(|cors| cors.allow_credentials) {
+        for at in stages::any_origin_stages(&spec.root) {
+            diags.push(
+                Diagnostic::error(at, "`*` cannot be combined with a CORS policy that has `allow_credentials: true`: browsers refuse such answers")
+                    .help("list the origins this stage admits, e.g. `https://app.example.com`"),
+            );
+        }
+    }
     let upstreams = upstreams.finish();
     let cache = cache_settings(spec);
     (!diags.has_errors()).then_some(Checked {

@@ -443,18 +443,14 @@ impl LatencySnapshot {
         self.counts.iter().sum()
     }
 
-    /// The cumulative `(upper bound, count)` pairs Prometheus histograms are made of, `+Inf` last.
-    fn cumulative(&self) -> Vec<(f64, u64)> {
-        let mut total = 0;
+    /// The `(upper bound, count)` pairs of the buckets, `+Inf` last, each bucket's own count (the encoder writes
+    /// them cumulatively, as Prometheus histograms are).
+    fn buckets(&self) -> Vec<(f64, u64)> {
         LATENCY_BUCKETS
             .iter()
             .copied()
             .chain([f64::INFINITY])
             .zip(self.counts)
-            .map(|(bound, count)| {
-                total += count;
-                (bound, total)
-            })
             .collect()
     }
 }
@@ -566,7 +562,7 @@ impl Exported {
             let sum = Duration::from_micros(latency.sum_micros).as_secs_f64();
             family
                 .encode_family(&labels)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &latency.cumulative(), None)?;
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &latency.buckets(), None)?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::admin::AdminToken;
 use crate::observe::access_log::{AccessLogHandle, AccessLogTarget};
 use crate::observe::logging::{self, LogFormat};
+use crate::observe::otlp::{OtlpConfig, OtlpEndpoint};
 use crate::policies::auth::AuthOverrides;
 use crate::policies::auth::keys::KeyStore;
 use crate::router;
@@ -110,6 +111,27 @@ struct Args {
     )]
     access_log: AccessLogTarget,
 
+    /// Export a span per request (and one per upstream exchange) to the OpenTelemetry collector at URL over
+    /// OTLP/HTTP: its base URL, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`), or the traces URL itself
+    /// [default: off].
+    #[arg(long, env = "GATEWAY_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<OtlpEndpoint>,
+
+    /// The share of new traces (requests without a caller's `traceparent`) that are exported, from 0 to 1. A
+    /// caller's own sampling decision is always kept.
+    #[arg(
+        long,
+        env = "GATEWAY_OTLP_SAMPLE_RATIO",
+        default_value = "1.0",
+        value_parser = parse_ratio,
+        value_name = "RATIO"
+    )]
+    otlp_sample_ratio: f64,
+
+    /// The `service.name` of the exported spans [default: the API's name].
+    #[arg(long, env = "GATEWAY_OTLP_SERVICE_NAME", value_name = "NAME")]
+    otlp_service_name: Option<String>,
+
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
@@ -143,6 +165,14 @@ fn parse_assignment(raw: &str) -> Result<(String, String), String> {
     match raw.split_once('=') {
         Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name.to_owned(), value.to_owned())),
         _ => Err(format!("expected NAME=URL, got `{raw}`")),
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("expected a number from 0 to 1, got `{raw}`")),
     }
 }
 
@@ -303,6 +333,11 @@ where
         stage,
         access_log: args.access_log.clone(),
         access_log_capacity: crate::observe::access_log::DEFAULT_CAPACITY,
+        otlp: args.otlp_endpoint.clone().map(|endpoint| OtlpConfig {
+            sample_ratio: args.otlp_sample_ratio,
+            service_name: args.otlp_service_name.clone(),
+            ..OtlpConfig::new(endpoint)
+        }),
     };
     let handle = match server::start(api, config) {
         Ok(handle) => handle,
@@ -319,6 +354,15 @@ where
     }
     tracing::info!(%addr, "listening");
     tracing::info!(access_log = %args.access_log, "access log");
+    match &args.otlp_endpoint {
+        Some(endpoint) => tracing::info!(
+            %endpoint,
+            sample_ratio = args.otlp_sample_ratio,
+            service = args.otlp_service_name.as_deref().unwrap_or(api.name),
+            "exporting trace spans over OTLP/HTTP"
+        ),
+        None => tracing::debug!("trace export is off"),
+    }
     let access_log = handle.access_log();
 
     runtime.block_on(async {
@@ -509,6 +553,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             crate::spec::StageSpec {
                 name: "prod",
@@ -516,6 +562,8 @@ mod tests {
                 base_path: "/prod",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: Some(1),

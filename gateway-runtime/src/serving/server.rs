@@ -30,6 +30,7 @@ use tower::ServiceExt as _;
 
 use crate::admin::{self, Admin, AdminServer, AdminToken, Status};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
+use crate::observe::otlp::{self, Otlp, OtlpConfig, OtlpError, OtlpHandle};
 use crate::pipeline::Arrival;
 use crate::policies::auth::keys::KeyStore;
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
@@ -68,6 +69,8 @@ pub struct ServerConfig {
     pub access_log: AccessLogTarget,
     /// Lines the access log queues for its writer before it drops (and counts) new ones.
     pub access_log_capacity: usize,
+    /// Where and how to export trace spans over OTLP/HTTP; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpConfig>,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             stage: None,
             access_log: AccessLogTarget::Off,
             access_log_capacity: access_log::DEFAULT_CAPACITY,
+            otlp: None,
         }
     }
 }
@@ -108,6 +112,9 @@ pub enum ServerError {
     /// The access log cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// Trace export cannot start.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -139,6 +146,7 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     access_log: Option<AccessLog>,
+    otlp: Option<Otlp>,
     admin: Option<AdminServer>,
     status: Arc<Status>,
 }
@@ -159,14 +167,20 @@ impl ServerHandle {
         self.access_log.as_ref().map(AccessLog::handle)
     }
 
+    /// Trace export's handle (dropped spans), if it is on.
+    pub fn otlp(&self) -> Option<OtlpHandle> {
+        self.otlp.as_ref().map(Otlp::handle)
+    }
+
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
         self.status.set_draining();
         self.shutdown.send_replace(true);
     }
 
-    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain) and the access
-    /// log has written every line queued.
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain), the access log
+    /// has written every line queued and trace export has sent the spans queued (waiting a few seconds at most for
+    /// the collector).
     pub fn join(mut self) -> Result<(), ServerError> {
         let panicked = self
             .workers
@@ -177,6 +191,10 @@ impl ServerHandle {
         // The workers are gone, and their senders with them: the writer drains the channel and ends.
         if let Some(access_log) = &mut self.access_log {
             access_log.join();
+        }
+        // Nothing more can be queued: the last batch goes now.
+        if let Some(otlp) = self.otlp.take() {
+            otlp.shutdown();
         }
         // Readiness said `503` while the workers drained; now the admin listener goes too.
         if let Some(admin) = &mut self.admin {
@@ -270,6 +288,12 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
     let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
+    let export = config
+        .otlp
+        .as_ref()
+        .map(|otlp| Otlp::start(otlp, api, stage))
+        .transpose()?;
+    let (otlp, spans) = export.map_or((None, None), |(otlp, sink)| (Some(otlp), Some(sink)));
     let status = Arc::new(Status::new(workers));
     let admin = match admin_listener {
         Some(listener) => {
@@ -298,6 +322,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         shutdown,
         workers: Vec::with_capacity(workers),
         access_log,
+        otlp,
         admin,
         status,
     };
@@ -311,6 +336,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             ready: ready_tx.clone(),
             stage,
             access: sink.clone(),
+            spans: spans.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -369,6 +395,8 @@ struct Worker {
     stage: Option<&'static ResolvedStage>,
     /// This worker's access log sender, installed in its thread for the pipeline to find.
     access: Option<Sink>,
+    /// This worker's trace exporter, installed in its thread likewise.
+    spans: Option<otlp::Sink>,
 }
 
 impl Worker {
@@ -382,8 +410,10 @@ impl Worker {
             ready,
             stage,
             access,
+            spans,
         } = self;
         access_log::install(access);
+        otlp::install(spans);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(source) => {
@@ -406,6 +436,7 @@ impl Worker {
         // Dropping the runtime here cancels whatever outlived the drain timeout.
         drop(runtime);
         access_log::uninstall();
+        otlp::uninstall();
     }
 }
 

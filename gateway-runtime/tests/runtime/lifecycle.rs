@@ -16,8 +16,10 @@ use http_body_util::BodyExt as _;
 use crate::support::*;
 
 #[tokio::test]
-async fn graceful_shutdown_lets_in_flight_requests_finish() {
+async fn graceful_shutdown_lets_in_flight_requests_finish_while_readiness_says_draining() {
     let mut gw = start_gateway_with(|config, _| config.shutdown_timeout = Duration::from_secs(20)).await;
+    let (parts, _) = get(&gw.admin_url("/_gateway/ready")).await;
+    assert_eq!(parts.status, 200);
     let request = Request::get(gw.url("/drain")).body(empty()).expect("request");
     let in_flight = tokio::spawn(async move {
         let response = client().request(request).await?;
@@ -31,6 +33,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         Some("/delay")
     );
     gw.handle.as_ref().expect("running").shutdown();
+    // Draining: still alive, no longer ready (a load balancer stops sending), until the workers are done.
+    let (parts, body) = get(&gw.admin_url("/_gateway/ready")).await;
+    assert_eq!(parts.status, 503);
+    assert_eq!(json(&body)["checks"]["draining"], true);
+    let (parts, _) = get(&gw.admin_url("/_gateway/health")).await;
+    assert_eq!(parts.status, 200);
 
     let (status, body) = bounded("in-flight request", in_flight)
         .await

@@ -11,6 +11,8 @@ mod gateway_responses;
 mod golden;
 mod limits;
 mod live_page;
+mod observability;
 mod proxy;
 mod stages;
 mod support;
+mod tracing;
