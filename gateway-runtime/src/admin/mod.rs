@@ -3,6 +3,7 @@
 //!
 //! | endpoint | what | guarded |
 //! |---|---|---|
+//! | `GET /` | the live page: per operation rates, errors, latencies, cache hits, throttles (see [`page`]) | no |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests, latencies, cache, throttles, auth failures | no |
 //! | `GET /_gateway/health` | liveness: `200` while the process serves | no |
 //! | `GET /_gateway/ready` | readiness: `200` once every worker listens and every JWT scheme has keys; `503` before, and while draining | no |
@@ -16,6 +17,7 @@
 //! `503` while they do.
 
 pub mod guarded;
+pub mod page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +121,7 @@ impl Admin {
 /// The admin listener's routes.
 pub fn router(admin: &Admin) -> Router {
     let open = Router::new()
+        .route("/", get(page::page))
         .route("/metrics", get(prometheus))
         .route("/_gateway/health", get(health))
         .route("/_gateway/ready", get(ready))
@@ -132,7 +135,7 @@ pub fn router(admin: &Admin) -> Router {
     router.fallback(|| async {
         crate::error::GatewayError::new(
             crate::error::ErrorKind::NotFound,
-            "no such admin endpoint: see /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
+            "no such admin endpoint: see / (the live page), /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
         )
         .into_response()
     })

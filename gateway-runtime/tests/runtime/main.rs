@@ -4,6 +4,7 @@
 mod access_log;
 mod cors;
 mod lifecycle;
+mod live_page;
 mod proxying;
 mod published;
 mod routing;
