@@ -571,12 +571,21 @@ impl tower::Service<Request> for Published {
     fn call(&mut self, request: Request) -> Self::Future {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
-        let response = Response::builder()
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(self.json.clone()))
-            .map_err(|_| GatewayError::internal());
+        // Served under the API's hosts, like its operations.
+        let response = match self.unmatched.misdirected(&parts) {
+            Some(misdirected) => Err(misdirected),
+            None => Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(self.json.clone()))
+                .map_err(|_| GatewayError::internal()),
+        };
         let meter = self.unmatched.meter();
-        std::future::ready(Ok(finish(&mut ctx, response, None, meter)))
+        std::future::ready(Ok(finish(
+            &mut ctx,
+            response,
+            self.unmatched.responses.as_deref(),
+            meter,
+        )))
     }
 }
 

@@ -59,7 +59,7 @@ impl fmt::Debug for AdminToken {
 }
 
 /// The APIs `?api=` picks (all without it), or the `404` of a name the gateway does not serve.
-fn select<'a>(admin: &'a Admin, name: Option<&str>) -> Result<Vec<&'a AdminApi>, Response> {
+pub(super) fn select<'a>(admin: &'a Admin, name: Option<&str>) -> Result<Vec<&'a AdminApi>, Response> {
     let Some(name) = name else {
         return Ok(admin.apis.iter().collect());
     };
@@ -116,8 +116,8 @@ pub(super) fn routes(admin: &Admin) -> Option<Router> {
 
 /// `?api=NAME`: the API an endpoint addresses.
 #[derive(serde::Deserialize)]
-struct ApiQuery {
-    api: Option<String>,
+pub(super) struct ApiQuery {
+    pub(super) api: Option<String>,
 }
 
 #[derive(serde::Deserialize)]

@@ -3,6 +3,7 @@
 //!
 //! | endpoint | what | guarded |
 //! |---|---|---|
+//! | `GET /` | the live page: per operation rates, errors, latencies, cache hits, throttles (see [`page`]) | no |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests, latencies, cache, throttles, auth failures | no |
 //! | `GET /_gateway/health` | liveness: `200` while the process serves | no |
 //! | `GET /_gateway/ready` | readiness: `200` once every worker listens and every JWT scheme has keys; `503` before, and while draining | no |
@@ -11,8 +12,9 @@
 //! | `POST /_gateway/cache/flush`, `GET /_gateway/cache/stats`, `GET /_gateway/usage`, `GET /_gateway/drift` | see [`guarded`] | admin token |
 //!
 //! In a gateway of several APIs, `/metrics` has one series per API (the `api` label), `/_gateway/info` and
-//! `/_gateway/stats` answer per API (`{"apis": {NAME: …}}`), readiness waits for the JWT keys of every API, and the
-//! guarded endpoints take `?api=NAME` ([`guarded`]).
+//! `/_gateway/stats` answer per API (`{"apis": {NAME: …}}`, or as a gateway of that API alone with `?api=NAME`,
+//! which the live page passes on from its own URL), readiness waits for the JWT keys of every API, and the guarded
+//! endpoints take `?api=NAME` ([`guarded`]).
 //!
 //! The listener has one thread and a single-threaded runtime of its own, so that a scrape never takes a worker's
 //! time and a busy worker never delays a probe. Its requests are not in the access log or the metrics (a scraper
@@ -20,6 +22,7 @@
 //! `503` while they do.
 
 pub mod guarded;
+pub mod page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -152,6 +155,7 @@ impl Admin {
 /// The admin listener's routes.
 pub fn router(admin: &Admin) -> Router {
     let open = Router::new()
+        .route("/", get(page::page))
         .route("/metrics", get(prometheus))
         .route("/_gateway/health", get(health))
         .route("/_gateway/ready", get(ready))
@@ -165,7 +169,7 @@ pub fn router(admin: &Admin) -> Router {
     router.fallback(|| async {
         crate::error::GatewayError::new(
             crate::error::ErrorKind::NotFound,
-            "no such admin endpoint: see /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
+            "no such admin endpoint: see / (the live page), /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
         )
         .into_response()
     })
@@ -223,8 +227,13 @@ async fn ready(State(admin): State<Admin>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn info(State(admin): State<Admin>) -> Response {
-    let server = serde_json::json!({
+/// The gateway and its API, as a gateway of one API (or `?api=NAME`) answers; with several, every API's.
+async fn info(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery>) -> Response {
+    let apis = match guarded::select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    let mut body = serde_json::json!({
         "gateway": admin.gateway,
         "version": env!("CARGO_PKG_VERSION"),
         "started_at": admin.status.started_at.to_string(),
@@ -239,9 +248,13 @@ async fn info(State(admin): State<Admin>) -> Response {
             "stage": a.state.stage.map(|stage| stage.name()),
         })
     };
-    let mut body = server;
-    match &*admin.apis {
-        [one] => merge(&mut body, api_info(one)),
+    match apis.as_slice() {
+        [one] => {
+            if admin.several() {
+                body["api"] = serde_json::Value::from(one.api.name);
+            }
+            merge(&mut body, api_info(one));
+        }
         apis => {
             let apis: serde_json::Map<String, serde_json::Value> =
                 apis.iter().map(|a| (a.api.name.to_owned(), api_info(a))).collect();
@@ -258,8 +271,13 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
-async fn stats(State(admin): State<Admin>) -> Response {
-    match &*admin.apis {
+/// The metrics of the API (of a gateway of one, or `?api=NAME`) as JSON; with several, `{"apis": {NAME: …}}`.
+async fn stats(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery>) -> Response {
+    let apis = match guarded::select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    match apis.as_slice() {
         [one] => axum::Json(admin.snapshot(one)).into_response(),
         apis => {
             let snapshots: serde_json::Map<String, serde_json::Value> = apis

@@ -126,6 +126,8 @@ struct OpCounters {
     throttled: [AtomicU64; 3],
     /// By [`AUTH_REASONS`].
     auth_failures: [AtomicU64; 4],
+    /// Responses that failed: a `5xx`, or any response the gateway made itself ([`OperationSnapshot::failures`]).
+    failures: AtomicU64,
 }
 
 impl OpCounters {
@@ -142,6 +144,9 @@ impl OpCounters {
         }
         if let Some(cache) = ctx.cache {
             self.cache[cache_index(cache)].fetch_add(1, Relaxed);
+        }
+        if ctx.error.is_some() || response.status().is_server_error() {
+            self.failures.fetch_add(1, Relaxed);
         }
         if let Some(kind) = ctx.error {
             self.errors[kind.index()].fetch_add(1, Relaxed);
@@ -170,6 +175,7 @@ impl OpCounters {
         add(&mut into.errors, &self.errors);
         add(&mut into.throttled, &self.throttled);
         add(&mut into.auth_failures, &self.auth_failures);
+        into.failures += self.failures.load(Relaxed);
     }
 }
 
@@ -290,9 +296,9 @@ impl Metrics {
         let mut operations: Vec<OperationSnapshot> = api
             .operations
             .iter()
-            .map(|op| OperationSnapshot::new(op.id, op.method.as_str(), op.template))
+            .map(|op| OperationSnapshot::new(op.id, op.method.as_str(), op.template, op.cache.is_some()))
             .collect();
-        let mut unmatched = OperationSnapshot::new(UNMATCHED, "", "");
+        let mut unmatched = OperationSnapshot::new(UNMATCHED, "", "", false);
         let mut unmatched_requests = vec![[0u64; 5]; METHODS.len() + 1];
         let mut upstreams: Vec<UpstreamSnapshot> = api
             .upstreams
@@ -321,6 +327,7 @@ impl Metrics {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             in_flight: in_flight.max(0),
             latency_buckets: LATENCY_BUCKETS,
+            error_kinds: ErrorKind::ALL.map(ErrorKind::name),
             operations,
             unmatched,
             unmatched_by_method: METHODS
@@ -348,6 +355,8 @@ pub struct Snapshot {
     pub in_flight: i64,
     /// The histograms' bucket bounds, in seconds (`+Inf` is last and implicit).
     pub latency_buckets: [f64; LATENCY_BUCKETS.len()],
+    /// The names of the error kinds, in the order of every operation's `errors`.
+    pub error_kinds: [&'static str; ErrorKind::ALL.len()],
     /// Per operation, in the spec's table order.
     pub operations: Vec<OperationSnapshot>,
     /// Requests that matched no operation.
@@ -372,6 +381,8 @@ pub struct OperationSnapshot {
     pub method: &'static str,
     /// Its path template.
     pub template: &'static str,
+    /// Its responses may be cached (it has a `cache` setting; the cache may still be off in the stage served).
+    pub cached: bool,
     /// Responses by status class, `1xx` to `5xx`.
     pub requests: [u64; 5],
     /// Time from arrival to the response head.
@@ -388,14 +399,18 @@ pub struct OperationSnapshot {
     pub throttled: [u64; 3],
     /// Authentication refusals: credentials missing, invalid, an authorizer unavailable, forbidden.
     pub auth_failures: [u64; 4],
+    /// Responses that failed: every `5xx`, whoever made it, and every response the gateway made itself (`errors`,
+    /// of any status). Each response counts once, so this over [`OperationSnapshot::total`] is the error rate.
+    pub failures: u64,
 }
 
 impl OperationSnapshot {
-    fn new(id: &'static str, method: &'static str, template: &'static str) -> Self {
+    fn new(id: &'static str, method: &'static str, template: &'static str, cached: bool) -> Self {
         Self {
             id,
             method,
             template,
+            cached,
             requests: [0; 5],
             latency: LatencySnapshot::default(),
             bytes_in: 0,
@@ -404,6 +419,7 @@ impl OperationSnapshot {
             errors: [0; ErrorKind::ALL.len()],
             throttled: [0; 3],
             auth_failures: [0; 4],
+            failures: 0,
         }
     }
 

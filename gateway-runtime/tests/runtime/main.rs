@@ -4,7 +4,9 @@
 mod access_log;
 mod cors;
 mod lifecycle;
+mod live_page;
 mod proxying;
+mod published;
 mod routing;
 mod several_apis;
 mod stages;

@@ -10,6 +10,7 @@ mod cors;
 mod gateway_responses;
 mod golden;
 mod limits;
+mod live_page;
 mod observability;
 mod proxy;
 mod several_apis;

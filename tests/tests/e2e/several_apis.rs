@@ -269,6 +269,16 @@ async fn the_admin_listener_and_the_published_specs_cover_every_api() {
     assert_eq!(info["gateway"], "public");
     assert_eq!(info["apis"]["pets-v2"]["spec_file"], "specs/pets-v2.yaml");
     assert_eq!(info["apis"]["pets-v1"]["spec_sha256"].as_str().map(str::len), Some(64));
+    // `?api=NAME`: as a gateway of that API alone (what the live page reads for `/?api=NAME`).
+    let one = get(&gw.admin_url("/_gateway/info?api=pets-v2")).await.json();
+    assert_eq!(
+        (one["api"].as_str(), one["api_version"].as_str()),
+        (Some("pets-v2"), Some("2.0.0")),
+        "{one}"
+    );
+    let v2_stats = get(&gw.admin_url("/_gateway/stats?api=pets-v2")).await.json();
+    assert_eq!(v2_stats["api"], "pets-v2");
+    assert!(v2_stats["operations"].is_array(), "{v2_stats}");
     let stats = get(&gw.admin_url("/_gateway/stats")).await.json();
     assert!(
         stats["apis"]["pets-v1"].is_object() && stats["apis"]["pets-v2"].is_object(),
