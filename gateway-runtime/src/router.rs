@@ -151,6 +151,8 @@ pub(crate) fn allow_header(methods: &[&Method]) -> HeaderValue {
 /// policy.
 #[derive(Clone)]
 struct Unmatched {
+    /// The API's name (none for the plain 404 outside every API of a gateway).
+    api: Option<&'static str>,
     hosts: Option<Arc<Hosts>>,
     responses: Option<Arc<Responses>>,
     cors: Option<Arc<Cors>>,
@@ -163,6 +165,7 @@ impl Unmatched {
     fn respond(&self, request: Request, error: GatewayError) -> Response {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
+        ctx.api = self.api;
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let error = self.misdirected(&parts).unwrap_or(error);
         finish(&mut ctx, Err(error), self.responses.as_deref(), self.meter())
@@ -172,6 +175,7 @@ impl Unmatched {
     fn preflight(&self, request: Request, preflight: &Preflight) -> Response {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
+        ctx.api = self.api;
         let result = match self.misdirected(&parts) {
             Some(misdirected) => Err(misdirected),
             None => Ok(preflight.answer(&parts.headers, &ctx.request_id)),
@@ -280,6 +284,7 @@ fn api_router(
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
     let mut policies = Policies::new(state.stage.and_then(|stage| stage.cors_origins()));
     let unmatched = Unmatched {
+        api: Some(api.name),
         hosts: hosts.clone(),
         responses: api_responses.clone(),
         cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
@@ -571,6 +576,7 @@ impl tower::Service<Request> for Published {
     fn call(&mut self, request: Request) -> Self::Future {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
+        ctx.api = self.unmatched.api;
         // Served under the API's hosts, like its operations.
         let response = match self.unmatched.misdirected(&parts) {
             Some(misdirected) => Err(misdirected),
@@ -686,6 +692,7 @@ impl NotFound {
     fn new(mut apis: Vec<ApiNotFound>) -> Self {
         let single = apis.len() == 1;
         let plain = Unmatched {
+            api: None,
             hosts: None,
             responses: None,
             cors: None,

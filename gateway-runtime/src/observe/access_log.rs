@@ -382,6 +382,8 @@ fn format_line(ctx: &RequestCtx, response: &Response, now: jiff::Timestamp) -> V
     let _ = write!(line, "{{\"time\":\"{now:.3}\"");
     line.extend_from_slice(b",\"request_id\":");
     string(&mut line, ctx.request_id.to_str().ok());
+    line.extend_from_slice(b",\"api\":");
+    string(&mut line, ctx.api);
     line.extend_from_slice(b",\"operation\":");
     string(&mut line, ctx.operation.map(|op| op.id));
     line.extend_from_slice(b",\"method\":");
@@ -537,6 +539,7 @@ mod tests {
             "sub",
             "stage",
             "trace_id",
+            "api",
         ] {
             assert_eq!(value[null], serde_json::Value::Null, "{null}");
         }
@@ -546,6 +549,7 @@ mod tests {
             [
                 "time",
                 "request_id",
+                "api",
                 "operation",
                 "method",
                 "template",

@@ -467,6 +467,9 @@ fn spans(
 
     let mut attributes = Vec::with_capacity(10);
     attributes.push(KeyValue::new("http.request.method", method));
+    if let Some(api) = ctx.api {
+        attributes.push(KeyValue::new("gateway.api", api));
+    }
     if let Some(op) = ctx.operation {
         attributes.push(KeyValue::new("http.route", op.template));
         attributes.push(KeyValue::new("gateway.operation", op.id));

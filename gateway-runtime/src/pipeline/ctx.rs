@@ -84,6 +84,9 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The connection's peer (absent only for requests that did not come through the server).
     pub client: Option<SocketAddr>,
+    /// The API the request was for (its name; none when it matched no API of the gateway, or did not come through a
+    /// router).
+    pub api: Option<&'static str>,
     /// The operation matched (none for `404`, `405`, CORS preflights and admin requests).
     pub operation: Option<&'static OperationSpec>,
     /// The path captures (percent-decoded, with their segment suffixes; see [`RequestCtx::path_value`]).
@@ -123,6 +126,7 @@ impl RequestCtx {
             method: parts.method.clone(),
             started: arrival.map_or_else(Instant::now, |a| a.at),
             client: arrival.map(|a| a.peer),
+            api: None,
             operation,
             captures: None,
             caller: None,

@@ -230,6 +230,7 @@ impl Operation {
         let _in_flight = self.metrics.as_deref().map(WorkerMetrics::in_flight);
         let (parts, body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, Some(self.op));
+        ctx.api = Some(self.api.name);
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
         let result = self.serve(&mut ctx, parts, body).await;
         let meter = self.metrics.as_deref().map(|worker| Meter {

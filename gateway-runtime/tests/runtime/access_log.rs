@@ -134,6 +134,7 @@ async fn every_request_gets_one_line_with_its_fields() {
     assert_eq!(proxied["operation"], "getThing");
     assert_eq!(proxied["method"], "GET");
     assert_eq!(proxied["template"], "/things/{thingId}");
+    assert_eq!(proxied["api"], ACCESS_API.name);
     assert_eq!(proxied["status"], 200);
     assert_eq!(proxied["error"], Value::Null);
     assert_eq!(proxied["upstream"], "echo");
@@ -163,6 +164,8 @@ async fn every_request_gets_one_line_with_its_fields() {
     assert_eq!(missing["status"], 404);
     assert_eq!(missing["operation"], Value::Null);
     assert_eq!(missing["template"], Value::Null);
+    // A 404 still names the API whose routes it missed.
+    assert_eq!(missing["api"], ACCESS_API.name);
     assert_eq!(missing["error"], "NOT_FOUND");
     assert_eq!(missing["upstream"], Value::Null);
     assert_eq!(missing["upstream_ms"], Value::Null);

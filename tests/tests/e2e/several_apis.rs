@@ -88,6 +88,28 @@ async fn both_apis_are_served_under_their_base_paths_each_to_its_own_upstream() 
     // Routes exist only under their base path.
     assert_eq!(get(&gw.url("/health")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(&gw.url("/v3/health")).await.status, StatusCode::NOT_FOUND);
+
+    // Each access-log line names its API (none for the 404s outside both base paths).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let lines = gw.stdout_lines();
+        if lines.len() >= 6 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let apis: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line")["api"].clone())
+        .collect();
+    assert_eq!(
+        apis,
+        ["pets-v1", "pets-v2", "pets-v1", "pets-v2"]
+            .map(serde_json::Value::from)
+            .into_iter()
+            .chain([serde_json::Value::Null, serde_json::Value::Null])
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
