@@ -4,7 +4,7 @@
 //! run reports every problem (the error store of dropshot's endpoint macro is the model). Pointers become
 //! `file:line:column` only when the diagnostics are rendered (see [`crate::locate`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::locate::{self, Location};
@@ -31,6 +31,8 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// Other places involved (e.g. the first of two conflicting operations), with a note each.
     pub related: Vec<(String, String)>,
+    /// Places involved in other specs of the same gateway: `(file, pointer, note)`.
+    pub elsewhere: Vec<(String, String, String)>,
     /// A position known directly (a syntax error), used instead of looking the pointer up.
     pub location: Option<Location>,
     /// A character offset into the decoded text of the scalar value at `pointer` (an error inside a jq filter, say):
@@ -48,6 +50,7 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             related: Vec::new(),
+            elsewhere: Vec::new(),
             location: None,
             offset: None,
         }
@@ -98,6 +101,13 @@ impl Diagnostic {
         self.related.push((pointer.into(), note.into()));
         self
     }
+
+    /// Adds a place involved in another spec `file` (of the same gateway).
+    #[must_use]
+    pub fn related_in(mut self, file: impl Into<String>, pointer: impl Into<String>, note: impl Into<String>) -> Self {
+        self.elsewhere.push((file.into(), pointer.into(), note.into()));
+        self
+    }
 }
 
 /// Collects diagnostics across the pipeline.
@@ -130,21 +140,17 @@ impl Diagnostics {
 
     /// Resolves locations against the spec's text and renders every diagnostic, errors first, then by position.
     pub fn render(&self, file: &str, text: &str) -> Vec<RenderedDiagnostic> {
-        let mut wanted = HashSet::new();
-        for d in &self.items {
-            for p in std::iter::once(&d.pointer).chain(d.related.iter().map(|(p, _)| p)) {
-                // Ancestors too, so a pointer into a value that is not in the text (a default) still finds a line.
-                let mut p = p.as_str();
-                loop {
-                    wanted.insert(p.to_owned());
-                    match p.rfind('/') {
-                        Some(i) if i > 0 => p = &p[..i],
-                        _ => break,
-                    }
-                }
-            }
-        }
-        let found = locate::locate(text, &wanted);
+        self.render_in(file, text, &[])
+    }
+
+    /// [`render`](Self::render), with the texts of the other specs of the gateway (`(file, text)`), where places
+    /// added with [`Diagnostic::related_in`] are found.
+    pub fn render_in(&self, file: &str, text: &str, others: &[(&str, &str)]) -> Vec<RenderedDiagnostic> {
+        let pointers = self
+            .items
+            .iter()
+            .flat_map(|d| std::iter::once(&d.pointer).chain(d.related.iter().map(|(p, _)| p)));
+        let found = find_all(text, pointers);
         // The values that diagnostics point inside of.
         let inside: HashSet<String> = self
             .items
@@ -157,18 +163,19 @@ impl Diagnostics {
             let scalar = scalars.get(&d.pointer)?;
             Some(locate::position_in_scalar(text, scalar, d.offset?))
         };
-        let find = |pointer: &str| -> Option<Location> {
-            let mut p = pointer;
-            loop {
-                if let Some(loc) = found.get(p) {
-                    return Some(*loc);
-                }
-                match p.rfind('/') {
-                    Some(i) if i > 0 => p = &p[..i],
-                    _ => return None,
-                }
-            }
-        };
+        // Places in the other specs, looked up once per file.
+        let elsewhere: Vec<(&str, HashMap<String, Location>)> = others
+            .iter()
+            .map(|(other, other_text)| {
+                let pointers = self
+                    .items
+                    .iter()
+                    .flat_map(|d| d.elsewhere.iter())
+                    .filter(|(f, _, _)| f == other)
+                    .map(|(_, p, _)| p);
+                (*other, find_all(other_text, pointers))
+            })
+            .collect();
         let mut out: Vec<RenderedDiagnostic> = self
             .items
             .iter()
@@ -179,7 +186,7 @@ impl Diagnostics {
                 location: d
                     .location
                     .or_else(|| in_scalar(d))
-                    .or_else(|| find(&d.pointer))
+                    .or_else(|| find(&found, &d.pointer))
                     .or_else(|| d.pointer.is_empty().then(|| document_start(text))),
                 pointer: d.pointer.clone(),
                 message: d.message.clone(),
@@ -187,12 +194,54 @@ impl Diagnostics {
                 related: d
                     .related
                     .iter()
-                    .map(|(p, note)| (find(p), p.clone(), note.clone()))
+                    .map(|(p, note)| (find(&found, p), p.clone(), note.clone()))
+                    .collect(),
+                elsewhere: d
+                    .elsewhere
+                    .iter()
+                    .map(|(other, p, note)| {
+                        let location = elsewhere
+                            .iter()
+                            .find(|(f, _)| f == other)
+                            .and_then(|(_, found)| find(found, p));
+                        (other.clone(), location, p.clone(), note.clone())
+                    })
                     .collect(),
             })
             .collect();
         out.sort_by_key(|a| (a.severity, a.location));
         out
+    }
+}
+
+/// The locations of `pointers` in `text`, and of their ancestors, so that a pointer into a value that is not in the
+/// text (a default) still finds a line.
+fn find_all<'p>(text: &str, pointers: impl Iterator<Item = &'p String>) -> HashMap<String, Location> {
+    let mut wanted = HashSet::new();
+    for p in pointers {
+        let mut p = p.as_str();
+        loop {
+            wanted.insert(p.to_owned());
+            match p.rfind('/') {
+                Some(i) if i > 0 => p = &p[..i],
+                _ => break,
+            }
+        }
+    }
+    locate::locate(text, &wanted)
+}
+
+/// Where `pointer` is, or its nearest ancestor that is in the text.
+fn find(found: &HashMap<String, Location>, pointer: &str) -> Option<Location> {
+    let mut p = pointer;
+    loop {
+        if let Some(loc) = found.get(p) {
+            return Some(*loc);
+        }
+        match p.rfind('/') {
+            Some(i) if i > 0 => p = &p[..i],
+            _ => return None,
+        }
     }
 }
 
@@ -227,6 +276,8 @@ pub struct RenderedDiagnostic {
     pub help: Option<String>,
     /// Other places involved.
     pub related: Vec<(Option<Location>, String, String)>,
+    /// Places involved in other specs of the gateway: `(file, location, pointer, note)`.
+    pub elsewhere: Vec<(String, Option<Location>, String, String)>,
 }
 
 impl RenderedDiagnostic {
@@ -260,6 +311,11 @@ impl fmt::Display for RenderedDiagnostic {
         for (location, pointer, note) in &self.related {
             write!(f, "  --> ")?;
             write_place(f, &self.file, *location, pointer)?;
+            writeln!(f, ": {note}")?;
+        }
+        for (file, location, pointer, note) in &self.elsewhere {
+            write!(f, "  --> ")?;
+            write_place(f, file, *location, pointer)?;
             writeln!(f, ": {note}")?;
         }
         if let Some(help) = &self.help {

@@ -34,6 +34,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         .collect();
     Api {
         name: checked.name,
+        gateway: checked.gateway,
+        base_path: checked.base_path,
         spec_file: spec_file.to_owned(),
         title: spec.openapi.info.title.clone(),
         version: spec.openapi.info.version.clone(),

@@ -5,11 +5,15 @@
 
 use std::time::Duration;
 
-/// A whole gateway.
+/// One API: a whole gateway when its spec is compiled alone, one module of a gateway crate otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Api {
-    /// `x-gateway.name` or the file stem: the crate is `<name>-gateway`.
+    /// `x-gateway.name` or the file stem: the crate is `<name>-gateway` when the spec is compiled alone.
     pub name: String,
+    /// `x-gateway.gateway`: the gateway the API is compiled into, with every other spec naming it.
+    pub gateway: Option<String>,
+    /// `x-gateway.base_path`: the prefix of every route (`/v1`); empty: none.
+    pub base_path: String,
     /// The spec file as given to the generator (shown in headers and `--version`).
     pub spec_file: String,
     /// `info.title`.
@@ -63,6 +67,23 @@ pub struct Stage {
     pub cache_enabled: bool,
     /// Replacement for the API-wide bucket.
     pub throttle: Option<Throttle>,
+    /// Replacement for the origins of every CORS policy.
+    pub cors_origins: Option<Vec<Origin>>,
+    /// Upstream settings the stage changes.
+    pub upstreams: Vec<StageUpstream>,
+}
+
+/// What a stage changes of one upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageUpstream {
+    /// Index into `Api::upstreams`.
+    pub upstream: usize,
+    /// Its URL in the stage.
+    pub url: Option<String>,
+    /// Its timeout in the stage.
+    pub timeout: Option<std::time::Duration>,
+    /// Its connect timeout in the stage.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// A security scheme the gateway checks.

@@ -1088,7 +1088,7 @@ fn check_case(file: &str, text: &str, default_upstream: bool) -> Result<Fine, St
         ..Options::default()
     };
     QUIET.with(|q| q.set(true));
-    let result = std::panic::catch_unwind(|| generate(SpecInput { file, text }, &options));
+    let result = std::panic::catch_unwind(|| generate(SpecInput { file, text, dir: None }, &options));
     QUIET.with(|q| q.set(false));
     match result {
         Err(_) => Err(format!(
@@ -1097,6 +1097,9 @@ fn check_case(file: &str, text: &str, default_upstream: bool) -> Result<Fine, St
         )),
         Ok(Ok(_)) => Ok(Fine::Generated),
         Ok(Err(GenerateError::Emit(e))) => Err(format!("internal error: {e}")),
+        Ok(Err(e @ (GenerateError::Gateway { .. } | GenerateError::NoSpecs))) => {
+            Err(format!("one spec failed as a gateway of several: {e}"))
+        }
         Ok(Err(GenerateError::Spec { diagnostics, .. })) => {
             let errors: Vec<_> = diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
             if errors.is_empty() {
@@ -1251,6 +1254,8 @@ fn param(field: &str, ty: ParamType, default: Literal) -> Param {
 fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
     Api {
         name: String::from("t"),
+        gateway: None,
+        base_path: String::new(),
         spec_file: String::from("specs/t.yaml"),
         title: String::from("T"),
         version: String::from("1"),

@@ -18,7 +18,7 @@
 //! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache, CORS |
 //! | [`targets`] | one module per kind of target: proxy, mock |
 //! | [`serving`] | the server loop, the command line |
-//! | [`observe`] | the process log, the access log |
+//! | [`observe`] | the process log, the access log, trace export (OTLP) |
 //! | [`admin`] | the admin endpoints under `/_gateway/` |
 //! | [`error`], [`responses`], [`template`] | gateway errors, their rendering, the placeholder grammar |
 //! | [`spec`], [`params`] | what generated code hands the runtime |

@@ -27,9 +27,9 @@ use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter};
 use http::{HeaderValue, Method};
 
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use crate::observe::metrics::{Meter, WorkerMetrics};
-use crate::pipeline::{ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
+use crate::pipeline::{Arrival, ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::cors::{self, Cors, CorsError, Policies, Preflight};
 use crate::policies::credentials;
@@ -37,7 +37,8 @@ use crate::policies::hosts::Hosts;
 use crate::policies::transform::Transforms;
 use crate::policies::validate::responses::ResponseCheck;
 use crate::responses::{Responses, ResponsesError};
-use crate::spec::{ApiSpec, OperationSpec, TargetSpec};
+use crate::spec::{ApiMount, ApiSpec, OperationSpec, TargetSpec};
+use crate::stage::ResolvedStage;
 use crate::state::SharedState;
 use crate::targets::Target;
 use crate::targets::mock::{MockError, MockResponse};
@@ -195,22 +196,102 @@ impl Unmatched {
 /// Builds the router of worker `worker`, forwarding through that worker's `proxy`, with the process-wide `state`.
 ///
 /// In a stage with a base path, every operation route is served under it, and a request outside it is a `404`; the
-/// admin endpoints stay at `/_gateway/`.
+/// admin endpoints are on the admin listener, apart from these routes.
 pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: usize) -> Result<Router, RouterError> {
+    let routing = ApiRouting {
+        mount: ApiMount::root(api),
+        proxy,
+        state,
+    };
+    build_gateway(&[routing], worker)
+}
+
+/// One API of a gateway as one worker serves it: where, forwarding through which proxy, with which state.
+#[derive(Clone, Copy)]
+pub struct ApiRouting<'a> {
+    /// The API and its base path.
+    pub mount: ApiMount,
+    /// The worker's connection pools to the API's upstreams.
+    pub proxy: &'a Proxy,
+    /// The API's process-wide state (its cache, keys, limits, stage, metrics).
+    pub state: &'a SharedState,
+}
+
+/// Builds worker `worker`'s router for a gateway of one or more APIs, each with its own state and upstreams.
+///
+/// An API's routes are served under its stage's base path, then its own: `/prod` + `/v1` + `/pets`. The routes of
+/// all APIs share one table, so a route of one API that overlaps another's is refused here as within one API. A
+/// request that matches no route gets the `404` of the API whose prefix (stage and base path) is the longest one
+/// of its path, with that API's renderings, CORS policy and host check; outside every API's prefix, the plain
+/// problem+json `404` (counted as the first API's unmatched requests). A gateway of one API answers every
+/// unmatched request as that API. The published specs are at [`PUBLISHED_SPEC`] (`?api=NAME` with several APIs).
+pub fn build_gateway(apis: &[ApiRouting<'_>], worker: usize) -> Result<Router, RouterError> {
+    let several = apis.len() > 1;
+    // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
+    let mut check = matchit::Router::new();
+    // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
+    // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
+    let mut router = Router::new().without_v07_checks();
+    let mut fallbacks = Vec::with_capacity(apis.len());
+    let mut published = Vec::new();
+    for routing in apis {
+        let (routes, unmatched, prefix) = api_router(routing, worker, several, &mut check)?;
+        // With one API the server puts its stage in every request's `Arrival`; with several, each API's routes put
+        // in their own.
+        let stage = routing.state.stage;
+        router = router.merge(if several { with_stage(routes, stage) } else { routes });
+        if let Some(json) = &routing.state.published {
+            let spec = Published {
+                json: json.clone(),
+                unmatched: unmatched.clone(),
+            };
+            published.push((routing.mount.api.name, stage, spec));
+        }
+        fallbacks.push(ApiNotFound {
+            prefix,
+            stage,
+            unmatched,
+        });
+    }
+    let not_found = NotFound::new(fallbacks);
+    if !published.is_empty() {
+        let specs = PublishedSpecs {
+            specs: published.into(),
+            several,
+            plain: not_found.plain.clone(),
+        };
+        router = router.route_service(PUBLISHED_SPEC, axum::routing::get_service(specs));
+    }
+    Ok(router.without_v07_checks().fallback_service(not_found))
+}
+
+/// The routes of one API as worker `worker` serves them (no fallback), what its unmatched requests get, and its
+/// prefix (stage and base path).
+fn api_router(
+    routing: &ApiRouting<'_>,
+    worker: usize,
+    several: bool,
+    check: &mut matchit::Router<()>,
+) -> Result<(Router, Unmatched, String), RouterError> {
+    let ApiRouting { mount, proxy, state } = *routing;
+    let api = mount.api;
     let metrics = state.metrics.as_ref().map(|metrics| metrics.worker(worker));
     let hosts = Hosts::new(api.hosts).map(Arc::new);
     let api_responses = Responses::new(api.responses, &[])?.map(Arc::new);
-    let mut policies = Policies::default();
+    let mut policies = Policies::new(state.stage.and_then(|stage| stage.cors_origins()));
     let unmatched = Unmatched {
         hosts: hosts.clone(),
         responses: api_responses.clone(),
         cors: api.cors.map(|spec| policies.prepare(spec)).transpose()?,
         metrics: metrics.clone(),
     };
-    let base_path = state.stage.map_or("", |stage| stage.base_path());
-    // axum panics on a bad or conflicting route; matchit (the router axum uses) reports the same as an error.
-    let mut check = matchit::Router::new();
-    let mut router = Router::new();
+    // The stage's base path first, then the API's: `/prod/v1`.
+    let base_path = format!(
+        "{}{}",
+        state.stage.map_or("", |stage| stage.base_path()),
+        mount.base_path.trim_end_matches('/')
+    );
+    let mut router = Router::new().without_v07_checks();
     for (route, ops) in routes(api) {
         if !route.starts_with('/') {
             return Err(RouterError::InvalidRoute {
@@ -218,9 +299,9 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: 
                 reason: "a route must start with `/`".to_owned(),
             });
         }
-        // In a stage with a base path every operation route is under it (`/prod/pets/{p0}`; the root route is the
-        // base path itself); captures are unaffected.
-        let served = match (base_path, route) {
+        // With a base path every operation route is under it (`/prod/v1/pets/{p0}`; the root route is the base
+        // path itself); captures are unaffected.
+        let served = match (base_path.as_str(), route) {
             ("", _) => route.to_owned(),
             (base, "/") => base.to_owned(),
             (base, _) => format!("{base}{route}"),
@@ -229,7 +310,11 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: 
             .insert(served.as_str(), ())
             .map_err(|e| RouterError::InvalidRoute {
                 route,
-                reason: e.to_string(),
+                reason: if several {
+                    format!("API `{}`, served as `{served}`: {e}", api.name)
+                } else {
+                    e.to_string()
+                },
             })?;
         let mut methods: Vec<&Method> = Vec::with_capacity(ops.len());
         let mut method_router = MethodRouter::new();
@@ -299,18 +384,23 @@ pub fn build(api: &'static ApiSpec, proxy: &Proxy, state: &SharedState, worker: 
         }
         router = router.route(&served, method_router.fallback_service(not_allowed));
     }
-    // The routes come from OpenAPI paths, where a segment may legitimately start with `:` or `*`; matchit (and
-    // the generator's check) treat those as literals, so axum's 0.7-migration lint must not reject them.
-    if let Some(published) = &state.published {
-        router = router.route_service(
-            PUBLISHED_SPEC,
-            axum::routing::get_service(Published {
-                json: published.clone(),
-                unmatched: unmatched.clone(),
-            }),
-        );
+    Ok((router, unmatched, base_path))
+}
+
+/// `routes` with `stage` in the `Arrival` of every request they serve (in a gateway of several APIs, the server
+/// cannot know which API's stage a request is in before routing).
+fn with_stage(routes: Router, stage: Option<&'static ResolvedStage>) -> Router {
+    routes.layer(tower::util::MapRequestLayer::new(move |mut request: Request| {
+        put_stage(&mut request, stage);
+        request
+    }))
+}
+
+/// Sets the stage of the request's `Arrival`, if it has one.
+fn put_stage(request: &mut Request, stage: Option<&'static ResolvedStage>) {
+    if let Some(arrival) = request.extensions_mut().get_mut::<Arrival>() {
+        arrival.stage = stage;
     }
-    Ok(router.without_v07_checks().fallback_service(NotFound { unmatched }))
 }
 
 /// What every operation of one worker's router shares.
@@ -379,16 +469,28 @@ fn operation_service(
     ))
 }
 
-/// Logs every route at start-up: `GET /pets/{petId} -> getPet (upstream pets)`.
-pub fn log_routes(api: &ApiSpec) {
+/// Logs every route at start-up, under `prefix` (the stage's and the API's base path): `GET /pets/{petId} ->
+/// getPet (upstream pets)`.
+pub fn log_routes(api: &ApiSpec, prefix: &str) {
     for op in api.operations {
         match &op.target {
             TargetSpec::Upstream(target) => {
                 let upstream = api.upstreams.get(target.upstream).map_or("?", |u| u.name);
-                tracing::info!("{} {} -> {} (upstream {upstream})", op.method, op.template, op.id);
+                tracing::info!(
+                    "{} {prefix}{} -> {} (upstream {upstream})",
+                    op.method,
+                    op.template,
+                    op.id
+                );
             }
             TargetSpec::Mock(mock) => {
-                tracing::info!("{} {} -> {} (mock {})", op.method, op.template, op.id, mock.status);
+                tracing::info!(
+                    "{} {prefix}{} -> {} (mock {})",
+                    op.method,
+                    op.template,
+                    op.id,
+                    mock.status
+                );
             }
         }
     }
@@ -469,19 +571,141 @@ impl tower::Service<Request> for Published {
     fn call(&mut self, request: Request) -> Self::Future {
         let (parts, _body) = request.into_parts();
         let mut ctx = RequestCtx::new(&parts, None);
-        let response = Response::builder()
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(axum::body::Body::from(self.json.clone()))
-            .map_err(|_| GatewayError::internal());
+        // Served under the API's hosts, like its operations.
+        let response = match self.unmatched.misdirected(&parts) {
+            Some(misdirected) => Err(misdirected),
+            None => Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(self.json.clone()))
+                .map_err(|_| GatewayError::internal()),
+        };
         let meter = self.unmatched.meter();
-        std::future::ready(Ok(finish(&mut ctx, response, None, meter)))
+        std::future::ready(Ok(finish(
+            &mut ctx,
+            response,
+            self.unmatched.responses.as_deref(),
+            meter,
+        )))
     }
 }
 
-/// The router's `404`.
+/// [`PUBLISHED_SPEC`] of a gateway: its API's spec, or with several APIs the one `?api=NAME` picks, and without
+/// `?api` a list of them.
+#[derive(Clone)]
+struct PublishedSpecs {
+    /// `(API name, its stage, its published spec)`, in the gateway's order.
+    specs: Arc<[(&'static str, Option<&'static ResolvedStage>, Published)]>,
+    several: bool,
+    plain: Unmatched,
+}
+
+impl tower::Service<Request> for PublishedSpecs {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        if !self.several
+            && let Some((_, _, spec)) = self.specs.first()
+        {
+            return spec.clone().call(request);
+        }
+        let wanted = request.uri().query().and_then(|query| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "api")
+                .map(|(_, value)| value.into_owned())
+        });
+        match wanted {
+            Some(name) => match self.specs.iter().find(|(api, _, _)| *api == name) {
+                Some((_, stage, spec)) => {
+                    put_stage(&mut request, *stage);
+                    spec.clone().call(request)
+                }
+                None => {
+                    let error = GatewayError::new(ErrorKind::NotFound, format!("no published spec of an API `{name}`"));
+                    std::future::ready(Ok(self.plain.respond(request, error)))
+                }
+            },
+            None => {
+                let (parts, _body) = request.into_parts();
+                let mut ctx = RequestCtx::new(&parts, None);
+                let apis: Vec<serde_json::Value> = self
+                    .specs
+                    .iter()
+                    .map(|(api, _, _)| {
+                        let query: String = form_urlencoded::Serializer::new(String::new())
+                            .append_pair("api", api)
+                            .finish();
+                        serde_json::json!({ "api": api, "url": format!("{PUBLISHED_SPEC}?{query}") })
+                    })
+                    .collect();
+                let response = Ok(axum::response::IntoResponse::into_response(axum::Json(
+                    serde_json::json!({ "apis": apis }),
+                )));
+                std::future::ready(Ok(finish(&mut ctx, response, None, self.plain.meter())))
+            }
+        }
+    }
+}
+
+/// What an unmatched request under one API's prefix gets.
+#[derive(Clone)]
+struct ApiNotFound {
+    /// The stage's and the API's base path (`/prod/v1`); empty: the root.
+    prefix: String,
+    /// The API's stage, for the request's context.
+    stage: Option<&'static ResolvedStage>,
+    unmatched: Unmatched,
+}
+
+impl ApiNotFound {
+    /// Whether `path` is under the prefix: the prefix itself, or it followed by `/…`.
+    fn covers(&self, path: &str) -> bool {
+        path.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || self.prefix.is_empty())
+    }
+}
+
+/// The router's `404`: the API whose prefix is the longest one of the path answers it.
 #[derive(Clone)]
 struct NotFound {
-    unmatched: Unmatched,
+    /// Longest prefix first (a stable sort: among equal prefixes, the first API given).
+    apis: Arc<[ApiNotFound]>,
+    /// A gateway of one API answers every unmatched request as that API.
+    single: bool,
+    /// What a request outside every API's prefix gets: no host check, problem+json, no CORS; counted with the
+    /// first API's unmatched requests.
+    plain: Unmatched,
+}
+
+impl NotFound {
+    fn new(mut apis: Vec<ApiNotFound>) -> Self {
+        let single = apis.len() == 1;
+        let plain = Unmatched {
+            hosts: None,
+            responses: None,
+            cors: None,
+            metrics: apis.first().and_then(|api| api.unmatched.metrics.clone()),
+        };
+        apis.sort_by_key(|api| std::cmp::Reverse(api.prefix.len()));
+        Self {
+            apis: apis.into(),
+            single,
+            plain,
+        }
+    }
+
+    /// The API answering for `path`, if any.
+    fn api_for(&self, path: &str) -> Option<&ApiNotFound> {
+        if self.single {
+            return self.apis.first();
+        }
+        self.apis.iter().find(|api| api.covers(path))
+    }
 }
 
 impl tower::Service<Request> for NotFound {
@@ -493,8 +717,17 @@ impl tower::Service<Request> for NotFound {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        std::future::ready(Ok(self.unmatched.respond(request, GatewayError::not_found())))
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let response = match self.api_for(request.uri().path()) {
+            Some(api) => {
+                if !self.single {
+                    put_stage(&mut request, api.stage);
+                }
+                api.unmatched.respond(request, GatewayError::not_found())
+            }
+            None => self.plain.respond(request, GatewayError::not_found()),
+        };
+        std::future::ready(Ok(response))
     }
 }
 

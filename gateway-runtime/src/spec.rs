@@ -12,7 +12,36 @@ use crate::error::ErrorKind;
 use crate::params::{ParamError, RequestParams};
 use crate::template::TemplatePart;
 
-/// One generated gateway: its upstreams and operations.
+/// A gateway serving several APIs (specs naming the same `x-gateway.gateway`), each under its base path.
+///
+/// A gateway of one API without a base path needs none of this: its `main` hands the [`ApiSpec`] to
+/// [`crate::cli::run`] directly.
+#[derive(Debug)]
+pub struct GatewaySpec {
+    /// The gateway's name (`x-gateway.gateway`): the binary is `<name>-gateway`.
+    pub name: &'static str,
+    /// The APIs, in the order their specs were given to the generator; their names are distinct.
+    pub apis: &'static [ApiMount],
+}
+
+/// One API of a gateway and where it is served.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiMount {
+    /// The prefix of every route of the API (`x-gateway.base_path`, `/v1`), without a trailing `/`; empty: none.
+    /// In a stage with a base path of its own, the stage's comes first: `/prod/v1/pets`.
+    pub base_path: &'static str,
+    /// The API.
+    pub api: &'static ApiSpec,
+}
+
+impl ApiMount {
+    /// `api` at the root, as a gateway of one API serves it.
+    pub const fn root(api: &'static ApiSpec) -> Self {
+        Self { base_path: "", api }
+    }
+}
+
+/// One generated API: its upstreams and operations.
 #[derive(Debug)]
 pub struct ApiSpec {
     /// The gateway's name (`x-gateway.name` or the spec's file stem).
@@ -71,6 +100,23 @@ pub struct StageSpec {
     pub cache_enabled: bool,
     /// Replaces the API-wide token bucket in this stage.
     pub throttle: Option<ThrottleSpec>,
+    /// Replaces the origins every CORS policy admits, in this stage (`cors: { allow_origins }`).
+    pub cors_origins: Option<&'static [OriginSpec]>,
+    /// Upstream settings this stage overrides.
+    pub upstreams: &'static [StageUpstreamSpec],
+}
+
+/// What a stage changes of one upstream (`stages.<name>.upstreams.<upstream>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageUpstreamSpec {
+    /// Index into [`ApiSpec::upstreams`].
+    pub upstream: usize,
+    /// Its URL in this stage (may hold `{stage.NAME}`); `--upstream NAME=URL` still wins.
+    pub url: Option<&'static str>,
+    /// Its timeout in this stage.
+    pub timeout: Option<Duration>,
+    /// Its connect timeout in this stage.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.

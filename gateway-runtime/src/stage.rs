@@ -20,7 +20,7 @@
 
 use std::ffi::OsString;
 
-use crate::spec::{ApiSpec, PathPart, TargetSpec, ThrottleSpec};
+use crate::spec::{ApiSpec, OriginSpec, PathPart, StageUpstreamSpec, TargetSpec, ThrottleSpec};
 
 /// The prefix of the environment variables that override stage variables.
 pub const ENV_PREFIX: &str = "GATEWAY_STAGE_VAR_";
@@ -158,6 +158,8 @@ pub struct ResolvedStage {
     base_path: &'static str,
     cache_enabled: bool,
     throttle: Option<ThrottleSpec>,
+    cors_origins: Option<&'static [OriginSpec]>,
+    upstreams: &'static [StageUpstreamSpec],
 }
 
 /// Shows names and sources, never values.
@@ -221,6 +223,8 @@ impl ResolvedStage {
             base_path,
             cache_enabled: spec.cache_enabled,
             throttle: spec.throttle,
+            cors_origins: spec.cors_origins,
+            upstreams: spec.upstreams,
         };
         stage.check(api)?;
         Ok(stage)
@@ -300,6 +304,16 @@ impl ResolvedStage {
         self.cache_enabled
     }
 
+    /// The origins every CORS policy admits in this stage, when the stage replaces them.
+    pub fn cors_origins(&self) -> Option<&'static [OriginSpec]> {
+        self.cors_origins
+    }
+
+    /// What this stage changes of upstream `index`, if anything.
+    pub fn upstream(&self, index: usize) -> Option<&'static StageUpstreamSpec> {
+        self.upstreams.iter().find(|u| u.upstream == index)
+    }
+
     /// The API-wide token bucket in this stage: the stage's, else the API's.
     pub fn throttle_or<'a>(&'a self, api: &'a ApiSpec) -> Option<&'a ThrottleSpec> {
         self.throttle.as_ref().or(api.throttle.as_ref())
@@ -349,6 +363,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: false,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             StageSpec {
                 name: "prod",
@@ -360,6 +376,8 @@ mod tests {
                     burst: 10000,
                     per: ThrottleScope::All,
                 }),
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: Some(0),

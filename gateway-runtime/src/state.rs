@@ -83,7 +83,7 @@ impl SharedState {
 
 /// The published spec with `servers` saying where the gateway serves it: the stage's base path, relative to the
 /// host the document was fetched from (`/` without one).
-fn published(json: &str, base_path: &str) -> bytes::Bytes {
+pub(crate) fn published(json: &str, base_path: &str) -> bytes::Bytes {
     let Ok(serde_json::Value::Object(mut document)) = serde_json::from_str::<serde_json::Value>(json) else {
         // Written by the generator as a JSON object; anything else is published as it is.
         return bytes::Bytes::from(json.to_owned());

@@ -4,14 +4,21 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::process::{Server, http_get_with};
+use crate::process::{Server, http_get, http_get_with};
 use crate::workspace_root;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Where the gateway listens.
+    /// Where the gateway listens (the store gateway takes the next port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Where the petstore gateway's admin listener (metrics, health, the live page) listens (the store's takes the
+    /// next port).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// The petstore stage to serve (`dev` or `prod`: prod serves every route under /prod).
+    #[arg(long, default_value = "dev")]
+    pub stage: String,
     /// Send the example requests, print the answers and stop (instead of serving until Ctrl-C).
     #[arg(long)]
     pub smoke: bool,
@@ -61,11 +68,21 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "test-upstream",
     )?;
     let url = format!("http://{}", upstream.addr);
+    let access_log = workspace_root().join("target/demo-access.log");
+    // This run's lines only.
+    std::fs::write(&access_log, "").with_context(|| format!("creating {}", access_log.display()))?;
     let gateway = Server::start(
         &bin.join("petstore-gateway"),
         &[
             "--listen".into(),
             args.listen.to_string(),
+            "--admin-listen".into(),
+            args.admin_listen.to_string(),
+            "--stage".into(),
+            args.stage.clone(),
+            "--access-log".into(),
+            access_log.display().to_string(),
+            // `{stage.petsUrl}`: the example upstream, whatever the stage says.
             "--upstream".into(),
             format!("pets={url}"),
             "--upstream".into(),
@@ -75,7 +92,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         ],
         "petstore-gateway",
     )
-    .with_context(|| format!("is {} already in use? pass --listen 127.0.0.1:PORT", args.listen))?;
+    .with_context(|| {
+        format!(
+            "is {} or {} already in use? pass --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT",
+            args.listen, args.admin_listen
+        )
+    })?;
 
     let auth = Server::start(
         &bin.join("test-upstream"),
@@ -86,11 +108,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let keys = workspace_root().join("target/demo-keys.yaml");
     std::fs::write(&keys, DEMO_KEYS).context("writing the demo key file")?;
     let store_listen = SocketAddr::new(args.listen.ip(), args.listen.port().wrapping_add(1));
+    let store_admin = SocketAddr::new(args.admin_listen.ip(), args.admin_listen.port().wrapping_add(1));
     let store = Server::start_with_env(
         &bin.join("store-gateway"),
         &[
             "--listen".into(),
             store_listen.to_string(),
+            "--admin-listen".into(),
+            store_admin.to_string(),
             "--upstream".into(),
             format!("default={url}/store"),
             "--upstream".into(),
@@ -111,22 +136,33 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "\nThe example upstream (pid {}) listens on {url}; it answers with a description of each request.",
         upstream.pid()
     );
+    // Where the stage serves its routes: the `servers` of the spec the gateway publishes (`/`, or `/prod`).
+    let base = published_base(gateway.addr)?;
+    let root = format!("{}{base}", gateway.addr);
     println!(
-        "The petstore gateway (pid {}) listens on http://{}. Try:\n",
+        "The petstore gateway (pid {}) serves stage `{}` on http://{root}; its admin listener is on http://{} \
+         (live page: http://{}/, metrics: http://{}/metrics); its access log goes to {}. Try:\n",
         gateway.pid(),
-        gateway.addr
+        args.stage,
+        args.admin_listen,
+        args.admin_listen,
+        args.admin_listen,
+        access_log.display(),
     );
     for (path, what) in EXAMPLES {
-        println!("  curl -i 'http://{}{path}'    # {what}", gateway.addr);
+        println!("  curl -i 'http://{root}{path}'    # {what}");
     }
     println!(
-        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": 5, \"age\": 99}}' 'http://{}/pets/42'    # 400: every schema violation, with its JSON pointer",
-        gateway.addr
+        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": 5, \"age\": 99}}' 'http://{root}/pets/42'    # 400: every schema violation, with its JSON pointer"
     );
     println!(
-        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' 'http://{}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410",
-        gateway.addr
+        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' 'http://{root}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410"
     );
+    println!(
+        "  curl -s 'http://{}/metrics' | grep gateway_requests_total    # Prometheus metrics",
+        args.admin_listen
+    );
+    println!("  tail -f {}    # one JSON line per request", access_log.display());
     println!(
         "\nThe store gateway (pid {}) listens on http://{}, with keys from {}. Try:\n",
         store.pid(),
@@ -156,8 +192,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.smoke {
         println!();
         for (path, what) in EXAMPLES {
-            smoke(gateway.addr, path, &[], what)?;
+            smoke(gateway.addr, &format!("{base}{path}"), &[], what)?;
         }
+        show_observability(args.admin_listen, &access_log)?;
         smoke(store.addr, "/orders", &[], "no key: 401")?;
         for i in 1..=6 {
             let what = if i <= 5 {
@@ -202,6 +239,44 @@ fn smoke(addr: SocketAddr, path: &str, headers: &[(&str, &str)], what: &str) -> 
     println!(
         "GET {path} -> {status}{notes} ({what})\n  {}",
         body.trim().chars().take(160).collect::<String>()
+    );
+    Ok(())
+}
+
+/// The base path the gateway serves its routes under: its published spec's first `servers` URL without the `/`.
+fn published_base(addr: SocketAddr) -> anyhow::Result<String> {
+    let (status, response) = http_get(addr, "/_gateway/openapi.json")?;
+    anyhow::ensure!(status == 200, "GET /_gateway/openapi.json answered {status}");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let spec: serde_json::Value = serde_json::from_str(body).context("the published spec is not JSON")?;
+    let url = spec["servers"][0]["url"].as_str().unwrap_or("/");
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// What the smoke run's requests left behind: the petstore's request counters and its last access-log line.
+fn show_observability(admin: SocketAddr, access_log: &std::path::Path) -> anyhow::Result<()> {
+    let (status, response) = http_get(admin, "/metrics")?;
+    anyhow::ensure!(status == 200, "GET /metrics answered {status}");
+    println!("\nmetrics (http://{admin}/metrics), the requests above:");
+    for line in response.lines().filter(|l| l.starts_with("gateway_requests_total")) {
+        println!("  {line}");
+    }
+    // The access log is written by a thread of its own: give it a moment to catch up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let last = loop {
+        let text = std::fs::read_to_string(access_log).unwrap_or_default();
+        if let Some(line) = text.lines().last().filter(|_| text.lines().count() >= EXAMPLES.len()) {
+            break Some(line.to_owned());
+        }
+        if std::time::Instant::now() > deadline {
+            break text.lines().last().map(str::to_owned);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    println!(
+        "\nthe last access-log line ({}):\n  {}",
+        access_log.display(),
+        last.as_deref().unwrap_or("(none yet)")
     );
     Ok(())
 }

@@ -135,6 +135,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "SchemeKind",
         "SchemeSpec",
         "StageSpec",
+        "StageUpstreamSpec",
         "StatusMatch",
         "TargetSpec",
         "ThrottleScope",
@@ -571,12 +572,30 @@ fn stage(stage: &Stage) -> TokenStream {
     let base_path = &stage.base_path;
     let cache_enabled = stage.cache_enabled;
     let throttle = option(stage.throttle.as_ref().map(throttle));
+    let cors_origins = option(stage.cors_origins.as_ref().map(|origins| {
+        let origins = origins.iter().map(origin);
+        quote!(&[#(#origins),*])
+    }));
+    let upstreams = stage.upstreams.iter().map(|u| {
+        let upstream = Literal::usize_unsuffixed(u.upstream);
+        let url = option(u.url.as_ref().map(|url| quote!(#url)));
+        let timeout = option(u.timeout.map(duration));
+        let connect_timeout = option(u.connect_timeout.map(duration));
+        quote!(StageUpstreamSpec {
+            upstream: #upstream,
+            url: #url,
+            timeout: #timeout,
+            connect_timeout: #connect_timeout,
+        })
+    });
     quote!(StageSpec {
         name: #name,
         variables: &[#(#variables),*],
         base_path: #base_path,
         cache_enabled: #cache_enabled,
         throttle: #throttle,
+        cors_origins: #cors_origins,
+        upstreams: &[#(#upstreams),*],
     })
 }
 
@@ -661,12 +680,16 @@ fn scheme(scheme: &Scheme) -> TokenStream {
     quote!(SchemeSpec { name: #name, kind: #kind })
 }
 
-fn cors(cors: &Cors) -> TokenStream {
-    let origins = cors.allow_origins.iter().map(|o| match o {
+fn origin(origin: &Origin) -> TokenStream {
+    match origin {
         Origin::Any => quote!(OriginSpec::Any),
         Origin::Exact(origin) => quote!(OriginSpec::Exact(#origin)),
         Origin::Wildcard(prefix, suffix) => quote!(OriginSpec::Wildcard { prefix: #prefix, suffix: #suffix }),
-    });
+    }
+}
+
+fn cors(cors: &Cors) -> TokenStream {
+    let origins = cors.allow_origins.iter().map(origin);
     let allow_headers = &cors.allow_headers;
     let expose_headers = &cors.expose_headers;
     let credentials = cors.allow_credentials;

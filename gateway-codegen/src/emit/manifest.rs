@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{EmitError, EmitOptions, package_name};
-use crate::model::Api;
 
 #[derive(Serialize)]
 struct Manifest {
@@ -36,18 +35,16 @@ struct Dependency {
     path: String,
 }
 
-pub(super) fn manifest(api: &Api, options: &EmitOptions) -> Result<String, EmitError> {
-    let name = package_name(api);
+/// The manifest of gateway `gateway`'s crate.
+pub(super) fn manifest(gateway: &str, description: String, options: &EmitOptions) -> Result<String, EmitError> {
+    let name = package_name(gateway);
     let manifest = Manifest {
         package: Package {
             name: name.clone(),
             version: "0.1.0",
             edition: "2024",
             publish: false,
-            description: format!(
-                "API gateway for {} {}, generated from {}",
-                api.title, api.version, api.spec_file
-            ),
+            description,
         },
         bin: vec![Bin {
             name,

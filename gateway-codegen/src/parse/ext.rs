@@ -17,8 +17,13 @@ pub const EXTENSION: &str = "x-gateway";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootExt {
-    /// The gateway's name: crate `<name>-gateway`. Default: the spec's file stem.
+    /// The API's name; the gateway's too (crate `<name>-gateway`) when the spec is compiled alone. Default: the
+    /// spec's file stem.
     pub name: Option<String>,
+    /// The gateway the API is compiled into: specs naming the same one make one crate, `<gateway>-gateway`.
+    pub gateway: Option<String>,
+    /// The prefix of every route of the API (`/v1`).
+    pub base_path: Option<String>,
     /// Named HTTP upstreams that operations proxy to.
     #[serde(default)]
     pub upstreams: IndexMap<String, UpstreamExt>,
@@ -66,6 +71,31 @@ pub struct StageExt {
     pub throttle: Option<ThrottleExt>,
     /// A prefix for every route in this stage (`/prod`).
     pub base_path: Option<String>,
+    /// Replaces the origins every CORS policy admits, in this stage.
+    pub cors: Option<StageCorsExt>,
+    /// Upstream settings this stage changes, by upstream name.
+    #[serde(default)]
+    pub upstreams: IndexMap<String, StageUpstreamExt>,
+}
+
+/// `stages.<name>.cors`: what differs between environments is who may call, not how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageCorsExt {
+    /// The origins admitted in this stage, instead of each policy's.
+    pub allow_origins: Vec<String>,
+}
+
+/// `stages.<name>.upstreams.<upstream>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageUpstreamExt {
+    /// The upstream's URL in this stage (may use this stage's `{stage.NAME}`).
+    pub url: Option<String>,
+    /// Its timeout in this stage.
+    pub timeout: Option<DurationValue>,
+    /// Its connect timeout in this stage.
+    pub connect_timeout: Option<DurationValue>,
 }
 
 /// `stages.<name>.cache`.

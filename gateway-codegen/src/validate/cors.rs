@@ -102,15 +102,9 @@ fn check_policy(ext: &CorsExt, at: &str, diags: &mut Diagnostics) -> Option<Cors
             allow_origins.push(Origin::Any);
             continue;
         }
-        match parse_origin(origin) {
-            Ok(parsed) => allow_origins.push(parsed),
-            Err(problem) => {
-                diags.push(
-                    Diagnostic::error(&origin_at, format!("`{origin}` is not an origin: {problem}"))
-                        .help("an origin is `scheme://host[:port]` with no path, e.g. `https://app.example.com`; `*` may stand for the leftmost labels: `https://*.example.com`"),
-                );
-                ok = false;
-            }
+        match check_origin(origin, &origin_at, diags) {
+            Some(parsed) => allow_origins.push(parsed),
+            None => ok = false,
         }
     }
     let mut headers = |list: &Option<Vec<String>>, key: &str, diags: &mut Diagnostics| -> Vec<String> {
@@ -145,6 +139,24 @@ fn check_policy(ext: &CorsExt, at: &str, diags: &mut Diagnostics) -> Option<Cors
         allow_credentials: credentials,
         max_age: ext.max_age.map(|d| Duration::from_secs(d.0.as_secs().max(1))),
     })
+}
+
+/// One origin of an `allow_origins` list (`*`, `scheme://host[:port]`, `https://*.example.com`), written at `at`;
+/// `None` (reported) when it is not one.
+pub(super) fn check_origin(origin: &str, at: &str, diags: &mut Diagnostics) -> Option<Origin> {
+    if origin == "*" {
+        return Some(Origin::Any);
+    }
+    match parse_origin(origin) {
+        Ok(parsed) => Some(parsed),
+        Err(problem) => {
+            diags.push(
+                Diagnostic::error(at, format!("`{origin}` is not an origin: {problem}"))
+                    .help("an origin is `scheme://host[:port]` with no path, e.g. `https://app.example.com`; `*` may stand for the leftmost labels: `https://*.example.com`"),
+            );
+            None
+        }
+    }
 }
 
 /// `scheme://host[:port]`, or with `*` as the leftmost labels of the host.

@@ -7,6 +7,7 @@
 mod cache;
 pub mod contract;
 mod cors;
+pub mod group;
 mod limits;
 mod responses;
 mod routes;
@@ -63,8 +64,12 @@ pub struct Context {
 /// The checked facts the model is built from.
 #[derive(Debug)]
 pub struct Checked<'a> {
-    /// The gateway's name.
+    /// The API's name (the gateway's too when the spec is compiled alone).
     pub name: String,
+    /// `x-gateway.gateway`: the gateway the API is compiled into with the other specs naming it.
+    pub gateway: Option<String>,
+    /// `x-gateway.base_path`: the prefix of every route (`/v1`); empty: none.
+    pub base_path: String,
     /// Named upstreams in spec order, then implicit ones from `servers` in order of first use.
     pub upstreams: Vec<Upstream>,
     /// Operations to serve (skipped ones left out), in document order.
@@ -167,8 +172,14 @@ pub struct CheckedOperation<'a> {
 /// Runs every check. Returns `None` when any error was found.
 pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Option<Checked<'a>> {
     let name = check_name(spec, ctx, diags);
-    let (stages, default_stage) = stages::check_stages(&spec.root, diags);
+    let gateway = spec.root.gateway.clone();
+    if let Some(gateway) = &gateway {
+        check_crate_name(gateway, "/x-gateway/gateway", "gateway", diags);
+    }
+    let base_path = spec.root.base_path.clone().unwrap_or_default();
+    check_base_path(&base_path, "/x-gateway/base_path", diags);
     let mut upstreams = Upstreams::new(spec, diags);
+    let (stages, default_stage) = stages::check_stages(&spec.root, &upstreams, diags);
     let throttle = spec
         .root
         .throttle
@@ -240,10 +251,24 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     }
     let operations = merge_variants(operations, diags);
     check_routes(&operations, diags);
+    // A stage's `*` replaces every policy's origins: none of them may allow credentials.
+    let with_credentials = root_cors
+        .iter()
+        .chain(operations.iter().filter_map(|op| op.cors.as_ref()));
+    if with_credentials.into_iter().any(|cors| cors.allow_credentials) {
+        for at in stages::any_origin_stages(&spec.root) {
+            diags.push(
+                Diagnostic::error(at, "`*` cannot be combined with a CORS policy that has `allow_credentials: true`: browsers refuse such answers")
+                    .help("list the origins this stage admits, e.g. `https://app.example.com`"),
+            );
+        }
+    }
     let upstreams = upstreams.finish();
     let cache = cache_settings(spec);
     (!diags.has_errors()).then_some(Checked {
         name,
+        gateway,
+        base_path,
         upstreams,
         operations,
         cache,
@@ -291,17 +316,7 @@ fn op_responses(
 
 fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> String {
     if let Some(name) = &spec.root.name {
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-            && name.starts_with(|c: char| c.is_ascii_lowercase());
-        if !valid {
-            diags.push(
-                Diagnostic::error("/x-gateway/name", format!("gateway name `{name}` cannot name a crate"))
-                    .help("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. `petstore`"),
-            );
-        }
+        check_crate_name(name, "/x-gateway/name", "gateway", diags);
         return name.clone();
     }
     // A file stem is the user's file name, not a setting: make it a crate name rather than refuse it.
@@ -320,6 +335,53 @@ fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Stri
         name.insert_str(0, "api-");
     }
     name
+}
+
+/// Reports `name` (of a `what`, written at `at`) when it cannot name a crate.
+fn check_crate_name(name: &str, at: &str, what: &str, diags: &mut Diagnostics) {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase());
+    if !valid {
+        diags.push(
+            Diagnostic::error(at, format!("{what} name `{name}` cannot name a crate"))
+                .help("use lower-case letters, digits, `-` and `_`, starting with a letter, e.g. `petstore`"),
+        );
+    }
+}
+
+/// Reports `base_path` (written at `at`) when it is not a route prefix: `/` and segments, no trailing `/`, no
+/// placeholders, nothing a request path cannot hold, not under the admin endpoints. Empty is none.
+fn check_base_path(base_path: &str, at: &str, diags: &mut Diagnostics) {
+    if base_path.is_empty() {
+        return;
+    }
+    let problem = if !base_path.starts_with('/') {
+        Some("it must start with `/`")
+    } else if base_path.ends_with('/') {
+        Some("it must not end with `/`")
+    } else if base_path.contains(['{', '}']) {
+        Some("a base path has no placeholders")
+    } else if base_path.contains("//") {
+        Some("it has an empty segment")
+    } else if base_path
+        .chars()
+        .any(|c| matches!(c, '?' | '#') || c.is_whitespace() || c.is_control())
+    {
+        Some("a path holds no `?`, `#`, whitespace or control characters")
+    } else if base_path == ADMIN_PREFIX || base_path.starts_with(&format!("{ADMIN_PREFIX}/")) {
+        Some("paths under `/_gateway/` are reserved for the gateway's admin endpoints")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        diags.push(
+            Diagnostic::error(at, format!("`{base_path}` is not a base path: {problem}"))
+                .help("write a path prefix such as `/v1`: a leading `/`, no trailing `/`, no placeholders, not under `/_gateway`"),
+        );
+    }
 }
 
 fn plain_name(name: &str) -> bool {

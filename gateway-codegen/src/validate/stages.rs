@@ -4,13 +4,18 @@
 
 use super::limits::check_throttle;
 use super::plain_name;
+use super::upstreams::{Upstreams, check_url};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
-use crate::model::Stage;
-use crate::parse::ext::RootExt;
+use crate::model::{Stage, StageUpstream};
+use crate::parse::ext::{RootExt, StageExt};
 
-/// The stages, checked, and the default's index.
-pub(super) fn check_stages(root: &RootExt, diags: &mut Diagnostics) -> (Vec<Stage>, Option<usize>) {
+/// The stages, checked, and the default's index. Stage upstream overrides name `upstreams`' named ones.
+pub(super) fn check_stages(
+    root: &RootExt,
+    upstreams: &Upstreams,
+    diags: &mut Diagnostics,
+) -> (Vec<Stage>, Option<usize>) {
     let mut stages = Vec::new();
     for (name, stage) in &root.stages {
         let at = format!("/x-gateway/stages/{}", escape_segment(name));
@@ -51,12 +56,28 @@ pub(super) fn check_stages(root: &RootExt, diags: &mut Diagnostics) -> (Vec<Stag
             .throttle
             .as_ref()
             .and_then(|t| check_throttle(t, &format!("{at}/throttle"), true, diags));
+        let cors_origins = stage.cors.as_ref().map(|cors| {
+            let at = format!("{at}/cors/allow_origins");
+            if cors.allow_origins.is_empty() {
+                diags.push(
+                    Diagnostic::error(&at, "`allow_origins` is empty")
+                        .help("list at least one origin, or leave `cors` out of the stage to keep the policies' own"),
+                );
+            }
+            cors.allow_origins
+                .iter()
+                .enumerate()
+                .filter_map(|(i, origin)| super::cors::check_origin(origin, &format!("{at}/{i}"), diags))
+                .collect()
+        });
         stages.push(Stage {
             name: name.clone(),
             variables,
             base_path,
             cache_enabled: stage.cache.as_ref().is_none_or(|c| c.enabled),
             throttle,
+            cors_origins,
+            upstreams: stage_upstreams(stage, &at, upstreams, diags),
         });
     }
     let default = root.default_stage.as_ref().and_then(|name| {
@@ -75,6 +96,69 @@ pub(super) fn check_stages(root: &RootExt, diags: &mut Diagnostics) -> (Vec<Stag
         found
     });
     (stages, default)
+}
+
+/// A stage's upstream overrides: each names a named upstream; a URL (with this stage's variables filled) must be
+/// one an upstream can have.
+fn stage_upstreams(stage: &StageExt, at: &str, upstreams: &Upstreams, diags: &mut Diagnostics) -> Vec<StageUpstream> {
+    let mut out = Vec::new();
+    for (name, over) in &stage.upstreams {
+        let at = format!("{at}/upstreams/{}", escape_segment(name));
+        let Some(upstream) = upstreams.named(name) else {
+            let d = Diagnostic::error(&at, format!("no upstream is named `{name}`"));
+            diags.push(match did_you_mean(name, upstreams.names()) {
+                Some(best) => d.help(format!("did you mean `{best}`?")),
+                None => d.help("a stage overrides the settings of an upstream declared under `x-gateway.upstreams`"),
+            });
+            continue;
+        };
+        if let Some(url) = &over.url {
+            let url_at = format!("{at}/url");
+            let mut filled = Some(url.clone());
+            for variable in stage_names_in(url) {
+                match stage.variables.get(&variable) {
+                    Some(value) => {
+                        filled = filled.map(|url| url.replace(&format!("{{stage.{variable}}}"), value));
+                    }
+                    None => {
+                        diags.push(
+                            Diagnostic::error(
+                                &url_at,
+                                format!("`{{stage.{variable}}}` is not a variable of this stage"),
+                            )
+                            .help("define it under this stage's `variables`"),
+                        );
+                        filled = None;
+                    }
+                }
+            }
+            if let Some(filled) = filled {
+                check_url(&filled, &url_at, diags);
+            }
+        }
+        out.push(StageUpstream {
+            upstream,
+            url: over.url.clone(),
+            timeout: over.timeout.map(|d| d.0),
+            connect_timeout: over.connect_timeout.map(|d| d.0),
+        });
+    }
+    out
+}
+
+/// A stage's origins that admit any origin, with where they are written: `*` cannot be combined with a policy
+/// that allows credentials.
+pub(super) fn any_origin_stages(root: &RootExt) -> Vec<String> {
+    root.stages
+        .iter()
+        .filter_map(|(name, stage)| {
+            let i = stage.cors.as_ref()?.allow_origins.iter().position(|o| o == "*")?;
+            Some(format!(
+                "/x-gateway/stages/{}/cors/allow_origins/{i}",
+                escape_segment(name)
+            ))
+        })
+        .collect()
 }
 
 /// Whether `{stage.NAME}` (written at `at`) can be filled whichever stage runs: it must be defined in every

@@ -7,6 +7,11 @@
 //! - `GET /_gateway/cache/stats` — entries, resident bytes and capacity of the response cache;
 //! - `GET /_gateway/usage` — per API key (by name): plan, requests admitted and throttled, quota used and left;
 //! - `GET /_gateway/drift` — per operation with a response check: responses checked, mismatched and skipped.
+//!
+//! A gateway of several APIs keeps each API's cache, limits and counters apart, and so do these endpoints:
+//! `?api=NAME` addresses one API, and gets exactly what a gateway of that API alone would answer. Without it, a
+//! flush empties every API's cache (an `operation` then names an operation of each API that has one), usage lists
+//! every (key, API) pair with an `api` field, and stats and drift answer `{ "apis": { NAME: … } }`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,9 +25,10 @@ use http::header::AUTHORIZATION;
 use http::request;
 use subtle::ConstantTimeEq as _;
 
-use super::Admin;
+use super::{Admin, AdminApi};
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::{RequestCtx, finish};
+use crate::policies::cache::ResponseCache;
 
 /// The admin bearer token.
 #[derive(Clone)]
@@ -52,10 +58,33 @@ impl fmt::Debug for AdminToken {
     }
 }
 
+/// The APIs `?api=` picks (all without it), or the `404` of a name the gateway does not serve.
+pub(super) fn select<'a>(admin: &'a Admin, name: Option<&str>) -> Result<Vec<&'a AdminApi>, Response> {
+    let Some(name) = name else {
+        return Ok(admin.apis.iter().collect());
+    };
+    match admin.apis.iter().find(|a| a.api.name == name) {
+        Some(api) => Ok(vec![api]),
+        None => {
+            let served: Vec<&str> = admin.apis.iter().map(|a| a.api.name).collect();
+            Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("no API `{name}` (this gateway serves: {})", served.join(", ")),
+            )
+            .into_response())
+        }
+    }
+}
+
+/// Whether answers are those of one API: a gateway of one, or `?api=` given.
+fn one(admin: &Admin, name: Option<&str>) -> bool {
+    admin.apis.len() == 1 || name.is_some()
+}
+
 /// The endpoints that change state or show who calls (cache flush and stats, usage by key, contract drift), or
 /// `None` when no admin token is configured (they then do not exist: `404`).
 pub(super) fn routes(admin: &Admin) -> Option<Router> {
-    let token = admin.state.admin_token.clone()?;
+    let token = admin.apis.first()?.state.admin_token.clone()?;
     let router = Router::new()
         .route("/_gateway/cache/flush", post(flush))
         .route("/_gateway/cache/stats", get(stats))
@@ -85,42 +114,115 @@ pub(super) fn routes(admin: &Admin) -> Option<Router> {
     Some(router)
 }
 
+/// `?api=NAME`: the API an endpoint addresses.
+#[derive(serde::Deserialize)]
+pub(super) struct ApiQuery {
+    pub(super) api: Option<String>,
+}
+
 #[derive(serde::Deserialize)]
 struct FlushQuery {
+    api: Option<String>,
     operation: Option<String>,
 }
 
-async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> Response {
-    let Some(cache) = &admin.state.cache else {
-        return GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response();
-    };
-    if let Some(id) = &query.operation
-        && !admin.api.operations.iter().any(|op| op.id == id)
-    {
-        return GatewayError::new(ErrorKind::NotFound, format!("no operation `{id}`")).into_response();
-    }
-    cache.flush(query.operation.as_deref()).await;
-    tracing::info!(operation = query.operation.as_deref().unwrap_or("*"), "cache flushed");
-    (
-        StatusCode::OK,
-        axum::Json(serde_json::json!({ "flushed": query.operation.as_deref().unwrap_or("*") })),
-    )
-        .into_response()
+fn no_cache() -> Response {
+    GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response()
 }
 
-async fn stats(State(admin): State<Admin>) -> Response {
-    match &admin.state.cache {
-        Some(cache) => axum::Json(cache.stats(admin.api.cache.capacity).await).into_response(),
-        None => GatewayError::new(ErrorKind::NotFound, "no operation of this gateway caches responses").into_response(),
+async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> Response {
+    let apis = match select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    // The caches to flush: with an operation, those of the APIs that have it.
+    let caches: Vec<(&AdminApi, &ResponseCache)> = apis
+        .iter()
+        .filter_map(|a| Some((*a, a.state.cache.as_ref()?)))
+        .filter(|(a, _)| {
+            query
+                .operation
+                .as_deref()
+                .is_none_or(|id| a.api.operations.iter().any(|op| op.id == id))
+        })
+        .collect();
+    if caches.is_empty() {
+        return match &query.operation {
+            Some(id) if apis.iter().any(|a| a.state.cache.is_some()) => {
+                GatewayError::new(ErrorKind::NotFound, format!("no operation `{id}`")).into_response()
+            }
+            _ => no_cache(),
+        };
     }
+    let flushed = query.operation.as_deref().unwrap_or("*");
+    for (api, cache) in &caches {
+        cache.flush(query.operation.as_deref()).await;
+        tracing::info!(api = api.api.name, operation = flushed, "cache flushed");
+    }
+    let body = if one(&admin, query.api.as_deref()) {
+        serde_json::json!({ "flushed": flushed })
+    } else {
+        let names: Vec<&str> = caches.iter().map(|(a, _)| a.api.name).collect();
+        serde_json::json!({ "flushed": flushed, "apis": names })
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+async fn stats(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
+    let apis = match select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    if one(&admin, query.api.as_deref()) {
+        let api = apis[0];
+        return match &api.state.cache {
+            Some(cache) => axum::Json(cache.stats(api.api.cache.capacity).await).into_response(),
+            None => no_cache(),
+        };
+    }
+    let mut report = serde_json::Map::new();
+    for api in apis {
+        let stats = match &api.state.cache {
+            Some(cache) => serde_json::to_value(cache.stats(api.api.cache.capacity).await).unwrap_or_default(),
+            None => serde_json::Value::Null,
+        };
+        report.insert(api.api.name.to_owned(), stats);
+    }
+    axum::Json(serde_json::json!({ "apis": report })).into_response()
 }
 
 /// Per operation with a response check: responses checked, mismatched and skipped, and the last mismatch.
-async fn drift(State(admin): State<Admin>) -> Response {
-    axum::Json(admin.state.contracts.drift().report(admin.api)).into_response()
+async fn drift(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
+    let apis = match select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    if one(&admin, query.api.as_deref()) {
+        return axum::Json(apis[0].state.contracts.drift().report(apis[0].api)).into_response();
+    }
+    let report: serde_json::Map<String, serde_json::Value> = apis
+        .iter()
+        .map(|a| (a.api.name.to_owned(), a.state.contracts.drift().report(a.api)))
+        .collect();
+    axum::Json(serde_json::json!({ "apis": report })).into_response()
 }
 
-async fn usage(State(admin): State<Admin>) -> Response {
+async fn usage(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Response {
+    let apis = match select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    let tagged = admin.apis.len() > 1;
+    let mut report: Vec<serde_json::Value> = Vec::new();
+    for api in apis {
+        report.extend(api_usage(api, tagged));
+    }
+    report.sort_by(|a, b| (a["name"].as_str(), a["api"].as_str()).cmp(&(b["name"].as_str(), b["api"].as_str())));
+    axum::Json(serde_json::json!({ "keys": report })).into_response()
+}
+
+/// The usage of every key that may call `api` (with its name under `api` when `tagged`).
+fn api_usage(admin: &AdminApi, tagged: bool) -> Vec<serde_json::Value> {
     let keys = admin.state.keys.current();
     let counts: std::collections::HashMap<_, _> = admin
         .state
@@ -130,8 +232,8 @@ async fn usage(State(admin): State<Admin>) -> Response {
         .into_iter()
         .map(|(name, admitted, throttled)| (name, (admitted, throttled)))
         .collect();
-    let mut report: Vec<serde_json::Value> = keys
-        .keys()
+    keys.keys()
+        .filter(|key| key.api.as_deref().is_none_or(|name| name == admin.api.name))
         .map(|key| {
             let (admitted, throttled) = counts.get(&key.name).copied().unwrap_or_default();
             let plan = key
@@ -147,16 +249,18 @@ async fn usage(State(admin): State<Admin>) -> Response {
                     "resets_at": state.resets_at.to_string(),
                 })
             });
-            serde_json::json!({
+            let mut entry = serde_json::json!({
                 "name": &*key.name,
                 "plan": key.plan.as_deref(),
                 "enabled": key.enabled,
                 "admitted": admitted,
                 "throttled": throttled,
                 "quota": quota,
-            })
+            });
+            if tagged {
+                entry["api"] = serde_json::Value::from(admin.api.name);
+            }
+            entry
         })
-        .collect();
-    report.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    axum::Json(serde_json::json!({ "keys": report })).into_response()
+        .collect()
 }

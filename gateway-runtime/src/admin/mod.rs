@@ -3,6 +3,7 @@
 //!
 //! | endpoint | what | guarded |
 //! |---|---|---|
+//! | `GET /` | the live page: per operation rates, errors, latencies, cache hits, throttles (see [`page`]) | no |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text: requests, latencies, cache, throttles, auth failures | no |
 //! | `GET /_gateway/health` | liveness: `200` while the process serves | no |
 //! | `GET /_gateway/ready` | readiness: `200` once every worker listens and every JWT scheme has keys; `503` before, and while draining | no |
@@ -10,12 +11,18 @@
 //! | `GET /_gateway/stats` | the metrics as JSON, for the live page | no |
 //! | `POST /_gateway/cache/flush`, `GET /_gateway/cache/stats`, `GET /_gateway/usage`, `GET /_gateway/drift` | see [`guarded`] | admin token |
 //!
+//! In a gateway of several APIs, `/metrics` has one series per API (the `api` label), `/_gateway/info` and
+//! `/_gateway/stats` answer per API (`{"apis": {NAME: …}}`, or as a gateway of that API alone with `?api=NAME`,
+//! which the live page passes on from its own URL), readiness waits for the JWT keys of every API, and the guarded
+//! endpoints take `?api=NAME` ([`guarded`]).
+//!
 //! The listener has one thread and a single-threaded runtime of its own, so that a scrape never takes a worker's
 //! time and a busy worker never delays a probe. Its requests are not in the access log or the metrics (a scraper
 //! every few seconds is not API traffic). It serves until the workers have drained, so that readiness says
 //! `503` while they do.
 
 pub mod guarded;
+pub mod page;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::StatusCode;
@@ -73,13 +80,22 @@ impl Status {
     }
 }
 
-/// What the admin endpoints read.
+/// One API of the gateway, as the admin endpoints read it.
 #[derive(Debug, Clone)]
-pub struct Admin {
-    /// The API served.
+pub struct AdminApi {
+    /// The API.
     pub api: &'static ApiSpec,
     /// Its process-wide state: cache, keys, limits, contracts, metrics.
     pub state: SharedState,
+}
+
+/// What the admin endpoints read.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The gateway's name (its API's, for a gateway of one API).
+    pub gateway: &'static str,
+    /// The APIs served, in the gateway's order (never empty).
+    pub apis: Arc<[AdminApi]>,
     /// The server's state.
     pub status: Arc<Status>,
     /// The access log, when it is on (for its dropped lines).
@@ -87,19 +103,39 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// The metrics summed over the workers, with the cache's and the access log's gauges.
-    fn snapshot(&self) -> Snapshot {
-        let mut snapshot = match &self.state.metrics {
+    /// The admin endpoints of a gateway of one API.
+    pub fn one(
+        api: &'static ApiSpec,
+        state: SharedState,
+        status: Arc<Status>,
+        access_log: Option<AccessLogHandle>,
+    ) -> Self {
+        Self {
+            gateway: api.name,
+            apis: Arc::new([AdminApi { api, state }]),
+            status,
+            access_log,
+        }
+    }
+
+    /// Whether the gateway serves several APIs (its answers then say which API each part is about).
+    fn several(&self) -> bool {
+        self.apis.len() > 1
+    }
+
+    /// One API's metrics summed over the workers, with its cache's and the access log's gauges.
+    fn snapshot(&self, api: &AdminApi) -> Snapshot {
+        let mut snapshot = match &api.state.metrics {
             Some(metrics) => metrics.snapshot(),
             // The server counts whenever the admin listener is on; an admin router made without counters shows none.
-            None => Metrics::new(self.api, 1).snapshot(),
+            None => Metrics::new(api.api, 1).snapshot(),
         };
-        snapshot.cache = self.state.cache.as_ref().map(|cache| {
+        snapshot.cache = api.state.cache.as_ref().map(|cache| {
             let (entries, bytes, evicted, expired) = cache.gauges();
             CacheGauges {
                 entries,
                 bytes,
-                capacity: self.api.cache.capacity,
+                capacity: api.api.cache.capacity,
                 evicted,
                 expired,
             }
@@ -108,10 +144,10 @@ impl Admin {
         snapshot
     }
 
-    fn build_info(&self) -> BuildInfo {
+    fn build_info(api: &AdminApi) -> BuildInfo {
         BuildInfo {
             version: env!("CARGO_PKG_VERSION"),
-            stage: self.state.stage.map(|stage| stage.name()),
+            stage: api.state.stage.map(|stage| stage.name()),
         }
     }
 }
@@ -119,6 +155,7 @@ impl Admin {
 /// The admin listener's routes.
 pub fn router(admin: &Admin) -> Router {
     let open = Router::new()
+        .route("/", get(page::page))
         .route("/metrics", get(prometheus))
         .route("/_gateway/health", get(health))
         .route("/_gateway/ready", get(ready))
@@ -132,14 +169,19 @@ pub fn router(admin: &Admin) -> Router {
     router.fallback(|| async {
         crate::error::GatewayError::new(
             crate::error::ErrorKind::NotFound,
-            "no such admin endpoint: see /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
+            "no such admin endpoint: see / (the live page), /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
         )
         .into_response()
     })
 }
 
 async fn prometheus(State(admin): State<Admin>) -> Response {
-    let text = metrics::prometheus_text(vec![(admin.snapshot(), admin.api)], &admin.build_info());
+    let snapshots = admin
+        .apis
+        .iter()
+        .map(|api| (admin.snapshot(api), api.api, Admin::build_info(api)))
+        .collect();
+    let text = metrics::prometheus_text(snapshots);
     ([(CONTENT_TYPE, metrics::PROMETHEUS_CONTENT_TYPE)], text).into_response()
 }
 
@@ -147,11 +189,26 @@ async fn health() -> Response {
     axum::Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
-/// `200` once the workers listen and every JWT scheme has its keys, `503` (with what is missing) otherwise.
+/// `200` once the workers listen and every JWT scheme (of every API) has its keys, `503` (with what is missing)
+/// otherwise.
 async fn ready(State(admin): State<Admin>) -> Response {
     let listening = admin.status.listening.load(Ordering::Acquire);
     let draining = admin.status.draining.load(Ordering::Acquire);
-    let loading = admin.state.auth.schemes_without_keys(admin.api);
+    // With several APIs a scheme is named `API/SCHEME`, as `--jwks-url` names it.
+    let loading: Vec<String> = admin
+        .apis
+        .iter()
+        .flat_map(|a| {
+            let several = admin.several();
+            a.state.auth.schemes_without_keys(a.api).into_iter().map(move |scheme| {
+                if several {
+                    format!("{}/{scheme}", a.api.name)
+                } else {
+                    scheme.to_owned()
+                }
+            })
+        })
+        .collect();
     let ready = listening && !draining && loading.is_empty();
     let body = serde_json::json!({
         "ready": ready,
@@ -170,24 +227,69 @@ async fn ready(State(admin): State<Admin>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn info(State(admin): State<Admin>) -> Response {
-    let api = admin.api;
-    axum::Json(serde_json::json!({
-        "gateway": api.name,
+/// The gateway and its API, as a gateway of one API (or `?api=NAME`) answers; with several, every API's.
+async fn info(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery>) -> Response {
+    let apis = match guarded::select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    let mut body = serde_json::json!({
+        "gateway": admin.gateway,
         "version": env!("CARGO_PKG_VERSION"),
-        "api_version": api.api_version,
-        "spec_file": api.spec_file,
-        "spec_sha256": api.spec_sha256,
-        "stage": admin.state.stage.map(|stage| stage.name()),
         "started_at": admin.status.started_at.to_string(),
         "uptime_seconds": admin.status.started.elapsed().as_secs(),
         "workers": admin.status.workers,
-    }))
-    .into_response()
+    });
+    let api_info = |a: &AdminApi| {
+        serde_json::json!({
+            "api_version": a.api.api_version,
+            "spec_file": a.api.spec_file,
+            "spec_sha256": a.api.spec_sha256,
+            "stage": a.state.stage.map(|stage| stage.name()),
+        })
+    };
+    match apis.as_slice() {
+        [one] => {
+            if admin.several() {
+                body["api"] = serde_json::Value::from(one.api.name);
+            }
+            merge(&mut body, api_info(one));
+        }
+        apis => {
+            let apis: serde_json::Map<String, serde_json::Value> =
+                apis.iter().map(|a| (a.api.name.to_owned(), api_info(a))).collect();
+            body["apis"] = serde_json::Value::Object(apis);
+        }
+    }
+    axum::Json(body).into_response()
 }
 
-async fn stats(State(admin): State<Admin>) -> Response {
-    axum::Json(admin.snapshot()).into_response()
+/// `into`'s fields, then `from`'s.
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (serde_json::Value::Object(into), serde_json::Value::Object(from)) = (into, from) {
+        into.extend(from);
+    }
+}
+
+/// The metrics of the API (of a gateway of one, or `?api=NAME`) as JSON; with several, `{"apis": {NAME: …}}`.
+async fn stats(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery>) -> Response {
+    let apis = match guarded::select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    match apis.as_slice() {
+        [one] => axum::Json(admin.snapshot(one)).into_response(),
+        apis => {
+            let snapshots: serde_json::Map<String, serde_json::Value> = apis
+                .iter()
+                .map(|a| {
+                    let snapshot = serde_json::to_value(admin.snapshot(a)).unwrap_or_default();
+                    (a.api.name.to_owned(), snapshot)
+                })
+                .collect();
+            axum::Json(serde_json::json!({ "apis": snapshots })).into_response()
+        }
+    }
 }
 
 /// The admin listener, serving on its own thread.

@@ -126,6 +126,8 @@ struct OpCounters {
     throttled: [AtomicU64; 3],
     /// By [`AUTH_REASONS`].
     auth_failures: [AtomicU64; 4],
+    /// Responses that failed: a `5xx`, or any response the gateway made itself ([`OperationSnapshot::failures`]).
+    failures: AtomicU64,
 }
 
 impl OpCounters {
@@ -142,6 +144,9 @@ impl OpCounters {
         }
         if let Some(cache) = ctx.cache {
             self.cache[cache_index(cache)].fetch_add(1, Relaxed);
+        }
+        if ctx.error.is_some() || response.status().is_server_error() {
+            self.failures.fetch_add(1, Relaxed);
         }
         if let Some(kind) = ctx.error {
             self.errors[kind.index()].fetch_add(1, Relaxed);
@@ -170,6 +175,7 @@ impl OpCounters {
         add(&mut into.errors, &self.errors);
         add(&mut into.throttled, &self.throttled);
         add(&mut into.auth_failures, &self.auth_failures);
+        into.failures += self.failures.load(Relaxed);
     }
 }
 
@@ -290,9 +296,9 @@ impl Metrics {
         let mut operations: Vec<OperationSnapshot> = api
             .operations
             .iter()
-            .map(|op| OperationSnapshot::new(op.id, op.method.as_str(), op.template))
+            .map(|op| OperationSnapshot::new(op.id, op.method.as_str(), op.template, op.cache.is_some()))
             .collect();
-        let mut unmatched = OperationSnapshot::new(UNMATCHED, "", "");
+        let mut unmatched = OperationSnapshot::new(UNMATCHED, "", "", false);
         let mut unmatched_requests = vec![[0u64; 5]; METHODS.len() + 1];
         let mut upstreams: Vec<UpstreamSnapshot> = api
             .upstreams
@@ -321,6 +327,7 @@ impl Metrics {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             in_flight: in_flight.max(0),
             latency_buckets: LATENCY_BUCKETS,
+            error_kinds: ErrorKind::ALL.map(ErrorKind::name),
             operations,
             unmatched,
             unmatched_by_method: METHODS
@@ -348,6 +355,8 @@ pub struct Snapshot {
     pub in_flight: i64,
     /// The histograms' bucket bounds, in seconds (`+Inf` is last and implicit).
     pub latency_buckets: [f64; LATENCY_BUCKETS.len()],
+    /// The names of the error kinds, in the order of every operation's `errors`.
+    pub error_kinds: [&'static str; ErrorKind::ALL.len()],
     /// Per operation, in the spec's table order.
     pub operations: Vec<OperationSnapshot>,
     /// Requests that matched no operation.
@@ -372,6 +381,8 @@ pub struct OperationSnapshot {
     pub method: &'static str,
     /// Its path template.
     pub template: &'static str,
+    /// Its responses may be cached (it has a `cache` setting; the cache may still be off in the stage served).
+    pub cached: bool,
     /// Responses by status class, `1xx` to `5xx`.
     pub requests: [u64; 5],
     /// Time from arrival to the response head.
@@ -388,14 +399,18 @@ pub struct OperationSnapshot {
     pub throttled: [u64; 3],
     /// Authentication refusals: credentials missing, invalid, an authorizer unavailable, forbidden.
     pub auth_failures: [u64; 4],
+    /// Responses that failed: every `5xx`, whoever made it, and every response the gateway made itself (`errors`,
+    /// of any status). Each response counts once, so this over [`OperationSnapshot::total`] is the error rate.
+    pub failures: u64,
 }
 
 impl OperationSnapshot {
-    fn new(id: &'static str, method: &'static str, template: &'static str) -> Self {
+    fn new(id: &'static str, method: &'static str, template: &'static str, cached: bool) -> Self {
         Self {
             id,
             method,
             template,
+            cached,
             requests: [0; 5],
             latency: LatencySnapshot::default(),
             bytes_in: 0,
@@ -404,6 +419,7 @@ impl OperationSnapshot {
             errors: [0; ErrorKind::ALL.len()],
             throttled: [0; 3],
             auth_failures: [0; 4],
+            failures: 0,
         }
     }
 
@@ -472,16 +488,11 @@ pub struct BuildInfo {
     pub stage: Option<&'static str>,
 }
 
-/// The Prometheus (OpenMetrics) text of `snapshots`, one per API.
-pub fn prometheus_text(snapshots: Vec<(Snapshot, &'static ApiSpec)>, build: &BuildInfo) -> String {
+/// The Prometheus (OpenMetrics) text of `snapshots`, one per API (each with its build: its stage), every metric
+/// family written once with a series per API (`api` label), as OpenMetrics requires of a gateway of several APIs.
+pub fn prometheus_text(snapshots: Vec<(Snapshot, &'static ApiSpec, BuildInfo)>) -> String {
     let mut registry = Registry::with_prefix("gateway");
-    for (snapshot, api) in snapshots {
-        registry.register_collector(Box::new(Exported {
-            snapshot,
-            api,
-            build: build.clone(),
-        }));
-    }
+    registry.register_collector(Box::new(Exported { apis: snapshots }));
     let mut text = String::new();
     // Writing into a `String` cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
@@ -491,58 +502,65 @@ pub fn prometheus_text(snapshots: Vec<(Snapshot, &'static ApiSpec)>, build: &Bui
 /// The content type of [`prometheus_text`].
 pub const PROMETHEUS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// One API's snapshot, as the registry encodes it on a scrape.
+/// Every API's snapshot, as the registry encodes it on a scrape.
 #[derive(Debug)]
 struct Exported {
-    snapshot: Snapshot,
-    api: &'static ApiSpec,
-    build: BuildInfo,
+    apis: Vec<(Snapshot, &'static ApiSpec, BuildInfo)>,
 }
 
 type Fmt = Result<(), std::fmt::Error>;
 
+/// One series: the API it is of, its other labels, its value.
+type Series<'a, T> = (&'a str, Vec<(&'a str, &'a str)>, T);
+
 impl Exported {
     /// A counter family: one series per item `values` yields with a non-zero count.
     fn counters<'a>(
-        &self,
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        values: impl Iterator<Item = (Vec<(&'a str, &'a str)>, u64)>,
+        values: impl Iterator<Item = Series<'a, u64>>,
     ) -> Fmt {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (labels, value) in values {
+        for (api, labels, value) in values {
             if value == 0 {
                 continue;
             }
-            let labels: Vec<(&str, &str)> = [("api", self.snapshot.api)].into_iter().chain(labels).collect();
+            let labels: Vec<(&str, &str)> = [("api", api)].into_iter().chain(labels).collect();
             let metric = prometheus_client::metrics::counter::ConstCounter::new(value);
             metric.encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
 
-    fn gauge(&self, encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> Fmt {
-        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-        let labels = [("api", self.snapshot.api)];
-        prometheus_client::metrics::gauge::ConstGauge::new(value).encode(family.encode_family(&labels)?)
-    }
-
-    fn histograms<'a>(
-        &self,
+    fn gauges<'a>(
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        values: impl Iterator<Item = (Vec<(&'a str, &'a str)>, &'a LatencySnapshot)>,
+        values: impl Iterator<Item = (&'a str, i64)>,
+    ) -> Fmt {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (api, value) in values {
+            let labels = [("api", api)];
+            prometheus_client::metrics::gauge::ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn histograms<'a>(
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        values: impl Iterator<Item = Series<'a, &'a LatencySnapshot>>,
     ) -> Fmt {
         let unit = prometheus_client::registry::Unit::Seconds;
         let mut family = encoder.encode_descriptor(name, help, Some(&unit), MetricType::Histogram)?;
-        for (labels, latency) in values {
+        for (api, labels, latency) in values {
             let count = latency.count();
             if count == 0 {
                 continue;
             }
-            let labels: Vec<(&str, &str)> = [("api", self.snapshot.api)].into_iter().chain(labels).collect();
+            let labels: Vec<(&str, &str)> = [("api", api)].into_iter().chain(labels).collect();
             let sum = Duration::from_micros(latency.sum_micros).as_secs_f64();
             family
                 .encode_family(&labels)?
@@ -550,165 +568,215 @@ impl Exported {
         }
         Ok(())
     }
+
+    /// Every API's snapshot.
+    fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
+        self.apis.iter().map(|(snapshot, _, _)| snapshot)
+    }
+
+    /// The operations of every API that served requests, with their API's name.
+    fn ops(&self) -> impl Iterator<Item = (&'static str, &OperationSnapshot)> {
+        self.snapshots().flat_map(|s| {
+            s.operations
+                .iter()
+                .filter(|op| op.total() > 0)
+                .map(move |op| (s.api, op))
+        })
+    }
+
+    /// [`Exported::ops`], and each API's unmatched requests when there were any.
+    fn all(&self) -> impl Iterator<Item = (&'static str, &OperationSnapshot)> {
+        self.snapshots().flat_map(|s| {
+            s.operations
+                .iter()
+                .filter(|op| op.total() > 0)
+                .chain((s.unmatched.total() > 0).then_some(&s.unmatched))
+                .map(move |op| (s.api, op))
+        })
+    }
 }
 
 impl Collector for Exported {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
-        let s = &self.snapshot;
-        let ops = || s.operations.iter().filter(|op| op.total() > 0);
         {
-            let info = encoder.encode_descriptor(
+            let mut info = encoder.encode_descriptor(
                 "build",
                 "The gateway's build: its version, the API compiled in, the spec's SHA-256, the stage served.",
                 None,
                 MetricType::Info,
             )?;
-            let labels = [
-                ("api", s.api),
-                ("api_version", self.api.api_version),
-                ("version", self.build.version),
-                ("spec_sha256", self.api.spec_sha256),
-                ("stage", self.build.stage.unwrap_or("")),
-            ];
-            prometheus_client::metrics::info::Info::new(labels).encode(info)?;
+            for (s, api, build) in &self.apis {
+                let labels = [
+                    ("api", s.api),
+                    ("api_version", api.api_version),
+                    ("version", build.version),
+                    ("spec_sha256", api.spec_sha256),
+                    ("stage", build.stage.unwrap_or("")),
+                ];
+                info.encode_info(&labels)?;
+            }
         }
-        let requests = ops()
-            .flat_map(|op| {
-                CLASSES
-                    .iter()
-                    .zip(op.requests)
-                    .map(|(class, n)| (vec![("operation", op.id), ("method", op.method), ("status", *class)], n))
-            })
-            .chain(s.unmatched_by_method.iter().flat_map(|(method, counts)| {
-                CLASSES.iter().zip(*counts).map(|(class, n)| {
+        let requests = self
+            .ops()
+            .flat_map(|(api, op)| {
+                CLASSES.iter().zip(op.requests).map(move |(class, n)| {
                     (
-                        vec![("operation", UNMATCHED), ("method", *method), ("status", *class)],
+                        api,
+                        vec![("operation", op.id), ("method", op.method), ("status", *class)],
                         n,
                     )
                 })
+            })
+            .chain(self.snapshots().flat_map(|s| {
+                s.unmatched_by_method.iter().flat_map(move |(method, counts)| {
+                    CLASSES.iter().zip(*counts).map(move |(class, n)| {
+                        (
+                            s.api,
+                            vec![("operation", UNMATCHED), ("method", *method), ("status", *class)],
+                            n,
+                        )
+                    })
+                })
             }));
-        self.counters(
+        Self::counters(
             &mut encoder,
             "requests",
             "Responses sent, by operation, method and status class.",
             requests,
         )?;
-        let all = || ops().chain((s.unmatched.total() > 0).then_some(&s.unmatched));
-        self.histograms(
+        Self::histograms(
             &mut encoder,
             "request_duration",
             "Time from a request's arrival to its response head, by operation.",
-            all().map(|op| (vec![("operation", op.id)], &op.latency)),
+            self.all()
+                .map(|(api, op)| (api, vec![("operation", op.id)], &op.latency)),
         )?;
-        self.histograms(
+        Self::histograms(
             &mut encoder,
             "upstream_duration",
             "Time from sending a request upstream to its response head (or failure), by upstream.",
-            s.upstreams.iter().map(|u| (vec![("upstream", u.name)], &u.latency)),
+            self.snapshots().flat_map(|s| {
+                s.upstreams
+                    .iter()
+                    .map(move |u| (s.api, vec![("upstream", u.name)], &u.latency))
+            }),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "request_body_bytes",
             "Request body bytes received (requests with a Content-Length), by operation.",
-            all().map(|op| (vec![("operation", op.id)], op.bytes_in)),
+            self.all()
+                .map(|(api, op)| (api, vec![("operation", op.id)], op.bytes_in)),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "response_body_bytes",
             "Response body bytes sent (bodies of a known length), by operation.",
-            all().map(|op| (vec![("operation", op.id)], op.bytes_out)),
+            self.all()
+                .map(|(api, op)| (api, vec![("operation", op.id)], op.bytes_out)),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "cache_lookups",
             "Response cache lookups of cached operations, by result (hit, miss, bypass).",
-            ops().flat_map(|op| {
+            self.ops().flat_map(|(api, op)| {
                 CACHE_RESULTS
                     .iter()
                     .zip(op.cache)
-                    .map(|(result, n)| (vec![("operation", op.id), ("result", *result)], n))
+                    .map(move |(result, n)| (api, vec![("operation", op.id), ("result", *result)], n))
             }),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "errors",
             "Responses the gateway made itself, by operation and error kind.",
-            all().flat_map(|op| {
+            self.all().flat_map(|(api, op)| {
                 ErrorKind::ALL
                     .iter()
                     .zip(op.errors)
-                    .map(|(kind, n)| (vec![("operation", op.id), ("kind", kind.name())], n))
+                    .map(move |(kind, n)| (api, vec![("operation", op.id), ("kind", kind.name())], n))
             }),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "throttled",
             "Requests refused by a token bucket, by operation and the bucket's scope (api, operation, plan).",
-            ops().flat_map(|op| {
+            self.ops().flat_map(|(api, op)| {
                 THROTTLE_SCOPES
                     .iter()
                     .zip(op.throttled)
-                    .map(|(scope, n)| (vec![("operation", op.id), ("scope", *scope)], n))
+                    .map(move |(scope, n)| (api, vec![("operation", op.id), ("scope", *scope)], n))
             }),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "quota_rejections",
             "Requests refused because the caller's quota for the period is used up, by operation.",
-            ops().map(|op| (vec![("operation", op.id)], op.errors[ErrorKind::QuotaExceeded.index()])),
+            self.ops().map(|(api, op)| {
+                (
+                    api,
+                    vec![("operation", op.id)],
+                    op.errors[ErrorKind::QuotaExceeded.index()],
+                )
+            }),
         )?;
-        self.counters(
+        Self::counters(
             &mut encoder,
             "auth_failures",
             "Requests refused by authentication, by operation and reason (missing, invalid, unavailable, forbidden).",
-            ops().flat_map(|op| {
+            self.ops().flat_map(|(api, op)| {
                 AUTH_REASONS
                     .iter()
                     .zip(op.auth_failures)
-                    .map(|(reason, n)| (vec![("operation", op.id), ("reason", *reason)], n))
+                    .map(move |(reason, n)| (api, vec![("operation", op.id), ("reason", *reason)], n))
             }),
         )?;
-        self.gauge(
+        Self::gauges(
             &mut encoder,
             "in_flight_requests",
             "Requests being handled.",
-            s.in_flight,
+            self.snapshots().map(|s| (s.api, s.in_flight)),
         )?;
-        if let Some(cache) = s.cache {
+        let caches: Vec<(&'static str, CacheGauges)> =
+            self.snapshots().filter_map(|s| Some((s.api, s.cache?))).collect();
+        if !caches.is_empty() {
             let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            self.gauge(
+            Self::gauges(
                 &mut encoder,
                 "cache_entries",
                 "Responses in the cache.",
-                gauge(cache.entries),
+                caches.iter().map(|(api, c)| (*api, gauge(c.entries))),
             )?;
-            self.gauge(
+            Self::gauges(
                 &mut encoder,
                 "cache_size_bytes",
                 "Bytes of responses in the cache.",
-                gauge(cache.bytes),
+                caches.iter().map(|(api, c)| (*api, gauge(c.bytes))),
             )?;
-            self.gauge(
+            Self::gauges(
                 &mut encoder,
                 "cache_capacity_bytes",
                 "The cache's capacity.",
-                gauge(cache.capacity),
+                caches.iter().map(|(api, c)| (*api, gauge(c.capacity))),
             )?;
-            self.counters(
+            Self::counters(
                 &mut encoder,
                 "cache_evictions",
                 "Cached responses removed before being read again, by cause (size: to make room; expired: TTL).",
-                [("size", cache.evicted), ("expired", cache.expired)]
-                    .into_iter()
-                    .map(|(cause, n)| (vec![("cause", cause)], n)),
+                caches.iter().flat_map(|(api, c)| {
+                    [("size", c.evicted), ("expired", c.expired)]
+                        .into_iter()
+                        .map(move |(cause, n)| (*api, vec![("cause", cause)], n))
+                }),
             )?;
         }
-        if let Some(dropped) = s.access_log_dropped {
-            self.counters(
+        // One access log for the whole gateway: counted once, with the first API's label.
+        if let Some((api, dropped)) = self.snapshots().find_map(|s| Some((s.api, s.access_log_dropped?))) {
+            Self::counters(
                 &mut encoder,
                 "access_log_dropped_lines",
                 "Access log lines dropped because the writer fell behind.",
-                std::iter::once((Vec::new(), dropped)),
+                std::iter::once((api, Vec::new(), dropped)),
             )?;
         }
         Ok(())

@@ -62,8 +62,12 @@ impl CacheStatus {
 pub struct UpstreamCall {
     /// The upstream's name.
     pub name: &'static str,
+    /// When the request was sent.
+    pub sent: Instant,
     /// From sending the request to receiving the response head (or failing).
     pub elapsed: Duration,
+    /// The upstream's status, when it answered.
+    pub status: Option<u16>,
 }
 
 /// Everything known about one request, from arrival to the last byte of the response head.
@@ -92,7 +96,8 @@ pub struct RequestCtx {
     pub cache: Option<CacheStatus>,
     /// The upstream exchange, for proxied requests.
     pub upstream: Option<UpstreamCall>,
-    /// The W3C trace context forwarded upstream (proxied requests only).
+    /// The request's W3C trace context, forwarded upstream: set on arrival when the gateway exports traces
+    /// ([`crate::observe::otlp`]), else only for proxied requests, by the proxy.
     pub trace: Option<super::trace::TraceContext>,
     /// The kind of the gateway-made response, if the request ended in one.
     pub error: Option<ErrorKind>,
@@ -124,7 +129,8 @@ impl RequestCtx {
             limits: None,
             cache: None,
             upstream: None,
-            trace: None,
+            // `None` at the cost of one thread-local look-up unless this worker exports traces.
+            trace: crate::observe::otlp::trace_context(&parts.headers),
             error: None,
             reason: None,
             cors: None,

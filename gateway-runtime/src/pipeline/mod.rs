@@ -10,7 +10,7 @@
 //!     transform (what the cache stores)
 //!   response filters (every response: target, cache hit, or gateway error; 404, 405 and admin too):
 //!     render the error (spec's rendering or problem+json) ─► CORS ─► RateLimit-* ─► X-Cache ─► X-Request-Id
-//!     ─► log (the debug line, and the access log line: observe::access_log)
+//!     ─► log (the debug line, and the access log line: observe::access_log) ─► trace spans (observe::otlp)
 //! ```
 //!
 //! An operation's request filters are a list of [`RequestPhase`]s built once by [`request_phases`] from its
@@ -536,6 +536,7 @@ pub(crate) fn finish(
         meter.record(ctx, &response);
     }
     crate::observe::access_log::record(ctx, &response);
+    crate::observe::otlp::record(ctx, &response);
     response
 }
 

@@ -4,8 +4,9 @@
 //! A valid incoming `traceparent` keeps its trace id and its flags (so the caller's sampling decision holds), and
 //! the gateway's hop gets a span id of its own: the upstream sees the gateway as its parent. `tracestate` goes along
 //! unchanged with a valid `traceparent` and is dropped without one (the spec ties them together). A request without
-//! a valid `traceparent` starts a new trace, not sampled. The ids are random (a per-thread generator seeded from
-//! the OS), so they cannot be guessed across requests.
+//! a valid `traceparent` starts a new trace: not sampled, unless the gateway exports traces itself
+//! ([`crate::observe::otlp`]), which samples new traces with its [`Sampler`]. The ids are random (a per-thread
+//! generator seeded from the OS), so they cannot be guessed across requests.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -32,9 +33,59 @@ pub struct TraceContext {
     pub continued: bool,
 }
 
+/// The `sampled` bit of the trace flags.
+pub const SAMPLED: u8 = 0x01;
+
+/// Which new traces are sampled: those a request starts because it came without a valid `traceparent` (a caller's
+/// own decision is always kept). The decision is made from the trace id's random low 64 bits, as OpenTelemetry's
+/// `TraceIdRatioBased` sampler does, so it is the same wherever the same id is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    /// A trace is sampled when its low 64 bits are at most this (`0`: never, as those bits are never zero).
+    threshold: u64,
+}
+
+impl Sampler {
+    /// No new trace is sampled (the gateway without trace export).
+    pub const NEVER: Sampler = Sampler { threshold: 0 };
+    /// Every new trace is sampled.
+    pub const ALWAYS: Sampler = Sampler { threshold: u64::MAX };
+
+    /// A share `ratio` of new traces is sampled: `0` or less (or NaN) is none, `1` or more is all.
+    pub fn ratio(ratio: f64) -> Self {
+        if ratio.is_nan() || ratio <= 0.0 {
+            Self::NEVER
+        } else if ratio >= 1.0 {
+            Self::ALWAYS
+        } else {
+            // Saturating float-to-int conversion: in range by the tests above.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                clippy::cast_precision_loss
+            )]
+            let threshold = (ratio * u64::MAX as f64) as u64;
+            Self { threshold }
+        }
+    }
+
+    /// Whether the new trace `trace_id` is sampled.
+    fn samples(self, trace_id: u128) -> bool {
+        // The low half, on purpose: it is one random value of its own.
+        #[allow(clippy::cast_possible_truncation)]
+        let low = trace_id as u64;
+        low <= self.threshold
+    }
+}
+
 impl TraceContext {
-    /// The context of a request with `headers`: the caller's trace continued, or a new one.
+    /// The context of a request with `headers`: the caller's trace continued, or a new one, not sampled.
     pub fn of(headers: &HeaderMap) -> Self {
+        Self::sampled_by(headers, Sampler::NEVER)
+    }
+
+    /// Like [`TraceContext::of`], with a new trace sampled as `sampler` decides. A caller's trace keeps its flags.
+    pub fn sampled_by(headers: &HeaderMap, sampler: Sampler) -> Self {
         let span_id = random_nonzero_u64();
         match headers.get(&TRACEPARENT).and_then(|v| parse(v.as_bytes())) {
             Some((trace_id, parent_id, flags)) => Self {
@@ -44,14 +95,22 @@ impl TraceContext {
                 flags,
                 continued: true,
             },
-            None => Self {
-                trace_id: (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64()),
-                span_id,
-                parent_id: None,
-                flags: 0,
-                continued: false,
-            },
+            None => {
+                let trace_id = (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
+                Self {
+                    trace_id,
+                    span_id,
+                    parent_id: None,
+                    flags: if sampler.samples(trace_id) { SAMPLED } else { 0 },
+                    continued: false,
+                }
+            }
         }
+    }
+
+    /// Whether the trace is sampled (its caller's decision, or the gateway's for a new trace).
+    pub fn is_sampled(&self) -> bool {
+        self.flags & SAMPLED != 0
     }
 
     /// The trace id as 32 lower-case hex digits.
@@ -128,6 +187,11 @@ thread_local! {
     });
 }
 
+/// A new span id: random, never zero (for the spans the gateway exports, [`crate::observe::otlp`]).
+pub(crate) fn new_span_id() -> u64 {
+    random_nonzero_u64()
+}
+
 /// A random, non-zero 64-bit value.
 fn random_nonzero_u64() -> u64 {
     STATE.with(|state| {
@@ -199,6 +263,25 @@ mod tests {
             "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-later",
         )]));
         assert!(newer.continued);
+    }
+
+    #[test]
+    fn new_traces_are_sampled_as_the_sampler_says_and_a_callers_decision_is_kept() {
+        let none = HeaderMap::new();
+        assert!(!TraceContext::of(&none).is_sampled());
+        assert!(!TraceContext::sampled_by(&none, Sampler::ratio(0.0)).is_sampled());
+        assert!(TraceContext::sampled_by(&none, Sampler::ratio(1.0)).is_sampled());
+        assert_eq!(Sampler::ratio(f64::NAN), Sampler::NEVER);
+        assert_eq!(Sampler::ratio(2.0), Sampler::ALWAYS);
+        let half = Sampler::ratio(0.5);
+        let sampled = (0..4_000)
+            .filter(|_| TraceContext::sampled_by(&none, half).is_sampled())
+            .count();
+        assert!((1_500..2_500).contains(&sampled), "{sampled} of 4000");
+        let unsampled = headers(&[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")]);
+        assert!(!TraceContext::sampled_by(&unsampled, Sampler::ALWAYS).is_sampled());
+        let sampled = headers(&[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]);
+        assert!(TraceContext::sampled_by(&sampled, Sampler::NEVER).is_sampled());
     }
 
     #[test]

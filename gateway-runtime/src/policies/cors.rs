@@ -104,6 +104,8 @@ pub enum CorsError {
 #[derive(Debug)]
 pub struct Cors {
     spec: &'static CorsSpec,
+    /// The origins admitted: the policy's, or the stage's that replace them.
+    origins: &'static [OriginSpec],
     /// `*` is answered (an `Any` origin; never with credentials).
     any_origin: bool,
     /// The request headers a preflight may ask for.
@@ -124,11 +126,16 @@ enum AllowHeaders {
 impl Cors {
     /// Prepares `spec`.
     pub fn new(spec: &'static CorsSpec) -> Result<Self, CorsError> {
-        let any_origin = spec.allow_origins.contains(&OriginSpec::Any);
+        Self::with_origins(spec, spec.allow_origins)
+    }
+
+    /// Prepares `spec` admitting `origins` instead of its own (a stage's `cors.allow_origins`).
+    pub fn with_origins(spec: &'static CorsSpec, origins: &'static [OriginSpec]) -> Result<Self, CorsError> {
+        let any_origin = origins.contains(&OriginSpec::Any);
         if any_origin && spec.allow_credentials {
             return Err(CorsError::AnyWithCredentials);
         }
-        for origin in spec.allow_origins {
+        for origin in origins {
             if let OriginSpec::Wildcard { prefix, suffix } = *origin {
                 let whole_labels = prefix.ends_with("://")
                     && !prefix.contains('*')
@@ -146,6 +153,7 @@ impl Cors {
         };
         Ok(Self {
             spec,
+            origins,
             any_origin,
             allow_headers,
             expose_headers: header_list("expose_headers", spec.expose_headers)?,
@@ -155,7 +163,7 @@ impl Cors {
 
     /// Whether `origin` (an `Origin` header's value) is admitted.
     pub fn allows(&self, origin: &[u8]) -> bool {
-        self.spec.allow_origins.iter().any(|allowed| match *allowed {
+        self.origins.iter().any(|allowed| match *allowed {
             OriginSpec::Any => !origin.eq_ignore_ascii_case(b"null"),
             OriginSpec::Exact(exact) => origin.eq_ignore_ascii_case(exact.as_bytes()),
             OriginSpec::Wildcard { prefix, suffix } => wildcard_matches(prefix, suffix, origin),
@@ -313,16 +321,28 @@ fn varies_on_origin(headers: &HeaderMap) -> bool {
 /// The prepared policies of one router: one [`Cors`] per distinct [`CorsSpec`], shared by the operations (and the
 /// routes' preflights) that use it.
 #[derive(Debug, Default)]
-pub struct Policies(Vec<(&'static CorsSpec, Arc<Cors>)>);
+pub struct Policies {
+    prepared: Vec<(&'static CorsSpec, Arc<Cors>)>,
+    /// The stage's origins, replacing every policy's.
+    origins: Option<&'static [OriginSpec]>,
+}
 
 impl Policies {
+    /// Policies admitting their own origins, or `origins` instead (a stage's `cors.allow_origins`).
+    pub fn new(origins: Option<&'static [OriginSpec]>) -> Self {
+        Self {
+            prepared: Vec::new(),
+            origins,
+        }
+    }
+
     /// The prepared `spec`, prepared now if it is the first time.
     pub fn prepare(&mut self, spec: &'static CorsSpec) -> Result<Arc<Cors>, CorsError> {
-        if let Some((_, cors)) = self.0.iter().find(|(s, _)| std::ptr::eq(*s, spec)) {
+        if let Some((_, cors)) = self.prepared.iter().find(|(s, _)| std::ptr::eq(*s, spec)) {
             return Ok(Arc::clone(cors));
         }
-        let cors = Arc::new(Cors::new(spec)?);
-        self.0.push((spec, Arc::clone(&cors)));
+        let cors = Arc::new(Cors::with_origins(spec, self.origins.unwrap_or(spec.allow_origins))?);
+        self.prepared.push((spec, Arc::clone(&cors)));
         Ok(cors)
     }
 }
@@ -615,7 +635,7 @@ mod tests {
 
     #[test]
     fn policies_are_prepared_once_each() {
-        let mut policies = Policies::default();
+        let mut policies = Policies::new(None);
         let a = policies.prepare(&SITES).expect("valid");
         let b = policies.prepare(&SITES).expect("valid");
         let c = policies.prepare(&ANY).expect("valid");

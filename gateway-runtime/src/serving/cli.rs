@@ -1,4 +1,11 @@
-//! The command line of every generated gateway: `fn main() -> ExitCode { gateway_runtime::cli::run(&api::API) }`.
+//! The command line of every generated gateway: `fn main() -> ExitCode { gateway_runtime::cli::run(&api::API) }`,
+//! or `gateway_runtime::cli::run_gateway(&GATEWAY)` for a gateway of several APIs ([`GatewaySpec`]).
+//!
+//! In a gateway of several APIs the flags apply to all of them: one listener, one key file (whose entries say
+//! which API they are for), one access log. `--stage NAME` picks stage `NAME` of every API that declares stages
+//! (an API without stages is served as it is; one that has stages but not this one is a usage error naming the
+//! stages that would work); `--upstream`, `--jwks-url` and `--oidc-url` take `API/NAME` for one API's upstream or
+//! scheme, or a plain `NAME` for every API that declares it.
 //!
 //! Bad input is a message and a non-zero exit code (clap's usage errors exit with 2, start-up failures with 1),
 //! never a panic. Once every worker is listening, `admin on http://ADDR …` (when the admin listener is on) and then
@@ -19,11 +26,13 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use crate::admin::AdminToken;
 use crate::observe::access_log::{AccessLogHandle, AccessLogTarget};
 use crate::observe::logging::{self, LogFormat};
+use crate::observe::otlp::{OtlpConfig, OtlpEndpoint};
 use crate::policies::auth::AuthOverrides;
-use crate::policies::auth::keys::KeyStore;
+use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::router;
-use crate::serving::server::{self, ServerConfig};
-use crate::spec::ApiSpec;
+use crate::serving::scoped;
+use crate::serving::server::{self, ServedApi, ServerConfig};
+use crate::spec::{ApiMount, ApiSpec, GatewaySpec};
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::targets::proxy::{UpstreamOverride, Upstreams};
 
@@ -110,6 +119,27 @@ struct Args {
     )]
     access_log: AccessLogTarget,
 
+    /// Export a span per request (and one per upstream exchange) to the OpenTelemetry collector at URL over
+    /// OTLP/HTTP: its base URL, e.g. `http://127.0.0.1:4318` (spans go to `/v1/traces`), or the traces URL itself
+    /// [default: off].
+    #[arg(long, env = "GATEWAY_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<OtlpEndpoint>,
+
+    /// The share of new traces (requests without a caller's `traceparent`) that are exported, from 0 to 1. A
+    /// caller's own sampling decision is always kept.
+    #[arg(
+        long,
+        env = "GATEWAY_OTLP_SAMPLE_RATIO",
+        default_value = "1.0",
+        value_parser = parse_ratio,
+        value_name = "RATIO"
+    )]
+    otlp_sample_ratio: f64,
+
+    /// The `service.name` of the exported spans [default: the API's name].
+    #[arg(long, env = "GATEWAY_OTLP_SERVICE_NAME", value_name = "NAME")]
+    otlp_service_name: Option<String>,
+
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     log_format: LogFormat,
@@ -146,6 +176,14 @@ fn parse_assignment(raw: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A number from 0 to 1.
+fn parse_ratio(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err(format!("expected a number from 0 to 1, got `{raw}`")),
+    }
+}
+
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("{e} (expected e.g. 250ms, 10s, 5m)"))
 }
@@ -166,12 +204,70 @@ pub fn command(api: &ApiSpec) -> clap::Command {
         .about(format!("API gateway `{}`, generated from {}", api.name, api.spec_file))
 }
 
+/// What a process serves: a gateway's name and its APIs.
+struct Served {
+    name: &'static str,
+    mounts: Vec<ApiMount>,
+}
+
+impl Served {
+    fn one(api: &'static ApiSpec) -> Self {
+        Self {
+            name: api.name,
+            mounts: vec![ApiMount::root(api)],
+        }
+    }
+
+    fn gateway(gateway: &'static GatewaySpec) -> Self {
+        Self {
+            name: gateway.name,
+            mounts: gateway.apis.to_vec(),
+        }
+    }
+
+    fn apis(&self) -> Vec<&'static ApiSpec> {
+        self.mounts.iter().map(|m| m.api).collect()
+    }
+
+    /// [`command`], for the gateway's APIs.
+    fn command(&self) -> clap::Command {
+        match self.mounts.as_slice() {
+            [mount] => command(mount.api).name(self.name),
+            mounts => {
+                let apis: Vec<String> = mounts
+                    .iter()
+                    .map(|m| format!("{} {} (spec {})", m.api.name, m.api.api_version, m.api.spec_file))
+                    .collect();
+                let files: Vec<&str> = mounts.iter().map(|m| m.api.spec_file).collect();
+                Args::command()
+                    .name(self.name)
+                    .version(format!("{}; gateway-runtime {RUNTIME_VERSION}", apis.join(", ")))
+                    .about(format!(
+                        "API gateway `{}`, generated from {}",
+                        self.name,
+                        files.join(", ")
+                    ))
+            }
+        }
+    }
+}
+
 /// Runs the gateway with the process's arguments until SIGTERM or SIGINT, then drains and exits.
 ///
 /// A second signal during the drain exits at once (code 130).
 pub fn run(api: &'static ApiSpec) -> ExitCode {
     run_inner(
-        api,
+        &Served::one(api),
+        std::env::args_os(),
+        &mut std::io::stdout(),
+        Shutdown::<std::future::Pending<()>>::Signals,
+    )
+}
+
+/// [`run`] for a gateway of several APIs, each under its base path.
+pub fn run_gateway(gateway: &'static GatewaySpec) -> ExitCode {
+    run_inner(
+        &Served::gateway(gateway),
         std::env::args_os(),
         &mut std::io::stdout(),
         Shutdown::<std::future::Pending<()>>::Signals,
@@ -186,7 +282,22 @@ where
     T: Into<OsString> + Clone,
     F: Future<Output = ()>,
 {
-    run_inner(api, args, stdout, Shutdown::Future(shutdown))
+    run_inner(&Served::one(api), args, stdout, Shutdown::Future(shutdown))
+}
+
+/// [`run_with`] for a gateway of several APIs.
+pub fn run_gateway_with<I, T, F>(
+    gateway: &'static GatewaySpec,
+    args: I,
+    stdout: &mut dyn Write,
+    shutdown: F,
+) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+    F: Future<Output = ()>,
+{
+    run_inner(&Served::gateway(gateway), args, stdout, Shutdown::Future(shutdown))
 }
 
 /// What starts the graceful shutdown.
@@ -201,13 +312,13 @@ enum Trigger<F> {
     Future(F),
 }
 
-fn run_inner<I, T, F>(api: &'static ApiSpec, args: I, stdout: &mut dyn Write, shutdown: Shutdown<F>) -> ExitCode
+fn run_inner<I, T, F>(served: &Served, args: I, stdout: &mut dyn Write, shutdown: Shutdown<F>) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
     F: Future<Output = ()>,
 {
-    let mut command = command(api);
+    let mut command = served.command();
     let args = match command
         .try_get_matches_from_mut(args)
         .and_then(|matches| Args::from_arg_matches(&matches))
@@ -215,34 +326,67 @@ where
         Ok(args) => args,
         Err(err) => return clap_exit(&err),
     };
-    // The stage first: upstream URLs may use its variables. The one place the process environment is read for
+    let apis = served.apis();
+    // The stages first: upstream URLs may use their variables. The one place the process environment is read for
     // stage variables.
-    let stage = match choose_stage(&mut command, api, args.stage.as_deref(), &|name| std::env::var_os(name)) {
-        Ok(stage) => stage,
+    let stages = match choose_stages(&mut command, &apis, args.stage.as_deref(), &|name| {
+        std::env::var_os(name)
+    }) {
+        Ok(stages) => stages,
         Err(StageFailure::Usage(err)) => return clap_exit(&err),
         Err(StageFailure::Config(err)) => return fail(&err.to_string()),
     };
     // Checked now so that an unknown name or a bad URL is reported as the usage error it is.
-    let upstreams = match Upstreams::resolve(api, stage.as_ref(), &args.upstreams) {
-        Ok(upstreams) => upstreams,
-        Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"))),
+    let mut usage = |err: &dyn std::fmt::Display| command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"));
+    let overrides = match scoped::upstreams(&apis, &args.upstreams) {
+        Ok(overrides) => overrides,
+        Err(err) => return clap_exit(&usage(&err)),
     };
+    let mut upstreams = Vec::with_capacity(apis.len());
+    for ((api, stage), overrides) in apis.iter().zip(&stages).zip(&overrides) {
+        match Upstreams::resolve(api, stage.as_ref(), overrides) {
+            Ok(resolved) => upstreams.push(resolved),
+            Err(err) => return clap_exit(&usage(&err)),
+        }
+    }
 
     logging::init(args.log_format);
-    tracing::info!(
-        gateway = api.name,
-        api_version = api.api_version,
-        spec = api.spec_file,
-        runtime = RUNTIME_VERSION,
-        "starting"
-    );
-    if let Some(stage) = &stage {
-        log_stage(stage);
+    let several = apis.len() > 1;
+    if several {
+        tracing::info!(
+            gateway = served.name,
+            apis = apis.len(),
+            runtime = RUNTIME_VERSION,
+            "starting"
+        );
     }
-    for (name, url) in upstreams.urls() {
-        tracing::info!("upstream {name} = {url}");
+    for (((mount, stage), upstreams), api) in served.mounts.iter().zip(&stages).zip(&upstreams).zip(&apis) {
+        if several {
+            tracing::info!(
+                api = api.name,
+                api_version = api.api_version,
+                spec = api.spec_file,
+                base_path = mount.base_path,
+                "serving"
+            );
+        } else {
+            tracing::info!(
+                gateway = served.name,
+                api_version = api.api_version,
+                spec = api.spec_file,
+                runtime = RUNTIME_VERSION,
+                "starting"
+            );
+        }
+        if let Some(stage) = stage {
+            log_stage(stage);
+        }
+        for (name, url) in upstreams.urls() {
+            tracing::info!("upstream {name} = {url}");
+        }
+        let prefix = format!("{}{}", stage.as_ref().map_or("", |s| s.base_path()), mount.base_path);
+        router::log_routes(api, &prefix);
     }
-    router::log_routes(api);
 
     // A small runtime on the main thread, for signals and for waiting on the workers.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -279,7 +423,7 @@ where
         Ok(signal) => signal,
         Err(err) => return fail(&format!("cannot listen for SIGUSR1: {err}")),
     };
-    let keys = match KeyStore::open(args.api_keys.as_deref()) {
+    let keys = match KeyStore::open_for(args.api_keys.as_deref(), KeyScope::of(&apis)) {
         Ok(keys) => keys,
         Err(err) => return fail(&err.to_string()),
     };
@@ -300,11 +444,23 @@ where
             oidc_urls: args.oidc_urls,
             token_cache: args.token_cache,
         },
-        stage,
+        stage: None,
         access_log: args.access_log.clone(),
         access_log_capacity: crate::observe::access_log::DEFAULT_CAPACITY,
+        otlp: args.otlp_endpoint.clone().map(|endpoint| OtlpConfig {
+            sample_ratio: args.otlp_sample_ratio,
+            service_name: args.otlp_service_name.clone(),
+            ..OtlpConfig::new(endpoint)
+        }),
     };
-    let handle = match server::start(api, config) {
+    let served_name = served.name;
+    let served = served
+        .mounts
+        .iter()
+        .zip(stages)
+        .map(|(mount, stage)| ServedApi { mount: *mount, stage })
+        .collect();
+    let handle = match server::start_gateway(served_name, served, config) {
         Ok(handle) => handle,
         Err(err) => return fail(&err.to_string()),
     };
@@ -319,6 +475,15 @@ where
     }
     tracing::info!(%addr, "listening");
     tracing::info!(access_log = %args.access_log, "access log");
+    match &args.otlp_endpoint {
+        Some(endpoint) => tracing::info!(
+            %endpoint,
+            sample_ratio = args.otlp_sample_ratio,
+            service = args.otlp_service_name.as_deref().unwrap_or(served_name),
+            "exporting trace spans over OTLP/HTTP"
+        ),
+        None => tracing::debug!("trace export is off"),
+    }
     let access_log = handle.access_log();
 
     runtime.block_on(async {
@@ -389,6 +554,65 @@ fn choose_stage(
         .map(|index| ResolvedStage::resolve(api, index, env))
         .transpose()
         .map_err(StageFailure::Config)
+}
+
+/// Each API's stage (in the order of `apis`): `--stage NAME` is stage `NAME` of every API that declares stages,
+/// and is refused when one of them lacks it; without it, each API's default.
+fn choose_stages(
+    command: &mut clap::Command,
+    apis: &[&'static ApiSpec],
+    requested: Option<&str>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Vec<Option<ResolvedStage>>, StageFailure> {
+    if let [api] = apis {
+        return Ok(vec![choose_stage(command, api, requested, env)?]);
+    }
+    let staged: Vec<&ApiSpec> = apis.iter().copied().filter(|api| !api.stages.is_empty()).collect();
+    if let Some(name) = requested {
+        if staged.is_empty() {
+            let err = StageError::NoStages { name: name.to_owned() };
+            return Err(StageFailure::Usage(
+                command.error(ErrorKind::InvalidValue, format!("--stage: {err}")),
+            ));
+        }
+        if let Some(lacking) = staged.iter().find(|api| !api.stages.iter().any(|s| s.name == name)) {
+            // The names that would work: those every API with stages declares.
+            let common: Vec<&str> = staged[0]
+                .stages
+                .iter()
+                .map(|s| s.name)
+                .filter(|n| staged.iter().all(|api| api.stages.iter().any(|s| s.name == *n)))
+                .collect();
+            let message = format!(
+                "--stage: API `{}` has no stage `{name}` (it has: {}); the stages every API with stages declares: {}",
+                lacking.name,
+                stage::known_names(lacking),
+                if common.is_empty() {
+                    "none".to_owned()
+                } else {
+                    common.join(", ")
+                }
+            );
+            return Err(StageFailure::Usage(command.error(ErrorKind::InvalidValue, message)));
+        }
+    }
+    let mut stages = Vec::with_capacity(apis.len());
+    for api in apis {
+        let requested = requested.filter(|_| !api.stages.is_empty());
+        let index = stage::select(api, requested).map_err(|err| {
+            let kind = match err {
+                StageError::NoneChosen { .. } => ErrorKind::MissingRequiredArgument,
+                _ => ErrorKind::InvalidValue,
+            };
+            StageFailure::Usage(command.error(kind, format!("--stage: API `{}`: {err}", api.name)))
+        })?;
+        let stage = index
+            .map(|index| ResolvedStage::resolve(api, index, env))
+            .transpose()
+            .map_err(StageFailure::Config)?;
+        stages.push(stage);
+    }
+    Ok(stages)
 }
 
 /// The stage being served, its base path and where each variable came from (never a value: they may be secrets).
@@ -509,6 +733,8 @@ mod tests {
                 base_path: "",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
             crate::spec::StageSpec {
                 name: "prod",
@@ -516,6 +742,8 @@ mod tests {
                 base_path: "/prod",
                 cache_enabled: true,
                 throttle: None,
+                cors_origins: None,
+                upstreams: &[],
             },
         ],
         default_stage: Some(1),
@@ -585,6 +813,81 @@ mod tests {
         assert_eq!(code, 2);
         assert!(text.contains("declares no stages"), "{text}");
         assert!(matches!(choose(api, None, &|_| None), Ok(None)));
+    }
+
+    /// Stages `dev` and `qa`, no default.
+    static OTHER_STAGES: ApiSpec = ApiSpec {
+        name: "other",
+        stages: &[
+            crate::spec::StageSpec {
+                name: "dev",
+                variables: &[("greeting", "yo")],
+                base_path: "",
+                cache_enabled: true,
+                throttle: None,
+                cors_origins: None,
+                upstreams: &[],
+            },
+            crate::spec::StageSpec {
+                name: "qa",
+                variables: &[("greeting", "hey")],
+                base_path: "/qa",
+                cache_enabled: true,
+                throttle: None,
+                cors_origins: None,
+                upstreams: &[],
+            },
+        ],
+        default_stage: None,
+        ..crate::spec::EMPTY_API
+    };
+
+    static UNSTAGED: ApiSpec = ApiSpec {
+        name: "unstaged",
+        ..crate::spec::EMPTY_API
+    };
+
+    fn choose_all(
+        apis: &[&'static ApiSpec],
+        requested: Option<&str>,
+    ) -> Result<Vec<Option<&'static str>>, StageFailure> {
+        let stages = choose_stages(&mut Args::command(), apis, requested, &|_| None)?;
+        Ok(stages.iter().map(|s| s.as_ref().map(ResolvedStage::name)).collect())
+    }
+
+    #[test]
+    fn a_stage_applies_to_every_api_with_stages_and_one_lacking_it_is_a_usage_error() {
+        assert_eq!(
+            choose_all(&[&STAGED, &OTHER_STAGES, &UNSTAGED], Some("dev")).expect("both have dev"),
+            [Some("dev"), Some("dev"), None]
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&STAGED, &OTHER_STAGES], Some("prod")) else {
+            panic!("`other` has no prod");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "API `other` has no stage `prod` (it has: dev, qa); the stages every API with stages declares: dev"
+            ),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        // Without `--stage`, each API's default; an API with stages and no default needs one.
+        assert_eq!(
+            choose_all(&[&STAGED, &UNSTAGED], None).expect("defaults"),
+            [Some("prod"), None]
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&STAGED, &OTHER_STAGES], None) else {
+            panic!("`other` has no default");
+        };
+        assert!(
+            err.to_string().contains("API `other`: this gateway declares stages"),
+            "{err}"
+        );
+        let Err(StageFailure::Usage(err)) = choose_all(&[&UNSTAGED, &crate::spec::EMPTY_API], Some("dev")) else {
+            panic!("no API has stages");
+        };
+        assert!(err.to_string().contains("declares no stages"), "{err}");
     }
 
     #[test]

@@ -28,13 +28,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-use crate::admin::{self, Admin, AdminServer, AdminToken, Status};
+use crate::admin::{self, Admin, AdminApi, AdminServer, AdminToken, Status};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
+use crate::observe::otlp::{self, Otlp, OtlpConfig, OtlpError, OtlpHandle};
 use crate::pipeline::Arrival;
-use crate::policies::auth::keys::KeyStore;
+use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
-use crate::router::{self, RouterError};
-use crate::spec::ApiSpec;
+use crate::router::{self, ApiRouting, RouterError};
+use crate::serving::scoped;
+use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
 use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
@@ -62,12 +64,14 @@ pub struct ServerConfig {
     pub auth_overrides: AuthOverrides,
     /// The deployment stage to serve, resolved ([`ResolvedStage::resolve`]). `None` serves the spec's
     /// `default_stage` with the variables as the spec writes them (no environment overrides), and is the only
-    /// choice for an API without stages.
+    /// choice for an API without stages. Used by [`start`]; [`start_gateway`] takes each API's stage with it.
     pub stage: Option<ResolvedStage>,
     /// Where the access log goes ([`AccessLogTarget::Off`] by default here; the command line's default is stdout).
     pub access_log: AccessLogTarget,
     /// Lines the access log queues for its writer before it drops (and counts) new ones.
     pub access_log_capacity: usize,
+    /// Where and how to export trace spans over OTLP/HTTP; `None` (the default) exports nothing.
+    pub otlp: Option<OtlpConfig>,
 }
 
 impl ServerConfig {
@@ -86,6 +90,7 @@ impl ServerConfig {
             stage: None,
             access_log: AccessLogTarget::Off,
             access_log_capacity: access_log::DEFAULT_CAPACITY,
+            otlp: None,
         }
     }
 }
@@ -108,6 +113,9 @@ pub enum ServerError {
     /// The access log cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// Trace export cannot start.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
@@ -130,6 +138,12 @@ pub enum ServerError {
     /// A worker thread panicked.
     #[error("{0} worker thread(s) panicked")]
     WorkerPanicked(usize),
+    /// A key does not fit the gateway's APIs (a plan without `api` in a gateway of several).
+    #[error("API keys: {0}")]
+    Keys(String),
+    /// [`start_gateway`] was given no API.
+    #[error("a gateway serves at least one API")]
+    NoApis,
 }
 
 /// A running server. Dropping it starts a graceful shutdown without waiting for it.
@@ -139,6 +153,7 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     access_log: Option<AccessLog>,
+    otlp: Option<Otlp>,
     admin: Option<AdminServer>,
     status: Arc<Status>,
 }
@@ -159,14 +174,20 @@ impl ServerHandle {
         self.access_log.as_ref().map(AccessLog::handle)
     }
 
+    /// Trace export's handle (dropped spans), if it is on.
+    pub fn otlp(&self) -> Option<OtlpHandle> {
+        self.otlp.as_ref().map(Otlp::handle)
+    }
+
     /// Starts a graceful shutdown: stop accepting, drain in-flight requests. Returns at once.
     pub fn shutdown(&self) {
         self.status.set_draining();
         self.shutdown.send_replace(true);
     }
 
-    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain) and the access
-    /// log has written every line queued.
+    /// Blocks until every worker has stopped (after [`shutdown`](Self::shutdown) and the drain), the access log
+    /// has written every line queued and trace export has sent the spans queued (waiting a few seconds at most for
+    /// the collector).
     pub fn join(mut self) -> Result<(), ServerError> {
         let panicked = self
             .workers
@@ -177,6 +198,10 @@ impl ServerHandle {
         // The workers are gone, and their senders with them: the writer drains the channel and ends.
         if let Some(access_log) = &mut self.access_log {
             access_log.join();
+        }
+        // Nothing more can be queued: the last batch goes now.
+        if let Some(otlp) = self.otlp.take() {
+            otlp.shutdown();
         }
         // Readiness said `503` while the workers drained; now the admin listener goes too.
         if let Some(admin) = &mut self.admin {
@@ -207,20 +232,46 @@ impl Drop for ServerHandle {
 /// Blocking (binds sockets, spawns threads): call it from outside an async context, or via
 /// `tokio::task::spawn_blocking`. Works in-process, which is how the tests run gateways on `127.0.0.1:0`.
 pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle, ServerError> {
-    let stage = match config.stage.clone() {
-        Some(stage) => {
-            stage.check(api)?;
-            Some(stage)
-        }
-        None => stage::select(api, None)?
-            .map(|index| ResolvedStage::resolve(api, index, &|_| None))
-            .transpose()?,
+    let served = ServedApi {
+        mount: ApiMount::root(api),
+        stage: config.stage.clone(),
     };
-    // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
-    // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
-    let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
-    let upstreams = Upstreams::resolve(api, stage, &config.upstream_overrides)?;
-    let tls = TlsConfig::for_upstreams(&upstreams)?;
+    start_gateway(api.name, vec![served], config)
+}
+
+/// One API of a gateway to serve, with its stage.
+#[derive(Debug, Clone)]
+pub struct ServedApi {
+    /// The API and its base path.
+    pub mount: ApiMount,
+    /// Its stage, resolved ([`ResolvedStage::resolve`]); `None` serves its `default_stage` with the variables as the
+    /// spec writes them, and is the only choice for an API without stages.
+    pub stage: Option<ResolvedStage>,
+}
+
+/// [`start`] for gateway `gateway` of several APIs, each with its own state (cache, limits, quotas, contracts,
+/// auth, metrics) and upstream connection pools; the listeners, the workers, the key file, the access log and
+/// trace export are shared.
+///
+/// Each API's stage comes with it ([`ServedApi::stage`]; [`ServerConfig::stage`] is for [`start`]). Upstream and
+/// JWT-source overrides name `API/NAME` to address one API's, or `NAME` for every API that declares it. With
+/// several APIs, every key of [`ServerConfig::keys`] must fit them ([`KeyScope`]).
+pub fn start_gateway(
+    gateway: &'static str,
+    apis: Vec<ServedApi>,
+    config: ServerConfig,
+) -> Result<ServerHandle, ServerError> {
+    let several = apis.len() > 1;
+    let specs: Vec<&'static ApiSpec> = apis.iter().map(|a| a.mount.api).collect();
+    if several {
+        config
+            .keys
+            .current()
+            .check(&KeyScope::of(&specs))
+            .map_err(ServerError::Keys)?;
+    }
+    let upstream_overrides = scoped::upstreams(&specs, &config.upstream_overrides)?;
+    let auth_overrides = scoped::auth(&specs, &config.auth_overrides)?;
     let workers = config
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
@@ -228,26 +279,68 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
     // Without SO_REUSEPORT there is nothing to spread connections across several listeners.
     let workers = if cfg!(unix) { workers } else { 1 };
 
-    // Everything that can fail is done here, before any thread starts: per-worker routers (each with its own
-    // connection pools) and listeners.
-    let auth = Authenticators::new(api, &config.auth_overrides)?;
-    let state = SharedState::new(
-        api,
-        stage,
-        config.admin_token.clone(),
-        config.keys.clone(),
-        auth,
-        config.trust_proxy,
-    )?;
-    // Counted only where something reads the counts.
-    let state = if config.admin_listen.is_some() {
-        state.with_metrics(api, workers)
-    } else {
-        state
+    // Everything that can fail is done here, before any thread starts: each API's stage, upstreams and state, the
+    // per-worker routers (each with its own connection pools) and the listeners.
+    let mut prepared = Vec::with_capacity(apis.len());
+    for (served, (upstream_overrides, auth_overrides)) in
+        apis.into_iter().zip(upstream_overrides.into_iter().zip(auth_overrides))
+    {
+        let api = served.mount.api;
+        let stage = match served.stage {
+            Some(stage) => {
+                stage.check(api)?;
+                Some(stage)
+            }
+            None => stage::select(api, None)?
+                .map(|index| ResolvedStage::resolve(api, index, &|_| None))
+                .transpose()?,
+        };
+        // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
+        // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
+        let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
+        let upstreams = Upstreams::resolve(api, stage, &upstream_overrides)?;
+        let tls = TlsConfig::for_upstreams(&upstreams)?;
+        let auth = Authenticators::new(api, &auth_overrides)?;
+        let mut state = SharedState::new(
+            api,
+            stage,
+            config.admin_token.clone(),
+            config.keys.clone(),
+            auth,
+            config.trust_proxy,
+        )?;
+        // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
+        if !served.mount.base_path.is_empty() {
+            let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);
+            state.published = api.published.map(|json| crate::state::published(json, &prefix));
+        }
+        // Counted only where something reads the counts.
+        if config.admin_listen.is_some() {
+            state = state.with_metrics(api, workers);
+        }
+        prepared.push((served.mount, upstreams, tls, state));
+    }
+    // With one API the server tells every request its stage; with several, the API's routes do.
+    let stage = match prepared.as_slice() {
+        [(_, _, _, state)] => state.stage,
+        _ => None,
     };
     let mut routers = Vec::with_capacity(workers);
     for worker in 0..workers {
-        routers.push(router::build(api, &Proxy::new(&upstreams, &tls), &state, worker)?);
+        let proxies: Vec<Proxy> = prepared
+            .iter()
+            .map(|(_, upstreams, tls, _)| Proxy::new(upstreams, tls))
+            .collect();
+        let routing: Vec<ApiRouting<'_>> = prepared
+            .iter()
+            .zip(&proxies)
+            .map(|((mount, _, _, state), proxy)| ApiRouting {
+                mount: *mount,
+                proxy,
+                state,
+            })
+            .collect();
+        routers.push(router::build_gateway(&routing, worker)?);
     }
     let first = bind(config.listen).map_err(|source| ServerError::Bind {
         addr: config.listen,
@@ -270,12 +363,42 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
 
     let access = AccessLog::start(&config.access_log, config.access_log_capacity)?;
     let (access_log, sink) = access.map_or((None, None), |(log, sink)| (Some(log), Some(sink)));
+    // Spans belong to the gateway: with several APIs, the service is named after it unless `--otlp-service-name`
+    // says otherwise (its version is the first API's).
+    let (first_api, first_state) = prepared
+        .first()
+        .map(|(mount, _, _, state)| (mount.api, state))
+        .ok_or(ServerError::NoApis)?;
+    let export = config
+        .otlp
+        .as_ref()
+        .map(|otlp| {
+            let named;
+            let otlp = if several && otlp.service_name.is_none() {
+                named = OtlpConfig {
+                    service_name: Some(gateway.to_owned()),
+                    ..otlp.clone()
+                };
+                &named
+            } else {
+                otlp
+            };
+            Otlp::start(otlp, first_api, first_state.stage)
+        })
+        .transpose()?;
+    let (otlp, spans) = export.map_or((None, None), |(otlp, sink)| (Some(otlp), Some(sink)));
     let status = Arc::new(Status::new(workers));
     let admin = match admin_listener {
         Some(listener) => {
             let admin = Admin {
-                api,
-                state: state.clone(),
+                gateway,
+                apis: prepared
+                    .iter()
+                    .map(|(mount, _, _, state)| AdminApi {
+                        api: mount.api,
+                        state: state.clone(),
+                    })
+                    .collect(),
                 status: Arc::clone(&status),
                 access_log: access_log.as_ref().map(AccessLog::handle),
             };
@@ -298,6 +421,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
         shutdown,
         workers: Vec::with_capacity(workers),
         access_log,
+        otlp,
         admin,
         status,
     };
@@ -311,6 +435,7 @@ pub fn start(api: &'static ApiSpec, config: ServerConfig) -> Result<ServerHandle
             ready: ready_tx.clone(),
             stage,
             access: sink.clone(),
+            spans: spans.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
@@ -369,6 +494,8 @@ struct Worker {
     stage: Option<&'static ResolvedStage>,
     /// This worker's access log sender, installed in its thread for the pipeline to find.
     access: Option<Sink>,
+    /// This worker's trace exporter, installed in its thread likewise.
+    spans: Option<otlp::Sink>,
 }
 
 impl Worker {
@@ -382,8 +509,10 @@ impl Worker {
             ready,
             stage,
             access,
+            spans,
         } = self;
         access_log::install(access);
+        otlp::install(spans);
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
             Err(source) => {
@@ -406,6 +535,7 @@ impl Worker {
         // Dropping the runtime here cancels whatever outlived the drain timeout.
         drop(runtime);
         access_log::uninstall();
+        otlp::uninstall();
     }
 }
 

@@ -219,28 +219,34 @@ impl Upstreams {
         let endpoints = api
             .upstreams
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(index, spec)| {
+                // What the stage changes of this upstream: its URL, its timeouts.
+                let staged = stage.and_then(|stage| stage.upstream(index));
+                let spec_url = staged.and_then(|s| s.url).unwrap_or(spec.url);
+                let timeout = staged.and_then(|s| s.timeout).unwrap_or(spec.timeout);
+                let connect_timeout = staged.and_then(|s| s.connect_timeout).unwrap_or(spec.connect_timeout);
                 // The last override of a name wins, like any repeated command-line option.
                 let overridden = overrides.iter().rev().find(|o| o.name == spec.name);
                 let (url, shown) = match overridden {
                     Some(o) => (Cow::Borrowed(o.url.as_str()), o.url.clone()),
-                    None if stage::has_placeholder(spec.url) => {
+                    None if stage::has_placeholder(spec_url) => {
                         let Some(stage) = stage else {
                             return Err(UpstreamError::NoStage {
                                 name: spec.name.to_owned(),
-                                url: spec.url.to_owned(),
+                                url: spec_url.to_owned(),
                             });
                         };
                         let filled = stage
-                            .substitute(spec.url)
+                            .substitute(spec_url)
                             .map_err(|variable| UpstreamError::StageVariable {
                                 name: spec.name.to_owned(),
                                 variable,
                                 stage: stage.name(),
                             })?;
-                        (Cow::Owned(filled), format!("{} (stage `{}`)", spec.url, stage.name()))
+                        (Cow::Owned(filled), format!("{spec_url} (stage `{}`)", stage.name()))
                     }
-                    None => (Cow::Borrowed(spec.url), spec.url.to_owned()),
+                    None => (Cow::Borrowed(spec_url), spec_url.to_owned()),
                 };
                 let (scheme, authority, base_path, host) =
                     parse_upstream_url(&url).map_err(|reason| UpstreamError::InvalidUrl {
@@ -255,8 +261,8 @@ impl Upstreams {
                     authority,
                     base_path,
                     host,
-                    timeout: spec.timeout,
-                    connect_timeout: spec.connect_timeout,
+                    timeout,
+                    connect_timeout,
                 })
             })
             .collect::<Result<Vec<_>, UpstreamError>>()?;
@@ -633,7 +639,10 @@ impl UpstreamRoute {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(FORWARDED_PROTO));
         headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
         // One more hop of the caller's trace (or a new trace): the upstream sees the gateway's span as its parent.
-        let trace = crate::pipeline::trace::TraceContext::of(headers);
+        // With trace export on, the context was made on arrival (its span id is the exported client span's).
+        let trace = ctx
+            .trace
+            .unwrap_or_else(|| crate::pipeline::trace::TraceContext::of(headers));
         trace.apply(headers);
         ctx.trace = Some(trace);
         if let Some(ip) = client_ip {
@@ -650,7 +659,12 @@ impl UpstreamRoute {
         let outcome = tokio::time::timeout(endpoint.timeout, self.upstream.client.request(request)).await;
         ctx.upstream = Some(UpstreamCall {
             name: endpoint.name,
+            sent,
             elapsed: sent.elapsed(),
+            status: match &outcome {
+                Ok(Ok(response)) => Some(response.status().as_u16()),
+                _ => None,
+            },
         });
         match outcome {
             Ok(Ok(response)) => {

@@ -4,8 +4,11 @@
 mod access_log;
 mod cors;
 mod lifecycle;
+mod live_page;
 mod proxying;
+mod published;
 mod routing;
+mod several_apis;
 mod stages;
 mod support;
 mod upstream_verified;

@@ -13,8 +13,8 @@ use gateway_runtime::http::{Method, Request};
 use gateway_runtime::serving::server::{self, ServerConfig, ServerError};
 use gateway_runtime::spec::{
     ApiSpec, BodySpec, CacheSettings, CacheSpec, DEFAULT_MAX_BODY, EditSpec, GatewayResponseSpec, Invalidate,
-    OperationSpec, PathPart, RequestTransformSpec, ResponseSelector, ResponseTransformSpec, StageSpec, TargetSpec,
-    ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    OperationSpec, PathPart, RequestTransformSpec, ResponseSelector, ResponseTransformSpec, StageSpec,
+    StageUpstreamSpec, TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 use gateway_runtime::stage::{ResolvedStage, StageError};
 use gateway_runtime::template::{Placeholder, TemplatePart};
@@ -25,6 +25,7 @@ const DEV: usize = 0;
 const PROD: usize = 1;
 const TIGHT: usize = 2;
 const BAD: usize = 3;
+const EDGE: usize = 4;
 
 const fn op(
     id: &'static str,
@@ -110,6 +111,8 @@ const fn stage(
         base_path,
         cache_enabled,
         throttle,
+        cors_origins: None,
+        upstreams: &[],
     }
 }
 
@@ -155,6 +158,16 @@ static STAGED: ApiSpec = ApiSpec {
                 PathPart::Literal("/pets/"),
                 PathPart::Param(0),
             ],
+            None,
+            None,
+        ),
+        // The test upstream answers `/delay` after 500 ms.
+        op(
+            "slow",
+            "/slow",
+            "/slow",
+            &[],
+            &[PathPart::Literal("/delay")],
             None,
             None,
         ),
@@ -230,6 +243,22 @@ static STAGED: ApiSpec = ApiSpec {
             true,
             None,
         ),
+        StageSpec {
+            upstreams: &[StageUpstreamSpec {
+                upstream: 0,
+                // Without the `/base` of the API-wide URL, and with a timeout shorter than `/delay` takes.
+                url: Some("{stage.petsUrl}"),
+                timeout: Some(Duration::from_millis(200)),
+                connect_timeout: None,
+            }],
+            ..stage(
+                "edge",
+                &[("petsUrl", "http://127.0.0.1:9"), ("prefix", "v1"), ("greeting", "yo")],
+                "",
+                true,
+                None,
+            )
+        },
     ],
     default_stage: Some(DEV),
     spec_sha256: "",
@@ -269,6 +298,26 @@ async fn variables_fill_the_upstream_url_and_the_rewrite_path() {
     assert_eq!(parts.status, 200);
     // The value is inserted as it is: its `/` stays a separator.
     assert_eq!(json(&body)["path"], "/base/v2/deep/pets/7");
+}
+
+#[tokio::test]
+async fn a_stage_overrides_an_upstreams_url_and_timeout() {
+    // The API-wide settings: `{stage.petsUrl}/base`, 5 s.
+    let gw = start_stage(DEV, &[]).await;
+    let (parts, body) = get(&gw.url("/greet")).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(json(&body)["path"], "/base/greet");
+    let (parts, _) = get(&gw.url("/slow")).await;
+    assert_ne!(parts.status, 504, "the API-wide timeout is 5 s");
+
+    // The stage's: `{stage.petsUrl}` (its variable still filled), 200 ms.
+    let gw = start_stage(EDGE, &[]).await;
+    let (parts, body) = get(&gw.url("/greet")).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(json(&body)["path"], "/greet");
+    let (parts, body) = get(&gw.url("/slow")).await;
+    assert_eq!(parts.status, 504, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json(&body)["type"], "urn:gateway:error:upstream-timeout");
 }
 
 #[tokio::test]

@@ -10,8 +10,9 @@ use ::gateway_runtime::spec::{
     FormField, FormScalar, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec,
     MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
     ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
-    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StageSpec, StatusMatch,
-    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StageSpec,
+    StageUpstreamSpec, StatusMatch, TargetSpec, ThrottleScope, ThrottleSpec,
+    TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -692,6 +693,8 @@ pub static API: ApiSpec = ApiSpec {
             base_path: "",
             cache_enabled: true,
             throttle: None,
+            cors_origins: None,
+            upstreams: &[],
         },
         StageSpec {
             name: "prod",
@@ -706,10 +709,19 @@ pub static API: ApiSpec = ApiSpec {
                 burst: 10000,
                 per: ThrottleScope::All,
             }),
+            cors_origins: Some(&[OriginSpec::Exact("https://app.example.com")]),
+            upstreams: &[
+                StageUpstreamSpec {
+                    upstream: 0,
+                    url: None,
+                    timeout: Some(Duration::from_millis(5000)),
+                    connect_timeout: None,
+                },
+            ],
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "ea5649bf3aff65063dd2a85067de144a7064155f901e056d633a802c18dd7752",
+    spec_sha256: "1ac71ca821ae3598a01441180f75d648ef1a0975a245904a9dee3633e5899827",
     published: Some(include_str!("openapi.json")),
 };
 

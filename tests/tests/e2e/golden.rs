@@ -1,11 +1,11 @@
 //! The generated crates under gateways/ are golden files: each must be exactly what the generator makes from its
-//! spec today (the e2e tests then build and run them), and gateways/ holds nothing else. `cargo xtask generate`
-//! rewrites them.
+//! spec (or, for a gateway of several APIs, its specs) today (the e2e tests then build and run them), and gateways/
+//! holds nothing else. `cargo xtask generate` rewrites them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use gateway_codegen::{Options, SpecInput, generate};
+use gateway_codegen::{Options, SpecInput, generate_all};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,8 +37,9 @@ fn golden_problems(root: &Path) -> Vec<String> {
     let specs = root.join("specs");
     let gateways = root.join("gateways");
     let mut problems = Vec::new();
-    // Crate directory name -> the spec that generates it.
+    // Crate directory name -> the spec(s) that generate it.
     let mut generated_by = BTreeMap::new();
+    let mut sources = Vec::new();
     for entry in std::fs::read_dir(&specs).expect("specs/ exists").flatten() {
         let path = entry.path();
         if !path
@@ -53,17 +54,21 @@ fn golden_problems(root: &Path) -> Vec<String> {
             "specs/{}",
             path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
         );
-        let generated = generate(
-            SpecInput {
-                file: &file,
-                text: &text,
-            },
-            &Options {
-                spec_dir: path.parent().map(std::path::Path::to_owned),
-                ..Options::default()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{file} does not generate: {e}"));
+        sources.push((file, text));
+    }
+    // In the order `cargo xtask generate` reads them, which is the order of the specs of a gateway.
+    sources.sort();
+    let inputs: Vec<SpecInput<'_>> = sources
+        .iter()
+        .map(|(file, text)| SpecInput {
+            file,
+            text,
+            dir: Some(&specs),
+        })
+        .collect();
+    for result in generate_all(&inputs, &Options::default()) {
+        let generated = result.unwrap_or_else(|e| panic!("specs/ does not generate: {e}"));
+        let file = generated.specs.join(" + ");
         let dir = gateways.join(&generated.name);
         let shown = format!("gateways/{}", generated.name);
         generated_by.insert(generated.name.clone(), file.clone());

@@ -223,10 +223,19 @@ async fn operation_and_api_wide_buckets_are_independent_of_keys_and_each_other()
         problem["detail"].as_str().is_some_and(|d| d.contains("api")),
         "{problem}"
     );
-    // ... and it applies to every operation.
-    assert_eq!(
-        with_key(&gw, "/orders/1", "pro-key-carol-0003").await.status,
-        StatusCode::TOO_MANY_REQUESTS
+    // ... and it applies to every operation: with the bucket empty, another operation with a key on a roomy plan
+    // gets only what the API-wide bucket refills meanwhile (20 a second), and is then refused by it.
+    let (admitted, elapsed, refused) = until_refused(|| with_key(&gw, "/orders/1", "pro-key-carol-0003")).await;
+    // At most one token refilled between the refusal above and the first of these, and 20 a second since.
+    let refill = (20.0 * elapsed.as_secs_f64()).floor() as u32;
+    assert!(
+        admitted <= 1 + refill,
+        "admitted {admitted} from an empty bucket in {elapsed:?}"
+    );
+    let problem = assert_throttled(&refused);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("api")),
+        "{problem}"
     );
 }
 

@@ -109,3 +109,46 @@ async fn the_dev_cache_still_works_where_prod_turns_it_off() {
         .expect("GET");
     assert_eq!(second.header("x-cache"), Some("HIT"));
 }
+
+#[tokio::test]
+async fn a_stage_replaces_the_origins_every_cors_policy_admits() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let pets = upstream.url();
+    let env = [("GATEWAY_STAGE_VAR_PETSURL", pets.as_str())];
+    let preflight = |gw: &Gateway, path: &str, origin: &'static str| {
+        let url = gw.url(path);
+        async move {
+            send(
+                Method::OPTIONS,
+                &url,
+                &[("origin", origin), ("access-control-request-method", "GET")],
+                Bytes::new(),
+            )
+            .await
+            .expect("answered")
+        }
+    };
+    // dev: the policy's own origins, a wildcard among them.
+    let dev = petstore(&upstream, &[], &env).expect("starts in dev");
+    let reply = preflight(&dev, "/pets/42", "https://shop.petstore.example").await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://shop.petstore.example")
+    );
+    // prod: only the production app.
+    let prod = petstore(&upstream, &["--stage", "prod"], &env).expect("starts in prod");
+    let reply = preflight(&prod, "/prod/pets/42", "https://shop.petstore.example").await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        None,
+        "not admitted in prod"
+    );
+    let reply = preflight(&prod, "/prod/pets/42", "https://app.example.com").await;
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    // The rest of the policy is the operation's: credentials and the preflight's lifetime.
+    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(reply.header("access-control-max-age"), Some("600"));
+}

@@ -20,6 +20,11 @@ pub async fn setup() -> (Upstream, Gateway) {
 
 /// [`setup`], with extra gateway flags.
 pub async fn setup_with(extra: &[&str]) -> (Upstream, Gateway) {
+    setup_with_env(extra, &[]).await
+}
+
+/// [`setup`], with extra gateway flags and environment variables.
+pub async fn setup_with_env(extra: &[&str], env: &[(&str, &str)]) -> (Upstream, Gateway) {
     let upstream = Upstream::start().await.expect("upstream starts");
     let url = upstream.url();
     let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
@@ -31,7 +36,7 @@ pub async fn setup_with(extra: &[&str]) -> (Upstream, Gateway) {
         "--upstream".into(),
         format!("default={url}/api"),
     ]);
-    let gateway = Gateway::start(BIN, &args).expect("gateway starts");
+    let gateway = Gateway::start_with_env(BIN, &args, env).expect("gateway starts");
     (upstream, gateway)
 }
 

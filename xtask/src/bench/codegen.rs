@@ -189,7 +189,14 @@ fn generate(spec: &Path, text: &str) -> Result<(Generated, f64), GenerateError> 
     };
     let file = format!("specs-corpus/{}", name_of(spec));
     let started = Instant::now();
-    let generated = gateway_codegen::generate(SpecInput { file: &file, text }, &options)?;
+    let generated = gateway_codegen::generate(
+        SpecInput {
+            file: &file,
+            text,
+            dir: None,
+        },
+        &options,
+    )?;
     Ok((generated, started.elapsed().as_secs_f64() * 1000.0))
 }
 

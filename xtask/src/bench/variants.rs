@@ -261,6 +261,7 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
         SpecInput {
             file: &file,
             text: &text,
+            dir: None,
         },
         &options,
     )
@@ -309,6 +310,7 @@ mod tests {
                 SpecInput {
                     file: "bench.yaml",
                     text: &text,
+                    dir: None,
                 },
                 &options,
             );

@@ -5,7 +5,14 @@
 //! ```yaml
 //! - { key: "k-3f9a…", name: alice, plan: free, enabled: true }
 //! - { key: "k-77c0…", name: bob, plan: pro }
+//! - { key: "k-9e21…", name: carol, api: pets-v2, plan: gold }
 //! ```
+//!
+//! In a gateway of several APIs one file serves them all. `api: NAME` confines a key to one API: it opens that
+//! API's keyed operations and no other's (a `403` elsewhere). A key without `api` opens the keyed operations of
+//! every API, so it may not have a `plan` there: plans belong to one spec, and a plan name two specs share would
+//! otherwise carry one key's limits into the other API. Both rules are checked when the file is read
+//! ([`KeyScope`]); a file that breaks them is refused as a whole, at start-up or on reload.
 //!
 //! It is read at start-up and again on SIGHUP. A reload is atomic: the new set replaces the old in one pointer swap,
 //! and a file that does not parse or validate keeps the old set (the reason is logged). Keys are never logged or
@@ -25,6 +32,7 @@ use subtle::ConstantTimeEq as _;
 struct KeyEntry {
     key: String,
     name: String,
+    api: Option<String>,
     plan: Option<String>,
     #[serde(default = "enabled_default")]
     enabled: bool,
@@ -39,6 +47,8 @@ pub struct ApiKey {
     secret: Box<str>,
     /// The key's name: what logs, metrics and usage reports show.
     pub name: Arc<str>,
+    /// The one API the key is for (`api:`); `None`: every API of the gateway.
+    pub api: Option<Arc<str>>,
     /// The usage plan the key is on.
     pub plan: Option<Arc<str>>,
     /// Disabled keys are refused with `403`.
@@ -50,6 +60,7 @@ impl fmt::Debug for ApiKey {
         // The secret is never printed.
         f.debug_struct("ApiKey")
             .field("name", &self.name)
+            .field("api", &self.api)
             .field("plan", &self.plan)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
@@ -85,6 +96,43 @@ pub enum KeyFileError {
     },
 }
 
+/// The APIs a key file serves: what `api:` may name, and whether a key without it may have a plan.
+#[derive(Debug, Clone, Default)]
+pub struct KeyScope {
+    /// The APIs' names, in the gateway's order; empty: any (nothing is checked).
+    apis: Vec<&'static str>,
+}
+
+impl KeyScope {
+    /// Keys for the APIs `apis` of one gateway.
+    pub fn of(apis: &[&crate::spec::ApiSpec]) -> Self {
+        Self {
+            apis: apis.iter().map(|api| api.name).collect(),
+        }
+    }
+
+    /// Whether a key for `api` (`None`: every API) on `plan` may be in the file; the problem otherwise, naming the
+    /// key as `who` does (never by its secret).
+    fn check(&self, who: &str, api: Option<&str>, plan: Option<&str>) -> Result<(), String> {
+        if self.apis.is_empty() {
+            return Ok(());
+        }
+        let served = || self.apis.join(", ");
+        match api {
+            Some(api) if !self.apis.contains(&api) => Err(format!(
+                "{who} is for API `{api}`, which this gateway does not serve (it serves: {})",
+                served()
+            )),
+            None if plan.is_some() && self.apis.len() > 1 => Err(format!(
+                "{who} has a plan but no `api`: this gateway serves several APIs ({}), each with plans of its own; \
+                 add `api: NAME` to the entry",
+                served()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A validated set of keys.
 #[derive(Debug, Default)]
 pub struct KeySet {
@@ -92,8 +140,13 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Reads and validates a key file.
+    /// Reads and validates a key file (any `api:` is accepted: see [`KeySet::load_for`]).
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
+        Self::load_for(path, &KeyScope::default())
+    }
+
+    /// Reads and validates a key file for the APIs of `scope`.
+    pub fn load_for(path: &Path, scope: &KeyScope) -> Result<Self, KeyFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
             path: path.to_owned(),
             source,
@@ -123,9 +176,17 @@ impl KeySet {
             if !names.insert(entry.name.clone()) {
                 return Err(invalid(format!("the name `{}` is used twice", entry.name)));
             }
+            scope
+                .check(
+                    &format!("key #{} ({})", i + 1, entry.name),
+                    entry.api.as_deref(),
+                    entry.plan.as_deref(),
+                )
+                .map_err(invalid)?;
             let key = ApiKey {
                 secret: entry.key.clone().into_boxed_str(),
                 name: Arc::from(entry.name.as_str()),
+                api: entry.api.as_deref().map(Arc::from),
                 plan: entry.plan.as_deref().map(Arc::from),
                 enabled: entry.enabled,
             };
@@ -163,6 +224,14 @@ impl KeySet {
     pub fn keys(&self) -> impl Iterator<Item = &Arc<ApiKey>> {
         self.by_secret.values()
     }
+
+    /// Whether every key fits `scope` (for a set loaded without it); the first problem otherwise.
+    pub fn check(&self, scope: &KeyScope) -> Result<(), String> {
+        let mut keys: Vec<&Arc<ApiKey>> = self.keys().collect();
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        keys.iter()
+            .try_for_each(|key| scope.check(&format!("key `{}`", key.name), key.api.as_deref(), key.plan.as_deref()))
+    }
 }
 
 /// The current key set, replaceable at run time.
@@ -170,6 +239,7 @@ impl KeySet {
 pub struct KeyStore {
     current: Arc<ArcSwap<KeySet>>,
     path: Option<Arc<Path>>,
+    scope: Arc<KeyScope>,
 }
 
 impl KeyStore {
@@ -178,18 +248,25 @@ impl KeyStore {
         Self {
             current: Arc::new(ArcSwap::from_pointee(KeySet::default())),
             path: None,
+            scope: Arc::default(),
         }
     }
 
-    /// Loads `path` (or starts empty without one).
+    /// Loads `path` (or starts empty without one), accepting any `api:`.
     pub fn open(path: Option<&Path>) -> Result<Self, KeyFileError> {
+        Self::open_for(path, KeyScope::default())
+    }
+
+    /// Loads `path` (or starts empty without one) for the APIs of `scope`, which reloads are checked against too.
+    pub fn open_for(path: Option<&Path>, scope: KeyScope) -> Result<Self, KeyFileError> {
         let set = match path {
-            Some(path) => KeySet::load(path)?,
+            Some(path) => KeySet::load_for(path, &scope)?,
             None => KeySet::default(),
         };
         Ok(Self {
             current: Arc::new(ArcSwap::from_pointee(set)),
             path: path.map(Arc::from),
+            scope: Arc::new(scope),
         })
     }
 
@@ -203,7 +280,7 @@ impl KeyStore {
         let Some(path) = &self.path else {
             return Ok(self.current().len());
         };
-        let set = KeySet::load(path)?;
+        let set = KeySet::load_for(path, &self.scope)?;
         let count = set.len();
         self.current.store(Arc::new(set));
         Ok(count)

@@ -475,10 +475,17 @@ fn authorization<'p>(parts: &'p request::Parts, auth_scheme: &str) -> Option<&'p
     (scheme.eq_ignore_ascii_case(auth_scheme) && !credentials.is_empty()).then_some(credentials)
 }
 
-/// A known key may still be refused: disabled, or on a plan this API or operation does not offer.
+/// A known key may still be refused: disabled, for another API of the gateway, or on a plan this API or operation
+/// does not offer.
 fn admit(api: &ApiSpec, op: &OperationSpec, key: &ApiKey) -> Result<Option<usize>, GatewayError> {
     if !key.enabled {
         return Err(GatewayError::new(ErrorKind::Forbidden, "the API key is disabled"));
+    }
+    if key.api.as_deref().is_some_and(|name| name != api.name) {
+        return Err(GatewayError::new(
+            ErrorKind::Forbidden,
+            "the API key is not for this API",
+        ));
     }
     let plan = match &key.plan {
         Some(name) => match api.usage_plans.iter().position(|p| p.name == &**name) {
