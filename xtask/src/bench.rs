@@ -9,15 +9,16 @@
 //!
 //! The method, and results from a reference machine, are in `docs/benchmarks.md`.
 //!
-//! Scenarios are one function each (see [`Scenario::run`]); those for features that do not exist yet print a
-//! "not available" row until they do.
+//! Scenarios are one function each (see [`Scenario::run`]).
 
 mod cache;
 mod codegen;
 mod contract;
+mod cpu;
 mod latency;
 mod machine;
 mod memory;
+mod observability;
 mod passthrough;
 mod policies;
 mod report;
@@ -48,7 +49,7 @@ pub struct Args {
     /// Length of the warm-up run of each target, before the measured rounds.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
-    /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`).
+    /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`, `contract`, `observability`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
     pub connections: u32,
     /// Measured rounds; every figure is the median over them.
@@ -83,7 +84,7 @@ pub enum Scenario {
     Policies,
     /// What body validation, transforms (jq) and response checks cost in throughput.
     Contract,
-    /// Access logs, metrics and traces.
+    /// What metrics (scraped) and the access log (to a file) cost: the gateway with them on against off.
     Observability,
 }
 
@@ -99,7 +100,7 @@ impl Scenario {
         Self::Observability,
     ];
 
-    /// Runs the scenario. A new scenario is one function here; a pending one names what it waits for.
+    /// Runs the scenario. A new scenario is one function here.
     fn run(self, bench: &Bench) -> anyhow::Result<Section> {
         match self {
             Self::Passthrough => passthrough::run(bench),
@@ -109,10 +110,7 @@ impl Scenario {
             Self::Cache => cache::run(bench),
             Self::Policies => policies::run(bench),
             Self::Contract => contract::run(bench),
-            Self::Observability => Ok(Section::pending(
-                self,
-                "not available yet (arrives with access logs, metrics and traces)",
-            )),
+            Self::Observability => observability::run(bench),
         }
     }
 
@@ -121,8 +119,8 @@ impl Scenario {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
-            Self::Policies | Self::Contract => &["wrk"],
-            Self::Codegen | Self::Observability => &[],
+            Self::Policies | Self::Contract | Self::Observability => &["wrk"],
+            Self::Codegen => &[],
         }
     }
 
@@ -130,7 +128,13 @@ impl Scenario {
     fn runs_servers(self) -> bool {
         matches!(
             self,
-            Self::Passthrough | Self::Latency | Self::SlowUpstream | Self::Cache | Self::Policies | Self::Contract
+            Self::Passthrough
+                | Self::Latency
+                | Self::SlowUpstream
+                | Self::Cache
+                | Self::Policies
+                | Self::Contract
+                | Self::Observability
         )
     }
 

@@ -35,7 +35,8 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// How a server shows that it is ready.
 #[derive(Debug, Clone, Copy)]
 pub enum Ready {
-    /// It prints `listening on http://ADDR` on stdout (the project's servers).
+    /// It prints `listening on http://ADDR` on stdout (the project's servers); a gateway with its admin listener on
+    /// prints `admin on http://ADDR …` just before it.
     PrintsAddress,
     /// It accepts TCP connections on this address (servers that print nothing, such as nginx and haproxy).
     Accepts(SocketAddr),
@@ -67,11 +68,21 @@ pub fn build_examples_release() -> anyhow::Result<()> {
     run_step(build, "build the example gateways and the example upstream (release)")
 }
 
+/// An address a starting server printed on stdout.
+enum Announced {
+    /// `admin on http://ADDR (metrics: …)`.
+    Admin(String),
+    /// `listening on http://ADDR`.
+    Listening(String),
+}
+
 /// A server process; stopped by its PID (and its children by theirs) when dropped.
 pub struct Server {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its admin listener is, if it printed `admin on http://ADDR …` before its `listening on` line.
+    pub admin: Option<SocketAddr>,
     name: String,
     /// Its children seen so far, remembered so that they can be stopped even after it died and they were orphaned.
     children: Vec<ProcessId>,
@@ -104,6 +115,7 @@ impl Server {
         let mut server = Self {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
             name: name.to_owned(),
             children: Vec::new(),
         };
@@ -118,24 +130,41 @@ impl Server {
         Ok(server)
     }
 
+    /// Reads stdout up to the `listening on` line (bounded), noting the admin address printed before it, if any.
+    /// Stdout is read to its end on a thread afterwards, so that a server writing its access log there never blocks.
     fn read_address(&mut self) -> anyhow::Result<SocketAddr> {
         let stdout = self.child.stdout.take().context("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("listening on http://") {
-                    let _ = tx.send(addr.trim().to_owned());
+                    let _ = tx.send(Announced::Listening(addr.trim().to_owned()));
+                } else if let Some(rest) = line.strip_prefix("admin on http://") {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(Announced::Admin(addr.to_owned()));
                 }
             }
         });
-        match rx.recv_timeout(START_LIMIT) {
-            Ok(addr) => addr
-                .parse()
-                .with_context(|| format!("{} printed a bad address {addr:?}", self.name)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("{} closed its stdout without printing its address", self.name)
+        let deadline = Instant::now() + START_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Announced::Admin(addr)) => {
+                    let admin = addr
+                        .parse()
+                        .with_context(|| format!("{} printed a bad admin address {addr:?}", self.name))?;
+                    self.admin = Some(admin);
+                }
+                Ok(Announced::Listening(addr)) => {
+                    return addr
+                        .parse()
+                        .with_context(|| format!("{} printed a bad address {addr:?}", self.name));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("{} closed its stdout without printing its address", self.name)
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => bail!("{} did not start within {START_LIMIT:?}", self.name),
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!("{} did not start within {START_LIMIT:?}", self.name),
         }
     }
 

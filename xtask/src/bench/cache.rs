@@ -125,7 +125,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
 
 /// Fetches every URL of `target` twice: each answer must be a 200 with the origin's body, the second must say it
 /// is a hit, and the second pass must not reach the origin.
-fn check_hits(stack: &mut Stack, target: Target) -> anyhow::Result<()> {
+pub(super) fn check_hits(stack: &mut Stack, target: Target) -> anyhow::Result<()> {
     let addr = stack.server(target)?.addr;
     let paths = target.paths();
     for path in &paths {
@@ -209,7 +209,7 @@ impl OriginWatch {
 
 /// Refreshes every entry of `target` (`Cache-Control: max-age=0`), so that none expires during the next run;
 /// the origin must see one call per URL.
-fn refresh(stack: &mut Stack, target: Target) -> anyhow::Result<()> {
+pub(super) fn refresh(stack: &mut Stack, target: Target) -> anyhow::Result<()> {
     let addr = stack.server(target)?.addr;
     let paths = target.paths();
     let before = stack.origin_calls()?;

@@ -42,15 +42,6 @@ impl Section {
         }
     }
 
-    /// A scenario not written yet, with why.
-    pub fn pending(scenario: Scenario, note: &str) -> Self {
-        Self {
-            text: format!("{}: {note}", scenario.name()),
-            data: serde_json::json!({ "scenario": scenario, "status": "not available", "note": note }),
-            problems: Vec::new(),
-        }
-    }
-
     /// A scenario that could not run at all.
     pub fn failed(scenario: Scenario, error: &anyhow::Error) -> Self {
         let error = format!("{error:#}");

@@ -124,7 +124,7 @@ pub fn warm_up(
     let mut failures = Vec::new();
     for &target in targets {
         if let Err(e) = run_once(bench, stack, scripts, target, &shape, &mut hook) {
-            println!("  warm-up {:<14} FAILED: {e:#}", target.name());
+            println!("  warm-up {:<21} FAILED: {e:#}", target.name());
             failures.push(format!("warm-up of {}: {e:#}", target.name()));
         }
     }
@@ -146,7 +146,7 @@ pub fn measure(
             let run = match run_once(bench, stack, scripts, target, shape, &mut hook) {
                 Ok(load) => {
                     println!(
-                        "  round {round}/{} {:<14} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
+                        "  round {round}/{} {:<21} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
                         bench.repeat,
                         target.name(),
                         rps(load.rps),
@@ -157,7 +157,7 @@ pub fn measure(
                     Run::Ok { round, load }
                 }
                 Err(e) => {
-                    println!("  round {round}/{} {:<14} FAILED: {e:#}", bench.repeat, target.name());
+                    println!("  round {round}/{} {:<21} FAILED: {e:#}", bench.repeat, target.name());
                     Run::Failed {
                         round,
                         error: format!("{e:#}"),

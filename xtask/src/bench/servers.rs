@@ -9,7 +9,8 @@
 //!
 //! The `cache` scenario's targets are `GET /pets/N`: the petstore gateway's cached `getPet` (to the origin's
 //! `/v1/pets/N` on a miss) and nginx with `proxy_cache` on the same location. The `policies` scenario's targets are
-//! the bench-only gateways of [`variants`](super::variants), with and without API keys and limits.
+//! the bench-only gateways of [`variants`](super::variants), with and without API keys and limits. The
+//! `observability` scenario runs the petstore gateway a second time with its metrics and access log on.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -53,6 +54,9 @@ pub const CHECKED_PATH: &str = "/checked";
 /// The no-policy gateway's operation with one bucket (`rate` 1,000/s, `burst` 100), for the accuracy runs.
 pub const LIMITED_PATH: &str = "/limited";
 
+/// The access log of the gateway with observability on, in the scenario's directory.
+pub const ACCESS_LOG: &str = "access.log";
+
 /// How long the gateway may drain on SIGTERM (there is nothing in flight by then).
 const GATEWAY_DRAIN: &str = "5s";
 
@@ -71,6 +75,9 @@ pub enum Proxy {
     PlainGateway,
     /// The policies gateway with its verified-token cache off (`--token-cache off`).
     PolicyGatewayNoCache,
+    /// The petstore gateway as a user runs it by default: metrics on (`--admin-listen 127.0.0.1:0`) and the access
+    /// log on, to [`ACCESS_LOG`] in the scenario's directory.
+    ObservedGateway,
 }
 
 impl Proxy {
@@ -84,6 +91,7 @@ impl Proxy {
             Self::PolicyGateway => "gateway (policies)",
             Self::PlainGateway => "gateway (no policies)",
             Self::PolicyGatewayNoCache => "gateway (policies, no token cache)",
+            Self::ObservedGateway => "gateway (observability on)",
         }
     }
 
@@ -98,6 +106,7 @@ impl Proxy {
             Self::PolicyGateway => ("policy-gateway.log", GATEWAY),
             Self::PlainGateway => ("plain-gateway.log", GATEWAY),
             Self::PolicyGatewayNoCache => ("policy-gateway-no-cache.log", GATEWAY),
+            Self::ObservedGateway => ("observed-gateway.log", GATEWAY),
         }
     }
 }
@@ -144,6 +153,10 @@ pub enum Target {
     JwtRs256Uncached,
     /// `GET /jwt/es256` likewise.
     JwtEs256Uncached,
+    /// The petstore gateway with metrics and the access log on, `GET /inventory`.
+    Observed,
+    /// The same gateway's cache, one URL: `GET /pets/1`.
+    ObservedHit,
 }
 
 impl Target {
@@ -170,16 +183,18 @@ impl Target {
             Self::JwtEs256 => "JWT ES256",
             Self::JwtRs256Uncached => "JWT RS256, no cache",
             Self::JwtEs256Uncached => "JWT ES256, no cache",
+            Self::Observed => "gateway, observed",
+            Self::ObservedHit => "gateway hit, observed",
         }
     }
 
     /// The path requested (the first of [`rotation`](Self::rotation) when there is one).
     pub fn path(self) -> &'static str {
         match self {
-            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain => PASSTHROUGH_PATH,
+            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain | Self::Observed => PASSTHROUGH_PATH,
             Self::GatewayTyped => TYPED_PATH,
             Self::Direct => ORIGIN_PATH,
-            Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits => CACHED_PATH,
+            Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits | Self::ObservedHit => CACHED_PATH,
             Self::ApiThrottle => OPEN_PATH,
             Self::Keyed => KEYED_PATH,
             Self::Limited => LIMITED_PATH,
@@ -239,6 +254,7 @@ impl Target {
             Self::ApiThrottle | Self::Keyed | Self::JwtRs256 | Self::JwtEs256 => Some(Proxy::PolicyGateway),
             Self::JwtRs256Uncached | Self::JwtEs256Uncached => Some(Proxy::PolicyGatewayNoCache),
             Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
+            Self::Observed | Self::ObservedHit => Some(Proxy::ObservedGateway),
         }
     }
 }
@@ -275,7 +291,8 @@ impl Stack {
         for &proxy in proxies {
             let (dir, origin) = (&stack.dir, stack.origin.addr);
             let server = match proxy {
-                Proxy::Gateway => start_petstore_gateway(bench, dir, origin)?,
+                Proxy::Gateway => start_petstore_gateway(bench, dir, origin, false)?,
+                Proxy::ObservedGateway => start_petstore_gateway(bench, dir, origin, true)?,
                 Proxy::Nginx => start_nginx(bench, dir, origin, false)?,
                 Proxy::NginxCache => start_nginx(bench, dir, origin, true)?,
                 Proxy::Haproxy => start_haproxy(bench, dir, origin)?,
@@ -298,6 +315,11 @@ impl Stack {
             .find(|(p, _)| *p == proxy)
             .map(|(_, server)| server)
             .with_context(|| format!("{} was not started", target.name()))
+    }
+
+    /// The scenario's directory: configuration, logs, the observed gateway's access log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The URL a load for `target` is sent to.
@@ -445,14 +467,31 @@ fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::R
     Server::spawn(command, "origin (test-upstream)", Ready::PrintsAddress)
 }
 
-/// The petstore gateway, its three upstreams pointed at the origin.
-fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+/// The petstore gateway, its three upstreams pointed at the origin; `observed`: with metrics and the access log on
+/// ([`Proxy::ObservedGateway`]), otherwise both off.
+fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr, observed: bool) -> anyhow::Result<Server> {
     let upstreams = [
         format!("default=http://{origin}/api"),
         format!("pets=http://{origin}"),
         format!("reports=http://{origin}/reporting"),
     ];
-    start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], "gateway.log")
+    let (observability, log) = if observed {
+        let access_log = dir.join(ACCESS_LOG);
+        (Observability::On { access_log }, Proxy::ObservedGateway.log().0)
+    } else {
+        (Observability::Off, Proxy::Gateway.log().0)
+    };
+    start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], &observability, log)
+}
+
+/// A gateway's metrics and access log.
+enum Observability {
+    /// Both off (`--access-log off --admin-listen off`), like nginx's `access_log off` in these runs: the comparison
+    /// is of proxying; what logging and metrics cost is the `observability` scenario's measurement.
+    Off,
+    /// As a user runs it by default: the admin listener (and so the metrics) on an ephemeral port of 127.0.0.1,
+    /// which the gateway prints; the access log to a file, as in production.
+    On { access_log: PathBuf },
 }
 
 /// A bench-only gateway; `bench-policies` with a key file (one key, on plan `pro`) written beside its log.
@@ -479,7 +518,15 @@ fn start_variant(
         }
         variants::Variant::Plain => (Proxy::PlainGateway, Vec::new()),
     };
-    start_gateway(bench, dir, &variant.binary(), &upstreams, &extra, proxy.log().0)
+    start_gateway(
+        bench,
+        dir,
+        &variant.binary(),
+        &upstreams,
+        &extra,
+        &Observability::Off,
+        proxy.log().0,
+    )
 }
 
 /// A generated gateway from `target/release`, with `--upstream` for each of `upstreams` and then `extra`.
@@ -489,6 +536,7 @@ fn start_gateway(
     binary: &str,
     upstreams: &[String],
     extra: &[String],
+    observability: &Observability,
     log: &str,
 ) -> anyhow::Result<Server> {
     let mut command = bench.placement.server(&bench.bin.join(binary));
@@ -499,14 +547,13 @@ fn start_gateway(
         bench.placement.server_threads.to_string(),
         "--shutdown-timeout".to_owned(),
         GATEWAY_DRAIN.to_owned(),
-        // Like nginx's `access_log off` in these runs: the comparison is of proxying; what logging costs is its
-        // own measurement.
-        "--access-log".to_owned(),
-        "off".to_owned(),
-        // Likewise no metrics (nothing scrapes them here): `cargo xtask bench observability` measures them.
-        "--admin-listen".to_owned(),
-        "off".to_owned(),
     ]);
+    let (access_log, admin_listen) = match observability {
+        Observability::Off => (String::from("off"), "off"),
+        Observability::On { access_log } => (access_log.display().to_string(), "127.0.0.1:0"),
+    };
+    command.args(["--access-log".to_owned(), access_log]);
+    command.args(["--admin-listen", admin_listen]);
     for upstream in upstreams {
         command.arg("--upstream").arg(upstream);
     }
