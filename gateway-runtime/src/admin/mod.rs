@@ -41,7 +41,7 @@ use tokio::sync::watch;
 pub use guarded::AdminToken;
 
 use crate::observe::access_log::AccessLogHandle;
-use crate::observe::metrics::{self, BuildInfo, CacheGauges, Metrics, Snapshot};
+use crate::observe::metrics::{self, BuildInfo, Metrics, Snapshot};
 use crate::spec::ApiSpec;
 use crate::state::SharedState;
 
@@ -130,16 +130,11 @@ impl Admin {
             // The server counts whenever the admin listener is on; an admin router made without counters shows none.
             None => Metrics::new(api.api, 1).snapshot(),
         };
-        snapshot.cache = api.state.cache.as_ref().map(|cache| {
-            let (entries, bytes, evicted, expired) = cache.gauges();
-            CacheGauges {
-                entries,
-                bytes,
-                capacity: api.api.cache.capacity,
-                evicted,
-                expired,
-            }
-        });
+        snapshot.cache = api
+            .state
+            .cache
+            .as_ref()
+            .map(|cache| cache.gauges(api.api.cache.capacity));
         snapshot.access_log_dropped = self.access_log.as_ref().map(AccessLogHandle::dropped);
         snapshot
     }

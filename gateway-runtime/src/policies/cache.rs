@@ -28,6 +28,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 
 use crate::error::GatewayError;
+use crate::observe::metrics::CacheGauges;
 use crate::pipeline::{CacheStatus, RequestCtx};
 use crate::policies::auth::Caller;
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
@@ -130,15 +131,16 @@ impl ResponseCache {
         }
     }
 
-    /// Entries and bytes stored (as of the last maintenance), entries evicted for room and expired so far: the
-    /// metrics' gauges, read without waiting.
-    pub fn gauges(&self) -> (u64, u64, u64, u64) {
-        (
-            self.entries.entry_count(),
-            self.entries.weighted_size(),
-            self.removals.evicted.load(Ordering::Relaxed),
-            self.removals.expired.load(Ordering::Relaxed),
-        )
+    /// The metrics' gauges of a cache of `capacity` bytes: entries and bytes stored (as of the last maintenance),
+    /// entries evicted for room and expired so far; read without waiting.
+    pub fn gauges(&self, capacity: u64) -> CacheGauges {
+        CacheGauges {
+            entries: self.entries.entry_count(),
+            bytes: self.entries.weighted_size(),
+            capacity,
+            evicted: self.removals.evicted.load(Ordering::Relaxed),
+            expired: self.removals.expired.load(Ordering::Relaxed),
+        }
     }
 
     /// Decides how `parts` is served under `policy`: its key (none when it is not cached), and whether it asks

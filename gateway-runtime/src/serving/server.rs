@@ -460,6 +460,16 @@ pub fn start_gateway(
 
 /// A listening socket that other workers' sockets can share.
 fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    listen(addr, true)
+}
+
+/// The admin listener's socket: one listener, not shared with anything.
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    listen(addr, false)
+}
+
+/// A non-blocking listening socket on `addr`, which other sockets may join when `shared`.
+fn listen(addr: SocketAddr, shared: bool) -> std::io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // Restarting must not wait for the previous process's connections to leave TIME_WAIT.
     socket.set_reuse_address(true)?;
@@ -467,19 +477,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     // them, which avoids the thundering herd and the shared accept queue of one listener polled by N threads.
     // (As with nginx's `reuseport`, another process of the same user could join the port too.)
     #[cfg(unix)]
-    socket.set_reuse_port(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// The admin listener's socket: one listener, not shared with anything.
-fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
     Ok(socket.into())
 }
 
