@@ -49,19 +49,23 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The request names a host this gateway does not serve (`421`).
     MisdirectedRequest,
+    /// A conditional write's precondition (`If-Match`, `If-None-Match`) does not hold (`412`).
+    PreconditionFailed,
     /// The upstream could not be reached or broke the exchange (`502`).
     UpstreamError,
     /// The upstream did not answer in time (`504`).
     UpstreamTimeout,
     /// The gateway cannot serve the request now (`503`).
     ServiceUnavailable,
+    /// The operation's function is a generated stub that nobody has written yet (`501`).
+    NotImplemented,
     /// A gateway bug or misconfiguration (`500`).
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::BadRequestParameters,
         ErrorKind::BadRequestBody,
         ErrorKind::UnsupportedMediaType,
@@ -73,9 +77,11 @@ impl ErrorKind {
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::MisdirectedRequest,
+        ErrorKind::PreconditionFailed,
         ErrorKind::UpstreamError,
         ErrorKind::UpstreamTimeout,
         ErrorKind::ServiceUnavailable,
+        ErrorKind::NotImplemented,
         ErrorKind::Internal,
     ];
 
@@ -98,9 +104,11 @@ impl ErrorKind {
             ErrorKind::NotFound => "NOT_FOUND",
             ErrorKind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorKind::MisdirectedRequest => "MISDIRECTED_REQUEST",
+            ErrorKind::PreconditionFailed => "PRECONDITION_FAILED",
             ErrorKind::UpstreamError => "UPSTREAM_ERROR",
             ErrorKind::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             ErrorKind::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorKind::NotImplemented => "NOT_IMPLEMENTED",
             ErrorKind::Internal => "INTERNAL",
         }
     }
@@ -117,9 +125,11 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ErrorKind::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,9 +148,11 @@ impl ErrorKind {
             ErrorKind::NotFound => "Not found",
             ErrorKind::MethodNotAllowed => "Method not allowed",
             ErrorKind::MisdirectedRequest => "Misdirected request",
+            ErrorKind::PreconditionFailed => "Precondition failed",
             ErrorKind::UpstreamError => "Upstream error",
             ErrorKind::UpstreamTimeout => "Upstream timeout",
             ErrorKind::ServiceUnavailable => "Service unavailable",
+            ErrorKind::NotImplemented => "Not implemented",
             ErrorKind::Internal => "Internal error",
         }
     }
@@ -159,9 +171,11 @@ impl ErrorKind {
             ErrorKind::NotFound => "urn:gateway:error:not-found",
             ErrorKind::MethodNotAllowed => "urn:gateway:error:method-not-allowed",
             ErrorKind::MisdirectedRequest => "urn:gateway:error:misdirected-request",
+            ErrorKind::PreconditionFailed => "urn:gateway:error:precondition-failed",
             ErrorKind::UpstreamError => "urn:gateway:error:upstream-error",
             ErrorKind::UpstreamTimeout => "urn:gateway:error:upstream-timeout",
             ErrorKind::ServiceUnavailable => "urn:gateway:error:service-unavailable",
+            ErrorKind::NotImplemented => "urn:gateway:error:not-implemented",
             ErrorKind::Internal => "urn:gateway:error:internal",
         }
     }
