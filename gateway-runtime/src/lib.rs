@@ -16,7 +16,7 @@
 //! |---|---|
 //! | [`pipeline`] | the phase list, the request context, the response filters |
 //! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache, CORS |
-//! | [`targets`] | one module per kind of target: proxy, mock |
+//! | [`targets`] | one module per kind of target: proxy, mock, store ([`store`]: the `Store` handle and its SQLite backend) |
 //! | [`serving`] | the server loop, the command line |
 //! | [`observe`] | the process log, the access log, trace export (OTLP) |
 //! | [`admin`] | the admin endpoints under `/_gateway/` |
@@ -45,6 +45,9 @@ pub mod template;
 pub use pipeline::RequestCtx;
 /// What generated `main`s call: `gateway_runtime::cli::run(&api::API)`.
 pub use serving::cli;
+/// Stores (`x-gateway.stores`): what store targets read and write, and what function targets reach through their
+/// context.
+pub use targets::store;
 
 /// The allocator of every gateway binary (the runtime is the whole program around a generated table).
 #[cfg(feature = "mimalloc")]

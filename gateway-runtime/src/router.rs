@@ -43,6 +43,7 @@ use crate::state::SharedState;
 use crate::targets::Target;
 use crate::targets::mock::{MockError, MockResponse};
 use crate::targets::proxy::Proxy;
+use crate::targets::store::target::StoreTarget;
 
 /// Why the operation table cannot be served (generated code is checked for all of these at generate time).
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,16 @@ pub enum RouterError {
         /// The index.
         index: usize,
         /// How many upstreams there are.
+        count: usize,
+    },
+    /// A store index out of range, or a store that was not opened.
+    #[error("operation `{operation}` refers to store #{index}, but {count} are open")]
+    UnknownStore {
+        /// The operation.
+        operation: &'static str,
+        /// The index.
+        index: usize,
+        /// How many stores are open.
         count: usize,
     },
     /// An invalid mock.
@@ -452,6 +463,14 @@ fn operation_service(
             operation: op.id,
             source,
         })?),
+        TargetSpec::Store(target) => {
+            let store = state.stores.get(target.store).ok_or(RouterError::UnknownStore {
+                operation: op.id,
+                index: target.store,
+                count: state.stores.len(),
+            })?;
+            Target::Store(StoreTarget::new(store.clone(), target, op.body.max))
+        }
     };
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
     let phases = request_phases(op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
@@ -495,6 +514,17 @@ pub fn log_routes(api: &ApiSpec, prefix: &str) {
                     op.template,
                     op.id,
                     mock.status
+                );
+            }
+            TargetSpec::Store(target) => {
+                let store = api.stores.get(target.store).map_or("?", |s| s.name);
+                tracing::info!(
+                    "{} {prefix}{} -> {} (store {store}, table {}, {})",
+                    op.method,
+                    op.template,
+                    op.id,
+                    target.table,
+                    target.action.name()
                 );
             }
         }

@@ -84,6 +84,9 @@ pub struct ApiSpec {
     /// The spec as published on `GET /_gateway/openapi.json` (JSON, without `x-gateway` extensions and skipped
     /// operations); `None` with `x-gateway: { publish_spec: false }`.
     pub published: Option<&'static str>,
+    /// The stores store targets keep their items in (`x-gateway.stores`), opened at start-up; store targets refer
+    /// to them by index.
+    pub stores: &'static [StoreSpec],
 }
 
 /// A deployment stage: its variables and the settings it overrides.
@@ -143,6 +146,7 @@ pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
     default_stage: None,
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
@@ -729,6 +733,8 @@ pub enum TargetSpec {
     Upstream(UpstreamTarget),
     /// Answer with a fixed response.
     Mock(MockSpec),
+    /// Read or write an item of a store table.
+    Store(StoreTargetSpec),
 }
 
 /// Reverse-proxy to `upstreams[upstream]`, at the rewritten path.
@@ -763,4 +769,117 @@ pub struct MockSpec {
     pub content_type: &'static str,
     /// The body, exactly as sent.
     pub body: &'static str,
+}
+
+/// A store (`x-gateway.stores.<name>`): a database the gateway keeps JSON items in, opened once at start-up.
+#[derive(Debug)]
+pub struct StoreSpec {
+    /// The name store targets and `--store NAME=PATH` refer to it by.
+    pub name: &'static str,
+    /// The SQLite database file, relative to the working directory (created, with its directory, on first start);
+    /// `--store NAME=PATH` replaces it.
+    pub sqlite: &'static str,
+    /// When a write is on disk: `Full` (the default) survives a power loss, `Normal` a killed process only.
+    pub synchronous: StoreSync,
+    /// The tables the spec names, created at start-up if missing, each with an index per filtered field.
+    pub tables: &'static [StoreTableSpec],
+}
+
+/// When a committed write is on disk (SQLite's `synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreSync {
+    /// Every commit is flushed to disk before it is acknowledged: nothing acknowledged is lost, even to a power
+    /// loss.
+    Full,
+    /// Commits reach the operating system before they are acknowledged and the disk at checkpoints: nothing is
+    /// lost when the gateway is killed, the last commits may be lost to a power loss or an OS crash.
+    Normal,
+}
+
+/// A table of a store.
+#[derive(Debug)]
+pub struct StoreTableSpec {
+    /// Its name (`[A-Za-z_][A-Za-z0-9_]*`, checked at generate time).
+    pub name: &'static str,
+    /// Top-level fields that list operations filter on: each gets an index at start-up.
+    pub indexes: &'static [&'static str],
+}
+
+/// A store target: one action on one table of a store.
+#[derive(Debug)]
+pub struct StoreTargetSpec {
+    /// Index into [`ApiSpec::stores`].
+    pub store: usize,
+    /// The table.
+    pub table: &'static str,
+    /// What the operation does.
+    pub action: StoreAction,
+    /// The item's key, built from path parameters; empty for `List` and `Create`.
+    pub key: &'static [StoreKeyPart],
+    /// Equality filters of a `List`: query parameters, each naming a top-level field of the items.
+    pub filters: &'static [StoreFilterSpec],
+    /// For `Create`: the top-level field the new item's id is written to (when the item is a JSON object).
+    pub id_field: &'static str,
+}
+
+/// What a store target does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Read one item (`200`, `304`, `404`).
+    Get,
+    /// Create or replace one item with the body (`201` when created, `200` when replaced).
+    Put,
+    /// Apply the body to one item as a JSON merge patch, RFC 7396 (`200`, `404`).
+    Merge,
+    /// Remove one item (`204`, `404`).
+    Delete,
+    /// A page of items, in key order, with equality filters (`200`).
+    List,
+    /// Store the body as a new item under a new id (`201` with `Location`).
+    Create,
+}
+
+impl StoreAction {
+    /// The action's name in the spec (`get`, `put`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            StoreAction::Get => "get",
+            StoreAction::Put => "put",
+            StoreAction::Merge => "merge",
+            StoreAction::Delete => "delete",
+            StoreAction::List => "list",
+            StoreAction::Create => "create",
+        }
+    }
+}
+
+/// A piece of a store key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKeyPart {
+    /// Literal text.
+    Literal(&'static str),
+    /// The (percent-decoded) value of path parameter `i` (index into [`OperationSpec::path_params`]).
+    Param(usize),
+}
+
+/// An equality filter of a list: `?status=sold` keeps the items whose field `status` is `"sold"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFilterSpec {
+    /// The query parameter, which is also the name of the top-level field compared.
+    pub query: &'static str,
+    /// What JSON value the parameter's text stands for.
+    pub kind: StoreFilterKind,
+}
+
+/// The JSON type a filter's query value is compared as (from the parameter's schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFilterKind {
+    /// A string.
+    String,
+    /// An integer.
+    Integer,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
 }

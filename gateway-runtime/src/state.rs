@@ -12,6 +12,7 @@ use crate::policies::throttle::Limits;
 use crate::policies::validate::{ContractError, Contracts};
 use crate::spec::ApiSpec;
 use crate::stage::ResolvedStage;
+use crate::store::{self, Store, StoreError, StoreOverride};
 
 /// Process-wide state, built once at start-up and cloned into each worker's router.
 #[derive(Debug, Clone)]
@@ -35,6 +36,9 @@ pub struct SharedState {
     pub metrics: Option<Metrics>,
     /// The spec as published on `GET /_gateway/openapi.json`, its `servers` set to where the stage serves it.
     pub published: Option<bytes::Bytes>,
+    /// The API's stores, opened, in the order of [`ApiSpec::stores`] (store targets refer to them by index); empty
+    /// until [`SharedState::with_stores`].
+    pub stores: Vec<Store>,
 }
 
 impl SharedState {
@@ -68,6 +72,7 @@ impl SharedState {
             published: api
                 .published
                 .map(|json| published(json, stage.map_or("", |s| s.base_path()))),
+            stores: Vec::new(),
         })
     }
 }
@@ -78,6 +83,18 @@ impl SharedState {
     pub fn with_metrics(mut self, api: &'static ApiSpec, workers: usize) -> Self {
         self.metrics = Some(Metrics::new(api, workers));
         self
+    }
+
+    /// The state with `api`'s stores opened (each at its `--store` path when `overrides` names it): their files,
+    /// directories, tables and indexes created if missing.
+    pub fn with_stores(mut self, api: &'static ApiSpec, overrides: &[StoreOverride]) -> Result<Self, StoreError> {
+        self.stores = store::open_all(api.stores, overrides)?;
+        Ok(self)
+    }
+
+    /// The opened store named `name`.
+    pub fn store(&self, name: &str) -> Option<&Store> {
+        self.stores.iter().find(|s| s.name() == name)
     }
 }
 

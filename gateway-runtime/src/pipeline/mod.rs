@@ -688,6 +688,7 @@ mod tests {
         default_stage: None,
         spec_sha256: "",
         published: None,
+        stores: &[],
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {

@@ -34,6 +34,7 @@ use crate::serving::scoped;
 use crate::serving::server::{self, ServedApi, ServerConfig};
 use crate::spec::{ApiMount, ApiSpec, GatewaySpec};
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
+use crate::store::StoreOverride;
 use crate::targets::proxy::{UpstreamOverride, Upstreams};
 
 /// The runtime's own version, reported by `--version`.
@@ -88,6 +89,11 @@ struct Args {
     /// Use URL for the upstream NAME instead of the spec's (repeatable).
     #[arg(long = "upstream", value_name = "NAME=URL")]
     upstreams: Vec<UpstreamOverride>,
+
+    /// Keep the items of store NAME in the SQLite file PATH instead of the spec's `sqlite` (repeatable); the file and
+    /// its directory are created if missing.
+    #[arg(long = "store", value_name = "NAME=PATH")]
+    stores: Vec<StoreOverride>,
 
     /// Fetch the JWKS of the JWT scheme NAME from URL instead of its `jwks_url` (repeatable).
     #[arg(long = "jwks-url", value_name = "NAME=URL", value_parser = parse_assignment)]
@@ -336,6 +342,11 @@ where
         Err(StageFailure::Usage(err)) => return clap_exit(&err),
         Err(StageFailure::Config(err)) => return fail(&err.to_string()),
     };
+    // An unknown store is a usage error too, before anything is opened.
+    if let Err(err) = scoped::stores(&apis, &args.stores) {
+        let err = command.error(ErrorKind::InvalidValue, format!("--store: {err}"));
+        return clap_exit(&err);
+    }
     // Checked now so that an unknown name or a bad URL is reported as the usage error it is.
     let mut usage = |err: &dyn std::fmt::Display| command.error(ErrorKind::InvalidValue, format!("--upstream: {err}"));
     let overrides = match scoped::upstreams(&apis, &args.upstreams) {
@@ -452,6 +463,7 @@ where
             service_name: args.otlp_service_name.clone(),
             ..OtlpConfig::new(endpoint)
         }),
+        store_overrides: args.stores,
     };
     let served_name = served.name;
     let served = served

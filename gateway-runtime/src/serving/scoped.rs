@@ -6,6 +6,7 @@
 
 use crate::policies::auth::{AuthOverrides, AuthSetupError};
 use crate::spec::ApiSpec;
+use crate::store::{StoreError, StoreOverride};
 use crate::targets::proxy::{UpstreamError, UpstreamOverride};
 
 /// Where an override applies: the indexes of `apis` it names, with the name inside each API; `None` when it names
@@ -57,6 +58,30 @@ pub(crate) fn upstreams(
             per_api[i].push(UpstreamOverride {
                 name: name.to_owned(),
                 url: o.url.clone(),
+            });
+        }
+    }
+    Ok(per_api)
+}
+
+/// `--store` overrides, split per API like [`upstreams`].
+pub(crate) fn stores(
+    apis: &[&'static ApiSpec],
+    overrides: &[StoreOverride],
+) -> Result<Vec<Vec<StoreOverride>>, StoreError> {
+    let declares = |api: &ApiSpec, name: &str| api.stores.iter().any(|s| s.name == name);
+    let mut per_api = vec![Vec::new(); apis.len()];
+    for o in overrides {
+        let Some((indexes, name)) = targets(apis, &o.name, declares) else {
+            return Err(StoreError::UnknownStore {
+                name: o.name.clone(),
+                known: qualified(apis, |api| api.stores.iter().map(|s| s.name).collect()),
+            });
+        };
+        for i in indexes {
+            per_api[i].push(StoreOverride {
+                name: name.to_owned(),
+                path: o.path.clone(),
             });
         }
     }

@@ -39,6 +39,7 @@ use crate::serving::scoped;
 use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
+use crate::store::{StoreError, StoreOverride};
 use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
 
 /// How to serve.
@@ -72,6 +73,8 @@ pub struct ServerConfig {
     pub access_log_capacity: usize,
     /// Where and how to export trace spans over OTLP/HTTP; `None` (the default) exports nothing.
     pub otlp: Option<OtlpConfig>,
+    /// Database files of stores, instead of the spec's (`--store NAME=PATH`).
+    pub store_overrides: Vec<StoreOverride>,
 }
 
 impl ServerConfig {
@@ -91,6 +94,7 @@ impl ServerConfig {
             access_log: AccessLogTarget::Off,
             access_log_capacity: access_log::DEFAULT_CAPACITY,
             otlp: None,
+            store_overrides: Vec::new(),
         }
     }
 }
@@ -119,6 +123,9 @@ pub enum ServerError {
     /// A schema or filter of the spec does not compile.
     #[error("{0}")]
     Contract(#[from] crate::policies::validate::ContractError),
+    /// A store cannot be opened, or `--store` names none.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -272,6 +279,7 @@ pub fn start_gateway(
     }
     let upstream_overrides = scoped::upstreams(&specs, &config.upstream_overrides)?;
     let auth_overrides = scoped::auth(&specs, &config.auth_overrides)?;
+    let store_overrides = scoped::stores(&specs, &config.store_overrides)?;
     let workers = config
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
@@ -282,8 +290,10 @@ pub fn start_gateway(
     // Everything that can fail is done here, before any thread starts: each API's stage, upstreams and state, the
     // per-worker routers (each with its own connection pools) and the listeners.
     let mut prepared = Vec::with_capacity(apis.len());
-    for (served, (upstream_overrides, auth_overrides)) in
-        apis.into_iter().zip(upstream_overrides.into_iter().zip(auth_overrides))
+    for ((served, (upstream_overrides, auth_overrides)), store_overrides) in apis
+        .into_iter()
+        .zip(upstream_overrides.into_iter().zip(auth_overrides))
+        .zip(store_overrides)
     {
         let api = served.mount.api;
         let stage = match served.stage {
@@ -308,7 +318,8 @@ pub fn start_gateway(
             config.keys.clone(),
             auth,
             config.trust_proxy,
-        )?;
+        )?
+        .with_stores(api, &store_overrides)?;
         // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
         if !served.mount.base_path.is_empty() {
             let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);

@@ -2,6 +2,7 @@
 
 pub mod mock;
 pub mod proxy;
+pub mod store;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -12,6 +13,7 @@ use crate::pipeline::RequestCtx;
 use crate::policies::credentials::{self, Credential};
 use mock::MockResponse;
 use proxy::UpstreamRoute;
+use store::target::StoreTarget;
 
 /// What an operation does once its request is admitted.
 pub(crate) enum Target {
@@ -24,6 +26,8 @@ pub(crate) enum Target {
     },
     /// A fixed response.
     Mock(MockResponse),
+    /// One call to a store.
+    Store(StoreTarget),
 }
 
 impl Target {
@@ -36,6 +40,7 @@ impl Target {
     ) -> Result<Response, GatewayError> {
         match self {
             Target::Mock(mock) => Ok(mock.respond()),
+            Target::Store(store) => store.respond(ctx, parts, body).await,
             Target::Proxy { route, strip } => {
                 if !strip.is_empty() {
                     credentials::strip(&mut parts, strip);

@@ -283,6 +283,7 @@ static DUPLICATE: ApiSpec = ApiSpec {
     default_stage: None,
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -310,6 +311,7 @@ static CONFLICT: ApiSpec = ApiSpec {
     default_stage: None,
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 #[test]

@@ -263,6 +263,7 @@ static STAGED: ApiSpec = ApiSpec {
     default_stage: Some(DEV),
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 /// An environment with `GATEWAY_STAGE_VAR_PETSURL` pointing at `upstream`, and `extra` besides.

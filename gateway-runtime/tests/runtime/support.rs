@@ -161,6 +161,7 @@ pub const ECHO_API: ApiSpec = ApiSpec {
     default_stage: None,
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 /// An API key in `x-api-key`, the scheme of the test APIs that need one.
@@ -441,6 +442,7 @@ pub static API: ApiSpec = ApiSpec {
     default_stage: None,
     spec_sha256: "",
     published: None,
+    stores: &[],
 };
 
 // ---- upstreams ----
