@@ -52,6 +52,104 @@ pub struct Api {
     pub spec_sha256: String,
     /// The published spec (compact JSON), unless `publish_spec: false`.
     pub published: Option<String>,
+    /// Stores, in spec order, each with the tables its targets name.
+    pub stores: Vec<Store>,
+}
+
+/// A store (`x-gateway.stores.<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    /// Its name.
+    pub name: String,
+    /// The SQLite file, as written.
+    pub sqlite: String,
+    /// `synchronous: normal` (else full).
+    pub normal_sync: bool,
+    /// The tables its targets name, in order of first use.
+    pub tables: Vec<StoreTable>,
+}
+
+/// A table of a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTable {
+    /// Its name.
+    pub name: String,
+    /// Fields list targets filter on, in order of first use.
+    pub indexes: Vec<String>,
+}
+
+/// A store target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTarget {
+    /// Index into [`Api::stores`].
+    pub store: usize,
+    /// The table.
+    pub table: String,
+    /// What it does.
+    pub action: StoreAction,
+    /// The key template (empty for list and create).
+    pub key: Vec<KeyPart>,
+    /// List filters.
+    pub filters: Vec<StoreFilter>,
+    /// Create: the id field (empty otherwise).
+    pub id_field: String,
+}
+
+/// What a store target does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAction {
+    /// Read one item.
+    Get,
+    /// Create or replace one item.
+    Put,
+    /// Merge-patch one item.
+    Merge,
+    /// Remove one item.
+    Delete,
+    /// A page of items.
+    List,
+    /// A new item under a new id.
+    Create,
+}
+
+impl StoreAction {
+    /// Every action with its name in the spec.
+    pub const ALL: [(&'static str, StoreAction); 6] = [
+        ("get", StoreAction::Get),
+        ("put", StoreAction::Put),
+        ("merge", StoreAction::Merge),
+        ("delete", StoreAction::Delete),
+        ("list", StoreAction::List),
+        ("create", StoreAction::Create),
+    ];
+
+    /// Whether it stores the request body (so the body is validated).
+    pub fn writes_body(self) -> bool {
+        matches!(self, StoreAction::Put | StoreAction::Merge | StoreAction::Create)
+    }
+
+    /// Whether it addresses one item by key.
+    pub fn keyed(self) -> bool {
+        !matches!(self, StoreAction::List | StoreAction::Create)
+    }
+}
+
+/// A piece of a store key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// Literal text.
+    Literal(String),
+    /// Path parameter by template index.
+    Param(usize),
+}
+
+/// A list filter: a query parameter and the JSON type its value is compared as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFilter {
+    /// The query parameter (and field) name.
+    pub query: String,
+    /// `String`, `Integer`, `Number` or `Boolean` (the runtime's `StoreFilterKind` variant).
+    pub kind: &'static str,
 }
 
 /// A deployment stage.
@@ -690,6 +788,8 @@ pub enum Target {
     },
     /// Fixed response.
     Mock(Mock),
+    /// One call to a store.
+    Store(StoreTarget),
 }
 
 /// A piece of an upstream path.

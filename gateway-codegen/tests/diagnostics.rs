@@ -1402,3 +1402,217 @@ fn stage_overrides_of_cors_and_upstreams_are_emitted_and_checked() {
         11,
     );
 }
+
+/// A valid spec with store targets, broken one way at a time by the store tests.
+const STORE_BASE: &str = r#"openapi: 3.0.3
+info: { title: T, version: "1" }
+x-gateway:
+  stores:
+    main: { sqlite: data/t.db }
+paths:
+  /pets/{petId}:
+    get:
+      operationId: getPet
+      parameters:
+        - { name: petId, in: path, required: true, schema: { type: string } }
+      x-gateway:
+        target: { store: main, table: pets, action: get, key: "{path.petId}" }
+      responses: { "200": { description: ok } }
+  /pets:
+    get:
+      operationId: listPets
+      parameters:
+        - { name: status, in: query, schema: { type: string } }
+      x-gateway:
+        target: { store: main, table: pets, action: list, filter: [status] }
+      responses: { "200": { description: ok } }
+    post:
+      operationId: createPet
+      requestBody:
+        content:
+          application/json:
+            schema: { type: object, required: [name], properties: { name: { type: string } } }
+      x-gateway:
+        target: { store: main, table: pets, action: create }
+      responses: { "201": { description: ok } }
+"#;
+
+#[test]
+fn store_targets_generate_their_stores_tables_indexes_and_a_validated_body() {
+    let g = run(STORE_BASE).expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(api.contains("StoreSpec {"), "{api}");
+    assert!(api.contains("sqlite: \"data/t.db\""));
+    assert!(api.contains("StoreTableSpec {"));
+    assert!(api.contains("indexes: &[\"status\"]"));
+    assert!(api.contains("action: StoreAction::Create"));
+    assert!(api.contains("id_field: \"id\""));
+    assert!(api.contains("kind: StoreFilterKind::String"));
+    // The create's body is validated although `validate.body` is not set.
+    assert!(api.contains("validate: true"), "{api}");
+    // Turning it off explicitly is overridden, with a warning.
+    let off = STORE_BASE.replace(
+        "        target: { store: main, table: pets, action: create }\n",
+        "        target: { store: main, table: pets, action: create }\n        validate: { body: false }\n",
+    );
+    let diagnostics = run(&off).map(|_| Vec::new()).unwrap_or_else(|d| d);
+    assert!(diagnostics.is_empty(), "warnings only: {diagnostics:#?}");
+    let g = run(&off).expect("a warning only");
+    assert!(g.files["src/api.rs"].contains("validate: true"));
+}
+
+#[test]
+fn a_store_target_names_a_defined_store_a_known_action_and_a_valid_table() {
+    let e = single_error(
+        &STORE_BASE.replace(
+            "store: main, table: pets, action: get",
+            "store: mian, table: pets, action: get",
+        ),
+        "store `mian` is not defined",
+        13,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `main`?"));
+    let e = single_error(
+        &STORE_BASE.replace("action: list,", "action: lsit,"),
+        "unknown store action `lsit`",
+        21,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `list`?"));
+    let e = single_error(
+        &STORE_BASE.replace("action: get,", "action: fetch,"),
+        "unknown store action `fetch`",
+        13,
+    );
+    assert_eq!(e.help.as_deref(), Some("one of: get, put, merge, delete, list, create"));
+    single_error(
+        &STORE_BASE.replace("table: pets, action: get", "table: pet-s, action: get"),
+        "`pet-s` cannot name a table",
+        13,
+    );
+    single_error(
+        &STORE_BASE.replace("table: pets, action: get", "table: sqlite_x, action: get"),
+        "`sqlite_x` cannot name a table",
+        13,
+    );
+    single_error(
+        &STORE_BASE.replace("main: { sqlite: data/t.db }", "main: { synchronous: normal }"),
+        "store `main` needs `sqlite`",
+        5,
+    );
+    let e = single_error(
+        &STORE_BASE.replace(
+            "main: { sqlite: data/t.db }",
+            "main: { sqlite: data/t.db, synchronous: ful }",
+        ),
+        "`synchronous: ful` is not `full` or `normal`",
+        5,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `full`?"));
+}
+
+#[test]
+fn a_store_key_is_required_for_one_item_refused_for_many_and_made_of_path_parameters() {
+    single_error(
+        &STORE_BASE.replace(", key: \"{path.petId}\"", ""),
+        "a store `get` needs `key`",
+        13,
+    );
+    single_error(
+        &STORE_BASE.replace("action: list, filter: [status]", "action: list, key: x"),
+        "it takes no `key`",
+        21,
+    );
+    single_error(
+        &STORE_BASE.replace("action: create }", "action: create, key: x }"),
+        "`create` makes the key itself",
+        30,
+    );
+    let e = single_error(
+        &STORE_BASE.replace("key: \"{path.petId}\"", "key: \"{path.petID}\""),
+        "key placeholder `{path.petID}` names no path parameter",
+        13,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `{path.petId}`?"));
+    single_error(
+        &STORE_BASE.replace("key: \"{path.petId}\"", "key: \"{query.q}\""),
+        "a key is made of path parameters only",
+        13,
+    );
+    single_error(
+        &STORE_BASE.replace("key: \"{path.petId}\" }", "key: \"{path.petId}\", path: /x }"),
+        "`path` rewrites an upstream path; a store target has none",
+        13,
+    );
+    single_error(
+        &STORE_BASE.replace("action: get, key", "action: get, id_field: pid, key"),
+        "`id_field` says where `create` writes the id it makes",
+        13,
+    );
+}
+
+#[test]
+fn store_filters_are_declared_scalar_query_parameters() {
+    let e = single_error(
+        &STORE_BASE.replace("filter: [status]", "filter: [statsu]"),
+        "filter `statsu` is not a query parameter of this operation",
+        21,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `status`?"));
+    single_error(
+        &STORE_BASE.replace(
+            "{ name: status, in: query, schema: { type: string } }",
+            "{ name: status, in: query, schema: { type: array, items: { type: string } } }",
+        ),
+        "filter `status` compares one value, and `status` is an array",
+        21,
+    );
+    single_error(
+        &STORE_BASE.replace("filter: [status]", "filter: [limit]"),
+        "`limit` pages the list",
+        21,
+    );
+    single_error(
+        &STORE_BASE.replace("action: get, key", "action: get, filter: [status], key"),
+        "only `list` filters",
+        13,
+    );
+    // Typed parameters are compared as their JSON type.
+    let typed = STORE_BASE.replace(
+        "{ name: status, in: query, schema: { type: string } }",
+        "{ name: status, in: query, schema: { type: integer } }",
+    );
+    assert!(run(&typed).expect("valid").files["src/api.rs"].contains("StoreFilterKind::Integer"));
+}
+
+#[test]
+fn a_target_has_exactly_one_kind_and_store_settings_only_with_store() {
+    single_error(
+        &STORE_BASE.replace(
+            "target: { store: main, table: pets, action: list",
+            "target: { mock: { status: 200 }, store: main, table: pets, action: list",
+        ),
+        "a target has both `mock` and `store`",
+        21,
+    );
+    let errs = errors(&STORE_BASE.replace(
+        "target: { store: main, table: pets, action: get, key: \"{path.petId}\" }",
+        "target: { table: pets }",
+    ));
+    let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages.contains(&"a target needs `upstream`, `mock` or `store`"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"`table` is a setting of store targets"),
+        "{messages:?}"
+    );
+    single_error(
+        &STORE_BASE.replace(
+            "application/json:\n            schema: { type: object",
+            "text/plain:\n            schema: { type: object",
+        ),
+        "declares no JSON media type",
+        26,
+    );
+}

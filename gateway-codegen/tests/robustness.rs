@@ -1313,6 +1313,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         published: None,
         schemas: Vec::new(),
         filters: Vec::new(),
+        stores: Vec::new(),
     }
 }
 

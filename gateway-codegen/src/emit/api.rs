@@ -7,9 +7,9 @@ use quote::{format_ident, quote};
 
 use crate::model::{
     Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cors, Edits, FormField, GatewayResponse, Invalidate, JwtKeys,
-    KeyLocation, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
-    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Target, TemplatePart, Throttle, Transform, Upstream,
-    UsagePlan,
+    KeyLocation, KeyPart, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
+    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Store, StoreAction, Target, TemplatePart, Throttle, Transform,
+    Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -51,6 +51,7 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let api_cors = option(api_cors_index.map(cors_ref));
     let spec_sha256 = &api.spec_sha256;
     let published = option(api.published.as_ref().map(|_| quote!(include_str!("openapi.json"))));
+    let stores = api.stores.iter().map(store);
     let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
@@ -72,6 +73,7 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             default_stage: #default_stage,
             spec_sha256: #spec_sha256,
             published: #published,
+            stores: &[#(#stores),*],
         };
 
         #cors_table
@@ -137,6 +139,14 @@ fn imports(table: &TokenStream) -> TokenStream {
         "StageSpec",
         "StageUpstreamSpec",
         "StatusMatch",
+        "StoreAction",
+        "StoreFilterKind",
+        "StoreFilterSpec",
+        "StoreKeyPart",
+        "StoreSpec",
+        "StoreSync",
+        "StoreTableSpec",
+        "StoreTargetSpec",
         "TargetSpec",
         "ThrottleScope",
         "ThrottleSpec",
@@ -519,6 +529,61 @@ fn target(target: &Target) -> TokenStream {
                 })
             }
         }
+        Target::Store(target) => store_target(target),
+    }
+}
+
+fn store(store: &Store) -> TokenStream {
+    let name = &store.name;
+    let sqlite = &store.sqlite;
+    let synchronous = if store.normal_sync {
+        quote!(StoreSync::Normal)
+    } else {
+        quote!(StoreSync::Full)
+    };
+    let tables = store.tables.iter().map(|table| {
+        let name = &table.name;
+        let indexes = &table.indexes;
+        quote!(StoreTableSpec { name: #name, indexes: &[#(#indexes),*] })
+    });
+    quote! {
+        StoreSpec { name: #name, sqlite: #sqlite, synchronous: #synchronous, tables: &[#(#tables),*] }
+    }
+}
+
+fn store_target(target: &crate::model::StoreTarget) -> TokenStream {
+    let store = Literal::usize_unsuffixed(target.store);
+    let table = &target.table;
+    let action = match target.action {
+        StoreAction::Get => quote!(StoreAction::Get),
+        StoreAction::Put => quote!(StoreAction::Put),
+        StoreAction::Merge => quote!(StoreAction::Merge),
+        StoreAction::Delete => quote!(StoreAction::Delete),
+        StoreAction::List => quote!(StoreAction::List),
+        StoreAction::Create => quote!(StoreAction::Create),
+    };
+    let key = target.key.iter().map(|part| match part {
+        KeyPart::Literal(text) => quote!(StoreKeyPart::Literal(#text)),
+        KeyPart::Param(i) => {
+            let i = Literal::usize_unsuffixed(*i);
+            quote!(StoreKeyPart::Param(#i))
+        }
+    });
+    let filters = target.filters.iter().map(|f| {
+        let query = &f.query;
+        let kind = format_ident!("{}", f.kind);
+        quote!(StoreFilterSpec { query: #query, kind: StoreFilterKind::#kind })
+    });
+    let id_field = &target.id_field;
+    quote! {
+        TargetSpec::Store(StoreTargetSpec {
+            store: #store,
+            table: #table,
+            action: #action,
+            key: &[#(#key),*],
+            filters: &[#(#filters),*],
+            id_field: #id_field,
+        })
     }
 }
 

@@ -56,6 +56,20 @@ pub struct RootExt {
     pub default_stage: Option<String>,
     /// Serve the spec (without `x-gateway` and skipped operations) on `GET /_gateway/openapi.json`. Default true.
     pub publish_spec: Option<bool>,
+    /// Named stores that store targets keep their items in.
+    #[serde(default)]
+    pub stores: IndexMap<String, StoreExt>,
+}
+
+/// A store under `x-gateway.stores`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreExt {
+    /// The SQLite database file, relative to the gateway's working directory; `--store NAME=PATH` overrides it.
+    pub sqlite: Option<String>,
+    /// `full` (default): a commit is on disk before it is acknowledged; `normal`: it survives a killed gateway,
+    /// not a power loss.
+    pub synchronous: Option<String>,
 }
 
 /// `stages.<name>`.
@@ -479,7 +493,7 @@ pub struct UpstreamExt {
     pub connect_timeout: Option<DurationValue>,
 }
 
-/// `target:`: exactly one of `upstream` or `mock`.
+/// `target:`: exactly one kind of target (`upstream`, `mock`, `store`), with its settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetExt {
@@ -489,6 +503,18 @@ pub struct TargetExt {
     pub path: Option<String>,
     /// Answer with a fixed response instead.
     pub mock: Option<MockExt>,
+    /// Read or write items of this named store (with `table`, `action`, `key`, `filter`, `id_field`).
+    pub store: Option<String>,
+    /// Store targets: the table.
+    pub table: Option<String>,
+    /// Store targets: `get`, `put`, `merge`, `delete`, `list` or `create`.
+    pub action: Option<String>,
+    /// Store targets: the item's key, a template of path parameters (`{path.petId}`); not for `list`, `create`.
+    pub key: Option<String>,
+    /// Store targets, `list`: query parameters that filter by equality on the top-level field of the same name.
+    pub filter: Option<Vec<String>>,
+    /// Store targets, `create`: the top-level field the new id is written to. Default `id`.
+    pub id_field: Option<String>,
 }
 
 /// `target.mock:`: a fixed response.

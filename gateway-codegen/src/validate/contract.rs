@@ -124,18 +124,38 @@ impl<'s> Document<'s> {
 }
 
 /// The request body policy of an operation.
+///
+/// `force` turns validation on whatever `validate.body` says: for targets that keep the body as data (a store's
+/// writes) or hand it to code (functions), an unchecked body is not an option. Such an operation needs a JSON media
+/// type in its `requestBody`; without a `requestBody` there is nothing to check against, which is a warning.
 pub(super) fn check_body(
     spec: &ParsedSpec,
     op: &ParsedOperation,
     document: &mut Document<'_>,
     tables: &mut Tables,
+    force: bool,
     diags: &mut Diagnostics,
 ) -> Body {
     let settings = Settings::of(spec, op);
     let max = settings
         .get("max_body", |v| v.max_body.map(|s| s.0))
         .map_or(DEFAULT_MAX_BODY, |(_, m)| m);
-    let validate = settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
+    let setting = settings.get("body", |v| v.body);
+    if force {
+        if let Some((at, false)) = &setting {
+            diags.push(
+                Diagnostic::warning(at, "`validate: { body: false }` is ignored: this operation's target keeps the body, so it is always checked against the `requestBody`")
+                    .help("remove `body: false` here"),
+            );
+        }
+        if op.operation.request_body.is_none() {
+            diags.push(
+                Diagnostic::warning(&op.pointer, format!("{} {} stores its request body but declares no `requestBody`: any JSON is accepted", op.method, op.template))
+                    .help("declare `requestBody: { required: true, content: { application/json: { schema: ... } } }` to have bodies checked"),
+            );
+        }
+    }
+    let validate = force || setting.is_some_and(|(_, on)| on);
     let mut body = Body {
         validate,
         ..Body::limit(max)
@@ -152,6 +172,17 @@ pub(super) fn check_body(
         return body;
     };
     body.required = resolved.required;
+    if force && !resolved.content.keys().any(|m| kind(&essence(m)) == Kind::Json) {
+        diags.push(
+            Diagnostic::error(
+                format!("{base}/content"),
+                "this operation's target keeps its body as JSON, but its `requestBody` declares no JSON media type",
+            )
+            .help(
+                "declare `application/json` (and for a merge, `application/merge-patch+json`) with the item's schema",
+            ),
+        );
+    }
     for (media_type, content) in &resolved.content {
         let range = essence(media_type);
         let at = format!("{base}/content/{}/schema", escape_segment(media_type));

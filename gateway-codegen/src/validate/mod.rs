@@ -13,6 +13,7 @@ mod responses;
 mod routes;
 mod security;
 mod stages;
+mod stores;
 mod targets;
 mod transforms;
 mod upstreams;
@@ -36,6 +37,7 @@ use limits::{check_op_plans, check_throttle, check_usage_plans, op_throttle};
 use responses::{check_hosts, check_responses};
 use routes::{check_path_params, check_routes, derived_id, merge_variants, route_parts};
 use security::Security;
+use stores::Stores;
 use targets::check_target;
 use upstreams::Upstreams;
 
@@ -84,6 +86,8 @@ pub struct Checked<'a> {
     pub hosts: Vec<String>,
     /// Top-level gateway responses.
     pub responses: Vec<GatewayResponse>,
+    /// Stores, with the tables their targets use.
+    pub stores: Vec<crate::model::Store>,
     /// Converted schemas and filters, shared by the operations.
     pub tables: Tables,
     /// The security schemes operations use.
@@ -179,6 +183,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     let base_path = spec.root.base_path.clone().unwrap_or_default();
     check_base_path(&base_path, "/x-gateway/base_path", diags);
     let mut upstreams = Upstreams::new(spec, diags);
+    let mut stores = Stores::new(spec, diags);
     let (stages, default_stage) = stages::check_stages(&spec.root, &upstreams, diags);
     let throttle = spec
         .root
@@ -230,6 +235,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             &op_security.alternatives,
             security.schemes(),
             &mut upstreams,
+            &mut stores,
             diags,
         ) {
             checked.order = operations.len();
@@ -239,7 +245,9 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.responses = op_responses(&spec.root, op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
-            checked.body = contract::check_body(spec, op, &mut document, &mut tables, diags);
+            // A target that keeps or hands on the body as data needs it checked, whatever `validate.body` says.
+            let force_body = matches!(&checked.target, Some(Target::Store(s)) if s.action.writes_body());
+            checked.body = contract::check_body(spec, op, &mut document, &mut tables, force_body, diags);
             checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
             checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
             checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);
@@ -276,6 +284,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         usage_plans,
         hosts,
         responses,
+        stores: stores.finish(),
         tables,
         schemes: security.finish(),
         cors: root_cors,
@@ -391,6 +400,7 @@ fn plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_operation<'a>(
     spec: &ParsedSpec,
     op: &'a ParsedOperation,
@@ -398,6 +408,7 @@ fn check_operation<'a>(
     security: &[Vec<Requirement>],
     schemes: &[Scheme],
     upstreams: &mut Upstreams,
+    stores: &mut Stores,
     diags: &mut Diagnostics,
 ) -> Option<CheckedOperation<'a>> {
     let id = op.operation.operation_id.clone().unwrap_or_else(|| derived_id(op));
@@ -438,7 +449,7 @@ fn check_operation<'a>(
             .help("rename the path, or leave it out with `x-gateway: { skip: true }`"),
         );
     }
-    let target = check_target(spec, op, ctx, &path_params, upstreams, diags);
+    let target = check_target(spec, op, ctx, &path_params, upstreams, stores, diags);
     let cache = check_cache(spec, op, security, schemes, diags);
     // Returned even when its target is in error, so that route conflicts are still checked and reported in the
     // same run; `validate` fails as a whole if anything was wrong.

@@ -1,6 +1,7 @@
-//! Targets: where each operation goes (an upstream with an optional rewrite, or a mock), inherited from the
-//! operation, its path item or the top level.
+//! Targets: where each operation goes (an upstream with an optional rewrite, a mock, or a store), inherited from
+//! the operation, its path item or the top level.
 
+use super::stores::{STORE_KEYS, Stores, check_store_target};
 use super::upstreams::{Upstreams, check_url, server_url};
 use super::{Context, check_header_name, inherited};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
@@ -19,12 +20,32 @@ pub(super) fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation
     })
 }
 
+/// The keys of `target` that choose its kind, those it has first: exactly one is needed.
+fn kinds(target: &TargetExt) -> [(&'static str, bool); 3] {
+    [
+        ("upstream", target.upstream.is_some()),
+        ("mock", target.mock.is_some()),
+        ("store", target.store.is_some()),
+    ]
+}
+
+/// `a`, `a or b`, `a, b or c`: each name in backquotes.
+fn alternatives(names: &[&str], last: &str) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((only, [])) => only.clone(),
+        Some((end, rest)) => format!("{} {last} {end}", rest.join(", ")),
+    }
+}
+
 pub(super) fn check_target(
     spec: &ParsedSpec,
     op: &ParsedOperation,
     ctx: &Context,
     path_params: &[String],
     upstreams: &mut Upstreams,
+    stores: &mut Stores,
     diags: &mut Diagnostics,
 ) -> Option<Target> {
     if op.ext_failed || spec.root_failed {
@@ -34,23 +55,47 @@ pub(super) fn check_target(
     let Some((at, target)) = effective_target(spec, op) else {
         return implicit_target(op, ctx, path_params, upstreams, diags);
     };
-    match (&target.upstream, &target.mock) {
-        (Some(_), Some(_)) => {
+    let kinds = kinds(target);
+    let present: Vec<&str> = kinds.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+    if target.store.is_none() {
+        // A store's settings on another kind of target are a mistake either way: report them with the kind.
+        let misplaced = [
+            target.table.is_some(),
+            target.action.is_some(),
+            target.key.is_some(),
+            target.filter.is_some(),
+            target.id_field.is_some(),
+        ];
+        for (key, _) in STORE_KEYS.iter().zip(misplaced).filter(|(_, set)| *set) {
             diags.push(
-                Diagnostic::error(&at, "a target has both `upstream` and `mock`")
-                    .help("keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response"),
+                Diagnostic::error(format!("{at}/{key}"), format!("`{key}` is a setting of store targets")).help(
+                    format!("add `store: NAME` to make this a store target, or remove `{key}`"),
+                ),
             );
-            None
         }
-        (None, None) => {
+    }
+    match present.as_slice() {
+        [] => {
+            let all: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
             diags.push(
-                Diagnostic::error(&at, "a target needs `upstream` or `mock`").help(
-                    "e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`",
+                Diagnostic::error(&at, format!("a target needs {}", alternatives(&all, "or"))).help(
+                    "e.g. `target: { upstream: pets }`, `target: { mock: { status: 200, body: { ok: true } } }` or `target: { store: main, table: pets, action: get, key: \"{path.petId}\" }`",
                 ),
             );
             None
         }
-        (None, Some(mock)) => {
+        [_, _, ..] => {
+            let message = match present.as_slice() {
+                [a, b] => format!("a target has both `{a}` and `{b}`"),
+                _ => format!("a target has {}", alternatives(&present, "and")),
+            };
+            diags.push(Diagnostic::error(&at, message).help(
+                "keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response, `store:` reads or writes a stored item",
+            ));
+            None
+        }
+        ["mock"] => {
+            let mock = target.mock.as_ref()?;
             if target.path.is_some() {
                 diags.push(
                     Diagnostic::error(
@@ -62,7 +107,12 @@ pub(super) fn check_target(
             }
             check_mock(mock, &format!("{at}/mock"), diags).map(Target::Mock)
         }
-        (Some(name), None) => {
+        ["store"] => {
+            let name = target.store.as_deref()?;
+            check_store_target(spec, op, &at, target, name, path_params, stores, diags)
+        }
+        _ => {
+            let name = target.upstream.as_deref()?;
             let Some(upstream) = upstreams.named(name) else {
                 let mut d = Diagnostic::error(format!("{at}/upstream"), format!("upstream `{name}` is not defined"));
                 let known: Vec<&str> = upstreams.names().collect();
