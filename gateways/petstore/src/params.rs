@@ -244,6 +244,103 @@ impl rt::FromRequestParams for AdoptPetParams {
     }
 }
 
+/// Parameters of `listAdoptions`: `GET /adoptions`.
+///
+/// Adoptions in the order they were made, a page at a time, optionally by status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListAdoptionsParams {
+    /// `status` (query).
+    pub status: ::core::option::Option<AdoptionStatus>,
+    /// `limit` (query): Adoptions per page (default 50).
+    pub limit: ::core::option::Option<i64>,
+    /// `cursor` (query): The `next_cursor` of the page before.
+    pub cursor: ::core::option::Option<::std::string::String>,
+}
+
+impl rt::FromRequestParams for ListAdoptionsParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            status: p.get(rt::ParamIn::Query, "status")?,
+            limit: p.get(rt::ParamIn::Query, "limit")?,
+            cursor: p.get(rt::ParamIn::Query, "cursor")?,
+        })
+    }
+}
+
+/// Parameters of `getAdoption`: `GET /adoptions/{adoptionId}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetAdoptionParams {
+    /// `adoptionId` (path).
+    pub adoption_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for GetAdoptionParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
+        })
+    }
+}
+
+/// Parameters of `putAdoption`: `PUT /adoptions/{adoptionId}`.
+///
+/// Create or replace; `If-Match` makes it conditional, `If-None-Match: *` create-only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutAdoptionParams {
+    /// `adoptionId` (path).
+    pub adoption_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for PutAdoptionParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
+        })
+    }
+}
+
+/// Parameters of `deleteAdoption`: `DELETE /adoptions/{adoptionId}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteAdoptionParams {
+    /// `adoptionId` (path).
+    pub adoption_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for DeleteAdoptionParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
+        })
+    }
+}
+
+/// Parameters of `patchAdoption`: `PATCH /adoptions/{adoptionId}`.
+///
+/// A JSON merge patch (RFC 7396); `null` removes a field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchAdoptionParams {
+    /// `adoptionId` (path).
+    pub adoption_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for PatchAdoptionParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
+        })
+    }
+}
+
 /// Parameters of `getReport`: `GET /reports/{reportId}`.
 ///
 /// Slow reports; the upstream has a 1s timeout.
@@ -260,6 +357,44 @@ impl rt::FromRequestParams for GetReportParams {
         ::core::result::Result::Ok(Self {
             report_id: p.require(rt::ParamIn::Path(0), "reportId")?,
         })
+    }
+}
+
+/// A string enum: one of `requested`, `approved`, `completed`, `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdoptionStatus {
+    /// `requested`
+    Requested,
+    /// `approved`
+    Approved,
+    /// `completed`
+    Completed,
+    /// `cancelled`
+    Cancelled,
+}
+
+impl AdoptionStatus {
+    /// The value as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Approved => "approved",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl rt::ParamValue for AdoptionStatus {
+    const EXPECTED: &'static str = "one of `requested`, `approved`, `completed`, `cancelled`";
+    fn parse_param(raw: &str) -> ::core::option::Option<Self> {
+        match raw {
+            "requested" => ::core::option::Option::Some(Self::Requested),
+            "approved" => ::core::option::Option::Some(Self::Approved),
+            "completed" => ::core::option::Option::Some(Self::Completed),
+            "cancelled" => ::core::option::Option::Some(Self::Cancelled),
+            _ => ::core::option::Option::None,
+        }
     }
 }
 
