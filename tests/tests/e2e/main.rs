@@ -15,5 +15,6 @@ mod observability;
 mod proxy;
 mod several_apis;
 mod stages;
+mod store;
 mod support;
 mod tracing;
