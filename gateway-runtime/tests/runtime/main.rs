@@ -10,5 +10,6 @@ mod published;
 mod routing;
 mod several_apis;
 mod stages;
+mod store;
 mod support;
 mod upstream_verified;
