@@ -85,10 +85,16 @@ impl SharedState {
         self
     }
 
-    /// The state with `api`'s stores opened (each at its `--store` path when `overrides` names it): their files,
-    /// directories, tables and indexes created if missing.
-    pub fn with_stores(mut self, api: &'static ApiSpec, overrides: &[StoreOverride]) -> Result<Self, StoreError> {
-        self.stores = store::open_all(api.stores, overrides)?;
+    /// The state with `api`'s stores opened (each at its `--store` path when `overrides` names it, with at most
+    /// `max_batch` writes per transaction when given): their files, directories, tables and indexes created if
+    /// missing.
+    pub fn with_stores(
+        mut self,
+        api: &'static ApiSpec,
+        overrides: &[StoreOverride],
+        max_batch: Option<usize>,
+    ) -> Result<Self, StoreError> {
+        self.stores = store::open_all(api.stores, overrides, max_batch)?;
         Ok(self)
     }
 

@@ -25,6 +25,7 @@ mod report;
 mod rounds;
 mod servers;
 mod slow_upstream;
+mod store;
 mod variants;
 mod wrk;
 
@@ -49,7 +50,8 @@ pub struct Args {
     /// Length of the warm-up run of each target, before the measured rounds.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
-    /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`, `contract`, `observability`).
+    /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`, `contract`, `observability`,
+    /// `store`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
     pub connections: u32,
     /// Measured rounds; every figure is the median over them.
@@ -86,10 +88,13 @@ pub enum Scenario {
     Contract,
     /// What metrics (scraped) and the access log (to a file) cost: the gateway with them on against off.
     Observability,
+    /// Store targets: acknowledged durable writes/s (FULL with group commit, FULL one commit per write, NORMAL) and
+    /// reads/s.
+    Store,
 }
 
 impl Scenario {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -98,6 +103,7 @@ impl Scenario {
         Self::Policies,
         Self::Contract,
         Self::Observability,
+        Self::Store,
     ];
 
     /// Runs the scenario. A new scenario is one function here.
@@ -111,6 +117,7 @@ impl Scenario {
             Self::Policies => policies::run(bench),
             Self::Contract => contract::run(bench),
             Self::Observability => observability::run(bench),
+            Self::Store => store::run(bench),
         }
     }
 
@@ -119,7 +126,7 @@ impl Scenario {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
-            Self::Policies | Self::Contract | Self::Observability => &["wrk"],
+            Self::Policies | Self::Contract | Self::Observability | Self::Store => &["wrk"],
             Self::Codegen => &[],
         }
     }
@@ -135,6 +142,7 @@ impl Scenario {
                 | Self::Policies
                 | Self::Contract
                 | Self::Observability
+                | Self::Store
         )
     }
 

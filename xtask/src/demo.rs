@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::process::{Server, http_get, http_get_with};
+use crate::process::{Server, http_get, http_request};
 use crate::workspace_root;
 
 #[derive(clap::Args, Debug)]
@@ -71,6 +71,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let access_log = workspace_root().join("target/demo-access.log");
     // This run's lines only.
     std::fs::write(&access_log, "").with_context(|| format!("creating {}", access_log.display()))?;
+    // Adoptions are kept from one demo to the next, in the spec's store file under target/.
+    let store_file = workspace_root().join("target/petstore-data/petstore.db");
     let gateway = Server::start(
         &bin.join("petstore-gateway"),
         &[
@@ -89,6 +91,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             format!("reports={url}/reporting"),
             "--upstream".into(),
             format!("default={url}/api"),
+            // The store's file, wherever the demo is run from (the spec's path is relative to the working directory).
+            "--store".into(),
+            format!("main={}", store_file.display()),
         ],
         "petstore-gateway",
     )
@@ -159,6 +164,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' 'http://{root}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410"
     );
     println!(
+        "  curl -i -X POST -H 'content-type: application/json' -d '{{\"petId\": 42, \"adopter\": \"Ann\", \"status\": \"requested\"}}' 'http://{root}/adoptions'    # stored by the gateway (store `main`, {}): 201, Location, ETag",
+        store_file.display()
+    );
+    println!(
+        "  curl -i 'http://{root}/adoptions?status=requested&limit=10'    # a page of adoptions by status: {{\"items\": [...], \"next_cursor\": ...}}"
+    );
+    println!(
+        "  curl -i -X PATCH -H 'content-type: application/merge-patch+json' -H 'If-Match: \"1\"' -d '{{\"status\": \"approved\"}}' 'http://{root}/adoptions/ID'    # a merge patch, only if the version is still 1 (else 412)"
+    );
+    println!(
         "  curl -s 'http://{}/metrics' | grep gateway_requests_total    # Prometheus metrics",
         args.admin_listen
     );
@@ -195,6 +210,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             smoke(gateway.addr, &format!("{base}{path}"), &[], what)?;
         }
         show_observability(args.admin_listen, &access_log)?;
+        smoke_store(gateway.addr, &base)?;
         smoke(store.addr, "/orders", &[], "no key: 401")?;
         for i in 1..=6 {
             let what = if i <= 5 {
@@ -228,18 +244,88 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 /// One request of the smoke run, printed with its status, cache and limit headers, and the start of its body.
 fn smoke(addr: SocketAddr, path: &str, headers: &[(&str, &str)], what: &str) -> anyhow::Result<()> {
-    let (status, response) = http_get_with(addr, path, headers)?;
+    smoke_request(addr, "GET", path, headers, None, what).map(|_| ())
+}
+
+/// [`smoke`] for any method and body; returns the status and the response's head and body.
+fn smoke_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    what: &str,
+) -> anyhow::Result<(u16, String, String)> {
+    let (status, response) = http_request(addr, method, path, headers, body)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let mut notes = String::new();
-    for name in ["x-cache", "ratelimit", "retry-after"] {
+    for name in ["x-cache", "ratelimit", "retry-after", "etag", "location"] {
         if let Some(value) = head.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))) {
             notes.push_str(&format!(" [{name}: {value}]"));
         }
     }
     println!(
-        "GET {path} -> {status}{notes} ({what})\n  {}",
+        "{method} {path} -> {status}{notes} ({what})\n  {}",
         body.trim().chars().take(160).collect::<String>()
     );
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// The store-backed `/adoptions` of the smoke run: a create, a read of its `Location`, a conditional merge patch
+/// that holds and one that no longer does, a list by status, and a write the schema refuses.
+fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
+    println!();
+    let json = [("content-type", "application/json")];
+    let (status, head, _) = smoke_request(
+        addr,
+        "POST",
+        &format!("{base}/adoptions"),
+        &json,
+        Some(r#"{"petId": 42, "adopter": "Ann", "status": "requested"}"#),
+        "stored by the gateway: 201, the new id in Location",
+    )?;
+    anyhow::ensure!(status == 201, "POST /adoptions answered {status}");
+    let location = head
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .context("the create answered no Location")?
+        .trim()
+        .to_owned();
+    smoke_request(addr, "GET", &location, &[], None, "read back, with its ETag")?;
+    let patch = [("content-type", "application/merge-patch+json"), ("if-match", "\"1\"")];
+    let approve = Some(r#"{"status": "approved"}"#);
+    smoke_request(
+        addr,
+        "PATCH",
+        &location,
+        &patch,
+        approve,
+        "a merge patch if still at version 1",
+    )?;
+    smoke_request(
+        addr,
+        "PATCH",
+        &location,
+        &patch,
+        approve,
+        "the same again: 412, the version moved on",
+    )?;
+    smoke_request(
+        addr,
+        "GET",
+        &format!("{base}/adoptions?status=approved&limit=2"),
+        &[],
+        None,
+        "a page of approved adoptions",
+    )?;
+    smoke_request(
+        addr,
+        "POST",
+        &format!("{base}/adoptions"),
+        &json,
+        Some(r#"{"petId": 0, "adopter": "", "status": "lost"}"#),
+        "refused by the schema, nothing stored",
+    )?;
     Ok(())
 }
 

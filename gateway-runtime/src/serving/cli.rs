@@ -95,6 +95,11 @@ struct Args {
     #[arg(long = "store", value_name = "NAME=PATH")]
     stores: Vec<StoreOverride>,
 
+    /// The most writes a store commits in one transaction, and so in one flush to disk [default: 1024]; 1 commits
+    /// every write on its own.
+    #[arg(long, value_name = "N")]
+    store_max_batch: Option<NonZeroUsize>,
+
     /// Fetch the JWKS of the JWT scheme NAME from URL instead of its `jwks_url` (repeatable).
     #[arg(long = "jwks-url", value_name = "NAME=URL", value_parser = parse_assignment)]
     jwks_urls: Vec<(String, String)>,
@@ -464,6 +469,7 @@ where
             ..OtlpConfig::new(endpoint)
         }),
         store_overrides: args.stores,
+        store_max_batch: args.store_max_batch,
     };
     let served_name = served.name;
     let served = served

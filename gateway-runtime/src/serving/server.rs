@@ -75,6 +75,8 @@ pub struct ServerConfig {
     pub otlp: Option<OtlpConfig>,
     /// Database files of stores, instead of the spec's (`--store NAME=PATH`).
     pub store_overrides: Vec<StoreOverride>,
+    /// The most writes a store commits in one transaction (`--store-max-batch`); `None`: the default, 1024.
+    pub store_max_batch: Option<NonZeroUsize>,
 }
 
 impl ServerConfig {
@@ -95,6 +97,7 @@ impl ServerConfig {
             access_log_capacity: access_log::DEFAULT_CAPACITY,
             otlp: None,
             store_overrides: Vec::new(),
+            store_max_batch: None,
         }
     }
 }
@@ -319,7 +322,7 @@ pub fn start_gateway(
             auth,
             config.trust_proxy,
         )?
-        .with_stores(api, &store_overrides)?;
+        .with_stores(api, &store_overrides, config.store_max_batch.map(NonZeroUsize::get))?;
         // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
         if !served.mount.base_path.is_empty() {
             let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);

@@ -12,7 +12,10 @@
 //!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure. For the `contract`
 //!   scenario: `PUT /body/{petId}` (a JSON body, proxied as it is), `PUT /contract/{petId}` (the same body validated
 //!   against its schema, two request headers set and one removed, a jq filter reshaping the body, two response
-//!   header edits) and `GET /checked` (every upstream response checked against its schema, `report` mode).
+//!   header edits) and `GET /checked` (every upstream response checked against its schema, `report` mode). For the
+//!   `store` scenario: two stores, `full` (`synchronous: full`, the default) and `normal`, each with
+//!   `POST /store/<store>/items` (create, the body validated), `GET /store/<store>/items/{id}` and, on `full`,
+//!   `GET /store/<store>/items` (a list; by `kind` on `full`).
 //!
 //! Every operation proxies to the origin's `/api/inventory`, as the other scenarios' gateway does, and nothing is
 //! cached. Each crate is written to `target/bench-gateways/<name>/` (files rewritten only when they change, so an
@@ -158,7 +161,52 @@ paths:
 "#
             ),
             Self::Plain => format!(
-                r##"paths:
+                r##"  stores:
+    full: {{ sqlite: target/bench/store/full.db }}      # overridden: --store full=PATH
+    normal: {{ sqlite: target/bench/store/normal.db, synchronous: normal }}
+paths:
+  /store/full/items:
+    post:
+      operationId: createFull
+      requestBody:
+        required: true
+        content:
+          application/json: {{ schema: {{ $ref: "#/components/schemas/Item" }} }}
+      x-gateway: {{ target: {{ store: full, table: items, action: create }} }}
+      responses: {{ "201": {{ description: Created }} }}
+    get:
+      operationId: listFull
+      parameters:
+        - {{ name: kind, in: query, schema: {{ type: string }} }}
+      x-gateway: {{ target: {{ store: full, table: items, action: list, filter: [kind] }} }}
+      responses: {{ "200": {{ description: OK }} }}
+  /store/full/items/{{id}}:
+    get:
+      operationId: getFull
+      parameters:
+        - {{ name: id, in: path, required: true, schema: {{ type: string }} }}
+      x-gateway: {{ target: {{ store: full, table: items, action: get, key: "{{path.id}}" }} }}
+      responses: {{ "200": {{ description: OK }} }}
+  /store/normal/items:
+    post:
+      operationId: createNormal
+      requestBody:
+        required: true
+        content:
+          application/json: {{ schema: {{ $ref: "#/components/schemas/Item" }} }}
+      x-gateway: {{ target: {{ store: normal, table: items, action: create }} }}
+      responses: {{ "201": {{ description: Created }} }}
+    get:
+      operationId: listNormal
+      x-gateway: {{ target: {{ store: normal, table: items, action: list }} }}
+      responses: {{ "200": {{ description: OK }} }}
+  /store/normal/items/{{id}}:
+    get:
+      operationId: getNormal
+      parameters:
+        - {{ name: id, in: path, required: true, schema: {{ type: string }} }}
+      x-gateway: {{ target: {{ store: normal, table: items, action: get, key: "{{path.id}}" }} }}
+      responses: {{ "200": {{ description: OK }} }}
   /inventory:
     get:
       operationId: plain
@@ -214,6 +262,15 @@ components:
         status: {{ type: string, enum: [available, pending, sold] }}
         tags: {{ type: array, maxItems: 32, items: {{ type: string, maxLength: 32 }} }}
         note: {{ type: string, maxLength: 65536 }}
+    Item:
+      type: object
+      required: [name, kind]
+      additionalProperties: false
+      properties:
+        id: {{ type: string }}
+        name: {{ type: string, minLength: 1, maxLength: 64 }}
+        kind: {{ type: string, enum: [toy, food, bed] }}
+        n: {{ type: integer }}
 "##
             ),
         };
@@ -234,9 +291,14 @@ pub fn key_file() -> String {
 
 /// Generates both gateways and builds them in release.
 pub fn build_all() -> anyhow::Result<()> {
+    build_some(&Variant::ALL)
+}
+
+/// Generates `variants` and builds them in release.
+pub fn build_some(variants: &[Variant]) -> anyhow::Result<()> {
     let out = workspace_root().join(OUT);
     let profile = release_profile()?;
-    for variant in Variant::ALL {
+    for &variant in variants {
         let dir = generate(variant, &out)?;
         println!("  building {} (release)", variant.binary());
         let took = build(&dir, &profile)?;
@@ -318,7 +380,7 @@ mod tests {
             assert_eq!(generated.package, variant.binary());
             let expected = match variant {
                 Variant::Policies => 4,
-                Variant::Plain => 5,
+                Variant::Plain => 11,
             };
             assert_eq!(generated.operations, expected);
         }

@@ -235,11 +235,20 @@ impl Store {
     /// Opens the store `spec` describes, at `path` instead of its `sqlite` file when given: creates the file and its
     /// directory if missing, and every table and index the spec names.
     pub fn open(spec: &StoreSpec, path: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        Self::open_with(spec, path, SqliteOptions::default())
+    }
+
+    /// [`Store::open`] with `options` (their `synchronous` is the spec's).
+    pub fn open_with(
+        spec: &StoreSpec,
+        path: Option<&std::path::Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
         let path = path.unwrap_or_else(|| std::path::Path::new(spec.sqlite));
         let tables: Vec<(&str, &[&str])> = spec.tables.iter().map(|t| (t.name, t.indexes)).collect();
         let options = SqliteOptions {
             synchronous: spec.synchronous,
-            ..SqliteOptions::default()
+            ..options
         };
         let backend = SqliteStore::open(spec.name, path, &tables, &options)?;
         tracing::info!(
@@ -250,6 +259,7 @@ impl Store {
                 StoreSync::Normal => "normal",
             },
             tables = spec.tables.len(),
+            max_batch = options.max_batch,
             "store opened (SQLite, WAL)"
         );
         Ok(Self::new(spec.name, Arc::new(backend)))
@@ -341,9 +351,13 @@ impl std::str::FromStr for StoreOverride {
     }
 }
 
-/// Opens every store of `specs` (in their order), each at its `--store` path when `overrides` names it; an override
-/// naming no store is refused.
-pub fn open_all(specs: &[StoreSpec], overrides: &[StoreOverride]) -> Result<Vec<Store>, StoreError> {
+/// Opens every store of `specs` (in their order), each at its `--store` path when `overrides` names it, committing
+/// at most `max_batch` writes at once when given (`--store-max-batch`); an override naming no store is refused.
+pub fn open_all(
+    specs: &[StoreSpec],
+    overrides: &[StoreOverride],
+    max_batch: Option<usize>,
+) -> Result<Vec<Store>, StoreError> {
     if let Some(unknown) = overrides.iter().find(|o| !specs.iter().any(|s| s.name == o.name)) {
         let known: Vec<&str> = specs.iter().map(|s| s.name).collect();
         return Err(StoreError::UnknownStore {
@@ -364,7 +378,12 @@ pub fn open_all(specs: &[StoreSpec], overrides: &[StoreOverride]) -> Result<Vec<
                 .rev()
                 .find(|o| o.name == spec.name)
                 .map(|o| o.path.as_path());
-            Store::open(spec, path)
+            let defaults = SqliteOptions::default();
+            let options = SqliteOptions {
+                max_batch: max_batch.unwrap_or(defaults.max_batch),
+                ..defaults
+            };
+            Store::open_with(spec, path, options)
         })
         .collect()
 }
