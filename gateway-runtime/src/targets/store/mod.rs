@@ -304,7 +304,7 @@ impl Store {
     }
 
     /// [`Store::create`], writing the new key into the document under `id_field` first when the document is a JSON
-    /// object (what a store target's `create` does).
+    /// object, replacing any value it had there (what a store target's `create` does).
     pub async fn create_with_id(
         &self,
         table: &str,
@@ -313,7 +313,13 @@ impl Store {
     ) -> Result<Item, StoreError> {
         let key = uuid::Uuid::now_v7().to_string();
         if let (Some(field), Value::Object(document)) = (id_field, &mut value) {
-            document.insert(field.to_owned(), Value::String(key.clone()));
+            // First, where a reader looks for it (a field of that name the client sent is replaced in place).
+            match document.get_mut(field) {
+                Some(existing) => *existing = Value::String(key.clone()),
+                None => {
+                    document.shift_insert(0, field.to_owned(), Value::String(key.clone()));
+                }
+            }
         }
         let (item, _) = self.put(table, &key, value, Condition::IfNoneMatchAny).await?;
         Ok(item)
