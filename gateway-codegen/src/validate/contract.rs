@@ -125,37 +125,21 @@ impl<'s> Document<'s> {
 
 /// The request body policy of an operation.
 ///
-/// `force` turns validation on whatever `validate.body` says: for targets that keep the body as data (a store's
-/// writes) or hand it to code (functions), an unchecked body is not an option. Such an operation needs a JSON media
-/// type in its `requestBody`; without a `requestBody` there is nothing to check against, which is a warning.
+/// `force`: validate whatever `validate.body` says, for targets that take the body as data (a store's documents, a
+/// function's request type): a body that fails its schema never reaches them.
 pub(super) fn check_body(
     spec: &ParsedSpec,
     op: &ParsedOperation,
+    force: bool,
     document: &mut Document<'_>,
     tables: &mut Tables,
-    force: bool,
     diags: &mut Diagnostics,
 ) -> Body {
     let settings = Settings::of(spec, op);
     let max = settings
         .get("max_body", |v| v.max_body.map(|s| s.0))
         .map_or(DEFAULT_MAX_BODY, |(_, m)| m);
-    let setting = settings.get("body", |v| v.body);
-    if force {
-        if let Some((at, false)) = &setting {
-            diags.push(
-                Diagnostic::warning(at, "`validate: { body: false }` is ignored: this operation's target keeps the body, so it is always checked against the `requestBody`")
-                    .help("remove `body: false` here"),
-            );
-        }
-        if op.operation.request_body.is_none() {
-            diags.push(
-                Diagnostic::warning(&op.pointer, format!("{} {} stores its request body but declares no `requestBody`: any JSON is accepted", op.method, op.template))
-                    .help("declare `requestBody: { required: true, content: { application/json: { schema: ... } } }` to have bodies checked"),
-            );
-        }
-    }
-    let validate = force || setting.is_some_and(|(_, on)| on);
+    let validate = force || settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
     let mut body = Body {
         validate,
         ..Body::limit(max)
@@ -172,17 +156,6 @@ pub(super) fn check_body(
         return body;
     };
     body.required = resolved.required;
-    if force && !resolved.content.keys().any(|m| kind(&essence(m)) == Kind::Json) {
-        diags.push(
-            Diagnostic::error(
-                format!("{base}/content"),
-                "this operation's target keeps its body as JSON, but its `requestBody` declares no JSON media type",
-            )
-            .help(
-                "declare `application/json` (and for a merge, `application/merge-patch+json`) with the item's schema",
-            ),
-        );
-    }
     for (media_type, content) in &resolved.content {
         let range = essence(media_type);
         let at = format!("{base}/content/{}/schema", escape_segment(media_type));
@@ -258,6 +231,18 @@ pub(super) fn check_schema_params(
         });
     }
     out
+}
+
+/// Whether `validate.body: false` is set for the operation, with where: a target that forces the check ignores it.
+pub(super) fn body_turned_off(spec: &ParsedSpec, op: &ParsedOperation) -> Option<String> {
+    Settings::of(spec, op)
+        .get("body", |v| v.body)
+        .and_then(|(at, on)| (!on).then_some(at))
+}
+
+/// Whether `media_type` is one the gateway reads as JSON (`application/json`, `+json`).
+pub(super) fn is_json(media_type: &str) -> bool {
+    kind(&essence(media_type)) == Kind::Json
 }
 
 /// The upstream response check of an operation, when `validate.responses` is `report` or `enforce`.

@@ -246,8 +246,11 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
             // A target that keeps or hands on the body as data needs it checked, whatever `validate.body` says.
-            let force_body = matches!(&checked.target, Some(Target::Store(s)) if s.action.writes_body());
-            checked.body = contract::check_body(spec, op, &mut document, &mut tables, force_body, diags);
+            let stored_body = matches!(&checked.target, Some(Target::Store(s)) if s.action.writes_body());
+            if stored_body {
+                stores::check_stored_body(spec, op, diags);
+            }
+            checked.body = contract::check_body(spec, op, stored_body, &mut document, &mut tables, diags);
             checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
             checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
             checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);

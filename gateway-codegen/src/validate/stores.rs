@@ -6,8 +6,9 @@
 //! filter on a query parameter the operation does not declare. The tables (and the fields filters index) each store
 //! needs are collected on the way, so that the gateway creates exactly them at start-up.
 
-use openapiv3::{Parameter, ParameterSchemaOrContent, SchemaKind, Type};
+use openapiv3::{Parameter, ParameterSchemaOrContent, ReferenceOr, SchemaKind, Type};
 
+use super::contract;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
 use crate::model::{KeyPart, Store, StoreAction, StoreFilter, StoreTable, StoreTarget, Target};
@@ -201,6 +202,53 @@ pub(super) fn check_store_target(
         filters,
         id_field,
     }))
+}
+
+/// What a store write needs of its `requestBody`, which the body phase checks every write against: a JSON media
+/// type (an error without one); a warning without a `requestBody` (any JSON is stored) or with `validate.body: false`
+/// (ignored).
+pub(super) fn check_stored_body(spec: &ParsedSpec, op: &ParsedOperation, diags: &mut Diagnostics) {
+    if let Some(at) = contract::body_turned_off(spec, op) {
+        diags.push(
+            Diagnostic::warning(
+                at,
+                "`validate: { body: false }` is ignored: a store keeps the body, so it is always checked against the `requestBody`",
+            )
+            .help("remove `body: false` here"),
+        );
+    }
+    let Some(request_body) = &op.operation.request_body else {
+        diags.push(
+            Diagnostic::warning(
+                &op.pointer,
+                format!(
+                    "{} {} stores its request body but declares no `requestBody`: any JSON is stored",
+                    op.method, op.template
+                ),
+            )
+            .help("declare `requestBody: { required: true, content: { application/json: { schema: ... } } }` to have bodies checked"),
+        );
+        return;
+    };
+    let base = match request_body {
+        ReferenceOr::Reference { reference } => reference.strip_prefix('#').unwrap_or("").to_owned(),
+        ReferenceOr::Item(_) => format!("{}/requestBody", op.pointer),
+    };
+    // An unresolvable `requestBody` was reported by the parser.
+    let Ok(resolved) = refs::resolve(&spec.openapi, request_body) else {
+        return;
+    };
+    if !resolved.content.keys().any(|m| contract::is_json(m)) {
+        diags.push(
+            Diagnostic::error(
+                format!("{base}/content"),
+                "a store keeps its items as JSON, but this `requestBody` declares no JSON media type",
+            )
+            .help(
+                "declare `application/json` (and for a merge, `application/merge-patch+json`) with the item's schema",
+            ),
+        );
+    }
 }
 
 fn action_name(action: StoreAction) -> &'static str {
