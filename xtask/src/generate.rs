@@ -83,11 +83,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     // Every crate is `out/<name>`, one directory below `out`, so one relative path to the runtime fits them all.
+    let root = absolute(&workspace_root())?;
     let options = Options {
         runtime_path: relative_path(&out.join("gateway"), &runtime),
         standalone,
         default_upstream: args.default_upstream.clone(),
         spec_dir: None,
+        root_path: relative_path(&out.join("gateway"), &root),
+        out_dir: relative_path(&root, &out),
     };
     let mut crates: Vec<Generated> = Vec::new();
     let mut failed = 0;
@@ -144,6 +147,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let dir = out.join(&c.name);
         stale.extend(sync_crate(&dir, c, args.check)?);
     }
+    // Functions crates: made once, with a stub per function, and never touched again (they are the user's code).
+    let mut scaffolded = Vec::new();
+    for c in &crates {
+        for dir in scaffold_dirs(c) {
+            let target = root.join(&dir);
+            if target.exists() {
+                continue;
+            }
+            if args.check {
+                stale.push(format!(
+                    "{dir}: the functions crate is missing (`cargo xtask generate` makes its stubs)"
+                ));
+                continue;
+            }
+            for (rel, contents) in c.scaffold.iter().filter(|(rel, _)| rel.starts_with(&format!("{dir}/"))) {
+                let path = root.join(rel);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+            }
+            scaffolded.push(dir);
+        }
+    }
     // Gateways whose spec is gone, when regenerating the whole of specs/ into gateways/.
     if all_specs && out.is_dir() {
         for entry in fs::read_dir(&out)? {
@@ -186,8 +213,23 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 c.operations
             );
         }
+        for dir in &scaffolded {
+            println!("{dir}: a new functions crate, one stub per function (yours to edit; it is never overwritten)");
+        }
     }
     Ok(())
+}
+
+/// The functions crates' directories (relative to the workspace root) of a generated gateway.
+fn scaffold_dirs(generated: &Generated) -> Vec<String> {
+    let mut dirs: Vec<String> = generated
+        .scaffold
+        .keys()
+        .filter_map(|rel| rel.strip_suffix("/Cargo.toml"))
+        .map(str::to_owned)
+        .collect();
+    dirs.dedup();
+    dirs
 }
 
 fn is_generated(manifest: &Path) -> bool {

@@ -56,6 +56,20 @@ pub struct RootExt {
     pub default_stage: Option<String>,
     /// Serve the spec (without `x-gateway` and skipped operations) on `GET /_gateway/openapi.json`. Default true.
     pub publish_spec: Option<bool>,
+    /// The crate of Rust functions that function targets (`target: { function: pets::age }`) call.
+    pub functions: Option<FunctionsExt>,
+}
+
+/// `functions:`: the user's crate of functions, a member of the workspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsExt {
+    /// The crate's package name (`petstore-functions`).
+    #[serde(rename = "crate")]
+    pub krate: String,
+    /// Its directory, relative to the workspace root (`functions/petstore`); created with one stub per function
+    /// when it does not exist.
+    pub path: String,
 }
 
 /// `stages.<name>`.
@@ -479,7 +493,7 @@ pub struct UpstreamExt {
     pub connect_timeout: Option<DurationValue>,
 }
 
-/// `target:`: exactly one of `upstream` or `mock`.
+/// `target:`: exactly one of `upstream`, `mock` or `function`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetExt {
@@ -489,6 +503,10 @@ pub struct TargetExt {
     pub path: Option<String>,
     /// Answer with a fixed response instead.
     pub mock: Option<MockExt>,
+    /// Call this function of the `functions` crate (`pets::age`).
+    pub function: Option<String>,
+    /// How long a function may take to answer (`504` beyond). Default 30s.
+    pub timeout: Option<DurationValue>,
 }
 
 /// `target.mock:`: a fixed response.

@@ -124,9 +124,12 @@ impl<'s> Document<'s> {
 }
 
 /// The request body policy of an operation.
+/// `force`: validate whatever `validate.body` says, for targets that take the body as a typed value (a function's
+/// request type, a store's documents): a body that fails its schema never reaches them.
 pub(super) fn check_body(
     spec: &ParsedSpec,
     op: &ParsedOperation,
+    force: bool,
     document: &mut Document<'_>,
     tables: &mut Tables,
     diags: &mut Diagnostics,
@@ -135,7 +138,7 @@ pub(super) fn check_body(
     let max = settings
         .get("max_body", |v| v.max_body.map(|s| s.0))
         .map_or(DEFAULT_MAX_BODY, |(_, m)| m);
-    let validate = settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
+    let validate = force || settings.get("body", |v| v.body).is_some_and(|(_, on)| on);
     let mut body = Body {
         validate,
         ..Body::limit(max)

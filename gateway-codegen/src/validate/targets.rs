@@ -4,7 +4,7 @@
 use super::upstreams::{Upstreams, check_url, server_url};
 use super::{Context, check_header_name, inherited};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Mock, PathPart, Target};
+use crate::model::{Function, Mock, PathPart, Target};
 use crate::parse::ext::{MockExt, TargetExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace, Piece};
@@ -34,18 +34,52 @@ pub(super) fn check_target(
     let Some((at, target)) = effective_target(spec, op) else {
         return implicit_target(op, ctx, path_params, upstreams, diags);
     };
-    match (&target.upstream, &target.mock) {
-        (Some(_), Some(_)) => {
+    let kinds: Vec<&str> = [
+        target.upstream.as_ref().map(|_| "upstream"),
+        target.mock.as_ref().map(|_| "mock"),
+        target.function.as_ref().map(|_| "function"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if kinds.len() > 1 {
+        diags.push(
+            Diagnostic::error(&at, format!("a target has both `{}` and `{}`", kinds[0], kinds[1]))
+                .help("keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response, `function:` calls a Rust function"),
+        );
+        return None;
+    }
+    if target.timeout.is_some() && target.function.is_none() {
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/timeout"),
+                "`timeout` bounds a function target; this target has no `function`",
+            )
+            .help(
+                "an upstream's timeout is set on the upstream: `x-gateway: { upstreams: { NAME: { timeout: 10s } } }`",
+            ),
+        );
+        return None;
+    }
+    if let Some(function) = &target.function {
+        if target.path.is_some() {
             diags.push(
-                Diagnostic::error(&at, "a target has both `upstream` and `mock`")
-                    .help("keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response"),
+                Diagnostic::error(
+                    format!("{at}/path"),
+                    "`path` rewrites an upstream path; a function target has none",
+                )
+                .help("remove `path`"),
             );
-            None
+            return None;
         }
+        return check_function(spec, function, target, &at, diags).map(|f| Target::Function(Box::new(f)));
+    }
+    match (&target.upstream, &target.mock) {
+        (Some(_), Some(_)) => None,
         (None, None) => {
             diags.push(
-                Diagnostic::error(&at, "a target needs `upstream` or `mock`").help(
-                    "e.g. `target: { upstream: pets }` or `target: { mock: { status: 200, body: { ok: true } } }`",
+                Diagnostic::error(&at, "a target needs `upstream`, `mock` or `function`").help(
+                    "e.g. `target: { upstream: pets }`, `target: { mock: { status: 200, body: { ok: true } } }` or `target: { function: pets::age }`",
                 ),
             );
             None
@@ -232,6 +266,58 @@ pub(super) fn rewrite_path(
         }
     }
     ok.then_some(parts)
+}
+
+/// Function target paths: `module::function`, each segment a Rust identifier.
+fn check_function(
+    spec: &ParsedSpec,
+    path: &str,
+    target: &TargetExt,
+    at: &str,
+    diags: &mut Diagnostics,
+) -> Option<Function> {
+    let fat = format!("{at}/function");
+    let mut ok = true;
+    if spec.root.functions.is_none() {
+        diags.push(
+            Diagnostic::error(&fat, format!("function `{path}` names no crate: the spec has no `x-gateway.functions`"))
+                .help("declare the crate at the top level: `x-gateway: { functions: { crate: NAME-functions, path: functions/NAME } }`; `cargo xtask generate` creates it with a stub per function"),
+        );
+        ok = false;
+    }
+    let segments: Vec<&str> = path.split("::").collect();
+    if let Some(bad) = segments.iter().find(|s| !is_rust_identifier(s)) {
+        diags.push(
+            Diagnostic::error(
+                &fat,
+                if bad.is_empty() {
+                    format!("`{path}` is not a Rust path: it has an empty segment")
+                } else {
+                    format!("`{path}` is not a Rust path: `{bad}` is not an identifier")
+                },
+            )
+            .help("name a function of the functions crate by its path, e.g. `pets::age` (module `pets`, `pub async fn age`)"),
+        );
+        ok = false;
+    }
+    ok.then(|| Function {
+        path: path.to_owned(),
+        timeout: target.timeout.map_or(super::DEFAULT_TIMEOUT, |t| t.0),
+        request: String::new(),
+        response: String::new(),
+        glue: String::new(),
+        body: None,
+        variants: Vec::new(),
+    })
+}
+
+/// A plain (non-raw) Rust identifier that is not a keyword.
+pub(super) fn is_rust_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text != "_"
+        && syn::parse_str::<syn::Ident>(text).is_ok()
 }
 
 pub(super) fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock> {

@@ -1,5 +1,6 @@
 //! Where an operation's requests go once every request filter admitted them: one module per kind of target.
 
+pub mod function;
 pub mod mock;
 pub mod proxy;
 
@@ -10,6 +11,7 @@ use http::request;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
 use crate::policies::credentials::{self, Credential};
+use function::FunctionTarget;
 use mock::MockResponse;
 use proxy::UpstreamRoute;
 
@@ -24,6 +26,8 @@ pub(crate) enum Target {
     },
     /// A fixed response.
     Mock(MockResponse),
+    /// A Rust function of the user's.
+    Function(Box<FunctionTarget>),
 }
 
 impl Target {
@@ -36,6 +40,9 @@ impl Target {
     ) -> Result<Response, GatewayError> {
         match self {
             Target::Mock(mock) => Ok(mock.respond()),
+            // Boxed: a function call's future (the body read, the timeout, the call) is only carried by function
+            // operations.
+            Target::Function(function) => Box::pin(function.respond(ctx, parts, body)).await,
             Target::Proxy { route, strip } => {
                 if !strip.is_empty() {
                     credentials::strip(&mut parts, strip);

@@ -7,17 +7,18 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
     ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, CorsSpec, EditSpec,
-    FormField, FormScalar, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec,
-    MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
-    ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
-    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StageSpec,
-    StageUpstreamSpec, StatusMatch, TargetSpec, ThrottleScope, ThrottleSpec,
+    FormField, FormScalar, FunctionSpec, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec,
+    MediaSpec, MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec,
+    Requirement, ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec,
+    ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec,
+    StageSpec, StageUpstreamSpec, StatusMatch, TargetSpec, ThrottleScope, ThrottleSpec,
     TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
 use ::std::time::Duration;
 use super::params;
+use super::functions;
 
 /// Everything the runtime needs to serve this API.
 pub static API: ApiSpec = ApiSpec {
@@ -516,6 +517,70 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "getPetAge",
+            method: Method::GET,
+            template: "/pets/{petId}/age",
+            route: "/pets/{p0}/age",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::GetPetAgeParams>),
+            security: &[],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 1048576,
+                validate: true,
+                required: false,
+                media: &[],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Function(FunctionSpec {
+                name: "pets::age",
+                call: functions::get_pet_age,
+                timeout: Duration::from_millis(5000),
+            }),
+        },
+        OperationSpec {
+            id: "recordCheckup",
+            method: Method::POST,
+            template: "/pets/{petId}/checkups",
+            route: "/pets/{p0}/checkups",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::RecordCheckupParams>),
+            security: &[],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 1048576,
+                validate: true,
+                required: true,
+                media: &[
+                    MediaSpec {
+                        range: "application/json",
+                        schema: Some(6),
+                        form: &[],
+                    },
+                ],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Function(FunctionSpec {
+                name: "pets::checkup",
+                call: functions::record_checkup,
+                timeout: Duration::from_millis(30000),
+            }),
+        },
+        OperationSpec {
             id: "getReport",
             method: Method::GET,
             template: "/reports/{reportId}",
@@ -677,6 +742,7 @@ pub static API: ApiSpec = ApiSpec {
         "{\"$ref\":\"#/definitions/Note\",\"definitions\":{\"Note\":{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\",\"maxLength\":200},\"stars\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5},\"urgent\":{\"type\":\"boolean\"}},\"required\":[\"text\"]}}}",
         "{\"$ref\":\"#/definitions/Owner\",\"definitions\":{\"Owner\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"phone\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"name\"]}}}",
         "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":\"^[0-9]{15}$\"}},\"required\":[\"code\"]}",
+        "{\"$ref\":\"#/definitions/Checkup\",\"definitions\":{\"Checkup\":{\"type\":\"object\",\"properties\":{\"weight_kg\":{\"type\":\"number\",\"exclusiveMinimum\":true,\"minimum\":0.0,\"maximum\":150.0},\"temperature_c\":{\"type\":\"number\",\"minimum\":30.0,\"maximum\":45.0},\"vaccines\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"enum\":[\"rabies\",\"distemper\",\"parvovirus\"]},\"maxItems\":3}},\"required\":[\"weight_kg\"],\"additionalProperties\":false}}}",
     ],
     filters: &[
         "{name: .name, tag: (.tag // \"none\"), pet: ($path.petId | tonumber)}",
@@ -721,7 +787,7 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "1ac71ca821ae3598a01441180f75d648ef1a0975a245904a9dee3633e5899827",
+    spec_sha256: "557ea7d0c46af42a1f9ca0fdc670a6b0294b52125c3fc338310dd4512c091496",
     published: Some(include_str!("openapi.json")),
 };
 

@@ -256,6 +256,7 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
         standalone: true,
         default_upstream: None,
         spec_dir: None,
+        ..Options::default()
     };
     let generated = gateway_codegen::generate(
         SpecInput {
@@ -305,6 +306,7 @@ mod tests {
                 standalone: true,
                 default_upstream: None,
                 spec_dir: None,
+                ..Options::default()
             };
             let generated = gateway_codegen::generate(
                 SpecInput {
