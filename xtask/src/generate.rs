@@ -40,7 +40,11 @@ pub struct Args {
 
 /// The specs in `specs/`, sorted.
 pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
-    let dir = workspace_root().join("specs");
+    specs_in(&workspace_root().join("specs"))
+}
+
+/// The specs in `dir`, sorted.
+fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
     for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
@@ -56,15 +60,32 @@ pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
     Ok(specs)
 }
 
+/// The test fixtures' specs (`tests/specs/`), generated into `tests/gateways/` beside the examples.
+const TEST_SPECS: (&str, &str) = ("tests/specs", "tests/gateways");
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let all_specs = args.specs.is_empty();
-    let specs = if all_specs {
-        default_specs()?
-    } else {
-        args.specs.clone()
-    };
-    let out = args.out.clone().unwrap_or_else(|| workspace_root().join("gateways"));
-    let out = absolute(&out)?;
+    if !args.specs.is_empty() {
+        let out = args.out.clone().unwrap_or_else(|| workspace_root().join("gateways"));
+        return run_set(args, args.specs.clone(), &out, false);
+    }
+    match &args.out {
+        Some(out) => run_set(args, default_specs()?, out, true),
+        None => {
+            run_set(args, default_specs()?, &workspace_root().join("gateways"), true)?;
+            let (specs, out) = TEST_SPECS;
+            let specs = workspace_root().join(specs);
+            if specs.is_dir() {
+                run_set(args, specs_in(&specs)?, &workspace_root().join(out), true)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Generates `specs` into `out`; `all_specs`: they are every spec of their directory, so crates in `out` that none
+/// of them makes are stale.
+fn run_set(args: &Args, specs: Vec<PathBuf>, out: &Path, all_specs: bool) -> anyhow::Result<()> {
+    let out = absolute(out)?;
     let runtime = absolute(&workspace_root().join("gateway-runtime"))?;
     let standalone = !out.starts_with(absolute(&workspace_root())?);
 
@@ -83,7 +104,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     // Every crate is `out/<name>`, one directory below `out`, so one relative path to the runtime fits them all.
-    let root = absolute(&workspace_root())?;
+    // Functions crates' paths are relative to the directory that holds the gateways' (the workspace root for
+    // `gateways/`).
+    let root = out.parent().map_or_else(|| out.clone(), Path::to_path_buf);
     let options = Options {
         runtime_path: relative_path(&out.join("gateway"), &runtime),
         standalone,
@@ -214,7 +237,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             );
         }
         for dir in &scaffolded {
-            println!("{dir}: a new functions crate, one stub per function (yours to edit; it is never overwritten)");
+            println!(
+                "{}: a new functions crate, one stub per function (yours to edit; it is never overwritten)",
+                display_path(&root.join(dir))
+            );
         }
     }
     Ok(())

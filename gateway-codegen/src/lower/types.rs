@@ -223,8 +223,11 @@ impl<'a> TypeSpace<'a> {
                             )
                         }
                         ReferenceOr::Item(item) => {
-                            let ty = self.inline(item, &format!("{hint}Variant{i}"), "", depth + 1);
-                            (format!("Variant{i}"), ty)
+                            let name =
+                                kind_name(&item.schema_kind).map_or_else(|| format!("Variant{i}"), str::to_owned);
+                            let origin = format!("member {i} of `{hint}`");
+                            let ty = self.inline(item, &format!("{hint}{name}"), &origin, depth + 1);
+                            (name, ty)
                         }
                     };
                     out.push((variants.claim(name, ""), ty));
@@ -308,6 +311,19 @@ impl<'a> TypeSpace<'a> {
             _ => RustType::Value,
         }
     }
+}
+
+/// A variant name for an inline member of a union, from its type.
+fn kind_name(kind: &SchemaKind) -> Option<&'static str> {
+    Some(match kind {
+        SchemaKind::Type(Type::String(_)) => "Text",
+        SchemaKind::Type(Type::Integer(_)) => "Integer",
+        SchemaKind::Type(Type::Number(_)) => "Number",
+        SchemaKind::Type(Type::Boolean(_)) => "Boolean",
+        SchemaKind::Type(Type::Object(_)) => "Object",
+        SchemaKind::Type(Type::Array(_)) => "List",
+        _ => return None,
+    })
 }
 
 fn option(ty: RustType) -> RustType {

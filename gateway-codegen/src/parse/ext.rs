@@ -67,8 +67,8 @@ pub struct FunctionsExt {
     /// The crate's package name (`petstore-functions`).
     #[serde(rename = "crate")]
     pub krate: String,
-    /// Its directory, relative to the workspace root (`functions/petstore`); created with one stub per function
-    /// when it does not exist.
+    /// Its directory, relative to the directory that holds the generated gateways' (the workspace root, for
+    /// `gateways/`): `functions/petstore`. Created with one stub per function when it does not exist.
     pub path: String,
 }
 
