@@ -13,7 +13,14 @@ struct Manifest {
     bin: Vec<Bin>,
     dependencies: BTreeMap<String, Dependency>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    workspace: Option<BTreeMap<String, String>>,
+    workspace: Option<Workspace>,
+}
+
+/// `[workspace]` of a crate generated outside the project's workspace: its root, with the crates it owns.
+#[derive(Serialize)]
+struct Workspace {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -67,16 +74,21 @@ pub(super) fn manifest(
             path: "src/main.rs",
         }],
         dependencies,
-        workspace: options.standalone.then(BTreeMap::new),
+        // Standalone, the types crate (and the functions crates, which name this root) are its members.
+        workspace: options.standalone.then(|| Workspace {
+            members: crates.iter().map(|(_, path)| path.clone()).collect(),
+        }),
     };
     Ok(toml::to_string(&manifest)?)
 }
 
-/// The manifest of a library crate (the types crate, a functions crate) that depends on `crates`.
+/// The manifest of a library crate (the types crate, a functions crate) that depends on `crates`; `workspace_root`:
+/// the path of the workspace root it belongs to, when that is not a directory above it.
 pub(super) fn library_manifest(
     package: &str,
     description: String,
     crates: &[(String, String)],
+    workspace_root: Option<&str>,
 ) -> Result<String, EmitError> {
     let manifest = Manifest {
         package: Package {
@@ -93,5 +105,17 @@ pub(super) fn library_manifest(
             .collect(),
         workspace: None,
     };
-    Ok(toml::to_string(&manifest)?)
+    let mut text = toml::to_string(&manifest)?;
+    if let Some(root) = workspace_root {
+        // `package.workspace`: a member outside its workspace root's directory says where the root is.
+        text = text.replacen(
+            "publish = false\n",
+            &format!(
+                "publish = false\nworkspace = {}\n",
+                toml::Value::String(root.to_owned())
+            ),
+            1,
+        );
+    }
+    Ok(text)
 }

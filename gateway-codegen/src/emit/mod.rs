@@ -71,8 +71,18 @@ pub fn scaffold(
         } else {
             format!("{}::{module}", types.ident)
         };
-        let dir = format!("{}/{gateway}/types", options.out_dir.trim_end_matches('/'));
-        files.extend(scaffold::scaffold(api, functions, &types.package, &dir, &path)?);
+        let out = options.out_dir.trim_end_matches('/');
+        let dir = format!("{out}/{gateway}/types");
+        // A gateway generated outside a workspace is its own root, which its functions crate names.
+        let root = options.standalone.then(|| format!("{out}/{gateway}"));
+        files.extend(scaffold::scaffold(
+            api,
+            functions,
+            &types.package,
+            &dir,
+            &path,
+            root.as_deref(),
+        )?);
     }
     Ok(files)
 }
@@ -100,6 +110,7 @@ fn types_manifest(types: &TypesCrate, gateway: &str, options: &EmitOptions, head
             &types.package,
             format!("The typed requests and responses of the `{gateway}` gateway's function targets"),
             &[(String::from("gateway-runtime"), runtime)],
+            None,
         )?
     ))
 }

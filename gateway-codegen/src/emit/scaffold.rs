@@ -20,6 +20,7 @@ pub(super) fn scaffold(
     types_package: &str,
     types_dir: &str,
     types_path: &str,
+    workspace_root: Option<&str>,
 ) -> Result<BTreeMap<String, String>, EmitError> {
     let dir = &functions_crate.path;
     let depth = dir.split('/').filter(|s| !s.is_empty() && *s != ".").count();
@@ -35,6 +36,7 @@ pub(super) fn scaffold(
             &functions_crate.package,
             description,
             &[(types_package.to_owned(), format!("{up}{types_dir}"))],
+            workspace_root.map(|root| format!("{up}{root}")).as_deref(),
         )?,
     );
     // Modules (by path) and the functions each holds.

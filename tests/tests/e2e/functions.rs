@@ -295,3 +295,149 @@ async fn the_petstore_functions_answer_from_the_request_and_from_the_pets_upstre
     .expect("answer");
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 }
+
+/// The workspace root (this crate is `tests/`).
+fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_function_that_does_not_match_the_spec_fails_the_build_with_rustc_naming_it() {
+    // `mismatch` swaps in functions that no longer match tests/specs/lab.yaml: `things::get` takes another
+    // operation's request, `things::remove` returns another operation's response, `misbehave::stub` is gone. Only
+    // the lab crates are rebuilt (in the shared target directory: the workspace's binaries, as `cargo xtask test`
+    // builds them, so that every dependency is resolved with the same features and reused); the build must fail, and
+    // say where and why.
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--locked",
+            "--workspace",
+            "--bins",
+            "--features",
+            "lab-functions/mismatch",
+            "--color",
+            "never",
+        ])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo runs");
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the mismatched functions must not build:\n{errors}"
+    );
+    // The wrong request type: rustc names both types and points at the user's function.
+    assert!(
+        errors.contains("expected `CreateThingRequest`, found `GetThingRequest`"),
+        "{errors}"
+    );
+    assert!(errors.contains("tests/functions/lab/src/things.rs"), "{errors}");
+    assert!(errors.contains("pub async fn get(req: CreateThingRequest"), "{errors}");
+    // The wrong return type.
+    assert!(
+        errors.contains("`RemoveThingResponse: From<TeapotResponse>` is not satisfied"),
+        "{errors}"
+    );
+    // The missing function, by name.
+    assert!(
+        errors.contains("cannot find function `stub` in module `::lab_functions::misbehave`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn generate_makes_a_stub_per_function_once_and_never_overwrites_the_crate() {
+    let dir = std::env::temp_dir().join(format!("functions-scaffold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spec = dir.join("hello.yaml");
+    std::fs::write(
+        &spec,
+        r#"openapi: 3.0.3
+info: { title: Hello, version: "1" }
+x-gateway:
+  name: hello
+  functions: { crate: hello-functions, path: functions/hello }
+paths:
+  /greet/{name}:
+    get:
+      operationId: greet
+      parameters: [{ name: name, in: path, required: true, schema: { type: string } }]
+      x-gateway: { target: { function: words::greet } }
+      responses:
+        "200": { description: A greeting., content: { application/json: { schema: { type: object, properties: { text: { type: string } } } } } }
+  /ping:
+    get:
+      operationId: ping
+      x-gateway: { target: { function: ping } }
+      responses:
+        "204": { description: Pong. }
+"#,
+    )
+    .expect("spec");
+    let generate = || {
+        let output = std::process::Command::new(gateway_tests::gateway::binary("xtask"))
+            .args(["generate", "--spec"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(dir.join("gateways"))
+            .output()
+            .expect("xtask runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = generate();
+    assert!(first.contains("a new functions crate"), "{first}");
+    let crate_dir = dir.join("functions/hello");
+    let module = std::fs::read_to_string(crate_dir.join("src/words.rs")).expect("a module per path prefix");
+    assert!(module.contains("STUB"), "{module}");
+    assert!(
+        module.contains("pub async fn greet(req: GreetRequest, ctx: &FunctionContext<'_>) -> GreetResponse"),
+        "{module}"
+    );
+    assert!(
+        module.contains("GatewayError::not_implemented(\"words::greet\")"),
+        "{module}"
+    );
+    let lib = std::fs::read_to_string(crate_dir.join("src/lib.rs")).expect("lib.rs");
+    assert!(
+        lib.contains("pub mod words;") && lib.contains("pub async fn ping("),
+        "{lib}"
+    );
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("manifest");
+    assert!(manifest.contains("name = \"hello-functions\""), "{manifest}");
+    assert!(manifest.contains("path = \"../../gateways/hello/types\""), "{manifest}");
+
+    // The user writes the function; generating again leaves it alone (and regenerates the gateway).
+    let written = "//! Mine now.\npub async fn greet() {}\n";
+    std::fs::write(crate_dir.join("src/words.rs"), written).expect("edit");
+    let second = generate();
+    assert!(!second.contains("a new functions crate"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(crate_dir.join("src/words.rs")).expect("kept"),
+        written
+    );
+    assert!(dir.join("gateways/hello/types/src/lib.rs").is_file());
+
+    // The layout is a valid workspace: the gateway (generated outside this one) is its root, with the types crate
+    // and the functions crate as members.
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(dir.join("gateways/hello"))
+        .output()
+        .expect("cargo metadata runs");
+    let text = String::from_utf8_lossy(&metadata.stdout);
+    assert!(
+        metadata.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    for package in ["hello-gateway", "hello-types", "hello-functions"] {
+        assert!(text.contains(&format!("\"name\":\"{package}\"")), "{package} in {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
