@@ -364,22 +364,6 @@ fn fixed_json_body(size: usize) -> Vec<u8> {
     body
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixed_json_body_has_the_asked_size_and_is_json() {
-        let smallest = fixed_json_body(0).len();
-        for size in [0, smallest, 200, 4096] {
-            let body = fixed_json_body(size);
-            assert_eq!(body.len(), size.max(smallest));
-            let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
-            assert_eq!(value["id"], 42);
-        }
-    }
-}
-
 /// A service with fixed answers: each listed path gets its status and JSON body, every other path a `404`. Stops
 /// when dropped.
 pub struct Routes {
@@ -435,5 +419,21 @@ impl Routes {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_json_body_has_the_asked_size_and_is_json() {
+        let smallest = fixed_json_body(0).len();
+        for size in [0, smallest, 200, 4096] {
+            let body = fixed_json_body(size);
+            assert_eq!(body.len(), size.max(smallest));
+            let value: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+            assert_eq!(value["id"], 42);
+        }
     }
 }

@@ -46,7 +46,7 @@ pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
 /// The specs in `dir`, sorted.
 fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
-    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         let is_spec = path
             .extension()

@@ -38,6 +38,10 @@ pub(super) fn functions_rs(api: &Api, types: &TokenStream, crate_ident: &str) ->
     quote! {
         //! The glue between each function operation and its function: typed request in, typed response out.
 
+        // A function may return its response enum itself, or anything that is `Into` it (a `Result` with a
+        // `GatewayError`, a `GatewayError`): the conversion is there for the latter.
+        #![allow(clippy::useless_conversion)]
+
         use ::gateway_runtime::error::GatewayError;
         use ::gateway_runtime::functions::{BoxFuture, FunctionCall, FunctionRequest as _, FunctionResponse as _, Response};
 

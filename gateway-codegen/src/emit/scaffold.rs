@@ -98,10 +98,7 @@ fn module_file(
     let functions: Vec<TokenStream> = stubs
         .iter()
         .filter_map(|(op, leaf)| {
-            let Some(f) = (match &op.target {
-                crate::model::Target::Function(f) => Some(f),
-                _ => None,
-            }) else {
+            let crate::model::Target::Function(f) = &op.target else {
                 return None;
             };
             let request = format_ident!("{}", f.request);

@@ -3,6 +3,8 @@
 
 //! The glue between each function operation and its function: typed request in, typed response out.
 
+#![allow(clippy::useless_conversion)]
+
 use ::gateway_runtime::error::GatewayError;
 use ::gateway_runtime::functions::{
     BoxFuture, FunctionCall, FunctionRequest as _, FunctionResponse as _, Response,
