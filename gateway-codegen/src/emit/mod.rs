@@ -187,6 +187,10 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
                 rust_file("types/src/lib.rs", &header, types::api_types_rs(api, &doc))?,
             );
             files.insert(
+                String::from("types/src/operations.rs"),
+                rust_file("types/src/operations.rs", &header, types::operations_rs(api))?,
+            );
+            files.insert(
                 String::from("types/src/params.rs"),
                 rust_file("types/src/params.rs", &header, params::params_rs(api))?,
             );
@@ -271,6 +275,10 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
                     rust_file("types/src/<api>.rs", &own, types::api_types_rs(api, &doc))?,
                 );
                 files.insert(
+                    format!("types/src/{module}/operations.rs"),
+                    rust_file("types/src/<api>/operations.rs", &own, types::operations_rs(api))?,
+                );
+                files.insert(
                     format!("types/src/{module}/params.rs"),
                     rust_file("types/src/<api>/params.rs", &own, params::params_rs(api))?,
                 );
@@ -313,6 +321,7 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
             let doc = format!(" API `{}` ({}).", api.name, doc_text(&api.spec_file));
             quote! {
                 #[doc = #doc]
+                #[rustfmt::skip]
                 pub mod #module;
             }
         });

@@ -167,9 +167,10 @@ pub(super) fn functions(api: &Api) -> impl Iterator<Item = (&Operation, &Functio
 }
 
 /// The root of an API's types: the re-exports, the modules, and each function's request and response.
+/// The root of an API's types (the types crate's `lib.rs`, or its module of the API): docs, re-exports and modules.
+/// Kept to items rustfmt leaves as they are, since `cargo fmt` formats a crate root (the modules it declares are
+/// `#[rustfmt::skip]`).
 pub(super) fn api_types_rs(api: &Api, crate_doc: &str) -> TokenStream {
-    let schemas = quote!(schemas::);
-    let items = functions(api).map(|(op, f)| function_types(op, f, &schemas));
     let signatures: Vec<String> = functions(api)
         .map(|(op, f)| {
             format!(
@@ -211,8 +212,32 @@ pub(super) fn api_types_rs(api: &Api, crate_doc: &str) -> TokenStream {
         pub use ::gateway_runtime::functions::{FunctionContext, UpstreamCaller};
 
         #[rustfmt::skip]
+        mod operations;
+        #[rustfmt::skip]
         pub mod params;
         #schemas_mod
+
+        pub use operations::*;
+    }
+}
+
+/// `operations.rs`: each function operation's request and response.
+pub(super) fn operations_rs(api: &Api) -> TokenStream {
+    let schemas = quote!(schemas::);
+    let items = functions(api).map(|(op, f)| function_types(op, f, &schemas));
+    let uses = if api.types.is_empty() {
+        quote!(
+            use super::{GatewayError, params};
+        )
+    } else {
+        quote!(
+            use super::{GatewayError, params, schemas};
+        )
+    };
+    quote! {
+        //! Each function operation's typed request and response.
+
+        #uses
 
         #(#items)*
     }
