@@ -15,6 +15,7 @@ mod cache;
 mod codegen;
 mod contract;
 mod cpu;
+mod functions;
 mod latency;
 mod machine;
 mod memory;
@@ -86,10 +87,12 @@ pub enum Scenario {
     Contract,
     /// What metrics (scraped) and the access log (to a file) cost: the gateway with them on against off.
     Observability,
+    /// A function target against a mock target with the same answer.
+    Functions,
 }
 
 impl Scenario {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -98,6 +101,7 @@ impl Scenario {
         Self::Policies,
         Self::Contract,
         Self::Observability,
+        Self::Functions,
     ];
 
     /// Runs the scenario. A new scenario is one function here.
@@ -111,6 +115,7 @@ impl Scenario {
             Self::Policies => policies::run(bench),
             Self::Contract => contract::run(bench),
             Self::Observability => observability::run(bench),
+            Self::Functions => functions::run(bench),
         }
     }
 
@@ -119,7 +124,7 @@ impl Scenario {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
-            Self::Policies | Self::Contract | Self::Observability => &["wrk"],
+            Self::Policies | Self::Contract | Self::Observability | Self::Functions => &["wrk"],
             Self::Codegen => &[],
         }
     }
@@ -135,6 +140,7 @@ impl Scenario {
                 | Self::Policies
                 | Self::Contract
                 | Self::Observability
+                | Self::Functions
         )
     }
 

@@ -7,7 +7,7 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
     ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, FunctionSpec, KeyLocation, MediaSpec,
-    OperationSpec, Requirement, SchemeKind, SchemeSpec, StageSpec, TargetSpec,
+    MockSpec, OperationSpec, Requirement, SchemeKind, SchemeSpec, StageSpec, TargetSpec,
     UpstreamSpec,
 };
 
@@ -217,6 +217,31 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "mockedThing",
+            method: Method::GET,
+            template: "/mocked",
+            route: "/mocked",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[],
+            cors: None,
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Mock(MockSpec {
+                status: 200,
+                headers: &[],
+                content_type: "application/json",
+                body: "{\"id\":1,\"kind\":\"plain\"}",
+            }),
+        },
+        OperationSpec {
             id: "panics",
             method: Method::GET,
             template: "/panic",
@@ -340,6 +365,6 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "4e42ab596bbee817af08dd825aaa0053443d3995debbce78b315705840f87ab9",
+    spec_sha256: "ead12f73ba130f06347fd31cf62bd3b1fa0d7dbfbaacf6e04a32842d706aa3cd",
     published: Some(include_str!("openapi.json")),
 };
