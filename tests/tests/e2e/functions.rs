@@ -441,3 +441,20 @@ paths:
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_function_target_in_a_gateway_of_several_apis_answers_under_its_base_path() {
+    // tests/specs/duo-a.yaml (a function, under /a) and duo-b.yaml (a mock, under /b) are one gateway.
+    let gw = Gateway::start("duo-gateway", &[]).expect("the duo gateway starts");
+    let hello = get(&gw.url("/a/hello/ada")).await;
+    assert_eq!(hello.status, StatusCode::OK, "{}", hello.text());
+    assert_eq!(
+        hello.json(),
+        serde_json::json!({ "greeting": "hello, ada", "api": "duo-a" })
+    );
+    assert_eq!(
+        get(&gw.url("/b/status/7")).await.json(),
+        serde_json::json!({ "ok": true })
+    );
+    assert_eq!(get(&gw.url("/hello/ada")).await.status, StatusCode::NOT_FOUND);
+}
