@@ -359,3 +359,104 @@ fn first_line(text: Option<&str>) -> Option<String> {
     text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
         .map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn space_of(components: &str) -> OpenAPI {
+        let text = format!(
+            "openapi: 3.0.3\ninfo: {{ title: T, version: '1' }}\npaths: {{}}\ncomponents:\n  schemas:\n{components}"
+        );
+        serde_yaml::from_str(&text).expect("a spec")
+    }
+
+    fn reference(name: &str) -> ReferenceOr<Schema> {
+        ReferenceOr::Reference {
+            reference: format!("#/components/schemas/{name}"),
+        }
+    }
+
+    fn def<'d>(defs: &'d [TypeDef], name: &str) -> &'d TypeDefKind {
+        &defs
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{name} in {defs:#?}"))
+            .kind
+    }
+
+    #[test]
+    fn objects_enums_nullable_and_maps_map_to_their_rust_types() {
+        let openapi = space_of(
+            "    Pet:\n      type: object\n      required: [id, status]\n      properties:\n        id: { type: integer, format: int32 }\n        status: { type: string, enum: [available, sold] }\n        tag: { type: string, nullable: true }\n        weights: { type: object, additionalProperties: { type: number } }\n        self: { $ref: '#/components/schemas/Pet' }\n",
+        );
+        let mut space = TypeSpace::new(&openapi);
+        assert_eq!(
+            space.type_of(&reference("Pet"), "X"),
+            RustType::Named(String::from("Pet"))
+        );
+        // Used twice, made once.
+        assert_eq!(
+            space.type_of(&reference("Pet"), "Y"),
+            RustType::Named(String::from("Pet"))
+        );
+        let defs = space.finish();
+        assert_eq!(defs.len(), 2, "{defs:#?}");
+        let TypeDefKind::Struct(fields) = def(&defs, "Pet") else {
+            panic!("a struct")
+        };
+        let types: Vec<(&str, &RustType, bool)> = fields.iter().map(|f| (f.name.as_str(), &f.ty, f.required)).collect();
+        let named = |n: &str| RustType::Named(n.to_owned());
+        assert_eq!(types[0], ("id", &RustType::I32, true));
+        assert_eq!(types[1], ("status", &named("PetStatus"), true));
+        assert_eq!(types[2], ("tag", &RustType::Option(Box::new(RustType::String)), false));
+        assert_eq!(
+            types[3],
+            (
+                "weights",
+                &RustType::Option(Box::new(RustType::Map(Box::new(RustType::F64)))),
+                false
+            )
+        );
+        assert_eq!(types[4].0, "self_");
+        assert_eq!(
+            types[4].1,
+            &RustType::Option(Box::new(RustType::Boxed(Box::new(named("Pet"))))),
+            "a struct that contains itself is boxed"
+        );
+        assert_eq!(
+            def(&defs, "PetStatus"),
+            &TypeDefKind::Enum(vec![
+                (String::from("Available"), String::from("available")),
+                (String::from("Sold"), String::from("sold"))
+            ])
+        );
+    }
+
+    #[test]
+    fn all_of_merges_members_and_one_of_is_a_union() {
+        let openapi = space_of(
+            "    Base: { type: object, required: [id], properties: { id: { type: integer } } }\n    Dog:\n      allOf:\n        - $ref: '#/components/schemas/Base'\n        - { type: object, properties: { barks: { type: boolean } } }\n    Pet:\n      oneOf:\n        - $ref: '#/components/schemas/Dog'\n        - { type: string }\n    Alias: { type: array, items: { type: string } }\n",
+        );
+        let mut space = TypeSpace::new(&openapi);
+        space.type_of(&reference("Pet"), "X");
+        space.type_of(&reference("Alias"), "X");
+        let defs = space.finish();
+        let TypeDefKind::Struct(fields) = def(&defs, "Dog") else {
+            panic!("a struct")
+        };
+        let names: Vec<(&str, bool)> = fields.iter().map(|f| (f.name.as_str(), f.required)).collect();
+        assert_eq!(names, [("id", true), ("barks", false)]);
+        assert_eq!(
+            def(&defs, "Pet"),
+            &TypeDefKind::Untagged(vec![
+                (String::from("Dog"), RustType::Named(String::from("Dog"))),
+                (String::from("Text"), RustType::String)
+            ])
+        );
+        assert_eq!(
+            def(&defs, "Alias"),
+            &TypeDefKind::Alias(RustType::Vec(Box::new(RustType::String)))
+        );
+    }
+}
