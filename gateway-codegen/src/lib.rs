@@ -56,6 +56,10 @@ pub struct Options {
     /// Where files the specs name (`jwks_file`) are read from, for inputs without [`SpecInput::dir`]; `None`: the
     /// directory of each [`SpecInput::file`].
     pub spec_dir: Option<std::path::PathBuf>,
+    /// The workspace root relative to a generated crate's directory (functions crates' paths are relative to it).
+    pub root_path: String,
+    /// The directory generated crates are written to, relative to the workspace root.
+    pub out_dir: String,
 }
 
 impl Default for Options {
@@ -65,6 +69,8 @@ impl Default for Options {
             standalone: false,
             default_upstream: None,
             spec_dir: None,
+            root_path: String::from("../.."),
+            out_dir: String::from("gateways"),
         }
     }
 }
@@ -80,6 +86,9 @@ pub struct Generated {
     pub specs: Vec<String>,
     /// File contents by path relative to the crate's directory.
     pub files: BTreeMap<String, String>,
+    /// The first version of each functions crate the gateway calls, by path relative to the workspace root: to be
+    /// written only where that crate does not exist yet (it is the user's code from then on).
+    pub scaffold: BTreeMap<String, String>,
     /// Warnings: things read differently from how they were written, or ignored (of every spec).
     pub warnings: Vec<RenderedDiagnostic>,
     /// How many operations the gateway serves.
@@ -257,17 +266,21 @@ fn build(mut members: Vec<Parsed<'_>>, options: &Options, check_names: bool) -> 
     let emit_options = emit::EmitOptions {
         runtime_path: options.runtime_path.clone(),
         standalone: options.standalone,
+        root_path: options.root_path.clone(),
+        out_dir: options.out_dir.clone(),
     };
-    let (name, package, files) = match (&gateway, apis.as_slice()) {
+    let (name, package, files, scaffold) = match (&gateway, apis.as_slice()) {
         (None, [api]) => (
             api.name.clone(),
             emit::package_name(&api.name),
             emit::emit(api, &emit_options)?,
+            emit::scaffold(&api.name, std::slice::from_ref(api), false, &emit_options)?,
         ),
         (Some(gateway), apis) => (
             gateway.clone(),
             emit::package_name(gateway),
             emit::emit_gateway(gateway, apis, &emit_options)?,
+            emit::scaffold(gateway, apis, true, &emit_options)?,
         ),
         // A spec without `gateway` among others: refused by `check_same_gateway`.
         (None, _) => {
@@ -282,6 +295,7 @@ fn build(mut members: Vec<Parsed<'_>>, options: &Options, check_names: bool) -> 
         package,
         specs: members.iter().map(|m| m.input.file.to_owned()).collect(),
         files,
+        scaffold,
         warnings: members
             .iter()
             .flat_map(|m| m.diags.render_in(m.input.file, m.input.text, &texts))

@@ -54,6 +54,10 @@ pub struct Api {
     pub published: Option<String>,
     /// Stores, in spec order, each with the tables its targets name.
     pub stores: Vec<Store>,
+    /// The user's crate that function targets call, when any operation has one.
+    pub functions: Option<FunctionsCrate>,
+    /// Rust types generated from the schemas function operations use (each component schema once), sorted by name.
+    pub types: Vec<TypeDef>,
 }
 
 /// A store (`x-gateway.stores.<name>`).
@@ -150,6 +154,154 @@ pub struct StoreFilter {
     pub query: String,
     /// `String`, `Integer`, `Number` or `Boolean` (the runtime's `StoreFilterKind` variant).
     pub kind: &'static str,
+}
+
+/// `x-gateway.functions`: the user's crate of functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionsCrate {
+    /// Its package name (`petstore-functions`).
+    pub package: String,
+    /// Its directory, relative to the workspace root (`functions/petstore`).
+    pub path: String,
+}
+
+/// A function target: the user's function, and the typed request and response the generator makes for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Function {
+    /// The function's path in the functions crate (`pets::age`), each segment a Rust identifier.
+    pub path: String,
+    /// Time allowed to answer.
+    pub timeout: std::time::Duration,
+    /// The request type (`GetPetAgeRequest`).
+    pub request: String,
+    /// The response enum (`GetPetAgeResponse`).
+    pub response: String,
+    /// The glue function in the gateway crate (`get_pet_age`).
+    pub glue: String,
+    /// The request body, when the operation declares one.
+    pub body: Option<FunctionBody>,
+    /// The response variants, in the spec's order.
+    pub variants: Vec<ResponseVariant>,
+}
+
+/// A function's request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionBody {
+    /// Its Rust type.
+    pub ty: RustType,
+    /// `requestBody.required`: without it the field is an `Option`.
+    pub required: bool,
+    /// How it is read.
+    pub media: Payload,
+}
+
+/// One variant of a function's response enum: a declared status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponseVariant {
+    /// Variant name (`Ok`, `NotFound`, `Default`).
+    pub name: String,
+    /// The status it answers with.
+    pub status: VariantStatus,
+    /// Its body.
+    pub payload: Payload,
+    /// The body's `Content-Type` (the declared media type); empty without a body.
+    pub content_type: String,
+    /// The response's description, first line.
+    pub doc: Option<String>,
+}
+
+/// The status of a response variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VariantStatus {
+    /// Exactly this status.
+    Code(u16),
+    /// A range (`4XX`): the first digit; the variant carries the status.
+    Range(u8),
+    /// `default`: the variant carries the status.
+    Default,
+}
+
+/// A request or response body of a function.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// No body.
+    Empty,
+    /// JSON of this type.
+    Json(RustType),
+    /// Text (`String`).
+    Text,
+    /// Bytes.
+    Bytes,
+}
+
+/// A Rust type of a generated field, body or alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RustType {
+    /// `bool`.
+    Bool,
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+    /// `String`.
+    String,
+    /// Any JSON (`serde_json::Value`).
+    Value,
+    /// A generated type, by name.
+    Named(String),
+    /// `Vec<T>`.
+    Vec(Box<RustType>),
+    /// A JSON object with values of one type (`BTreeMap<String, T>`).
+    Map(Box<RustType>),
+    /// `Option<T>` (`nullable`).
+    Option(Box<RustType>),
+    /// `Box<T>` (a type that contains itself).
+    Boxed(Box<RustType>),
+}
+
+/// A generated type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeDef {
+    /// Rust name.
+    pub name: String,
+    /// The schema's description or title, first line.
+    pub doc: Option<String>,
+    /// Where it comes from (`#/components/schemas/Pet`, or the operation's body), for its doc comment.
+    pub origin: String,
+    /// What it is.
+    pub kind: TypeDefKind,
+}
+
+/// The shape of a generated type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeDefKind {
+    /// An object with properties.
+    Struct(Vec<FieldDef>),
+    /// A string enum: (Rust variant, wire value).
+    Enum(Vec<(String, String)>),
+    /// `oneOf`/`anyOf`: the first variant that parses (serde's `untagged`).
+    Untagged(Vec<(String, RustType)>),
+    /// Another type under this name (`type Name = T`).
+    Alias(RustType),
+}
+
+/// A field of a generated struct.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDef {
+    /// Rust name.
+    pub name: String,
+    /// The property name on the wire.
+    pub wire: String,
+    /// Its type (`Option` when not required or nullable).
+    pub ty: RustType,
+    /// Whether the property is required (an absent optional one is skipped when serialized).
+    pub required: bool,
+    /// The property's description, first line.
+    pub doc: Option<String>,
 }
 
 /// A deployment stage.
@@ -790,6 +942,8 @@ pub enum Target {
     Mock(Mock),
     /// One call to a store.
     Store(StoreTarget),
+    /// A Rust function of the user's.
+    Function(Box<Function>),
 }
 
 /// A piece of an upstream path.

@@ -1616,3 +1616,108 @@ fn a_target_has_exactly_one_kind_and_store_settings_only_with_store() {
         26,
     );
 }
+/// [`BASE`] with its operation's target replaced by function `path`, and the functions crate declared.
+fn with_function(path: &str) -> String {
+    BASE.replace(
+        "target: { upstream: pets, path: \"/v1/pets/{petId}\" }",
+        &format!("target: {{ function: \"{path}\" }}"),
+    )
+    .replace(
+        "  upstreams:",
+        "  functions: { crate: t-functions, path: functions/t }\n  upstreams:",
+    )
+}
+
+#[test]
+fn a_function_target_generates_a_types_crate_glue_and_a_stub() {
+    let g = run(&with_function("pets::get")).expect("generates");
+    for file in [
+        "types/Cargo.toml",
+        "types/src/lib.rs",
+        "types/src/params.rs",
+        "src/functions.rs",
+    ] {
+        assert!(g.files.contains_key(file), "{file} in {:?}", g.files.keys());
+    }
+    assert!(
+        !g.files.contains_key("src/params.rs"),
+        "the parameter structs moved to the types crate"
+    );
+    assert!(g.files["src/functions.rs"].contains("::t_functions::pets::get("));
+    assert!(
+        g.scaffold.contains_key("functions/t/src/pets.rs"),
+        "{:?}",
+        g.scaffold.keys()
+    );
+    // A spec without function targets generates exactly what it did before.
+    let plain = run(BASE).expect("generates");
+    assert!(plain.scaffold.is_empty());
+    assert!(
+        plain
+            .files
+            .keys()
+            .all(|f| !f.starts_with("types/") && f != "src/functions.rs")
+    );
+}
+
+#[test]
+fn a_function_path_that_is_not_a_rust_path() {
+    let e = single_error(
+        &with_function("pets::get-pet"),
+        "`pets::get-pet` is not a Rust path: `get-pet` is not an identifier",
+        14,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("pets::age")));
+    single_error(&with_function("pets::fn"), "`fn` is not an identifier", 14);
+    single_error(&with_function("pets::"), "it has an empty segment", 14);
+}
+
+#[test]
+fn a_function_target_without_a_functions_crate() {
+    let spec = with_function("pets::get").replace("  functions: { crate: t-functions, path: functions/t }\n", "");
+    let e = single_error(
+        &spec,
+        "function `pets::get` names no crate: the spec has no `x-gateway.functions`",
+        13,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("functions: { crate:")));
+}
+
+#[test]
+fn a_functions_crate_outside_the_workspace_or_badly_named() {
+    let spec = with_function("pets::get").replace("path: functions/t", "path: ../elsewhere");
+    single_error(&spec, "`../elsewhere` is not a directory inside the workspace", 4);
+    let spec = with_function("pets::get").replace("crate: t-functions", "crate: T_Functions");
+    single_error(&spec, "functions crate name `T_Functions` cannot name a crate", 4);
+}
+
+#[test]
+fn a_target_with_a_function_and_an_upstream() {
+    let spec = BASE
+        .replace(
+            "target: { upstream: pets,",
+            "target: { function: pets::get, upstream: pets,",
+        )
+        .replace(
+            "  upstreams:",
+            "  functions: { crate: t-functions, path: functions/t }\n  upstreams:",
+        );
+    single_error(&spec, "a target has both `upstream` and `function`", 14);
+    let spec = BASE.replace("target: { upstream: pets,", "target: { timeout: 2s, upstream: pets,");
+    let e = single_error(&spec, "`timeout` bounds a function target", 13);
+    assert!(
+        e.help
+            .as_deref()
+            .is_some_and(|h| h.contains("upstreams: { NAME: { timeout"))
+    );
+}
+
+#[test]
+fn two_operations_naming_one_function() {
+    let spec = format!(
+        "{}    delete:\n      operationId: deletePet\n      parameters:\n        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}\n      x-gateway:\n        target: {{ function: pets::get }}\n      responses: {{ \"204\": {{ description: gone }} }}\n",
+        with_function("pets::get")
+    );
+    let e = single_error(&spec, "function `pets::get` is the target of two operations", 21);
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("its own function")));
+}

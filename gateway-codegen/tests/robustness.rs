@@ -1311,6 +1311,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         default_stage: None,
         spec_sha256: String::new(),
         published: None,
+        functions: None,
+        types: Vec::new(),
         schemas: Vec::new(),
         filters: Vec::new(),
         stores: Vec::new(),
@@ -1345,6 +1347,8 @@ fn emit_never_panics_on_literals_and_names_no_spec_produces() {
                 &gateway_codegen::emit::EmitOptions {
                     runtime_path: String::from("../runtime"),
                     standalone: false,
+                    root_path: String::from("../.."),
+                    out_dir: String::from("gateways"),
                 },
             )
         })

@@ -350,6 +350,14 @@ impl GatewayError {
         Self::new(ErrorKind::UpstreamTimeout, "the upstream did not respond in time")
     }
 
+    /// `NOT_IMPLEMENTED`: a function target that is still the generated stub.
+    pub fn not_implemented(function: &str) -> Self {
+        Self::new(
+            ErrorKind::NotImplemented,
+            format!("function `{function}` is the generated stub: it has not been written yet"),
+        )
+    }
+
     /// `INTERNAL`: a gateway bug or misconfiguration; the cause belongs in the log.
     pub fn internal() -> Self {
         Self::new(ErrorKind::Internal, "the gateway failed to handle the request")

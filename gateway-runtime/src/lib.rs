@@ -16,7 +16,7 @@
 //! |---|---|
 //! | [`pipeline`] | the phase list, the request context, the response filters |
 //! | [`policies`] | one module per policy: hosts, API keys and auth, credentials, throttles and quotas, cache, CORS |
-//! | [`targets`] | one module per kind of target: proxy, mock, store ([`store`]: the `Store` handle and its SQLite backend) |
+//! | [`targets`] | one module per kind of target: proxy, mock, function, store ([`store`]: the `Store` handle and its SQLite backend) |
 //! | [`serving`] | the server loop, the command line |
 //! | [`observe`] | the process log, the access log, trace export (OTLP) |
 //! | [`admin`] | the admin endpoints under `/_gateway/` |
@@ -54,6 +54,13 @@ pub use targets::store;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What function targets are written with: the context a function gets, and what generated request and response
+/// types implement.
+pub use targets::function as functions;
+
 // Generated code names these through the runtime so that a gateway crate depends on nothing else.
+pub use bytes;
 pub use http;
+pub use serde;
+pub use serde_json;
 pub use uuid;

@@ -41,6 +41,7 @@ use crate::spec::{ApiMount, ApiSpec, OperationSpec, TargetSpec};
 use crate::stage::ResolvedStage;
 use crate::state::SharedState;
 use crate::targets::Target;
+use crate::targets::function::FunctionTarget;
 use crate::targets::mock::{MockError, MockResponse};
 use crate::targets::proxy::Proxy;
 use crate::targets::store::target::StoreTarget;
@@ -471,6 +472,9 @@ fn operation_service(
             })?;
             Target::Store(StoreTarget::new(store.clone(), target, op.body.max))
         }
+        TargetSpec::Function(function) => {
+            Target::Function(Box::new(FunctionTarget::new(api, op, function, proxy.clone())))
+        }
     };
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
     let phases = request_phases(op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));
@@ -525,6 +529,15 @@ pub fn log_routes(api: &ApiSpec, prefix: &str) {
                     op.id,
                     target.table,
                     target.action.name()
+                );
+            }
+            TargetSpec::Function(function) => {
+                tracing::info!(
+                    "{} {prefix}{} -> {} (function {})",
+                    op.method,
+                    op.template,
+                    op.id,
+                    function.name
                 );
             }
         }

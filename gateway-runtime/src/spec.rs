@@ -735,6 +735,19 @@ pub enum TargetSpec {
     Mock(MockSpec),
     /// Read or write an item of a store table.
     Store(StoreTargetSpec),
+    /// Call a Rust function of the user's, compiled into the gateway.
+    Function(FunctionSpec),
+}
+
+/// A function target: the generated glue that calls the user's function, and how long it may take.
+#[derive(Debug)]
+pub struct FunctionSpec {
+    /// The function's path in its crate (`pets::age`), for logs.
+    pub name: &'static str,
+    /// The generated glue: typed request in, the function called, typed answer out.
+    pub call: crate::targets::function::FunctionFn,
+    /// Time allowed to answer; `504` when exceeded.
+    pub timeout: Duration,
 }
 
 /// Reverse-proxy to `upstreams[upstream]`, at the rewritten path.

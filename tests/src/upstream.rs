@@ -364,6 +364,64 @@ fn fixed_json_body(size: usize) -> Vec<u8> {
     body
 }
 
+/// A service with fixed answers: each listed path gets its status and JSON body, every other path a `404`. Stops
+/// when dropped.
+pub struct Routes {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Routes {
+    /// Starts on an ephemeral port of 127.0.0.1 with `routes` (path, status, JSON body).
+    pub async fn start(routes: &[(&str, u16, &str)]) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let routes: Arc<HashMap<String, (u16, Bytes)>> = Arc::new(
+            routes
+                .iter()
+                .map(|(path, status, body)| ((*path).to_owned(), (*status, Bytes::from((*body).to_owned()))))
+                .collect(),
+        );
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = &mut stopped => break,
+                };
+                let Ok((stream, _)) = accepted else { continue };
+                let routes = routes.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (status, body) = routes
+                            .get(req.uri().path())
+                            .cloned()
+                            .unwrap_or((404, Bytes::from_static(br#"{"error":"not found"}"#)));
+                        async move {
+                            let mut response = Response::new(full(body));
+                            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                            response
+                                .headers_mut()
+                                .insert("content-type", HeaderValue::from_static("application/json"));
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, _stop: stop })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

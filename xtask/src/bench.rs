@@ -15,6 +15,7 @@ mod cache;
 mod codegen;
 mod contract;
 mod cpu;
+mod functions;
 mod latency;
 mod machine;
 mod memory;
@@ -88,13 +89,15 @@ pub enum Scenario {
     Contract,
     /// What metrics (scraped) and the access log (to a file) cost: the gateway with them on against off.
     Observability,
+    /// A function target against a mock target with the same answer.
+    Functions,
     /// Store targets: acknowledged durable writes/s (FULL with group commit, FULL one commit per write, NORMAL) and
     /// reads/s.
     Store,
 }
 
 impl Scenario {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 10] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -103,6 +106,7 @@ impl Scenario {
         Self::Policies,
         Self::Contract,
         Self::Observability,
+        Self::Functions,
         Self::Store,
     ];
 
@@ -117,6 +121,7 @@ impl Scenario {
             Self::Policies => policies::run(bench),
             Self::Contract => contract::run(bench),
             Self::Observability => observability::run(bench),
+            Self::Functions => functions::run(bench),
             Self::Store => store::run(bench),
         }
     }
@@ -126,7 +131,7 @@ impl Scenario {
         match self {
             Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
-            Self::Policies | Self::Contract | Self::Observability | Self::Store => &["wrk"],
+            Self::Policies | Self::Contract | Self::Observability | Self::Functions | Self::Store => &["wrk"],
             Self::Codegen => &[],
         }
     }
@@ -142,6 +147,7 @@ impl Scenario {
                 | Self::Policies
                 | Self::Contract
                 | Self::Observability
+                | Self::Functions
                 | Self::Store
         )
     }

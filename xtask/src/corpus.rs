@@ -71,6 +71,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             // without sending anything anywhere.
             default_upstream: Some(String::from("http://127.0.0.1:9")),
             spec_dir: None,
+            ..Options::default()
         };
         let file = format!("specs-corpus/{}", spec.strip_prefix(&dir).unwrap_or(spec).display());
         let result = std::panic::catch_unwind(|| {

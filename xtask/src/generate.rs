@@ -40,9 +40,13 @@ pub struct Args {
 
 /// The specs in `specs/`, sorted.
 pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
-    let dir = workspace_root().join("specs");
+    specs_in(&workspace_root().join("specs"))
+}
+
+/// The specs in `dir`, sorted.
+fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
-    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         let is_spec = path
             .extension()
@@ -56,15 +60,32 @@ pub fn default_specs() -> anyhow::Result<Vec<PathBuf>> {
     Ok(specs)
 }
 
+/// The test fixtures' specs (`tests/specs/`), generated into `tests/gateways/` beside the examples.
+const TEST_SPECS: (&str, &str) = ("tests/specs", "tests/gateways");
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let all_specs = args.specs.is_empty();
-    let specs = if all_specs {
-        default_specs()?
-    } else {
-        args.specs.clone()
-    };
-    let out = args.out.clone().unwrap_or_else(|| workspace_root().join("gateways"));
-    let out = absolute(&out)?;
+    if !args.specs.is_empty() {
+        let out = args.out.clone().unwrap_or_else(|| workspace_root().join("gateways"));
+        return run_set(args, args.specs.clone(), &out, false);
+    }
+    match &args.out {
+        Some(out) => run_set(args, default_specs()?, out, true),
+        None => {
+            run_set(args, default_specs()?, &workspace_root().join("gateways"), true)?;
+            let (specs, out) = TEST_SPECS;
+            let specs = workspace_root().join(specs);
+            if specs.is_dir() {
+                run_set(args, specs_in(&specs)?, &workspace_root().join(out), true)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Generates `specs` into `out`; `all_specs`: they are every spec of their directory, so crates in `out` that none
+/// of them makes are stale.
+fn run_set(args: &Args, specs: Vec<PathBuf>, out: &Path, all_specs: bool) -> anyhow::Result<()> {
+    let out = absolute(out)?;
     let runtime = absolute(&workspace_root().join("gateway-runtime"))?;
     let standalone = !out.starts_with(absolute(&workspace_root())?);
 
@@ -83,11 +104,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         })
         .collect();
     // Every crate is `out/<name>`, one directory below `out`, so one relative path to the runtime fits them all.
+    // Functions crates' paths are relative to the directory that holds the gateways' (the workspace root for
+    // `gateways/`).
+    let root = out.parent().map_or_else(|| out.clone(), Path::to_path_buf);
     let options = Options {
         runtime_path: relative_path(&out.join("gateway"), &runtime),
         standalone,
         default_upstream: args.default_upstream.clone(),
         spec_dir: None,
+        root_path: relative_path(&out.join("gateway"), &root),
+        out_dir: relative_path(&root, &out),
     };
     let mut crates: Vec<Generated> = Vec::new();
     let mut failed = 0;
@@ -144,6 +170,30 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let dir = out.join(&c.name);
         stale.extend(sync_crate(&dir, c, args.check)?);
     }
+    // Functions crates: made once, with a stub per function, and never touched again (they are the user's code).
+    let mut scaffolded = Vec::new();
+    for c in &crates {
+        for dir in scaffold_dirs(c) {
+            let target = root.join(&dir);
+            if target.exists() {
+                continue;
+            }
+            if args.check {
+                stale.push(format!(
+                    "{dir}: the functions crate is missing (`cargo xtask generate` makes its stubs)"
+                ));
+                continue;
+            }
+            for (rel, contents) in c.scaffold.iter().filter(|(rel, _)| rel.starts_with(&format!("{dir}/"))) {
+                let path = root.join(rel);
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))?;
+            }
+            scaffolded.push(dir);
+        }
+    }
     // Gateways whose spec is gone, when regenerating the whole of specs/ into gateways/.
     if all_specs && out.is_dir() {
         for entry in fs::read_dir(&out)? {
@@ -186,8 +236,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 c.operations
             );
         }
+        for dir in &scaffolded {
+            println!(
+                "{}: a new functions crate, one stub per function (yours to edit; it is never overwritten)",
+                display_path(&root.join(dir))
+            );
+        }
     }
     Ok(())
+}
+
+/// The functions crates' directories (relative to the workspace root) of a generated gateway.
+fn scaffold_dirs(generated: &Generated) -> Vec<String> {
+    let mut dirs: Vec<String> = generated
+        .scaffold
+        .keys()
+        .filter_map(|rel| rel.strip_suffix("/Cargo.toml"))
+        .map(str::to_owned)
+        .collect();
+    dirs.dedup();
+    dirs
 }
 
 fn is_generated(manifest: &Path) -> bool {

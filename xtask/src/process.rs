@@ -42,8 +42,8 @@ pub enum Ready {
     Accepts(SocketAddr),
 }
 
-/// Regenerates the gateways, then builds the example gateways and the example upstream in release mode: what the
-/// demo serves and the benchmarks measure.
+/// Regenerates the gateways, then builds the example gateways, the lab gateway (function targets, for the
+/// `functions` benchmark) and the example upstream in release mode: what the demo serves and the benchmarks measure.
 pub fn build_examples_release() -> anyhow::Result<()> {
     crate::generate::run(&crate::generate::Args::default())?;
     let mut build = cargo();
@@ -55,6 +55,8 @@ pub fn build_examples_release() -> anyhow::Result<()> {
         "-p",
         "store-gateway",
         "-p",
+        "lab-gateway",
+        "-p",
         "gateway-tests",
     ]);
     build.args([
@@ -62,6 +64,8 @@ pub fn build_examples_release() -> anyhow::Result<()> {
         "petstore-gateway",
         "--bin",
         "store-gateway",
+        "--bin",
+        "lab-gateway",
         "--bin",
         "test-upstream",
     ]);

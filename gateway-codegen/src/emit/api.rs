@@ -111,6 +111,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "EditSpec",
         "FormField",
         "FormScalar",
+        "FunctionSpec",
         "GatewayResponseSpec",
         "Invalidate",
         "JwtAlgorithm",
@@ -185,6 +186,11 @@ fn imports(table: &TokenStream) -> TokenStream {
     if used.contains("params") {
         out.extend(quote!(
             use super::params;
+        ));
+    }
+    if used.contains("functions") {
+        out.extend(quote!(
+            use super::functions;
         ));
     }
     out
@@ -527,6 +533,14 @@ fn target(target: &Target) -> TokenStream {
                     content_type: #content_type,
                     body: #body,
                 })
+            }
+        }
+        Target::Function(function) => {
+            let name = &function.path;
+            let glue = format_ident!("{}", function.glue);
+            let timeout = duration(function.timeout);
+            quote! {
+                TargetSpec::Function(FunctionSpec { name: #name, call: functions::#glue, timeout: #timeout })
             }
         }
         Target::Store(target) => store_target(target),

@@ -10,8 +10,11 @@
 
 mod access;
 mod api;
+mod functions;
 mod manifest;
 mod params;
+mod scaffold;
+mod types;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +30,89 @@ pub struct EmitOptions {
     pub runtime_path: String,
     /// Declare the crate its own workspace root (for crates generated outside the project's workspace).
     pub standalone: bool,
+    /// The workspace root, relative to the crate's directory (`../..`): functions crates' paths are relative to it.
+    pub root_path: String,
+    /// The directory gateway crates are written to, relative to the workspace root (`gateways`).
+    pub out_dir: String,
+}
+
+/// The types crate of a gateway with function targets: `<gateway>/types`, package `<gateway>-types`.
+struct TypesCrate {
+    package: String,
+    ident: String,
+}
+
+impl TypesCrate {
+    fn of(gateway: &str) -> Self {
+        let package = format!("{gateway}-types");
+        Self {
+            ident: package.replace('-', "_"),
+            package,
+        }
+    }
+}
+
+/// The functions crates' first versions, by path relative to the workspace root: one per API with function targets
+/// (`apis` is the gateway's, in order; `gateway` its name; `modules`: whether the gateway was emitted by
+/// [`emit_gateway`], one module per API). Written only where the crate does not exist yet.
+pub fn scaffold(
+    gateway: &str,
+    apis: &[Api],
+    modules_per_api: bool,
+    options: &EmitOptions,
+) -> Result<BTreeMap<String, String>, EmitError> {
+    let types = TypesCrate::of(gateway);
+    let modules = module_names(apis);
+    let mut files = BTreeMap::new();
+    for (api, module) in apis.iter().zip(&modules) {
+        let Some(functions) = &api.functions else { continue };
+        let path = if !modules_per_api {
+            types.ident.clone()
+        } else {
+            format!("{}::{module}", types.ident)
+        };
+        let out = options.out_dir.trim_end_matches('/');
+        let dir = format!("{out}/{gateway}/types");
+        // A gateway generated outside a workspace is its own root, which its functions crate names.
+        let root = options.standalone.then(|| format!("{out}/{gateway}"));
+        files.extend(scaffold::scaffold(
+            api,
+            functions,
+            &types.package,
+            &dir,
+            &path,
+            root.as_deref(),
+        )?);
+    }
+    Ok(files)
+}
+
+/// The dependency on the functions crate of `api`, from a gateway crate.
+fn functions_dependency(api: &Api, options: &EmitOptions) -> Option<(String, String)> {
+    let functions = api.functions.as_ref()?;
+    Some((
+        functions.package.clone(),
+        format!("{}/{}", options.root_path.trim_end_matches('/'), functions.path),
+    ))
+}
+
+/// The types crate's `Cargo.toml`.
+fn types_manifest(types: &TypesCrate, gateway: &str, options: &EmitOptions, header: &str) -> Result<String, EmitError> {
+    let runtime = if std::path::Path::new(&options.runtime_path).is_absolute() {
+        options.runtime_path.clone()
+    } else {
+        format!("../{}", options.runtime_path)
+    };
+    Ok(format!(
+        "{}{}",
+        header.replace("//", "#"),
+        manifest::library_manifest(
+            &types.package,
+            format!("The typed requests and responses of the `{gateway}` gateway's function targets"),
+            &[(String::from("gateway-runtime"), runtime)],
+            None,
+        )?
+    ))
 }
 
 /// A generated file could not be formatted: a bug in the generator, never a problem with the spec.
@@ -58,17 +144,23 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
         "API gateway for {} {}, generated from {}",
         api.title, api.version, api.spec_file
     );
+    let types = api.functions.as_ref().map(|_| TypesCrate::of(&api.name));
+    let mut crates = Vec::new();
+    if let Some(types) = &types {
+        crates.push((types.package.clone(), String::from("types")));
+        crates.extend(functions_dependency(api, options));
+    }
     files.insert(
         String::from("Cargo.toml"),
         format!(
             "{}{}",
             header.replace("//", "#"),
-            manifest::manifest(&api.name, description, options)?
+            manifest::manifest(&api.name, description, options, &crates)?
         ),
     );
     files.insert(
         String::from("src/main.rs"),
-        rust_file("src/main.rs", &header, main_rs(api))?,
+        rust_file("src/main.rs", &header, main_rs(api, types.as_ref()))?,
     );
     files.insert(
         String::from("src/api.rs"),
@@ -79,10 +171,52 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
         // Data, not code: no header (it would not be JSON), read by `include_str!` from `src/api.rs`.
         files.insert(String::from("src/openapi.json"), format!("{published}\n"));
     }
-    files.insert(
-        String::from("src/params.rs"),
-        rust_file("src/params.rs", &header, params::params_rs(api))?,
-    );
+    match (&types, &api.functions) {
+        (Some(types), Some(functions)) => {
+            let ident = quote::format_ident!("{}", types.ident);
+            files.insert(
+                String::from("types/Cargo.toml"),
+                types_manifest(types, &api.name, options, &header)?,
+            );
+            let doc = format!(
+                "The typed requests and responses of the `{}` gateway's function targets, and the types of the schemas they use.",
+                api.name
+            );
+            files.insert(
+                String::from("types/src/lib.rs"),
+                rust_file("types/src/lib.rs", &header, types::api_types_rs(api, &doc))?,
+            );
+            files.insert(
+                String::from("types/src/operations.rs"),
+                rust_file("types/src/operations.rs", &header, types::operations_rs(api))?,
+            );
+            files.insert(
+                String::from("types/src/params.rs"),
+                rust_file("types/src/params.rs", &header, params::params_rs(api))?,
+            );
+            if !api.types.is_empty() {
+                files.insert(
+                    String::from("types/src/schemas.rs"),
+                    rust_file("types/src/schemas.rs", &header, types::schemas_rs(api))?,
+                );
+            }
+            let krate = functions.package.replace('-', "_");
+            files.insert(
+                String::from("src/functions.rs"),
+                rust_file(
+                    "src/functions.rs",
+                    &header,
+                    functions::functions_rs(api, &quote!(::#ident), &krate),
+                )?,
+            );
+        }
+        _ => {
+            files.insert(
+                String::from("src/params.rs"),
+                rust_file("src/params.rs", &header, params::params_rs(api))?,
+            );
+        }
+    }
     Ok(files)
 }
 
@@ -97,33 +231,115 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
         .map(|api| format!("{} {} ({})", api.title, api.version, api.spec_file))
         .collect();
     let description = format!("API gateway `{gateway}` for {}", described.join(", "));
+    let typed = apis.iter().any(|api| api.functions.is_some());
+    let types = typed.then(|| TypesCrate::of(gateway));
+    let mut crates = Vec::new();
+    if let Some(types) = &types {
+        crates.push((types.package.clone(), String::from("types")));
+        crates.extend(apis.iter().filter_map(|api| functions_dependency(api, options)));
+    }
     files.insert(
         String::from("Cargo.toml"),
         format!(
             "{}{}",
             header.replace("//", "#"),
-            manifest::manifest(gateway, description, options)?
+            manifest::manifest(gateway, description, options, &crates)?
         ),
     );
     files.insert(
         String::from("src/main.rs"),
-        rust_file("src/main.rs", &header, gateway_main_rs(gateway, apis, &modules))?,
+        rust_file(
+            "src/main.rs",
+            &header,
+            gateway_main_rs(gateway, apis, &modules, types.as_ref()),
+        )?,
     );
     files.insert(String::from("ACCESS.md"), access::gateway_access_md(gateway, apis));
+    let mut typed_modules = Vec::new();
     for (api, module) in apis.iter().zip(&modules) {
         let own = self::header(std::slice::from_ref(&api.spec_file), "//");
         files.insert(
             format!("src/{module}/api.rs"),
             rust_file("src/<api>/api.rs", &own, api::api_rs(api))?,
         );
-        files.insert(
-            format!("src/{module}/params.rs"),
-            rust_file("src/<api>/params.rs", &own, params::params_rs(api))?,
-        );
+        match (&types, &api.functions) {
+            (Some(types), Some(functions)) => {
+                let ident = quote::format_ident!("{}", types.ident);
+                let module_ident = quote::format_ident!("{}", module);
+                let doc = format!(
+                    "The typed requests and responses of API `{}`'s function targets, and the types of the schemas they use.",
+                    api.name
+                );
+                files.insert(
+                    format!("types/src/{module}.rs"),
+                    rust_file("types/src/<api>.rs", &own, types::api_types_rs(api, &doc))?,
+                );
+                files.insert(
+                    format!("types/src/{module}/operations.rs"),
+                    rust_file("types/src/<api>/operations.rs", &own, types::operations_rs(api))?,
+                );
+                files.insert(
+                    format!("types/src/{module}/params.rs"),
+                    rust_file("types/src/<api>/params.rs", &own, params::params_rs(api))?,
+                );
+                if !api.types.is_empty() {
+                    files.insert(
+                        format!("types/src/{module}/schemas.rs"),
+                        rust_file("types/src/<api>/schemas.rs", &own, types::schemas_rs(api))?,
+                    );
+                }
+                let krate = functions.package.replace('-', "_");
+                files.insert(
+                    format!("src/{module}/functions.rs"),
+                    rust_file(
+                        "src/<api>/functions.rs",
+                        &own,
+                        functions::functions_rs(api, &quote!(::#ident::#module_ident), &krate),
+                    )?,
+                );
+                typed_modules.push((api, module));
+            }
+            _ => {
+                files.insert(
+                    format!("src/{module}/params.rs"),
+                    rust_file("src/<api>/params.rs", &own, params::params_rs(api))?,
+                );
+            }
+        }
         if let Some(published) = &api.published {
             // Beside the module's `api.rs`, which reads it with `include_str!`.
             files.insert(format!("src/{module}/openapi.json"), format!("{published}\n"));
         }
+    }
+    if let Some(types) = &types {
+        files.insert(
+            String::from("types/Cargo.toml"),
+            types_manifest(types, gateway, options, &header)?,
+        );
+        let mods = typed_modules.iter().map(|(api, module)| {
+            let module = quote::format_ident!("{}", module);
+            let doc = format!(" API `{}` ({}).", api.name, doc_text(&api.spec_file));
+            quote! {
+                #[doc = #doc]
+                #[rustfmt::skip]
+                pub mod #module;
+            }
+        });
+        let doc = format!(
+            " The typed requests and responses of the `{gateway}` gateway's function targets, one module per API."
+        );
+        files.insert(
+            String::from("types/src/lib.rs"),
+            rust_file(
+                "types/src/lib.rs",
+                &header,
+                quote! {
+                    #![doc = #doc]
+
+                    #(#mods)*
+                },
+            )?,
+        );
     }
     Ok(files)
 }
@@ -162,12 +378,11 @@ fn space_items(code: &str) -> String {
         out.push_str(line);
         out.push('\n');
         let Some(next) = lines.peek() else { break };
-        let ends_item = line == "}"
-            || line == "};"
-            || (line.starts_with("use ") && line.ends_with(';') && !next.starts_with("use "));
+        let is_use = |l: &str| l.starts_with("use ") || l.starts_with("pub use ");
+        let ends_item = line == "}" || line == "};" || (is_use(line) && line.ends_with(';') && !is_use(next));
         let ends_docs = line.starts_with("//!") && !next.starts_with("//!");
-        let ends_mods =
-            line.starts_with("mod ") && line.ends_with(';') && !next.starts_with("mod ") && !next.starts_with("#[");
+        let is_mod = |l: &str| l.starts_with("mod ") || l.starts_with("pub mod ");
+        let ends_mods = is_mod(line) && line.ends_with(';') && !is_mod(next) && !next.starts_with("#[");
         let ends_attrs = line.starts_with("#![") && !next.starts_with("#![");
         if (ends_item || ends_docs || ends_attrs || ends_mods) && !next.is_empty() {
             out.push('\n');
@@ -205,7 +420,7 @@ pub(crate) fn doc_lines(text: &str) -> proc_macro2::TokenStream {
     quote! { #(#[doc = #lines])* }
 }
 
-fn main_rs(api: &Api) -> TokenStream {
+fn main_rs(api: &Api, types: Option<&TypesCrate>) -> TokenStream {
     let doc = format!(
         " The `{}` gateway: {} {}, generated from `{}`.",
         api.name,
@@ -213,6 +428,22 @@ fn main_rs(api: &Api) -> TokenStream {
         doc_text(&api.version),
         doc_text(&api.spec_file)
     );
+    // With function targets, the parameter structs are in the types crate, which the functions crate shares.
+    let modules = match types {
+        Some(types) => {
+            let ident = quote::format_ident!("{}", types.ident);
+            quote! {
+                #[rustfmt::skip]
+                mod functions;
+
+                use ::#ident::params;
+            }
+        }
+        None => quote! {
+            #[rustfmt::skip]
+            mod params;
+        },
+    };
     // A base path makes the API a gateway of one mounted API; without one, the API is the gateway.
     let serve = if api.base_path.is_empty() {
         quote! {
@@ -243,14 +474,13 @@ fn main_rs(api: &Api) -> TokenStream {
         // they would no longer match what `cargo xtask generate --check` expects.
         #[rustfmt::skip]
         mod api;
-        #[rustfmt::skip]
-        mod params;
+        #modules
 
         #serve
     }
 }
 
-fn gateway_main_rs(gateway: &str, apis: &[Api], modules: &[String]) -> TokenStream {
+fn gateway_main_rs(gateway: &str, apis: &[Api], modules: &[String], types: Option<&TypesCrate>) -> TokenStream {
     let served: Vec<String> = apis
         .iter()
         .map(|api| {
@@ -272,14 +502,28 @@ fn gateway_main_rs(gateway: &str, apis: &[Api], modules: &[String]) -> TokenStre
     let mods = apis.iter().zip(modules).map(|(api, module)| {
         let ident = quote::format_ident!("{}", module);
         let doc = format!(" The API of `{}`.", doc_text(&api.spec_file));
+        let inner = match (types, &api.functions) {
+            (Some(types), Some(_)) => {
+                let types = quote::format_ident!("{}", types.ident);
+                quote! {
+                    #[rustfmt::skip]
+                    mod functions;
+
+                    use ::#types::#ident::params;
+                }
+            }
+            _ => quote! {
+                #[rustfmt::skip]
+                mod params;
+            },
+        };
         quote! {
             #[doc = #doc]
             #[rustfmt::skip]
             mod #ident {
                 #[rustfmt::skip]
                 pub mod api;
-                #[rustfmt::skip]
-                mod params;
+                #inner
             }
         }
     });

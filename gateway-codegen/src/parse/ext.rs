@@ -59,6 +59,8 @@ pub struct RootExt {
     /// Named stores that store targets keep their items in.
     #[serde(default)]
     pub stores: IndexMap<String, StoreExt>,
+    /// The crate of Rust functions that function targets (`target: { function: pets::age }`) call.
+    pub functions: Option<FunctionsExt>,
 }
 
 /// A store under `x-gateway.stores`.
@@ -70,6 +72,18 @@ pub struct StoreExt {
     /// `full` (default): a commit is on disk before it is acknowledged; `normal`: it survives a killed gateway,
     /// not a power loss.
     pub synchronous: Option<String>,
+}
+
+/// `functions:`: the user's crate of functions, a member of the workspace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsExt {
+    /// The crate's package name (`petstore-functions`).
+    #[serde(rename = "crate")]
+    pub krate: String,
+    /// Its directory, relative to the directory that holds the generated gateways' (the workspace root, for
+    /// `gateways/`): `functions/petstore`. Created with one stub per function when it does not exist.
+    pub path: String,
 }
 
 /// `stages.<name>`.
@@ -493,7 +507,7 @@ pub struct UpstreamExt {
     pub connect_timeout: Option<DurationValue>,
 }
 
-/// `target:`: exactly one kind of target (`upstream`, `mock`, `store`), with its settings.
+/// `target:`: exactly one kind of target (`upstream`, `mock`, `function`, `store`), with its settings.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetExt {
@@ -515,6 +529,10 @@ pub struct TargetExt {
     pub filter: Option<Vec<String>>,
     /// Store targets, `create`: the top-level field the new id is written to. Default `id`.
     pub id_field: Option<String>,
+    /// Call this function of the `functions` crate (`pets::age`).
+    pub function: Option<String>,
+    /// How long a function may take to answer (`504` beyond). Default 30s.
+    pub timeout: Option<DurationValue>,
 }
 
 /// `target.mock:`: a fixed response.

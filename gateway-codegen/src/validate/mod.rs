@@ -7,6 +7,7 @@
 mod cache;
 pub mod contract;
 mod cors;
+mod functions;
 pub mod group;
 mod limits;
 mod responses;
@@ -250,7 +251,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             if stored_body {
                 stores::check_stored_body(spec, op, diags);
             }
-            checked.body = contract::check_body(spec, op, stored_body, &mut document, &mut tables, diags);
+            let typed_body = stored_body || matches!(checked.target, Some(Target::Function(_)));
+            checked.body = contract::check_body(spec, op, typed_body, &mut document, &mut tables, diags);
             checked.schema_params = contract::check_schema_params(op, &mut document, &mut tables, diags);
             checked.responses_check = contract::check_responses(spec, op, &mut document, &mut tables, diags);
             checked.transform = transforms::check_transform(spec, op, &checked.path_params, &mut tables, diags);
@@ -262,6 +264,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     }
     let operations = merge_variants(operations, diags);
     check_routes(&operations, diags);
+    functions::check_functions(spec, &operations, diags);
     // A stage's `*` replaces every policy's origins: none of them may allow credentials.
     let with_credentials = root_cors
         .iter()
@@ -350,7 +353,7 @@ fn check_name(spec: &ParsedSpec, ctx: &Context, diags: &mut Diagnostics) -> Stri
 }
 
 /// Reports `name` (of a `what`, written at `at`) when it cannot name a crate.
-fn check_crate_name(name: &str, at: &str, what: &str, diags: &mut Diagnostics) {
+pub(super) fn check_crate_name(name: &str, at: &str, what: &str, diags: &mut Diagnostics) {
     let valid = !name.is_empty()
         && name
             .chars()

@@ -1,11 +1,11 @@
-//! Targets: where each operation goes (an upstream with an optional rewrite, a mock, or a store), inherited from
-//! the operation, its path item or the top level.
+//! Targets: where each operation goes (an upstream with an optional rewrite, a mock, a function, or a store),
+//! inherited from the operation, its path item or the top level.
 
 use super::stores::{STORE_KEYS, Stores, check_store_target};
 use super::upstreams::{Upstreams, check_url, server_url};
 use super::{Context, check_header_name, inherited};
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::model::{Mock, PathPart, Target};
+use crate::model::{Function, Mock, PathPart, Target};
 use crate::parse::ext::{MockExt, TargetExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
 use crate::template::{self, Namespace, Piece};
@@ -21,10 +21,11 @@ pub(super) fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation
 }
 
 /// The keys of `target` that choose its kind, those it has first: exactly one is needed.
-fn kinds(target: &TargetExt) -> [(&'static str, bool); 3] {
+fn kinds(target: &TargetExt) -> [(&'static str, bool); 4] {
     [
         ("upstream", target.upstream.is_some()),
         ("mock", target.mock.is_some()),
+        ("function", target.function.is_some()),
         ("store", target.store.is_some()),
     ]
 }
@@ -57,6 +58,18 @@ pub(super) fn check_target(
     };
     let kinds = kinds(target);
     let present: Vec<&str> = kinds.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
+    if target.timeout.is_some() && target.function.is_none() {
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/timeout"),
+                "`timeout` bounds a function target; this target has no `function`",
+            )
+            .help(
+                "an upstream's timeout is set on the upstream: `x-gateway: { upstreams: { NAME: { timeout: 10s } } }`",
+            ),
+        );
+        return None;
+    }
     if target.store.is_none() {
         // A store's settings on another kind of target are a mistake either way: report them with the kind.
         let misplaced = [
@@ -79,7 +92,7 @@ pub(super) fn check_target(
             let all: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
             diags.push(
                 Diagnostic::error(&at, format!("a target needs {}", alternatives(&all, "or"))).help(
-                    "e.g. `target: { upstream: pets }`, `target: { mock: { status: 200, body: { ok: true } } }` or `target: { store: main, table: pets, action: get, key: \"{path.petId}\" }`",
+                    "e.g. `target: { upstream: pets }`, `target: { mock: { status: 200, body: { ok: true } } }`, `target: { function: pets::age }` or `target: { store: main, table: pets, action: get, key: \"{path.petId}\" }`",
                 ),
             );
             None
@@ -90,7 +103,7 @@ pub(super) fn check_target(
                 _ => format!("a target has {}", alternatives(&present, "and")),
             };
             diags.push(Diagnostic::error(&at, message).help(
-                "keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response, `store:` reads or writes a stored item",
+                "keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response, `function:` calls a Rust function, `store:` reads or writes a stored item",
             ));
             None
         }
@@ -110,6 +123,20 @@ pub(super) fn check_target(
         ["store"] => {
             let name = target.store.as_deref()?;
             check_store_target(spec, op, &at, target, name, path_params, stores, diags)
+        }
+        ["function"] => {
+            let function = target.function.as_deref()?;
+            if target.path.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        format!("{at}/path"),
+                        "`path` rewrites an upstream path; a function target has none",
+                    )
+                    .help("remove `path`"),
+                );
+                return None;
+            }
+            check_function(spec, function, target, &at, diags).map(|f| Target::Function(Box::new(f)))
         }
         _ => {
             let name = target.upstream.as_deref()?;
@@ -282,6 +309,58 @@ pub(super) fn rewrite_path(
         }
     }
     ok.then_some(parts)
+}
+
+/// Function target paths: `module::function`, each segment a Rust identifier.
+fn check_function(
+    spec: &ParsedSpec,
+    path: &str,
+    target: &TargetExt,
+    at: &str,
+    diags: &mut Diagnostics,
+) -> Option<Function> {
+    let fat = format!("{at}/function");
+    let mut ok = true;
+    if spec.root.functions.is_none() {
+        diags.push(
+            Diagnostic::error(&fat, format!("function `{path}` names no crate: the spec has no `x-gateway.functions`"))
+                .help("declare the crate at the top level: `x-gateway: { functions: { crate: NAME-functions, path: functions/NAME } }`; `cargo xtask generate` creates it with a stub per function"),
+        );
+        ok = false;
+    }
+    let segments: Vec<&str> = path.split("::").collect();
+    if let Some(bad) = segments.iter().find(|s| !is_rust_identifier(s)) {
+        diags.push(
+            Diagnostic::error(
+                &fat,
+                if bad.is_empty() {
+                    format!("`{path}` is not a Rust path: it has an empty segment")
+                } else {
+                    format!("`{path}` is not a Rust path: `{bad}` is not an identifier")
+                },
+            )
+            .help("name a function of the functions crate by its path, e.g. `pets::age` (module `pets`, `pub async fn age`)"),
+        );
+        ok = false;
+    }
+    ok.then(|| Function {
+        path: path.to_owned(),
+        timeout: target.timeout.map_or(super::DEFAULT_TIMEOUT, |t| t.0),
+        request: String::new(),
+        response: String::new(),
+        glue: String::new(),
+        body: None,
+        variants: Vec::new(),
+    })
+}
+
+/// A plain (non-raw) Rust identifier that is not a keyword.
+pub(super) fn is_rust_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text != "_"
+        && syn::parse_str::<syn::Ident>(text).is_ok()
 }
 
 pub(super) fn check_mock(mock: &MockExt, at: &str, diags: &mut Diagnostics) -> Option<Mock> {

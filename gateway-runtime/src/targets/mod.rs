@@ -1,5 +1,6 @@
 //! Where an operation's requests go once every request filter admitted them: one module per kind of target.
 
+pub mod function;
 pub mod mock;
 pub mod proxy;
 pub mod store;
@@ -11,6 +12,7 @@ use http::request;
 use crate::error::GatewayError;
 use crate::pipeline::RequestCtx;
 use crate::policies::credentials::{self, Credential};
+use function::FunctionTarget;
 use mock::MockResponse;
 use proxy::UpstreamRoute;
 use store::target::StoreTarget;
@@ -28,6 +30,8 @@ pub(crate) enum Target {
     Mock(MockResponse),
     /// One call to a store.
     Store(StoreTarget),
+    /// A Rust function of the user's.
+    Function(Box<FunctionTarget>),
 }
 
 impl Target {
@@ -41,6 +45,9 @@ impl Target {
         match self {
             Target::Mock(mock) => Ok(mock.respond()),
             Target::Store(store) => store.respond(ctx, parts, body).await,
+            // Boxed: a function call's future (the body read, the timeout, the call) is only carried by function
+            // operations.
+            Target::Function(function) => Box::pin(function.respond(ctx, parts, body)).await,
             Target::Proxy { route, strip } => {
                 if !strip.is_empty() {
                     credentials::strip(&mut parts, strip);

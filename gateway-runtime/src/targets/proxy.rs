@@ -539,6 +539,68 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// The index of the upstream named `name`.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.endpoint.name == name)
+    }
+
+    /// The name of upstream `index`.
+    pub(crate) fn name_of(&self, index: usize) -> Option<&'static str> {
+        self.upstreams.get(index).map(|u| u.endpoint.name)
+    }
+
+    /// A request of the gateway's own (a function's) to upstream `index`: `path_and_query` under its base path, the
+    /// given method, headers and body, bounded by the upstream's timeouts; the response body is read whole, up to
+    /// `limit` bytes (`UPSTREAM_ERROR` beyond).
+    pub(crate) async fn exchange(
+        &self,
+        index: usize,
+        mut request: Request<Body>,
+        limit: u64,
+    ) -> Result<http::Response<Bytes>, GatewayError> {
+        let upstream = self.upstreams.get(index).ok_or_else(GatewayError::internal)?;
+        let endpoint = &upstream.endpoint;
+        let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = Uri::builder()
+            .scheme(endpoint.scheme.clone())
+            .authority(endpoint.authority.clone())
+            .path_and_query(format!("{}{path}", endpoint.base_path))
+            .build()
+            .map_err(|_| {
+                GatewayError::new(
+                    crate::error::ErrorKind::Internal,
+                    "a function asked for an invalid upstream path",
+                )
+            })?;
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(HOST, endpoint.host.clone());
+        let sent = tokio::time::timeout(endpoint.timeout, upstream.client.request(request)).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                tracing::warn!(upstream = endpoint.name, error = %ErrorChain(&err), "a function's upstream request failed");
+                return Err(GatewayError::upstream(if err.is_connect() {
+                    "the upstream could not be reached"
+                } else {
+                    "the upstream connection failed"
+                }));
+            }
+            Err(_) => {
+                tracing::warn!(upstream = endpoint.name, timeout = ?endpoint.timeout, "a function's upstream request did not answer in time");
+                return Err(GatewayError::upstream_timeout());
+            }
+        };
+        let (head, body) = response.into_parts();
+        match tokio::time::timeout(endpoint.timeout, crate::bodies::read_up_to(Body::new(body), limit)).await {
+            Ok(crate::bodies::UpTo::Whole(bytes)) => Ok(http::Response::from_parts(head, bytes)),
+            Ok(crate::bodies::UpTo::Larger(_)) => Err(GatewayError::upstream("the upstream response is too large")),
+            Ok(crate::bodies::UpTo::Failed(_)) => Err(GatewayError::upstream("the upstream response broke off")),
+            Err(_) => Err(GatewayError::upstream_timeout()),
+        }
+    }
+}
+
 /// A piece of an upstream path once stage variables are filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {

@@ -7,18 +7,19 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
     ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, CorsSpec, EditSpec,
-    FormField, FormScalar, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec,
-    MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
-    ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
-    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, StageSpec,
-    StageUpstreamSpec, StatusMatch, StoreAction, StoreFilterKind, StoreFilterSpec,
-    StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
-    ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    FormField, FormScalar, FunctionSpec, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec,
+    MediaSpec, MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec,
+    Requirement, ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec,
+    ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec,
+    StageSpec, StageUpstreamSpec, StatusMatch, StoreAction, StoreFilterKind,
+    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec,
+    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
 use ::std::time::Duration;
 use super::params;
+use super::functions;
 
 /// Everything the runtime needs to serve this API.
 pub static API: ApiSpec = ApiSpec {
@@ -517,6 +518,70 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "getPetAge",
+            method: Method::GET,
+            template: "/pets/{petId}/age",
+            route: "/pets/{p0}/age",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::GetPetAgeParams>),
+            security: &[],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 1048576,
+                validate: true,
+                required: false,
+                media: &[],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Function(FunctionSpec {
+                name: "pets::age",
+                call: functions::get_pet_age,
+                timeout: Duration::from_millis(5000),
+            }),
+        },
+        OperationSpec {
+            id: "recordCheckup",
+            method: Method::POST,
+            template: "/pets/{petId}/checkups",
+            route: "/pets/{p0}/checkups",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::RecordCheckupParams>),
+            security: &[],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 1048576,
+                validate: true,
+                required: true,
+                media: &[
+                    MediaSpec {
+                        range: "application/json",
+                        schema: Some(6),
+                        form: &[],
+                    },
+                ],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Function(FunctionSpec {
+                name: "pets::checkup",
+                call: functions::record_checkup,
+                timeout: Duration::from_millis(30000),
+            }),
+        },
+        OperationSpec {
             id: "listAdoptions",
             method: Method::GET,
             template: "/adoptions",
@@ -569,7 +634,7 @@ pub static API: ApiSpec = ApiSpec {
                 media: &[
                     MediaSpec {
                         range: "application/json",
-                        schema: Some(6),
+                        schema: Some(7),
                         form: &[],
                     },
                 ],
@@ -634,7 +699,7 @@ pub static API: ApiSpec = ApiSpec {
                 media: &[
                     MediaSpec {
                         range: "application/json",
-                        schema: Some(6),
+                        schema: Some(7),
                         form: &[],
                     },
                 ],
@@ -699,12 +764,12 @@ pub static API: ApiSpec = ApiSpec {
                 media: &[
                     MediaSpec {
                         range: "application/merge-patch+json",
-                        schema: Some(7),
+                        schema: Some(8),
                         form: &[],
                     },
                     MediaSpec {
                         range: "application/json",
-                        schema: Some(7),
+                        schema: Some(8),
                         form: &[],
                     },
                 ],
@@ -883,6 +948,7 @@ pub static API: ApiSpec = ApiSpec {
         "{\"$ref\":\"#/definitions/Note\",\"definitions\":{\"Note\":{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\",\"maxLength\":200},\"stars\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":5},\"urgent\":{\"type\":\"boolean\"}},\"required\":[\"text\"]}}}",
         "{\"$ref\":\"#/definitions/Owner\",\"definitions\":{\"Owner\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"phone\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"name\"]}}}",
         "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":\"^[0-9]{15}$\"}},\"required\":[\"code\"]}",
+        "{\"$ref\":\"#/definitions/Checkup\",\"definitions\":{\"Checkup\":{\"type\":\"object\",\"properties\":{\"weight_kg\":{\"type\":\"number\",\"exclusiveMinimum\":true,\"minimum\":0.0,\"maximum\":150.0},\"temperature_c\":{\"type\":\"number\",\"minimum\":30.0,\"maximum\":45.0},\"vaccines\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"enum\":[\"rabies\",\"distemper\",\"parvovirus\"]},\"maxItems\":3}},\"required\":[\"weight_kg\"],\"additionalProperties\":false}}}",
         "{\"$ref\":\"#/definitions/Adoption\",\"definitions\":{\"Adoption\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"},\"petId\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9223372036854775807},\"adopter\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":80},\"status\":{\"$ref\":\"#/definitions/AdoptionStatus\"},\"notes\":{\"type\":\"string\",\"maxLength\":500}},\"required\":[\"petId\",\"adopter\",\"status\"],\"additionalProperties\":false},\"AdoptionStatus\":{\"type\":\"string\",\"enum\":[\"requested\",\"approved\",\"completed\",\"cancelled\"]}}}",
         "{\"$ref\":\"#/definitions/AdoptionPatch\",\"definitions\":{\"AdoptionPatch\":{\"type\":\"object\",\"properties\":{\"adopter\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":80},\"status\":{\"$ref\":\"#/definitions/AdoptionStatus\"},\"notes\":{\"type\":[\"string\",\"null\"],\"maxLength\":500}},\"additionalProperties\":false},\"AdoptionStatus\":{\"type\":\"string\",\"enum\":[\"requested\",\"approved\",\"completed\",\"cancelled\"]}}}",
     ],
@@ -929,7 +995,7 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "8420dc7d4fdc8e0d7eea3393ded0b13d5a46d947871b417b38a7cb7db7626ed1",
+    spec_sha256: "b868cb359347006a1f58f56d11a643a45b49e27612c528837d97b86e6745504f",
     published: Some(include_str!("openapi.json")),
     stores: &[
         StoreSpec {

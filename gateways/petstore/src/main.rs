@@ -6,7 +6,9 @@
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]
-mod params;
+mod functions;
+
+use ::petstore_types::params;
 
 fn main() -> ::std::process::ExitCode {
     ::gateway_runtime::cli::run(&api::API)

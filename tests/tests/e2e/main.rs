@@ -7,6 +7,7 @@ mod auth;
 mod cache;
 mod contract;
 mod cors;
+mod functions;
 mod gateway_responses;
 mod golden;
 mod limits;

@@ -186,6 +186,7 @@ fn generate(spec: &Path, text: &str) -> Result<(Generated, f64), GenerateError> 
         standalone: true,
         default_upstream: Some(DEFAULT_UPSTREAM.to_owned()),
         spec_dir: None,
+        ..Options::default()
     };
     let file = format!("specs-corpus/{}", name_of(spec));
     let started = Instant::now();

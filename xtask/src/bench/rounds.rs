@@ -26,7 +26,8 @@ pub enum Run {
 }
 
 impl Run {
-    fn load(&self) -> Option<&Load> {
+    /// The run's figures, when it succeeded.
+    pub fn load(&self) -> Option<&Load> {
         match self {
             Self::Ok { load, .. } => Some(load),
             Self::Failed { .. } => None,

@@ -78,6 +78,8 @@ pub enum Proxy {
     /// The petstore gateway as a user runs it by default: metrics on (`--admin-listen 127.0.0.1:0`) and the access
     /// log on, to [`ACCESS_LOG`] in the scenario's directory.
     ObservedGateway,
+    /// The lab gateway (`tests/specs/lab.yaml`): function targets, and a mock answering the same.
+    LabGateway,
 }
 
 impl Proxy {
@@ -92,6 +94,7 @@ impl Proxy {
             Self::PlainGateway => "gateway (no policies)",
             Self::PolicyGatewayNoCache => "gateway (policies, no token cache)",
             Self::ObservedGateway => "gateway (observability on)",
+            Self::LabGateway => "gateway (functions)",
         }
     }
 
@@ -107,6 +110,7 @@ impl Proxy {
             Self::PlainGateway => ("plain-gateway.log", GATEWAY),
             Self::PolicyGatewayNoCache => ("policy-gateway-no-cache.log", GATEWAY),
             Self::ObservedGateway => ("observed-gateway.log", GATEWAY),
+            Self::LabGateway => ("lab-gateway.log", GATEWAY),
         }
     }
 }
@@ -157,6 +161,10 @@ pub enum Target {
     Observed,
     /// The same gateway's cache, one URL: `GET /pets/1`.
     ObservedHit,
+    /// The lab gateway, `GET /things/1`: a function target (typed parameters in, a typed answer out as JSON).
+    Function,
+    /// The same gateway, `GET /mocked`: a mock target with the same answer.
+    Mocked,
 }
 
 impl Target {
@@ -184,6 +192,8 @@ impl Target {
             Self::JwtRs256Uncached => "JWT RS256, no cache",
             Self::JwtEs256Uncached => "JWT ES256, no cache",
             Self::Observed => "gateway, observed",
+            Self::Function => "function",
+            Self::Mocked => "mock",
             Self::ObservedHit => "gateway hit, observed",
         }
     }
@@ -203,6 +213,8 @@ impl Target {
             Self::Checked => CHECKED_PATH,
             Self::JwtRs256 | Self::JwtRs256Uncached => "/jwt/rs256",
             Self::JwtEs256 | Self::JwtEs256Uncached => "/jwt/es256",
+            Self::Function => "/things/1",
+            Self::Mocked => "/mocked",
         }
     }
 
@@ -255,6 +267,7 @@ impl Target {
             Self::JwtRs256Uncached | Self::JwtEs256Uncached => Some(Proxy::PolicyGatewayNoCache),
             Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
             Self::Observed | Self::ObservedHit => Some(Proxy::ObservedGateway),
+            Self::Function | Self::Mocked => Some(Proxy::LabGateway),
         }
     }
 }
@@ -299,6 +312,7 @@ impl Stack {
                 Proxy::PolicyGateway => start_variant(bench, dir, origin, variants::Variant::Policies, true)?,
                 Proxy::PolicyGatewayNoCache => start_variant(bench, dir, origin, variants::Variant::Policies, false)?,
                 Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain, true)?,
+                Proxy::LabGateway => start_lab_gateway(bench, dir, origin)?,
             };
             stack.proxies.push((proxy, server));
         }
@@ -482,6 +496,18 @@ fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr, observe
         (Observability::Off, Proxy::Gateway.log().0)
     };
     start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], &observability, log)
+}
+
+/// The lab gateway, its `echo` upstream the origin (which its measured routes never call), with a key file for its
+/// keyed operation (which they do not use either).
+fn start_lab_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let keys = dir.join("lab-keys.yaml");
+    fs::write(&keys, "- { key: bench-lab-key-0123456789, name: bench }\n")
+        .with_context(|| format!("writing {}", keys.display()))?;
+    let extra = ["--api-keys".to_owned(), keys.display().to_string()];
+    let upstreams = [format!("echo=http://{origin}")];
+    let log = Proxy::LabGateway.log().0;
+    start_gateway(bench, dir, "lab-gateway", &upstreams, &extra, &Observability::Off, log)
 }
 
 /// A gateway's metrics and access log.

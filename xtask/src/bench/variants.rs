@@ -318,6 +318,7 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
         standalone: true,
         default_upstream: None,
         spec_dir: None,
+        ..Options::default()
     };
     let generated = gateway_codegen::generate(
         SpecInput {
@@ -367,6 +368,7 @@ mod tests {
                 standalone: true,
                 default_upstream: None,
                 spec_dir: None,
+                ..Options::default()
             };
             let generated = gateway_codegen::generate(
                 SpecInput {

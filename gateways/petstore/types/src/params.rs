@@ -244,6 +244,44 @@ impl rt::FromRequestParams for AdoptPetParams {
     }
 }
 
+/// Parameters of `getPetAge`: `GET /pets/{petId}/age`.
+///
+/// How old the pet is, in years and in dog years.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetPetAgeParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for GetPetAgeParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
+/// Parameters of `recordCheckup`: `POST /pets/{petId}/checkups`.
+///
+/// A vet's checkup; the body is checked against its schema before the function sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordCheckupParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+}
+
+impl rt::FromRequestParams for RecordCheckupParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+        })
+    }
+}
+
 /// Parameters of `listAdoptions`: `GET /adoptions`.
 ///
 /// Adoptions in the order they were made, a page at a time, optionally by status.

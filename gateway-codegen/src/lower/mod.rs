@@ -4,6 +4,9 @@
 //! wrong with the spec was found by [`crate::validate`]; what is left here is deciding how to read what is right,
 //! with warnings where the spec says something the gateway cannot use (a default of the wrong type).
 
+mod functions;
+mod types;
+
 use std::collections::BTreeMap;
 
 use openapiv3::{
@@ -12,7 +15,10 @@ use openapiv3::{
 };
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param, ParamStruct, ParamType, Scalar};
+use crate::model::{
+    Api, EnumType, FunctionsCrate, ListStyle, Literal, Location, Operation, Param, ParamStruct, ParamType, Scalar,
+    Target,
+};
 use crate::names::{self, Scope};
 use crate::parse::ParsedSpec;
 use crate::parse::refs;
@@ -27,11 +33,31 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         scope: Scope::with_reserved(RESERVED_TYPES),
         enums: BTreeMap::new(),
     };
-    let operations = checked
+    // Function operations' request and response types, in the types crate: its own namespace.
+    let mut space = types::TypeSpace::new(&spec.openapi);
+    let mut function_names = Scope::with_reserved(FUNCTION_RESERVED);
+    let operations: Vec<Operation> = checked
         .operations
         .iter()
-        .filter_map(|op| lower_operation(&spec.openapi, op, &mut types, diags))
+        .filter_map(|op| {
+            let mut lowered = lower_operation(&spec.openapi, op, &mut types, diags)?;
+            if let Target::Function(function) = &mut lowered.target {
+                **function =
+                    functions::lower_function(&spec.openapi, op, (**function).clone(), &mut space, &mut function_names);
+            }
+            Some(lowered)
+        })
         .collect();
+    let has_functions = operations.iter().any(|op| matches!(op.target, Target::Function(_)));
+    let functions = spec
+        .root
+        .functions
+        .as_ref()
+        .filter(|_| has_functions)
+        .map(|f| FunctionsCrate {
+            package: f.krate.clone(),
+            path: f.path.trim_end_matches('/').to_owned(),
+        });
     Api {
         name: checked.name,
         gateway: checked.gateway,
@@ -56,8 +82,23 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         spec_sha256: String::new(),
         published: (spec.root.publish_spec != Some(false)).then(|| crate::published::published(&spec.document)),
         stores: checked.stores,
+        functions,
+        types: space.finish(),
     }
 }
+
+/// Names the types crate's root must not define: what it re-exports, and its modules.
+const FUNCTION_RESERVED: &[&str] = &[
+    "FunctionContext",
+    "UpstreamCaller",
+    "GatewayError",
+    "ErrorKind",
+    "Option",
+    "Result",
+    "String",
+    "Vec",
+    "Self",
+];
 
 fn first_line(text: Option<&String>) -> Option<String> {
     text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
