@@ -1600,7 +1600,7 @@ fn a_target_has_exactly_one_kind_and_store_settings_only_with_store() {
     ));
     let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
     assert!(
-        messages.contains(&"a target needs `upstream`, `mock` or `store`"),
+        messages.contains(&"a target needs `upstream`, `mock`, `function` or `store`"),
         "{messages:?}"
     );
     assert!(

@@ -152,6 +152,12 @@ impl Scenario {
         )
     }
 
+    /// Whether it needs the example gateways and the origin built in release before the first scenario (`store`
+    /// runs servers, but only its own bench-only gateway, which it builds itself).
+    fn builds_examples(self) -> bool {
+        self.runs_servers() && self != Self::Store
+    }
+
     /// The name on the command line.
     pub fn name(self) -> String {
         clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |v| v.get_name().to_owned())
@@ -212,7 +218,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let tools = Tools::require(&needed)?;
     let placement = Placement::new(args.pin, args.connections.max(MAX_CONNECTIONS))?;
-    if !args.no_build && scenarios.iter().any(|s| s.runs_servers()) {
+    if !args.no_build && scenarios.iter().any(|s| s.builds_examples()) {
         build()?;
     }
     let scratch = workspace_root().join("target/bench");
