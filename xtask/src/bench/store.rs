@@ -86,13 +86,18 @@ struct Series {
     runs: Vec<Load>,
     median: Option<Load>,
     failures: Vec<String>,
+    /// Responses of the warm-up run (writes stored too).
+    warm_up_requests: f64,
 }
 
 /// What each store held after the runs, against the writes wrk counted.
 #[derive(Serialize)]
 struct Stored {
     config: Config,
+    /// Writes answered `201` that wrk counted (warm-up and measured runs), plus the smoke write.
     acknowledged: f64,
+    /// Writes that may have been committed without wrk counting their answer: one per connection per run, at most.
+    in_flight_at_ends: f64,
     items: u64,
 }
 
@@ -147,6 +152,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
             runs: Vec::new(),
             median: None,
             failures: Vec::new(),
+            warm_up_requests: 0.0,
         })
         .collect();
     let mut notes = Vec::new();
@@ -174,6 +180,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
             };
             match wrk::run(bench, &scripts, &requests, &shape) {
                 Ok(load) if warm => {
+                    s.warm_up_requests = load.requests;
                     if load.errors() > 0.0 {
                         notes.push(format!(
                             "{} {:?} warm-up: {} errors",
@@ -204,15 +211,18 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
             ));
         }
     }
-    // Every acknowledged write must be there (warm-up and measured runs, plus the smoke write).
+    // Every acknowledged write must be there (warm-up and measured runs, plus the smoke write), and nothing more than
+    // the writes still in flight when wrk stopped (their answers uncounted).
     let mut stored = Vec::new();
     for (config, server) in &servers {
-        let acknowledged: f64 = series
-            .iter()
-            .filter(|s| s.config == *config && s.kind == Kind::Write)
-            .flat_map(|s| s.runs.iter())
-            .map(|load| load.requests)
-            .sum();
+        let writes = series.iter().filter(|s| s.config == *config && s.kind == Kind::Write);
+        let acknowledged: f64 = 1.0
+            + writes
+                .clone()
+                .map(|s| s.warm_up_requests + s.runs.iter().map(|load| load.requests).sum::<f64>())
+                .sum::<f64>();
+        let runs = writes.map(|s| s.runs.len() + 1).sum::<usize>() as f64;
+        let in_flight_at_ends = runs * f64::from(shape.connections);
         let items = count_items(server.addr, config.store())?;
         if (items as f64) < acknowledged {
             problems.push(format!(
@@ -220,9 +230,16 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
                 config.name()
             ));
         }
+        if (items as f64) > acknowledged + in_flight_at_ends {
+            problems.push(format!(
+                "{}: {items} items stored, more than the {acknowledged} acknowledged writes and {in_flight_at_ends} in flight",
+                config.name()
+            ));
+        }
         stored.push(Stored {
             config: *config,
             acknowledged,
+            in_flight_at_ends,
             items,
         });
     }
@@ -264,10 +281,13 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
     notes.push(format!("the store's directory is on {filesystem}"));
     for s in &stored {
         notes.push(format!(
-            "{}: {} items stored after {} acknowledged writes (and one smoke write)",
+            "{}: {} items stored for {} acknowledged writes (warm-up, measured runs and the smoke write), {} more: \
+             writes in flight when a run stopped (at most {})",
             s.config.name(),
             s.items,
-            s.acknowledged
+            s.acknowledged,
+            s.items as f64 - s.acknowledged,
+            s.in_flight_at_ends
         ));
     }
     let title = format!(
