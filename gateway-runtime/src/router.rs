@@ -472,9 +472,13 @@ fn operation_service(
             })?;
             Target::Store(StoreTarget::new(store.clone(), target, op.body.max))
         }
-        TargetSpec::Function(function) => {
-            Target::Function(Box::new(FunctionTarget::new(api, op, function, proxy.clone())))
-        }
+        TargetSpec::Function(function) => Target::Function(Box::new(FunctionTarget::new(
+            api,
+            op,
+            function,
+            proxy.clone(),
+            state.stores.clone().into(),
+        ))),
     };
     let cache = op.cache.zip(state.cache.clone()).map(|(policy, cache)| (cache, policy));
     let phases = request_phases(op, hosts, state, &AuthorizerClient::new(Some(proxy.clone())));

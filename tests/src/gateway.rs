@@ -38,6 +38,22 @@ pub struct Gateway {
     stderr: Option<std::thread::JoinHandle<String>>,
     /// The lines it printed on stdout after `listening on` (the access log, by default), as they come.
     stdout: Arc<Mutex<Vec<String>>>,
+    /// Its working directory, of its own: what it writes at relative paths (a store's default file) lands there, not
+    /// in the source tree, and goes with it.
+    workdir: std::path::PathBuf,
+}
+
+/// A fresh working directory for one gateway process.
+fn workdir() -> std::io::Result<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-cwd-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 impl Gateway {
@@ -49,7 +65,9 @@ impl Gateway {
 
     /// [`Gateway::start`] with extra environment variables (`GATEWAY_LOG` is `info` unless given).
     pub fn start_with_env(bin: &str, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
+        let workdir = workdir().map_err(|e| format!("a working directory for {bin}: {e}"))?;
         let mut command = Command::new(binary(bin));
+        command.current_dir(&workdir);
         command.arg("--listen").arg("127.0.0.1:0");
         if !args.iter().any(|a| a.starts_with("--admin-listen")) {
             command.arg("--admin-listen").arg("127.0.0.1:0");
@@ -96,6 +114,7 @@ impl Gateway {
             admin: None,
             stderr: Some(stderr),
             stdout: after,
+            workdir,
         };
         match rx.recv_timeout(START_LIMIT) {
             Ok((addr, admin)) => {
@@ -162,5 +181,6 @@ impl Drop for Gateway {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }

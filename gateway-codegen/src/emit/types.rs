@@ -210,6 +210,7 @@ pub(super) fn api_types_rs(api: &Api, crate_doc: &str) -> TokenStream {
 
         pub use ::gateway_runtime::error::{ErrorKind, GatewayError};
         pub use ::gateway_runtime::functions::{FunctionContext, UpstreamCaller};
+        pub use ::gateway_runtime::store::{Condition, Item, ListQuery, Page, Store, StoreError};
 
         #[rustfmt::skip]
         mod operations;

@@ -458,3 +458,32 @@ async fn a_function_target_in_a_gateway_of_several_apis_answers_under_its_base_p
     );
     assert_eq!(get(&gw.url("/hello/ada")).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_function_writes_to_the_store_that_a_store_target_reads() {
+    let upstream = Upstream::start().await.expect("upstream");
+    let keys = KeyFile::new(KEYS);
+    let gw = lab(&upstream, &keys);
+    let url = gw.url("/memos/first");
+    let put = |body: &'static str| send(Method::PUT, &url, &[("content-type", "application/json")], body);
+    let saved = put(r#"{"text":"buy tea"}"#).await.expect("answer");
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.text());
+    assert_eq!(saved.json()["created"], true);
+    let first_version = saved.json()["version"].as_i64().expect("a version");
+    // The same item, through the store target: the function's store is the API's.
+    let read = get(&gw.url("/memos/first")).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    assert_eq!(
+        read.json(),
+        serde_json::json!({ "text": "buy tea", "by": "a function" })
+    );
+    assert_eq!(read.header("etag"), Some(format!("\"{first_version}\"").as_str()));
+    let again = put(r#"{"text":"buy more tea","by":"ada"}"#).await.expect("answer");
+    assert_eq!(again.json()["created"], false);
+    assert!(again.json()["version"].as_i64().expect("a version") > first_version);
+    assert_eq!(get(&gw.url("/memos/first")).await.json()["by"], "ada");
+    // A body failing its schema never reaches the function, so nothing is written.
+    let refused = put(r#"{"text":""}"#).await.expect("answer");
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(get(&gw.url("/memos/first")).await.json()["text"], "buy more tea");
+}

@@ -10,22 +10,35 @@ use crate::error::GatewayError;
 use crate::pipeline::{RequestCtx, X_REQUEST_ID};
 use crate::spec::ApiSpec;
 use crate::targets::proxy::Proxy;
+use crate::targets::store::Store;
 
 /// Largest upstream response body a function reads through [`UpstreamCaller`].
 pub const MAX_UPSTREAM_BODY: u64 = 16 * 1024 * 1024;
 
-/// The gateway as a function sees it: who is calling, the stage, and the API's upstreams.
+/// The gateway as a function sees it: who is calling, the stage, the API's stores and its upstreams.
 ///
 /// Borrowed for the length of one call: `async fn age(req: GetPetAgeRequest, ctx: &FunctionContext<'_>)`.
 pub struct FunctionContext<'a> {
     ctx: &'a RequestCtx,
     api: &'static ApiSpec,
     proxy: &'a Proxy,
+    stores: &'a [Store],
 }
 
 impl<'a> FunctionContext<'a> {
-    pub(crate) fn new(ctx: &'a RequestCtx, api: &'static ApiSpec, proxy: &'a Proxy) -> Self {
-        Self { ctx, api, proxy }
+    pub(crate) fn new(ctx: &'a RequestCtx, api: &'static ApiSpec, proxy: &'a Proxy, stores: &'a [Store]) -> Self {
+        Self {
+            ctx,
+            api,
+            proxy,
+            stores,
+        }
+    }
+
+    /// A store of the API (`x-gateway.stores`), the one its store targets use (at the `--store` path when one was
+    /// given); `None` for a name the API does not define. Its errors convert into a `GatewayError` with `?`.
+    pub fn store(&self, name: &str) -> Option<&Store> {
+        self.stores.iter().find(|s| s.name() == name)
     }
 
     /// The request id (`X-Request-Id`: the client's when well-formed, else the gateway's).

@@ -17,6 +17,7 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -31,6 +32,7 @@ use crate::params::RequestParams;
 use crate::pipeline::RequestCtx;
 use crate::spec::{ApiSpec, FunctionSpec, OperationSpec};
 use crate::targets::proxy::Proxy;
+use crate::targets::store::Store;
 
 /// The response a function's answer becomes.
 pub type Response = axum::response::Response;
@@ -140,6 +142,8 @@ pub(crate) struct FunctionTarget {
     op: &'static OperationSpec,
     spec: &'static FunctionSpec,
     proxy: Proxy,
+    /// The API's stores, in the order of [`ApiSpec::stores`].
+    stores: Arc<[Store]>,
 }
 
 impl FunctionTarget {
@@ -148,8 +152,15 @@ impl FunctionTarget {
         op: &'static OperationSpec,
         spec: &'static FunctionSpec,
         proxy: Proxy,
+        stores: Arc<[Store]>,
     ) -> Self {
-        Self { api, op, spec, proxy }
+        Self {
+            api,
+            op,
+            spec,
+            proxy,
+            stores,
+        }
     }
 
     /// Reads the body, calls the function (bounded by its timeout, panics caught) and returns its response.
@@ -173,7 +184,7 @@ impl FunctionTarget {
             parts: &parts,
             path: ctx.path_values(),
             body,
-            context: FunctionContext::new(ctx, self.api, &self.proxy),
+            context: FunctionContext::new(ctx, self.api, &self.proxy, &self.stores),
         };
         let answer = tokio::time::timeout(self.spec.timeout, CatchUnwind((self.spec.call)(call))).await;
         match answer {

@@ -11,6 +11,7 @@
 
 pub use ::gateway_runtime::error::{ErrorKind, GatewayError};
 pub use ::gateway_runtime::functions::{FunctionContext, UpstreamCaller};
+pub use ::gateway_runtime::store::{Condition, Item, ListQuery, Page, Store, StoreError};
 
 #[rustfmt::skip]
 mod operations;

@@ -4,5 +4,6 @@
 //! The functions of the `lab` API's function targets.
 
 pub mod context;
+pub mod memos;
 pub mod misbehave;
 pub mod things;

@@ -7,7 +7,8 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
     ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, FunctionSpec, KeyLocation, MediaSpec,
-    MockSpec, OperationSpec, Requirement, SchemeKind, SchemeSpec, StageSpec, TargetSpec,
+    MockSpec, OperationSpec, Requirement, SchemeKind, SchemeSpec, StageSpec, StoreAction,
+    StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
     UpstreamSpec,
 };
 
@@ -242,6 +243,68 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "readMemo",
+            method: Method::GET,
+            template: "/memos/{key}",
+            route: "/memos/{p0}",
+            path_params: &["key"],
+            path_suffixes: &[],
+            validate: Some(check::<params::ReadMemoParams>),
+            security: &[],
+            cors: None,
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Store(StoreTargetSpec {
+                store: 0,
+                table: "memos",
+                action: StoreAction::Get,
+                key: &[StoreKeyPart::Param(0)],
+                filters: &[],
+                id_field: "",
+            }),
+        },
+        OperationSpec {
+            id: "saveMemo",
+            method: Method::PUT,
+            template: "/memos/{key}",
+            route: "/memos/{p0}",
+            path_params: &["key"],
+            path_suffixes: &[],
+            validate: Some(check::<params::SaveMemoParams>),
+            security: &[],
+            cors: None,
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec {
+                max: 10485760,
+                validate: true,
+                required: true,
+                media: &[
+                    MediaSpec {
+                        range: "application/json",
+                        schema: Some(1),
+                        form: &[],
+                    },
+                ],
+            },
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Function(FunctionSpec {
+                name: "memos::save",
+                call: functions::save_memo,
+                timeout: Duration::from_millis(30000),
+            }),
+        },
+        OperationSpec {
             id: "panics",
             method: Method::GET,
             template: "/panic",
@@ -351,6 +414,7 @@ pub static API: ApiSpec = ApiSpec {
     cors: None,
     schemas: &[
         "{\"$ref\":\"#/definitions/NewThing\",\"definitions\":{\"NewThing\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":20},\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":3},\"size\":{\"$ref\":\"#/definitions/Size\"},\"kind\":{\"$ref\":\"#/definitions/Kind\"},\"labels\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}},\"required\":[\"name\"],\"additionalProperties\":false},\"Size\":{\"oneOf\":[{\"type\":\"integer\",\"minimum\":0},{\"type\":\"string\",\"enum\":[\"small\",\"large\"]}]},\"Kind\":{\"type\":\"string\",\"enum\":[\"plain\",\"fancy\"]}}}",
+        "{\"$ref\":\"#/definitions/Memo\",\"definitions\":{\"Memo\":{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\",\"minLength\":1},\"by\":{\"type\":\"string\"}},\"required\":[\"text\"],\"additionalProperties\":false}}}",
     ],
     filters: &[],
     stages: &[
@@ -365,7 +429,19 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "ead12f73ba130f06347fd31cf62bd3b1fa0d7dbfbaacf6e04a32842d706aa3cd",
+    spec_sha256: "6d8b12945a0321466313590aeb4a13c804f11a5b868fb724b45bc9c75ef176b2",
     published: Some(include_str!("openapi.json")),
-    stores: &[],
+    stores: &[
+        StoreSpec {
+            name: "lab",
+            sqlite: "lab-data/lab.db",
+            synchronous: StoreSync::Full,
+            tables: &[
+                StoreTableSpec {
+                    name: "memos",
+                    indexes: &[],
+                },
+            ],
+        },
+    ],
 };

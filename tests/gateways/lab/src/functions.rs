@@ -104,6 +104,22 @@ pub fn show_context(
     })
 }
 
+/// `PUT /memos/{key}` (`saveMemo`) → `lab_functions::memos::save`.
+pub fn save_memo(
+    call: FunctionCall<'_>,
+) -> BoxFuture<'_, Result<Response, GatewayError>> {
+    ::std::boxed::Box::pin(async move {
+        let request = ::lab_types::SaveMemoRequest::from_call(&call)?;
+        let response: ::lab_types::SaveMemoResponse = ::lab_functions::memos::save(
+                request,
+                call.context(),
+            )
+            .await
+            .into();
+        response.into_response()
+    })
+}
+
 /// `GET /panic` (`panics`) → `lab_functions::misbehave::panic`.
 pub fn panics(call: FunctionCall<'_>) -> BoxFuture<'_, Result<Response, GatewayError>> {
     ::std::boxed::Box::pin(async move {

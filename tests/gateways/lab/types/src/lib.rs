@@ -12,12 +12,14 @@
 //! - `GET /calls` (`countCalls`): `pub async fn things::calls(req: CountCallsRequest, ctx: &FunctionContext<'_>) -> CountCallsResponse`
 //! - `GET /teapot/{code}` (`teapot`): `pub async fn things::teapot(req: TeapotRequest, ctx: &FunctionContext<'_>) -> TeapotResponse`
 //! - `GET /context` (`showContext`): `pub async fn context::show(req: ShowContextRequest, ctx: &FunctionContext<'_>) -> ShowContextResponse`
+//! - `PUT /memos/{key}` (`saveMemo`): `pub async fn memos::save(req: SaveMemoRequest, ctx: &FunctionContext<'_>) -> SaveMemoResponse`
 //! - `GET /panic` (`panics`): `pub async fn misbehave::panic(req: PanicsRequest, ctx: &FunctionContext<'_>) -> PanicsResponse`
 //! - `GET /slow` (`tooSlow`): `pub async fn misbehave::slow(req: TooSlowRequest, ctx: &FunctionContext<'_>) -> TooSlowResponse`
 //! - `GET /stub` (`stillAStub`): `pub async fn misbehave::stub(req: StillAStubRequest, ctx: &FunctionContext<'_>) -> StillAStubResponse`
 
 pub use ::gateway_runtime::error::{ErrorKind, GatewayError};
 pub use ::gateway_runtime::functions::{FunctionContext, UpstreamCaller};
+pub use ::gateway_runtime::store::{Condition, Item, ListQuery, Page, Store, StoreError};
 
 #[rustfmt::skip]
 mod operations;

@@ -363,6 +363,70 @@ for ShowContextResponse {
     }
 }
 
+/// The request of `saveMemo`: `PUT /memos/{key}`, for function `memos::save`.
+///
+/// A function that writes to the store; `GET` reads the same item through a store target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaveMemoRequest {
+    /// The path, query, header and cookie parameters.
+    pub params: params::SaveMemoParams,
+    /// The request body.
+    pub body: schemas::Memo,
+}
+
+impl ::gateway_runtime::functions::FunctionRequest for SaveMemoRequest {
+    fn from_call(
+        call: &::gateway_runtime::functions::FunctionCall<'_>,
+    ) -> ::core::result::Result<Self, GatewayError> {
+        ::core::result::Result::Ok(Self {
+            params: <params::SaveMemoParams as ::gateway_runtime::params::FromRequestParams>::from_request_params(
+                    &call.params(),
+                )
+                .map_err(|err| GatewayError::bad_param(&err))?,
+            body: call.json()?,
+        })
+    }
+}
+
+/// The response of `saveMemo`: one variant per status the spec declares, and `Error` for a gateway error (rendered like the gateway's own: problem+json, or the spec's rendering of its kind).
+#[derive(Debug)]
+pub enum SaveMemoResponse {
+    /// `200`: Saved, with the item's version.
+    Ok(schemas::Saved),
+    /// A gateway error: its kind's status, rendered like the gateway's own errors.
+    Error(GatewayError),
+}
+
+impl ::gateway_runtime::functions::FunctionResponse for SaveMemoResponse {
+    fn into_response(
+        self,
+    ) -> ::core::result::Result<::gateway_runtime::functions::Response, GatewayError> {
+        match self {
+            Self::Ok(body) => {
+                ::gateway_runtime::functions::json_response(
+                    200,
+                    "application/json",
+                    &body,
+                )
+            }
+            Self::Error(err) => ::core::result::Result::Err(err),
+        }
+    }
+}
+
+impl ::core::convert::From<GatewayError> for SaveMemoResponse {
+    fn from(err: GatewayError) -> Self {
+        Self::Error(err)
+    }
+}
+
+impl ::core::convert::From<::core::result::Result<SaveMemoResponse, GatewayError>>
+for SaveMemoResponse {
+    fn from(result: ::core::result::Result<SaveMemoResponse, GatewayError>) -> Self {
+        result.unwrap_or_else(Self::Error)
+    }
+}
+
 /// The request of `panics`: `GET /panic`, for function `misbehave::panic`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PanicsRequest {}

@@ -68,6 +68,42 @@ impl rt::FromRequestParams for TeapotParams {
     }
 }
 
+/// Parameters of `readMemo`: `GET /memos/{key}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadMemoParams {
+    /// `key` (path).
+    pub key: ::std::string::String,
+}
+
+impl rt::FromRequestParams for ReadMemoParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            key: p.require(rt::ParamIn::Path(0), "key")?,
+        })
+    }
+}
+
+/// Parameters of `saveMemo`: `PUT /memos/{key}`.
+///
+/// A function that writes to the store; `GET` reads the same item through a store target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaveMemoParams {
+    /// `key` (path).
+    pub key: ::std::string::String,
+}
+
+impl rt::FromRequestParams for SaveMemoParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            key: p.require(rt::ParamIn::Path(0), "key")?,
+        })
+    }
+}
+
 /// A string enum: one of `plain`, `fancy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {

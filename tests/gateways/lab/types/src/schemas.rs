@@ -79,6 +79,23 @@ impl Kind {
     }
 }
 
+/// From `#/components/schemas/Memo`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::gateway_runtime::serde::Serialize,
+    ::gateway_runtime::serde::Deserialize
+)]
+#[serde(crate = "::gateway_runtime::serde")]
+pub struct Memo {
+    /// `text`.
+    pub text: ::std::string::String,
+    /// `by`.
+    #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
+    pub by: ::core::option::Option<::std::string::String>,
+}
+
 /// From `#/components/schemas/NewThing`.
 #[derive(
     Debug,
@@ -122,6 +139,24 @@ pub struct Problem {
     /// `detail`.
     #[serde(default, skip_serializing_if = "::core::option::Option::is_none")]
     pub detail: ::core::option::Option<::std::string::String>,
+}
+
+/// From `#/components/schemas/Saved`.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    ::gateway_runtime::serde::Serialize,
+    ::gateway_runtime::serde::Deserialize
+)]
+#[serde(crate = "::gateway_runtime::serde")]
+pub struct Saved {
+    /// `key`.
+    pub key: ::std::string::String,
+    /// `version`.
+    pub version: i64,
+    /// `created`.
+    pub created: bool,
 }
 
 /// From `#/components/schemas/Size`.
