@@ -2,6 +2,7 @@
 
 use openapiv3::{MediaType, OpenAPI, StatusCode};
 
+use super::first_line;
 use super::types::TypeSpace;
 use crate::model::{Function, FunctionBody, Payload, ResponseVariant, RustType, VariantStatus};
 use crate::names::{self, Scope};
@@ -62,7 +63,7 @@ pub(super) fn lower_function(
             status,
             payload,
             content_type,
-            doc: first_line(&response.description),
+            doc: first_line(Some(&response.description)),
         });
     }
     if let Some(default) = operation
@@ -84,7 +85,7 @@ pub(super) fn lower_function(
             status: VariantStatus::Default,
             payload,
             content_type,
-            doc: first_line(&default.description),
+            doc: first_line(Some(&default.description)),
         });
     }
     function
@@ -148,8 +149,4 @@ fn range_name(digit: u8) -> String {
         5 => "ServerError",
         _ => "OtherStatus",
     })
-}
-
-fn first_line(text: &str) -> Option<String> {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
 }

@@ -100,7 +100,8 @@ const FUNCTION_RESERVED: &[&str] = &[
     "Self",
 ];
 
-fn first_line(text: Option<&String>) -> Option<String> {
+/// The first non-blank line of a description, for a doc comment.
+fn first_line(text: Option<&str>) -> Option<String> {
     text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
         .map(str::to_owned)
 }
@@ -217,7 +218,7 @@ fn lower_operation(
             required,
             default,
             list_style,
-            doc: first_line(data.description.as_ref()),
+            doc: first_line(data.description.as_deref()),
         });
     }
     // Parameters a schema checks are not unchecked any more.
@@ -226,8 +227,8 @@ fn lower_operation(
             .iter()
             .any(|p| u.eq_ignore_ascii_case(&format!("{} `{}`", p.location.as_str(), p.name)))
     });
-    let summary = first_line(op.parsed.operation.summary.as_ref())
-        .or_else(|| first_line(op.parsed.operation.description.as_ref()));
+    let summary = first_line(op.parsed.operation.summary.as_deref())
+        .or_else(|| first_line(op.parsed.operation.description.as_deref()));
     Some(Operation {
         id: op.id.clone(),
         method: op.parsed.method.to_owned(),

@@ -27,6 +27,7 @@ use openapiv3::{
     VariantOrUnknownOrEmpty,
 };
 
+use super::first_line;
 use crate::model::{FieldDef, RustType, TypeDef, TypeDefKind};
 use crate::names::{self, Scope};
 use crate::parse::refs;
@@ -353,11 +354,6 @@ fn box_self_references(name: &str, kind: TypeDefKind) -> TypeDefKind {
             })
             .collect(),
     )
-}
-
-fn first_line(text: Option<&str>) -> Option<String> {
-    text.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()))
-        .map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -186,6 +186,17 @@ struct Endpoint {
     connect_timeout: Duration,
 }
 
+impl Endpoint {
+    /// The URI of `path_and_query` under the upstream's base path, for the gateway's own requests.
+    fn uri(&self, path_and_query: &str) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(format!("{}{path_and_query}", self.base_path))
+            .build()
+    }
+}
+
 /// The upstreams of a gateway with overrides applied, parsed once and shared (read-only) by every worker.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
@@ -507,12 +518,7 @@ impl Proxy {
     ) -> Result<(http::StatusCode, HeaderMap), CallError> {
         let upstream = self.upstreams.get(index).ok_or(CallError::Invalid)?;
         let endpoint = &upstream.endpoint;
-        let uri = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(format!("{}{path}", endpoint.base_path))
-            .build()
-            .map_err(|_| CallError::Invalid)?;
+        let uri = endpoint.uri(path).map_err(|_| CallError::Invalid)?;
         let mut request = Request::new(Body::empty());
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
@@ -562,17 +568,12 @@ impl Proxy {
         let upstream = self.upstreams.get(index).ok_or_else(GatewayError::internal)?;
         let endpoint = &upstream.endpoint;
         let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri = Uri::builder()
-            .scheme(endpoint.scheme.clone())
-            .authority(endpoint.authority.clone())
-            .path_and_query(format!("{}{path}", endpoint.base_path))
-            .build()
-            .map_err(|_| {
-                GatewayError::new(
-                    crate::error::ErrorKind::Internal,
-                    "a function asked for an invalid upstream path",
-                )
-            })?;
+        let uri = endpoint.uri(path).map_err(|_| {
+            GatewayError::new(
+                crate::error::ErrorKind::Internal,
+                "a function asked for an invalid upstream path",
+            )
+        })?;
         *request.uri_mut() = uri;
         request.headers_mut().insert(HOST, endpoint.host.clone());
         let sent = tokio::time::timeout(endpoint.timeout, upstream.client.request(request)).await;
