@@ -174,6 +174,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "  curl -i -X PATCH -H 'content-type: application/merge-patch+json' -H 'If-Match: \"1\"' -d '{{\"status\": \"approved\"}}' 'http://{root}/adoptions/ID'    # a merge patch, only if the version is still 1 (else 412)"
     );
     println!(
+        "  curl -i -X POST -H 'content-type: application/json' -d '{{\"weight_kg\": 12.5, \"temperature_c\": 40}}' 'http://{root}/pets/42/checkups'    # a Rust function (functions/petstore, pets::checkup), its typed body checked first: 201"
+    );
+    println!(
+        "  curl -i 'http://{root}/pets/42/age'    # a function that asks the pets upstream (which does not know ages here: the typed 404 variant)"
+    );
+    println!(
         "  curl -s 'http://{}/metrics' | grep gateway_requests_total    # Prometheus metrics",
         args.admin_listen
     );
@@ -210,6 +216,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             smoke(gateway.addr, &format!("{base}{path}"), &[], what)?;
         }
         show_observability(args.admin_listen, &access_log)?;
+        smoke_functions(gateway.addr, &base)?;
         smoke_store(gateway.addr, &base)?;
         smoke(store.addr, "/orders", &[], "no key: 401")?;
         for i in 1..=6 {
@@ -269,6 +276,36 @@ fn smoke_request(
         body.trim().chars().take(160).collect::<String>()
     );
     Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// The function targets of the smoke run: a checkup answered by `pets::checkup` from its typed body, a body that
+/// fails its schema (never reaching the function), and `pets::age` asking the pets upstream.
+fn smoke_functions(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
+    let json = [("content-type", "application/json")];
+    let (status, _, _) = smoke_request(
+        addr,
+        "POST",
+        &format!("{base}/pets/42/checkups"),
+        &json,
+        Some(r#"{"weight_kg": 12.5, "temperature_c": 40, "vaccines": ["rabies"]}"#),
+        "a Rust function's typed answer",
+    )?;
+    anyhow::ensure!(status == 201, "POST /pets/42/checkups answered {status}");
+    let (status, _, _) = smoke_request(
+        addr,
+        "POST",
+        &format!("{base}/pets/42/checkups"),
+        &json,
+        Some(r#"{"weight_kg": -1}"#),
+        "refused by the schema before the function runs",
+    )?;
+    anyhow::ensure!(status == 400, "an invalid checkup answered {status}");
+    smoke(
+        addr,
+        &format!("{base}/pets/42/age"),
+        &[],
+        "a function asking the pets upstream, which knows no ages here: the typed 404",
+    )
 }
 
 /// The store-backed `/adoptions` of the smoke run: a create, a read of its `Location`, a conditional merge patch
