@@ -173,6 +173,10 @@ impl FunctionTarget {
         let body = match read_up_to(body, self.op.body.max).await {
             UpTo::Whole(bytes) => bytes,
             UpTo::Larger(_) => return Err(GatewayError::payload_too_large(self.op.body.max)),
+            // The body phase's limit, reached while the body streamed in.
+            UpTo::Failed(err) if crate::policies::validate::body::is_too_large(&err) => {
+                return Err(GatewayError::payload_too_large(self.op.body.max));
+            }
             UpTo::Failed(_) => {
                 return Err(GatewayError::new(
                     ErrorKind::BadRequestBody,
