@@ -182,33 +182,13 @@ pub fn emit(api: &Api, options: &EmitOptions) -> Result<BTreeMap<String, String>
                 "The typed requests and responses of the `{}` gateway's function targets, and the types of the schemas they use.",
                 api.name
             );
-            files.insert(
-                String::from("types/src/lib.rs"),
-                rust_file("types/src/lib.rs", &header, types::api_types_rs(api, &doc))?,
-            );
-            files.insert(
-                String::from("types/src/operations.rs"),
-                rust_file("types/src/operations.rs", &header, types::operations_rs(api))?,
-            );
-            files.insert(
-                String::from("types/src/params.rs"),
-                rust_file("types/src/params.rs", &header, params::params_rs(api))?,
-            );
-            if !api.types.is_empty() {
-                files.insert(
-                    String::from("types/src/schemas.rs"),
-                    rust_file("types/src/schemas.rs", &header, types::schemas_rs(api))?,
-                );
-            }
-            let krate = functions.package.replace('-', "_");
-            files.insert(
-                String::from("src/functions.rs"),
-                rust_file(
-                    "src/functions.rs",
-                    &header,
-                    functions::functions_rs(api, &quote!(::#ident), &krate),
-                )?,
-            );
+            let at = FunctionFiles {
+                types_root: String::from("types/src/lib.rs"),
+                types_dir: String::from("types/src"),
+                glue: String::from("src/functions.rs"),
+                types_path: quote!(::#ident),
+            };
+            function_files(api, functions, &at, &doc, &header, &mut files)?;
         }
         _ => {
             files.insert(
@@ -270,33 +250,13 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
                     "The typed requests and responses of API `{}`'s function targets, and the types of the schemas they use.",
                     api.name
                 );
-                files.insert(
-                    format!("types/src/{module}.rs"),
-                    rust_file("types/src/<api>.rs", &own, types::api_types_rs(api, &doc))?,
-                );
-                files.insert(
-                    format!("types/src/{module}/operations.rs"),
-                    rust_file("types/src/<api>/operations.rs", &own, types::operations_rs(api))?,
-                );
-                files.insert(
-                    format!("types/src/{module}/params.rs"),
-                    rust_file("types/src/<api>/params.rs", &own, params::params_rs(api))?,
-                );
-                if !api.types.is_empty() {
-                    files.insert(
-                        format!("types/src/{module}/schemas.rs"),
-                        rust_file("types/src/<api>/schemas.rs", &own, types::schemas_rs(api))?,
-                    );
-                }
-                let krate = functions.package.replace('-', "_");
-                files.insert(
-                    format!("src/{module}/functions.rs"),
-                    rust_file(
-                        "src/<api>/functions.rs",
-                        &own,
-                        functions::functions_rs(api, &quote!(::#ident::#module_ident), &krate),
-                    )?,
-                );
+                let at = FunctionFiles {
+                    types_root: format!("types/src/{module}.rs"),
+                    types_dir: format!("types/src/{module}"),
+                    glue: format!("src/{module}/functions.rs"),
+                    types_path: quote!(::#ident::#module_ident),
+                };
+                function_files(api, functions, &at, &doc, &own, &mut files)?;
                 typed_modules.push((api, module));
             }
             _ => {
@@ -342,6 +302,55 @@ pub fn emit_gateway(gateway: &str, apis: &[Api], options: &EmitOptions) -> Resul
         );
     }
     Ok(files)
+}
+
+/// Where the files of one API with function targets go: its types' root module (with `operations.rs`, `params.rs` and
+/// `schemas.rs` in `types_dir`), the gateway's glue, and the path the glue names the types by.
+struct FunctionFiles {
+    types_root: String,
+    types_dir: String,
+    glue: String,
+    types_path: TokenStream,
+}
+
+/// The types of `api`'s function operations and the glue that calls `functions`, where `at` says, headed by `header`.
+fn function_files(
+    api: &Api,
+    functions: &crate::model::FunctionsCrate,
+    at: &FunctionFiles,
+    doc: &str,
+    header: &str,
+    files: &mut BTreeMap<String, String>,
+) -> Result<(), EmitError> {
+    let dir = &at.types_dir;
+    files.insert(
+        at.types_root.clone(),
+        rust_file("types/src/[<api>.rs|lib.rs]", header, types::api_types_rs(api, doc))?,
+    );
+    files.insert(
+        format!("{dir}/operations.rs"),
+        rust_file("types/src/[<api>/]operations.rs", header, types::operations_rs(api))?,
+    );
+    files.insert(
+        format!("{dir}/params.rs"),
+        rust_file("types/src/[<api>/]params.rs", header, params::params_rs(api))?,
+    );
+    if !api.types.is_empty() {
+        files.insert(
+            format!("{dir}/schemas.rs"),
+            rust_file("types/src/[<api>/]schemas.rs", header, types::schemas_rs(api))?,
+        );
+    }
+    let krate = functions.package.replace('-', "_");
+    files.insert(
+        at.glue.clone(),
+        rust_file(
+            "src/[<api>/]functions.rs",
+            header,
+            functions::functions_rs(api, &at.types_path, &krate),
+        )?,
+    );
+    Ok(())
 }
 
 /// One module name per API, from its name (`pets-v1` → `pets_v1`), distinct.

@@ -143,7 +143,7 @@ fn uuid_value(s: &str) -> Option<u128> {
 /// An identifier the model names. Lower only produces valid ones; a name that is not one (a bug) is written as a
 /// string literal, which does not parse as Rust, so emit reports an internal error instead of panicking in
 /// `format_ident!`.
-fn ident(name: &str) -> TokenStream {
+pub(super) fn ident(name: &str) -> TokenStream {
     match syn::parse_str::<syn::Ident>(name) {
         Ok(ident) => ident.into_token_stream(),
         Err(_) => Lit::string(name).into_token_stream(),

@@ -7,6 +7,7 @@
 use proc_macro2::{Literal as Lit, TokenStream};
 use quote::{ToTokens, quote};
 
+use super::params::ident;
 use crate::model::{Api, Function, Operation, Payload, RustType, Target, TypeDef, TypeDefKind, VariantStatus};
 
 /// `serde` derives, through the runtime's re-export so that the types crate needs no dependency of its own.
@@ -14,14 +15,6 @@ fn serde_derive(extra: TokenStream) -> TokenStream {
     quote! {
         #[derive(#extra ::gateway_runtime::serde::Serialize, ::gateway_runtime::serde::Deserialize)]
         #[serde(crate = "::gateway_runtime::serde")]
-    }
-}
-
-/// An identifier the model names (see `params::ident`).
-fn ident(name: &str) -> TokenStream {
-    match syn::parse_str::<syn::Ident>(name) {
-        Ok(ident) => ident.into_token_stream(),
-        Err(_) => Lit::string(name).into_token_stream(),
     }
 }
 
