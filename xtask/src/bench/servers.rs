@@ -499,12 +499,18 @@ fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr, observe
 }
 
 /// The lab gateway, its `echo` upstream the origin (which its measured routes never call), with a key file for its
-/// keyed operation (which they do not use either).
+/// keyed operation (which they do not use either) and its store in the scenario's directory.
 fn start_lab_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
     let keys = dir.join("lab-keys.yaml");
     fs::write(&keys, "- { key: bench-lab-key-0123456789, name: bench }\n")
         .with_context(|| format!("writing {}", keys.display()))?;
-    let extra = ["--api-keys".to_owned(), keys.display().to_string()];
+    // Its store in the scenario's directory, not under the working directory (the workspace root).
+    let extra = [
+        "--api-keys".to_owned(),
+        keys.display().to_string(),
+        "--store".to_owned(),
+        format!("lab={}", dir.join("lab.db").display()),
+    ];
     let upstreams = [format!("echo=http://{origin}")];
     let log = Proxy::LabGateway.log().0;
     start_gateway(bench, dir, "lab-gateway", &upstreams, &extra, &Observability::Off, log)

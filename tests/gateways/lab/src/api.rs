@@ -429,12 +429,12 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "6d8b12945a0321466313590aeb4a13c804f11a5b868fb724b45bc9c75ef176b2",
+    spec_sha256: "ca4258580f36dcee59983fe2d234da68ac3b944a8d92a94057d26aa33b7a677b",
     published: Some(include_str!("openapi.json")),
     stores: &[
         StoreSpec {
             name: "lab",
-            sqlite: "lab-data/lab.db",
+            sqlite: "target/lab-data/lab.db",
             synchronous: StoreSync::Full,
             tables: &[
                 StoreTableSpec {
