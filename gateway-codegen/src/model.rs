@@ -328,8 +328,8 @@ pub struct Stage {
 pub struct StageUpstream {
     /// Index into `Api::upstreams`.
     pub upstream: usize,
-    /// Its URL in the stage.
-    pub url: Option<String>,
+    /// Its URLs in the stage (empty: unchanged).
+    pub urls: Vec<String>,
     /// Its timeout in the stage.
     pub timeout: Option<std::time::Duration>,
     /// Its connect timeout in the stage.
@@ -751,12 +751,127 @@ pub enum Invalidate {
 pub struct Upstream {
     /// Its name (`default` for the spec's own first server).
     pub name: String,
-    /// Absolute base URL.
-    pub url: String,
-    /// Time until the response head.
+    /// Absolute base URLs, one per server (at least one).
+    pub urls: Vec<String>,
+    /// Time until the response head, per try.
     pub timeout: Duration,
     /// Time to connect.
     pub connect_timeout: Duration,
+    /// How a server is picked.
+    pub balance: Balance,
+    /// Retries of failed tries.
+    pub retries: Option<Retries>,
+    /// Active health checks.
+    pub health: Option<Health>,
+    /// Passive outlier detection.
+    pub eject: Option<Eject>,
+    /// The most requests in flight per process.
+    pub max_connections: Option<u32>,
+    /// The wait for one of `max_connections`.
+    pub queue_timeout: Duration,
+    /// Re-resolution period.
+    pub resolve: Option<Duration>,
+}
+
+impl Upstream {
+    /// One server at `url` with default settings.
+    pub fn plain(name: String, url: String) -> Self {
+        Self {
+            name,
+            urls: vec![url],
+            timeout: crate::validate::DEFAULT_TIMEOUT,
+            connect_timeout: crate::validate::DEFAULT_CONNECT_TIMEOUT,
+            balance: Balance::RoundRobin,
+            retries: None,
+            health: None,
+            eject: None,
+            max_connections: None,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            resolve: None,
+        }
+    }
+}
+
+/// The runtime's default `queue_timeout` (generated code leaves defaults out).
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How a request picks a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// In turn.
+    RoundRobin,
+    /// Power of two choices.
+    LeastRequests,
+    /// Rendezvous hashing of a request value.
+    Hash(Placeholder),
+}
+
+/// `retries`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// Connect errors retried.
+    pub connect_error: bool,
+    /// Resets retried.
+    pub reset: bool,
+    /// Timeouts retried.
+    pub timeout: bool,
+    /// Statuses retried.
+    pub statuses: Vec<u16>,
+    /// Methods retried.
+    pub methods: RetryMethods,
+    /// Budget ratio (0..=1).
+    pub budget_ratio: f64,
+    /// Retries always allowed per window.
+    pub budget_min: u32,
+    /// The budget's window.
+    pub budget_window: Duration,
+    /// First backoff ceiling.
+    pub backoff: Duration,
+    /// Largest backoff ceiling.
+    pub max_backoff: Duration,
+}
+
+/// Which methods are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryMethods {
+    /// RFC 9110's idempotent methods.
+    Idempotent,
+    /// Every method.
+    All,
+    /// These (upper case).
+    Only(Vec<String>),
+}
+
+/// `health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Path checked.
+    pub path: String,
+    /// Period.
+    pub interval: Duration,
+    /// Per check.
+    pub timeout: Duration,
+    /// Failures in a row to go out.
+    pub unhealthy_after: u32,
+    /// Passes in a row to come back.
+    pub healthy_after: u32,
+    /// Passing statuses, inclusive.
+    pub expect: (u16, u16),
+}
+
+/// `eject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eject {
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// First ejection's length.
+    pub base_time: Duration,
+    /// Longest ejection.
+    pub max_time: Duration,
+    /// Most servers out, in percent.
+    pub max_percent: u8,
 }
 
 /// One operation.
@@ -935,6 +1050,15 @@ pub enum Target {
     Upstream {
         /// Index into [`Api::upstreams`].
         upstream: usize,
+        /// The rewritten path after the upstream's base path.
+        path: Vec<PathPart>,
+    },
+    /// Reverse proxy to one of several upstreams by weight.
+    Split {
+        /// `(upstream index, weight)`.
+        sides: Vec<(usize, u32)>,
+        /// The request value that keeps a caller on one side.
+        sticky: Option<Placeholder>,
         /// The rewritten path after the upstream's base path.
         path: Vec<PathPart>,
     },

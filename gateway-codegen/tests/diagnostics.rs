@@ -230,7 +230,7 @@ fn no_target_and_no_server() {
         "servers: [{ url: \"https://api.example.com/v2\" }]\nx-gateway:\n  upstreams:",
     );
     let g = run(&with_server).expect("server URL is the implicit upstream");
-    assert!(g.files["src/api.rs"].contains("url: \"https://api.example.com/v2\""));
+    assert!(g.files["src/api.rs"].contains("urls: &[\"https://api.example.com/v2\"]"));
 }
 
 #[test]
@@ -1302,7 +1302,7 @@ fn stage_variables_fill_upstream_urls_rewrites_and_templates_when_every_stage_de
     );
     let g = run(&spec).expect("every stage defines both");
     let api = &g.files["src/api.rs"];
-    assert!(has(api, "url: \"{stage.petsUrl}\""));
+    assert!(has(api, "urls: &[\"{stage.petsUrl}\"]"));
     assert!(has(api, "PathPart::Stage(\"greeting\")"), "{api}");
     assert!(has(api, "Placeholder::Stage(\"greeting\")"));
     // A variable one stage lacks.
@@ -1364,7 +1364,7 @@ fn stage_overrides_of_cors_and_upstreams_are_emitted_and_checked() {
         api,
         "cors_origins: Some(&[OriginSpec::Exact(\"https://app.example.com\")])"
     ));
-    assert!(has(api, "url: Some(\"{stage.petsUrl}/v2\")"));
+    assert!(has(api, "urls: &[\"{stage.petsUrl}/v2\"]"));
     assert!(has(api, "timeout: Some(Duration::from_millis(2000))"));
 
     let e = single_error(
@@ -1600,7 +1600,7 @@ fn a_target_has_exactly_one_kind_and_store_settings_only_with_store() {
     ));
     let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
     assert!(
-        messages.contains(&"a target needs `upstream`, `mock`, `function` or `store`"),
+        messages.contains(&"a target needs `upstream`, `split`, `mock`, `function` or `store`"),
         "{messages:?}"
     );
     assert!(

@@ -1260,10 +1260,9 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         title: String::from("T"),
         version: String::from("1"),
         upstreams: vec![Upstream {
-            name: String::from("default"),
-            url: String::from("http://127.0.0.1:9"),
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
+            ..Upstream::plain(String::from("default"), String::from("http://127.0.0.1:9"))
         }],
         operations: vec![Operation {
             id: String::from("op"),

@@ -460,6 +460,19 @@ fn operation_service(
                 strip: credentials::to_strip(api, op.security),
             }
         }
+        TargetSpec::Split(target) => {
+            let route = proxy
+                .split(target, state.stage)
+                .ok_or_else(|| RouterError::UnknownUpstream {
+                    operation: op.id,
+                    index: target.sides.iter().map(|s| s.upstream).max().unwrap_or(0),
+                    count: api.upstreams.len(),
+                })?;
+            Target::Proxy {
+                route,
+                strip: credentials::to_strip(api, op.security),
+            }
+        }
         TargetSpec::Mock(mock) => Target::Mock(MockResponse::new(mock).map_err(|source| RouterError::Mock {
             operation: op.id,
             source,
@@ -513,6 +526,23 @@ pub fn log_routes(api: &ApiSpec, prefix: &str) {
                     op.method,
                     op.template,
                     op.id
+                );
+            }
+            TargetSpec::Split(target) => {
+                let sides: Vec<String> = target
+                    .sides
+                    .iter()
+                    .map(|side| {
+                        let name = api.upstreams.get(side.upstream).map_or("?", |u| u.name);
+                        format!("{name} {}", side.weight)
+                    })
+                    .collect();
+                tracing::info!(
+                    "{} {prefix}{} -> {} (split: {})",
+                    op.method,
+                    op.template,
+                    op.id,
+                    sides.join(", ")
                 );
             }
             TargetSpec::Mock(mock) => {

@@ -114,8 +114,9 @@ pub struct StageSpec {
 pub struct StageUpstreamSpec {
     /// Index into [`ApiSpec::upstreams`].
     pub upstream: usize,
-    /// Its URL in this stage (may hold `{stage.NAME}`); `--upstream NAME=URL` still wins.
-    pub url: Option<&'static str>,
+    /// Its URLs in this stage (each may hold `{stage.NAME}`); empty: the upstream's own. `--upstream NAME=URL`
+    /// still wins.
+    pub urls: &'static [&'static str],
     /// Its timeout in this stage.
     pub timeout: Option<Duration>,
     /// Its connect timeout in this stage.
@@ -435,17 +436,154 @@ pub struct CacheSettings {
     pub max_entry: u64,
 }
 
-/// An HTTP upstream: a base URL that may carry a base path.
+/// An HTTP upstream: one or more servers behind one name, with how requests are spread over them and what
+/// happens when they fail ([`crate::targets::proxy`]).
+///
+/// Generated code writes the fields it sets and takes the rest from [`UpstreamSpec::DEFAULT`], so an upstream of
+/// one URL with default settings stays two lines.
 #[derive(Debug)]
 pub struct UpstreamSpec {
     /// The name under `x-gateway.upstreams` (or `default` for the implicit `servers` upstream).
     pub name: &'static str,
-    /// Absolute `http://` or `https://` URL, checked at generate time; may be overridden with `--upstream`.
-    pub url: &'static str,
-    /// Time allowed from sending the request to receiving the response head; `504` when exceeded.
+    /// Absolute `http://` or `https://` URLs, one per server (at least one), checked at generate time; all with
+    /// the same base path. `--upstream NAME=URL[,URL...]` replaces them.
+    pub urls: &'static [&'static str],
+    /// Time allowed from sending the request to receiving the response head, per try; `504` when exceeded.
     pub timeout: Duration,
     /// Time allowed to establish the TCP (and TLS) connection; `502` when exceeded.
     pub connect_timeout: Duration,
+    /// How a request picks a server.
+    pub balance: Balance,
+    /// Retries of failed tries on another server.
+    pub retries: Option<RetrySpec>,
+    /// Active health checks.
+    pub health: Option<HealthSpec>,
+    /// Passive outlier detection: servers failing in a row leave the rotation for a while.
+    pub eject: Option<EjectSpec>,
+    /// The most requests in flight to the upstream in one process (and so the most sockets open to it); `None`:
+    /// unbounded.
+    pub max_connections: Option<u32>,
+    /// How long a request waits for a free connection when `max_connections` are in use; `503` after it.
+    pub queue_timeout: Duration,
+    /// Re-resolve the URLs' host names this often; every address a name yields is a server. `None`: names are
+    /// resolved when a connection is made, and each URL is one server.
+    pub resolve: Option<Duration>,
+}
+
+impl UpstreamSpec {
+    /// The defaults of every setting but the name and URLs.
+    pub const DEFAULT: UpstreamSpec = UpstreamSpec {
+        name: "",
+        urls: &[],
+        timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(5),
+        balance: Balance::RoundRobin,
+        retries: None,
+        health: None,
+        eject: None,
+        max_connections: None,
+        queue_timeout: Duration::from_millis(100),
+        resolve: None,
+    };
+}
+
+/// How a request picks one of an upstream's servers (`balance:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each server in turn.
+    RoundRobin,
+    /// The less busy of two servers picked at random (power of two choices).
+    LeastRequests,
+    /// By the hash of a request value (rendezvous hashing: a server leaving moves only its own share); requests
+    /// without the value go round robin.
+    Hash(crate::template::Placeholder),
+}
+
+/// When and how failed tries are retried (`retries:`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetrySpec {
+    /// Retries after the first try (so at most `attempts + 1` tries).
+    pub attempts: u32,
+    /// Which failures are retried.
+    pub on: RetryOn,
+    /// Which methods are retried.
+    pub methods: RetryMethods,
+    /// Retries allowed per request over the window, as a fraction (`0.2` for `20%`).
+    pub budget_ratio: f64,
+    /// Retries always allowed per window, whatever the ratio (so a quiet upstream can still be retried).
+    pub budget_min: u32,
+    /// The sliding window the budget counts over.
+    pub budget_window: Duration,
+    /// The first backoff's ceiling; each later retry doubles it (up to `max_backoff`), and the wait is a random
+    /// fraction of it (full jitter).
+    pub backoff: Duration,
+    /// The largest backoff ceiling.
+    pub max_backoff: Duration,
+}
+
+/// The failures a try is retried on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryOn {
+    /// No connection could be made (nothing was sent).
+    pub connect_error: bool,
+    /// The connection broke before the response head arrived.
+    pub reset: bool,
+    /// No response head within the upstream's `timeout`.
+    pub timeout: bool,
+    /// These upstream statuses.
+    pub statuses: &'static [u16],
+}
+
+/// The methods whose requests are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMethods {
+    /// `GET`, `HEAD`, `OPTIONS`, `TRACE`, `PUT` and `DELETE` (RFC 9110 §9.2.2).
+    Idempotent,
+    /// Every method (the spec said so explicitly).
+    All,
+    /// Exactly these.
+    Only(&'static [Method]),
+}
+
+impl RetryMethods {
+    /// Whether requests with `method` are retried.
+    pub fn allows(&self, method: &Method) -> bool {
+        match self {
+            RetryMethods::Idempotent => method.is_idempotent(),
+            RetryMethods::All => true,
+            RetryMethods::Only(methods) => methods.contains(method),
+        }
+    }
+}
+
+/// Active health checks (`health:`): a `GET` of `path` on every server each `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// The path checked (under the upstream's base path).
+    pub path: &'static str,
+    /// Time between checks of one server.
+    pub interval: Duration,
+    /// Time a check may take; longer is a failure.
+    pub timeout: Duration,
+    /// Failed checks in a row that take a healthy server out.
+    pub unhealthy_after: u32,
+    /// Passed checks in a row that bring an unhealthy server back.
+    pub healthy_after: u32,
+    /// The statuses that pass, inclusive (`200..=399` by default).
+    pub expect: (u16, u16),
+}
+
+/// Passive outlier detection (`eject:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EjectSpec {
+    /// Failures in a row (connect errors, resets, timeouts, `502`, `503`, `504`) that eject a server.
+    pub consecutive_failures: u32,
+    /// How long the first ejection lasts; each ejection in a row lasts one `base_time` longer.
+    pub base_time: Duration,
+    /// The longest ejection.
+    pub max_time: Duration,
+    /// The most servers out at once by ejection, in percent of the upstream's servers (rounded down).
+    pub max_percent: u8,
 }
 
 /// One OpenAPI operation (a method on a path template).
@@ -731,6 +869,8 @@ pub type Validator = fn(&RequestParams<'_>) -> Result<(), ParamError>;
 pub enum TargetSpec {
     /// Reverse-proxy to an upstream.
     Upstream(UpstreamTarget),
+    /// Reverse-proxy to one of several upstreams by weight (a canary, blue-green).
+    Split(SplitTarget),
     /// Answer with a fixed response.
     Mock(MockSpec),
     /// Read or write an item of a store table.
@@ -758,6 +898,27 @@ pub struct UpstreamTarget {
     /// The upstream path (appended to the upstream's base path), as literal text and path parameters. Parameter
     /// values are percent-encoded as one path segment when substituted.
     pub path: &'static [PathPart],
+}
+
+/// Reverse-proxy to one of `sides`, picked by weight per request, or by the hash of `sticky` when the request has
+/// that value. Every side gets the same rewritten path.
+#[derive(Debug)]
+pub struct SplitTarget {
+    /// The upstreams and their weights (positive in total).
+    pub sides: &'static [SplitSide],
+    /// A request value that keeps one caller on one side.
+    pub sticky: Option<crate::template::Placeholder>,
+    /// The upstream path, as for [`UpstreamTarget::path`].
+    pub path: &'static [PathPart],
+}
+
+/// One side of a [`SplitTarget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitSide {
+    /// Index into [`ApiSpec::upstreams`].
+    pub upstream: usize,
+    /// Its share, relative to the other sides' weights.
+    pub weight: u32,
 }
 
 /// A piece of a rewritten upstream path.

@@ -39,6 +39,8 @@ pub struct SharedState {
     /// The API's stores, opened, in the order of [`ApiSpec::stores`] (store targets refer to them by index); empty
     /// until [`SharedState::with_stores`].
     pub stores: Vec<Store>,
+    /// The API's upstreams and their servers' state (for `GET /_gateway/upstreams`); set by the server.
+    pub upstreams: Option<crate::targets::proxy::Upstreams>,
 }
 
 impl SharedState {
@@ -73,6 +75,7 @@ impl SharedState {
                 .published
                 .map(|json| published(json, stage.map_or("", |s| s.base_path()))),
             stores: Vec::new(),
+            upstreams: None,
         })
     }
 }

@@ -103,16 +103,19 @@ fn imports(table: &TokenStream) -> TokenStream {
         "ApiKeyScheme",
         "ApiSpec",
         "AuthorizerSpec",
+        "Balance",
         "BodySpec",
         "CacheKeyPart",
         "CacheSettings",
         "CacheSpec",
         "CorsSpec",
         "EditSpec",
+        "EjectSpec",
         "FormField",
         "FormScalar",
         "FunctionSpec",
         "GatewayResponseSpec",
+        "HealthSpec",
         "Invalidate",
         "JwtAlgorithm",
         "JwtKeys",
@@ -133,10 +136,15 @@ fn imports(table: &TokenStream) -> TokenStream {
         "ResponseSchemaSpec",
         "ResponseSelector",
         "ResponseTransformSpec",
+        "RetryMethods",
+        "RetryOn",
+        "RetrySpec",
         "SchemaParamSpec",
         "SchemaParamStyle",
         "SchemeKind",
         "SchemeSpec",
+        "SplitSide",
+        "SplitTarget",
         "StageSpec",
         "StageUpstreamSpec",
         "StatusMatch",
@@ -284,17 +292,115 @@ fn millis(d: std::time::Duration) -> Literal {
     Literal::u64_unsuffixed(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// An upstream: its name and URLs, and the settings that differ from the runtime's defaults
+/// (`..UpstreamSpec::DEFAULT`), so that a plain upstream stays short.
 fn upstream(u: &Upstream) -> TokenStream {
+    use crate::model::{Balance, RetryMethods};
+    use crate::validate::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
     let name = &u.name;
-    let url = &u.url;
-    let timeout = millis(u.timeout);
-    let connect_timeout = millis(u.connect_timeout);
+    let urls = &u.urls;
+    let mut fields = TokenStream::new();
+    if u.timeout != DEFAULT_TIMEOUT {
+        let timeout = duration(u.timeout);
+        fields.extend(quote!(timeout: #timeout,));
+    }
+    if u.connect_timeout != DEFAULT_CONNECT_TIMEOUT {
+        let connect_timeout = duration(u.connect_timeout);
+        fields.extend(quote!(connect_timeout: #connect_timeout,));
+    }
+    match &u.balance {
+        Balance::RoundRobin => {}
+        Balance::LeastRequests => fields.extend(quote!(balance: Balance::LeastRequests,)),
+        Balance::Hash(source) => {
+            let source = placeholder(source);
+            fields.extend(quote!(balance: Balance::Hash(#source),));
+        }
+    }
+    if let Some(r) = &u.retries {
+        let attempts = Literal::u32_unsuffixed(r.attempts);
+        let (connect_error, reset, timeout) = (r.connect_error, r.reset, r.timeout);
+        let statuses = r.statuses.iter().map(|s| Literal::u16_unsuffixed(*s));
+        let methods = match &r.methods {
+            RetryMethods::Idempotent => quote!(RetryMethods::Idempotent),
+            RetryMethods::All => quote!(RetryMethods::All),
+            RetryMethods::Only(methods) => {
+                let methods = methods.iter().map(|m| format_ident!("{}", m));
+                quote!(RetryMethods::Only(&[#(Method::#methods),*]))
+            }
+        };
+        let ratio = Literal::f64_unsuffixed(r.budget_ratio);
+        let min = Literal::u32_unsuffixed(r.budget_min);
+        let window = duration(r.budget_window);
+        let backoff = duration(r.backoff);
+        let max_backoff = duration(r.max_backoff);
+        fields.extend(quote! {
+            retries: Some(RetrySpec {
+                attempts: #attempts,
+                on: RetryOn {
+                    connect_error: #connect_error,
+                    reset: #reset,
+                    timeout: #timeout,
+                    statuses: &[#(#statuses),*],
+                },
+                methods: #methods,
+                budget_ratio: #ratio,
+                budget_min: #min,
+                budget_window: #window,
+                backoff: #backoff,
+                max_backoff: #max_backoff,
+            }),
+        });
+    }
+    if let Some(h) = &u.health {
+        let path = &h.path;
+        let interval = duration(h.interval);
+        let timeout = duration(h.timeout);
+        let unhealthy = Literal::u32_unsuffixed(h.unhealthy_after);
+        let healthy = Literal::u32_unsuffixed(h.healthy_after);
+        let (lo, hi) = (Literal::u16_unsuffixed(h.expect.0), Literal::u16_unsuffixed(h.expect.1));
+        fields.extend(quote! {
+            health: Some(HealthSpec {
+                path: #path,
+                interval: #interval,
+                timeout: #timeout,
+                unhealthy_after: #unhealthy,
+                healthy_after: #healthy,
+                expect: (#lo, #hi),
+            }),
+        });
+    }
+    if let Some(e) = &u.eject {
+        let failures = Literal::u32_unsuffixed(e.consecutive_failures);
+        let base_time = duration(e.base_time);
+        let max_time = duration(e.max_time);
+        let max_percent = Literal::u8_unsuffixed(e.max_percent);
+        fields.extend(quote! {
+            eject: Some(EjectSpec {
+                consecutive_failures: #failures,
+                base_time: #base_time,
+                max_time: #max_time,
+                max_percent: #max_percent,
+            }),
+        });
+    }
+    if let Some(max) = u.max_connections {
+        let max = Literal::u32_unsuffixed(max);
+        fields.extend(quote!(max_connections: Some(#max),));
+    }
+    if u.queue_timeout != crate::model::DEFAULT_QUEUE_TIMEOUT {
+        let queue_timeout = duration(u.queue_timeout);
+        fields.extend(quote!(queue_timeout: #queue_timeout,));
+    }
+    if let Some(resolve) = u.resolve {
+        let resolve = duration(resolve);
+        fields.extend(quote!(resolve: Some(#resolve),));
+    }
     quote! {
         UpstreamSpec {
             name: #name,
-            url: #url,
-            timeout: Duration::from_millis(#timeout),
-            connect_timeout: Duration::from_millis(#connect_timeout),
+            urls: &[#(#urls),*],
+            #fields
+            ..UpstreamSpec::DEFAULT
         }
     }
 }
@@ -505,20 +611,38 @@ fn responses_check(check: &ResponsesCheck) -> TokenStream {
     }
 }
 
+fn path_parts(path: &[PathPart]) -> Vec<TokenStream> {
+    path.iter()
+        .map(|part| match part {
+            PathPart::Literal(text) => quote!(PathPart::Literal(#text)),
+            PathPart::Param(i) => {
+                let i = Literal::usize_unsuffixed(*i);
+                quote!(PathPart::Param(#i))
+            }
+            PathPart::Stage(name) => quote!(PathPart::Stage(#name)),
+        })
+        .collect()
+}
+
 fn target(target: &Target) -> TokenStream {
     match target {
         Target::Upstream { upstream, path } => {
             let upstream = Literal::usize_unsuffixed(*upstream);
-            let parts = path.iter().map(|part| match part {
-                PathPart::Literal(text) => quote!(PathPart::Literal(#text)),
-                PathPart::Param(i) => {
-                    let i = Literal::usize_unsuffixed(*i);
-                    quote!(PathPart::Param(#i))
-                }
-                PathPart::Stage(name) => quote!(PathPart::Stage(#name)),
-            });
+            let parts = path_parts(path);
             quote! {
                 TargetSpec::Upstream(UpstreamTarget { upstream: #upstream, path: &[#(#parts),*] })
+            }
+        }
+        Target::Split { sides, sticky, path } => {
+            let sides = sides.iter().map(|(upstream, weight)| {
+                let upstream = Literal::usize_unsuffixed(*upstream);
+                let weight = Literal::u32_unsuffixed(*weight);
+                quote!(SplitSide { upstream: #upstream, weight: #weight })
+            });
+            let sticky = option(sticky.as_ref().map(placeholder));
+            let parts = path_parts(path);
+            quote! {
+                TargetSpec::Split(SplitTarget { sides: &[#(#sides),*], sticky: #sticky, path: &[#(#parts),*] })
             }
         }
         Target::Mock(mock) => {
@@ -657,12 +781,12 @@ fn stage(stage: &Stage) -> TokenStream {
     }));
     let upstreams = stage.upstreams.iter().map(|u| {
         let upstream = Literal::usize_unsuffixed(u.upstream);
-        let url = option(u.url.as_ref().map(|url| quote!(#url)));
+        let urls = &u.urls;
         let timeout = option(u.timeout.map(duration));
         let connect_timeout = option(u.connect_timeout.map(duration));
         quote!(StageUpstreamSpec {
             upstream: #upstream,
-            url: #url,
+            urls: &[#(#urls),*],
             timeout: #timeout,
             connect_timeout: #connect_timeout,
         })

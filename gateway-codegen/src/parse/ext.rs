@@ -120,6 +120,8 @@ pub struct StageCorsExt {
 pub struct StageUpstreamExt {
     /// The upstream's URL in this stage (may use this stage's `{stage.NAME}`).
     pub url: Option<String>,
+    /// Its URLs in this stage, for several servers.
+    pub urls: Option<Vec<String>>,
     /// Its timeout in this stage.
     pub timeout: Option<DurationValue>,
     /// Its connect timeout in this stage.
@@ -499,12 +501,137 @@ fn written_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamExt {
-    /// Absolute `http` or `https` base URL; may carry a base path.
-    pub url: String,
-    /// Whole-request timeout until the response head arrives. Default 30s.
+    /// Absolute `http` or `https` base URL; may carry a base path. One of `url` and `urls`.
+    pub url: Option<String>,
+    /// Several servers: one URL each, all with the same base path.
+    pub urls: Option<Vec<String>>,
+    /// Whole-request timeout until the response head arrives, per try. Default 30s.
     pub timeout: Option<DurationValue>,
     /// TCP (and TLS) connect timeout. Default 5s.
     pub connect_timeout: Option<DurationValue>,
+    /// `round_robin` (default), `least_requests` or `hash(SOURCE)`.
+    pub balance: Option<String>,
+    /// Retries of failed tries.
+    pub retries: Option<RetriesExt>,
+    /// Active health checks.
+    pub health: Option<HealthExt>,
+    /// Passive outlier detection.
+    pub eject: Option<EjectExt>,
+    /// The most requests in flight to the upstream per gateway process.
+    pub max_connections: Option<u32>,
+    /// How long a request waits for one of `max_connections`. Default 100ms.
+    pub queue_timeout: Option<DurationValue>,
+    /// Re-resolve host names this often; every address is a server.
+    pub resolve: Option<DurationValue>,
+}
+
+/// `upstreams.<name>.retries`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetriesExt {
+    /// Retries after the first try. Default 2.
+    pub attempts: Option<u32>,
+    /// What is retried: `connect_error`, `reset`, `timeout` and statuses. Default `[connect_error, reset, 502, 503, 504]`.
+    pub on: Option<Vec<RetryConditionExt>>,
+    /// `idempotent` (default), `all`, or a list of methods.
+    pub methods: Option<RetryMethodsExt>,
+    /// Retries allowed over the window: `20%` (default) or `{ ratio: 20%, min: 10, window: 10s }`.
+    pub budget: Option<BudgetExt>,
+    /// The first retry's backoff ceiling (doubling, full jitter). Default 25ms.
+    pub backoff: Option<DurationValue>,
+    /// The largest backoff ceiling. Default 250ms.
+    pub max_backoff: Option<DurationValue>,
+    /// Required to retry `POST`, `PATCH` or every method: the upstream must tolerate a request twice.
+    pub non_idempotent: Option<bool>,
+}
+
+/// One entry of `retries.on`: a failure name or a status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RetryConditionExt {
+    /// An upstream status.
+    Status(u16),
+    /// `connect_error`, `reset`, `timeout`.
+    Name(String),
+}
+
+/// `retries.methods`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RetryMethodsExt {
+    /// `idempotent` or `all`.
+    Named(String),
+    /// These methods.
+    List(Vec<String>),
+}
+
+/// `retries.budget`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum BudgetExt {
+    /// `20%`.
+    Ratio(String),
+    /// With the minimum and the window.
+    Full {
+        /// `20%`.
+        ratio: String,
+        /// Retries always allowed per window. Default 10.
+        min: Option<u32>,
+        /// The sliding window. Default 10s.
+        window: Option<DurationValue>,
+    },
+}
+
+/// `upstreams.<name>.health`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthExt {
+    /// The path checked with `GET`, under the upstream's base path.
+    pub path: String,
+    /// Default 5s.
+    pub interval: Option<DurationValue>,
+    /// Default 1s.
+    pub timeout: Option<DurationValue>,
+    /// Default 2.
+    pub unhealthy_after: Option<u32>,
+    /// Default 2.
+    pub healthy_after: Option<u32>,
+    /// Statuses that pass: `200-399` (default), `200`, `2XX`.
+    pub expect: Option<StatusRangeExt>,
+}
+
+/// A status or a range of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StatusRangeExt {
+    /// One status.
+    Status(u16),
+    /// `200-399` or `2XX`.
+    Range(String),
+}
+
+/// `upstreams.<name>.eject`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectExt {
+    /// Default 5.
+    pub consecutive_failures: Option<u32>,
+    /// Default 10s.
+    pub base_time: Option<DurationValue>,
+    /// Default 300s.
+    pub max_time: Option<DurationValue>,
+    /// Default 50.
+    pub max_percent: Option<u32>,
+}
+
+/// One side of `target.split`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSideExt {
+    /// A named upstream.
+    pub upstream: String,
+    /// Its share.
+    pub weight: u32,
 }
 
 /// `target:`: exactly one kind of target (`upstream`, `mock`, `function`, `store`), with its settings.
@@ -513,6 +640,10 @@ pub struct UpstreamExt {
 pub struct TargetExt {
     /// Proxy to this named upstream.
     pub upstream: Option<String>,
+    /// Proxy to one of these upstreams by weight (a canary, blue-green).
+    pub split: Option<Vec<SplitSideExt>>,
+    /// Split targets: the request value that keeps one caller on one side (`header.X-User-Id`).
+    pub sticky: Option<String>,
     /// Rewrite of the upstream path; `{param}` placeholders. Default: the operation's own path.
     pub path: Option<String>,
     /// Answer with a fixed response instead.

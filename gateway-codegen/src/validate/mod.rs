@@ -277,6 +277,17 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             );
         }
     }
+    let uses = operations.iter().map(|op| {
+        let targets = match &op.target {
+            Some(Target::Upstream { upstream, .. }) => vec![*upstream],
+            Some(Target::Split { sides, .. }) => sides.iter().map(|(upstream, _)| *upstream).collect(),
+            _ => Vec::new(),
+        };
+        let mut headers = transforms::declared_headers(op.parsed);
+        headers.extend(transforms::STANDARD_HEADERS.iter().map(|h| (*h).to_owned()));
+        (targets, headers, transforms::declared_query(op.parsed))
+    });
+    upstreams.check_hash_sources(uses, diags);
     let upstreams = upstreams.finish();
     let cache = cache_settings(spec);
     (!diags.has_errors()).then_some(Checked {

@@ -112,8 +112,23 @@ fn stage_upstreams(stage: &StageExt, at: &str, upstreams: &Upstreams, diags: &mu
             });
             continue;
         };
-        if let Some(url) = &over.url {
-            let url_at = format!("{at}/url");
+        let urls: Vec<(String, String)> = match (&over.url, &over.urls) {
+            (Some(_), Some(_)) => {
+                diags.push(
+                    Diagnostic::error(&at, "a stage's upstream has `url` or `urls`, not both")
+                        .help("keep `urls: [...]` for several servers, or `url:` for one"),
+                );
+                Vec::new()
+            }
+            (Some(url), None) => vec![(url.clone(), format!("{at}/url"))],
+            (None, Some(urls)) => urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| (url.clone(), format!("{at}/urls/{i}")))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        for (url, url_at) in &urls {
             let mut filled = Some(url.clone());
             for variable in stage_names_in(url) {
                 match stage.variables.get(&variable) {
@@ -123,7 +138,7 @@ fn stage_upstreams(stage: &StageExt, at: &str, upstreams: &Upstreams, diags: &mu
                     None => {
                         diags.push(
                             Diagnostic::error(
-                                &url_at,
+                                url_at,
                                 format!("`{{stage.{variable}}}` is not a variable of this stage"),
                             )
                             .help("define it under this stage's `variables`"),
@@ -133,12 +148,12 @@ fn stage_upstreams(stage: &StageExt, at: &str, upstreams: &Upstreams, diags: &mu
                 }
             }
             if let Some(filled) = filled {
-                check_url(&filled, &url_at, diags);
+                check_url(&filled, url_at, diags);
             }
         }
         out.push(StageUpstream {
             upstream,
-            url: over.url.clone(),
+            urls: urls.into_iter().map(|(url, _)| url).collect(),
             timeout: over.timeout.map(|d| d.0),
             connect_timeout: over.connect_timeout.map(|d| d.0),
         });
@@ -230,7 +245,7 @@ pub(super) fn expand_url(root: &RootExt, url: &str, at: &str, diags: &mut Diagno
 }
 
 /// The `NAME`s of `{stage.NAME}` in `text`.
-fn stage_names_in(text: &str) -> Vec<String> {
+pub(super) fn stage_names_in(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{stage.") {

@@ -21,9 +21,10 @@ pub(super) fn effective_target<'s>(spec: &'s ParsedSpec, op: &'s ParsedOperation
 }
 
 /// The keys of `target` that choose its kind, those it has first: exactly one is needed.
-fn kinds(target: &TargetExt) -> [(&'static str, bool); 4] {
+fn kinds(target: &TargetExt) -> [(&'static str, bool); 5] {
     [
         ("upstream", target.upstream.is_some()),
+        ("split", target.split.is_some()),
         ("mock", target.mock.is_some()),
         ("function", target.function.is_some()),
         ("store", target.store.is_some()),
@@ -70,6 +71,16 @@ pub(super) fn check_target(
         );
         return None;
     }
+    if target.sticky.is_some() && target.split.is_none() {
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/sticky"),
+                "`sticky` keeps a caller on one side of a `split`; this target has none",
+            )
+            .help("for one upstream, keep callers on one server with the upstream's `balance: hash(SOURCE)`"),
+        );
+        return None;
+    }
     if target.store.is_none() {
         // A store's settings on another kind of target are a mistake either way: report them with the kind.
         let misplaced = [
@@ -103,7 +114,7 @@ pub(super) fn check_target(
                 _ => format!("a target has {}", alternatives(&present, "and")),
             };
             diags.push(Diagnostic::error(&at, message).help(
-                "keep one: `upstream:` proxies the request, `mock:` answers it with a fixed response, `function:` calls a Rust function, `store:` reads or writes a stored item",
+                "keep one: `upstream:` proxies the request, `split:` proxies it to one of several upstreams, `mock:` answers it with a fixed response, `function:` calls a Rust function, `store:` reads or writes a stored item",
             ));
             None
         }
@@ -138,19 +149,46 @@ pub(super) fn check_target(
             }
             check_function(spec, function, target, &at, diags).map(|f| Target::Function(Box::new(f)))
         }
+        ["split"] => {
+            let sides = target.split.as_deref()?;
+            let mut ok = true;
+            let mut checked = Vec::with_capacity(sides.len());
+            for (i, side) in sides.iter().enumerate() {
+                match named_upstream(&side.upstream, &format!("{at}/split/{i}/upstream"), upstreams, diags) {
+                    Some(upstream) => checked.push((upstream, side.weight)),
+                    None => ok = false,
+                }
+            }
+            if sides.is_empty() || sides.iter().all(|s| s.weight == 0) {
+                diags.push(
+                    Diagnostic::error(format!("{at}/split"), "the weights of a split add up to zero")
+                        .help("give each side a weight, e.g. `- { upstream: pets, weight: 90 }` and `- { upstream: pets-v2, weight: 10 }`"),
+                );
+                ok = false;
+            }
+            let sticky = match &target.sticky {
+                Some(source) => {
+                    let inner = source.trim().trim_start_matches('{').trim_end_matches('}');
+                    let found =
+                        super::transforms::request_source(spec, op, path_params, inner, &format!("{at}/sticky"), diags);
+                    ok &= found.is_some();
+                    found
+                }
+                None => None,
+            };
+            let path = match &target.path {
+                Some(rewrite) => rewrite_path(&spec.root, rewrite, &format!("{at}/path"), path_params, diags)?,
+                None => default_path(path_params, &op.template),
+            };
+            ok.then_some(Target::Split {
+                sides: checked,
+                sticky,
+                path,
+            })
+        }
         _ => {
             let name = target.upstream.as_deref()?;
-            let Some(upstream) = upstreams.named(name) else {
-                let mut d = Diagnostic::error(format!("{at}/upstream"), format!("upstream `{name}` is not defined"));
-                let known: Vec<&str> = upstreams.names().collect();
-                d = match did_you_mean(name, known.iter().copied()) {
-                    Some(best) => d.help(format!("did you mean `{best}`?")),
-                    None if known.is_empty() => d.help(format!("define it under `x-gateway: {{ upstreams: {{ {name}: {{ url: http://... }} }} }}` at the top level")),
-                    None => d.help(format!("defined upstreams: {}", known.join(", "))),
-                };
-                diags.push(d);
-                return None;
-            };
+            let upstream = named_upstream(name, &format!("{at}/upstream"), upstreams, diags)?;
             let path = match &target.path {
                 Some(rewrite) => rewrite_path(&spec.root, rewrite, &format!("{at}/path"), path_params, diags)?,
                 None => default_path(path_params, &op.template),
@@ -158,6 +196,24 @@ pub(super) fn check_target(
             Some(Target::Upstream { upstream, path })
         }
     }
+}
+
+/// The index of the named upstream `name`, or an error at `at`.
+fn named_upstream(name: &str, at: &str, upstreams: &Upstreams, diags: &mut Diagnostics) -> Option<usize> {
+    let found = upstreams.named(name);
+    if found.is_none() {
+        let mut d = Diagnostic::error(at, format!("upstream `{name}` is not defined"));
+        let known: Vec<&str> = upstreams.names().collect();
+        d = match did_you_mean(name, known.iter().copied()) {
+            Some(best) => d.help(format!("did you mean `{best}`?")),
+            None if known.is_empty() => d.help(format!(
+                "define it under `x-gateway: {{ upstreams: {{ {name}: {{ url: http://... }} }} }}` at the top level"
+            )),
+            None => d.help(format!("defined upstreams: {}", known.join(", "))),
+        };
+        diags.push(d);
+    }
+    found
 }
 
 pub(super) fn implicit_target(

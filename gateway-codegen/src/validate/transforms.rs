@@ -37,7 +37,7 @@ pub(super) const MANAGED: &[&str] = &[
 ];
 
 /// Request headers `{header.X}` may read without the spec declaring them as parameters.
-const STANDARD_HEADERS: &[&str] = &[
+pub(super) const STANDARD_HEADERS: &[&str] = &[
     "accept",
     "accept-encoding",
     "accept-language",
@@ -64,6 +64,34 @@ struct Names<'a> {
     path: &'a [String],
     query: Vec<&'a str>,
     headers: Vec<String>,
+}
+
+/// What templates of `op` may name.
+fn names<'a>(spec: &'a ParsedSpec, op: &'a ParsedOperation, path_params: &'a [String]) -> Names<'a> {
+    Names {
+        root: &spec.root,
+        path: path_params,
+        query: declared_query(op),
+        headers: declared_headers(op),
+    }
+}
+
+/// The query parameters `op` declares.
+pub(super) fn declared_query(op: &ParsedOperation) -> Vec<&str> {
+    op.params
+        .iter()
+        .filter(|(_, p)| matches!(p, Parameter::Query { .. }))
+        .map(|(_, p)| p.parameter_data_ref().name.as_str())
+        .collect()
+}
+
+/// The header parameters `op` declares (lower case), and the standard request headers.
+pub(super) fn declared_headers(op: &ParsedOperation) -> Vec<String> {
+    op.params
+        .iter()
+        .filter(|(_, p)| matches!(p, Parameter::Header { .. }))
+        .map(|(_, p)| p.parameter_data_ref().name.to_ascii_lowercase())
+        .collect()
 }
 
 /// The operation's transforms, `None` when it has none.
@@ -98,22 +126,7 @@ pub(super) fn check_transform(
             .iter()
             .find_map(|(at, t)| get(t).map(|value| (format!("{at}/{part}"), value)))
     }
-    let names = Names {
-        root: &spec.root,
-        path: path_params,
-        query: op
-            .params
-            .iter()
-            .filter(|(_, p)| matches!(p, Parameter::Query { .. }))
-            .map(|(_, p)| p.parameter_data_ref().name.as_str())
-            .collect(),
-        headers: op
-            .params
-            .iter()
-            .filter(|(_, p)| matches!(p, Parameter::Header { .. }))
-            .map(|(_, p)| p.parameter_data_ref().name.to_ascii_lowercase())
-            .collect(),
-    };
+    let names = names(spec, op, path_params);
     let mut out = Transform::default();
     if let Some((at, edits)) = nearest(&levels, "request/headers", |t| t.request.as_ref()?.headers.as_ref()) {
         out.request_headers = check_edits(edits, &at, true, &names, diags);
@@ -373,6 +386,34 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
                 at,
                 format!("`{{{inner}}}` is only available in gateway responses (`x-gateway.responses`)"),
             ));
+            None
+        }
+    }
+}
+
+/// A request value an operation's split is made sticky by (`header.X`, `query.X`, `path.X`, `jwt.claims.X`,
+/// `context.client_ip`, `context.api_key.name`): declared by the operation, or a known context value.
+pub(super) fn request_source(
+    spec: &ParsedSpec,
+    op: &ParsedOperation,
+    path_params: &[String],
+    inner: &str,
+    at: &str,
+    diags: &mut Diagnostics,
+) -> Option<Placeholder> {
+    let names = names(spec, op, path_params);
+    match placeholder(inner, at, &names, diags)? {
+        p @ (Placeholder::Path(_)
+        | Placeholder::Query(_)
+        | Placeholder::Header(_)
+        | Placeholder::Claim(_)
+        | Placeholder::ClientIp
+        | Placeholder::ApiKeyName) => Some(p),
+        _ => {
+            diags.push(
+                Diagnostic::error(at, format!("`{inner}` does not tell callers apart"))
+                    .help("stick by a request value: `header.NAME`, `query.NAME`, `path.NAME`, `jwt.claims.NAME`, `context.client_ip` or `context.api_key.name`"),
+            );
             None
         }
     }

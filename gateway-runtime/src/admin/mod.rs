@@ -156,6 +156,7 @@ pub fn router(admin: &Admin) -> Router {
         .route("/_gateway/ready", get(ready))
         .route("/_gateway/info", get(info))
         .route("/_gateway/stats", get(stats))
+        .route("/_gateway/upstreams", get(upstreams))
         .with_state(admin.clone());
     let router = match guarded::routes(admin) {
         Some(guarded) => open.merge(guarded),
@@ -164,7 +165,7 @@ pub fn router(admin: &Admin) -> Router {
     router.fallback(|| async {
         crate::error::GatewayError::new(
             crate::error::ErrorKind::NotFound,
-            "no such admin endpoint: see / (the live page), /metrics, /_gateway/health, /_gateway/ready, /_gateway/info",
+            "no such admin endpoint: see / (the live page), /metrics, /_gateway/health, /_gateway/ready, /_gateway/info, /_gateway/stats, /_gateway/upstreams",
         )
         .into_response()
     })
@@ -283,6 +284,28 @@ async fn stats(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery
                 })
                 .collect();
             axum::Json(serde_json::json!({ "apis": snapshots })).into_response()
+        }
+    }
+}
+
+/// `GET /_gateway/upstreams`: every upstream's servers and their state (healthy, ejected for how long, in flight,
+/// failures), and the retry budget.
+async fn upstreams(State(admin): State<Admin>, Query(query): Query<guarded::ApiQuery>) -> Response {
+    let apis = match guarded::select(&admin, query.api.as_deref()) {
+        Ok(apis) => apis,
+        Err(response) => return response,
+    };
+    let of = |api: &AdminApi| {
+        serde_json::json!({
+            "upstreams": api.state.upstreams.as_ref().map(crate::targets::proxy::Upstreams::views).unwrap_or_default()
+        })
+    };
+    match apis.as_slice() {
+        [one] => axum::Json(of(one)).into_response(),
+        apis => {
+            let all: serde_json::Map<String, serde_json::Value> =
+                apis.iter().map(|a| (a.api.name.to_owned(), of(a))).collect();
+            axum::Json(serde_json::json!({ "apis": all })).into_response()
         }
     }
 }

@@ -413,6 +413,10 @@ fn format_line(ctx: &RequestCtx, response: &Response, now: jiff::Timestamp) -> V
     millis(&mut line, Some(ctx.started.elapsed()));
     line.extend_from_slice(b",\"upstream\":");
     string(&mut line, ctx.upstream.map(|u| u.name));
+    line.extend_from_slice(b",\"upstream_server\":");
+    string(&mut line, ctx.upstream.and_then(|u| u.server));
+    line.extend_from_slice(b",\"upstream_attempts\":");
+    number(&mut line, ctx.upstream.map(|u| u64::from(u.attempts)));
     line.extend_from_slice(b",\"upstream_ms\":");
     millis(&mut line, ctx.upstream.map(|u| u.elapsed));
     line.extend_from_slice(b",\"cache\":");
@@ -547,6 +551,8 @@ mod tests {
         assert_eq!(value["bytes_out"], 5);
         for null in [
             "upstream",
+            "upstream_server",
+            "upstream_attempts",
             "upstream_ms",
             "cache",
             "client",
@@ -572,6 +578,8 @@ mod tests {
                 "error",
                 "latency_ms",
                 "upstream",
+                "upstream_server",
+                "upstream_attempts",
                 "upstream_ms",
                 "cache",
                 "bytes_in",

@@ -811,6 +811,8 @@ mod tests {
         ctx.error = Some(ErrorKind::UpstreamTimeout);
         ctx.upstream = Some(UpstreamCall {
             name: "pets",
+            server: Some("http://127.0.0.1:1"),
+            attempts: 1,
             sent: started,
             elapsed: Duration::from_millis(3),
             status: None,

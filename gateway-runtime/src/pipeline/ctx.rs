@@ -62,9 +62,13 @@ impl CacheStatus {
 pub struct UpstreamCall {
     /// The upstream's name.
     pub name: &'static str,
+    /// The server that gave the answer (or was tried last); `None` when no server could be tried.
+    pub server: Option<&'static str>,
+    /// Tries made: 1 without retries, 0 when no server could be tried.
+    pub attempts: u32,
     /// When the request was sent.
     pub sent: Instant,
-    /// From sending the request to receiving the response head (or failing).
+    /// From sending the request to receiving the response head (or failing), over every try.
     pub elapsed: Duration,
     /// The upstream's status, when it answered.
     pub status: Option<u16>,

@@ -131,9 +131,10 @@ mod tests {
 
     const PETS: UpstreamSpec = UpstreamSpec {
         name: "pets",
-        url: "http://127.0.0.1:1",
+        urls: &["http://127.0.0.1:1"],
         timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
+        ..UpstreamSpec::DEFAULT
     };
     static V1: ApiSpec = ApiSpec {
         name: "v1",

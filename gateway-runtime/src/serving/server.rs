@@ -40,7 +40,7 @@ use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
 use crate::store::{StoreError, StoreOverride};
-use crate::targets::proxy::{Proxy, TlsConfig, UpstreamError, UpstreamOverride, Upstreams};
+use crate::targets::proxy::{Background, Proxy, UpstreamError, UpstreamOverride, Upstreams};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -166,6 +166,8 @@ pub struct ServerHandle {
     otlp: Option<Otlp>,
     admin: Option<AdminServer>,
     status: Arc<Status>,
+    /// The upstreams' health checks and re-resolution, when some upstream has them.
+    upstreams: Option<Background>,
 }
 
 impl ServerHandle {
@@ -217,6 +219,8 @@ impl ServerHandle {
         if let Some(admin) = &mut self.admin {
             admin.stop();
         }
+        // Health checks and re-resolution stop with the last request they served.
+        drop(self.upstreams.take());
         if panicked == 0 {
             Ok(())
         } else {
@@ -312,7 +316,6 @@ pub fn start_gateway(
         // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
         let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
         let upstreams = Upstreams::resolve(api, stage, &upstream_overrides)?;
-        let tls = TlsConfig::for_upstreams(&upstreams)?;
         let auth = Authenticators::new(api, &auth_overrides)?;
         let mut state = SharedState::new(
             api,
@@ -323,6 +326,7 @@ pub fn start_gateway(
             config.trust_proxy,
         )?
         .with_stores(api, &store_overrides, config.store_max_batch.map(NonZeroUsize::get))?;
+        state.upstreams = Some(upstreams.clone());
         // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
         if !served.mount.base_path.is_empty() {
             let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);
@@ -332,23 +336,20 @@ pub fn start_gateway(
         if config.admin_listen.is_some() {
             state = state.with_metrics(api, workers);
         }
-        prepared.push((served.mount, upstreams, tls, state));
+        prepared.push((served.mount, upstreams, state));
     }
     // With one API the server tells every request its stage; with several, the API's routes do.
     let stage = match prepared.as_slice() {
-        [(_, _, _, state)] => state.stage,
+        [(_, _, state)] => state.stage,
         _ => None,
     };
     let mut routers = Vec::with_capacity(workers);
     for worker in 0..workers {
-        let proxies: Vec<Proxy> = prepared
-            .iter()
-            .map(|(_, upstreams, tls, _)| Proxy::new(upstreams, tls))
-            .collect();
+        let proxies: Vec<Proxy> = prepared.iter().map(|(_, upstreams, _)| Proxy::new(upstreams)).collect();
         let routing: Vec<ApiRouting<'_>> = prepared
             .iter()
             .zip(&proxies)
-            .map(|((mount, _, _, state), proxy)| ApiRouting {
+            .map(|((mount, _, state), proxy)| ApiRouting {
                 mount: *mount,
                 proxy,
                 state,
@@ -381,7 +382,7 @@ pub fn start_gateway(
     // says otherwise (its version is the first API's).
     let (first_api, first_state) = prepared
         .first()
-        .map(|(mount, _, _, state)| (mount.api, state))
+        .map(|(mount, _, state)| (mount.api, state))
         .ok_or(ServerError::NoApis)?;
     let export = config
         .otlp
@@ -408,7 +409,7 @@ pub fn start_gateway(
                 gateway,
                 apis: prepared
                     .iter()
-                    .map(|(mount, _, _, state)| AdminApi {
+                    .map(|(mount, _, state)| AdminApi {
                         api: mount.api,
                         state: state.clone(),
                     })
@@ -430,6 +431,11 @@ pub fn start_gateway(
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel();
+    let all: Vec<&Upstreams> = prepared.iter().map(|(_, upstreams, _)| upstreams).collect();
+    let background = Upstreams::start_background(&all).map_err(|source| ServerError::Worker {
+        worker: workers,
+        source,
+    })?;
     let mut handle = ServerHandle {
         addr,
         shutdown,
@@ -438,6 +444,7 @@ pub fn start_gateway(
         otlp,
         admin,
         status,
+        upstreams: background,
     };
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {

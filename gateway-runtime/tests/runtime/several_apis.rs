@@ -27,19 +27,20 @@ const fn not_found(body: &'static [TemplatePart]) -> GatewayResponseSpec {
     }
 }
 
-const fn echo_at(path: &'static str) -> UpstreamSpec {
+const fn echo_at(urls: &'static [&'static str]) -> UpstreamSpec {
     UpstreamSpec {
         name: "echo",
-        url: path,
+        urls,
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
+        ..UpstreamSpec::DEFAULT
     }
 }
 
 /// Two stages: `dev` at the root, `prod` under `/prod`.
 static V1: ApiSpec = ApiSpec {
     name: "v1",
-    upstreams: &[echo_at("http://127.0.0.1:9/one")],
+    upstreams: &[echo_at(&["http://127.0.0.1:9/one"])],
     operations: &[PETS],
     responses: &[not_found(&[
         TemplatePart::Literal("v1: no such path (stage "),
@@ -73,7 +74,7 @@ static V1: ApiSpec = ApiSpec {
 /// No stages.
 static V2: ApiSpec = ApiSpec {
     name: "v2",
-    upstreams: &[echo_at("http://127.0.0.1:9/two")],
+    upstreams: &[echo_at(&["http://127.0.0.1:9/two"])],
     operations: &[PETS],
     responses: &[not_found(&[TemplatePart::Literal("v2: no such path")])],
     ..ECHO_API

@@ -124,9 +124,10 @@ static STAGED: ApiSpec = ApiSpec {
     api_version: "1",
     upstreams: &[UpstreamSpec {
         name: "pets",
-        url: "{stage.petsUrl}/base",
+        urls: &["{stage.petsUrl}/base"],
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
+        ..UpstreamSpec::DEFAULT
     }],
     operations: &[
         op(
@@ -247,7 +248,7 @@ static STAGED: ApiSpec = ApiSpec {
             upstreams: &[StageUpstreamSpec {
                 upstream: 0,
                 // Without the `/base` of the API-wide URL, and with a timeout shorter than `/delay` takes.
-                url: Some("{stage.petsUrl}"),
+                urls: &["{stage.petsUrl}"],
                 timeout: Some(Duration::from_millis(200)),
                 connect_timeout: None,
             }],

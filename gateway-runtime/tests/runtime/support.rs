@@ -140,9 +140,10 @@ pub const ECHO_API: ApiSpec = ApiSpec {
     api_version: "1",
     upstreams: &[UpstreamSpec {
         name: "echo",
-        url: "http://127.0.0.1:9",
+        urls: &["http://127.0.0.1:9"],
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
+        ..UpstreamSpec::DEFAULT
     }],
     operations: &[],
     cache: CacheSettings {
@@ -209,27 +210,31 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "echo",
-            url: "http://127.0.0.1:9/placeholder",
+            urls: &["http://127.0.0.1:9/placeholder"],
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "slow",
-            url: "http://127.0.0.1:9",
+            urls: &["http://127.0.0.1:9"],
             timeout: Duration::from_millis(300),
             connect_timeout: Duration::from_secs(2),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "down",
-            url: "http://127.0.0.1:9",
+            urls: &["http://127.0.0.1:9"],
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "stall",
-            url: "http://127.0.0.1:9",
+            urls: &["http://127.0.0.1:9"],
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_millis(300),
+            ..UpstreamSpec::DEFAULT
         },
     ],
     operations: &[

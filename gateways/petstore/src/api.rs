@@ -29,21 +29,21 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "pets",
-            url: "{stage.petsUrl}",
+            urls: &["{stage.petsUrl}"],
             timeout: Duration::from_millis(10000),
             connect_timeout: Duration::from_millis(2000),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "reports",
-            url: "http://127.0.0.1:9001/reporting",
+            urls: &["http://127.0.0.1:9001/reporting"],
             timeout: Duration::from_millis(1000),
-            connect_timeout: Duration::from_millis(5000),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "default",
-            url: "http://127.0.0.1:9002/api",
-            timeout: Duration::from_millis(30000),
-            connect_timeout: Duration::from_millis(5000),
+            urls: &["http://127.0.0.1:9002/api"],
+            ..UpstreamSpec::DEFAULT
         },
     ],
     operations: &[
@@ -987,7 +987,7 @@ pub static API: ApiSpec = ApiSpec {
             upstreams: &[
                 StageUpstreamSpec {
                     upstream: 0,
-                    url: None,
+                    urls: &[],
                     timeout: Some(Duration::from_millis(5000)),
                     connect_timeout: None,
                 },

@@ -27,15 +27,14 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "auth",
-            url: "http://127.0.0.1:9001/auth",
+            urls: &["http://127.0.0.1:9001/auth"],
             timeout: Duration::from_millis(2000),
-            connect_timeout: Duration::from_millis(5000),
+            ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
             name: "default",
-            url: "http://127.0.0.1:9001/store",
-            timeout: Duration::from_millis(30000),
-            connect_timeout: Duration::from_millis(5000),
+            urls: &["http://127.0.0.1:9001/store"],
+            ..UpstreamSpec::DEFAULT
         },
     ],
     operations: &[

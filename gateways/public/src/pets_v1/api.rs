@@ -25,9 +25,9 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "pets",
-            url: "http://127.0.0.1:9001/v1-backend",
+            urls: &["http://127.0.0.1:9001/v1-backend"],
             timeout: Duration::from_millis(5000),
-            connect_timeout: Duration::from_millis(5000),
+            ..UpstreamSpec::DEFAULT
         },
     ],
     operations: &[

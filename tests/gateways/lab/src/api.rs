@@ -24,9 +24,9 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "echo",
-            url: "http://127.0.0.1:9",
+            urls: &["http://127.0.0.1:9"],
             timeout: Duration::from_millis(2000),
-            connect_timeout: Duration::from_millis(5000),
+            ..UpstreamSpec::DEFAULT
         },
     ],
     operations: &[

@@ -1,0 +1,243 @@
+//! Making upstream connections: TLS settings, the connect timeout, a server's fixed address, and the bound on
+//! sockets an upstream with `max_connections` may have open.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Uri;
+use hyper_rustls::{ConfigBuilderExt as _, HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{BoxError, UpstreamError};
+
+/// Idle upstream connections a pool keeps per server.
+const MAX_IDLE: usize = 256;
+
+/// The TLS settings every upstream connection uses: rustls with aws-lc-rs, the platform's root certificates
+/// (Mozilla's bundled roots when the platform has none). Built once and shared, since loading roots reads the
+/// certificate store from disk.
+#[derive(Clone)]
+pub struct TlsConfig(Arc<rustls::ClientConfig>);
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsConfig")
+    }
+}
+
+impl TlsConfig {
+    /// Builds the configuration; root certificates are loaded only when some upstream uses `https` (`needs_roots`),
+    /// so plain HTTP gateways start without touching the certificate store.
+    pub fn new(needs_roots: bool) -> Result<Self, UpstreamError> {
+        // An explicit provider: `ClientConfig::builder()` would panic if a dependency enabled a second one.
+        let builder = || {
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| UpstreamError::Tls(e.to_string()))
+        };
+        let config = if !needs_roots {
+            builder()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        } else {
+            match builder()?.with_native_roots() {
+                Ok(b) => b.with_no_client_auth(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no usable native root certificates; using the bundled Mozilla roots");
+                    builder()?.with_webpki_roots().with_no_client_auth()
+                }
+            }
+        };
+        Ok(Self(Arc::new(config)))
+    }
+}
+
+/// Where a connector finds the server's address: the system resolver for the URL's host, or one address fixed by
+/// re-resolution (the URL's host name still goes in `Host` and in TLS's server name).
+#[derive(Clone)]
+pub(super) enum Resolve {
+    System(GaiResolver),
+    Fixed(SocketAddr),
+}
+
+impl tower::Service<Name> for Resolve {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        match self {
+            Resolve::System(gai) => gai.poll_ready(cx),
+            Resolve::Fixed(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        match self {
+            Resolve::System(gai) => {
+                let resolving = gai.call(name);
+                Box::pin(async move { Ok(resolving.await?.collect::<Vec<_>>().into_iter()) })
+            }
+            Resolve::Fixed(addr) => {
+                let addr = *addr;
+                Box::pin(async move { Ok(vec![addr].into_iter()) })
+            }
+        }
+    }
+}
+
+/// The sockets an upstream may have open at once, shared by every worker's pool of it.
+#[derive(Debug, Clone)]
+pub(super) struct SocketLimit {
+    pub(super) sockets: Arc<Semaphore>,
+    /// How long a new connection waits for a socket to close before it fails.
+    pub(super) wait: Duration,
+}
+
+/// Bounds the whole connection set-up (TCP connect and TLS handshake) by the upstream's connect timeout, connects
+/// to the server's address, and holds a socket of the upstream's bound for each connection's life.
+#[derive(Clone)]
+pub(super) struct TimeoutConnector {
+    inner: HttpsConnector<HttpConnector<Resolve>>,
+    timeout: Duration,
+    limit: Option<SocketLimit>,
+}
+
+/// The error of a connection attempt that took longer than the connect timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("connect timed out after {0:?}")]
+struct ConnectTimeout(Duration);
+
+/// The error of a connection that would open more sockets than `max_connections`.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's max_connections sockets are open")]
+struct TooManySockets;
+
+impl tower::Service<Uri> for TimeoutConnector {
+    type Response = Counted;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Counted, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let timeout = self.timeout;
+        let limit = self.limit.clone();
+        Box::pin(async move {
+            let permit = match limit {
+                None => None,
+                Some(limit) => match tokio::time::timeout(limit.wait, limit.sockets.acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return Err(TooManySockets.into()),
+                },
+            };
+            match tokio::time::timeout(timeout, tower::ServiceExt::oneshot(&mut inner, uri)).await {
+                Ok(Ok(io)) => Ok(Counted { io, _permit: permit }),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(ConnectTimeout(timeout).into()),
+            }
+        })
+    }
+}
+
+/// An upstream connection, holding its socket of the upstream's bound (if it has one) until it closes.
+pub(super) struct Counted {
+    io: MaybeHttpsStream<TokioIo<TcpStream>>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection for Counted {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+impl hyper::rt::Read for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}
+
+pub(super) type UpstreamClient = Client<TimeoutConnector, Body>;
+
+/// A keep-alive pool of connections to one server. Needs no runtime: connections are made on first use, on the
+/// runtime of the task that uses them.
+pub(super) fn client(
+    tls: &TlsConfig,
+    resolve: Resolve,
+    connect_timeout: Duration,
+    limit: Option<SocketLimit>,
+) -> UpstreamClient {
+    let mut http = HttpConnector::new_with_resolver(resolve);
+    // The HTTPS wrapper decides by scheme; the inner connector must accept `https://` URIs too.
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config((*tls.0).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    // With a socket bound, no more idle sockets than the bound; else enough per pool that 256 busy clients never
+    // churn it, bounded so that a burst of thousands does not leave thousands of idle sockets (and buffers) behind.
+    let max_idle = limit
+        .as_ref()
+        .map_or(MAX_IDLE, |l| l.sockets.available_permits().min(MAX_IDLE));
+    let connector = TimeoutConnector {
+        inner: https,
+        timeout: connect_timeout,
+        limit,
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(max_idle)
+        // We always set `Host` ourselves.
+        .set_host(false)
+        .build(connector)
+}
