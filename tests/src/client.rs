@@ -76,7 +76,8 @@ pub async fn send_from(
     exchange(client_from(local), method, url, headers, body.into()).await
 }
 
-async fn exchange(
+/// [`send`], on `client` (a pooled one: a test sending many requests reuses its connections).
+pub async fn exchange(
     client: Client<HttpConnector, Full<Bytes>>,
     method: Method,
     url: &str,

@@ -12,7 +12,14 @@
 //!
 //! Otherwise the answer is a JSON description of the request (`Content-Type: application/json`): method, raw
 //! path, query, headers, body. `/__calls` answers how many other requests arrived; `/__last` the description of
-//! the last request whose body arrived whole (`null` before any). Every response carries `X-Upstream: echo`.
+//! the last request whose body arrived whole (`null` before any). `/healthz` answers `200 ok` (or the status
+//! [`Upstream::set_health`] set) and is counted apart, in [`Upstream::health_checks`]. Every response carries
+//! `X-Upstream: echo` and `X-Upstream-Port: PORT`, the port the server listens on.
+//!
+//! A test can also change one server's behaviour for every request ([`Upstream::fail_with`],
+//! [`Upstream::delay_all`]), see how many connections it had open at most ([`Upstream::peak_connections`]), and
+//! kill it — listener and open connections at once — to restart it later on the same port
+//! ([`Upstream::kill`], [`Upstream::start_on`]).
 //!
 //! [`FixedJson`] is the benchmark origin instead: every request, whatever its path (but `/__calls`), gets the same
 //! JSON body, built once, after an optional fixed delay. Its per-request work is as small as hyper allows (the body
@@ -21,7 +28,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +53,17 @@ struct State {
     arrived: Mutex<Option<watch::Sender<u64>>>,
     last: Mutex<Option<String>>,
     gates: Mutex<HashMap<String, Arc<Notify>>>,
+    /// The port it listens on, for `X-Upstream-Port`.
+    port: u16,
+    /// When non-zero, the status of every answer but the health check's.
+    fail_status: AtomicU16,
+    /// When non-zero, the health check's status.
+    health_status: AtomicU16,
+    /// Milliseconds every answer waits before its head.
+    delay_ms: AtomicU64,
+    health_checks: AtomicU64,
+    open: AtomicU64,
+    peak_open: AtomicU64,
 }
 
 impl State {
@@ -65,7 +83,25 @@ pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<State>,
     arrived: watch::Receiver<u64>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropping it stops the listener and every open connection.
+    stop: Option<watch::Sender<bool>>,
+}
+
+/// Counts a connection open while it lives.
+struct Open(Arc<State>);
+
+impl Open {
+    fn new(state: Arc<State>) -> Self {
+        let now = state.open.fetch_add(1, Ordering::SeqCst) + 1;
+        state.peak_open.fetch_max(now, Ordering::SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Upstream {
@@ -74,31 +110,38 @@ impl Upstream {
         Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
     }
 
-    /// Starts on `addr`.
+    /// Starts on `addr` (a server [`kill`](Self::kill)ed before can start again on its address).
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, arrived) = watch::channel(0);
         let state = Arc::new(State {
             arrived: Mutex::new(Some(tx)),
+            port: addr.port(),
             ..State::default()
         });
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, mut stopped) = watch::channel(false);
         let serving = state.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     a = listener.accept() => a,
-                    _ = &mut stopped => break,
+                    _ = stopped.changed() => break,
                 };
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let state = serving.clone();
+                let mut stopped = stopped.clone();
                 tokio::spawn(async move {
+                    let _open = Open::new(state.clone());
                     let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    // A kill drops the connection, in the middle of whatever it was doing.
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = stopped.changed() => {}
+                    }
                 });
             }
         });
@@ -106,8 +149,44 @@ impl Upstream {
             addr,
             state,
             arrived,
-            _stop: stop,
+            stop: Some(stop),
         })
+    }
+
+    /// Stops listening and drops every open connection at once, as a crashed process would.
+    pub fn kill(&mut self) {
+        self.stop.take();
+    }
+
+    /// From now on, answers every request (but the health check) with `status`; `None`: as asked again.
+    pub fn fail_with(&self, status: Option<u16>) {
+        self.state.fail_status.store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// From now on, answers the health check with `status`; `None`: `200`.
+    pub fn set_health(&self, status: Option<u16>) {
+        self.state.health_status.store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// From now on, waits `delay` before every answer's head.
+    pub fn delay_all(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Health checks (`/healthz`) received so far.
+    pub fn health_checks(&self) -> u64 {
+        self.state.health_checks.load(Ordering::SeqCst)
+    }
+
+    /// The most connections it had open at once.
+    pub fn peak_connections(&self) -> u64 {
+        self.state.peak_open.load(Ordering::SeqCst)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -160,6 +239,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         state.gate(name).notify_one();
         return Ok(Response::new(full("released")));
     }
+    if path == "/healthz" {
+        state.health_checks.fetch_add(1, Ordering::SeqCst);
+        let mut response = Response::new(full("ok"));
+        if let Some(status) = status_code(state.health_status.load(Ordering::SeqCst)) {
+            *response.status_mut() = status;
+        }
+        return Ok(response);
+    }
     let count = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(tx) = state
         .arrived
@@ -175,12 +262,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let number = |key: &str| query.get(key).and_then(|v| v.parse::<u64>().ok());
-    if let Some(ms) = number("delay_ms") {
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+    let delay = number("delay_ms").unwrap_or(0) + state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = number("status")
-        .and_then(|s| u16::try_from(s).ok())
-        .and_then(|s| StatusCode::from_u16(s).ok())
+    let status = status_code(state.fail_status.load(Ordering::SeqCst))
+        .or_else(|| number("status").and_then(|s| status_code(u16::try_from(s).ok()?)))
         .unwrap_or(StatusCode::OK);
 
     let mut json = false;
@@ -213,6 +300,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         headers.insert("content-type", HeaderValue::from_static("application/json"));
     }
     headers.insert("x-upstream", HeaderValue::from_static("echo"));
+    headers.insert("x-upstream-port", HeaderValue::from(state.port));
     if query.contains_key("hop") {
         headers.insert("connection", HeaderValue::from_static("x-hop"));
         headers.insert("x-hop", HeaderValue::from_static("1"));
@@ -227,6 +315,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     // Which call this answer came from: a cached copy repeats the number of the call that produced it.
     headers.insert("x-upstream-call", HeaderValue::from(count));
     Ok(response)
+}
+
+/// `status` as a status code; `None` for 0 and what is not one.
+fn status_code(status: u16) -> Option<StatusCode> {
+    (status != 0).then(|| StatusCode::from_u16(status).ok()).flatten()
 }
 
 /// The JSON description of a request, or `None` when its body did not arrive whole.

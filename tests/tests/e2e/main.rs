@@ -19,3 +19,4 @@ mod stages;
 mod store;
 mod support;
 mod tracing;
+mod upstreams;
