@@ -35,7 +35,7 @@ use crate::serving::server::{self, ServedApi, ServerConfig};
 use crate::spec::{ApiMount, ApiSpec, GatewaySpec};
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::store::StoreOverride;
-use crate::targets::proxy::{UpstreamOverride, Upstreams};
+use crate::targets::proxy::{Hosts, UpstreamOverride, Upstreams};
 
 /// The runtime's own version, reported by `--version`.
 pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -86,9 +86,14 @@ struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     shutdown_timeout: Duration,
 
-    /// Use URL for the upstream NAME instead of the spec's (repeatable).
+    /// Use URL for the upstream NAME instead of the spec's; several servers: NAME=URL,URL (repeatable).
     #[arg(long = "upstream", value_name = "NAME=URL")]
     upstreams: Vec<UpstreamOverride>,
+
+    /// Resolve the upstreams' host names listed in FILE (the format of /etc/hosts) from it, before the system's
+    /// resolver; re-read at every resolution.
+    #[arg(long, env = "GATEWAY_HOSTS", value_name = "FILE")]
+    hosts: Option<std::path::PathBuf>,
 
     /// Keep the items of store NAME in the SQLite file PATH instead of the spec's `sqlite` (repeatable); the file and
     /// its directory are created if missing.
@@ -358,9 +363,13 @@ where
         Ok(overrides) => overrides,
         Err(err) => return clap_exit(&usage(&err)),
     };
+    let hosts = match args.hosts.clone().map(Hosts::open).transpose() {
+        Ok(hosts) => hosts,
+        Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--hosts: {err}"))),
+    };
     let mut upstreams = Vec::with_capacity(apis.len());
     for ((api, stage), overrides) in apis.iter().zip(&stages).zip(&overrides) {
-        match Upstreams::resolve(api, stage.as_ref(), overrides) {
+        match Upstreams::resolve(api, stage.as_ref(), overrides, hosts.as_ref()) {
             Ok(resolved) => upstreams.push(resolved),
             Err(err) => return clap_exit(&usage(&err)),
         }
@@ -451,6 +460,7 @@ where
         workers: args.workers,
         shutdown_timeout: args.shutdown_timeout,
         upstream_overrides: args.upstreams,
+        hosts,
         admin_listen: args.admin_listen.0,
         admin_token: args.admin_token.as_deref().and_then(AdminToken::new),
         keys: keys.clone(),

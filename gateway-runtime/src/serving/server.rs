@@ -40,7 +40,7 @@ use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
 use crate::store::{StoreError, StoreOverride};
-use crate::targets::proxy::{Background, Proxy, UpstreamError, UpstreamOverride, Upstreams};
+use crate::targets::proxy::{Background, Hosts, Proxy, UpstreamError, UpstreamOverride, Upstreams};
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Upstream URL replacements.
     pub upstream_overrides: Vec<UpstreamOverride>,
+    /// Host names resolved from a file before the system's resolver (`--hosts`).
+    pub hosts: Option<Hosts>,
     /// Where the admin listener (metrics, health, the live page, the admin endpoints) listens; `None`: nowhere.
     pub admin_listen: Option<SocketAddr>,
     /// Bearer token for the admin endpoints that change state or show callers; `None` turns them off.
@@ -87,6 +89,7 @@ impl ServerConfig {
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
             upstream_overrides: Vec::new(),
+            hosts: None,
             admin_listen: None,
             admin_token: None,
             keys: KeyStore::empty(),
@@ -315,7 +318,7 @@ pub fn start_gateway(
         // Leaked once per start (a few hundred bytes, once per process outside tests): every request then carries a
         // plain `&'static` to it in its `Arrival`, with no reference count shared between cores.
         let stage: Option<&'static ResolvedStage> = stage.map(|stage| &*Box::leak(Box::new(stage)));
-        let upstreams = Upstreams::resolve(api, stage, &upstream_overrides)?;
+        let upstreams = Upstreams::resolve(api, stage, &upstream_overrides, config.hosts.as_ref())?;
         let auth = Authenticators::new(api, &auth_overrides)?;
         let mut state = SharedState::new(
             api,

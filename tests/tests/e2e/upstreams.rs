@@ -473,3 +473,102 @@ async fn a_host_name_is_one_server_per_address_it_resolves_to() {
         );
     }
 }
+
+/// A hosts file in a fresh temporary directory, removed on drop; rewritten whole (rename) so no read sees half.
+struct HostsFile(std::path::PathBuf);
+
+impl HostsFile {
+    fn new(text: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("e2e-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = Self(dir.join("hosts"));
+        file.write(text);
+        file
+    }
+
+    fn write(&self, text: &str) {
+        let next = self.0.with_extension("next");
+        std::fs::write(&next, text).expect("hosts file");
+        std::fs::rename(&next, &self.0).expect("hosts file in place");
+    }
+}
+
+impl Drop for HostsFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The labels of upstream `name`'s servers.
+async fn server_labels(gw: &Gateway, name: &str) -> HashSet<String> {
+    upstream_view(gw, name).await["servers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s["server"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_host_name_is_re_resolved_and_traffic_follows_the_addresses_it_yields() {
+    // Two servers on one port of two loopback addresses; `pets.test` resolves (through `--hosts`) to one, then
+    // both, then the other.
+    let first = Upstream::start().await.expect("upstream starts");
+    let port = first.port();
+    let second = Upstream::start_on(([127, 0, 0, 2], port).into())
+        .await
+        .expect("127.0.0.2 on the same port");
+    let hosts = HostsFile::new("127.0.0.1 pets.test\n");
+    let gw = Gateway::start(
+        BIN,
+        &[
+            "--upstream".into(),
+            format!("named=http://pets.test:{port}"),
+            "--hosts".into(),
+            hosts.0.display().to_string(),
+        ],
+    )
+    .expect("starts");
+    let label = |ip: &str| format!("http://pets.test:{port} ({ip}:{port})");
+    assert_eq!(server_labels(&gw, "named").await, HashSet::from([label("127.0.0.1")]));
+    let pool = client();
+    for _ in 0..10 {
+        let reply = fetch(&pool, &gw.url("/named"), &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(
+            reply.json()["headers"]["host"][0],
+            format!("pets.test:{port}"),
+            "Host is the name"
+        );
+    }
+    assert_eq!((first.calls(), second.calls()), (10, 0));
+
+    hosts.write("127.0.0.1 pets.test\n127.0.0.2 pets.test\n");
+    let both = HashSet::from([label("127.0.0.1"), label("127.0.0.2")]);
+    assert!(eventually(|| async { server_labels(&gw, "named").await == both }).await);
+    for _ in 0..100 {
+        assert_eq!(fetch(&pool, &gw.url("/named"), &[]).await.status, StatusCode::OK);
+    }
+    assert!(
+        second.calls() >= 30,
+        "the new address gets its share: {}",
+        second.calls()
+    );
+
+    hosts.write("127.0.0.2 pets.test\n");
+    let only_second = HashSet::from([label("127.0.0.2")]);
+    assert!(eventually(|| async { server_labels(&gw, "named").await == only_second }).await);
+    let before = first.calls();
+    for _ in 0..20 {
+        assert_eq!(fetch(&pool, &gw.url("/named"), &[]).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        first.calls(),
+        before,
+        "an address the name no longer yields gets nothing"
+    );
+}

@@ -2,6 +2,7 @@
 //! re-resolution of host names. Upstreams without either start nothing.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
@@ -186,6 +187,13 @@ async fn re_resolve(cluster: Arc<Cluster>, every: Duration) {
         interval.tick().await;
         let mut endpoints: Vec<Endpoint> = Vec::new();
         for url in cluster.urls.iter() {
+            if let Some(addrs) = cluster.hosts.as_ref().and_then(|h| h.lookup(&url.hostname)) {
+                let mut addrs: Vec<_> = addrs.into_iter().map(|ip| SocketAddr::new(ip, url.port)).collect();
+                addrs.sort();
+                addrs.dedup();
+                endpoints.extend(addrs.into_iter().map(|addr| cluster::endpoint(url, Some(addr))));
+                continue;
+            }
             match tokio::net::lookup_host((url.hostname.as_str(), url.port)).await {
                 Ok(addrs) => {
                     let mut addrs: Vec<_> = addrs.collect();

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use super::connect::{self, Resolve, SocketLimit, TlsConfig, UpstreamClient};
+use super::hosts::Hosts;
 use super::retry::Budget;
 use crate::spec::{EjectSpec, UpstreamSpec};
 
@@ -126,6 +127,8 @@ pub(crate) struct Cluster {
     /// Sockets open, when bounded by `max_connections`.
     pub(super) sockets: Option<SocketLimit>,
     pub(super) tls: TlsConfig,
+    /// `--hosts`, consulted before the system's resolver.
+    pub(super) hosts: Option<Hosts>,
     pub(super) epoch: Instant,
     /// Serializes ejection decisions, so that two workers cannot both take the last server `max_percent` allows.
     eject_lock: Mutex<()>,
@@ -147,6 +150,7 @@ impl Cluster {
         timeout: Duration,
         connect_timeout: Duration,
         tls: TlsConfig,
+        hosts: Option<Hosts>,
     ) -> Self {
         let sockets = spec.max_connections.map(|max| SocketLimit {
             sockets: Arc::new(Semaphore::new(max as usize)),
@@ -174,13 +178,18 @@ impl Cluster {
             admission: spec.max_connections.map(|max| Arc::new(Semaphore::new(max as usize))),
             sockets,
             tls,
+            hosts,
             epoch: Instant::now(),
             eject_lock: Mutex::new(()),
         };
         // Without re-resolution each URL is one server; with it, the background task finds the addresses (and the
         // start-up resolution below gives the first set, so that the first requests need not wait for it).
         let endpoints: Vec<Endpoint> = if spec.resolve.is_some() {
-            cluster.urls.iter().flat_map(resolve_now).collect()
+            cluster
+                .urls
+                .iter()
+                .flat_map(|url| resolve_now(url, cluster.hosts.as_ref()))
+                .collect()
         } else {
             cluster.urls.iter().map(|url| endpoint(url, None)).collect()
         };
@@ -201,7 +210,10 @@ impl Cluster {
     pub(super) fn client_for(&self, endpoint: &Endpoint, limit: Option<SocketLimit>) -> UpstreamClient {
         let resolve = match endpoint.addr {
             Some(addr) => Resolve::Fixed(addr),
-            None => Resolve::System(hyper_util::client::legacy::connect::dns::GaiResolver::new()),
+            None => Resolve::System(
+                hyper_util::client::legacy::connect::dns::GaiResolver::new(),
+                self.hosts.clone(),
+            ),
         };
         connect::client(&self.tls, resolve, self.connect_timeout, limit)
     }
@@ -426,8 +438,14 @@ pub(super) fn endpoint(url: &Url, addr: Option<SocketAddr>) -> Endpoint {
 }
 
 /// The endpoints of every address `url`'s host resolves to now (blocking: used at start-up only).
-fn resolve_now(url: &Url) -> Vec<Endpoint> {
+fn resolve_now(url: &Url, hosts: Option<&Hosts>) -> Vec<Endpoint> {
     use std::net::ToSocketAddrs as _;
+    if let Some(addrs) = hosts.and_then(|h| h.lookup(&url.hostname)) {
+        return addrs
+            .into_iter()
+            .map(|ip| endpoint(url, Some(SocketAddr::new(ip, url.port))))
+            .collect();
+    }
     match (url.hostname.as_str(), url.port).to_socket_addrs() {
         Ok(addrs) => {
             let mut addrs: Vec<SocketAddr> = addrs.collect();

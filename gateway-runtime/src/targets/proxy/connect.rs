@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::hosts::Hosts;
 use super::{BoxError, UpstreamError};
 
 /// Idle upstream connections a pool keeps per server.
@@ -68,7 +69,8 @@ impl TlsConfig {
 /// re-resolution (the URL's host name still goes in `Host` and in TLS's server name).
 #[derive(Clone)]
 pub(super) enum Resolve {
-    System(GaiResolver),
+    /// The system's resolver, after `--hosts` when it is given.
+    System(GaiResolver, Option<Hosts>),
     Fixed(SocketAddr),
 }
 
@@ -79,14 +81,19 @@ impl tower::Service<Name> for Resolve {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
         match self {
-            Resolve::System(gai) => gai.poll_ready(cx),
+            Resolve::System(gai, _) => gai.poll_ready(cx),
             Resolve::Fixed(_) => Poll::Ready(Ok(())),
         }
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
         match self {
-            Resolve::System(gai) => {
+            Resolve::System(gai, hosts) => {
+                if let Some(ips) = hosts.as_ref().and_then(|h| h.lookup(name.as_str())) {
+                    // The port is the connector's: it replaces the 0 of these addresses.
+                    let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+                    return Box::pin(async move { Ok(addrs.into_iter()) });
+                }
                 let resolving = gai.call(name);
                 Box::pin(async move { Ok(resolving.await?.collect::<Vec<_>>().into_iter()) })
             }

@@ -26,6 +26,7 @@ mod background;
 mod balance;
 mod cluster;
 mod connect;
+mod hosts;
 mod retry;
 
 use std::borrow::Cow;
@@ -59,6 +60,7 @@ use tokio::sync::OwnedSemaphorePermit;
 pub use background::Background;
 pub use cluster::ClusterView;
 pub use connect::TlsConfig;
+pub use hosts::{Hosts, HostsError};
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::{RequestCtx, UpstreamCall, X_REQUEST_ID};
@@ -213,6 +215,7 @@ impl Upstreams {
         api: &'static ApiSpec,
         stage: Option<&ResolvedStage>,
         overrides: &[UpstreamOverride],
+        hosts: Option<&Hosts>,
     ) -> Result<Self, UpstreamError> {
         for o in overrides {
             if !api.upstreams.iter().any(|u| u.name == o.name) {
@@ -308,6 +311,7 @@ impl Upstreams {
                     timeout,
                     connect_timeout,
                     tls.clone(),
+                    hosts.cloned(),
                 ))
             })
             .collect::<Vec<_>>();
