@@ -1721,3 +1721,112 @@ fn two_operations_naming_one_function() {
     let e = single_error(&spec, "function `pets::get` is the target of two operations", 21);
     assert!(e.help.as_deref().is_some_and(|h| h.contains("its own function")));
 }
+
+/// `BASE` with more keys on the `pets` upstream (line 5).
+fn pets_with(keys: &str) -> String {
+    BASE.replace(
+        "pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }",
+        &format!("pets: {{ url: \"http://127.0.0.1:9001\", timeout: 10s, {keys} }}"),
+    )
+}
+
+#[test]
+fn an_unknown_balance_strategy_is_refused_with_the_closest_one() {
+    let e = single_error(
+        &pets_with("balance: least_request"),
+        "unknown balance strategy `least_request`",
+        5,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `least_requests`?"));
+    let e = single_error(&pets_with("balance: hash"), "unknown balance strategy `hash`", 5);
+    assert!(
+        e.help.as_deref().is_some_and(|h| h.contains("hash(header.X-User-Id)")),
+        "{e}"
+    );
+    let g = run(&pets_with("balance: least_requests")).expect("a known strategy");
+    assert!(g.files["src/api.rs"].contains("balance: Balance::LeastRequests"));
+}
+
+#[test]
+fn a_hash_source_must_be_a_declared_parameter_or_a_known_context_value() {
+    single_error(
+        &pets_with("balance: hash(header.X-User-Id)"),
+        "`hash(header.X-User-Id)` reads a header parameter that no operation using this upstream declares",
+        5,
+    );
+    single_error(
+        &pets_with("balance: hash(context.user)"),
+        "`context.user` is not a value to hash by",
+        5,
+    );
+    let declared = pets_with("balance: hash(header.X-User-Id)").replace(
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n",
+        "        - { name: petId, in: path, required: true, schema: { type: integer } }\n        - { name: X-User-Id, in: header, schema: { type: string } }\n",
+    );
+    let g = run(&declared).expect("a declared header");
+    assert!(
+        g.files["src/api.rs"].contains("balance: Balance::Hash(Placeholder::Header(\"x-user-id\"))"),
+        "{}",
+        g.files["src/api.rs"]
+    );
+    run(&pets_with("balance: hash(context.client_ip)")).expect("the client address is always there");
+}
+
+#[test]
+fn a_split_names_defined_upstreams_and_weights_with_a_positive_total() {
+    let split = |sides: &str| {
+        BASE.replace(
+            "target: { upstream: pets, path: \"/v1/pets/{petId}\" }",
+            &format!("target: {{ split: [{sides}] }}"),
+        )
+    };
+    let e = single_error(
+        &split("{ upstream: pets, weight: 90 }, { upstream: petz, weight: 10 }"),
+        "upstream `petz` is not defined",
+        13,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `pets`?"));
+    single_error(
+        &split("{ upstream: pets, weight: 0 }, { upstream: pets, weight: 0 }"),
+        "the weights of a split add up to zero",
+        13,
+    );
+    let g = run(&split("{ upstream: pets, weight: 90 }, { upstream: pets, weight: 10 }")).expect("a valid split");
+    assert!(
+        g.files["src/api.rs"].contains("TargetSpec::Split("),
+        "{}",
+        g.files["src/api.rs"]
+    );
+}
+
+#[test]
+fn retries_of_non_idempotent_methods_need_saying_so() {
+    let e = single_error(
+        &pets_with("retries: { methods: [GET, POST] }"),
+        "retries of POST requests, which are not idempotent",
+        5,
+    );
+    assert!(
+        e.help.as_deref().is_some_and(|h| h.contains("non_idempotent: true")),
+        "{e}"
+    );
+    single_error(&pets_with("retries: { methods: all }"), "which are not idempotent", 5);
+    run(&pets_with("retries: { methods: [GET, POST], non_idempotent: true }")).expect("said so");
+    run(&pets_with("retries: { attempts: 1 }")).expect("idempotent methods by default");
+}
+
+#[test]
+fn an_upstream_has_url_or_urls_and_its_servers_share_a_base_path() {
+    single_error(
+        &pets_with("urls: [\"http://127.0.0.1:9002\"]"),
+        "an upstream has `url` or `urls`, not both",
+        5,
+    );
+    let several = BASE.replace(
+        "pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }",
+        "pets: { urls: [\"http://127.0.0.1:9001/v1\", \"http://127.0.0.1:9002/v2\"] }",
+    );
+    single_error(&several, "the servers of one upstream share a base path", 5);
+    let g = run(&several.replace("/v2\"", "/v1\"")).expect("the same base path");
+    assert!(g.files["src/api.rs"].contains("urls: &[\"http://127.0.0.1:9001/v1\", \"http://127.0.0.1:9002/v1\"]"));
+}
