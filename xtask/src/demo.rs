@@ -68,6 +68,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "test-upstream",
     )?;
     let url = format!("http://{}", upstream.addr);
+    // The second server of the `pets` upstream, and the one `pets-next` (the canary of `/pets/{petId}/care`) is.
+    let upstream_b = Server::start(
+        &bin.join("test-upstream"),
+        &["--listen".into(), "127.0.0.1:0".into()],
+        "test-upstream",
+    )?;
+    let url_b = format!("http://{}", upstream_b.addr);
     let access_log = workspace_root().join("target/demo-access.log");
     // This run's lines only.
     std::fs::write(&access_log, "").with_context(|| format!("creating {}", access_log.display()))?;
@@ -84,9 +91,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             args.stage.clone(),
             "--access-log".into(),
             access_log.display().to_string(),
-            // `{stage.petsUrl}`: the example upstream, whatever the stage says.
+            // `{stage.petsUrl}` and `{stage.petsUrlB}`: the example upstreams, whatever the stage says.
             "--upstream".into(),
-            format!("pets={url}"),
+            format!("pets={url},{url_b}"),
+            "--upstream".into(),
+            format!("pets-next={url_b}/next"),
             "--upstream".into(),
             format!("reports={url}/reporting"),
             "--upstream".into(),
@@ -138,8 +147,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     .with_context(|| format!("is {store_listen} already in use? pass --listen with another port"))?;
 
     println!(
-        "\nThe example upstream (pid {}) listens on {url}; it answers with a description of each request.",
-        upstream.pid()
+        "\nThe example upstreams (pids {} and {}) listen on {url} and {url_b}; they answer with a description of each \
+         request, and X-Upstream-Port says which one answered.",
+        upstream.pid(),
+        upstream_b.pid()
     );
     // Where the stage serves its routes: the `servers` of the spec the gateway publishes (`/`, or `/prod`).
     let base = published_base(gateway.addr)?;
@@ -178,6 +189,16 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     );
     println!(
         "  curl -i 'http://{root}/pets/42/age'    # a function that asks the pets upstream (which does not know ages here: the typed 404 variant)"
+    );
+    println!(
+        "  for i in 1 2 3 4; do curl -s -D - -o /dev/null 'http://{root}/pets/$i/photos/1.jpg' | grep -i x-upstream-port; done    # the two servers of `pets`, in turn"
+    );
+    println!(
+        "  for u in ann bob cid dan eve fay gus hal ivy jon; do curl -s -H \"X-User-Id: $u\" 'http://{root}/pets/1/care' | grep -o '\"path\":\"[^\"]*\"'; done    # the canary: about one caller in ten on pets-next (/next/...), each always on the same side"
+    );
+    println!(
+        "  curl -s 'http://{}/_gateway/upstreams'    # every upstream's servers: healthy, ejected, in flight, failures",
+        args.admin_listen
     );
     println!(
         "  curl -s 'http://{}/metrics' | grep gateway_requests_total    # Prometheus metrics",

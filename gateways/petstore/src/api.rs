@@ -7,13 +7,14 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
     ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, CorsSpec, EditSpec,
-    FormField, FormScalar, FunctionSpec, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec,
-    MediaSpec, MockSpec, OperationSpec, OriginSpec, PathPart, RequestTransformSpec,
-    Requirement, ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec,
-    ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec,
-    StageSpec, StageUpstreamSpec, StatusMatch, StoreAction, StoreFilterKind,
-    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec,
-    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    EjectSpec, FormField, FormScalar, FunctionSpec, HealthSpec, Invalidate, JwtAlgorithm,
+    JwtKeys, JwtSpec, MediaSpec, MockSpec, OperationSpec, OriginSpec, PathPart,
+    RequestTransformSpec, Requirement, ResponseCheckMode, ResponseCheckSpec,
+    ResponseSchemaSpec, ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle,
+    SchemeKind, SchemeSpec, SplitSide, SplitTarget, StageSpec, StageUpstreamSpec,
+    StatusMatch, StoreAction, StoreFilterKind, StoreFilterSpec, StoreKeyPart, StoreSpec,
+    StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec, ThrottleScope, ThrottleSpec,
+    TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -29,9 +30,29 @@ pub static API: ApiSpec = ApiSpec {
     upstreams: &[
         UpstreamSpec {
             name: "pets",
-            urls: &["{stage.petsUrl}"],
+            urls: &["{stage.petsUrl}", "{stage.petsUrlB}"],
             timeout: Duration::from_millis(10000),
             connect_timeout: Duration::from_millis(2000),
+            health: Some(HealthSpec {
+                path: "/healthz",
+                interval: Duration::from_millis(2000),
+                timeout: Duration::from_millis(1000),
+                unhealthy_after: 2,
+                healthy_after: 2,
+                expect: (200, 399),
+            }),
+            eject: Some(EjectSpec {
+                consecutive_failures: 5,
+                base_time: Duration::from_millis(10000),
+                max_time: Duration::from_millis(300000),
+                max_percent: 50,
+            }),
+            ..UpstreamSpec::DEFAULT
+        },
+        UpstreamSpec {
+            name: "pets-next",
+            urls: &["{stage.petsNextUrl}"],
+            timeout: Duration::from_millis(10000),
             ..UpstreamSpec::DEFAULT
         },
         UpstreamSpec {
@@ -484,6 +505,43 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "getCareGuide",
+            method: Method::GET,
+            template: "/pets/{petId}/care",
+            route: "/pets/{p0}/care",
+            path_params: &["petId"],
+            path_suffixes: &[],
+            validate: Some(check::<params::GetCareGuideParams>),
+            security: &[],
+            cors: Some(&CORS[0]),
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(1048576),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Split(SplitTarget {
+                sides: &[
+                    SplitSide {
+                        upstream: 0,
+                        weight: 90,
+                    },
+                    SplitSide {
+                        upstream: 1,
+                        weight: 10,
+                    },
+                ],
+                sticky: Some(Placeholder::Header("x-user-id")),
+                path: &[
+                    PathPart::Literal("/v1/pets/"),
+                    PathPart::Param(0),
+                    PathPart::Literal("/care"),
+                ],
+            }),
+        },
+        OperationSpec {
             id: "adoptPet",
             method: Method::POST,
             template: "/pets/{petId}/adopt",
@@ -805,7 +863,7 @@ pub static API: ApiSpec = ApiSpec {
             transform: None,
             responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
+                upstream: 2,
                 path: &[PathPart::Literal("/"), PathPart::Param(0)],
             }),
         },
@@ -828,7 +886,7 @@ pub static API: ApiSpec = ApiSpec {
             transform: None,
             responses_check: None,
             target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 2,
+                upstream: 3,
                 path: &[PathPart::Literal("/inventory")],
             }),
         },
@@ -962,6 +1020,8 @@ pub static API: ApiSpec = ApiSpec {
             name: "dev",
             variables: &[
                 ("petsUrl", "http://127.0.0.1:9001"),
+                ("petsUrlB", "http://127.0.0.1:9003"),
+                ("petsNextUrl", "http://127.0.0.1:9004"),
                 ("greeting", "hello from dev"),
             ],
             base_path: "",
@@ -973,7 +1033,9 @@ pub static API: ApiSpec = ApiSpec {
         StageSpec {
             name: "prod",
             variables: &[
-                ("petsUrl", "https://pets.internal:8443"),
+                ("petsUrl", "https://pets-a.internal:8443"),
+                ("petsUrlB", "https://pets-b.internal:8443"),
+                ("petsNextUrl", "https://pets-next.internal:8443"),
                 ("greeting", "hello"),
             ],
             base_path: "/prod",
@@ -995,7 +1057,7 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "b868cb359347006a1f58f56d11a643a45b49e27612c528837d97b86e6745504f",
+    spec_sha256: "01ef3a607f36f477d7b0b1c9896dee354c1ec783d83182860a86f28ad1b8ad72",
     published: Some(include_str!("openapi.json")),
     stores: &[
         StoreSpec {

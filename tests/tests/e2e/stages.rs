@@ -10,7 +10,7 @@ use http::{Method, StatusCode};
 use crate::support::BIN;
 
 /// The petstore with `extra` flags and environment, every upstream pointed at `upstream` but `pets` (whose URL is
-/// the stage's `petsUrl`, filled here from the environment).
+/// the stage's `petsUrl` and `petsUrlB`, filled here from the environment, both the test upstream).
 fn petstore(upstream: &Upstream, extra: &[&str], env: &[(&str, &str)]) -> Result<Gateway, String> {
     let url = upstream.url();
     let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
@@ -27,7 +27,15 @@ fn petstore(upstream: &Upstream, extra: &[&str], env: &[(&str, &str)]) -> Result
 async fn the_default_stage_serves_its_variables_and_the_environment_overrides_them() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
-    let gw = petstore(&upstream, &[], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in dev");
+    let gw = petstore(
+        &upstream,
+        &[],
+        &[
+            ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_PETSURLB", &pets),
+        ],
+    )
+    .expect("starts in dev");
     let health = get(&gw.url("/health")).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.header("x-greeting"), Some("hello from dev"));
@@ -41,6 +49,7 @@ async fn the_default_stage_serves_its_variables_and_the_environment_overrides_th
         &[],
         &[
             ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_PETSURLB", &pets),
             ("GATEWAY_STAGE_VAR_GREETING", "overridden"),
         ],
     )
@@ -55,8 +64,15 @@ async fn the_default_stage_serves_its_variables_and_the_environment_overrides_th
 async fn a_stage_picked_by_flag_has_its_base_path_bucket_and_no_cache() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
-    let gw =
-        petstore(&upstream, &["--stage", "prod"], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in prod");
+    let gw = petstore(
+        &upstream,
+        &["--stage", "prod"],
+        &[
+            ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_PETSURLB", &pets),
+        ],
+    )
+    .expect("starts in prod");
     let health = get(&gw.url("/prod/health")).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.header("x-greeting"), Some("hello"));
@@ -76,7 +92,11 @@ async fn a_stage_picked_by_flag_has_its_base_path_bucket_and_no_cache() {
     let by_env = petstore(
         &upstream,
         &[],
-        &[("GATEWAY_STAGE", "prod"), ("GATEWAY_STAGE_VAR_PETSURL", &pets)],
+        &[
+            ("GATEWAY_STAGE", "prod"),
+            ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_PETSURLB", &pets),
+        ],
     )
     .expect("starts in prod");
     assert_eq!(get(&by_env.url("/prod/health")).await.status, StatusCode::OK);
@@ -99,7 +119,15 @@ async fn an_unknown_stage_is_refused_with_the_valid_names() {
 async fn the_dev_cache_still_works_where_prod_turns_it_off() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
-    let gw = petstore(&upstream, &[], &[("GATEWAY_STAGE_VAR_PETSURL", &pets)]).expect("starts in dev");
+    let gw = petstore(
+        &upstream,
+        &[],
+        &[
+            ("GATEWAY_STAGE_VAR_PETSURL", &pets),
+            ("GATEWAY_STAGE_VAR_PETSURLB", &pets),
+        ],
+    )
+    .expect("starts in dev");
     let first = send(Method::GET, &gw.url("/pets/7?verbose=true"), &[], Bytes::new())
         .await
         .expect("GET");
@@ -114,7 +142,10 @@ async fn the_dev_cache_still_works_where_prod_turns_it_off() {
 async fn a_stage_replaces_the_origins_every_cors_policy_admits() {
     let upstream = Upstream::start().await.expect("upstream");
     let pets = upstream.url();
-    let env = [("GATEWAY_STAGE_VAR_PETSURL", pets.as_str())];
+    let env = [
+        ("GATEWAY_STAGE_VAR_PETSURL", pets.as_str()),
+        ("GATEWAY_STAGE_VAR_PETSURLB", pets.as_str()),
+    ];
     let preflight = |gw: &Gateway, path: &str, origin: &'static str| {
         let url = gw.url(path);
         async move {

@@ -225,6 +225,28 @@ impl rt::FromRequestParams for ListVaccinationsParams {
     }
 }
 
+/// Parameters of `getCareGuide`: `GET /pets/{petId}/care`.
+///
+/// A canary; nine callers in ten are served by `pets`, one by `pets-next`, each always by the same one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetCareGuideParams {
+    /// `petId` (path): The pet's numeric id.
+    pub pet_id: i64,
+    /// `X-User-Id` (header).
+    pub x_user_id: ::core::option::Option<::std::string::String>,
+}
+
+impl rt::FromRequestParams for GetCareGuideParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
+            x_user_id: p.get(rt::ParamIn::Header, "X-User-Id")?,
+        })
+    }
+}
+
 /// Parameters of `adoptPet`: `POST /pets/{petId}/adopt`.
 ///
 /// Adopt a pet; needs a bearer token with the `pets:write` scope (mint one with `cargo xtask token`).
