@@ -381,7 +381,8 @@ fn gated_body(gate: Arc<Notify>) -> Body {
 /// The benchmark origin: the same JSON body for every request, after an optional fixed delay.
 ///
 /// `/__calls` answers how many other requests arrived (one relaxed atomic add per request), so that a benchmark
-/// can check that a proxy really forwards every request to it, and caches none.
+/// can check that a proxy really forwards every request to it, and caches none; `/healthz` (a gateway's health
+/// check) answers `ok` and is not counted.
 #[derive(Debug, Clone)]
 pub struct FixedJson {
     body: Bytes,
@@ -432,6 +433,10 @@ impl FixedJson {
             return Ok(Response::new(Full::new(Bytes::from(
                 self.calls.load(Ordering::Relaxed).to_string(),
             ))));
+        }
+        // A gateway's health checks are not requests it forwards: not counted, not delayed.
+        if req.uri().path() == "/healthz" {
+            return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(delay) = self.delay {

@@ -27,6 +27,7 @@ mod rounds;
 mod servers;
 mod slow_upstream;
 mod store;
+mod upstreams;
 mod variants;
 mod wrk;
 
@@ -94,10 +95,13 @@ pub enum Scenario {
     /// Store targets: acknowledged durable writes/s (FULL with group commit, FULL one commit per write, NORMAL) and
     /// reads/s.
     Store,
+    /// An upstream of two servers in turn against one; and one of two servers killed under load (failed requests,
+    /// time until it is out of rotation).
+    Upstreams,
 }
 
 impl Scenario {
-    const ALL: [Self; 10] = [
+    const ALL: [Self; 11] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -108,6 +112,7 @@ impl Scenario {
         Self::Observability,
         Self::Functions,
         Self::Store,
+        Self::Upstreams,
     ];
 
     /// Runs the scenario. A new scenario is one function here.
@@ -123,13 +128,14 @@ impl Scenario {
             Self::Observability => observability::run(bench),
             Self::Functions => functions::run(bench),
             Self::Store => store::run(bench),
+            Self::Upstreams => upstreams::run(bench),
         }
     }
 
     /// The external tools it needs.
     fn tools(self) -> &'static [&'static str] {
         match self {
-            Self::Passthrough | Self::SlowUpstream => &["wrk", "nginx", "haproxy"],
+            Self::Passthrough | Self::SlowUpstream | Self::Upstreams => &["wrk", "nginx", "haproxy"],
             Self::Latency | Self::Cache => &["wrk", "nginx"],
             Self::Policies | Self::Contract | Self::Observability | Self::Functions | Self::Store => &["wrk"],
             Self::Codegen => &[],
@@ -149,6 +155,7 @@ impl Scenario {
                 | Self::Observability
                 | Self::Functions
                 | Self::Store
+                | Self::Upstreams
         )
     }
 

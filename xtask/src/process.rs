@@ -43,7 +43,8 @@ pub enum Ready {
 }
 
 /// Regenerates the gateways, then builds the example gateways, the lab gateway (function targets, for the
-/// `functions` benchmark) and the example upstream in release mode: what the demo serves and the benchmarks measure.
+/// `functions` benchmark), the fleet gateway (upstreams of several servers, for the `upstreams` benchmark) and the
+/// example upstream in release mode: what the demo serves and the benchmarks measure.
 pub fn build_examples_release() -> anyhow::Result<()> {
     crate::generate::run(&crate::generate::Args::default())?;
     let mut build = cargo();
@@ -57,6 +58,8 @@ pub fn build_examples_release() -> anyhow::Result<()> {
         "-p",
         "lab-gateway",
         "-p",
+        "fleet-gateway",
+        "-p",
         "gateway-tests",
     ]);
     build.args([
@@ -66,6 +69,8 @@ pub fn build_examples_release() -> anyhow::Result<()> {
         "store-gateway",
         "--bin",
         "lab-gateway",
+        "--bin",
+        "fleet-gateway",
         "--bin",
         "test-upstream",
     ]);
@@ -216,6 +221,12 @@ impl Server {
                 self.children.push(child);
             }
         }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 10 s. Children it leaves behind (a

@@ -80,6 +80,8 @@ pub enum Proxy {
     ObservedGateway,
     /// The lab gateway (`tests/specs/lab.yaml`): function targets, and a mock answering the same.
     LabGateway,
+    /// The petstore gateway with its `default` upstream two servers (the origin twice), taken in turn.
+    BalancedGateway,
 }
 
 impl Proxy {
@@ -95,6 +97,7 @@ impl Proxy {
             Self::PolicyGatewayNoCache => "gateway (policies, no token cache)",
             Self::ObservedGateway => "gateway (observability on)",
             Self::LabGateway => "gateway (functions)",
+            Self::BalancedGateway => "gateway (two servers)",
         }
     }
 
@@ -111,6 +114,7 @@ impl Proxy {
             Self::PolicyGatewayNoCache => ("policy-gateway-no-cache.log", GATEWAY),
             Self::ObservedGateway => ("observed-gateway.log", GATEWAY),
             Self::LabGateway => ("lab-gateway.log", GATEWAY),
+            Self::BalancedGateway => ("balanced-gateway.log", GATEWAY),
         }
     }
 }
@@ -165,6 +169,8 @@ pub enum Target {
     Function,
     /// The same gateway, `GET /mocked`: a mock target with the same answer.
     Mocked,
+    /// The petstore gateway, `GET /inventory` to an upstream of two servers in turn.
+    GatewayBalanced,
 }
 
 impl Target {
@@ -195,13 +201,16 @@ impl Target {
             Self::Function => "function",
             Self::Mocked => "mock",
             Self::ObservedHit => "gateway hit, observed",
+            Self::GatewayBalanced => "gateway, 2 servers",
         }
     }
 
     /// The path requested (the first of [`rotation`](Self::rotation) when there is one).
     pub fn path(self) -> &'static str {
         match self {
-            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain | Self::Observed => PASSTHROUGH_PATH,
+            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain | Self::Observed | Self::GatewayBalanced => {
+                PASSTHROUGH_PATH
+            }
             Self::GatewayTyped => TYPED_PATH,
             Self::Direct => ORIGIN_PATH,
             Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits | Self::ObservedHit => CACHED_PATH,
@@ -268,6 +277,7 @@ impl Target {
             Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
             Self::Observed | Self::ObservedHit => Some(Proxy::ObservedGateway),
             Self::Function | Self::Mocked => Some(Proxy::LabGateway),
+            Self::GatewayBalanced => Some(Proxy::BalancedGateway),
         }
     }
 }
@@ -313,6 +323,7 @@ impl Stack {
                 Proxy::PolicyGatewayNoCache => start_variant(bench, dir, origin, variants::Variant::Policies, false)?,
                 Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain, true)?,
                 Proxy::LabGateway => start_lab_gateway(bench, dir, origin)?,
+                Proxy::BalancedGateway => start_balanced_gateway(bench, dir, origin)?,
             };
             stack.proxies.push((proxy, server));
         }
@@ -457,14 +468,15 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 /// A file for a server's stderr (and stdout).
-fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
+pub(super) fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
     let path = dir.join(name);
     Ok(fs::File::create(&path)
         .with_context(|| format!("creating {}", path.display()))?
         .into())
 }
 
-fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::Result<Server> {
+/// The benchmark origin (`test-upstream --fixed-json`), answering after `delay`.
+pub(super) fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::Result<Server> {
     let mut command = bench.placement.server(&bench.bin.join("test-upstream"));
     command.args([
         "--listen".to_owned(),
@@ -498,6 +510,18 @@ fn start_petstore_gateway(bench: &Bench, dir: &Path, origin: SocketAddr, observe
     start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], &observability, log)
 }
 
+/// The petstore gateway with `default` two servers, both the origin: against [`start_petstore_gateway`]'s one, what
+/// differs is the balancing alone (the pick, the in-flight count), not the backends.
+fn start_balanced_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let upstreams = [
+        format!("default=http://{origin}/api,http://{origin}/api"),
+        format!("pets=http://{origin}"),
+        format!("reports=http://{origin}/reporting"),
+    ];
+    let log = Proxy::BalancedGateway.log().0;
+    start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], &Observability::Off, log)
+}
+
 /// The lab gateway, its `echo` upstream the origin (which its measured routes never call), with a key file for its
 /// keyed operation (which they do not use either) and its store in the scenario's directory.
 fn start_lab_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
@@ -517,7 +541,7 @@ fn start_lab_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::R
 }
 
 /// A gateway's metrics and access log.
-enum Observability {
+pub(super) enum Observability {
     /// Both off (`--access-log off --admin-listen off`), like nginx's `access_log off` in these runs: the comparison
     /// is of proxying; what logging and metrics cost is the `observability` scenario's measurement.
     Off,
@@ -562,7 +586,7 @@ fn start_variant(
 }
 
 /// A generated gateway from `target/release`, with `--upstream` for each of `upstreams` and then `extra`.
-fn start_gateway(
+pub(super) fn start_gateway(
     bench: &Bench,
     dir: &Path,
     binary: &str,
