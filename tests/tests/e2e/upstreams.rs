@@ -292,6 +292,36 @@ async fn a_failing_server_is_ejected_its_failures_are_retried_on_the_other_and_t
 }
 
 #[tokio::test]
+async fn passive_ejection_never_takes_out_more_than_max_percent_of_the_servers() {
+    let s = servers(2).await;
+    s[0].fail_with(Some(503));
+    s[1].fail_with(Some(503));
+    let gw = gateway(&[("pair", &[&s[0], &s[1]])]);
+    let pool = client();
+    for i in 0..30 {
+        let reply = fetch(&pool, &gw.url(&format!("/pair/{i}")), &[]).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.text());
+    }
+    // `max_percent: 50` of two servers: one may be ejected, never both; the other keeps taking (and failing) tries.
+    let view = upstream_view(&gw, "pair").await;
+    let states: Vec<&str> = view["servers"]
+        .as_array()
+        .map(|list| list.iter().filter_map(|s| s["state"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(states.iter().filter(|s| **s == "ejected").count(), 1, "{view}");
+    assert_eq!(states.iter().filter(|s| **s == "up").count(), 1, "{view}");
+    let up = view["servers"]
+        .as_array()
+        .and_then(|list| list.iter().find(|s| s["state"] == "up"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        up["consecutive_failures"].as_u64() >= Some(3),
+        "failing, yet kept: {up}"
+    );
+}
+
+#[tokio::test]
 async fn retries_of_a_flapping_upstream_stay_within_the_budget() {
     let s = servers(2).await;
     s[0].fail_with(Some(503));

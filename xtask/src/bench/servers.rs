@@ -519,7 +519,15 @@ fn start_balanced_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyh
         format!("reports=http://{origin}/reporting"),
     ];
     let log = Proxy::BalancedGateway.log().0;
-    start_gateway(bench, dir, "petstore-gateway", &upstreams, &[], &Observability::Off, log)
+    start_gateway(
+        bench,
+        dir,
+        "petstore-gateway",
+        &upstreams,
+        &[],
+        &Observability::Off,
+        log,
+    )
 }
 
 /// The lab gateway, its `echo` upstream the origin (which its measured routes never call), with a key file for its

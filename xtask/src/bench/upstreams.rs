@@ -82,8 +82,9 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         stack.smoke_check(&TARGETS)?;
         let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
         let series = measure(bench, &mut stack, &scripts, &TARGETS, &shape, no_hook);
-        let (mut notes, mut problems) =
-            review(&series, |s| matches!(s.target, Target::Gateway | Target::GatewayBalanced));
+        let (mut notes, mut problems) = review(&series, |s| {
+            matches!(s.target, Target::Gateway | Target::GatewayBalanced)
+        });
         notes.extend(warm_up_failures.iter().cloned());
         notes.extend(stack.log_findings());
         problems.extend(warm_up_failures);
@@ -273,7 +274,8 @@ fn render(
             count(f.requests),
             count(f.failed_statuses),
             count(f.socket_errors),
-            f.out_after_ms.map_or_else(|| String::from("never"), |ms| format!("{ms:.0} ms")),
+            f.out_after_ms
+                .map_or_else(|| String::from("never"), |ms| format!("{ms:.0} ms")),
             f.out_by.as_deref().unwrap_or("-"),
             f.retry_budget,
         )),

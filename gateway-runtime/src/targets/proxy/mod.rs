@@ -1052,7 +1052,11 @@ impl UpstreamRoute {
             }
             Err(Failure::Timeout) => Err(GatewayError::upstream_timeout()),
             Err(Failure::Connect) => Err(GatewayError::upstream("the upstream could not be reached")),
-            Err(_) => Err(GatewayError::upstream("the upstream connection failed")),
+            Err(Failure::Reset) => Err(GatewayError::upstream("the upstream connection failed")),
+            Err(Failure::Status(status)) => Err(GatewayError::new(
+                ErrorKind::UpstreamError,
+                format!("the upstream answered {status}, and no server was left to retry on"),
+            )),
         }
     }
 }
