@@ -278,6 +278,13 @@ impl GatewayError {
         self
     }
 
+    /// The error with a `Retry-After` of `wait` (a `503` that will likely pass again soon).
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     /// `BAD_REQUEST_PARAMETERS` for a parameter that is missing or does not parse.
     pub fn bad_param(err: &ParamError) -> Self {
         Self {

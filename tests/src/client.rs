@@ -104,6 +104,11 @@ pub async fn exchange(
         .map_err(|_| format!("no answer within {REQUEST_LIMIT:?} from {url}"))?
 }
 
+/// `GET url`, or why it got no response.
+pub async fn try_get(url: &str) -> Result<Reply, String> {
+    send(Method::GET, url, &[], Bytes::new()).await
+}
+
 /// `GET url`.
 pub async fn get(url: &str) -> Reply {
     send(Method::GET, url, &[], Bytes::new())

@@ -34,8 +34,10 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Where its admin listener listens (started on an ephemeral port unless the arguments say otherwise).
     pub admin: Option<SocketAddr>,
-    /// What it printed on stderr so far is collected here when it exits.
+    /// What it printed on stderr, collected here when it exits.
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// What it printed on stderr so far, while it runs.
+    stderr_so_far: Arc<Mutex<String>>,
     /// The lines it printed on stdout after `listening on` (the access log, by default), as they come.
     stdout: Arc<Mutex<Vec<String>>>,
     /// Its working directory, of its own: what it writes at relative paths (a store's default file) lands there, not
@@ -83,13 +85,17 @@ impl Gateway {
             .map_err(|e| format!("starting {bin}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
+        let stderr_so_far = Arc::new(Mutex::new(String::new()));
+        let stderr = std::thread::spawn({
+            let so_far = Arc::clone(&stderr_so_far);
+            move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut text = so_far.lock().unwrap_or_else(PoisonError::into_inner);
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                so_far.lock().unwrap_or_else(PoisonError::into_inner).clone()
             }
-            text
         });
         let (tx, rx) = mpsc::channel();
         let after = Arc::new(Mutex::new(Vec::new()));
@@ -102,7 +108,10 @@ impl Gateway {
                     lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
                 } else if let Some(rest) = line.strip_prefix("admin on http://") {
                     admin = rest.split_whitespace().next().map(str::to_owned);
-                } else if let Some(addr) = line.strip_prefix("listening on http://") {
+                } else if let Some(addr) = line
+                    .strip_prefix("listening on http://")
+                    .or_else(|| line.strip_prefix("listening on https://"))
+                {
                     listening = true;
                     let _ = tx.send((addr.trim().to_owned(), admin.take()));
                 }
@@ -113,6 +122,7 @@ impl Gateway {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             stderr: Some(stderr),
+            stderr_so_far,
             stdout: after,
             workdir,
         };
@@ -167,6 +177,14 @@ impl Gateway {
     /// The lines the process wrote to stdout after its `listening on` line, so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         self.stdout.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether the process has written `text` on stderr so far.
+    pub fn stderr_contains(&self, text: &str) -> bool {
+        self.stderr_so_far
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(text)
     }
 
     /// Everything the process wrote to stderr (waits for it to have exited).

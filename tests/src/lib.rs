@@ -8,5 +8,6 @@ pub mod browser;
 pub mod client;
 pub mod gateway;
 pub mod otlp;
+pub mod tls;
 pub mod tokens;
 pub mod upstream;

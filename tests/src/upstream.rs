@@ -338,6 +338,7 @@ async fn describe(req: Request<Incoming>) -> Option<String> {
     }
     serde_json::json!({
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "path": parts.uri.path(),
         "query": parts.uri.query(),
         "headers": headers,

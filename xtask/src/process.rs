@@ -146,7 +146,10 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on http://") {
+                if let Some(addr) = line
+                    .strip_prefix("listening on http://")
+                    .or_else(|| line.strip_prefix("listening on https://"))
+                {
                     let _ = tx.send(Announced::Listening(addr.trim().to_owned()));
                 } else if let Some(rest) = line.strip_prefix("admin on http://") {
                     let addr = rest.split_whitespace().next().unwrap_or_default();

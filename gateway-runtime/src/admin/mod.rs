@@ -136,6 +136,11 @@ impl Admin {
             .as_ref()
             .map(|cache| cache.gauges(api.api.cache.capacity));
         snapshot.access_log_dropped = self.access_log.as_ref().map(AccessLogHandle::dropped);
+        if let Some(upstreams) = &api.state.upstreams {
+            for upstream in &mut snapshot.upstreams {
+                upstream.health = upstreams.health(upstream.name);
+            }
+        }
         snapshot
     }
 

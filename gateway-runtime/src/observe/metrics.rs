@@ -306,6 +306,7 @@ impl Metrics {
             .map(|u| UpstreamSnapshot {
                 name: u.name,
                 latency: LatencySnapshot::default(),
+                health: None,
             })
             .collect();
         let mut in_flight = 0;
@@ -462,6 +463,10 @@ pub struct UpstreamSnapshot {
     pub name: &'static str,
     /// From sending the request to the response head (or the failure).
     pub latency: LatencySnapshot,
+    /// How many of its servers are in rotation (`2 of 2 up`, `1 of 2 up, 1 ejected`); `None` (not serialized)
+    /// without health checks or ejection. Filled in by the admin listener, which knows the upstreams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// The response cache's size, read at scrape time.

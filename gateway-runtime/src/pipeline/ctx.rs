@@ -33,6 +33,8 @@ pub struct Arrival {
     /// The stage being served (resolved once at start-up and leaked for the process's lifetime, so that each
     /// request carries a pointer, not a reference count shared between cores).
     pub stage: Option<&'static ResolvedStage>,
+    /// Whether the connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
 }
 
 /// How the response cache answered.
@@ -88,6 +90,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The connection's peer (absent only for requests that did not come through the server).
     pub client: Option<SocketAddr>,
+    /// Whether the request came over TLS.
+    pub tls: bool,
     /// The API the request was for (its name; none when it matched no API of the gateway, or did not come through a
     /// router).
     pub api: Option<&'static str>,
@@ -121,6 +125,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The scheme the gateway was reached over, as upstreams are told in `X-Forwarded-Proto` (and the cache keys).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
     /// The context of the request `parts`, matched to `operation`. The server records when and from where it
     /// arrived ([`Arrival`]); a request that did not come through the server arrived now, from nowhere.
     pub fn new(parts: &request::Parts, operation: Option<&'static OperationSpec>) -> Self {
@@ -130,6 +139,7 @@ impl RequestCtx {
             method: parts.method.clone(),
             started: arrival.map_or_else(Instant::now, |a| a.at),
             client: arrival.map(|a| a.peer),
+            tls: arrival.is_some_and(|a| a.tls),
             api: None,
             operation,
             captures: None,

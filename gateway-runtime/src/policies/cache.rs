@@ -32,7 +32,6 @@ use crate::observe::metrics::CacheGauges;
 use crate::pipeline::{CacheStatus, RequestCtx};
 use crate::policies::auth::Caller;
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
-use crate::targets::proxy::FORWARDED_PROTO;
 /// Bytes counted per entry on top of its body and headers (key, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 256;
 
@@ -292,7 +291,8 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
     let mut key = String::with_capacity(96);
     key.push_str(op_id);
     key.push('\u{0}');
-    let _ = write!(key, "s{}:{FORWARDED_PROTO}", FORWARDED_PROTO.len());
+    let scheme = ctx.scheme();
+    let _ = write!(key, "s{}:{scheme}", scheme.len());
     // The host is written straight into the key (lower-cased as it goes), length-prefixed like every value.
     let host = crate::policies::hosts::normalised(parts);
     let _ = write!(key, "a{}:", host.len());

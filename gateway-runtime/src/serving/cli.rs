@@ -32,6 +32,7 @@ use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::router;
 use crate::serving::scoped;
 use crate::serving::server::{self, ServedApi, ServerConfig};
+use crate::serving::tls::{CertPair, Tls, TlsConfig};
 use crate::spec::{ApiMount, ApiSpec, GatewaySpec};
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::store::StoreOverride;
@@ -155,6 +156,28 @@ struct Args {
     /// The `service.name` of the exported spans [default: the API's name].
     #[arg(long, env = "GATEWAY_OTLP_SERVICE_NAME", value_name = "NAME")]
     otlp_service_name: Option<String>,
+
+    #[command(flatten)]
+    limits: crate::serving::limits::LimitArgs,
+
+    /// Serve HTTPS with the PEM certificate chain in FILE (repeatable: one per host name or wildcard, picked by
+    /// SNI; the first is the default). Each needs a --tls-key, paired in order. Re-read on SIGHUP.
+    #[arg(
+        long = "tls-cert",
+        env = "GATEWAY_TLS_CERT",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    tls_certs: Vec<std::path::PathBuf>,
+
+    /// The PEM private key of the --tls-cert in the same position (repeatable).
+    #[arg(
+        long = "tls-key",
+        env = "GATEWAY_TLS_KEY",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    tls_keys: Vec<std::path::PathBuf>,
 
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
@@ -367,6 +390,31 @@ where
         Ok(hosts) => hosts,
         Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--hosts: {err}"))),
     };
+    if args.tls_certs.len() != args.tls_keys.len() {
+        let message = format!(
+            "{} --tls-cert and {} --tls-key: give each certificate its key, in the same order",
+            args.tls_certs.len(),
+            args.tls_keys.len()
+        );
+        return clap_exit(&command.error(ErrorKind::WrongNumberOfValues, message));
+    }
+    let tls = if args.tls_certs.is_empty() {
+        None
+    } else {
+        let pairs = args
+            .tls_certs
+            .iter()
+            .zip(&args.tls_keys)
+            .map(|(cert, key)| CertPair {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        match Tls::new(TlsConfig { pairs }) {
+            Ok(tls) => Some(tls),
+            Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--tls-cert: {err}"))),
+        }
+    };
     let mut upstreams = Vec::with_capacity(apis.len());
     for ((api, stage), overrides) in apis.iter().zip(&stages).zip(&overrides) {
         match Upstreams::resolve(api, stage.as_ref(), overrides, hosts.as_ref()) {
@@ -431,7 +479,7 @@ where
     // SIGHUP's default action ends the process: its handler must be in place before the port opens too, or a reload
     // sent right after start-up would kill the gateway instead.
     #[cfg(unix)]
-    let hangups = if args.api_keys.is_some() {
+    let hangups = if args.api_keys.is_some() || !args.tls_certs.is_empty() {
         match runtime.block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) }) {
             Ok(signal) => Some(signal),
             Err(err) => return fail(&format!("cannot listen for SIGHUP: {err}")),
@@ -480,6 +528,8 @@ where
         }),
         store_overrides: args.stores,
         store_max_batch: args.store_max_batch,
+        limits: args.limits.limits(),
+        tls: tls.clone(),
     };
     let served_name = served.name;
     let served = served
@@ -498,7 +548,8 @@ where
         let _ = writeln!(stdout, "admin on http://{admin} (metrics: http://{admin}/metrics)");
         tracing::info!(%admin, "admin listener");
     }
-    if let Err(err) = writeln!(stdout, "listening on http://{addr}").and_then(|()| stdout.flush()) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Err(err) = writeln!(stdout, "listening on {scheme}://{addr}").and_then(|()| stdout.flush()) {
         tracing::warn!(error = %err, "cannot write the listening line to stdout");
     }
     tracing::info!(%addr, "listening");
@@ -517,7 +568,7 @@ where
     runtime.block_on(async {
         #[cfg(unix)]
         if let Some(hangups) = hangups {
-            tokio::spawn(reload_keys_on_hangup(keys, hangups));
+            tokio::spawn(reload_on_hangup(keys, args.api_keys.is_some(), tls, hangups));
         }
         #[cfg(unix)]
         tokio::spawn(reopen_access_log_on_usr1(access_log, reopens));
@@ -677,11 +728,22 @@ fn fail(message: &str) -> ExitCode {
 /// SIGTERM and SIGINT (Ctrl-C).
 /// Re-reads the key file on every SIGHUP; a bad file keeps the keys in force and says why.
 #[cfg(unix)]
-async fn reload_keys_on_hangup(keys: KeyStore, mut hangups: tokio::signal::unix::Signal) {
+async fn reload_on_hangup(keys: KeyStore, key_file: bool, tls: Option<Tls>, mut hangups: tokio::signal::unix::Signal) {
     while hangups.recv().await.is_some() {
-        match keys.reload() {
-            Ok(count) => tracing::info!(keys = count, "API keys reloaded"),
-            Err(err) => tracing::error!(error = %err, "API keys not reloaded; the previous keys stay in force"),
+        if key_file {
+            match keys.reload() {
+                Ok(count) => tracing::info!(keys = count, "API keys reloaded"),
+                Err(err) => tracing::error!(error = %err, "API keys not reloaded; the previous keys stay in force"),
+            }
+        }
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(count) => tracing::info!(certificates = count, "TLS certificates reloaded"),
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "TLS certificates not reloaded; the previous certificates stay in force"
+                ),
+            }
         }
     }
 }

@@ -19,14 +19,12 @@ use std::time::Duration;
 use axum::Router;
 use http::Request;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceExt as _;
 
 use crate::admin::{self, Admin, AdminApi, AdminServer, AdminToken, Status};
 use crate::observe::access_log::{self, AccessLog, AccessLogError, AccessLogHandle, AccessLogTarget, Sink};
@@ -35,7 +33,9 @@ use crate::pipeline::Arrival;
 use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, ApiRouting, RouterError};
+use crate::serving::limits::{ConnectionSlots, Limits};
 use crate::serving::scoped;
+use crate::serving::tls::Tls;
 use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
@@ -79,6 +79,10 @@ pub struct ServerConfig {
     pub store_overrides: Vec<StoreOverride>,
     /// The most writes a store commits in one transaction (`--store-max-batch`); `None`: the default, 1024.
     pub store_max_batch: Option<NonZeroUsize>,
+    /// What one client may take: header size and count, the header timeout, connections, requests per connection.
+    pub limits: Limits,
+    /// Serve HTTPS with these certificates instead of plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 impl ServerConfig {
@@ -101,6 +105,8 @@ impl ServerConfig {
             otlp: None,
             store_overrides: Vec::new(),
             store_max_batch: None,
+            limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -449,6 +455,7 @@ pub fn start_gateway(
         status,
         upstreams: background,
     };
+    let slots = ConnectionSlots::new(config.limits.max_connections);
     for (index, (listener, router)) in listeners.into_iter().zip(routers).enumerate() {
         let worker = Worker {
             index,
@@ -456,6 +463,9 @@ pub fn start_gateway(
             router,
             shutdown: shutdown_rx.clone(),
             drain: config.shutdown_timeout,
+            limits: config.limits,
+            slots: slots.clone(),
+            tls: config.tls.as_ref().map(Tls::acceptor),
             ready: ready_tx.clone(),
             stage,
             access: sink.clone(),
@@ -517,6 +527,11 @@ struct Worker {
     router: Router,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
+    /// What a client may take of the gateway.
+    limits: Limits,
+    /// The process's connection slots, shared by the workers.
+    slots: ConnectionSlots,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     ready: mpsc::Sender<Result<(), ServerError>>,
     stage: Option<&'static ResolvedStage>,
     /// This worker's access log sender, installed in its thread for the pipeline to find.
@@ -533,6 +548,9 @@ impl Worker {
             router,
             shutdown,
             drain,
+            limits,
+            slots,
+            tls,
             ready,
             stage,
             access,
@@ -557,7 +575,17 @@ impl Worker {
             };
             let _ = ready.send(Ok(()));
             drop(ready);
-            serve(index, listener, router, shutdown, drain, stage).await;
+            let serving = Serving {
+                index,
+                router,
+                shutdown,
+                drain,
+                limits,
+                slots,
+                stage,
+                tls,
+            };
+            serving.serve(listener).await;
         });
         // Dropping the runtime here cancels whatever outlived the drain timeout.
         drop(runtime);
@@ -566,65 +594,187 @@ impl Worker {
     }
 }
 
-/// Accepts connections until shutdown, then drains.
-async fn serve(
+/// What a worker's accept loop and its connections need.
+struct Serving {
     index: usize,
-    listener: TcpListener,
     router: Router,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     drain: Duration,
+    limits: Limits,
+    slots: ConnectionSlots,
     stage: Option<&'static ResolvedStage>,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    // The timer enables hyper's header read timeout (30 s by default), which bounds slow-header clients.
-    http.keep_alive(true).timer(TokioTimer::new());
+    /// The HTTPS listener's acceptor; `None`: plain HTTP.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
 
+impl Serving {
+    /// Accepts connections until shutdown, then drains them.
+    async fn serve(self, listener: TcpListener) {
+        let builder = Arc::new(self.limits.builder());
+        let mut connections = tokio::task::JoinSet::new();
+        let mut stop = self.shutdown.clone();
+        let stop = async move {
+            // An error means the handle is gone, which also means stop.
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        tokio::pin!(stop);
+        loop {
+            // A slot first: over `max_connections`, clients wait in the backlog rather than being accepted.
+            let slot = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                slot = self.slots.acquire() => slot,
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                // Reap finished connections so that the set holds only live ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    // Responses are written whole by hyper; waiting for more data (Nagle) only adds latency.
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(self.connection(&builder, stream, peer, slot));
+                }
+                // The peer gave up before we accepted: nothing to do.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(err) => {
+                    // Typically out of file descriptors; the connection stays queued, so back off briefly
+                    // instead of spinning on the same error.
+                    tracing::warn!(worker = self.index, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        // Closing the listener makes the kernel stop queueing connections for this worker.
+        drop(listener);
+        tracing::debug!(worker = self.index, open = connections.len(), "draining connections");
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.drain, drained).await.is_err() {
+            tracing::warn!(worker = self.index, timeout = ?self.drain, "drain timeout reached; closing remaining connections");
+        }
+    }
+
+    /// One client connection — after its TLS handshake, bounded by the header timeout, on an HTTPS listener —
+    /// served until it ends, shutdown closes it gracefully (idle at once, busy after the response in flight;
+    /// `GOAWAY` on HTTP/2), or it has carried `max_requests_per_connection` requests.
+    fn connection(
+        &self,
+        builder: &Arc<auto::Builder<TokioExecutor>>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let builder = Arc::clone(builder);
+        let handshake_timeout = self.limits.header_timeout;
+        let tls = self.tls.clone();
+        let shutdown = self.shutdown.clone();
+        let enough = Arc::new(tokio::sync::Notify::new());
+        let service = ConnectionService {
+            router: self.router.clone(),
+            peer,
+            stage: self.stage,
+            tls: tls.is_some(),
+            max_requests: self.limits.max_requests_per_connection,
+            served: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            enough: Arc::clone(&enough),
+        };
+        async move {
+            let result = match tls {
+                None => drive(&builder, stream, service, shutdown, &enough).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => drive(&builder, stream, service, shutdown, &enough).await,
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+            drop(slot);
+        }
+    }
+}
+
+/// Serves one connection over `io` until it ends, closing it gracefully on shutdown or once `enough` is notified.
+async fn drive<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: ConnectionService,
+    mut shutdown: watch::Receiver<bool>,
+    enough: &tokio::sync::Notify,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(connection);
     let stop = async move {
         // An error means the handle is gone, which also means stop.
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Responses are written whole by hyper; waiting for more data (Nagle) only adds latency.
-                    let _ = stream.set_nodelay(true);
-                    let service = router.clone().map_request(move |mut request: Request<Incoming>| {
-                        // When and from where: the request context is made from this once routing picked a service.
-                        request.extensions_mut().insert(Arrival { peer, at: std::time::Instant::now(), stage });
-                        request
-                    });
-                    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(err) = connection.await {
-                            tracing::debug!(%peer, error = %err, "connection ended with an error");
-                        }
-                    });
-                }
-                // The peer gave up before we accepted: nothing to do.
-                Err(err) if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
-                ) => {}
-                Err(err) => {
-                    // Typically out of file descriptors; the connection stays queued, so back off briefly
-                    // instead of spinning on the same error.
-                    tracing::warn!(worker = index, error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = enough.notified() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
     }
-    // Closing the listener makes the kernel stop queueing connections for this worker.
-    drop(listener);
-    let open = graceful.count();
-    tracing::debug!(worker = index, open, "draining connections");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(worker = index, timeout = ?drain, "drain timeout reached; closing remaining connections");
+}
+
+/// The router, for one connection: it stamps each request with its [`Arrival`] and counts them against
+/// `max_requests_per_connection`.
+#[derive(Clone)]
+struct ConnectionService {
+    router: Router,
+    peer: SocketAddr,
+    stage: Option<&'static ResolvedStage>,
+    tls: bool,
+    max_requests: Option<std::num::NonZeroU32>,
+    /// Requests so far (shared: hyper's adapter clones the service for every request).
+    served: Arc<std::sync::atomic::AtomicU32>,
+    enough: Arc<tokio::sync::Notify>,
+}
+
+impl tower::Service<Request<Incoming>> for ConnectionService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        // When and from where: the request context is made from this once routing picked a service.
+        request.extensions_mut().insert(Arrival {
+            peer: self.peer,
+            at: std::time::Instant::now(),
+            stage: self.stage,
+            tls: self.tls,
+        });
+        if let Some(max) = self.max_requests
+            && self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= max.get()
+        {
+            // Its response says `Connection: close` (HTTP/2: a `GOAWAY`), and the connection ends.
+            self.enough.notify_one();
+        }
+        tower::Service::call(&mut self.router, request)
     }
 }

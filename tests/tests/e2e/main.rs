@@ -5,6 +5,7 @@
 mod access_log;
 mod auth;
 mod cache;
+mod connections;
 mod contract;
 mod cors;
 mod functions;
@@ -18,5 +19,6 @@ mod several_apis;
 mod stages;
 mod store;
 mod support;
+mod tls;
 mod tracing;
 mod upstreams;

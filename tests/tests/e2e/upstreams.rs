@@ -251,6 +251,7 @@ async fn with_every_server_down_the_gateway_answers_503_without_waiting() {
     let reply = get(&gw.url("/pair/1")).await;
     let problem = assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["type"], "urn:gateway:error:service-unavailable", "{problem}");
+    assert_eq!(reply.header("retry-after"), Some("1"), "{:?}", reply.headers);
     // Not a timing goal: the answer must not wait for the upstream's timeout (5s) or a connect timeout.
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
@@ -413,6 +414,7 @@ async fn max_connections_bounds_the_sockets_and_answers_503_after_the_queue_time
         } else {
             let problem = assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(problem["type"], "urn:gateway:error:service-unavailable", "{problem}");
+            assert_eq!(reply.header("retry-after"), Some("1"), "{:?}", reply.headers);
             assert!(
                 took < Duration::from_millis(700),
                 "refused after the queue timeout, not after a try: {took:?}"

@@ -164,15 +164,15 @@ fn failover(bench: &Bench, scripts: &wrk::Scripts, shape: &Shape) -> anyhow::Res
         duration: shape.duration.max(Duration::from_secs(3)),
         ..*shape
     };
-    let url = format!("http://{}", gateway.addr);
-    let paths = [FAILOVER_PATH.to_owned()];
+    // The counting script sends wrk's own request: the URL's path, not script arguments.
+    let url = format!("http://{}{FAILOVER_PATH}", gateway.addr);
     let kill_after = shape.duration / 3;
     let (load, statuses, out) = std::thread::scope(|scope| {
         let load = scope.spawn(|| {
             let requests = Requests {
                 url: &url,
                 headers: &[],
-                paths: &paths,
+                paths: &[],
                 body: None,
             };
             wrk::run_counting(bench, scripts, &requests, &shape)

@@ -332,6 +332,32 @@ impl Cluster {
     }
 
     /// The cluster as the admin endpoint shows it.
+    /// How many servers are in rotation, and why the others are not; `None` without health checks or ejection.
+    pub(crate) fn health(&self) -> Option<String> {
+        if self.spec.health.is_none() && self.spec.eject.is_none() {
+            return None;
+        }
+        let now = self.now();
+        let set = self.servers.load();
+        let (mut up, mut unhealthy, mut ejected) = (0, 0, 0);
+        for server in &set.servers {
+            if !server.healthy.load(Relaxed) {
+                unhealthy += 1;
+            } else if server.ejected_until.load(Relaxed) > now {
+                ejected += 1;
+            } else {
+                up += 1;
+            }
+        }
+        let mut text = format!("{up} of {} up", set.servers.len());
+        for (count, word) in [(unhealthy, "unhealthy"), (ejected, "ejected")] {
+            if count > 0 {
+                text.push_str(&format!(", {count} {word}"));
+            }
+        }
+        Some(text)
+    }
+
     pub(crate) fn view(&self) -> ClusterView {
         let now = self.now();
         let set = self.servers.load();

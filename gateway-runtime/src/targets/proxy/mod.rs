@@ -95,10 +95,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b',')
     .remove(b'=');
 
-/// The scheme the gateway was reached over, as told to upstreams in `X-Forwarded-Proto` (and keyed by the cache).
-/// Plain HTTP until the gateway serves TLS.
-pub const FORWARDED_PROTO: &str = "http";
-
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -326,6 +322,12 @@ impl Upstreams {
             let servers: Vec<&str> = c.servers.load().servers.iter().map(|s| s.endpoint.label).collect();
             (c.name, servers.join(", "))
         })
+    }
+
+    /// The rotation of upstream `name` in a few words (`2 of 2 up`, `1 of 2 up, 1 ejected`), for the live page;
+    /// `None` for an unknown upstream or one without health checks or ejection, whose servers are always in it.
+    pub fn health(&self, name: &str) -> Option<String> {
+        self.clusters.iter().find(|c| c.name == name).and_then(|c| c.health())
     }
 
     /// Every upstream's servers and their state, for `GET /_gateway/upstreams`.
@@ -632,7 +634,8 @@ impl Upstream {
                 ErrorKind::ServiceUnavailable,
                 format!("no server of upstream `{}` is available", cluster.name),
             )
-            .with_reason("no_server"));
+            .with_reason("no_server")
+            .with_retry_after(NO_SERVER_RETRY_AFTER));
         };
         let server = &local.servers[i];
         let admitted = match &cluster.admission {
@@ -649,7 +652,8 @@ impl Upstream {
                                 cluster.spec.max_connections.unwrap_or(0)
                             ),
                         )
-                        .with_reason("max_connections"));
+                        .with_reason("max_connections")
+                        .with_retry_after(NO_SERVER_RETRY_AFTER));
                     }
                 }
             }
@@ -810,6 +814,10 @@ pub(crate) struct UpstreamRoute {
     path: Box<[Piece]>,
 }
 
+/// The `Retry-After` of a `503` for an upstream with no server in rotation or no connection to spare: health
+/// checks and ejections change the rotation within seconds.
+const NO_SERVER_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// The largest request body kept in memory so that a failed try can be resent.
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
@@ -825,6 +833,8 @@ enum Tried {
     ),
     /// The client's body broke the try (it grew past the operation's limit).
     TooLarge,
+    /// The client's body could not be read (malformed chunked framing, the client went away).
+    BadBody,
 }
 
 /// The request value `placeholder` names, when the request has it (non-empty).
@@ -984,7 +994,7 @@ impl UpstreamRoute {
             let failure = match &tried_now {
                 Tried::Answered(_) => None,
                 Tried::Failed(failure, ..) => Some(*failure),
-                Tried::TooLarge => None,
+                Tried::TooLarge | Tried::BadBody => None,
             };
             if !cluster.plain {
                 cluster.record(&picked.server, failure.is_some_and(Failure::counts_against_server));
@@ -994,6 +1004,13 @@ impl UpstreamRoute {
                 Tried::TooLarge => {
                     // The request body grew past the operation's limit while it streamed: the client's doing.
                     return Err(GatewayError::payload_too_large(max_body));
+                }
+                Tried::BadBody => {
+                    // Not the upstream's failure either: nothing to retry, nothing against the server.
+                    return Err(GatewayError::new(
+                        ErrorKind::BadRequestBody,
+                        "the request body could not be read",
+                    ));
                 }
                 Tried::Failed(failure, answer, error) => {
                     match &error {
@@ -1061,6 +1078,28 @@ impl UpstreamRoute {
     }
 }
 
+/// Whether sending failed because the client's request body did: hyper's client reports a body that errored as a
+/// user error caused by the body's own error — for a client's body, its connection's `hyper::Error`.
+fn is_client_body_error(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(hyper_err) = e.downcast_ref::<hyper::Error>()
+            && hyper_err.is_user()
+        {
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                if c.is::<hyper::Error>() {
+                    return true;
+                }
+                cause = c.source();
+            }
+            return false;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// One try: the request sent to one server, bounded by the upstream's timeout.
 async fn try_once(
     cluster: &Cluster,
@@ -1079,6 +1118,7 @@ async fn try_once(
             }
         }
         Ok(Err(err)) if crate::policies::validate::body::is_too_large(&err) => Tried::TooLarge,
+        Ok(Err(err)) if is_client_body_error(&err) => Tried::BadBody,
         Ok(Err(err)) => {
             let failure = if err.is_connect() {
                 Failure::Connect
@@ -1115,7 +1155,7 @@ fn prepare_headers(ctx: &mut RequestCtx, parts: &mut request::Parts, body: &Body
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(FORWARDED_PROTO));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(ctx.scheme()));
     headers.insert(X_REQUEST_ID.clone(), ctx.request_id.clone());
     // One more hop of the caller's trace (or a new trace): the upstream sees the gateway's span as its parent.
     // With trace export on, the context was made on arrival (its span id is the exported client span's).

@@ -1,0 +1,177 @@
+//! Certificates made for a test (rcgen): a CA and leaf certificates signed by it, written as PEM files in a
+//! temporary directory; and an HTTPS client that trusts only that CA, speaks HTTP/1.1 or HTTP/2 as ALPN decides,
+//! and reports which certificate the server presented.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+/// A CA of its own, and the directory its certificates are written to (removed on drop).
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: CertificateDer<'static>,
+    dir: PathBuf,
+}
+
+/// A leaf certificate's files, and its DER to compare with what a server presents.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    /// A new CA, its files under a fresh temporary directory.
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-tls-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "gateway test CA");
+        let key = KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        let ca_der = cert.der().clone();
+        Self {
+            issuer: Issuer::new(params, key),
+            ca_der,
+            dir,
+        }
+    }
+
+    /// A certificate for `names` (DNS names, `*.example.test` wildcards), written as `FILE.crt` and `FILE.key`.
+    pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        let params =
+            CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("leaf params");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
+        let leaf = Leaf {
+            cert: self.dir.join(format!("{file}.crt")),
+            key: self.dir.join(format!("{file}.key")),
+            der: cert.der().to_vec(),
+        };
+        std::fs::write(&leaf.cert, cert.pem()).expect("write cert");
+        std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
+        leaf
+    }
+
+    /// A client configuration trusting only this CA, offering `alpn`.
+    pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("CA into the root store");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Every connection a full handshake: a resumed session would report the certificate of the session it
+        // resumed, not the one the server would present now.
+        config.resumption = rustls::client::Resumption::disabled();
+        Arc::new(config)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one HTTPS request saw.
+#[derive(Debug)]
+pub struct HttpsReply {
+    pub status: StatusCode,
+    pub version: Version,
+    pub body: Bytes,
+    /// The DER of the certificate the server presented.
+    pub presented: Vec<u8>,
+    /// The protocol ALPN settled on.
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// `GET path` over a new TLS connection to `addr`, asking for `sni`; HTTP/2 when ALPN picks `h2`.
+pub async fn https_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+    path: &str,
+) -> Result<HttpsReply, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (_, session) = tls.get_ref();
+    let presented = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+    let request = Request::get(format!("https://{sni}{path}"))
+        .header(http::header::HOST, sni)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = if alpn.as_deref() == Some(b"h2") {
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("h2: {e}"))?;
+        tokio::spawn(connection);
+        // HTTP/2 takes the authority from the URI, not a Host header.
+        let (mut parts, body) = request.into_parts();
+        parts.headers.remove(http::header::HOST);
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| format!("request: {e}"))?
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("h1: {e}"))?;
+        tokio::spawn(connection);
+        let (mut parts, body) = request.into_parts();
+        parts.uri = path.parse().map_err(|e| format!("{e}"))?;
+        sender
+            .send_request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| format!("request: {e}"))?
+    };
+    let status = response.status();
+    let version = response.version();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(HttpsReply {
+        status,
+        version,
+        body,
+        presented,
+        alpn,
+    })
+}
