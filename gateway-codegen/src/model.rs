@@ -434,6 +434,40 @@ pub enum Access {
     Open,
 }
 
+/// `ip`: the client addresses an operation admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpPolicy {
+    /// Only callers in these blocks (`None`: everyone not denied).
+    pub allow: Option<Vec<Cidr>>,
+    /// Never callers in these blocks.
+    pub deny: Vec<Cidr>,
+}
+
+/// An address block: `addr` with its first `prefix` bits significant (the rest zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The block's first address.
+    pub addr: std::net::IpAddr,
+    /// Significant bits: 0 to 32 (IPv4) or 128 (IPv6).
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// `addr` with the bits after the prefix cleared.
+    pub fn network(&self) -> std::net::IpAddr {
+        match self.addr {
+            std::net::IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                std::net::IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            std::net::IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                std::net::IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
+    }
+}
+
 /// A CORS policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
@@ -901,6 +935,8 @@ pub struct Operation {
     pub access: Access,
     /// The operation's CORS policy; `None`: off.
     pub cors: Option<Cors>,
+    /// The client addresses it admits.
+    pub ip: Option<IpPolicy>,
     /// Plans whose keys may call it (indexes into [`Api::usage_plans`]); empty: all.
     pub plans: Vec<usize>,
     /// The operation's own token bucket.

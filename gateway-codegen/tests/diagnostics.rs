@@ -1830,3 +1830,36 @@ fn an_upstream_has_url_or_urls_and_its_servers_share_a_base_path() {
     let g = run(&several.replace("/v2\"", "/v1\"")).expect("the same base path");
     assert!(g.files["src/api.rs"].contains("urls: &[\"http://127.0.0.1:9001/v1\", \"http://127.0.0.1:9002/v1\"]"));
 }
+
+/// `BASE` with an `ip` list on the operation (line 14).
+fn ip_with(lists: &str) -> String {
+    BASE.replace(
+        "        target: { upstream: pets, path: \"/v1/pets/{petId}\" }\n",
+        &format!("        target: {{ upstream: pets, path: \"/v1/pets/{{petId}}\" }}\n        ip: {{ {lists} }}\n"),
+    )
+}
+
+#[test]
+fn ip_lists_take_addresses_and_blocks_and_point_at_a_bad_entry() {
+    let e = single_error(
+        &ip_with("allow: [10.1.2.3/8]"),
+        "`10.1.2.3/8` has bits set after its /8 prefix",
+        14,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `10.0.0.0/8`?"));
+    single_error(
+        &ip_with("deny: [intranet]"),
+        "`intranet` is not an IP address or CIDR block",
+        14,
+    );
+    single_error(
+        &ip_with("allow: []"),
+        "`allow` is empty, so every caller would be refused",
+        14,
+    );
+    let g = run(&ip_with("allow: [10.0.0.0/8, \"2001:db8::/32\"], deny: [10.6.6.6]")).expect("valid lists");
+    let api = &g.files["src/api.rs"];
+    assert!(api.contains("Cidr::v4([10, 0, 0, 0], 8)"), "{api}");
+    assert!(api.contains("Cidr::v6([8193, 3512, 0, 0, 0, 0, 0, 0], 32)"), "{api}");
+    assert!(api.contains("deny: &[Cidr::v4([10, 6, 6, 6], 32)]"), "{api}");
+}

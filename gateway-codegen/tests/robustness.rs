@@ -1281,6 +1281,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             security: Vec::new(),
             access: gateway_codegen::model::Access::Open,
             cors: None,
+            ip: None,
             plans: Vec::new(),
             throttle: None,
             responses: Vec::new(),

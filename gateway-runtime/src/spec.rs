@@ -612,6 +612,8 @@ pub struct OperationSpec {
     pub security: &'static [&'static [Requirement]],
     /// CORS for the operation (the API's, narrowed or turned off by the operation); `None`: no CORS headers.
     pub cors: Option<&'static CorsSpec>,
+    /// The client addresses the operation admits (`ip`); `None`: any.
+    pub ip: Option<&'static IpSpec>,
     /// Usage plans whose keys may call the operation (indexes into [`ApiSpec::usage_plans`]); empty: all.
     pub plans: &'static [usize],
     /// The operation's own token bucket.
@@ -631,6 +633,57 @@ pub struct OperationSpec {
     pub responses_check: Option<&'static ResponseCheckSpec>,
     /// Where the request goes.
     pub target: TargetSpec,
+}
+
+/// `ip`: who may call, by client address. A denied address is refused even when allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct IpSpec {
+    /// Only addresses in these blocks (`None`: every address not denied).
+    pub allow: Option<&'static [Cidr]>,
+    /// Never addresses in these blocks.
+    pub deny: &'static [Cidr],
+}
+
+/// An address block: the addresses whose first `prefix` bits are those of `addr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The block's first address.
+    pub addr: std::net::IpAddr,
+    /// Significant bits.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// An IPv4 block.
+    pub const fn v4(octets: [u8; 4], prefix: u8) -> Self {
+        Self {
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3])),
+            prefix,
+        }
+    }
+
+    /// An IPv6 block.
+    pub const fn v6(s: [u16; 8], prefix: u8) -> Self {
+        Self {
+            addr: std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7])),
+            prefix,
+        }
+    }
+
+    /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The request body of an operation (`validate.body`, `validate.max_body` and the operation's `requestBody`).

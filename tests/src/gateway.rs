@@ -34,6 +34,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// Where its admin listener listens (started on an ephemeral port unless the arguments say otherwise).
     pub admin: Option<SocketAddr>,
+    /// Where its HTTP-to-HTTPS redirect listens, when `--redirect-http` started one.
+    pub redirect: Option<SocketAddr>,
     /// What it printed on stderr, collected here when it exits.
     stderr: Option<std::thread::JoinHandle<String>>,
     /// What it printed on stderr so far, while it runs.
@@ -103,17 +105,20 @@ impl Gateway {
         std::thread::spawn(move || {
             let mut listening = false;
             let mut admin = None;
+            let mut redirect = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if listening {
                     lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
                 } else if let Some(rest) = line.strip_prefix("admin on http://") {
                     admin = rest.split_whitespace().next().map(str::to_owned);
+                } else if let Some(rest) = line.strip_prefix("redirecting http://") {
+                    redirect = rest.split_whitespace().next().map(str::to_owned);
                 } else if let Some(addr) = line
                     .strip_prefix("listening on http://")
                     .or_else(|| line.strip_prefix("listening on https://"))
                 {
                     listening = true;
-                    let _ = tx.send((addr.trim().to_owned(), admin.take()));
+                    let _ = tx.send((addr.trim().to_owned(), admin.take(), redirect.take()));
                 }
             }
         });
@@ -121,13 +126,17 @@ impl Gateway {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
+            redirect: None,
             stderr: Some(stderr),
             stderr_so_far,
             stdout: after,
             workdir,
         };
         match rx.recv_timeout(START_LIMIT) {
-            Ok((addr, admin)) => {
+            Ok((addr, admin, redirect)) => {
+                gateway.redirect = redirect
+                    .map(|a| a.parse().map_err(|e| format!("bad redirect address {a:?}: {e}")))
+                    .transpose()?;
                 gateway.addr = addr.parse().map_err(|e| format!("bad address {addr:?}: {e}"))?;
                 gateway.admin = admin
                     .map(|a| a.parse().map_err(|e| format!("bad admin address {a:?}: {e}")))

@@ -6,10 +6,10 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use crate::model::{
-    Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cors, Edits, FormField, GatewayResponse, Invalidate, JwtKeys,
-    KeyLocation, KeyPart, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod, Requirement, ResponsesCheck,
-    SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Store, StoreAction, Target, TemplatePart, Throttle, Transform,
-    Upstream, UsagePlan,
+    Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cidr, Cors, Edits, FormField, GatewayResponse, Invalidate,
+    IpPolicy, JwtKeys, KeyLocation, KeyPart, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod,
+    Requirement, ResponsesCheck, SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Store, StoreAction, Target,
+    TemplatePart, Throttle, Transform, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -108,6 +108,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "CacheKeyPart",
         "CacheSettings",
         "CacheSpec",
+        "Cidr",
         "CorsSpec",
         "EditSpec",
         "EjectSpec",
@@ -117,6 +118,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "GatewayResponseSpec",
         "HealthSpec",
         "Invalidate",
+        "IpSpec",
         "JwtAlgorithm",
         "JwtKeys",
         "JwtSpec",
@@ -449,6 +451,10 @@ fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
         .iter()
         .map(|alternative| alternative.iter().map(requirement).collect::<Vec<_>>());
     let cors = option(cors.map(cors_ref));
+    let ip = option(op.ip.as_ref().map(|ip| {
+        let ip = ip_spec(ip);
+        quote!(&#ip)
+    }));
     let op_plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
     let op_throttle = option(op.throttle.as_ref().map(throttle));
     let cache = match &op.cache {
@@ -479,6 +485,7 @@ fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
             validate: #validate,
             security: &[#(&[#(#security),*]),*],
             cors: #cors,
+            ip: #ip,
             plans: &[#(#op_plans),*],
             throttle: #op_throttle,
             cache: #cache,
@@ -749,6 +756,28 @@ fn cache_policy(policy: &CachePolicy) -> TokenStream {
             invalidate: #invalidate,
         }
     }
+}
+
+fn ip_spec(ip: &IpPolicy) -> TokenStream {
+    let block = |c: &Cidr| {
+        let prefix = Literal::u8_unsuffixed(c.prefix);
+        match c.addr {
+            std::net::IpAddr::V4(v4) => {
+                let octets = v4.octets().map(Literal::u8_unsuffixed);
+                quote!(Cidr::v4([#(#octets),*], #prefix))
+            }
+            std::net::IpAddr::V6(v6) => {
+                let segments = v6.segments().map(Literal::u16_unsuffixed);
+                quote!(Cidr::v6([#(#segments),*], #prefix))
+            }
+        }
+    };
+    let allow = option(ip.allow.as_ref().map(|list| {
+        let list = list.iter().map(block);
+        quote!(&[#(#list),*])
+    }));
+    let deny = ip.deny.iter().map(block);
+    quote!(IpSpec { allow: #allow, deny: &[#(#deny),*] })
 }
 
 fn option(tokens: Option<TokenStream>) -> TokenStream {

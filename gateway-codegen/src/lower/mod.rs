@@ -246,6 +246,7 @@ fn lower_operation(
         security: op.security.clone(),
         access: op.access,
         cors: op.cors.clone(),
+        ip: op.ip.clone(),
         plans: op.plans.clone(),
         throttle: op.throttle,
         responses: op.responses.clone(),

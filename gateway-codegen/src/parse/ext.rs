@@ -38,6 +38,8 @@ pub struct RootExt {
     pub usage_plans: IndexMap<String, UsagePlanExt>,
     /// The host names the API is served under; a request for another host is refused (`421`). Default: any.
     pub hosts: Option<Vec<String>>,
+    /// Client addresses let in or kept out (`403`), for every operation (an operation's or path item's replace it).
+    pub ip: Option<IpExt>,
     /// Renderings of the gateway's own responses, by kind (`THROTTLED`, `DEFAULT_4XX`, …).
     pub responses: Option<IndexMap<String, GatewayResponseExt>>,
     /// Request and response validation defaults for every operation.
@@ -353,6 +355,18 @@ pub struct PolicyExt {
     pub transform: Option<TransformExt>,
     /// CORS: `false` turns it off; a map overrides the inherited policy field by field.
     pub cors: Option<CorsSetting>,
+    /// Client addresses let in or kept out, replacing the top level's.
+    pub ip: Option<IpExt>,
+}
+
+/// `ip:`: client address lists, as addresses or CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpExt {
+    /// Only these may call (when given).
+    pub allow: Option<Vec<String>>,
+    /// These may not, even when allowed.
+    pub deny: Option<Vec<String>>,
 }
 
 /// `throttle:`: a token bucket.

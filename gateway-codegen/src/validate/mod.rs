@@ -9,6 +9,7 @@ pub mod contract;
 mod cors;
 mod functions;
 pub mod group;
+mod ip;
 mod limits;
 mod responses;
 mod routes;
@@ -156,6 +157,8 @@ pub struct CheckedOperation<'a> {
     pub access: Access,
     /// The effective CORS policy.
     pub cors: Option<Cors>,
+    /// The client addresses it admits.
+    pub ip: Option<crate::model::IpPolicy>,
     /// Admitted usage plans (indexes); empty: all.
     pub plans: Vec<usize>,
     /// The operation's token bucket.
@@ -208,6 +211,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     let mut path_responses: HashMap<String, Vec<GatewayResponse>> = HashMap::new();
     let mut security = Security::new(spec, ctx.spec_dir.as_deref());
     let root_cors = cors::check_root(spec.root.cors.as_ref(), diags);
+    let root_ip_ok = ip::check_root(spec.root.ip.as_ref(), diags);
     let mut operations = Vec::new();
     let mut tables = Tables::default();
     let mut document = contract::Document::new(spec);
@@ -243,6 +247,13 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             checked.security = op_security.alternatives;
             checked.access = op_security.access;
             checked.cors = cors::check_operation(op, spec.root.cors.as_ref(), root_cors.as_ref(), diags);
+            // The top level's list was checked (and its errors reported) once; an operation inheriting a bad one
+            // adds nothing.
+            checked.ip = if root_ip_ok || inherited(op, "ip", |e| e.ip.as_ref()).is_some() {
+                ip::check_operation(op, spec.root.ip.as_ref(), diags)
+            } else {
+                None
+            };
             checked.responses = op_responses(&spec.root, op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
@@ -481,6 +492,7 @@ fn check_operation<'a>(
         security: Vec::new(),
         access: Access::Open,
         cors: None,
+        ip: None,
         plans: Vec::new(),
         throttle: None,
         responses: Vec::new(),

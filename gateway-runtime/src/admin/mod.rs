@@ -324,31 +324,29 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Serves `router` on `listener` from a thread of its own.
-    pub fn start(listener: std::net::TcpListener, router: Router) -> std::io::Result<Self> {
+    /// Serves `router` on `listener` from a thread of its own, named `thread` (also the HTTP-to-HTTPS redirect's).
+    pub fn start(listener: std::net::TcpListener, router: Router, thread: &str) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (stop, mut stopped) = watch::channel(false);
-        let thread = std::thread::Builder::new()
-            .name("gateway-admin".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(err) => {
-                            tracing::error!(error = %err, "the admin listener cannot start");
-                            return;
-                        }
-                    };
-                    let shutdown = async move {
-                        let _ = stopped.wait_for(|stop| *stop).await;
-                    };
-                    if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-                        tracing::warn!(error = %err, "the admin listener stopped");
+        let thread = std::thread::Builder::new().name(thread.to_owned()).spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        tracing::error!(error = %err, "the admin listener cannot start");
+                        return;
                     }
-                });
-            })?;
+                };
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                    tracing::warn!(error = %err, "the admin listener stopped");
+                }
+            });
+        })?;
         Ok(Self {
             addr,
             stop,

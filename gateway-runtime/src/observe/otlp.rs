@@ -770,6 +770,7 @@ mod tests {
         validate: None,
         security: &[],
         cors: None,
+        ip: None,
         plans: &[],
         throttle: None,
         cache: None,

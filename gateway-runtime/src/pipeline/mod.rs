@@ -54,7 +54,7 @@ use crate::policies::validate::body::{BodyCheck, ReadBody};
 use crate::policies::validate::responses::{BodyNeed, ResponseCheck};
 use crate::policies::validate::{self, Contracts};
 use crate::responses::{self, Responses};
-use crate::spec::{ApiSpec, CacheSpec, OperationSpec};
+use crate::spec::{ApiSpec, CacheSpec, IpSpec, OperationSpec};
 use crate::state::SharedState;
 use crate::targets::Target;
 
@@ -63,6 +63,8 @@ static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// One request filter. The order of [`request_phases`] is the order they run.
 #[derive(Debug)]
 pub(crate) enum RequestPhase {
+    /// The client's address is admitted by the operation's `ip` lists (`FORBIDDEN`).
+    Ip(&'static IpSpec, Limits),
     /// The request names a host the API is served under (`MISDIRECTED_REQUEST`).
     Host(Arc<Hosts>),
     /// The path captures: segment suffixes (`NOT_FOUND` without one) and UTF-8 (`BAD_REQUEST_PARAMETERS`).
@@ -87,6 +89,7 @@ impl RequestPhase {
     /// The phase's name, for tests and logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {
+            RequestPhase::Ip(..) => "ip",
             RequestPhase::Host(_) => "host",
             RequestPhase::Route => "route",
             RequestPhase::Auth(_) => "auth",
@@ -109,6 +112,9 @@ pub(crate) fn request_phases(
     let keyed = !op.security.is_empty();
     let limited = state.limits.api_throttle().is_some() || op.throttle.is_some() || keyed;
     let mut phases = Vec::new();
+    if let Some(ip) = op.ip {
+        phases.push(RequestPhase::Ip(ip, state.limits.clone()));
+    }
     if let Some(hosts) = hosts {
         phases.push(RequestPhase::Host(Arc::clone(hosts)));
     }
@@ -392,6 +398,7 @@ impl Operation {
     /// Runs one of the phases that never wait: a plain call, no future.
     fn run(&self, phase: &RequestPhase, ctx: &mut RequestCtx, parts: &request::Parts) -> Result<(), GatewayError> {
         match phase {
+            RequestPhase::Ip(spec, limits) => crate::policies::ip::check(spec, limits.client_ip(parts, ctx)),
             RequestPhase::Host(hosts) => hosts.check(parts),
             RequestPhase::Route | RequestPhase::Body(_) => Err(self.awaited(phase)),
             RequestPhase::Auth(_) => Err(self.awaited(phase)),
@@ -620,6 +627,7 @@ mod tests {
             validate: None,
             security,
             cors: None,
+            ip: None,
             plans: &[],
             throttle,
             cache: None,

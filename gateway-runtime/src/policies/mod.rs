@@ -6,6 +6,7 @@ pub mod cache;
 pub mod cors;
 pub mod credentials;
 pub mod hosts;
+pub mod ip;
 pub mod throttle;
 pub mod transform;
 pub mod validate;

@@ -170,6 +170,10 @@ struct Args {
     )]
     tls_certs: Vec<std::path::PathBuf>,
 
+    /// With HTTPS: also listen for plain HTTP on ADDR, answering every request with a 308 redirect to HTTPS.
+    #[arg(long, env = "GATEWAY_REDIRECT_HTTP", value_name = "ADDR")]
+    redirect_http: Option<SocketAddr>,
+
     /// The PEM private key of the --tls-cert in the same position (repeatable).
     #[arg(
         long = "tls-key",
@@ -530,6 +534,7 @@ where
         store_max_batch: args.store_max_batch,
         limits: args.limits.limits(),
         tls: tls.clone(),
+        redirect_http: args.redirect_http,
     };
     let served_name = served.name;
     let served = served
@@ -547,6 +552,10 @@ where
         // Before the `listening on` line, after which stdout is the access log's.
         let _ = writeln!(stdout, "admin on http://{admin} (metrics: http://{admin}/metrics)");
         tracing::info!(%admin, "admin listener");
+    }
+    if let Some(redirect) = handle.redirect_addr() {
+        let _ = writeln!(stdout, "redirecting http://{redirect} to https");
+        tracing::info!(%redirect, "redirecting plain HTTP to HTTPS");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Err(err) = writeln!(stdout, "listening on {scheme}://{addr}").and_then(|()| stdout.flush()) {

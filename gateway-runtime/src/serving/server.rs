@@ -34,6 +34,7 @@ use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, ApiRouting, RouterError};
 use crate::serving::limits::{ConnectionSlots, Limits};
+use crate::serving::redirect;
 use crate::serving::scoped;
 use crate::serving::tls::Tls;
 use crate::spec::{ApiMount, ApiSpec};
@@ -83,6 +84,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Serve HTTPS with these certificates instead of plain HTTP.
     pub tls: Option<Tls>,
+    /// A plain-HTTP listener that redirects every request to the HTTPS one (only with `tls`).
+    pub redirect_http: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -107,6 +110,7 @@ impl ServerConfig {
             store_max_batch: None,
             limits: Limits::default(),
             tls: None,
+            redirect_http: None,
         }
     }
 }
@@ -163,6 +167,9 @@ pub enum ServerError {
     /// [`start_gateway`] was given no API.
     #[error("a gateway serves at least one API")]
     NoApis,
+    /// `--redirect-http` without HTTPS to redirect to.
+    #[error("--redirect-http {0} needs --tls-cert and --tls-key: there is no HTTPS listener to redirect to")]
+    RedirectWithoutTls(SocketAddr),
 }
 
 /// A running server. Dropping it starts a graceful shutdown without waiting for it.
@@ -174,6 +181,8 @@ pub struct ServerHandle {
     access_log: Option<AccessLog>,
     otlp: Option<Otlp>,
     admin: Option<AdminServer>,
+    /// The HTTP listener redirecting to HTTPS.
+    redirect: Option<AdminServer>,
     status: Arc<Status>,
     /// The upstreams' health checks and re-resolution, when some upstream has them.
     upstreams: Option<Background>,
@@ -183,6 +192,11 @@ impl ServerHandle {
     /// The address every worker listens on (with the actual port when port `0` was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the HTTP-to-HTTPS redirect listens, if it is on.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().map(AdminServer::local_addr)
     }
 
     /// Where the admin listener listens, if it is on.
@@ -227,6 +241,9 @@ impl ServerHandle {
         // Readiness said `503` while the workers drained; now the admin listener goes too.
         if let Some(admin) = &mut self.admin {
             admin.stop();
+        }
+        if let Some(redirect) = &mut self.redirect {
+            redirect.stop();
         }
         // Health checks and re-resolution stop with the last request they served.
         drop(self.upstreams.take());
@@ -431,11 +448,24 @@ pub fn start_gateway(
                 source,
             })?;
             Some(
-                AdminServer::start(listener, admin::router(&admin))
+                AdminServer::start(listener, admin::router(&admin), "gateway-admin")
                     .map_err(|source| ServerError::Bind { addr, source })?,
             )
         }
         None => None,
+    };
+
+    let https_port = addr.port();
+    let redirect = match (config.redirect_http, &config.tls) {
+        (None, _) => None,
+        (Some(addr), None) => return Err(ServerError::RedirectWithoutTls(addr)),
+        (Some(addr), Some(_)) => {
+            let listener = bind_one(addr).map_err(|source| ServerError::Bind { addr, source })?;
+            Some(
+                AdminServer::start(listener, redirect::router(https_port), "gateway-redirect")
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            )
+        }
     };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -452,6 +482,7 @@ pub fn start_gateway(
         access_log,
         otlp,
         admin,
+        redirect,
         status,
         upstreams: background,
     };

@@ -63,6 +63,7 @@ const fn op(
         validate: None,
         security: &[],
         cors,
+        ip: None,
         plans: &[],
         throttle: None,
         cache: None,

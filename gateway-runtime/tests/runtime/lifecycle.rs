@@ -244,6 +244,7 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         validate: None,
         security: &[],
         cors: None,
+        ip: None,
         plans: &[],
         throttle: None,
         cache: None,

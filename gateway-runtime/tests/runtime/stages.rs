@@ -46,6 +46,7 @@ const fn op(
         validate: None,
         security: &[],
         cors: None,
+        ip: None,
         plans: &[],
         throttle: None,
         cache,

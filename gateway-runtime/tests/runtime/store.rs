@@ -32,6 +32,7 @@ const fn store_op(
         validate: None,
         security: &[],
         cors: None,
+        ip: None,
         plans: &[],
         throttle: None,
         cache: None,

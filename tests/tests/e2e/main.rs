@@ -11,6 +11,7 @@ mod cors;
 mod functions;
 mod gateway_responses;
 mod golden;
+mod ip;
 mod limits;
 mod live_page;
 mod observability;

@@ -124,6 +124,43 @@ async fn sighup_serves_a_new_certificate_and_a_bad_one_keeps_the_old() {
     assert_eq!(after.presented, renewed.der);
 }
 
+#[tokio::test]
+async fn the_plain_listener_of_redirect_http_sends_every_request_to_https() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf("api", &["api.example.test"]);
+    let mut args = tls_args(&[&leaf]);
+    args.extend(["--redirect-http".to_owned(), "127.0.0.1:0".to_owned()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (upstream, gw) = setup_with(&refs).await;
+    let redirect = gw.redirect.expect("the redirect listener's address");
+    let https_port = gw.addr.port();
+    let reply = gateway_tests::client::send(
+        http::Method::POST,
+        &format!("http://{redirect}/pets?limit=2"),
+        &[("host", "api.example.test:80")],
+        bytes::Bytes::from_static(b"{}"),
+    )
+    .await
+    .expect("the redirect answers");
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("https://api.example.test:{https_port}/pets?limit=2").as_str())
+    );
+    // A Host that is not a plain host name is not reflected into a Location.
+    let reply = gateway_tests::client::send(
+        http::Method::GET,
+        &format!("http://{redirect}/"),
+        &[("host", "evil.example/@x")],
+        bytes::Bytes::new(),
+    )
+    .await
+    .expect("the redirect answers");
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.header("location").is_none());
+    assert_eq!(upstream.calls(), 0);
+}
+
 fn hangup(gw: &Gateway) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &gw.pid().to_string()])

@@ -41,6 +41,7 @@ pub static API: ApiSpec = ApiSpec {
             validate: None,
             security: &[],
             cors: None,
+            ip: None,
             plans: &[],
             throttle: None,
             cache: Some(
@@ -79,6 +80,7 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: None,
+            ip: None,
             plans: &[0],
             throttle: None,
             cache: None,
@@ -102,6 +104,7 @@ pub static API: ApiSpec = ApiSpec {
             validate: None,
             security: &[],
             cors: None,
+            ip: None,
             plans: &[],
             throttle: None,
             cache: None,

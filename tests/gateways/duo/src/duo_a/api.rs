@@ -30,6 +30,7 @@ pub static API: ApiSpec = ApiSpec {
             validate: Some(check::<params::HelloParams>),
             security: &[],
             cors: None,
+            ip: None,
             plans: &[],
             throttle: None,
             cache: None,

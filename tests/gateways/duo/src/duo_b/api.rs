@@ -28,6 +28,7 @@ pub static API: ApiSpec = ApiSpec {
             validate: Some(check::<params::StatusParams>),
             security: &[],
             cors: None,
+            ip: None,
             plans: &[],
             throttle: None,
             cache: None,
