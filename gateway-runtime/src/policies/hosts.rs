@@ -21,7 +21,7 @@ pub fn requested(parts: &request::Parts) -> Option<&str> {
 }
 
 /// `host[:port]` split, the host lower-cased (by the caller) and without a trailing dot.
-fn split(authority: &str) -> (&str, Option<&str>) {
+pub(crate) fn split(authority: &str) -> (&str, Option<&str>) {
     let authority = authority.trim();
     // An IPv6 literal is bracketed: `[::1]:8080`.
     let (host, port) = if let Some(end) = authority.strip_prefix('[').and_then(|rest| rest.find(']')) {

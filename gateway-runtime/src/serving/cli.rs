@@ -227,7 +227,7 @@ fn parse_ratio(raw: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_duration(raw: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("{e} (expected e.g. 250ms, 10s, 5m)"))
 }
 

@@ -187,10 +187,10 @@ fn parse_size(raw: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// A duration above zero (a zero timeout would close every connection at once).
 fn parse_duration(raw: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(raw) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("expected a duration above zero".to_owned()),
-        Err(e) => Err(format!("{e} (expected e.g. 250ms, 10s, 5m)")),
+    match super::cli::parse_duration(raw)? {
+        d if d.is_zero() => Err("expected a duration above zero".to_owned()),
+        d => Ok(d),
     }
 }

@@ -43,15 +43,10 @@ async fn redirect(State(https_port): State<u16>, request: Request) -> Response {
     }
 }
 
-/// The host of a `Host` value without its port, when it is a plain name or address (never anything that could
-/// turn the `Location` into another URL).
+/// The host of a `Host` value without its port ([`crate::policies::hosts::split`]), when it is a plain name or
+/// address (never anything that could turn the `Location` into another URL).
 fn host_only(value: &str) -> Option<&str> {
-    let value = value.trim();
-    let host = if value.starts_with('[') {
-        &value[..=value.find(']')?]
-    } else {
-        value.split(':').next()?
-    };
+    let (host, _) = crate::policies::hosts::split(value);
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':');
     (!host.is_empty() && host.chars().all(plain)).then_some(host)
 }

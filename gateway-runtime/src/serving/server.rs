@@ -756,13 +756,15 @@ where
         // An error means the handle is gone, which also means stop.
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
+    let close = async move {
+        tokio::select! {
+            () = stop => {}
+            () = enough.notified() => {}
+        }
+    };
     tokio::select! {
         result = connection.as_mut() => result,
-        () = stop => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-        () = enough.notified() => {
+        () = close => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

@@ -86,6 +86,17 @@ impl Server {
     pub(super) fn available(&self, now: u64) -> bool {
         self.healthy.load(Relaxed) && self.ejected_until.load(Relaxed) <= now
     }
+
+    /// `up`, `unhealthy` (failing active checks) or `ejected` (passive outlier detection) at `now`.
+    pub(super) fn state(&self, now: u64) -> &'static str {
+        if !self.healthy.load(Relaxed) {
+            "unhealthy"
+        } else if self.ejected_until.load(Relaxed) > now {
+            "ejected"
+        } else {
+            "up"
+        }
+    }
 }
 
 /// The servers of a cluster at one time (re-resolution replaces the set; servers it keeps keep their state).
@@ -331,7 +342,6 @@ impl Cluster {
         true
     }
 
-    /// The cluster as the admin endpoint shows it.
     /// How many servers are in rotation, and why the others are not; `None` without health checks or ejection.
     pub(crate) fn health(&self) -> Option<String> {
         if self.spec.health.is_none() && self.spec.eject.is_none() {
@@ -341,12 +351,10 @@ impl Cluster {
         let set = self.servers.load();
         let (mut up, mut unhealthy, mut ejected) = (0, 0, 0);
         for server in &set.servers {
-            if !server.healthy.load(Relaxed) {
-                unhealthy += 1;
-            } else if server.ejected_until.load(Relaxed) > now {
-                ejected += 1;
-            } else {
-                up += 1;
+            match server.state(now) {
+                "unhealthy" => unhealthy += 1,
+                "ejected" => ejected += 1,
+                _ => up += 1,
             }
         }
         let mut text = format!("{up} of {} up", set.servers.len());
@@ -358,6 +366,7 @@ impl Cluster {
         Some(text)
     }
 
+    /// The cluster as the admin endpoint shows it.
     pub(crate) fn view(&self) -> ClusterView {
         let now = self.now();
         let set = self.servers.load();
@@ -376,20 +385,12 @@ impl Cluster {
                 .iter()
                 .map(|s| {
                     let until = s.ejected_until.load(Relaxed);
-                    let healthy = s.healthy.load(Relaxed);
-                    let ejected_ms = (until > now).then(|| until - now);
                     let last = s.last_failure.load(Relaxed);
                     ServerView {
                         server: s.endpoint.label,
-                        state: if !healthy {
-                            "unhealthy"
-                        } else if ejected_ms.is_some() {
-                            "ejected"
-                        } else {
-                            "up"
-                        },
-                        healthy,
-                        ejected_for_ms: ejected_ms,
+                        state: s.state(now),
+                        healthy: s.healthy.load(Relaxed),
+                        ejected_for_ms: (until > now).then(|| until - now),
                         ejections: s.ejections.load(Relaxed),
                         in_flight: s.in_flight.load(Relaxed),
                         requests: s.requests.load(Relaxed),
