@@ -356,6 +356,8 @@ pub enum SchemeKind {
     Authorizer(Authorizer),
     /// Not verified by the gateway: the credential must be presented, and is forwarded.
     Presented(Presented),
+    /// A client certificate verified at the TLS handshake (`type: mutualTLS`, or `x-gateway: { mtls: required }`).
+    MutualTls,
 }
 
 /// A scheme the upstream verifies: `Authorization: <auth_scheme> <credentials>` must be there.
@@ -663,6 +665,10 @@ pub enum Placeholder {
     ClientIp,
     /// `{context.api_key.name}`.
     ApiKeyName,
+    /// `{context.client_cert.subject}`: the verified client certificate's subject.
+    ClientCertSubject,
+    /// `{context.client_cert.sans}`: its subject alternative names, comma-separated.
+    ClientCertSans,
     /// `{path.X}`: path parameter by template index.
     Path(usize),
     /// `{query.X}`.
@@ -937,6 +943,10 @@ pub struct Operation {
     pub cors: Option<Cors>,
     /// The client addresses it admits.
     pub ip: Option<IpPolicy>,
+    /// Response compression and request decompression, when on.
+    pub compression: Option<Compression>,
+    /// Whether WebSocket upgrades pass through to the upstream.
+    pub websocket: bool,
     /// Plans whose keys may call it (indexes into [`Api::usage_plans`]); empty: all.
     pub plans: Vec<usize>,
     /// The operation's own token bucket.
@@ -953,6 +963,15 @@ pub struct Operation {
     pub responses_check: Option<ResponsesCheck>,
     /// Where requests go.
     pub target: Target,
+}
+
+/// An operation's compression settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// Smallest response body compressed.
+    pub min_size: u64,
+    /// Whether compressed request bodies are decompressed.
+    pub decompress_requests: bool,
 }
 
 /// The generated struct holding an operation's parameters.

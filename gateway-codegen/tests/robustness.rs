@@ -1282,6 +1282,8 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
             access: gateway_codegen::model::Access::Open,
             cors: None,
             ip: None,
+            compression: None,
+            websocket: false,
             plans: Vec::new(),
             throttle: None,
             responses: Vec::new(),

@@ -32,10 +32,10 @@ use crate::observe::metrics::{Meter, WorkerMetrics};
 use crate::pipeline::{Arrival, ContractSide, Operation, OperationService, RequestCtx, finish, request_phases};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::cors::{self, Cors, CorsError, Policies, Preflight};
-use crate::policies::credentials;
 use crate::policies::hosts::Hosts;
 use crate::policies::transform::Transforms;
 use crate::policies::validate::responses::ResponseCheck;
+use crate::policies::{compression, credentials};
 use crate::responses::{Responses, ResponsesError};
 use crate::spec::{ApiMount, ApiSpec, OperationSpec, TargetSpec};
 use crate::stage::ResolvedStage;
@@ -375,7 +375,13 @@ fn api_router(
             if route_cors && op.method == Method::OPTIONS {
                 options = Some(service);
             } else {
-                method_router = method_router.on_service(filter, service);
+                method_router = match op.compression {
+                    None => method_router.on_service(filter, service),
+                    Some(spec) if spec.decompress_requests => {
+                        method_router.on_service(filter, compression::decompress(compression::compress(spec, service)))
+                    }
+                    Some(spec) => method_router.on_service(filter, compression::compress(spec, service)),
+                };
             }
         }
         // A route whose operations all turned CORS off answers its 405s (and preflights) without CORS headers.

@@ -249,6 +249,9 @@ pub enum SchemeKind {
     /// A credential the gateway cannot verify (`http basic`, a bearer or `oauth2` scheme without a verification
     /// source): it must be presented, and is forwarded for the upstream to verify.
     Presented(PresentedSpec),
+    /// A client certificate, verified at the TLS handshake against `--tls-client-ca` (`type: mutualTLS`, or
+    /// `x-gateway: { mtls: required }`).
+    MutualTls,
 }
 
 /// A scheme verified by the upstream: `Authorization: <auth_scheme> <credentials>` must be presented.
@@ -614,6 +617,10 @@ pub struct OperationSpec {
     pub cors: Option<&'static CorsSpec>,
     /// The client addresses the operation admits (`ip`); `None`: any.
     pub ip: Option<&'static IpSpec>,
+    /// Response compression and request decompression; `None`: off.
+    pub compression: Option<CompressionSpec>,
+    /// Whether WebSocket upgrades (`Upgrade: websocket`) pass through to the upstream.
+    pub websocket: bool,
     /// Usage plans whose keys may call the operation (indexes into [`ApiSpec::usage_plans`]); empty: all.
     pub plans: &'static [usize],
     /// The operation's own token bucket.
@@ -633,6 +640,16 @@ pub struct OperationSpec {
     pub responses_check: Option<&'static ResponseCheckSpec>,
     /// Where the request goes.
     pub target: TargetSpec,
+}
+
+/// `compression`: responses compressed for clients that accept it, and optionally request bodies decompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressionSpec {
+    /// Smallest response body compressed (one of unknown size is).
+    pub min_size: u64,
+    /// Whether request bodies with a `Content-Encoding` are decompressed (held to the body limit once
+    /// decompressed).
+    pub decompress_requests: bool,
 }
 
 /// `ip`: who may call, by client address. A denied address is refused even when allowed.

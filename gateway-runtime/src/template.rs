@@ -33,6 +33,10 @@ pub enum Placeholder {
     ClientIp,
     /// `{context.api_key.name}` (empty when the caller presented no accepted key).
     ApiKeyName,
+    /// `{context.client_cert.subject}`: the verified client certificate's subject (empty without one).
+    ClientCertSubject,
+    /// `{context.client_cert.sans}`: its subject alternative names (`DNS:a.example, IP:10.0.0.1`), comma-separated.
+    ClientCertSans,
     /// `{path.X}`: path parameter `i` (index into the operation's path parameters).
     Path(usize),
     /// `{query.X}`: the first value of query parameter X, percent-decoded (empty when absent).
@@ -115,6 +119,21 @@ impl Values<'_> {
             Placeholder::ApiKeyName => {
                 if let Some(name) = self.ctx.caller.as_ref().and_then(Caller::key_name) {
                     out.push_str(name);
+                }
+            }
+            Placeholder::ClientCertSubject => {
+                if let Some(cert) = &self.ctx.client_cert {
+                    out.push_str(&cert.subject);
+                }
+            }
+            Placeholder::ClientCertSans => {
+                if let Some(cert) = &self.ctx.client_cert {
+                    for (i, san) in cert.sans.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(", ");
+                        }
+                        out.push_str(san);
+                    }
                 }
             }
             Placeholder::Path(i) => out.push_str(self.ctx.path_value(i).unwrap_or("")),

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
+    ca_pem: String,
     dir: PathBuf,
 }
 
@@ -49,6 +50,7 @@ impl TestCa {
         Self {
             issuer: Issuer::new(params, key),
             ca_der,
+            ca_pem: cert.pem(),
             dir,
         }
     }
@@ -67,6 +69,56 @@ impl TestCa {
         std::fs::write(&leaf.cert, cert.pem()).expect("write cert");
         std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
         leaf
+    }
+
+    /// The CA certificate as a PEM file (for `--tls-client-ca`).
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem).expect("write CA");
+        path
+    }
+
+    /// A client certificate with common name `cn` and the DNS name and e-mail SANs given.
+    pub fn client_leaf(&self, file: &str, cn: &str, dns: &[&str], email: &str) -> Leaf {
+        let mut params =
+            CertificateParams::new(dns.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Gateway Tests");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::Rfc822Name(email.try_into().expect("e-mail SAN")));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("client key");
+        let cert = params.signed_by(&key, &self.issuer).expect("client certificate");
+        let leaf = Leaf {
+            cert: self.dir.join(format!("{file}.crt")),
+            key: self.dir.join(format!("{file}.key")),
+            der: cert.der().to_vec(),
+        };
+        std::fs::write(&leaf.cert, cert.pem()).expect("write cert");
+        std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
+        leaf
+    }
+
+    /// [`TestCa::client`], presenting `leaf` as its client certificate.
+    pub fn client_with_cert(&self, alpn: &[&[u8]], leaf: &Leaf) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).expect("CA into the root store");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("client key");
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![CertificateDer::from(leaf.der.clone())], key)
+            .expect("client certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config.resumption = rustls::client::Resumption::disabled();
+        Arc::new(config)
     }
 
     /// A client configuration trusting only this CA, offering `alpn`.

@@ -8,7 +8,11 @@
 //! - `gate=NAME` — send `first\n`, then wait until `/__release/NAME` is requested, then send `second\n`;
 //! - `hop=1` — add hop-by-hop headers to the response (`Connection: x-hop`, `X-Hop`, `Keep-Alive`);
 //! - `cache_control=V` — add `Cache-Control: V`; `set_cookie=1` — add `Set-Cookie: session=s1`;
-//! - `body_json=JSON` — answer with that JSON document (`Content-Type: application/json`).
+//! - `body_json=JSON` — answer with that JSON document (`Content-Type: application/json`);
+//! - `content_type=V` — answer with `Content-Type: V` (with `size` or `gate`).
+//!
+//! A request with `Upgrade: websocket` is a WebSocket handshake: the server switches protocols and echoes every
+//! message back, prefixed with `echo: `, until the client closes.
 //!
 //! Otherwise the answer is a JSON description of the request (`Content-Type: application/json`): method, raw
 //! path, query, headers, body. `/__calls` answers how many other requests arrived; `/__last` the description of
@@ -136,7 +140,7 @@ impl Upstream {
                     let _open = Open::new(state.clone());
                     let service = service_fn(move |req| handle(state.clone(), req));
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     // A kill drops the connection, in the middle of whatever it was doing.
                     tokio::select! {
                         _ = connection => {}
@@ -247,6 +251,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
         }
         return Ok(response);
     }
+    if req
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        state.calls.fetch_add(1, Ordering::SeqCst);
+        return Ok(websocket_echo(req));
+    }
     let count = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
     if let Some(tx) = state
         .arrived
@@ -309,12 +321,58 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     if let Some(value) = query.get("cache_control").and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert("cache-control", value);
     }
+    if let Some(value) = query.get("content_type").and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("content-type", value);
+    }
     if query.contains_key("set_cookie") {
         headers.insert("set-cookie", HeaderValue::from_static("session=s1"));
     }
     // Which call this answer came from: a cached copy repeats the number of the call that produced it.
     headers.insert("x-upstream-call", HeaderValue::from(count));
     Ok(response)
+}
+
+/// Switches `req`'s connection to WebSocket and echoes every text or binary message, prefixed with `echo: `.
+fn websocket_echo(mut req: Request<Incoming>) -> Response<Body> {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        let mut response = Response::new(full("no Sec-WebSocket-Key"));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut socket =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        while let Some(Ok(message)) = socket.next().await {
+            let reply = match message {
+                Message::Text(text) => Message::text(format!("echo: {text}")),
+                Message::Binary(bytes) => {
+                    let mut out = b"echo: ".to_vec();
+                    out.extend_from_slice(&bytes);
+                    Message::binary(out)
+                }
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert("connection", HeaderValue::from_static("upgrade"));
+    headers.insert("upgrade", HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert("sec-websocket-accept", accept);
+    }
+    response
 }
 
 /// `status` as a status code; `None` for 0 and what is not one.

@@ -110,6 +110,9 @@ fn section(out: &mut String, api: &Api, level: &str) {
                     "nobody at the gateway: `Authorization: {} …` must be presented, and is forwarded for the upstream to verify",
                     p.auth_scheme
                 ),
+                SchemeKind::MutualTls => {
+                    String::from("the TLS handshake: a client certificate signed by the `--tls-client-ca` (mutual TLS)")
+                }
                 SchemeKind::Authorizer(a) => format!(
                     "authorizer `{}{}` on {} `{}`{}",
                     api.upstreams.get(a.upstream).map_or("?", |u| u.name.as_str()),

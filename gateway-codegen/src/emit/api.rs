@@ -109,6 +109,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "CacheSettings",
         "CacheSpec",
         "Cidr",
+        "CompressionSpec",
         "CorsSpec",
         "EditSpec",
         "EjectSpec",
@@ -279,6 +280,8 @@ fn placeholder(p: &Placeholder) -> TokenStream {
         Placeholder::OperationId => quote!(Placeholder::OperationId),
         Placeholder::ClientIp => quote!(Placeholder::ClientIp),
         Placeholder::ApiKeyName => quote!(Placeholder::ApiKeyName),
+        Placeholder::ClientCertSubject => quote!(Placeholder::ClientCertSubject),
+        Placeholder::ClientCertSans => quote!(Placeholder::ClientCertSans),
         Placeholder::Path(i) => {
             let i = Literal::usize_unsuffixed(*i);
             quote!(Placeholder::Path(#i))
@@ -455,6 +458,12 @@ fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
         let ip = ip_spec(ip);
         quote!(&#ip)
     }));
+    let compression = option(op.compression.map(|c| {
+        let min_size = Literal::u64_unsuffixed(c.min_size);
+        let decompress = c.decompress_requests;
+        quote!(CompressionSpec { min_size: #min_size, decompress_requests: #decompress })
+    }));
+    let websocket = op.websocket;
     let op_plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
     let op_throttle = option(op.throttle.as_ref().map(throttle));
     let cache = match &op.cache {
@@ -486,6 +495,8 @@ fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
             security: &[#(&[#(#security),*]),*],
             cors: #cors,
             ip: #ip,
+            compression: #compression,
+            websocket: #websocket,
             plans: &[#(#op_plans),*],
             throttle: #op_throttle,
             cache: #cache,
@@ -894,6 +905,7 @@ fn scheme(scheme: &Scheme) -> TokenStream {
             let auth_scheme = &p.auth_scheme;
             quote!(SchemeKind::Presented(PresentedSpec { auth_scheme: #auth_scheme }))
         }
+        SchemeKind::MutualTls => quote!(SchemeKind::MutualTls),
         SchemeKind::Authorizer(a) => {
             let credential = key_scheme(&a.credential);
             let upstream = Literal::usize_unsuffixed(a.upstream);

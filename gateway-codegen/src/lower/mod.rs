@@ -247,6 +247,8 @@ fn lower_operation(
         access: op.access,
         cors: op.cors.clone(),
         ip: op.ip.clone(),
+        compression: op.compression,
+        websocket: op.websocket,
         plans: op.plans.clone(),
         throttle: op.throttle,
         responses: op.responses.clone(),

@@ -19,6 +19,14 @@ pub fn downgrade(document: &mut Value) -> usize {
     count
 }
 
+/// Takes the `type: mutualTLS` security schemes (OpenAPI 3.1) out of `components.securitySchemes`, which
+/// `openapiv3` cannot read; the security step finds them in the document as written.
+pub fn strip_mutual_tls(document: &mut Value) {
+    if let Some(Value::Object(schemes)) = document.pointer_mut("/components/securitySchemes") {
+        schemes.retain(|_, scheme| scheme.get("type").is_none_or(|t| t != "mutualTLS"));
+    }
+}
+
 fn walk(value: &mut Value, count: &mut usize) {
     match value {
         Value::Object(map) => {

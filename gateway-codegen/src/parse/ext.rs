@@ -40,6 +40,8 @@ pub struct RootExt {
     pub hosts: Option<Vec<String>>,
     /// Client addresses let in or kept out (`403`), for every operation (an operation's or path item's replace it).
     pub ip: Option<IpExt>,
+    /// Response compression (and request decompression) for every operation. Default off.
+    pub compression: Option<CompressionSetting>,
     /// Renderings of the gateway's own responses, by kind (`THROTTLED`, `DEFAULT_4XX`, …).
     pub responses: Option<IndexMap<String, GatewayResponseExt>>,
     /// Request and response validation defaults for every operation.
@@ -162,6 +164,27 @@ pub enum CorsSetting {
     Enabled(bool),
     /// Fields overriding the inherited policy.
     Policy(CorsExt),
+}
+
+/// `compression:`: `true`/`false`, or settings (which turn it on).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CompressionSetting {
+    /// On with the inherited (or default) settings, or off.
+    Enabled(bool),
+    /// On, with these settings over the inherited ones.
+    Settings(CompressionExt),
+}
+
+/// `compression: { … }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionExt {
+    /// Smallest response body compressed (bodies of unknown size are). Default 1KiB.
+    pub min_size: Option<SizeValue>,
+    /// Decompress request bodies sent with `Content-Encoding: gzip`, `deflate`, `br` or `zstd` (the decompressed
+    /// body is held to `validate.max_body`). Default false.
+    pub decompress_requests: Option<bool>,
 }
 
 /// `validate:`: what the gateway checks against the spec. Inherited field by field (operation over path item over
@@ -357,6 +380,24 @@ pub struct PolicyExt {
     pub cors: Option<CorsSetting>,
     /// Client addresses let in or kept out, replacing the top level's.
     pub ip: Option<IpExt>,
+    /// Compression: `false` turns it off; `true` or a map turns it on, overriding the inherited settings.
+    pub compression: Option<CompressionSetting>,
+    /// Pass WebSocket upgrades through to the upstream and splice both directions (GET operations proxied to an
+    /// upstream).
+    pub websocket: Option<bool>,
+    /// `required`: only clients with a verified certificate (mutual TLS) may call, besides what `security` asks;
+    /// `optional` (the default) undoes a path item's `required`.
+    pub mtls: Option<MtlsSetting>,
+}
+
+/// `mtls:` on a path item or an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MtlsSetting {
+    /// A verified client certificate is required.
+    Required,
+    /// No certificate is required by this setting.
+    Optional,
 }
 
 /// `ip:`: client address lists, as addresses or CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`).

@@ -67,10 +67,12 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     let as_written = document.clone();
     if version == Version::V3_1 {
         let translated = downgrade::downgrade(&mut document);
-        diags.push(
+        if translated > 0 {
+            diags.push(
             Diagnostic::warning("/openapi", format!("OpenAPI 3.1 is read as 3.0: {translated} JSON Schema construct(s) translated (type arrays, const, numeric exclusive bounds, examples)"))
                 .help("paths, operations, parameters and servers mean the same in both; see docs/x-gateway.md"),
-        );
+            );
+        }
         if document
             .get("paths")
             .is_none_or(|p| p.as_object().is_none_or(serde_json::Map::is_empty))
@@ -86,6 +88,7 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
         }
     }
     repair::repair(&mut document, diags);
+    downgrade::strip_mutual_tls(&mut document);
     let openapi: OpenAPI = match try_deserialize(&document, "") {
         Ok(openapi) => openapi,
         Err(diagnostic) => {

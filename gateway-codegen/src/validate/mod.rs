@@ -18,6 +18,7 @@ mod stages;
 mod stores;
 mod targets;
 mod transforms;
+pub mod transport;
 mod upstreams;
 
 use std::collections::HashMap;
@@ -159,6 +160,10 @@ pub struct CheckedOperation<'a> {
     pub cors: Option<Cors>,
     /// The client addresses it admits.
     pub ip: Option<crate::model::IpPolicy>,
+    /// Compression, when on.
+    pub compression: Option<crate::model::Compression>,
+    /// Whether WebSocket upgrades pass through.
+    pub websocket: bool,
     /// Admitted usage plans (indexes); empty: all.
     pub plans: Vec<usize>,
     /// The operation's token bucket.
@@ -254,6 +259,8 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
             } else {
                 None
             };
+            checked.compression = transport::compression(&spec.root, op);
+            checked.websocket = transport::websocket(op, checked.target.as_ref(), diags);
             checked.responses = op_responses(&spec.root, op, &mut path_responses, diags);
             checked.plans = check_op_plans(op, &usage_plans, diags);
             checked.throttle = op_throttle(op, diags);
@@ -493,6 +500,8 @@ fn check_operation<'a>(
         access: Access::Open,
         cors: None,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: Vec::new(),
         throttle: None,
         responses: Vec::new(),

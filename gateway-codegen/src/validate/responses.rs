@@ -42,6 +42,8 @@ pub(super) const PLACEHOLDERS: &[(&str, Placeholder)] = &[
     ("context.operation_id", Placeholder::OperationId),
     ("context.client_ip", Placeholder::ClientIp),
     ("context.api_key.name", Placeholder::ApiKeyName),
+    ("context.client_cert.subject", Placeholder::ClientCertSubject),
+    ("context.client_cert.sans", Placeholder::ClientCertSans),
 ];
 
 /// Checks a `responses:` map written at `at`; returns the valid entries in spec order.

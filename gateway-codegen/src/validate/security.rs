@@ -20,8 +20,20 @@ use crate::locate::escape_segment;
 use crate::model::{
     Access, ApiKeyScheme, Authorizer, Jwt, JwtKeys, KeyLocation, Presented, Requirement, Scheme, SchemeKind,
 };
-use crate::parse::ext::{self, SchemeExt};
+use crate::parse::ext::{self, MtlsSetting, SchemeExt};
 use crate::parse::{ParsedOperation, ParsedSpec};
+
+/// The name of the scheme `x-gateway: { mtls: required }` stands for (not a name a spec can give: a scheme
+/// name is a map key in `components.securitySchemes`, and this one is reserved).
+const MTLS_SCHEME: &str = "x-gateway.mtls";
+
+/// Whether the spec, as written, defines `name` as a `type: mutualTLS` scheme (OpenAPI 3.1; the parse step takes
+/// those out of what `openapiv3` reads, which does not know the type).
+fn is_mutual_tls(spec: &ParsedSpec, name: &str) -> bool {
+    spec.document
+        .pointer(&format!("/components/securitySchemes/{}/type", escape_segment(name)))
+        .is_some_and(|t| t == "mutualTLS")
+}
 
 /// The algorithms a JWT scheme may list: `alg` name and the runtime's variant.
 const ALGORITHMS: &[(&str, &str)] = &[
@@ -87,8 +99,50 @@ impl Security {
         &self.schemes
     }
 
-    /// The operation's effective security, and the `auth_required` check.
+    /// The operation's effective security, and the `auth_required` check; `mtls: required` adds a client
+    /// certificate to every alternative (and makes an open operation need one).
     pub(super) fn operation(
+        &mut self,
+        spec: &ParsedSpec,
+        op: &ParsedOperation,
+        upstreams: &Upstreams,
+        diags: &mut Diagnostics,
+    ) -> OpSecurity {
+        let mut security = self.declared(spec, op, upstreams, diags);
+        let mtls = super::inherited(op, "mtls", |e| e.mtls.as_ref());
+        if let Some((_, MtlsSetting::Required)) = mtls {
+            let index = self.mtls_scheme();
+            let certificate = Requirement {
+                scheme: index,
+                scopes: Vec::new(),
+            };
+            if security.alternatives.is_empty() {
+                security.alternatives.push(Vec::new());
+            }
+            for alternative in &mut security.alternatives {
+                alternative.push(certificate.clone());
+            }
+            security.access = Access::Checked;
+        }
+        security
+    }
+
+    /// The scheme `x-gateway: { mtls: required }` stands for, added on first use.
+    fn mtls_scheme(&mut self) -> usize {
+        if let Some(Some(index)) = self.resolved.get(MTLS_SCHEME) {
+            return *index;
+        }
+        self.schemes.push(Scheme {
+            name: MTLS_SCHEME.to_owned(),
+            kind: SchemeKind::MutualTls,
+        });
+        let index = self.schemes.len() - 1;
+        self.resolved.insert(MTLS_SCHEME.to_owned(), Some(index));
+        index
+    }
+
+    /// What the operation's (or the document's) `security` says.
+    fn declared(
         &mut self,
         spec: &ParsedSpec,
         op: &ParsedOperation,
@@ -211,6 +265,13 @@ impl Security {
                     });
                     self.schemes.len() - 1
                 })
+            }
+            None if is_mutual_tls(spec, name) => {
+                self.schemes.push(Scheme {
+                    name: name.to_owned(),
+                    kind: SchemeKind::MutualTls,
+                });
+                Some(self.schemes.len() - 1)
             }
             Some(openapiv3::ReferenceOr::Reference { .. }) => {
                 diags.push(

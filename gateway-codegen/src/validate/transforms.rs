@@ -189,6 +189,8 @@ pub(super) fn warn_per_request_values_cached(
                 v @ (Placeholder::RequestId
                 | Placeholder::ClientIp
                 | Placeholder::ApiKeyName
+                | Placeholder::ClientCertSubject
+                | Placeholder::ClientCertSans
                 | Placeholder::Query(_)
                 | Placeholder::Header(_)
                 | Placeholder::Claim(_)),
@@ -371,7 +373,7 @@ fn placeholder(inner: &str, at: &str, names: &Names<'_>, diags: &mut Diagnostics
                 let mut d = Diagnostic::error(at, format!("`{{{inner}}}` is not a context value"));
                 d = match did_you_mean(name, context_values().map(|(n, _)| n)) {
                     Some(best) => d.help(format!("did you mean `{{context.{best}}}`?")),
-                    None => d.help("the context values are request_id, operation_id, client_ip and api_key.name"),
+                    None => d.help("the context values are request_id, operation_id, client_ip, api_key.name, client_cert.subject and client_cert.sans"),
                 };
                 diags.push(d);
                 None
@@ -408,7 +410,8 @@ pub(super) fn request_source(
         | Placeholder::Header(_)
         | Placeholder::Claim(_)
         | Placeholder::ClientIp
-        | Placeholder::ApiKeyName) => Some(p),
+        | Placeholder::ApiKeyName
+        | Placeholder::ClientCertSubject) => Some(p),
         _ => {
             diags.push(
                 Diagnostic::error(at, format!("`{inner}` does not tell callers apart"))

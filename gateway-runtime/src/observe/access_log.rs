@@ -448,6 +448,8 @@ fn format_line(ctx: &RequestCtx, response: &Response, now: jiff::Timestamp) -> V
         .and_then(|token| token.claim("sub"))
         .and_then(serde_json::Value::as_str);
     string(&mut line, sub);
+    line.extend_from_slice(b",\"client_cert\":");
+    string(&mut line, ctx.client_cert.as_ref().map(|cert| cert.subject.as_str()));
     line.extend_from_slice(b",\"stage\":");
     string(&mut line, ctx.stage.map(|stage| stage.name()));
     // The W3C trace id forwarded upstream (proxied requests), to find the request in the upstream's traces.
@@ -558,6 +560,7 @@ mod tests {
             "client",
             "api_key",
             "sub",
+            "client_cert",
             "stage",
             "trace_id",
             "api",
@@ -587,6 +590,7 @@ mod tests {
                 "client",
                 "api_key",
                 "sub",
+                "client_cert",
                 "stage",
                 "trace_id"
             ]

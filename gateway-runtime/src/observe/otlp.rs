@@ -771,6 +771,8 @@ mod tests {
         security: &[],
         cors: None,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: &[],
         throttle: None,
         cache: None,

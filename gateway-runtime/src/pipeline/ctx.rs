@@ -24,7 +24,7 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// When and from where a request arrived: put into its extensions by the server, the one thing a request carries
 /// there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
     /// The connection's peer.
     pub peer: SocketAddr,
@@ -35,6 +35,8 @@ pub struct Arrival {
     pub stage: Option<&'static ResolvedStage>,
     /// Whether the connection is TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// The connection's verified client certificate (mutual TLS).
+    pub client_cert: Option<std::sync::Arc<crate::serving::tls::ClientCert>>,
 }
 
 /// How the response cache answered.
@@ -92,6 +94,8 @@ pub struct RequestCtx {
     pub client: Option<SocketAddr>,
     /// Whether the request came over TLS.
     pub tls: bool,
+    /// The verified client certificate of the connection (mutual TLS).
+    pub client_cert: Option<std::sync::Arc<crate::serving::tls::ClientCert>>,
     /// The API the request was for (its name; none when it matched no API of the gateway, or did not come through a
     /// router).
     pub api: Option<&'static str>,
@@ -140,6 +144,7 @@ impl RequestCtx {
             started: arrival.map_or_else(Instant::now, |a| a.at),
             client: arrival.map(|a| a.peer),
             tls: arrival.is_some_and(|a| a.tls),
+            client_cert: arrival.and_then(|a| a.client_cert.clone()),
             api: None,
             operation,
             captures: None,

@@ -628,6 +628,8 @@ mod tests {
             security,
             cors: None,
             ip: None,
+            compression: None,
+            websocket: false,
             plans: &[],
             throttle,
             cache: None,

@@ -46,7 +46,7 @@ pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]>
             }
             SchemeKind::Authorizer(authorizer) => push(&mut out, presented(&authorizer.credential)),
             // A forwarded token, or verified by the upstream: it needs the credential.
-            SchemeKind::Jwt(_) | SchemeKind::Presented(_) => {}
+            SchemeKind::Jwt(_) | SchemeKind::Presented(_) | SchemeKind::MutualTls => {}
         }
     }
     // The headers the gateway vouches for are removed on every operation, whatever its security: an upstream that
@@ -63,7 +63,7 @@ pub fn to_strip(api: &ApiSpec, security: &[&[Requirement]]) -> Box<[Credential]>
                     push(&mut out, header_named(header));
                 }
             }
-            SchemeKind::ApiKey(_) | SchemeKind::Presented(_) => {}
+            SchemeKind::ApiKey(_) | SchemeKind::Presented(_) | SchemeKind::MutualTls => {}
         }
     }
     out.into_boxed_slice()

@@ -32,8 +32,8 @@ use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::router;
 use crate::serving::scoped;
 use crate::serving::server::{self, ServedApi, ServerConfig};
-use crate::serving::tls::{CertPair, Tls, TlsConfig};
-use crate::spec::{ApiMount, ApiSpec, GatewaySpec};
+use crate::serving::tls::{CertPair, ClientAuth, ClientAuthMode, Tls, TlsConfig, TlsError};
+use crate::spec::{ApiMount, ApiSpec, GatewaySpec, SchemeKind};
 use crate::stage::{self, ResolvedStage, StageError, VariableSource};
 use crate::store::StoreOverride;
 use crate::targets::proxy::{Hosts, UpstreamOverride, Upstreams};
@@ -182,6 +182,23 @@ struct Args {
         value_delimiter = ','
     )]
     tls_keys: Vec<std::path::PathBuf>,
+
+    /// With HTTPS: ask clients for certificates (mutual TLS) and verify them against the PEM CA certificates in
+    /// FILE. Operations with a `mutualTLS` scheme or `x-gateway: { mtls: required }` need this.
+    #[arg(long, env = "GATEWAY_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<std::path::PathBuf>,
+
+    /// With --tls-client-ca: `required` refuses handshakes without a valid client certificate; `optional` admits
+    /// them, and only operations that require a certificate answer 401.
+    #[arg(
+        long,
+        env = "GATEWAY_TLS_CLIENT_AUTH",
+        value_enum,
+        default_value = "required",
+        value_name = "MODE",
+        requires = "tls_client_ca"
+    )]
+    tls_client_auth: ClientAuthMode,
 
     /// Log line format (logs go to stderr; filter with GATEWAY_LOG or RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
@@ -414,11 +431,35 @@ where
                 key: key.clone(),
             })
             .collect();
-        match Tls::new(TlsConfig { pairs }) {
+        let client_auth = args.tls_client_ca.clone().map(|ca| ClientAuth {
+            ca,
+            mode: args.tls_client_auth,
+        });
+        match Tls::new(TlsConfig { pairs, client_auth }) {
             Ok(tls) => Some(tls),
+            Err(err @ TlsError::ClientCa { .. }) => {
+                return clap_exit(&command.error(ErrorKind::InvalidValue, err.to_string()));
+            }
             Err(err) => return clap_exit(&command.error(ErrorKind::InvalidValue, format!("--tls-cert: {err}"))),
         }
     };
+    if args.tls_client_ca.is_some() && tls.is_none() {
+        let message =
+            "--tls-client-ca needs --tls-cert and --tls-key: client certificates are asked for in the TLS handshake";
+        return clap_exit(&command.error(ErrorKind::MissingRequiredArgument, message));
+    }
+    let asks_certs = tls.as_ref().is_some_and(Tls::asks_client_certs);
+    if let Some((api, scheme)) = apis.iter().find_map(|api| {
+        let scheme = api.schemes.iter().find(|s| matches!(s.kind, SchemeKind::MutualTls))?;
+        Some((api, scheme))
+    }) && !asks_certs
+    {
+        let message = format!(
+            "API `{}` has operations that require a client certificate (security scheme `{}`): start with --tls-cert, --tls-key and --tls-client-ca",
+            api.name, scheme.name
+        );
+        return clap_exit(&command.error(ErrorKind::MissingRequiredArgument, message));
+    }
     let mut upstreams = Vec::with_capacity(apis.len());
     for ((api, stage), overrides) in apis.iter().zip(&stages).zip(&overrides) {
         match Upstreams::resolve(api, stage.as_ref(), overrides, hosts.as_ref()) {

@@ -36,7 +36,7 @@ use crate::router::{self, ApiRouting, RouterError};
 use crate::serving::limits::{ConnectionSlots, Limits};
 use crate::serving::redirect;
 use crate::serving::scoped;
-use crate::serving::tls::Tls;
+use crate::serving::tls::{ClientCert, Tls};
 use crate::spec::{ApiMount, ApiSpec};
 use crate::stage::{self, ResolvedStage, StageError};
 use crate::state::SharedState;
@@ -707,11 +707,12 @@ impl Serving {
         let tls = self.tls.clone();
         let shutdown = self.shutdown.clone();
         let enough = Arc::new(tokio::sync::Notify::new());
-        let service = ConnectionService {
+        let mut service = ConnectionService {
             router: self.router.clone(),
             peer,
             stage: self.stage,
             tls: tls.is_some(),
+            client_cert: None,
             max_requests: self.limits.max_requests_per_connection,
             served: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             enough: Arc::clone(&enough),
@@ -720,7 +721,17 @@ impl Serving {
             let result = match tls {
                 None => drive(&builder, stream, service, shutdown, &enough).await,
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => drive(&builder, stream, service, shutdown, &enough).await,
+                    Ok(Ok(stream)) => {
+                        // rustls verified it against --tls-client-ca; the leaf is what requests know.
+                        service.client_cert = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|leaf| ClientCert::from_der(leaf))
+                            .map(Arc::new);
+                        drive(&builder, stream, service, shutdown, &enough).await
+                    }
                     Ok(Err(err)) => {
                         tracing::debug!(%peer, error = %err, "TLS handshake failed");
                         Ok(())
@@ -779,6 +790,7 @@ struct ConnectionService {
     peer: SocketAddr,
     stage: Option<&'static ResolvedStage>,
     tls: bool,
+    client_cert: Option<Arc<ClientCert>>,
     max_requests: Option<std::num::NonZeroU32>,
     /// Requests so far (shared: hyper's adapter clones the service for every request).
     served: Arc<std::sync::atomic::AtomicU32>,
@@ -801,6 +813,7 @@ impl tower::Service<Request<Incoming>> for ConnectionService {
             at: std::time::Instant::now(),
             stage: self.stage,
             tls: self.tls,
+            client_cert: self.client_cert.clone(),
         });
         if let Some(max) = self.max_requests
             && self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= max.get()

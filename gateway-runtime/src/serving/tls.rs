@@ -8,6 +8,11 @@
 //! [`Tls::reload`] (SIGHUP) reads every file again and swaps the whole set at once: handshakes from then on get the
 //! new certificates, connections already open keep theirs. A file that cannot be read or a key that does not fit
 //! its certificate fails the reload, and the certificates in force stay.
+//!
+//! With `--tls-client-ca` the listener asks for client certificates (mutual TLS) and verifies them against that
+//! CA: `required` refuses a handshake without one, `optional` lets it through, and operations that need one
+//! (a `mutualTLS` security scheme, `x-gateway: { mtls: required }`) answer `401` without it. The verified
+//! certificate's subject and SANs are the connection's [`ClientCert`], in every request's context.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +38,75 @@ pub struct CertPair {
 pub struct TlsConfig {
     /// The certificates, the first being the default.
     pub pairs: Vec<CertPair>,
+    /// Client certificates: the CA that signs them and whether one is required.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `--tls-client-ca` and `--tls-client-auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The PEM file of the CA certificates client certificates must chain to.
+    pub ca: PathBuf,
+    /// Whether a handshake without a client certificate is refused.
+    pub mode: ClientAuthMode,
+}
+
+/// Whether a client certificate is required at the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuthMode {
+    /// A handshake without a valid client certificate fails.
+    Required,
+    /// A client may connect without one; operations that require one answer `401`. A certificate that is
+    /// presented must still be valid.
+    Optional,
+}
+
+/// The verified certificate a client presented: what requests know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The subject's distinguished name, RFC 4514 style (`CN=client-a, O=Example`).
+    pub subject: String,
+    /// The subject alternative names: `DNS:name`, `email:address`, `URI:uri`, `IP:address`.
+    pub sans: Vec<String>,
+}
+
+impl ClientCert {
+    /// What the leaf certificate `der` says of its subject; `None` if it does not parse (it was verified, so it
+    /// does).
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let sans = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        GeneralName::DNSName(dns) => Some(format!("DNS:{dns}")),
+                        GeneralName::RFC822Name(mail) => Some(format!("email:{mail}")),
+                        GeneralName::URI(uri) => Some(format!("URI:{uri}")),
+                        GeneralName::IPAddress(bytes) => ip_text(bytes).map(|ip| format!("IP:{ip}")),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self {
+            subject: cert.subject().to_string(),
+            sans,
+        })
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 /// Why certificates could not be loaded.
@@ -44,6 +118,14 @@ pub enum TlsError {
     /// A file could not be read or holds no PEM of the expected kind.
     #[error("{path}: {reason}")]
     File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The client CA file holds no usable certificate.
+    #[error("--tls-client-ca {path}: {reason}")]
+    ClientCa {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -69,16 +151,24 @@ impl Tls {
         let certs = Arc::new(Certificates {
             current: ArcSwap::from_pointee(load(&config.pairs, &provider)?),
         });
-        let mut server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match &config.client_auth {
+            None => builder.with_no_client_auth(),
+            Some(auth) => builder.with_client_cert_verifier(client_verifier(auth, &provider)?),
+        };
+        let mut server = builder.with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             config,
             certs,
             server: Arc::new(server),
         })
+    }
+
+    /// Whether client certificates are asked for.
+    pub fn asks_client_certs(&self) -> bool {
+        self.config.client_auth.is_some()
     }
 
     /// The acceptor for new connections.
@@ -122,6 +212,32 @@ impl ResolvesServerCert for Certificates {
         }
         certs.first().cloned()
     }
+}
+
+/// The verifier of client certificates: chains to the CA in `auth.ca`, optionally absent.
+fn client_verifier(
+    auth: &ClientAuth,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let bad = |reason: String| TlsError::ClientCa {
+        path: auth.ca.clone(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&auth.ca).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in the file".to_owned()));
+    }
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
+    let builder = match auth.mode {
+        ClientAuthMode::Required => builder,
+        ClientAuthMode::Optional => builder.allow_unauthenticated(),
+    };
+    builder.build().map_err(|e| bad(e.to_string()))
 }
 
 /// Every pair, or the first error.

@@ -64,6 +64,8 @@ const fn op(
         security: &[],
         cors,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: &[],
         throttle: None,
         cache: None,

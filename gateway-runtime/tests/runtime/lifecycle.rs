@@ -245,6 +245,8 @@ const fn mock_op(id: &'static str, method: Method, route: &'static str) -> Opera
         security: &[],
         cors: None,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: &[],
         throttle: None,
         cache: None,

@@ -47,6 +47,8 @@ const fn op(
         security: &[],
         cors: None,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: &[],
         throttle: None,
         cache,

@@ -33,6 +33,8 @@ const fn store_op(
         security: &[],
         cors: None,
         ip: None,
+        compression: None,
+        websocket: false,
         plans: &[],
         throttle: None,
         cache: None,

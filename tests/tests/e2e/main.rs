@@ -8,6 +8,7 @@ mod cache;
 mod connections;
 mod contract;
 mod cors;
+mod edge;
 mod functions;
 mod gateway_responses;
 mod golden;

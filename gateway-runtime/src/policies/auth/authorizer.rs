@@ -87,7 +87,7 @@ impl Authorizer {
             .filter_map(|s| match &s.kind {
                 SchemeKind::ApiKey(key) => Some(key),
                 SchemeKind::Authorizer(a) => Some(&a.credential),
-                SchemeKind::Jwt(_) | SchemeKind::Presented(_) => None,
+                SchemeKind::Jwt(_) | SchemeKind::Presented(_) | SchemeKind::MutualTls => None,
             })
             .filter(|key| key.location == KeyLocation::Query)
             .map(|key| key.name)

@@ -94,6 +94,7 @@ impl Default for AuthOverrides {
 enum Check {
     ApiKey,
     Presented,
+    MutualTls,
     /// The verifier, and the scheme's `claims_headers` with their names parsed once.
     Jwt(Arc<JwtVerifier>, Arc<[(HeaderName, &'static str)]>),
     Authorizer(Arc<Authorizer>),
@@ -140,6 +141,7 @@ impl Authenticators {
             checks.push(match &scheme.kind {
                 SchemeKind::ApiKey(_) => Check::ApiKey,
                 SchemeKind::Presented(_) => Check::Presented,
+                SchemeKind::MutualTls => Check::MutualTls,
                 SchemeKind::Jwt(spec) => {
                     let source = overrides
                         .jwks_urls
@@ -298,6 +300,12 @@ impl Auth {
                         return Err(missing_refusal());
                     }
                 }
+                (SchemeKind::MutualTls, Check::MutualTls) => {
+                    // rustls verified it at the handshake; only its presence is left to check.
+                    if ctx.client_cert.is_none() {
+                        return Err(missing_refusal());
+                    }
+                }
                 (SchemeKind::Jwt(_), Check::Jwt(verifier, claims_headers)) => {
                     let token = bearer(parts).ok_or_else(missing_refusal)?;
                     let verified = match verifier.verify(token) {
@@ -397,6 +405,7 @@ fn missing(api: &ApiSpec, op: &OperationSpec) -> GatewayError {
                 String::from("a bearer token")
             }
             SchemeKind::Presented(p) => format!("`Authorization: {} …`", p.auth_scheme),
+            SchemeKind::MutualTls => String::from("a client certificate (mutual TLS)"),
         };
         if !wanted.contains(&text) {
             wanted.push(text);

@@ -20,7 +20,9 @@
 //! but steady download is never cut.
 //!
 //! Upstream connections speak HTTP/1.1 (plain or TLS via rustls), like nginx's `proxy_http_version 1.1`.
-//! Connection upgrades (WebSocket) are not proxied: `Upgrade` is hop-by-hop and is removed.
+//! Connection upgrades are hop-by-hop and removed, except on operations marked `websocket: true`: there a
+//! client's `Upgrade: websocket` (HTTP/1.1) goes to the upstream, and when it answers `101` the two connections
+//! are spliced, byte for byte in both directions, until either side closes ([`websocket`]).
 
 mod background;
 mod balance;
@@ -28,6 +30,7 @@ mod cluster;
 mod connect;
 mod hosts;
 mod retry;
+mod websocket;
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
@@ -51,7 +54,7 @@ use http::header::{
     UPGRADE,
 };
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, Version, request};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -901,7 +904,12 @@ impl UpstreamRoute {
                 return Err(GatewayError::internal());
             }
         };
+        // Taken before the request's extensions are dropped with the rest of this hop.
+        let upgrade = websocket::requested(ctx, &mut parts);
         prepare_headers(ctx, &mut parts, &body);
+        if upgrade.is_some() {
+            websocket::ask_upstream(&mut parts.headers);
+        }
         let max_body = ctx.operation.map_or(0, |op| op.body.max);
 
         // A retried request resends its body, so only a body the gateway holds whole is retried: none, or a small
@@ -1060,6 +1068,9 @@ impl UpstreamRoute {
             attempts: attempt,
         });
         match outcome {
+            Ok((response, in_flight)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                websocket::splice(upgrade, response, cluster.name, in_flight)
+            }
             Ok((response, in_flight)) => {
                 let idle = cluster.timeout;
                 let mut response =
@@ -1088,7 +1099,8 @@ fn is_client_body_error(err: &hyper_util::client::legacy::Error) -> bool {
         {
             let mut cause = e.source();
             while let Some(c) = cause {
-                if c.is::<hyper::Error>() {
+                // The client's body failed: its connection (hyper), or its decoding (a corrupt compressed body).
+                if c.is::<hyper::Error>() || c.is::<std::io::Error>() {
                     return true;
                 }
                 cause = c.source();

@@ -31,6 +31,8 @@ pub static API: ApiSpec = ApiSpec {
             security: &[],
             cors: None,
             ip: None,
+            compression: None,
+            websocket: false,
             plans: &[],
             throttle: None,
             cache: None,
