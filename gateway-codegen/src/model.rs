@@ -811,6 +811,19 @@ pub struct Upstream {
     pub queue_timeout: Duration,
     /// Re-resolution period.
     pub resolve: Option<Duration>,
+    /// TLS settings of its own.
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to its servers.
+    pub http2: bool,
+}
+
+/// An upstream's own TLS settings (paths as written, read by the gateway at start-up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The CA file trusted instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// The client certificate and key files.
+    pub client: Option<(String, String)>,
 }
 
 impl Upstream {
@@ -828,6 +841,8 @@ impl Upstream {
             max_connections: None,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             resolve: None,
+            tls: None,
+            http2: false,
         }
     }
 }

@@ -471,6 +471,19 @@ pub struct UpstreamSpec {
     /// Re-resolve the URLs' host names this often; every address a name yields is a server. `None`: names are
     /// resolved when a connection is made, and each URL is one server.
     pub resolve: Option<Duration>,
+    /// TLS settings of the upstream's own (`tls:`); `None`: the system's roots, no client certificate.
+    pub tls: Option<UpstreamTlsSpec>,
+    /// HTTP/2 to the servers: by ALPN on `https`, with prior knowledge (h2c) on `http`.
+    pub http2: bool,
+}
+
+/// `upstreams.<name>.tls`: files read at start-up, relative to the gateway's working directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamTlsSpec {
+    /// PEM CA certificates trusted for the servers, instead of the system's roots.
+    pub ca_file: Option<&'static str>,
+    /// A client certificate chain and its key (upstream mutual TLS).
+    pub client: Option<(&'static str, &'static str)>,
 }
 
 impl UpstreamSpec {
@@ -487,6 +500,8 @@ impl UpstreamSpec {
         max_connections: None,
         queue_timeout: Duration::from_millis(100),
         resolve: None,
+        tls: None,
+        http2: false,
     };
 }
 

@@ -69,7 +69,26 @@ impl Gateway {
 
     /// [`Gateway::start`] with extra environment variables (`GATEWAY_LOG` is `info` unless given).
     pub fn start_with_env(bin: &str, args: &[String], env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::start_with_files(bin, args, env, &[])
+    }
+
+    /// [`Gateway::start_with_env`], with `files` copied into its working directory first: `(relative path, source)`,
+    /// for paths the spec names relative to where the gateway runs.
+    pub fn start_with_files(
+        bin: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        files: &[(&str, &std::path::Path)],
+    ) -> Result<Self, String> {
         let workdir = workdir().map_err(|e| format!("a working directory for {bin}: {e}"))?;
+        for (relative, source) in files {
+            let target = workdir.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::copy(source, &target)
+                .map_err(|e| format!("copying {} to {}: {e}", source.display(), target.display()))?;
+        }
         let mut command = Command::new(binary(bin));
         command.current_dir(&workdir);
         command.arg("--listen").arg("127.0.0.1:0");

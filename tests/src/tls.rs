@@ -227,3 +227,79 @@ pub async fn https_get(
         alpn,
     })
 }
+
+/// An HTTPS upstream: HTTP/1.1 or HTTP/2 as ALPN decides, asking for client certificates signed by a CA of its
+/// choice (and serving clients without one too). Every answer is a JSON description of the exchange: `version`,
+/// and `client_cert`, the base64 DER of the certificate the client presented (`null` without one). Stops when dropped.
+pub struct HttpsUpstream {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl HttpsUpstream {
+    /// Serves `leaf` on an ephemeral port of 127.0.0.1, verifying client certificates against `client_ca`.
+    pub async fn start(leaf: &Leaf, client_ca: &TestCa) -> std::io::Result<Self> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client_ca.ca_der.clone()).map_err(std::io::Error::other)?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .allow_unauthenticated()
+                .build()
+                .map_err(std::io::Error::other)?;
+        let key = PrivateKeyDer::from_pem_file(&leaf.key).map_err(std::io::Error::other)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![CertificateDer::from(leaf.der.clone())], key)
+            .map_err(std::io::Error::other)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stopped.changed() => break,
+                };
+                let Ok((tcp, _)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let presented = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|c| {
+                            use base64::Engine as _;
+                            base64::engine::general_purpose::STANDARD.encode(c.as_ref())
+                        });
+                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let body = serde_json::json!({
+                            "version": format!("{:?}", req.version()),
+                            "client_cert": presented,
+                        })
+                        .to_string();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(Bytes::from(body)))
+                                    .unwrap_or_default(),
+                            )
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        Ok(Self { addr, _stop: stop })
+    }
+}

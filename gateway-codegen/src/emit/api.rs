@@ -159,6 +159,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "StoreSync",
         "StoreTableSpec",
         "StoreTargetSpec",
+        "UpstreamTlsSpec",
         "TargetSpec",
         "ThrottleScope",
         "ThrottleSpec",
@@ -399,6 +400,14 @@ fn upstream(u: &Upstream) -> TokenStream {
     if let Some(resolve) = u.resolve {
         let resolve = duration(resolve);
         fields.extend(quote!(resolve: Some(#resolve),));
+    }
+    if let Some(tls) = &u.tls {
+        let ca_file = option(tls.ca_file.as_ref().map(|f| quote!(#f)));
+        let client = option(tls.client.as_ref().map(|(cert, key)| quote!((#cert, #key))));
+        fields.extend(quote!(tls: Some(UpstreamTlsSpec { ca_file: #ca_file, client: #client }),));
+    }
+    if u.http2 {
+        fields.extend(quote!(http2: true,));
     }
     quote! {
         UpstreamSpec {

@@ -578,6 +578,23 @@ pub struct UpstreamExt {
     pub queue_timeout: Option<DurationValue>,
     /// Re-resolve host names this often; every address is a server.
     pub resolve: Option<DurationValue>,
+    /// TLS to the upstream's `https` servers: the CA that signs their certificates, and a client certificate.
+    pub tls: Option<UpstreamTlsExt>,
+    /// Speak HTTP/2 to the upstream: by ALPN on `https` (HTTP/1.1 if the server does not offer `h2`), with prior
+    /// knowledge (h2c) on `http`. Default false.
+    pub http2: Option<bool>,
+}
+
+/// `upstreams.<name>.tls`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsExt {
+    /// PEM CA certificates trusted for the upstream's servers, instead of the system's roots.
+    pub ca_file: Option<String>,
+    /// A PEM client certificate chain presented to the upstream (upstream mutual TLS); needs `client_key`.
+    pub client_cert: Option<String>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<String>,
 }
 
 /// `upstreams.<name>.retries`.

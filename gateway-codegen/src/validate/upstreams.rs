@@ -85,6 +85,10 @@ impl Upstreams {
                     .help("add `max_connections: N`, or remove `queue_timeout`"),
                 );
             }
+            let tls = upstream
+                .tls
+                .as_ref()
+                .and_then(|t| check_tls(t, &urls, &format!("{at}/tls"), diags));
             named.insert(name.clone(), list.len());
             list.push(Upstream {
                 name: name.clone(),
@@ -98,6 +102,8 @@ impl Upstreams {
                 max_connections: upstream.max_connections.filter(|&m| m > 0),
                 queue_timeout: upstream.queue_timeout.map_or(DEFAULT_QUEUE_TIMEOUT, |d| d.0),
                 resolve: upstream.resolve.map(|d| d.0),
+                tls,
+                http2: upstream.http2.unwrap_or(false),
             });
         }
         let document_server = spec.openapi.servers.first().map(server_url);
@@ -626,5 +632,41 @@ fn check_eject(eject: &EjectExt, at: &str, diags: &mut Diagnostics) -> Option<Ej
         base_time,
         max_time,
         max_percent: u8::try_from(max_percent).unwrap_or(100),
+    })
+}
+
+/// `tls:` of an upstream: a client certificate needs its key (and the key its certificate); settings on an upstream
+/// whose every URL is `http` would do nothing (a warning: `--upstream` may point it at `https` servers).
+fn check_tls(
+    tls: &crate::parse::ext::UpstreamTlsExt,
+    urls: &[String],
+    at: &str,
+    diags: &mut Diagnostics,
+) -> Option<crate::model::UpstreamTls> {
+    let client = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            let (given, missing) = if tls.client_cert.is_some() {
+                ("client_cert", "client_key")
+            } else {
+                ("client_key", "client_cert")
+            };
+            diags.push(
+                Diagnostic::error(format!("{at}/{given}"), format!("`{given}` needs `{missing}`"))
+                    .help("give the client certificate's chain in `client_cert` and its private key in `client_key`"),
+            );
+            return None;
+        }
+    };
+    if !urls.is_empty() && urls.iter().all(|u| u.starts_with("http://")) {
+        diags.push(
+            Diagnostic::warning(at, "`tls` has no effect: every URL of the upstream is `http://`")
+                .help("use `https://` URLs, or remove `tls`"),
+        );
+    }
+    Some(crate::model::UpstreamTls {
+        ca_file: tls.ca_file.clone(),
+        client,
     })
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use gateway_tests::client::{Reply, send};
 use gateway_tests::gateway::Gateway;
-use gateway_tests::tls::{Leaf, TestCa, https_get};
+use gateway_tests::tls::{HttpsUpstream, Leaf, TestCa, https_get};
 use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt as _;
@@ -26,10 +26,25 @@ fn start(bin: &str, upstream: &Upstream, extra: &[String]) -> Result<Gateway, St
     Gateway::start(bin, &args)
 }
 
+/// The edge gateway with every upstream pointed at one plain upstream (the `secure` one's TLS files made up: the
+/// gateway reads them at start-up, whether a test uses it or not).
 async fn edge() -> (Upstream, Gateway) {
     let upstream = Upstream::start().await.expect("upstream starts");
-    let gw = start(EDGE, &upstream, &[]).expect("gateway starts");
+    let ca = TestCa::new();
+    let cert = ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
+    let ca_file = ca.ca_file();
+    let args = vec!["--upstream".to_owned(), format!("app={}", upstream.url())];
+    let gw = Gateway::start_with_files(EDGE, &args, &[], &tls_files(&ca_file, &cert)).expect("gateway starts");
     (upstream, gw)
+}
+
+/// The files the `secure` upstream's `tls` names, from `ca_file` and the gateway's client certificate `cert`.
+fn tls_files<'a>(ca_file: &'a std::path::Path, cert: &'a Leaf) -> [(&'static str, &'a std::path::Path); 3] {
+    [
+        ("tls/upstream-ca.pem", ca_file),
+        ("tls/gateway.crt", &cert.cert),
+        ("tls/gateway.key", &cert.key),
+    ]
 }
 
 /// HTTPS with `server` and client certificates checked against `ca` in `mode`.
@@ -314,4 +329,72 @@ async fn a_websocket_is_spliced_to_the_upstream_both_ways_on_operations_that_all
     assert!(refused.is_err(), "upgraded on an operation without websocket: true");
     let seen = upstream.last().await;
     assert_eq!(seen["headers"].get("upgrade"), None, "{seen}");
+}
+
+#[tokio::test]
+async fn upstreams_over_tls_trust_their_own_ca_present_a_client_certificate_and_speak_http2() {
+    let upstream_ca = TestCa::new();
+    let upstream_leaf = upstream_ca.leaf("upstream", &["127.0.0.1"]);
+    let gateway_ca = TestCa::new();
+    let gateway_cert = gateway_ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
+    let secure = HttpsUpstream::start(&upstream_leaf, &gateway_ca)
+        .await
+        .expect("HTTPS upstream starts");
+    let plain = Upstream::start().await.expect("upstream starts");
+    let ca_file = upstream_ca.ca_file();
+    let args = vec![
+        "--upstream".to_owned(),
+        format!("app={}", plain.url()),
+        "--upstream".to_owned(),
+        format!("secure=https://127.0.0.1:{}", secure.addr.port()),
+        "--upstream".to_owned(),
+        format!("h2c={}", plain.url()),
+    ];
+    let gw = Gateway::start_with_files(EDGE, &args, &[], &tls_files(&ca_file, &gateway_cert)).expect("gateway starts");
+
+    let reply = get(&gw, "/secure", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let seen = reply.json();
+    assert_eq!(seen["version"], "HTTP/2.0", "{seen}");
+    use base64::Engine as _;
+    let presented = base64::engine::general_purpose::STANDARD
+        .decode(seen["client_cert"].as_str().unwrap_or_default())
+        .expect("base64");
+    assert_eq!(
+        presented, gateway_cert.der,
+        "the upstream saw another client certificate"
+    );
+
+    let reply = get(&gw, "/h2c", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(plain.last().await["version"], "HTTP/2.0");
+    let reply = get(&gw, "/big?body_json=1", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        plain.last().await["version"],
+        "HTTP/1.1",
+        "an upstream without http2 is spoken to in HTTP/1.1"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_whose_certificate_another_ca_signed_is_a_502() {
+    let other_ca = TestCa::new();
+    let upstream_leaf = other_ca.leaf("upstream", &["127.0.0.1"]);
+    let trusted_ca = TestCa::new();
+    let gateway_cert = trusted_ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
+    let secure = HttpsUpstream::start(&upstream_leaf, &trusted_ca)
+        .await
+        .expect("HTTPS upstream starts");
+    let plain = Upstream::start().await.expect("upstream starts");
+    let ca_file = trusted_ca.ca_file();
+    let args = vec![
+        "--upstream".to_owned(),
+        format!("app={}", plain.url()),
+        "--upstream".to_owned(),
+        format!("secure=https://127.0.0.1:{}", secure.addr.port()),
+    ];
+    let gw = Gateway::start_with_files(EDGE, &args, &[], &tls_files(&ca_file, &gateway_cert)).expect("gateway starts");
+    let reply = get(&gw, "/secure", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
 }

@@ -226,7 +226,12 @@ impl Cluster {
                 self.hosts.clone(),
             ),
         };
-        connect::client(&self.tls, resolve, self.connect_timeout, limit)
+        let http2 = match (self.spec.http2, endpoint.scheme == http::uri::Scheme::HTTPS) {
+            (false, _) => connect::Http2::Off,
+            (true, true) => connect::Http2::Alpn,
+            (true, false) => connect::Http2::PriorKnowledge,
+        };
+        connect::client(&self.tls, resolve, self.connect_timeout, limit, http2)
     }
 
     /// The pool a worker uses for `server`: the shared one when sockets are bounded, else a new one of its own.

@@ -63,6 +63,49 @@ impl TlsConfig {
         };
         Ok(Self(Arc::new(config)))
     }
+
+    /// The configuration of upstream `name` with TLS settings of its own: only the CA in `ca_file` trusted (when
+    /// given; else the system's roots), and the client certificate presented (when given).
+    pub fn for_upstream(name: &str, spec: &crate::spec::UpstreamTlsSpec) -> Result<Self, UpstreamError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |file: &str, reason: String| UpstreamError::Tls(format!("upstream `{name}`: {file}: {reason}"));
+        let builder =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+        let builder = match spec.ca_file {
+            Some(file) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(file, e.to_string()))? {
+                    let cert = cert.map_err(|e| bad(file, e.to_string()))?;
+                    roots.add(cert).map_err(|e| bad(file, e.to_string()))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad(file, "no PEM certificate in the file".to_owned()));
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => match builder.clone().with_native_roots() {
+                Ok(b) => b,
+                Err(_) => builder.with_webpki_roots(),
+            },
+        };
+        let config = match spec.client {
+            None => builder.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let chain = CertificateDer::pem_file_iter(cert_file)
+                    .map_err(|e| bad(cert_file, e.to_string()))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(cert_file, e.to_string()))?;
+                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| bad(key_file, e.to_string()))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| bad(cert_file, e.to_string()))?
+            }
+        };
+        Ok(Self(Arc::new(config)))
+    }
 }
 
 /// Where a connector finds the server's address: the system resolver for the URL's host, or one address fixed by
@@ -212,23 +255,42 @@ impl hyper::rt::Write for Counted {
 
 pub(super) type UpstreamClient = Client<TimeoutConnector, Body>;
 
+/// Whether, and how, a pool speaks HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Http2 {
+    /// HTTP/1.1 only.
+    Off,
+    /// `h2` offered by ALPN on TLS, HTTP/1.1 if the server does not take it.
+    Alpn,
+    /// HTTP/2 from the first byte on a plain connection (h2c).
+    PriorKnowledge,
+}
+
 /// A keep-alive pool of connections to one server. Needs no runtime: connections are made on first use, on the
 /// runtime of the task that uses them.
+///
+/// With `http2`, `https` connections offer `h2` by ALPN (falling back to HTTP/1.1), and `http` ones speak HTTP/2
+/// with prior knowledge: one connection then carries many requests at once.
 pub(super) fn client(
     tls: &TlsConfig,
     resolve: Resolve,
     connect_timeout: Duration,
     limit: Option<SocketLimit>,
+    http2: Http2,
 ) -> UpstreamClient {
     let mut http = HttpConnector::new_with_resolver(resolve);
     // The HTTPS wrapper decides by scheme; the inner connector must accept `https://` URIs too.
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = HttpsConnectorBuilder::new()
+    let builder = HttpsConnectorBuilder::new()
         .with_tls_config((*tls.0).clone())
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = if http2 != Http2::Off {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
     // With a socket bound, no more idle sockets than the bound; else enough per pool that 256 busy clients never
     // churn it, bounded so that a burst of thousands does not leave thousands of idle sockets (and buffers) behind.
     let max_idle = limit
@@ -239,7 +301,9 @@ pub(super) fn client(
         timeout: connect_timeout,
         limit,
     };
-    Client::builder(TokioExecutor::new())
+    let mut client = Client::builder(TokioExecutor::new());
+    client.http2_only(http2 == Http2::PriorKnowledge);
+    client
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(90))

@@ -296,24 +296,28 @@ impl Upstreams {
             }
             parsed.push((spec, urls, base_path.unwrap_or_default(), timeout, connect_timeout));
         }
+        // One configuration for the upstreams without TLS settings of their own (root certificates are read once);
+        // one each for those with (their CA files and client certificates read now, so a bad one fails start-up).
         let needs_tls = parsed
             .iter()
-            .any(|(_, urls, ..)| urls.iter().any(|u| u.scheme == Scheme::HTTPS));
-        let tls = TlsConfig::new(needs_tls)?;
-        let clusters = parsed
-            .into_iter()
-            .map(|(spec, urls, base_path, timeout, connect_timeout)| {
-                Arc::new(Cluster::new(
-                    spec,
-                    urls,
-                    base_path,
-                    timeout,
-                    connect_timeout,
-                    tls.clone(),
-                    hosts.cloned(),
-                ))
-            })
-            .collect::<Vec<_>>();
+            .any(|(spec, urls, ..)| spec.tls.is_none() && urls.iter().any(|u| u.scheme == Scheme::HTTPS));
+        let shared_tls = TlsConfig::new(needs_tls)?;
+        let mut clusters = Vec::with_capacity(parsed.len());
+        for (spec, urls, base_path, timeout, connect_timeout) in parsed {
+            let tls = match &spec.tls {
+                Some(own) => TlsConfig::for_upstream(spec.name, own)?,
+                None => shared_tls.clone(),
+            };
+            clusters.push(Arc::new(Cluster::new(
+                spec,
+                urls,
+                base_path,
+                timeout,
+                connect_timeout,
+                tls,
+                hosts.cloned(),
+            )));
+        }
         Ok(Self {
             clusters: clusters.into(),
         })

@@ -7,7 +7,7 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
     ApiSpec, BodySpec, CacheSettings, CompressionSpec, OperationSpec, PathPart,
-    TargetSpec, UpstreamSpec, UpstreamTarget,
+    UpstreamTlsSpec, TargetSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::std::time::Duration;
@@ -23,6 +23,22 @@ pub static API: ApiSpec = ApiSpec {
             name: "app",
             urls: &["http://127.0.0.1:9"],
             timeout: Duration::from_millis(5000),
+            ..UpstreamSpec::DEFAULT
+        },
+        UpstreamSpec {
+            name: "secure",
+            urls: &["https://127.0.0.1:9"],
+            tls: Some(UpstreamTlsSpec {
+                ca_file: Some("tls/upstream-ca.pem"),
+                client: Some(("tls/gateway.crt", "tls/gateway.key")),
+            }),
+            http2: true,
+            ..UpstreamSpec::DEFAULT
+        },
+        UpstreamSpec {
+            name: "h2c",
+            urls: &["http://127.0.0.1:9"],
+            http2: true,
             ..UpstreamSpec::DEFAULT
         },
     ],
@@ -141,6 +157,64 @@ pub static API: ApiSpec = ApiSpec {
             }),
         },
         OperationSpec {
+            id: "secure",
+            method: Method::GET,
+            template: "/secure",
+            route: "/secure",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[],
+            cors: None,
+            ip: None,
+            compression: Some(CompressionSpec {
+                min_size: 1024,
+                decompress_requests: false,
+            }),
+            websocket: false,
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 1,
+                path: &[PathPart::Literal("/secure")],
+            }),
+        },
+        OperationSpec {
+            id: "h2c",
+            method: Method::GET,
+            template: "/h2c",
+            route: "/h2c",
+            path_params: &[],
+            path_suffixes: &[],
+            validate: None,
+            security: &[],
+            cors: None,
+            ip: None,
+            compression: Some(CompressionSpec {
+                min_size: 1024,
+                decompress_requests: false,
+            }),
+            websocket: false,
+            plans: &[],
+            throttle: None,
+            cache: None,
+            responses: &[],
+            body: BodySpec::limit(10485760),
+            schema_params: &[],
+            transform: None,
+            responses_check: None,
+            target: TargetSpec::Upstream(UpstreamTarget {
+                upstream: 2,
+                path: &[PathPart::Literal("/h2c")],
+            }),
+        },
+        OperationSpec {
             id: "socket",
             method: Method::GET,
             template: "/ws",
@@ -184,7 +258,7 @@ pub static API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
-    spec_sha256: "158d0e43e3d6c635ffd7e06bf53606d85ab22bc7dabb53300727c87a5a037ecf",
+    spec_sha256: "960b8fe92f6c0d07d7b6d5a2a5ce58c0dcf29201b35831467813e9d8978e1df4",
     published: Some(include_str!("openapi.json")),
     stores: &[],
 };
