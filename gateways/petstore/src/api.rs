@@ -6,15 +6,15 @@
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::{ParamIn, check};
 use ::gateway_runtime::spec::{
-    ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, Cidr, CorsSpec, EditSpec,
-    EjectSpec, FormField, FormScalar, FunctionSpec, HealthSpec, Invalidate, IpSpec,
-    JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec, MockSpec, OperationSpec, OriginSpec,
-    PathPart, RequestTransformSpec, Requirement, ResponseCheckMode, ResponseCheckSpec,
-    ResponseSchemaSpec, ResponseTransformSpec, SchemaParamSpec, SchemaParamStyle,
-    SchemeKind, SchemeSpec, SplitSide, SplitTarget, StageSpec, StageUpstreamSpec,
-    StatusMatch, StoreAction, StoreFilterKind, StoreFilterSpec, StoreKeyPart, StoreSpec,
-    StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec, ThrottleScope, ThrottleSpec,
-    TransformSpec, UpstreamSpec, UpstreamTarget,
+    ApiSpec, BodySpec, CacheKeyPart, CacheSettings, CacheSpec, Cidr, CompressionSpec,
+    CorsSpec, EditSpec, EjectSpec, FormField, FormScalar, FunctionSpec, HealthSpec,
+    Invalidate, IpSpec, JwtAlgorithm, JwtKeys, JwtSpec, MediaSpec, MockSpec,
+    OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
+    ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
+    SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, SplitSide, SplitTarget,
+    StageSpec, StageUpstreamSpec, StatusMatch, StoreAction, StoreFilterKind,
+    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec,
+    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -929,7 +929,10 @@ pub static API: ApiSpec = ApiSpec {
             security: &[],
             cors: Some(&CORS[0]),
             ip: None,
-            compression: None,
+            compression: Some(CompressionSpec {
+                min_size: 1024,
+                decompress_requests: false,
+            }),
             websocket: false,
             plans: &[],
             throttle: None,
@@ -1143,7 +1146,7 @@ pub static API: ApiSpec = ApiSpec {
         },
     ],
     default_stage: Some(0),
-    spec_sha256: "f656db645a968f218e2b9c3d07a7a1803766ce97ef3c3340a5ccb71d932cf2dd",
+    spec_sha256: "a942442a786227801546ef19af90f82956c889b423b01c485616b4e0c999ccb7",
     published: Some(include_str!("openapi.json")),
     stores: &[
         StoreSpec {
