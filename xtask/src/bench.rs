@@ -27,6 +27,7 @@ mod rounds;
 mod servers;
 mod slow_upstream;
 mod store;
+mod tls;
 mod upstreams;
 mod variants;
 mod wrk;
@@ -53,7 +54,7 @@ pub struct Args {
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
     /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`, `contract`, `observability`,
-    /// `store`).
+    /// `store`, `upstreams`, `tls`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
     pub connections: u32,
     /// Measured rounds; every figure is the median over them.
@@ -98,10 +99,13 @@ pub enum Scenario {
     /// An upstream of two servers in turn against one; and one of two servers killed under load (failed requests,
     /// time until it is out of rotation).
     Upstreams,
+    /// HTTPS through the gateway against nginx, one certificate: kept-alive connections, a new handshake per
+    /// request, and HTTP/2 with h2load when it is installed.
+    Tls,
 }
 
 impl Scenario {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 12] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -113,6 +117,7 @@ impl Scenario {
         Self::Functions,
         Self::Store,
         Self::Upstreams,
+        Self::Tls,
     ];
 
     /// Runs the scenario. A new scenario is one function here.
@@ -129,6 +134,7 @@ impl Scenario {
             Self::Functions => functions::run(bench),
             Self::Store => store::run(bench),
             Self::Upstreams => upstreams::run(bench),
+            Self::Tls => tls::run(bench),
         }
     }
 
@@ -136,7 +142,8 @@ impl Scenario {
     fn tools(self) -> &'static [&'static str] {
         match self {
             Self::Passthrough | Self::SlowUpstream | Self::Upstreams => &["wrk", "nginx", "haproxy"],
-            Self::Latency | Self::Cache => &["wrk", "nginx"],
+            // `tls` also runs h2load when it is there, and says it skipped HTTP/2 when it is not.
+            Self::Latency | Self::Cache | Self::Tls => &["wrk", "nginx"],
             Self::Policies | Self::Contract | Self::Observability | Self::Functions | Self::Store => &["wrk"],
             Self::Codegen => &[],
         }
@@ -156,6 +163,7 @@ impl Scenario {
                 | Self::Functions
                 | Self::Store
                 | Self::Upstreams
+                | Self::Tls
         )
     }
 

@@ -1,10 +1,14 @@
 //! `cargo xtask demo`: generate, build (release), start the example upstream and the gateway, show requests.
+//!
+//! With `--tls` the petstore gateway serves HTTPS (and HTTP/2 by ALPN) with the development certificate of
+//! `cargo xtask cert` in `target/dev-tls` (made first if it is not there), and the requests shown trust its CA with
+//! `curl --cacert`; the store gateway and the admin listeners stay plain HTTP.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 
-use crate::process::{Server, http_get, http_request};
+use crate::process::{Endpoint, Server};
 use crate::workspace_root;
 
 #[derive(clap::Args, Debug)]
@@ -22,6 +26,10 @@ pub struct Args {
     /// Send the example requests, print the answers and stop (instead of serving until Ctrl-C).
     #[arg(long)]
     pub smoke: bool,
+    /// Serve the petstore gateway over HTTPS with the development certificate of `cargo xtask cert`
+    /// (target/dev-tls, for localhost and 127.0.0.1; made first if missing).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 const EXAMPLES: &[(&str, &str)] = &[
@@ -59,6 +67,22 @@ const DEMO_KEYS: &str = "\
 ";
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    // The certificate first: it takes a moment, the build takes minutes.
+    let tls = if args.tls {
+        let dir = workspace_root().join(crate::cert::DEFAULT_DIR);
+        let (files, outcome) = crate::cert::ensure(&dir, &[], false)?;
+        let verb = match outcome {
+            crate::cert::Outcome::Made => "made",
+            crate::cert::Outcome::Kept => "using",
+        };
+        println!(
+            "{verb} the development certificate in {} (`cargo xtask cert`)",
+            dir.display()
+        );
+        Some(files)
+    } else {
+        None
+    };
     crate::process::build_examples_release()?;
 
     let bin = workspace_root().join("target/release");
@@ -80,38 +104,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     std::fs::write(&access_log, "").with_context(|| format!("creating {}", access_log.display()))?;
     // Adoptions are kept from one demo to the next, in the spec's store file under target/.
     let store_file = workspace_root().join("target/petstore-data/petstore.db");
-    let gateway = Server::start(
-        &bin.join("petstore-gateway"),
-        &[
-            "--listen".into(),
-            args.listen.to_string(),
-            "--admin-listen".into(),
-            args.admin_listen.to_string(),
-            "--stage".into(),
-            args.stage.clone(),
-            "--access-log".into(),
-            access_log.display().to_string(),
-            // `{stage.petsUrl}` and `{stage.petsUrlB}`: the example upstreams, whatever the stage says.
-            "--upstream".into(),
-            format!("pets={url},{url_b}"),
-            "--upstream".into(),
-            format!("pets-next={url_b}/next"),
-            "--upstream".into(),
-            format!("reports={url}/reporting"),
-            "--upstream".into(),
-            format!("default={url}/api"),
-            // The store's file, wherever the demo is run from (the spec's path is relative to the working directory).
-            "--store".into(),
-            format!("main={}", store_file.display()),
-        ],
-        "petstore-gateway",
-    )
-    .with_context(|| {
-        format!(
-            "is {} or {} already in use? pass --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT",
-            args.listen, args.admin_listen
-        )
-    })?;
+    let mut gateway_args: Vec<String> = tls.iter().flat_map(crate::cert::Files::gateway_flags).collect();
+    gateway_args.extend([
+        "--listen".into(),
+        args.listen.to_string(),
+        "--admin-listen".into(),
+        args.admin_listen.to_string(),
+        "--stage".into(),
+        args.stage.clone(),
+        "--access-log".into(),
+        access_log.display().to_string(),
+        // `{stage.petsUrl}` and `{stage.petsUrlB}`: the example upstreams, whatever the stage says.
+        "--upstream".into(),
+        format!("pets={url},{url_b}"),
+        "--upstream".into(),
+        format!("pets-next={url_b}/next"),
+        "--upstream".into(),
+        format!("reports={url}/reporting"),
+        "--upstream".into(),
+        format!("default={url}/api"),
+        // The store's file, wherever the demo is run from (the spec's path is relative to the working directory).
+        "--store".into(),
+        format!("main={}", store_file.display()),
+    ]);
+    let gateway =
+        Server::start(&bin.join("petstore-gateway"), &gateway_args, "petstore-gateway").with_context(|| {
+            format!(
+                "is {} or {} already in use? pass --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT",
+                args.listen, args.admin_listen
+            )
+        })?;
 
     let auth = Server::start(
         &bin.join("test-upstream"),
@@ -152,11 +174,41 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         upstream.pid(),
         upstream_b.pid()
     );
+    // Over HTTPS the CA is trusted explicitly; the certificate is for 127.0.0.1 (and localhost), which is also what a
+    // gateway on 0.0.0.0 is asked on.
+    let (endpoint, curl) = match &tls {
+        Some(files) => {
+            let ip = gateway.addr.ip();
+            let name = if ip.is_unspecified() {
+                String::from("127.0.0.1")
+            } else {
+                ip.to_string()
+            };
+            (
+                Endpoint::https(gateway.addr, &files.ca, &name)?,
+                format!("curl --cacert {}", files.ca.display()),
+            )
+        }
+        None => (Endpoint::plain(gateway.addr), String::from("curl")),
+    };
+    let store_endpoint = Endpoint::plain(store.addr);
     // Where the stage serves its routes: the `servers` of the spec the gateway publishes (`/`, or `/prod`).
-    let base = published_base(gateway.addr)?;
+    let base = if tls.is_some() {
+        published_base(&endpoint).with_context(|| {
+            format!(
+                "asking the gateway over HTTPS; is the certificate in {} for {}? `cargo xtask cert --force` makes a \
+                 new one for localhost and 127.0.0.1",
+                crate::cert::DEFAULT_DIR,
+                gateway.addr.ip()
+            )
+        })?
+    } else {
+        published_base(&endpoint)?
+    };
     let root = format!("{}{base}", gateway.addr);
+    let web = format!("{}://{root}", endpoint.scheme());
     println!(
-        "The petstore gateway (pid {}) serves stage `{}` on http://{root}; its admin listener is on http://{} \
+        "The petstore gateway (pid {}) serves stage `{}` on {web}; its admin listener is on http://{} \
          (live page: http://{}/, metrics: http://{}/metrics); its access log goes to {}. Try:\n",
         gateway.pid(),
         args.stage,
@@ -166,35 +218,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         access_log.display(),
     );
     for (path, what) in EXAMPLES {
-        println!("  curl -i 'http://{root}{path}'    # {what}");
+        println!("  {curl} -i '{web}{path}'    # {what}");
     }
     println!(
-        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": 5, \"age\": 99}}' 'http://{root}/pets/42'    # 400: every schema violation, with its JSON pointer"
+        "  {curl} -i -X PUT -H 'content-type: application/json' -d '{{\"name\": 5, \"age\": 99}}' '{web}/pets/42'    # 400: every schema violation, with its JSON pointer"
     );
     println!(
-        "  curl -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' 'http://{root}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410"
+        "  {curl} -i -X PUT -H 'content-type: application/json' -d '{{\"name\": \"Rex\"}}' '{web}/pets/42?q=cats&debug=1&body_json=%7B%22id%22%3A42%2C%22name%22%3A%22Rex%22%2C%22secret%22%3A1%7D'    # validated, transformed both ways: the upstream's answer reshaped by jq to {{id, name}}, 404 mapped to 410"
     );
     println!(
-        "  curl -i -X POST -H 'content-type: application/json' -d '{{\"petId\": 42, \"adopter\": \"Ann\", \"status\": \"requested\"}}' 'http://{root}/adoptions'    # stored by the gateway (store `main`, {}): 201, Location, ETag",
+        "  {curl} -i -X POST -H 'content-type: application/json' -d '{{\"petId\": 42, \"adopter\": \"Ann\", \"status\": \"requested\"}}' '{web}/adoptions'    # stored by the gateway (store `main`, {}): 201, Location, ETag",
         store_file.display()
     );
     println!(
-        "  curl -i 'http://{root}/adoptions?status=requested&limit=10'    # a page of adoptions by status: {{\"items\": [...], \"next_cursor\": ...}}"
+        "  {curl} -i '{web}/adoptions?status=requested&limit=10'    # a page of adoptions by status: {{\"items\": [...], \"next_cursor\": ...}}"
     );
     println!(
-        "  curl -i -X PATCH -H 'content-type: application/merge-patch+json' -H 'If-Match: \"1\"' -d '{{\"status\": \"approved\"}}' 'http://{root}/adoptions/ID'    # a merge patch, only if the version is still 1 (else 412)"
+        "  {curl} -i -X PATCH -H 'content-type: application/merge-patch+json' -H 'If-Match: \"1\"' -d '{{\"status\": \"approved\"}}' '{web}/adoptions/ID'    # a merge patch, only if the version is still 1 (else 412)"
     );
     println!(
-        "  curl -i -X POST -H 'content-type: application/json' -d '{{\"weight_kg\": 12.5, \"temperature_c\": 40}}' 'http://{root}/pets/42/checkups'    # a Rust function (functions/petstore, pets::checkup), its typed body checked first: 201"
+        "  {curl} -i -X POST -H 'content-type: application/json' -d '{{\"weight_kg\": 12.5, \"temperature_c\": 40}}' '{web}/pets/42/checkups'    # a Rust function (functions/petstore, pets::checkup), its typed body checked first: 201"
     );
     println!(
-        "  curl -i 'http://{root}/pets/42/age'    # a function that asks the pets upstream (which does not know ages here: the typed 404 variant)"
+        "  {curl} -i '{web}/pets/42/age'    # a function that asks the pets upstream (which does not know ages here: the typed 404 variant)"
     );
     println!(
-        "  for i in 1 2 3 4; do curl -s -D - -o /dev/null 'http://{root}/pets/$i/photos/1.jpg' | grep -i x-upstream-port; done    # the two servers of `pets`, in turn"
+        "  for i in 1 2 3 4; do {curl} -s -D - -o /dev/null '{web}/pets/$i/photos/1.jpg' | grep -i x-upstream-port; done    # the two servers of `pets`, in turn"
     );
     println!(
-        "  for u in ann bob cid dan eve fay gus hal ivy jon; do curl -s -H \"X-User-Id: $u\" 'http://{root}/pets/1/care' | grep -o '\"path\":\"[^\"]*\"'; done    # the canary: about one caller in ten on pets-next (/next/...), each always on the same side"
+        "  for u in ann bob cid dan eve fay gus hal ivy jon; do {curl} -s -H \"X-User-Id: $u\" '{web}/pets/1/care' | grep -o '\"path\":\"[^\"]*\"'; done    # the canary: about one caller in ten on pets-next (/next/...), each always on the same side"
     );
     println!(
         "  curl -s 'http://{}/_gateway/upstreams'    # every upstream's servers: healthy, ejected, in flight, failures",
@@ -234,31 +286,36 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.smoke {
         println!();
         for (path, what) in EXAMPLES {
-            smoke(gateway.addr, &format!("{base}{path}"), &[], what)?;
+            smoke(&endpoint, &format!("{base}{path}"), &[], what)?;
         }
         show_observability(args.admin_listen, &access_log)?;
-        smoke_functions(gateway.addr, &base)?;
-        smoke_store(gateway.addr, &base)?;
-        smoke(store.addr, "/orders", &[], "no key: 401")?;
+        smoke_functions(&endpoint, &base)?;
+        smoke_store(&endpoint, &base)?;
+        smoke(&store_endpoint, "/orders", &[], "no key: 401")?;
         for i in 1..=6 {
             let what = if i <= 5 {
                 "within the free plan's burst of 5"
             } else {
                 "over the burst: 429"
             };
-            smoke(store.addr, "/orders", &[("x-api-key", "demo-free-key-0001")], what)?;
+            smoke(&store_endpoint, "/orders", &[("x-api-key", "demo-free-key-0001")], what)?;
         }
         let token = crate::token::demo_token_for("store", "account:read")?;
         let bearer = format!("Bearer {token}");
-        smoke(store.addr, "/account", &[("authorization", &bearer)], "a demo JWT: 200")?;
         smoke(
-            store.addr,
+            &store_endpoint,
+            "/account",
+            &[("authorization", &bearer)],
+            "a demo JWT: 200",
+        )?;
+        smoke(
+            &store_endpoint,
             "/account",
             &[("authorization", "Bearer not-a-token")],
             "not a JWT: 401",
         )?;
         smoke(
-            store.addr,
+            &store_endpoint,
             "/partner/feed",
             &[("x-partner-token", "allow-acme")],
             "admitted by the authorizer",
@@ -271,20 +328,20 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 /// One request of the smoke run, printed with its status, cache and limit headers, and the start of its body.
-fn smoke(addr: SocketAddr, path: &str, headers: &[(&str, &str)], what: &str) -> anyhow::Result<()> {
-    smoke_request(addr, "GET", path, headers, None, what).map(|_| ())
+fn smoke(endpoint: &Endpoint, path: &str, headers: &[(&str, &str)], what: &str) -> anyhow::Result<()> {
+    smoke_request(endpoint, "GET", path, headers, None, what).map(|_| ())
 }
 
 /// [`smoke`] for any method and body; returns the status and the response's head and body.
 fn smoke_request(
-    addr: SocketAddr,
+    endpoint: &Endpoint,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&str>,
     what: &str,
 ) -> anyhow::Result<(u16, String, String)> {
-    let (status, response) = http_request(addr, method, path, headers, body)?;
+    let (status, response) = endpoint.request(method, path, headers, body)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let mut notes = String::new();
     for name in ["x-cache", "ratelimit", "retry-after", "etag", "location"] {
@@ -301,10 +358,10 @@ fn smoke_request(
 
 /// The function targets of the smoke run: a checkup answered by `pets::checkup` from its typed body, a body that
 /// fails its schema (never reaching the function), and `pets::age` asking the pets upstream.
-fn smoke_functions(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
+fn smoke_functions(endpoint: &Endpoint, base: &str) -> anyhow::Result<()> {
     let json = [("content-type", "application/json")];
     let (status, _, _) = smoke_request(
-        addr,
+        endpoint,
         "POST",
         &format!("{base}/pets/42/checkups"),
         &json,
@@ -313,7 +370,7 @@ fn smoke_functions(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
     )?;
     anyhow::ensure!(status == 201, "POST /pets/42/checkups answered {status}");
     let (status, _, _) = smoke_request(
-        addr,
+        endpoint,
         "POST",
         &format!("{base}/pets/42/checkups"),
         &json,
@@ -322,7 +379,7 @@ fn smoke_functions(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
     )?;
     anyhow::ensure!(status == 400, "an invalid checkup answered {status}");
     smoke(
-        addr,
+        endpoint,
         &format!("{base}/pets/42/age"),
         &[],
         "a function asking the pets upstream, which knows no ages here: the typed 404",
@@ -331,11 +388,11 @@ fn smoke_functions(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
 
 /// The store-backed `/adoptions` of the smoke run: a create, a read of its `Location`, a conditional merge patch
 /// that holds and one that no longer does, a list by status, and a write the schema refuses.
-fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
+fn smoke_store(endpoint: &Endpoint, base: &str) -> anyhow::Result<()> {
     println!();
     let json = [("content-type", "application/json")];
     let (status, head, _) = smoke_request(
-        addr,
+        endpoint,
         "POST",
         &format!("{base}/adoptions"),
         &json,
@@ -349,11 +406,11 @@ fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
         .context("the create answered no Location")?
         .trim()
         .to_owned();
-    smoke_request(addr, "GET", &location, &[], None, "read back, with its ETag")?;
+    smoke_request(endpoint, "GET", &location, &[], None, "read back, with its ETag")?;
     let patch = [("content-type", "application/merge-patch+json"), ("if-match", "\"1\"")];
     let approve = Some(r#"{"status": "approved"}"#);
     smoke_request(
-        addr,
+        endpoint,
         "PATCH",
         &location,
         &patch,
@@ -361,7 +418,7 @@ fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
         "a merge patch if still at version 1",
     )?;
     smoke_request(
-        addr,
+        endpoint,
         "PATCH",
         &location,
         &patch,
@@ -369,7 +426,7 @@ fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
         "the same again: 412, the version moved on",
     )?;
     smoke_request(
-        addr,
+        endpoint,
         "GET",
         &format!("{base}/adoptions?status=approved&limit=2"),
         &[],
@@ -377,7 +434,7 @@ fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
         "a page of approved adoptions",
     )?;
     smoke_request(
-        addr,
+        endpoint,
         "POST",
         &format!("{base}/adoptions"),
         &json,
@@ -388,8 +445,8 @@ fn smoke_store(addr: SocketAddr, base: &str) -> anyhow::Result<()> {
 }
 
 /// The base path the gateway serves its routes under: its published spec's first `servers` URL without the `/`.
-fn published_base(addr: SocketAddr) -> anyhow::Result<String> {
-    let (status, response) = http_get(addr, "/_gateway/openapi.json")?;
+fn published_base(endpoint: &Endpoint) -> anyhow::Result<String> {
+    let (status, response) = endpoint.get("/_gateway/openapi.json")?;
     anyhow::ensure!(status == 200, "GET /_gateway/openapi.json answered {status}");
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
     let spec: serde_json::Value = serde_json::from_str(body).context("the published spec is not JSON")?;
@@ -399,7 +456,7 @@ fn published_base(addr: SocketAddr) -> anyhow::Result<String> {
 
 /// What the smoke run's requests left behind: the petstore's request counters and its last access-log line.
 fn show_observability(admin: SocketAddr, access_log: &std::path::Path) -> anyhow::Result<()> {
-    let (status, response) = http_get(admin, "/metrics")?;
+    let (status, response) = Endpoint::plain(admin).get("/metrics")?;
     anyhow::ensure!(status == 200, "GET /metrics answered {status}");
     println!("\nmetrics (http://{admin}/metrics), the requests above:");
     for line in response.lines().filter(|l| l.starts_with("gateway_requests_total")) {

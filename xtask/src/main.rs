@@ -3,9 +3,11 @@
 //! Only xtask touches the disk for the generator: `gateway-codegen` returns files, this writes them.
 
 mod bench;
+mod cert;
 mod corpus;
 mod demo;
 mod generate;
+mod package;
 mod process;
 mod test;
 mod token;
@@ -36,6 +38,10 @@ enum Task {
     Bench(bench::Args),
     /// Mint a bearer token for the demo, signed with the demo key (specs/keys/): `TOKEN=$(cargo xtask token)`.
     Token(token::Args),
+    /// Make a development CA and a server certificate for HTTPS (`--tls-cert`/`--tls-key`) in target/dev-tls.
+    Cert(cert::Args),
+    /// Write a Dockerfile and Kubernetes manifests for a generated gateway into target/package/<name>/.
+    Package(package::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         Task::Corpus(args) => corpus::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Token(args) => token::run(&args),
+        Task::Cert(args) => cert::run(&args),
+        Task::Package(args) => package::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,8 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -368,6 +369,14 @@ fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> std::thread::
     })
 }
 
+/// `name` found in a directory of `PATH`, if it is there.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 /// A minimal HTTP/1.1 GET with `Connection: close`, for smoke checks without an HTTP client dependency.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     http_get_with(addr, path, &[])
@@ -386,23 +395,121 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let mut stream = connect(addr)?;
+    stream.write_all(request_text(addr, method, path, headers, body).as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok((status_of(&response)?, response))
+}
+
+/// A TCP connection to `addr` with the smoke checks' time limits.
+fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(15)))?;
+    Ok(stream)
+}
+
+/// The text of one HTTP/1.1 request with `Connection: close`.
+fn request_text(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> String {
     let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     if let Some(body) = body {
         extra.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    write!(
-        stream,
+    format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n{}",
         body.unwrap_or("")
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
+    )
+}
+
+/// The status code of a response's text.
+fn status_of(response: &str) -> anyhow::Result<u16> {
+    response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP response: {response:?}"))?;
-    Ok((status, response))
+        .with_context(|| format!("not an HTTP response: {response:?}"))
+}
+
+/// Where a task's smoke requests go: a server speaking plain HTTP, or HTTPS with a certificate checked against a
+/// CA of the task's own (`cargo xtask cert`). Either way one request per connection, `Connection: close`.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// With HTTPS: the client's configuration (trusting only the CA) and the name the certificate must hold.
+    tls: Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)>,
+}
+
+impl Endpoint {
+    /// A server speaking plain HTTP: requests as [`http_request`] sends them.
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+
+    /// A server speaking HTTPS whose certificate, for `name` (a DNS name or an IP address), is signed by the CA in
+    /// the PEM file `ca`. HTTP/1.1 is asked for by ALPN.
+    pub fn https(addr: SocketAddr, ca: &Path, name: &str) -> anyhow::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        let ca_der = rustls::pki_types::CertificateDer::from_pem_file(ca)
+            .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der).context("the CA certificate")?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .with_context(|| format!("`{name}` is not a server name"))?;
+        Ok(Self {
+            addr,
+            tls: Some((Arc::new(config), name)),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// [`http_get`] to this endpoint.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.request("GET", path, &[], None)
+    }
+
+    /// [`http_request`] to this endpoint: the status and the whole response as text.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
+        let Some((config, name)) = &self.tls else {
+            return http_request(self.addr, method, path, headers, body);
+        };
+        let connection =
+            rustls::ClientConnection::new(Arc::clone(config), name.clone()).context("starting a TLS connection")?;
+        let mut stream = rustls::StreamOwned::new(connection, connect(self.addr)?);
+        stream
+            .write_all(request_text(self.addr, method, path, headers, body).as_bytes())
+            .with_context(|| format!("TLS handshake or request to {}", self.addr))?;
+        stream.flush()?;
+        let mut bytes = Vec::new();
+        let mut chunk = [0_u8; 16 * 1024];
+        loop {
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                // A server that closes without close_notify after a complete `Connection: close` answer.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => break,
+                Err(e) => return Err(e).with_context(|| format!("reading the answer of {}", self.addr)),
+            }
+        }
+        let response = String::from_utf8_lossy(&bytes).into_owned();
+        Ok((status_of(&response)?, response))
+    }
 }

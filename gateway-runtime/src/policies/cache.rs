@@ -294,7 +294,7 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
     let scheme = ctx.scheme();
     let _ = write!(key, "s{}:{scheme}", scheme.len());
     // The host is written straight into the key (lower-cased as it goes), length-prefixed like every value.
-    let host = crate::policies::hosts::normalised(parts);
+    let host = crate::policies::hosts::normalised(parts).over_tls(ctx.tls);
     let _ = write!(key, "a{}:", host.len());
     host.write(&mut key);
     let mut push = |tag: &str, value: &str| {

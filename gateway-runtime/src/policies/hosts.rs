@@ -55,6 +55,14 @@ pub struct Normalised<'a> {
 }
 
 impl Normalised<'_> {
+    /// Without `:443` as well, for a request that came over TLS (where it is the default port).
+    pub fn over_tls(mut self, tls: bool) -> Self {
+        if tls && self.port == Some("443") {
+            self.port = None;
+        }
+        self
+    }
+
     /// The length of what [`Normalised::write`] writes (for a length-prefixed key).
     pub fn len(&self) -> usize {
         self.host.len() + self.port.map_or(0, |p| p.len() + 1)
@@ -146,6 +154,16 @@ mod tests {
         assert_eq!(normal_form("api.example.com.:80"), "api.example.com");
         assert_eq!(normal_form("api.example.com:8080"), "api.example.com:8080");
         assert_eq!(normal_form("[::1]:9000"), "[::1]:9000");
+        let mut out = String::new();
+        super::normalised(&parts("api.example.com:443"))
+            .over_tls(true)
+            .write(&mut out);
+        assert_eq!(out, "api.example.com", "443 is the default port over TLS");
+        out.clear();
+        super::normalised(&parts("api.example.com:443"))
+            .over_tls(false)
+            .write(&mut out);
+        assert_eq!(out, "api.example.com:443", "and only there");
     }
 
     #[test]

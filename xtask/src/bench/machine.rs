@@ -57,7 +57,8 @@ impl Tools {
     }
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+/// `name` in a directory of `PATH` or of [`SBIN`].
+pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(SBIN.iter().map(PathBuf::from))
@@ -281,7 +282,7 @@ fn first_line(argv: &[&str]) -> Option<String> {
 }
 
 /// The version a tool prints for `flag` (wrk exits non-zero and nginx writes to stderr, so read both).
-fn version_of(program: &Path, flag: &str) -> Option<String> {
+pub fn version_of(program: &Path, flag: &str) -> Option<String> {
     let mut command = Command::new(program);
     command.arg(flag);
     let output = output_within(command, Duration::from_secs(10)).ok()?;

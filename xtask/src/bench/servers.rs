@@ -11,6 +11,10 @@
 //! `/v1/pets/N` on a miss) and nginx with `proxy_cache` on the same location. The `policies` scenario's targets are
 //! the bench-only gateways of [`variants`](super::variants), with and without API keys and limits. The
 //! `observability` scenario runs the petstore gateway a second time with its metrics and access log on.
+//!
+//! The `tls` scenario's proxies are the petstore gateway with `--tls-cert`/`--tls-key` and nginx with `listen … ssl`
+//! (TLS 1.2 and 1.3, HTTP/2 on), both serving one certificate made for the run ([`TLS_DIR`] of the scenario's
+//! directory, a CA of its own) and proxying to the origin over plain HTTP as before.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -22,7 +26,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::process::{Ready, Server, http_get, http_request};
+use crate::cert;
+use crate::process::{Endpoint, Ready, Server, http_get};
 
 use super::Bench;
 use super::memory::Memory;
@@ -60,6 +65,11 @@ pub const ACCESS_LOG: &str = "access.log";
 /// How long the gateway may drain on SIGTERM (there is nothing in flight by then).
 const GATEWAY_DRAIN: &str = "5s";
 
+/// Where the certificate of the TLS proxies is made, in the scenario's directory.
+pub const TLS_DIR: &str = "tls";
+/// The name the TLS proxies' certificate is for: what the clients connect to.
+const TLS_NAME: &str = "127.0.0.1";
+
 /// A proxy to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proxy {
@@ -82,6 +92,10 @@ pub enum Proxy {
     LabGateway,
     /// The petstore gateway with its `default` upstream two servers (the origin twice), taken in turn.
     BalancedGateway,
+    /// The petstore gateway serving HTTPS (`--tls-cert`), HTTP/2 by ALPN.
+    TlsGateway,
+    /// nginx serving HTTPS with the same certificate, HTTP/2 on.
+    TlsNginx,
 }
 
 impl Proxy {
@@ -98,6 +112,8 @@ impl Proxy {
             Self::ObservedGateway => "gateway (observability on)",
             Self::LabGateway => "gateway (functions)",
             Self::BalancedGateway => "gateway (two servers)",
+            Self::TlsGateway => "gateway (TLS)",
+            Self::TlsNginx => "nginx (TLS)",
         }
     }
 
@@ -107,7 +123,7 @@ impl Proxy {
         const NGINX: &[&str] = &["[warn]", "[error]", "[crit]", "[alert]", "[emerg]"];
         match self {
             Self::Gateway => ("gateway.log", GATEWAY),
-            Self::Nginx | Self::NginxCache => ("nginx-error.log", NGINX),
+            Self::Nginx | Self::NginxCache | Self::TlsNginx => ("nginx-error.log", NGINX),
             Self::Haproxy => ("haproxy.log", &["[WARNING]", "[ALERT]"]),
             Self::PolicyGateway => ("policy-gateway.log", GATEWAY),
             Self::PlainGateway => ("plain-gateway.log", GATEWAY),
@@ -115,7 +131,13 @@ impl Proxy {
             Self::ObservedGateway => ("observed-gateway.log", GATEWAY),
             Self::LabGateway => ("lab-gateway.log", GATEWAY),
             Self::BalancedGateway => ("balanced-gateway.log", GATEWAY),
+            Self::TlsGateway => ("tls-gateway.log", GATEWAY),
         }
+    }
+
+    /// Whether it serves HTTPS.
+    fn tls(self) -> bool {
+        matches!(self, Self::TlsGateway | Self::TlsNginx)
     }
 }
 
@@ -171,6 +193,14 @@ pub enum Target {
     Mocked,
     /// The petstore gateway, `GET /inventory` to an upstream of two servers in turn.
     GatewayBalanced,
+    /// The gateway over HTTPS, `GET /inventory` on kept-alive connections.
+    GatewayTls,
+    /// nginx over HTTPS, the same.
+    NginxTls,
+    /// The gateway over HTTPS with `Connection: close`: a new connection and a full handshake per request.
+    GatewayHandshake,
+    /// nginx over HTTPS, the same.
+    NginxHandshake,
 }
 
 impl Target {
@@ -202,15 +232,26 @@ impl Target {
             Self::Mocked => "mock",
             Self::ObservedHit => "gateway hit, observed",
             Self::GatewayBalanced => "gateway, 2 servers",
+            Self::GatewayTls => "gateway https",
+            Self::NginxTls => "nginx https",
+            Self::GatewayHandshake => "gateway handshakes",
+            Self::NginxHandshake => "nginx handshakes",
         }
     }
 
     /// The path requested (the first of [`rotation`](Self::rotation) when there is one).
     pub fn path(self) -> &'static str {
         match self {
-            Self::Gateway | Self::Nginx | Self::Haproxy | Self::Plain | Self::Observed | Self::GatewayBalanced => {
-                PASSTHROUGH_PATH
-            }
+            Self::Gateway
+            | Self::Nginx
+            | Self::Haproxy
+            | Self::Plain
+            | Self::Observed
+            | Self::GatewayBalanced
+            | Self::GatewayTls
+            | Self::NginxTls
+            | Self::GatewayHandshake
+            | Self::NginxHandshake => PASSTHROUGH_PATH,
             Self::GatewayTyped => TYPED_PATH,
             Self::Direct => ORIGIN_PATH,
             Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits | Self::ObservedHit => CACHED_PATH,
@@ -260,6 +301,7 @@ impl Target {
             Self::PlainBody | Self::Contract => &[("Content-Type", "application/json")],
             Self::JwtRs256 | Self::JwtRs256Uncached => &RS256_HEADERS[..],
             Self::JwtEs256 | Self::JwtEs256Uncached => &ES256_HEADERS[..],
+            Self::GatewayHandshake | Self::NginxHandshake => &[("Connection", "close")],
             _ => &[],
         }
     }
@@ -278,6 +320,8 @@ impl Target {
             Self::Observed | Self::ObservedHit => Some(Proxy::ObservedGateway),
             Self::Function | Self::Mocked => Some(Proxy::LabGateway),
             Self::GatewayBalanced => Some(Proxy::BalancedGateway),
+            Self::GatewayTls | Self::GatewayHandshake => Some(Proxy::TlsGateway),
+            Self::NginxTls | Self::NginxHandshake => Some(Proxy::TlsNginx),
         }
     }
 }
@@ -304,6 +348,9 @@ impl Stack {
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if proxies.iter().any(|p| p.tls()) {
+            cert::make(&dir.join(TLS_DIR), &[TLS_NAME.to_owned()])?;
+        }
         let origin = start_origin(bench, &dir, delay)?;
         let mut stack = Self {
             proxies: Vec::new(),
@@ -316,8 +363,10 @@ impl Stack {
             let server = match proxy {
                 Proxy::Gateway => start_petstore_gateway(bench, dir, origin, false)?,
                 Proxy::ObservedGateway => start_petstore_gateway(bench, dir, origin, true)?,
-                Proxy::Nginx => start_nginx(bench, dir, origin, false)?,
-                Proxy::NginxCache => start_nginx(bench, dir, origin, true)?,
+                Proxy::Nginx => start_nginx(bench, dir, origin, false, None)?,
+                Proxy::NginxCache => start_nginx(bench, dir, origin, true, None)?,
+                Proxy::TlsNginx => start_nginx(bench, dir, origin, false, Some(&tls_files(dir)))?,
+                Proxy::TlsGateway => start_tls_gateway(bench, dir, origin)?,
                 Proxy::Haproxy => start_haproxy(bench, dir, origin)?,
                 Proxy::PolicyGateway => start_variant(bench, dir, origin, variants::Variant::Policies, true)?,
                 Proxy::PolicyGatewayNoCache => start_variant(bench, dir, origin, variants::Variant::Policies, false)?,
@@ -349,7 +398,24 @@ impl Stack {
 
     /// The URL a load for `target` is sent to.
     pub fn url(&mut self, target: Target) -> anyhow::Result<String> {
-        Ok(format!("http://{}{}", self.server(target)?.addr, target.path()))
+        let scheme = if target.proxy().is_some_and(Proxy::tls) {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(format!("{scheme}://{}{}", self.server(target)?.addr, target.path()))
+    }
+
+    /// Where smoke requests for `target` go: plain HTTP, or HTTPS trusting only the scenario's CA.
+    pub fn endpoint(&mut self, target: Target) -> anyhow::Result<Endpoint> {
+        let tls = target.proxy().is_some_and(Proxy::tls);
+        let ca = tls_files(&self.dir).ca;
+        let addr = self.server(target)?.addr;
+        if tls {
+            Endpoint::https(addr, &ca, TLS_NAME)
+        } else {
+            Ok(Endpoint::plain(addr))
+        }
     }
 
     /// How many requests the origin has answered so far.
@@ -391,13 +457,12 @@ impl Stack {
             );
         }
         for &target in targets {
-            let addr = self.server(target)?.addr;
+            let endpoint = self.endpoint(target)?;
             let before = origin_calls(origin)?;
             for _ in 0..2 {
                 let sent = target.body();
                 let method = sent.as_ref().map_or("GET", |(m, _)| *m);
-                let (status, response) = http_request(
-                    addr,
+                let (status, response) = endpoint.request(
                     method,
                     target.path(),
                     target.headers(),
@@ -467,6 +532,11 @@ fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
+/// The certificate files of the TLS proxies in the scenario's directory `dir`.
+pub fn tls_files(dir: &Path) -> cert::Files {
+    cert::Files::in_dir(&dir.join(TLS_DIR))
+}
+
 /// A file for a server's stderr (and stdout).
 pub(super) fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
     let path = dir.join(name);
@@ -525,6 +595,26 @@ fn start_balanced_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyh
         "petstore-gateway",
         &upstreams,
         &[],
+        &Observability::Off,
+        log,
+    )
+}
+
+/// The petstore gateway as [`start_petstore_gateway`] starts it, serving HTTPS with the scenario's certificate.
+fn start_tls_gateway(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Result<Server> {
+    let upstreams = [
+        format!("default=http://{origin}/api"),
+        format!("pets=http://{origin}"),
+        format!("reports=http://{origin}/reporting"),
+    ];
+    let log = Proxy::TlsGateway.log().0;
+    let extra = tls_files(dir).gateway_flags();
+    start_gateway(
+        bench,
+        dir,
+        "petstore-gateway",
+        &upstreams,
+        &extra,
         &Observability::Off,
         log,
     )
@@ -626,16 +716,31 @@ pub(super) fn start_gateway(
     Server::spawn(command, binary, Ready::PrintsAddress)
 }
 
-/// nginx as a plain reverse proxy; with `cache`, also caching `/pets/` (see [`nginx_conf`]).
-fn start_nginx(bench: &Bench, dir: &Path, origin: SocketAddr, cache: bool) -> anyhow::Result<Server> {
+/// nginx as a plain reverse proxy; with `cache`, also caching `/pets/` (see [`nginx_conf`]); with `tls`, serving
+/// HTTPS with those files.
+fn start_nginx(
+    bench: &Bench,
+    dir: &Path,
+    origin: SocketAddr,
+    cache: bool,
+    tls: Option<&cert::Files>,
+) -> anyhow::Result<Server> {
     let listen = free_port()?;
     let conf = dir.join("nginx.conf");
+    let nginx = bench.tools.path("nginx")?;
+    // Over HTTP/2 a client connection carries many requests at once, each needing a connection to the origin: keep
+    // as many of those alive as there can be requests in flight (`h2load -c64 -m10`), as the gateway's pool does.
+    let (listen_directives, keepalive) = match tls {
+        None => (format!("listen {listen} backlog=4096;"), 64),
+        Some(files) => (nginx_tls(listen, files, http2_on_directive(nginx)), 1024),
+    };
+    let workers = bench.placement.server_threads;
     fs::write(
         &conf,
-        nginx_conf(dir, listen, origin, bench.placement.server_threads, cache),
+        nginx_conf(dir, &listen_directives, keepalive, origin, workers, cache),
     )
     .with_context(|| format!("writing {}", conf.display()))?;
-    let mut command = bench.placement.server(bench.tools.path("nginx")?);
+    let mut command = bench.placement.server(nginx);
     command
         .arg("-p")
         .arg(dir)
@@ -667,7 +772,16 @@ fn start_haproxy(bench: &Bench, dir: &Path, origin: SocketAddr) -> anyhow::Resul
 /// nginx as a plain reverse proxy: no access log, kept-alive HTTP/1.1 to the origin, the `/api` prefix added. With
 /// `cache`, `/pets/N` is proxied to the origin's `/v1/pets/N` (as the gateway's `getPet`) and cached for 60 s, keyed
 /// by the request URI; a request with `Cache-Control` refreshes its entry (the gateway's `invalidate: any`).
-fn nginx_conf(dir: &Path, listen: SocketAddr, origin: SocketAddr, workers: usize, cache: bool) -> String {
+/// `listen_directives` are the server's `listen` line and whatever goes with it (see [`nginx_tls`]); `keepalive` the
+/// idle connections to the origin each worker keeps.
+fn nginx_conf(
+    dir: &Path,
+    listen_directives: &str,
+    keepalive: u32,
+    origin: SocketAddr,
+    workers: usize,
+    cache: bool,
+) -> String {
     let (cache_zone, cache_location) = if cache {
         nginx_cache(dir)
     } else {
@@ -704,11 +818,11 @@ http {{
 
     upstream origin {{
         server {origin};
-        keepalive 64;
+        keepalive {keepalive};
     }}
 
     server {{
-        listen {listen} backlog=4096;
+        {listen_directives}
         location / {{
             proxy_pass http://origin/api/;
             proxy_http_version 1.1;
@@ -724,6 +838,35 @@ http {{
 "#
     );
     conf
+}
+
+/// The `listen` of an HTTPS server on `listen` with the certificate and key in `files`: TLS 1.2 and 1.3, HTTP/2 by
+/// ALPN (`http2 on;` from nginx 1.25.1, before it `listen … ssl http2`, as `modern` says). `keepalive_requests` is
+/// the gateway's `--max-requests-per-connection` default: with nginx's 1,000 a kept-alive run would measure nginx
+/// re-handshaking every 1,000 requests, and h2load (which does not reconnect) would count the rest as failed.
+fn nginx_tls(listen: SocketAddr, files: &cert::Files, modern: bool) -> String {
+    let (listen_http2, http2_on) = if modern {
+        ("", "\n        http2 on;")
+    } else {
+        (" http2", "")
+    };
+    format!(
+        "listen {listen} ssl{listen_http2} backlog=4096;{http2_on}\n        \
+         ssl_certificate {};\n        \
+         ssl_certificate_key {};\n        \
+         ssl_protocols TLSv1.2 TLSv1.3;\n        \
+         keepalive_requests 10000;",
+        files.cert.display(),
+        files.key.display()
+    )
+}
+
+/// Whether this nginx takes `http2 on;` (1.25.1 and later); `false` when its version cannot be read.
+fn http2_on_directive(nginx: &Path) -> bool {
+    super::machine::version_of(nginx, "-v").is_some_and(|v| {
+        let numbers: Vec<u32> = v.split('.').map_while(|n| n.parse().ok()).collect();
+        numbers >= vec![1, 25, 1]
+    })
 }
 
 /// The cache zone (for `http`) and the cached location (for `server`) of [`nginx_conf`].
