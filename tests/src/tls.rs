@@ -59,6 +59,11 @@ impl TestCa {
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
         let params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).expect("leaf params");
+        self.signed(file, &params)
+    }
+
+    /// A certificate made from `params`, signed by the CA, written as `FILE.crt` and `FILE.key`.
+    fn signed(&self, file: &str, params: &CertificateParams) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
         let leaf = Leaf {
@@ -90,16 +95,7 @@ impl TestCa {
             .subject_alt_names
             .push(rcgen::SanType::Rfc822Name(email.try_into().expect("e-mail SAN")));
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().expect("client key");
-        let cert = params.signed_by(&key, &self.issuer).expect("client certificate");
-        let leaf = Leaf {
-            cert: self.dir.join(format!("{file}.crt")),
-            key: self.dir.join(format!("{file}.key")),
-            der: cert.der().to_vec(),
-        };
-        std::fs::write(&leaf.cert, cert.pem()).expect("write cert");
-        std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
-        leaf
+        self.signed(file, &params)
     }
 
     /// [`TestCa::client`], presenting `leaf` as its client certificate.
