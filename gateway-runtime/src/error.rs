@@ -35,6 +35,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// The request body is larger than allowed (`413`).
     PayloadTooLarge,
+    /// The request did not get its answer within `--request-timeout` (`408`).
+    RequestTimeout,
     /// No credential, or one that is not valid (`401`).
     Unauthorized,
     /// A valid credential that may not make this request (`403`).
@@ -65,11 +67,12 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the order of [`ErrorKind::index`].
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::BadRequestParameters,
         ErrorKind::BadRequestBody,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::PayloadTooLarge,
+        ErrorKind::RequestTimeout,
         ErrorKind::Unauthorized,
         ErrorKind::Forbidden,
         ErrorKind::Throttled,
@@ -97,6 +100,7 @@ impl ErrorKind {
             ErrorKind::BadRequestBody => "BAD_REQUEST_BODY",
             ErrorKind::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorKind::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorKind::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorKind::Unauthorized => "UNAUTHORIZED",
             ErrorKind::Forbidden => "FORBIDDEN",
             ErrorKind::Throttled => "THROTTLED",
@@ -119,6 +123,7 @@ impl ErrorKind {
             ErrorKind::BadRequestParameters | ErrorKind::BadRequestBody => StatusCode::BAD_REQUEST,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ErrorKind::Throttled | ErrorKind::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
@@ -141,6 +146,7 @@ impl ErrorKind {
             ErrorKind::BadRequestBody => "Invalid request body",
             ErrorKind::UnsupportedMediaType => "Unsupported media type",
             ErrorKind::PayloadTooLarge => "Payload too large",
+            ErrorKind::RequestTimeout => "Request timeout",
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::Throttled => "Too many requests",
@@ -164,6 +170,7 @@ impl ErrorKind {
             ErrorKind::BadRequestBody => "urn:gateway:error:bad-request-body",
             ErrorKind::UnsupportedMediaType => "urn:gateway:error:unsupported-media-type",
             ErrorKind::PayloadTooLarge => "urn:gateway:error:payload-too-large",
+            ErrorKind::RequestTimeout => "urn:gateway:error:request-timeout",
             ErrorKind::Unauthorized => "urn:gateway:error:unauthorized",
             ErrorKind::Forbidden => "urn:gateway:error:forbidden",
             ErrorKind::Throttled => "urn:gateway:error:throttled",
@@ -343,6 +350,17 @@ impl GatewayError {
         Self::new(
             ErrorKind::PayloadTooLarge,
             format!("the request body is larger than this operation accepts ({max} bytes)"),
+        )
+    }
+
+    /// `REQUEST_TIMEOUT`: the request had no answer within `limit` of its arrival (`--request-timeout`).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request was not answered within the gateway's request timeout ({})",
+                humantime::format_duration(limit)
+            ),
         )
     }
 

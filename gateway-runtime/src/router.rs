@@ -516,7 +516,8 @@ fn operation_service(
     Ok(OperationService::new(
         Operation::new(api, index, phases, cache, target, contract, responses)
             .with_cors(cors)
-            .with_metrics(metrics.cloned()),
+            .with_metrics(metrics.cloned())
+            .with_request_timeout(state.request_timeout),
     ))
 }
 

@@ -41,6 +41,8 @@ pub struct SharedState {
     pub stores: Vec<Store>,
     /// The API's upstreams and their servers' state (for `GET /_gateway/upstreams`); set by the server.
     pub upstreams: Option<crate::targets::proxy::Upstreams>,
+    /// How long a request may wait for its response head (`--request-timeout`); `None`: unbounded here.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl SharedState {
@@ -76,6 +78,7 @@ impl SharedState {
                 .map(|json| published(json, stage.map_or("", |s| s.base_path()))),
             stores: Vec::new(),
             upstreams: None,
+            request_timeout: None,
         })
     }
 }

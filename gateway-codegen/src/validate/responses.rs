@@ -15,6 +15,7 @@ pub const KINDS: &[&str] = &[
     "BAD_REQUEST_BODY",
     "UNSUPPORTED_MEDIA_TYPE",
     "PAYLOAD_TOO_LARGE",
+    "REQUEST_TIMEOUT",
     "UNAUTHORIZED",
     "FORBIDDEN",
     "THROTTLED",

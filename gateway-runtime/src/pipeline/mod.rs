@@ -180,6 +180,8 @@ pub(crate) struct Operation {
     cors: Option<Arc<Cors>>,
     /// This worker's counters, when the gateway counts.
     metrics: Option<Arc<WorkerMetrics>>,
+    /// How long after its arrival a request may wait for its response head (`--request-timeout`).
+    request_timeout: Option<std::time::Duration>,
 }
 
 /// What runs around the target of an operation with transforms or a response check.
@@ -212,7 +214,14 @@ impl Operation {
             responses,
             cors: None,
             metrics: None,
+            request_timeout: None,
         }
+    }
+
+    /// The operation answering `REQUEST_TIMEOUT` to a request still unanswered `timeout` after it arrived.
+    pub(crate) fn with_request_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// The operation with its CORS policy.
@@ -238,7 +247,18 @@ impl Operation {
         let mut ctx = RequestCtx::new(&parts, Some(self.op));
         ctx.api = Some(self.api.name);
         ctx.cors = self.cors.as_ref().map(|cors| cors.reply(&parts.headers));
-        let result = self.serve(&mut ctx, parts, body).await;
+        let result = match self.request_timeout {
+            None => self.serve(&mut ctx, parts, body).await,
+            // From arrival: time spent in the server's queue counts. Whatever was in progress (a body being read,
+            // an upstream try) is dropped with the future.
+            Some(limit) => {
+                let deadline = tokio::time::Instant::from_std(ctx.started + limit);
+                match tokio::time::timeout_at(deadline, self.serve(&mut ctx, parts, body)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(GatewayError::request_timeout(limit)),
+                }
+            }
+        };
         let meter = self.metrics.as_deref().map(|worker| Meter {
             worker,
             operation: Some(self.index),

@@ -35,6 +35,9 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// The most client connections the process holds; more wait in the listen backlog, not accepted.
     pub max_connections: Option<NonZeroUsize>,
+    /// How long a request may wait for its response head after its head was read: `408` beyond; `None`: no bound
+    /// but the targets' own.
+    pub request_timeout: Option<Duration>,
     /// The most requests one HTTP/1.1 connection carries; the last one's response says `Connection: close`.
     pub max_requests_per_connection: Option<NonZeroU32>,
     /// HTTP/2: the most concurrent streams of a connection.
@@ -48,6 +51,9 @@ impl Limits {
     pub const DEFAULT_MAX_HEADERS: usize = 100;
     /// 10 s to send a head (nginx: 60 s `client_header_timeout`; Envoy: none by default).
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 5 minutes from a request's head to its response head (Envoy's `stream_idle_timeout` default; nginx bounds
+    /// each body read by 60 s, `client_body_timeout`).
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
     /// 10,000 connections per process.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
     /// 10,000 requests per connection (nginx: 1,000 `keepalive_requests`; Envoy: unlimited).
@@ -89,6 +95,7 @@ impl Default for Limits {
             max_connections: NonZeroUsize::new(Self::DEFAULT_MAX_CONNECTIONS),
             max_requests_per_connection: NonZeroU32::new(Self::DEFAULT_MAX_REQUESTS_PER_CONNECTION),
             h2_max_streams: Self::DEFAULT_H2_MAX_STREAMS,
+            request_timeout: Some(Self::DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -137,6 +144,11 @@ pub(crate) struct LimitArgs {
     #[arg(long, env = "GATEWAY_MAX_REQUESTS_PER_CONNECTION", default_value = "10000", value_parser = parse_count, value_name = "N|off")]
     max_requests_per_connection: Count,
 
+    /// How long a request may wait for its response head, from the moment its head was read (a slow body upload,
+    /// a slow target): `408` beyond. Or `off`.
+    #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT", default_value = "5m", value_parser = parse_timeout, value_name = "DURATION|off")]
+    request_timeout: Timeout,
+
     /// HTTP/2: the most concurrent streams of one connection.
     #[arg(long, env = "GATEWAY_H2_MAX_STREAMS", default_value_t = Limits::DEFAULT_H2_MAX_STREAMS, value_name = "N")]
     h2_max_streams: u32,
@@ -157,7 +169,19 @@ impl LimitArgs {
                 .0
                 .and_then(|n| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX))),
             h2_max_streams: self.h2_max_streams,
+            request_timeout: self.request_timeout.0,
         }
+    }
+}
+
+/// A duration, or `off` (`None`).
+#[derive(Debug, Clone, Copy)]
+struct Timeout(Option<Duration>);
+
+fn parse_timeout(raw: &str) -> Result<Timeout, String> {
+    match raw.trim() {
+        "off" => Ok(Timeout(None)),
+        text => parse_duration(text).map(|d| Timeout(Some(d))),
     }
 }
 

@@ -353,6 +353,7 @@ pub fn start_gateway(
         )?
         .with_stores(api, &store_overrides, config.store_max_batch.map(NonZeroUsize::get))?;
         state.upstreams = Some(upstreams.clone());
+        state.request_timeout = config.limits.request_timeout;
         // The published spec's `servers` say where it is served: under the stage's base path, then the API's.
         if !served.mount.base_path.is_empty() {
             let prefix = format!("{}{}", stage.map_or("", |s| s.base_path()), served.mount.base_path);

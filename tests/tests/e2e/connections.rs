@@ -161,6 +161,29 @@ async fn a_client_that_sends_its_head_too_slowly_is_cut_off_by_the_header_timeou
 }
 
 #[tokio::test]
+async fn a_request_whose_body_trickles_in_gets_408_at_the_request_timeout() {
+    let (_upstream, gw) = setup_with(&["--request-timeout", "1s"]).await;
+    let mut slow = TcpStream::connect(gw.addr).await.expect("connect");
+    // 100 bytes announced, 2 sent: the gateway waits for the rest, but not for ever.
+    slow.write_all(
+        b"POST /pets HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"",
+    )
+    .await
+    .expect("write");
+    let mut received = Vec::new();
+    let mut buf = [0_u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("request-timeout") {
+        match tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => received.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(responses(&text), ["HTTP/1.1 408 Request Timeout"], "{text}");
+    assert!(text.contains("urn:gateway:error:request-timeout"), "{text}");
+}
+
+#[tokio::test]
 async fn a_connection_is_closed_after_max_requests_per_connection() {
     let (_upstream, gw) = setup_with(&["--max-requests-per-connection", "3"]).await;
     let mut stream = TcpStream::connect(gw.addr).await.expect("connect");
