@@ -31,6 +31,7 @@ pub mod bodies;
 pub mod error;
 pub mod observe;
 pub mod params;
+mod pem;
 pub mod pipeline;
 pub mod policies;
 pub mod responses;

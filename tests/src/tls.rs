@@ -102,37 +102,37 @@ impl TestCa {
     pub fn client_with_cert(&self, alpn: &[&[u8]], leaf: &Leaf) -> Arc<rustls::ClientConfig> {
         use rustls::pki_types::PrivateKeyDer;
         use rustls::pki_types::pem::PemObject as _;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone()).expect("CA into the root store");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("client key");
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
+        let config = self
+            .trusting()
             .with_client_auth_cert(vec![CertificateDer::from(leaf.der.clone())], key)
             .expect("client certificate");
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
+        offering(config, alpn)
     }
 
     /// A client configuration trusting only this CA, offering `alpn`.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        offering(self.trusting().with_no_client_auth(), alpn)
+    }
+
+    /// A client configuration trusting only this CA, before its client certificate (or none) is chosen.
+    fn trusting(&self) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).expect("CA into the root store");
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        // Every connection a full handshake: a resumed session would report the certificate of the session it
-        // resumed, not the one the server would present now.
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
     }
+}
+
+/// `config` offering `alpn`, with a full handshake on every connection: a resumed session would report the
+/// certificate of the session it resumed, not the one the server would present now.
+fn offering(mut config: rustls::ClientConfig, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }
 
 impl Default for TestCa {

@@ -14,7 +14,6 @@ use std::fs;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use rcgen::{
@@ -209,9 +208,13 @@ pub fn make(dir: &Path, names: &[String]) -> anyhow::Result<Files> {
 /// Generates the CA and the server certificate and writes the three files.
 fn write(dir: &Path, names: &[Name], files: &Files) -> anyhow::Result<()> {
     let first = names.first().context("no name for the certificate")?;
-    let today = civil_date(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
     // The 28th at the latest, so that the same day some years on always exists.
-    let (year, month, day) = (today.0, today.1, today.2.min(28));
+    let (year, month, day) = (
+        i32::from(today.year()),
+        u8::try_from(today.month()).unwrap_or(1),
+        u8::try_from(today.day().min(28)).unwrap_or(1),
+    );
 
     let mut ca_params = CertificateParams::default();
     ca_params.distinguished_name = rcgen::DistinguishedName::new();
@@ -265,29 +268,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
-}
-
-/// The UTC calendar date (year, month, day) of `secs` seconds after the Unix epoch (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_date(secs: u64) -> (i32, u8, u8) {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (
-        i32::try_from(year).unwrap_or(1970),
-        u8::try_from(month).unwrap_or(1),
-        u8::try_from(day).unwrap_or(1),
-    )
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -353,13 +333,6 @@ mod tests {
         assert_eq!(parse_names(&[])?.len(), 2);
         assert_eq!(parse_names(&["a.test".into(), "A.test".into()])?.len(), 1);
         Ok(())
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(951_782_400), (2000, 2, 29));
-        assert_eq!(civil_date(1_798_675_200), (2026, 12, 31));
     }
 
     #[test]

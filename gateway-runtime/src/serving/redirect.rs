@@ -23,23 +23,22 @@ async fn redirect(State(https_port): State<u16>, request: Request) -> Response {
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.host())
         .and_then(host_only);
-    let Some(host) = host else {
-        let error = GatewayError::new(
-            ErrorKind::BadRequestParameters,
-            "a request to the HTTP listener needs a valid Host header to be redirected to HTTPS",
-        );
-        let ctx = RequestCtx::new(&parts, None);
-        return crate::responses::render(&error, &ctx, None);
-    };
     let port = if https_port == 443 {
         String::new()
     } else {
         format!(":{https_port}")
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    match HeaderValue::try_from(format!("https://{host}{port}{path}")) {
-        Ok(location) => (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]).into_response(),
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    let location = host.and_then(|host| HeaderValue::try_from(format!("https://{host}{port}{path}")).ok());
+    match location {
+        Some(location) => (StatusCode::PERMANENT_REDIRECT, [(LOCATION, location)]).into_response(),
+        None => {
+            let error = GatewayError::new(
+                ErrorKind::BadRequestParameters,
+                "a request to the HTTP listener needs a valid Host header to be redirected to HTTPS",
+            );
+            crate::responses::render(&error, &RequestCtx::new(&parts, None), None)
+        }
     }
 }
 

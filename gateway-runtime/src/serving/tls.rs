@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -223,15 +222,7 @@ fn client_verifier(
         path: auth.ca.clone(),
         reason,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&auth.ca).map_err(|e| bad(e.to_string()))? {
-        roots
-            .add(cert.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no PEM certificate in the file".to_owned()));
-    }
+    let roots = crate::pem::roots(&auth.ca).map_err(bad)?;
     let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider));
     let builder = match auth.mode {
         ClientAuthMode::Required => builder,
@@ -256,14 +247,8 @@ fn load_pair(pair: &CertPair, provider: &CryptoProvider) -> Result<CertifiedKey,
         path: path.to_owned(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pair.cert)
-        .map_err(|e| bad(&pair.cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(&pair.cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(bad(&pair.cert, "no PEM certificate in the file".to_owned()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&pair.key).map_err(|e| bad(&pair.key, e.to_string()))?;
+    let chain = crate::pem::chain(&pair.cert).map_err(|e| bad(&pair.cert, e))?;
+    let key = crate::pem::key(&pair.key).map_err(|e| bad(&pair.key, e))?;
     CertifiedKey::from_der(chain, key, provider)
         .map_err(|e| bad(&pair.key, format!("{e} (is it the key of {}?)", pair.cert.display())))
 }

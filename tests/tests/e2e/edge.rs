@@ -331,17 +331,21 @@ async fn a_websocket_is_spliced_to_the_upstream_both_ways_on_operations_that_all
     assert_eq!(seen["headers"].get("upgrade"), None, "{seen}");
 }
 
-#[tokio::test]
-async fn upstreams_over_tls_trust_their_own_ca_present_a_client_certificate_and_speak_http2() {
-    let upstream_ca = TestCa::new();
-    let upstream_leaf = upstream_ca.leaf("upstream", &["127.0.0.1"]);
-    let gateway_ca = TestCa::new();
-    let gateway_cert = gateway_ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
-    let secure = HttpsUpstream::start(&upstream_leaf, &gateway_ca)
+/// The edge gateway with its `secure` upstream an HTTPS server whose certificate `signer` signed, trusting only
+/// `trusted`'s CA for it, and presenting a client certificate `client_ca` signed (which the server verifies); its
+/// `app` and `h2c` upstreams are one plain upstream. Returns the servers, the gateway and its client certificate.
+async fn secure_edge(
+    signer: &TestCa,
+    trusted: &TestCa,
+    client_ca: &TestCa,
+) -> (HttpsUpstream, Upstream, Gateway, Leaf) {
+    let upstream_leaf = signer.leaf("upstream", &["127.0.0.1"]);
+    let gateway_cert = client_ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
+    let secure = HttpsUpstream::start(&upstream_leaf, client_ca)
         .await
         .expect("HTTPS upstream starts");
     let plain = Upstream::start().await.expect("upstream starts");
-    let ca_file = upstream_ca.ca_file();
+    let ca_file = trusted.ca_file();
     let args = vec![
         "--upstream".to_owned(),
         format!("app={}", plain.url()),
@@ -351,6 +355,14 @@ async fn upstreams_over_tls_trust_their_own_ca_present_a_client_certificate_and_
         format!("h2c={}", plain.url()),
     ];
     let gw = Gateway::start_with_files(EDGE, &args, &[], &tls_files(&ca_file, &gateway_cert)).expect("gateway starts");
+    (secure, plain, gw, gateway_cert)
+}
+
+#[tokio::test]
+async fn upstreams_over_tls_trust_their_own_ca_present_a_client_certificate_and_speak_http2() {
+    let upstream_ca = TestCa::new();
+    let gateway_ca = TestCa::new();
+    let (_secure, plain, gw, gateway_cert) = secure_edge(&upstream_ca, &upstream_ca, &gateway_ca).await;
 
     let reply = get(&gw, "/secure", &[]).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -380,21 +392,8 @@ async fn upstreams_over_tls_trust_their_own_ca_present_a_client_certificate_and_
 #[tokio::test]
 async fn an_upstream_whose_certificate_another_ca_signed_is_a_502() {
     let other_ca = TestCa::new();
-    let upstream_leaf = other_ca.leaf("upstream", &["127.0.0.1"]);
     let trusted_ca = TestCa::new();
-    let gateway_cert = trusted_ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");
-    let secure = HttpsUpstream::start(&upstream_leaf, &trusted_ca)
-        .await
-        .expect("HTTPS upstream starts");
-    let plain = Upstream::start().await.expect("upstream starts");
-    let ca_file = trusted_ca.ca_file();
-    let args = vec![
-        "--upstream".to_owned(),
-        format!("app={}", plain.url()),
-        "--upstream".to_owned(),
-        format!("secure=https://127.0.0.1:{}", secure.addr.port()),
-    ];
-    let gw = Gateway::start_with_files(EDGE, &args, &[], &tls_files(&ca_file, &gateway_cert)).expect("gateway starts");
+    let (_secure, _plain, gw, _) = secure_edge(&other_ca, &trusted_ca, &trusted_ca).await;
     let reply = get(&gw, "/secure", &[]).await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
 }

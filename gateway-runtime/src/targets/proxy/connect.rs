@@ -53,13 +53,7 @@ impl TlsConfig {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth()
         } else {
-            match builder()?.with_native_roots() {
-                Ok(b) => b.with_no_client_auth(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "no usable native root certificates; using the bundled Mozilla roots");
-                    builder()?.with_webpki_roots().with_no_client_auth()
-                }
-            }
+            system_roots(builder()?).with_no_client_auth()
         };
         Ok(Self(Arc::new(config)))
     }
@@ -67,44 +61,40 @@ impl TlsConfig {
     /// The configuration of upstream `name` with TLS settings of its own: only the CA in `ca_file` trusted (when
     /// given; else the system's roots), and the client certificate presented (when given).
     pub fn for_upstream(name: &str, spec: &crate::spec::UpstreamTlsSpec) -> Result<Self, UpstreamError> {
-        use rustls::pki_types::pem::PemObject as _;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::path::Path;
         let bad = |file: &str, reason: String| UpstreamError::Tls(format!("upstream `{name}`: {file}: {reason}"));
         let builder =
             rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
                 .with_safe_default_protocol_versions()
                 .map_err(|e| UpstreamError::Tls(e.to_string()))?;
         let builder = match spec.ca_file {
-            Some(file) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_file_iter(file).map_err(|e| bad(file, e.to_string()))? {
-                    let cert = cert.map_err(|e| bad(file, e.to_string()))?;
-                    roots.add(cert).map_err(|e| bad(file, e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(bad(file, "no PEM certificate in the file".to_owned()));
-                }
-                builder.with_root_certificates(roots)
-            }
-            None => match builder.clone().with_native_roots() {
-                Ok(b) => b,
-                Err(_) => builder.with_webpki_roots(),
-            },
+            Some(file) => builder.with_root_certificates(crate::pem::roots(Path::new(file)).map_err(|e| bad(file, e))?),
+            None => system_roots(builder),
         };
         let config = match spec.client {
             None => builder.with_no_client_auth(),
             Some((cert_file, key_file)) => {
-                let chain = CertificateDer::pem_file_iter(cert_file)
-                    .map_err(|e| bad(cert_file, e.to_string()))?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad(cert_file, e.to_string()))?;
-                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| bad(key_file, e.to_string()))?;
+                let chain = crate::pem::chain(Path::new(cert_file)).map_err(|e| bad(cert_file, e))?;
+                let key = crate::pem::key(Path::new(key_file)).map_err(|e| bad(key_file, e))?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| bad(cert_file, e.to_string()))?
             }
         };
         Ok(Self(Arc::new(config)))
+    }
+}
+
+/// `builder` trusting the platform's root certificates, or Mozilla's bundled ones when the platform has none.
+fn system_roots(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    match builder.clone().with_native_roots() {
+        Ok(b) => b,
+        Err(err) => {
+            tracing::warn!(error = %err, "no usable native root certificates; using the bundled Mozilla roots");
+            builder.with_webpki_roots()
+        }
     }
 }
 
