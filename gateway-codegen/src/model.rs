@@ -54,6 +54,8 @@ pub struct Api {
     pub published: Option<String>,
     /// Stores, in spec order, each with the tables its targets name.
     pub stores: Vec<Store>,
+    /// State shared with other replicas through Redis.
+    pub shared: Option<Shared>,
     /// The user's crate that function targets call, when any operation has one.
     pub functions: Option<FunctionsCrate>,
     /// Rust types generated from the schemas function operations use (each component schema once), sorted by name.
@@ -65,12 +67,27 @@ pub struct Api {
 pub struct Store {
     /// Its name.
     pub name: String,
-    /// The SQLite file, as written.
-    pub sqlite: String,
-    /// `synchronous: normal` (else full).
-    pub normal_sync: bool,
+    /// The database it keeps its items in.
+    pub database: StoreDatabase,
     /// The tables its targets name, in order of first use.
     pub tables: Vec<StoreTable>,
+}
+
+/// The database of a store: `sqlite` or `postgres`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreDatabase {
+    /// A SQLite file.
+    Sqlite {
+        /// The file, as written.
+        path: String,
+        /// `synchronous: normal` (else full).
+        normal_sync: bool,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its URL, as written (checked to parse).
+        url: String,
+    },
 }
 
 /// A table of a store.
@@ -736,6 +753,27 @@ pub enum KeyLocation {
     Query,
     /// Cookie.
     Cookie,
+}
+
+/// `x-gateway.shared`: state the API's replicas share through Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shared {
+    /// The Redis URL.
+    pub redis: String,
+    /// Put before every key and channel.
+    pub prefix: String,
+    /// The longest a Redis call may take.
+    pub timeout: std::time::Duration,
+    /// `on_failure.limits: closed`.
+    pub limits_closed: bool,
+    /// `on_failure.quotas: closed`.
+    pub quotas_closed: bool,
+    /// `keys: redis`.
+    pub keys: bool,
+    /// How often keys are re-read.
+    pub keys_refresh: std::time::Duration,
+    /// `cache: redis`.
+    pub cache: bool,
 }
 
 /// API-wide response cache sizes.

@@ -1442,7 +1442,8 @@ fn store_targets_generate_their_stores_tables_indexes_and_a_validated_body() {
     let g = run(STORE_BASE).expect("valid");
     let api = &g.files["src/api.rs"];
     assert!(api.contains("StoreSpec {"), "{api}");
-    assert!(api.contains("sqlite: \"data/t.db\""));
+    assert!(api.contains("StoreBackendSpec::Sqlite"), "{api}");
+    assert!(api.contains("path: \"data/t.db\""));
     assert!(api.contains("StoreTableSpec {"));
     assert!(api.contains("indexes: &[\"status\"]"));
     assert!(api.contains("action: StoreAction::Create"));
@@ -1508,6 +1509,77 @@ fn a_store_target_names_a_defined_store_a_known_action_and_a_valid_table() {
         5,
     );
     assert_eq!(e.help.as_deref(), Some("did you mean `full`?"));
+}
+
+#[test]
+fn a_store_is_sqlite_or_postgres_with_a_url_that_parses_and_no_password_in_the_diagnostics() {
+    let postgres = |url: &str| {
+        STORE_BASE.replace(
+            "main: { sqlite: data/t.db }",
+            &format!("main: {{ postgres: \"{url}\" }}"),
+        )
+    };
+    let g = run(&postgres("postgres://gw@127.0.0.1:5432/pets")).expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(api.contains("StoreBackendSpec::Postgres"), "{api}");
+    assert!(api.contains("url: \"postgres://gw@127.0.0.1:5432/pets\""), "{api}");
+    assert!(g.warnings.is_empty(), "{:#?}", g.warnings);
+    run(&postgres(
+        "postgresql://a:5432,b:5433/pets?connect_timeout=2&application_name=gw",
+    ))
+    .expect("several hosts");
+
+    // A password is allowed, with a warning that does not repeat it.
+    let g = run(&postgres("postgres://gw:s3cret@db/pets")).expect("a warning only");
+    let w = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("holds a password"))
+        .expect("warned");
+    assert!(!w.to_string().contains("s3cret"), "{w}");
+
+    for (url, message) in [
+        ("mysql://h/db", "must start with `postgres://`"),
+        ("postgres:///pets", "names no host"),
+        ("postgres://gw:s3cret@h:54x/pets", "a port is not a number"),
+        (
+            "postgres://h/pets?sslmod=disable",
+            "unknown parameter `sslmod` (did you mean `sslmode`?)",
+        ),
+        (
+            "postgres://h/pets?sslmode=require",
+            "TLS to PostgreSQL is not supported yet",
+        ),
+    ] {
+        let e = single_error(&postgres(url), message, 5);
+        assert!(e.message.starts_with("`postgres` is not a PostgreSQL URL"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    let e = single_error(
+        &STORE_BASE.replace(
+            "main: { sqlite: data/t.db }",
+            "main: { sqlite: data/t.db, postgres: \"postgres://h/db\" }",
+        ),
+        "names both `sqlite` and `postgres`",
+        5,
+    );
+    assert!(e.help.as_deref().is_some_and(|h| h.contains("keep one")), "{e}");
+    single_error(
+        &STORE_BASE.replace(
+            "main: { sqlite: data/t.db }",
+            "main: { postgres: \"postgres://h/db\", synchronous: full }",
+        ),
+        "`synchronous` is SQLite's",
+        5,
+    );
+    let long = "t".repeat(64);
+    single_error(
+        &postgres("postgres://h/db").replace("table: pets, action: get", &format!("table: {long}, action: get")),
+        "too long a table name for PostgreSQL",
+        13,
+    );
+    // The same name is a SQLite table's.
+    run(&STORE_BASE.replace("table: pets, action: get", &format!("table: {long}, action: get"))).expect("valid");
 }
 
 #[test]

@@ -1318,6 +1318,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
         schemas: Vec::new(),
         filters: Vec::new(),
         stores: Vec::new(),
+        shared: None,
     }
 }
 

@@ -37,6 +37,7 @@ pub mod policies;
 pub mod responses;
 pub mod router;
 pub mod serving;
+pub mod shared;
 pub mod spec;
 pub mod stage;
 pub mod state;

@@ -87,6 +87,50 @@ pub struct ApiSpec {
     /// The stores store targets keep their items in (`x-gateway.stores`), opened at start-up; store targets refer
     /// to them by index.
     pub stores: &'static [StoreSpec],
+    /// State shared with the API's other replicas through Redis (`x-gateway.shared`); `None`: this process alone.
+    pub shared: Option<&'static SharedSpec>,
+}
+
+/// `x-gateway.shared`: what replicas of the API share through one Redis, and what each concern does when Redis
+/// cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedSpec {
+    /// The Redis URL (`redis://[user:password@]host:port/db`); `--redis URL` / `GATEWAY_REDIS_URL` replaces it. It
+    /// may carry a password, so it is never logged (see [`crate::shared::redacted`]).
+    pub redis: &'static str,
+    /// Put in front of every key and channel the API uses, so that APIs (and stages) can share one Redis.
+    pub prefix: &'static str,
+    /// How long a Redis call may take before the concern behaves as `on_failure` says.
+    pub timeout: Duration,
+    /// What limits, quotas and the cache do while Redis is unreachable.
+    pub on_failure: OnFailure,
+    /// Token buckets and quotas are shared (always, with `shared`).
+    pub limits: bool,
+    /// API keys are also read from the Redis hash `<prefix>keys`, refreshed every [`SharedSpec::keys_refresh`].
+    pub keys: bool,
+    /// How often keys are re-read from Redis: the longest a key added or disabled there takes to reach every
+    /// replica.
+    pub keys_refresh: Duration,
+    /// The response cache has a shared layer in Redis behind each replica's own (`cache: { shared: redis }`).
+    pub cache: bool,
+}
+
+/// `shared.on_failure`: each concern's behaviour while Redis is down or slower than its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnFailure {
+    /// Token buckets.
+    pub limits: FailMode,
+    /// Quotas.
+    pub quotas: FailMode,
+}
+
+/// What a shared concern does without Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Admit the request (the replica's own in-memory bucket still applies to limits) and log.
+    Open,
+    /// Refuse it with `SERVICE_UNAVAILABLE`.
+    Closed,
 }
 
 /// A deployment stage: its variables and the settings it overrides.
@@ -148,6 +192,7 @@ pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
@@ -1035,13 +1080,28 @@ pub struct MockSpec {
 pub struct StoreSpec {
     /// The name store targets and `--store NAME=PATH` refer to it by.
     pub name: &'static str,
-    /// The SQLite database file, relative to the working directory (created, with its directory, on first start);
-    /// `--store NAME=PATH` replaces it.
-    pub sqlite: &'static str,
-    /// When a write is on disk: `Full` (the default) survives a power loss, `Normal` a killed process only.
-    pub synchronous: StoreSync,
+    /// The database; `--store NAME=PATH` (SQLite) or `--store NAME=postgres://…` replaces it.
+    pub backend: StoreBackendSpec,
     /// The tables the spec names, created at start-up if missing, each with an index per filtered field.
     pub tables: &'static [StoreTableSpec],
+}
+
+/// The database of a store: `sqlite` or `postgres`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackendSpec {
+    /// A SQLite file, embedded: one gateway process at a time.
+    Sqlite {
+        /// The database file, relative to the working directory (created, with its directory, on first start).
+        path: &'static str,
+        /// When a write is on disk: `Full` (the default) survives a power loss, `Normal` a killed process only.
+        synchronous: StoreSync,
+    },
+    /// A PostgreSQL database, which several gateway processes may share.
+    Postgres {
+        /// Its URL (`postgres://user@host:port/database`; checked at generate time, parsed at start-up). It may hold
+        /// a password: never log it.
+        url: &'static str,
+    },
 }
 
 /// When a committed write is on disk (SQLite's `synchronous`, in WAL mode).

@@ -10,6 +10,9 @@ use crate::policies::auth::keys::KeyStore;
 use crate::policies::cache::ResponseCache;
 use crate::policies::throttle::Limits;
 use crate::policies::validate::{ContractError, Contracts};
+use crate::shared::cache::SharedCache;
+use crate::shared::limits::SharedLimits;
+use crate::shared::{Redis, SharedError};
 use crate::spec::ApiSpec;
 use crate::stage::ResolvedStage;
 use crate::store::{self, Store, StoreError, StoreOverride};
@@ -43,6 +46,8 @@ pub struct SharedState {
     pub upstreams: Option<crate::targets::proxy::Upstreams>,
     /// How long a request may wait for its response head (`--request-timeout`); `None`: unbounded here.
     pub request_timeout: Option<std::time::Duration>,
+    /// The Redis the API shares state through with its other replicas (`x-gateway.shared`).
+    pub redis: Option<Redis>,
 }
 
 impl SharedState {
@@ -79,6 +84,7 @@ impl SharedState {
             stores: Vec::new(),
             upstreams: None,
             request_timeout: None,
+            redis: None,
         })
     }
 }
@@ -101,6 +107,39 @@ impl SharedState {
         max_batch: Option<usize>,
     ) -> Result<Self, StoreError> {
         self.stores = store::open_all(api.stores, overrides, max_batch)?;
+        Ok(self)
+    }
+
+    /// The state with what `api` shares with its other replicas (`x-gateway.shared`) kept in Redis — at `redis_url`
+    /// instead of the spec's when given (`--redis`). Nothing is connected yet: the connection is made in the
+    /// background, and until it is up each concern does what `on_failure` says.
+    ///
+    /// With `several` (a gateway of several APIs) the keys read from the API's Redis are for it alone.
+    pub fn with_shared(
+        mut self,
+        api: &'static ApiSpec,
+        redis_url: Option<&str>,
+        several: bool,
+    ) -> Result<Self, SharedError> {
+        let Some(spec) = api.shared else {
+            return Ok(self);
+        };
+        let redis = Redis::open(spec, redis_url)?;
+        let limits = SharedLimits::new(redis.clone());
+        self.limits = self
+            .limits
+            .with_shared(limits, spec.on_failure, self.stage.map(ResolvedStage::name));
+        if spec.cache {
+            let stage = self.stage.map(ResolvedStage::name);
+            self.cache = self
+                .cache
+                .take()
+                .map(|cache| cache.with_shared(SharedCache::new(redis.clone(), stage)));
+        }
+        if spec.keys {
+            crate::shared::keys::start_refresh(redis.clone(), self.keys.clone(), api.name, several, spec.keys_refresh);
+        }
+        self.redis = Some(redis);
         Ok(self)
     }
 

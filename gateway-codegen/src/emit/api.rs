@@ -8,8 +8,8 @@ use quote::{format_ident, quote};
 use crate::model::{
     Api, ApiKeyScheme, Body, CacheKeyPart, CachePolicy, Cidr, Cors, Edits, FormField, GatewayResponse, Invalidate,
     IpPolicy, JwtKeys, KeyLocation, KeyPart, Location, Operation, Origin, PathPart, Placeholder, QuotaPeriod,
-    Requirement, ResponsesCheck, SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Store, StoreAction, Target,
-    TemplatePart, Throttle, Transform, Upstream, UsagePlan,
+    Requirement, ResponsesCheck, SchemaParam, Scheme, SchemeKind, Stage, StatusMatch, Store, StoreAction,
+    StoreDatabase, Target, TemplatePart, Throttle, Transform, Upstream, UsagePlan,
 };
 
 pub(super) fn api_rs(api: &Api) -> TokenStream {
@@ -52,6 +52,7 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
     let spec_sha256 = &api.spec_sha256;
     let published = option(api.published.as_ref().map(|_| quote!(include_str!("openapi.json"))));
     let stores = api.stores.iter().map(store);
+    let shared = option(api.shared.as_ref().map(shared));
     let table = quote! {
         /// Everything the runtime needs to serve this API.
         pub static API: ApiSpec = ApiSpec {
@@ -74,6 +75,7 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
             spec_sha256: #spec_sha256,
             published: #published,
             stores: &[#(#stores),*],
+            shared: #shared,
         };
 
         #cors_table
@@ -113,6 +115,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "CorsSpec",
         "EditSpec",
         "EjectSpec",
+        "FailMode",
         "FormField",
         "FormScalar",
         "FunctionSpec",
@@ -126,6 +129,7 @@ fn imports(table: &TokenStream) -> TokenStream {
         "KeyLocation",
         "MediaSpec",
         "MockSpec",
+        "OnFailure",
         "OperationSpec",
         "OriginSpec",
         "PresentedSpec",
@@ -146,12 +150,14 @@ fn imports(table: &TokenStream) -> TokenStream {
         "SchemaParamStyle",
         "SchemeKind",
         "SchemeSpec",
+        "SharedSpec",
         "SplitSide",
         "SplitTarget",
         "StageSpec",
         "StageUpstreamSpec",
         "StatusMatch",
         "StoreAction",
+        "StoreBackendSpec",
         "StoreFilterKind",
         "StoreFilterSpec",
         "StoreKeyPart",
@@ -700,11 +706,16 @@ fn target(target: &Target) -> TokenStream {
 
 fn store(store: &Store) -> TokenStream {
     let name = &store.name;
-    let sqlite = &store.sqlite;
-    let synchronous = if store.normal_sync {
-        quote!(StoreSync::Normal)
-    } else {
-        quote!(StoreSync::Full)
+    let backend = match &store.database {
+        StoreDatabase::Sqlite { path, normal_sync } => {
+            let synchronous = if *normal_sync {
+                quote!(StoreSync::Normal)
+            } else {
+                quote!(StoreSync::Full)
+            };
+            quote!(StoreBackendSpec::Sqlite { path: #path, synchronous: #synchronous })
+        }
+        StoreDatabase::Postgres { url } => quote!(StoreBackendSpec::Postgres { url: #url }),
     };
     let tables = store.tables.iter().map(|table| {
         let name = &table.name;
@@ -712,7 +723,37 @@ fn store(store: &Store) -> TokenStream {
         quote!(StoreTableSpec { name: #name, indexes: &[#(#indexes),*] })
     });
     quote! {
-        StoreSpec { name: #name, sqlite: #sqlite, synchronous: #synchronous, tables: &[#(#tables),*] }
+        StoreSpec { name: #name, backend: #backend, tables: &[#(#tables),*] }
+    }
+}
+
+fn shared(shared: &crate::model::Shared) -> TokenStream {
+    let redis = &shared.redis;
+    let prefix = &shared.prefix;
+    let timeout = duration(shared.timeout);
+    let mode = |closed: bool| {
+        if closed {
+            quote!(FailMode::Closed)
+        } else {
+            quote!(FailMode::Open)
+        }
+    };
+    let limits = mode(shared.limits_closed);
+    let quotas = mode(shared.quotas_closed);
+    let keys = shared.keys;
+    let keys_refresh = duration(shared.keys_refresh);
+    let cache = shared.cache;
+    quote! {
+        &SharedSpec {
+            redis: #redis,
+            prefix: #prefix,
+            timeout: #timeout,
+            on_failure: OnFailure { limits: #limits, quotas: #quotas },
+            limits: true,
+            keys: #keys,
+            keys_refresh: #keys_refresh,
+            cache: #cache,
+        }
     }
 }
 

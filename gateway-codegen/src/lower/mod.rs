@@ -82,6 +82,7 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         spec_sha256: String::new(),
         published: (spec.root.publish_spec != Some(false)).then(|| crate::published::published(&spec.document)),
         stores: checked.stores,
+        shared: checked.shared,
         functions,
         types: space.finish(),
     }

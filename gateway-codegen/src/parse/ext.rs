@@ -65,6 +65,48 @@ pub struct RootExt {
     pub stores: IndexMap<String, StoreExt>,
     /// The crate of Rust functions that function targets (`target: { function: pets::age }`) call.
     pub functions: Option<FunctionsExt>,
+    /// State shared with the API's other replicas through Redis: limits, quotas, usage, the cache, keys.
+    pub shared: Option<SharedExt>,
+}
+
+/// `x-gateway.shared`: one Redis for every replica of the API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedExt {
+    /// Where Redis is.
+    pub redis: Option<RedisExt>,
+    /// What each concern does while Redis is down or slow.
+    pub on_failure: Option<OnFailureExt>,
+    /// `redis`: API keys also live in the Redis hash `<prefix>keys`, besides the key file.
+    pub keys: Option<String>,
+    /// How often keys are re-read from Redis. Default 2s.
+    pub keys_refresh: Option<DurationValue>,
+    /// `redis`: the response cache gets a shared layer in Redis behind each replica's own.
+    pub cache: Option<String>,
+}
+
+/// `shared.redis`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisExt {
+    /// `redis://[user:password@]host[:port][/db]`.
+    pub url: Option<String>,
+    /// Put before every key and channel. Default `gw:<api name>:`.
+    pub prefix: Option<String>,
+    /// The longest a Redis call may take. Default 50ms.
+    pub timeout: Option<DurationValue>,
+}
+
+/// `shared.on_failure`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnFailureExt {
+    /// `open` (default) or `closed`.
+    pub limits: Option<String>,
+    /// `open` (default) or `closed`.
+    pub quotas: Option<String>,
+    /// `bypass` (the only choice, and the default): the replica's own cache and the target answer.
+    pub cache: Option<String>,
 }
 
 /// A store under `x-gateway.stores`.
@@ -73,8 +115,10 @@ pub struct RootExt {
 pub struct StoreExt {
     /// The SQLite database file, relative to the gateway's working directory; `--store NAME=PATH` overrides it.
     pub sqlite: Option<String>,
-    /// `full` (default): a commit is on disk before it is acknowledged; `normal`: it survives a killed gateway,
-    /// not a power loss.
+    /// Or a PostgreSQL database, by URL (`postgres://user@host:port/database`); `--store NAME=URL` overrides it.
+    pub postgres: Option<String>,
+    /// SQLite only. `full` (default): a commit is on disk before it is acknowledged; `normal`: it survives a killed
+    /// gateway, not a power loss.
     pub synchronous: Option<String>,
 }
 

@@ -14,6 +14,7 @@ mod limits;
 mod responses;
 mod routes;
 mod security;
+mod shared;
 mod stages;
 mod stores;
 mod targets;
@@ -91,6 +92,8 @@ pub struct Checked<'a> {
     pub responses: Vec<GatewayResponse>,
     /// Stores, with the tables their targets use.
     pub stores: Vec<crate::model::Store>,
+    /// State shared with other replicas through Redis.
+    pub shared: Option<crate::model::Shared>,
     /// Converted schemas and filters, shared by the operations.
     pub tables: Tables,
     /// The security schemes operations use.
@@ -193,6 +196,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
     check_base_path(&base_path, "/x-gateway/base_path", diags);
     let mut upstreams = Upstreams::new(spec, diags);
     let mut stores = Stores::new(spec, diags);
+    let shared = shared::check_shared(spec, &name, diags);
     let (stages, default_stage) = stages::check_stages(&spec.root, &upstreams, diags);
     let throttle = spec
         .root
@@ -320,6 +324,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         hosts,
         responses,
         stores: stores.finish(),
+        shared,
         tables,
         schemes: security.finish(),
         cors: root_cors,

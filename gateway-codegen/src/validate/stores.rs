@@ -11,13 +11,39 @@ use openapiv3::{Parameter, ParameterSchemaOrContent, ReferenceOr, SchemaKind, Ty
 use super::contract;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
-use crate::model::{KeyPart, Store, StoreAction, StoreFilter, StoreTable, StoreTarget, Target};
-use crate::parse::ext::TargetExt;
+use crate::model::{KeyPart, Store, StoreAction, StoreDatabase, StoreFilter, StoreTable, StoreTarget, Target};
+use crate::parse::ext::{StoreExt, TargetExt};
 use crate::parse::{ParsedOperation, ParsedSpec, refs};
 use crate::template::{self, Namespace, Piece};
 
 /// The field `create` writes the new id to when `id_field` is not set.
 pub const DEFAULT_ID_FIELD: &str = "id";
+
+/// The longest table name PostgreSQL keeps whole (it truncates longer ones silently, so two could meet).
+const POSTGRES_MAX_NAME: usize = 63;
+
+/// The parameters a PostgreSQL URL may carry (tokio-postgres's, which refuses others at start-up).
+const POSTGRES_PARAMS: [&str; 19] = [
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
 
 /// Query parameters a list reads itself (paging), which cannot be filters.
 const PAGING: [&str; 2] = ["limit", "cursor"];
@@ -47,44 +73,10 @@ impl Stores {
                     ),
                 );
             }
-            let sqlite = match &ext.sqlite {
-                None => {
-                    diags.push(
-                        Diagnostic::error(&at, format!("store `{name}` needs `sqlite`: the database file"))
-                            .help(format!("e.g. `{name}: {{ sqlite: data/{name}.db }}` (relative to the gateway's working directory)")),
-                    );
-                    String::new()
-                }
-                Some(path) if path.trim().is_empty() || path.contains('\0') => {
-                    diags.push(
-                        Diagnostic::error(format!("{at}/sqlite"), "`sqlite` is not a file path").help(
-                            "write a path such as `data/petstore.db`, relative to the gateway's working directory",
-                        ),
-                    );
-                    String::new()
-                }
-                Some(path) => path.clone(),
-            };
-            let normal_sync = match ext.synchronous.as_deref() {
-                None | Some("full") => false,
-                Some("normal") => true,
-                Some(other) => {
-                    let mut d = Diagnostic::error(
-                        format!("{at}/synchronous"),
-                        format!("`synchronous: {other}` is not `full` or `normal`"),
-                    );
-                    d = match did_you_mean(other, ["full", "normal"]) {
-                        Some(best) => d.help(format!("did you mean `{best}`?")),
-                        None => d.help("`full` (the default) survives a power loss; `normal` a killed gateway only"),
-                    };
-                    diags.push(d);
-                    false
-                }
-            };
+            let database = check_database(name, ext, &at, diags);
             stores.push(Store {
                 name: name.clone(),
-                sqlite,
-                normal_sync,
+                database,
                 tables: Vec::new(),
             });
         }
@@ -118,6 +110,168 @@ impl Stores {
             }
         }
     }
+}
+
+/// The database of store `name` (written at `at`): exactly one of `sqlite` (a path) and `postgres` (a URL), with
+/// `synchronous` for SQLite only. A URL's password is never repeated in a diagnostic.
+fn check_database(name: &str, ext: &StoreExt, at: &str, diags: &mut Diagnostics) -> StoreDatabase {
+    let normal_sync = match ext.synchronous.as_deref() {
+        None | Some("full") => false,
+        Some("normal") => true,
+        Some(other) => {
+            let mut d = Diagnostic::error(
+                format!("{at}/synchronous"),
+                format!("`synchronous: {other}` is not `full` or `normal`"),
+            );
+            d = match did_you_mean(other, ["full", "normal"]) {
+                Some(best) => d.help(format!("did you mean `{best}`?")),
+                None => d.help("`full` (the default) survives a power loss; `normal` a killed gateway only"),
+            };
+            diags.push(d);
+            false
+        }
+    };
+    match (&ext.sqlite, &ext.postgres) {
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(
+                    at,
+                    format!("store `{name}` needs `sqlite` (a database file) or `postgres` (a database URL)"),
+                )
+                .help(format!(
+                    "e.g. `{name}: {{ sqlite: data/{name}.db }}` (relative to the gateway's working directory) or \
+                     `{name}: {{ postgres: \"postgres://gateway@127.0.0.1/{name}\" }}`"
+                )),
+            );
+            StoreDatabase::Sqlite {
+                path: String::new(),
+                normal_sync,
+            }
+        }
+        (Some(_), Some(_)) => {
+            diags.push(
+                Diagnostic::error(
+                    format!("{at}/postgres"),
+                    format!("store `{name}` names both `sqlite` and `postgres`; a store is one database"),
+                )
+                .help(format!(
+                    "keep one of them (`--store {name}=PATH` or `--store {name}=postgres://…` picks another at run time)"
+                )),
+            );
+            StoreDatabase::Sqlite {
+                path: String::new(),
+                normal_sync,
+            }
+        }
+        (Some(path), None) => {
+            if path.trim().is_empty() || path.contains('\0') {
+                diags.push(
+                    Diagnostic::error(format!("{at}/sqlite"), "`sqlite` is not a file path")
+                        .help("write a path such as `data/petstore.db`, relative to the gateway's working directory"),
+                );
+            }
+            StoreDatabase::Sqlite {
+                path: path.clone(),
+                normal_sync,
+            }
+        }
+        (None, Some(url)) => {
+            if ext.synchronous.is_some() {
+                diags.push(
+                    Diagnostic::error(
+                        format!("{at}/synchronous"),
+                        "`synchronous` is SQLite's; a PostgreSQL store's commits are as durable as the server makes them",
+                    )
+                    .help("remove `synchronous` (the server's `synchronous_commit` decides; `on` by default)"),
+                );
+            }
+            match check_postgres_url(url) {
+                Err(problem) => diags.push(
+                    Diagnostic::error(
+                        format!("{at}/postgres"),
+                        format!("`postgres` is not a PostgreSQL URL: {problem}"),
+                    )
+                    .help(format!("e.g. `postgres://gateway@127.0.0.1:5432/{name}`")),
+                ),
+                Ok(true) => diags.push(
+                    Diagnostic::warning(
+                        format!("{at}/postgres"),
+                        "this URL holds a password, which is then in the spec and compiled into the gateway",
+                    )
+                    .help(format!(
+                        "leave it out and set `PGPASSWORD` where the gateway runs, or give the URL at run time: \
+                         `--store {name}=postgres://…`"
+                    )),
+                ),
+                Ok(false) => {}
+            }
+            StoreDatabase::Postgres { url: url.clone() }
+        }
+    }
+}
+
+/// Checks `url` as tokio-postgres will read it at start-up (`postgres[ql]://[user[:password]@]host[:port][,…]
+/// [/database][?param=value&…]`); `Ok(true)` when it holds a password. The problem never repeats the URL.
+fn check_postgres_url(url: &str) -> Result<bool, String> {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err("it must start with `postgres://` or `postgresql://`".to_owned());
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, _database) = rest.split_once('/').unwrap_or((rest, ""));
+    let (credentials, hosts) = authority.split_once('@').unwrap_or(("", authority));
+    let mut password = credentials.contains(':');
+    let mut host = false;
+    for chunk in hosts.split(',').filter(|c| !c.is_empty()) {
+        let (name, port) = match chunk.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((name, "")) => (name, None),
+                Some((name, port)) => match port.strip_prefix(':') {
+                    Some(port) => (name, Some(port)),
+                    None => return Err("a bracketed IPv6 host is followed by something other than `:PORT`".to_owned()),
+                },
+                None => return Err("an IPv6 host lacks its closing `]`".to_owned()),
+            },
+            None => match chunk.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (chunk, None),
+            },
+        };
+        if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return Err("a port is not a number from 0 to 65535".to_owned());
+        }
+        host |= !name.is_empty();
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err("a parameter has no `=`".to_owned());
+        };
+        if !POSTGRES_PARAMS.contains(&key) {
+            let hint =
+                did_you_mean(key, POSTGRES_PARAMS).map_or_else(String::new, |b| format!(" (did you mean `{b}`?)"));
+            return Err(format!("unknown parameter `{key}`{hint}"));
+        }
+        match key {
+            "host" => host |= !value.is_empty(),
+            "password" => password = true,
+            "sslmode" if value == "require" => {
+                return Err("`sslmode=require`: TLS to PostgreSQL is not supported yet".to_owned());
+            }
+            "sslmode" if !matches!(value, "disable" | "prefer") => {
+                return Err("`sslmode` is `disable` or `prefer`".to_owned());
+            }
+            "port" if value.split(',').any(|p| p.parse::<u16>().is_err()) => {
+                return Err("a port is not a number from 0 to 65535".to_owned());
+            }
+            _ => {}
+        }
+    }
+    if !host {
+        return Err("it names no host (`postgres://HOST/DATABASE`)".to_owned());
+    }
+    Ok(password)
 }
 
 /// Checks the store target `target` (written at `at`, naming store `name`) of `op`.
@@ -190,6 +344,22 @@ pub(super) fn check_store_target(
             None
         }
     };
+    if let Some(Store {
+        database: StoreDatabase::Postgres { .. },
+        name,
+        ..
+    }) = store.and_then(|i| stores.stores.get(i))
+        && table.len() > POSTGRES_MAX_NAME
+    {
+        diags.push(
+            Diagnostic::error(
+                format!("{at}/table"),
+                format!("`{table}` is too long a table name for PostgreSQL (store `{name}`)"),
+            )
+            .help(format!("use at most {POSTGRES_MAX_NAME} bytes")),
+        );
+        ok = false;
+    }
     let (Some(store), true, Some(key), Some(filters), Some(id_field)) = (store, ok, key, filters, id_field) else {
         return None;
     };

@@ -156,7 +156,15 @@ async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> R
     }
     let flushed = query.operation.as_deref().unwrap_or("*");
     for (api, cache) in &caches {
-        cache.flush(query.operation.as_deref()).await;
+        if let Err(err) = cache.flush(query.operation.as_deref()).await {
+            tracing::warn!(api = api.api.name, error = %err, "cache flushed here, not in Redis");
+            return GatewayError::new(
+                ErrorKind::ServiceUnavailable,
+                "this replica's cache is flushed, but the shared cache could not be: the other replicas may still \
+                 serve the entries; try again",
+            )
+            .into_response();
+        }
         tracing::info!(api = api.api.name, operation = flushed, "cache flushed");
     }
     let body = if one(&admin, query.api.as_deref()) {
@@ -215,52 +223,79 @@ async fn usage(State(admin): State<Admin>, Query(query): Query<ApiQuery>) -> Res
     let tagged = admin.apis.len() > 1;
     let mut report: Vec<serde_json::Value> = Vec::new();
     for api in apis {
-        report.extend(api_usage(api, tagged));
+        match api_usage(api, tagged).await {
+            Ok(usage) => report.extend(usage),
+            Err(err) => return err.into_response(),
+        }
     }
     report.sort_by(|a, b| (a["name"].as_str(), a["api"].as_str()).cmp(&(b["name"].as_str(), b["api"].as_str())));
     axum::Json(serde_json::json!({ "keys": report })).into_response()
 }
 
-/// The usage of every key that may call `api` (with its name under `api` when `tagged`).
-fn api_usage(admin: &AdminApi, tagged: bool) -> Vec<serde_json::Value> {
-    let keys = admin.state.keys.current();
-    let counts: std::collections::HashMap<_, _> = admin
+/// The usage of every key that may call `api` (with its name under `api` when `tagged`): from Redis when the API
+/// shares its limits with other replicas (the totals of all of them), else this process's.
+async fn api_usage(admin: &AdminApi, tagged: bool) -> Result<Vec<serde_json::Value>, GatewayError> {
+    let limits = &admin.state.limits;
+    let counts: std::collections::HashMap<String, (u64, u64)> = match limits.shared() {
+        Some(shared) => shared
+            .usage()
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "cannot read the shared usage");
+                GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    "the shared usage counts cannot be read right now",
+                )
+            })?
+            .into_iter()
+            .map(|(name, admitted, throttled)| (name, (admitted, throttled)))
+            .collect(),
+        None => limits
+            .usage
+            .snapshot()
+            .into_iter()
+            .map(|(name, admitted, throttled)| (name.to_string(), (admitted, throttled)))
+            .collect(),
+    };
+    // Read out of the key set first: the set is not held across the quota reads.
+    let keys: Vec<_> = admin
         .state
-        .limits
-        .usage
-        .snapshot()
-        .into_iter()
-        .map(|(name, admitted, throttled)| (name, (admitted, throttled)))
-        .collect();
-    keys.keys()
+        .keys
+        .current()
+        .keys()
         .filter(|key| key.api.as_deref().is_none_or(|name| name == admin.api.name))
-        .map(|key| {
-            let (admitted, throttled) = counts.get(&key.name).copied().unwrap_or_default();
-            let plan = key
-                .plan
-                .as_deref()
-                .and_then(|p| admin.api.usage_plans.iter().find(|u| u.name == p));
-            let quota = plan.and_then(|p| p.quota.as_ref()).map(|q| {
-                let state = admin.state.limits.quotas().peek(&key.name, q);
+        .cloned()
+        .collect();
+    let mut report = Vec::with_capacity(keys.len());
+    for key in keys {
+        let (admitted, throttled) = counts.get(&*key.name).copied().unwrap_or_default();
+        let plan = key
+            .plan
+            .as_deref()
+            .and_then(|p| admin.api.usage_plans.iter().find(|u| u.name == p));
+        let quota = match plan.and_then(|p| p.quota.as_ref()) {
+            Some(q) => limits.quota_now(&key.name, q).await.map(|state| {
                 serde_json::json!({
                     "limit": q.limit,
                     "used": state.used,
                     "remaining": state.remaining,
                     "resets_at": state.resets_at.to_string(),
                 })
-            });
-            let mut entry = serde_json::json!({
-                "name": &*key.name,
-                "plan": key.plan.as_deref(),
-                "enabled": key.enabled,
-                "admitted": admitted,
-                "throttled": throttled,
-                "quota": quota,
-            });
-            if tagged {
-                entry["api"] = serde_json::Value::from(admin.api.name);
-            }
-            entry
-        })
-        .collect()
+            }),
+            None => None,
+        };
+        let mut entry = serde_json::json!({
+            "name": &*key.name,
+            "plan": key.plan.as_deref(),
+            "enabled": key.enabled,
+            "admitted": admitted,
+            "throttled": throttled,
+            "quota": quota,
+        });
+        if tagged {
+            entry["api"] = serde_json::Value::from(admin.api.name);
+        }
+        report.push(entry);
+    }
+    Ok(report)
 }

@@ -126,6 +126,9 @@ pub struct RequestCtx {
     pub stage: Option<&'static ResolvedStage>,
     /// The request's `Content-Length`, when it has a valid one (for the access log).
     pub bytes_in: Option<u64>,
+    /// What shared limits charged in Redis at the throttle phase: enforced by the quota phase, given back if the
+    /// request is refused before it. Boxed: most requests have none.
+    pub charged: Option<Box<crate::policies::throttle::SharedCharge>>,
 }
 
 impl RequestCtx {
@@ -163,6 +166,7 @@ impl RequestCtx {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok()),
+            charged: None,
         }
     }
 

@@ -259,6 +259,10 @@ impl Operation {
                 }
             }
         };
+        if let Some(charge) = ctx.charged.take() {
+            // Charged by shared limits, then refused before the quota phase: the charge goes back.
+            charge.refund();
+        }
         let meter = self.metrics.as_deref().map(|worker| Meter {
             worker,
             operation: Some(self.index),
@@ -278,6 +282,9 @@ impl Operation {
                 // The phases that may wait: axum's capture extractor is async (though it never waits), and a
                 // validated body is read.
                 RequestPhase::Route => self.route(ctx, &mut parts).await?,
+                RequestPhase::Throttle(limits) if limits.is_shared() => {
+                    limits.check_shared(self.api, self.index, &parts, ctx).await?;
+                }
                 RequestPhase::Auth(auth) => ctx.caller = auth.authenticate(self.api, self.op, ctx, &parts).await?,
                 RequestPhase::Body(check) if check.reads() => read = check.check(&parts, &mut body).await?,
                 RequestPhase::Body(check) => check.limit(&mut body)?,
@@ -719,6 +726,7 @@ mod tests {
         spec_sha256: "",
         published: None,
         stores: &[],
+        shared: None,
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {

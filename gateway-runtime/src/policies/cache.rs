@@ -31,19 +31,22 @@ use crate::error::GatewayError;
 use crate::observe::metrics::CacheGauges;
 use crate::pipeline::{CacheStatus, RequestCtx};
 use crate::policies::auth::Caller;
+use crate::shared::cache::SharedCache;
 use crate::spec::{CacheKeyPart, CacheSettings, CacheSpec, Invalidate};
 /// Bytes counted per entry on top of its body and headers (key, bookkeeping).
-const ENTRY_OVERHEAD: u64 = 256;
+pub(crate) const ENTRY_OVERHEAD: u64 = 256;
 
 /// A stored response.
 #[derive(Debug)]
 pub struct Cached {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    stored: Instant,
-    ttl: Duration,
-    weight: u32,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// When it was stored (by the replica that fetched it, for an entry from the shared layer).
+    pub(crate) stored: Instant,
+    /// How long after `stored` it expires.
+    pub(crate) ttl: Duration,
+    pub(crate) weight: u32,
 }
 
 /// Why a fetched response was not stored.
@@ -65,6 +68,8 @@ pub struct ResponseCache {
     entries: Cache<Arc<str>, Arc<Cached>>,
     max_entry: u64,
     removals: Arc<Removals>,
+    /// The layer shared with the API's other replicas in Redis, behind this one.
+    shared: Option<SharedCache>,
 }
 
 /// Entries the cache removed on its own, for the metrics.
@@ -127,7 +132,16 @@ impl ResponseCache {
             entries,
             max_entry: settings.max_entry,
             removals,
+            shared: None,
         }
+    }
+
+    /// The cache with `shared` behind it, following the flushes every replica publishes.
+    #[must_use]
+    pub fn with_shared(mut self, shared: SharedCache) -> Self {
+        shared.listen(self.clone());
+        self.shared = Some(shared);
+        self
     }
 
     /// The metrics' gauges of a cache of `capacity` bytes: entries and bytes stored (as of the last maintenance),
@@ -198,23 +212,43 @@ impl ResponseCache {
         }
         if lookup.refresh {
             self.entries.invalidate(&key).await;
+            if let Some(shared) = &self.shared {
+                shared.invalidate(&key).await;
+            }
         }
 
         // The fetch runs inside the coalescing initializer when this request leads, or not at all when another
         // request is already fetching the key; a leader's unstorable answer is handed back through this slot.
         let fetch = Arc::new(Mutex::new(Some(fetch)));
         let leader_answer: Arc<Mutex<Option<Result<Response, GatewayError>>>> = Arc::default();
+        // Whether the leader found the entry in the shared layer (a hit for this replica's callers too).
+        let from_shared = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let init = {
             let fetch = fetch.clone();
             let leader_answer = leader_answer.clone();
             let max_entry = self.max_entry;
+            let shared = self.shared.as_ref();
+            let from_shared = Arc::clone(&from_shared);
+            let key = Arc::clone(&key);
             async move {
+                if let Some(hit) = match shared {
+                    Some(shared) => shared.get(&key).await,
+                    None => None,
+                } {
+                    from_shared.store(true, Ordering::Relaxed);
+                    return Ok(Arc::new(hit));
+                }
                 let Some(fetch) = fetch.lock().unwrap_or_else(PoisonError::into_inner).take() else {
                     return Err(NotStored);
                 };
                 let answer = match fetch().await {
                     Ok(response) => match store(response, policy, max_entry).await {
-                        Ok(cached) => return Ok(Arc::new(cached)),
+                        Ok(cached) => {
+                            if let Some(shared) = shared {
+                                shared.put(&key, &cached).await;
+                            }
+                            return Ok(Arc::new(cached));
+                        }
                         Err(response) => Ok(response),
                     },
                     // A gateway error (the upstream down, say) is never stored nor handed to waiters.
@@ -225,6 +259,9 @@ impl ResponseCache {
             }
         };
         let result = match self.entries.entry(key).or_try_insert_with(init).await {
+            Ok(entry) if entry.is_fresh() && from_shared.load(Ordering::Relaxed) => {
+                return (CacheStatus::Hit, Ok(hit_response(entry.value())));
+            }
             Ok(entry) if entry.is_fresh() => return (CacheStatus::Miss, Ok(serve_stored(entry.value()))),
             Ok(entry) => return (CacheStatus::Hit, Ok(hit_response(entry.value()))),
             Err(_) => leader_answer.lock().unwrap_or_else(PoisonError::into_inner).take(),
@@ -243,8 +280,23 @@ impl ResponseCache {
         (CacheStatus::Miss, answer)
     }
 
-    /// Drops every stored response, or those of one operation.
-    pub async fn flush(&self, op_id: Option<&str>) {
+    /// Drops every stored response, or those of one operation: here, and with a shared layer in Redis and every
+    /// replica too (an error then says the other replicas may still hold them).
+    pub async fn flush(&self, op_id: Option<&str>) -> Result<(), crate::shared::SharedError> {
+        self.flush_here(op_id).await;
+        match &self.shared {
+            Some(shared) => shared.flush(op_id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the responses stored under `key` in this replica.
+    pub(crate) async fn invalidate_here(&self, key: &str) {
+        self.entries.invalidate(key).await;
+    }
+
+    /// Drops every response stored in this replica, or those of one operation.
+    pub(crate) async fn flush_here(&self, op_id: Option<&str>) {
         match op_id {
             None => self.entries.invalidate_all(),
             Some(id) => {

@@ -25,7 +25,8 @@ use jiff::{ToSpan as _, Zoned, tz::TimeZone};
 use crate::error::{ErrorKind, GatewayError};
 use crate::pipeline::RequestCtx;
 use crate::policies::auth::Caller;
-use crate::spec::{ApiSpec, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
+use crate::shared::limits::{BucketCheck, QuotaCharge, SharedLimits};
+use crate::spec::{ApiSpec, FailMode, OnFailure, QuotaPeriod, QuotaSpec, ThrottleScope, ThrottleSpec};
 
 /// Which bucket a check takes from.
 #[derive(Debug, Clone, Copy)]
@@ -216,38 +217,63 @@ fn period_bounds(period: QuotaPeriod, now: &Zoned) -> (Zoned, Zoned) {
     (start, end)
 }
 
-/// Per-key counters for the current period, in this process's memory.
-#[derive(Default)]
-pub struct MemoryQuotas {
-    counters: Mutex<HashMap<Arc<str>, (jiff::Timestamp, u64)>>,
-    /// The current day, week and month, recomputed only when they end: calendar arithmetic in time zones is not
-    /// work for every request.
-    periods: Mutex<[Option<(jiff::Timestamp, jiff::Timestamp)>; 3]>,
+/// The current day, week and month, recomputed only when they end: calendar arithmetic in time zones is not work
+/// for every request.
+#[derive(Debug, Default)]
+pub(crate) struct Periods {
+    slots: Mutex<[Option<(jiff::Timestamp, jiff::Timestamp)>; 3]>,
 }
 
-impl MemoryQuotas {
+impl Periods {
     /// The start and end of the `period` containing `now`.
-    fn period(&self, period: QuotaPeriod, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
+    pub(crate) fn bounds(&self, period: QuotaPeriod, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
         let slot = match period {
             QuotaPeriod::Day => 0,
             QuotaPeriod::Week => 1,
             QuotaPeriod::Month => 2,
         };
-        let mut periods = self.periods.lock().unwrap_or_else(PoisonError::into_inner);
-        match periods[slot] {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        match slots[slot] {
             Some((start, end)) if start <= now && now < end => (start, end),
             _ => {
                 let (start, end) = period_bounds(period, &now.to_zoned(TimeZone::UTC));
                 let bounds = (start.timestamp(), end.timestamp());
-                periods[slot] = Some(bounds);
+                slots[slot] = Some(bounds);
                 bounds
             }
         }
     }
+}
 
+/// The figures of a quota with `used` counted in the period from `start` to `end`, at `now`.
+fn quota_state(
+    quota: &QuotaSpec,
+    admitted: bool,
+    used: u64,
+    (start, end): (jiff::Timestamp, jiff::Timestamp),
+    now: jiff::Timestamp,
+) -> QuotaState {
+    QuotaState {
+        admitted,
+        used,
+        remaining: quota.limit.saturating_sub(used),
+        resets_at: end,
+        resets_in: Duration::try_from(end.duration_since(now)).unwrap_or_default(),
+        window: Duration::try_from(end.duration_since(start)).unwrap_or_default(),
+    }
+}
+
+/// Per-key counters for the current period, in this process's memory.
+#[derive(Default)]
+pub struct MemoryQuotas {
+    counters: Mutex<HashMap<Arc<str>, (jiff::Timestamp, u64)>>,
+    periods: Periods,
+}
+
+impl MemoryQuotas {
     fn apply(&self, key: &str, quota: &QuotaSpec, charge: bool) -> QuotaState {
         let now = jiff::Timestamp::now();
-        let (start, end) = self.period(quota.period, now);
+        let (start, end) = self.periods.bounds(quota.period, now);
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         // The key's name is allocated once, on its first request.
         if !counters.contains_key(key) {
@@ -268,14 +294,7 @@ impl MemoryQuotas {
             None => (true, 0),
         };
         drop(counters);
-        QuotaState {
-            admitted,
-            used,
-            remaining: quota.limit.saturating_sub(used),
-            resets_at: end,
-            resets_in: Duration::try_from(end.duration_since(now)).unwrap_or_default(),
-            window: Duration::try_from(end.duration_since(start)).unwrap_or_default(),
-        }
+        quota_state(quota, admitted, used, (start, end), now)
     }
 }
 
@@ -511,15 +530,61 @@ pub struct Limits {
     trust_proxy: bool,
     /// The API-wide bucket in force: the stage's when it sets one, else [`ApiSpec::throttle`].
     api_throttle: Option<ThrottleSpec>,
+    /// Buckets, quotas and usage shared with the API's other replicas (`x-gateway.shared`): `rates` then only
+    /// pre-checks what this replica alone has used.
+    shared: Option<Shared>,
+}
+
+/// The shared side of [`Limits`].
+#[derive(Clone)]
+struct Shared {
+    limits: Arc<SharedLimits>,
+    on_failure: OnFailure,
+    /// Before every key of this API's limits: the stage served (`prod:`), so that stages sharing a Redis keep their
+    /// limits apart; empty without stages.
+    scope: Arc<str>,
+    periods: Arc<Periods>,
+}
+
+/// What the throttle phase charged in Redis, for the quota phase to enforce, or to give back if the request is
+/// refused in between.
+pub struct SharedCharge {
+    limits: Arc<SharedLimits>,
+    /// The quota's verdict; `None` without a quota; `Some(None)` when Redis could not say.
+    quota: Option<Option<(QuotaSpec, QuotaState)>>,
+    /// The quota counter charged, to give back.
+    quota_key: Option<String>,
+    /// The key whose usage was counted as admitted, to give back.
+    counted: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for SharedCharge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCharge")
+            .field("quota", &self.quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedCharge {
+    /// Gives the charge back: the request it was made for was refused after the throttle phase.
+    pub fn refund(self) {
+        self.limits.refund(self.quota_key, self.counted);
+    }
 }
 
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
             .field("trust_proxy", &self.trust_proxy)
+            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
+
+/// One check of a request: its name in the headers, its bucket (which may borrow the caller's key name) and its
+/// limit.
+type Check<'a, 'c> = (&'static str, Bucket<'c>, &'a ThrottleSpec);
 
 impl Limits {
     /// In-memory limits for `api`, with `api_throttle` as the API-wide bucket (what the stage being served says,
@@ -534,7 +599,31 @@ impl Limits {
             usage: Arc::new(UsageBook::default()),
             trust_proxy,
             api_throttle,
+            shared: None,
         }
+    }
+
+    /// The limits kept in `shared` as well (the in-memory buckets stay, as this replica's pre-check), their keys
+    /// scoped to `stage` when one is served; `on_failure` says what happens while Redis cannot answer.
+    #[must_use]
+    pub fn with_shared(mut self, shared: Arc<SharedLimits>, on_failure: OnFailure, stage: Option<&str>) -> Self {
+        self.shared = Some(Shared {
+            limits: shared,
+            on_failure,
+            scope: Arc::from(stage.map_or(String::new(), |s| format!("{s}:"))),
+            periods: Arc::default(),
+        });
+        self
+    }
+
+    /// The shared limits, when the API has them.
+    pub fn shared(&self) -> Option<&Arc<SharedLimits>> {
+        self.shared.as_ref().map(|s| &s.limits)
+    }
+
+    /// Whether the checks wait for Redis ([`Limits::check_shared`] instead of [`Limits::check`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// The API-wide bucket in force.
@@ -564,18 +653,17 @@ impl Limits {
             .unwrap_or(peer)
     }
 
-    /// The throttles, in order (API-wide, operation, the caller's plan); the first refusal stops the checks. The
-    /// report (for the `RateLimit-*` headers) comes back either way.
-    pub fn check(
-        &self,
-        api: &ApiSpec,
+    /// The report a request's headers will show, and its checks in order (API-wide, operation, the caller's plan).
+    fn checks<'a, 'c>(
+        &'a self,
+        api: &'a ApiSpec,
         index: usize,
         parts: &http::request::Parts,
-        ctx: &RequestCtx,
-    ) -> (Report, Result<(), GatewayError>) {
+        ctx: &'c RequestCtx,
+    ) -> (Report, [Option<Check<'a, 'c>>; 3]) {
         let caller = ctx.caller.as_ref();
         let slot = index * self.plan_slots + caller.and_then(|c| c.plan).map_or(0, |p| p + 1);
-        let mut report = Report {
+        let report = Report {
             items: Vec::with_capacity(4),
             policies: self.policies.get(slot).cloned(),
         };
@@ -602,29 +690,158 @@ impl Limits {
                     .map(|l| ("plan", Bucket::Plan { index: p, key }, l))
             }),
         ];
+        (report, checks)
+    }
+
+    /// The throttles, in order (API-wide, operation, the caller's plan); the first refusal stops the checks. The
+    /// report (for the `RateLimit-*` headers) comes back either way.
+    pub fn check(
+        &self,
+        api: &ApiSpec,
+        index: usize,
+        parts: &http::request::Parts,
+        ctx: &RequestCtx,
+    ) -> (Report, Result<(), GatewayError>) {
+        let (mut report, checks) = self.checks(api, index, parts, ctx);
         for (name, bucket, limit) in checks.into_iter().flatten() {
             let state = self.rates.acquire(bucket, limit);
             report.bucket(name, limit, &state);
             if !state.admitted {
-                if let Some(name) = caller.and_then(Caller::key_name) {
+                if let Some(name) = ctx.caller.as_ref().and_then(Caller::key_name) {
                     self.usage.of(name).throttled.fetch_add(1, Ordering::Relaxed);
                 }
-                let detail = format!(
-                    "too many requests: the {name} limit of {} a second is used up",
-                    limit.rate
-                );
-                return (
-                    report,
-                    Err(GatewayError::too_many(ErrorKind::Throttled, detail, state.retry_after).with_reason(name)),
-                );
+                return (report, Err(throttled(name, limit, state.retry_after)));
             }
         }
         // The quota joins the report when it is charged (see `charge`): one look at the counters per request.
         (report, Ok(()))
     }
 
+    /// [`Limits::check`] against the buckets shared through Redis, charging the quota and counting the usage in the
+    /// same round trip (the quota phase enforces the quota's verdict, see [`crate::shared::limits`]). This replica's
+    /// own buckets are asked first: what they refuse is refused without a round trip.
+    pub async fn check_shared(
+        &self,
+        api: &ApiSpec,
+        index: usize,
+        parts: &http::request::Parts,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let Some(shared) = &self.shared else {
+            let (report, admitted) = self.check(api, index, parts, ctx);
+            ctx.limits = Some(report);
+            return admitted;
+        };
+        let (mut report, checks) = self.checks(api, index, parts, ctx);
+        let key_name = ctx.caller.as_ref().and_then(Caller::key_name).cloned();
+        let mut buckets = Vec::with_capacity(3);
+        let mut names = Vec::with_capacity(3);
+        let mut refused_here = None;
+        for (name, bucket, limit) in checks.into_iter().flatten() {
+            let state = self.rates.acquire(bucket, limit);
+            if !state.admitted {
+                report.bucket(name, limit, &state);
+                refused_here = Some(throttled(name, limit, state.retry_after));
+                break;
+            }
+            buckets.push(BucketCheck {
+                key: bucket_key(&shared.scope, api, bucket, limit),
+                limit,
+            });
+            names.push(name);
+        }
+        if let Some(refused) = refused_here {
+            shared.limits.throttled_locally(key_name.as_ref());
+            ctx.limits = Some(report);
+            return Err(refused);
+        }
+        let caller = ctx.caller.as_ref();
+        let quota = caller
+            .and_then(|c| Some((c.key_name()?, api.usage_plans.get(c.plan?)?.quota.as_ref()?)))
+            .map(|(name, limit)| {
+                let now = jiff::Timestamp::now();
+                let bounds = shared.periods.bounds(limit.period, now);
+                let charge = QuotaCharge {
+                    key: format!(
+                        "{}quota:{name}:{}{}",
+                        shared.scope,
+                        period_name(limit.period),
+                        bounds.0.as_second()
+                    ),
+                    limit,
+                    expires_at: bounds.1.as_second(),
+                };
+                (charge, bounds, now)
+            });
+        let verdict = shared
+            .limits
+            .check(&buckets, quota.as_ref().map(|(q, ..)| q), key_name.as_deref())
+            .await;
+        let verdict = match verdict {
+            Ok(verdict) => verdict,
+            Err(err) => {
+                tracing::debug!(error = %err, "shared limits unavailable");
+                ctx.limits = Some(report);
+                if shared.on_failure.limits == FailMode::Closed && !buckets.is_empty() {
+                    return Err(GatewayError::new(
+                        ErrorKind::ServiceUnavailable,
+                        "the rate limits cannot be checked right now",
+                    )
+                    .with_reason("limits_unavailable"));
+                }
+                ctx.charged = quota.map(|_| {
+                    Box::new(SharedCharge {
+                        limits: Arc::clone(&shared.limits),
+                        quota: Some(None),
+                        quota_key: None,
+                        counted: None,
+                    })
+                });
+                return Ok(());
+            }
+        };
+        for (i, ((name, bucket), remaining)) in names.iter().zip(&buckets).zip(&verdict.remaining).enumerate() {
+            let refused = verdict.refused == Some(i);
+            let state = BucketState {
+                admitted: !refused,
+                remaining: *remaining,
+                retry_after: if refused { verdict.retry_after } else { Duration::ZERO },
+            };
+            report.bucket(name, bucket.limit, &state);
+            if refused {
+                ctx.limits = Some(report);
+                return Err(throttled(name, bucket.limit, verdict.retry_after));
+            }
+        }
+        ctx.limits = Some(report);
+        let (quota_admitted, quota_state) = match (quota, verdict.quota) {
+            (Some((charge, bounds, now)), Some((admitted, used))) => {
+                let state = quota_state(charge.limit, admitted, used, bounds, now);
+                (admitted.then_some(charge.key), Some(Some((*charge.limit, state))))
+            }
+            (Some(_), None) => (None, Some(None)),
+            (None, _) => (None, None),
+        };
+        let counted_admitted = quota_state
+            .as_ref()
+            .is_none_or(|q| q.as_ref().is_some_and(|(_, s)| s.admitted));
+        let counted = key_name.filter(|_| counted_admitted);
+        if quota_state.is_some() || counted.is_some() {
+            ctx.charged = Some(Box::new(SharedCharge {
+                limits: Arc::clone(&shared.limits),
+                quota: quota_state,
+                quota_key: quota_admitted,
+                counted,
+            }));
+        }
+        Ok(())
+    }
+
     /// Charges the caller's quota, last of all checks, so that only admitted requests count.
     pub fn charge(&self, api: &ApiSpec, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        if let Some(shared) = &self.shared {
+            return charged(shared, ctx);
+        }
         // Usage and quotas are per API key: a caller admitted by a token alone has neither.
         let Some((caller, name)) = ctx.caller.as_ref().and_then(|c| Some((c, c.key_name()?))) else {
             return Ok(());
@@ -636,19 +853,99 @@ impl Limits {
             ctx.limits.get_or_insert_with(Report::default).quota(quota, &state);
             if !state.admitted {
                 usage.throttled.fetch_add(1, Ordering::Relaxed);
-                let detail = format!(
-                    "the quota of {} requests a {} is used up",
-                    quota.limit,
-                    period_name(quota.period)
-                );
-                return Err(GatewayError {
-                    resets_at: Some(state.resets_at.to_string().into_boxed_str()),
-                    ..GatewayError::too_many(ErrorKind::QuotaExceeded, detail, state.resets_in)
-                });
+                return Err(quota_exceeded(quota, &state));
             }
         }
         usage.admitted.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The quota's figures for the key `name` now, from Redis when it is shared (`None` when Redis cannot say).
+    pub async fn quota_now(&self, name: &str, quota: &QuotaSpec) -> Option<QuotaState> {
+        let Some(shared) = &self.shared else {
+            return Some(self.quotas.peek(name, quota));
+        };
+        let now = jiff::Timestamp::now();
+        let bounds = shared.periods.bounds(quota.period, now);
+        let key = format!(
+            "{}quota:{name}:{}{}",
+            shared.scope,
+            period_name(quota.period),
+            bounds.0.as_second()
+        );
+        let used = shared.limits.quota_used(&key).await.ok()?;
+        Some(quota_state(quota, used < quota.limit, used, bounds, now))
+    }
+}
+
+/// The quota phase of shared limits: the verdict the throttle phase brought back from Redis.
+fn charged(shared: &Shared, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    // Taken: from here on the charge stands (nothing gives it back).
+    let Some(charge) = ctx.charged.take() else {
+        return Ok(());
+    };
+    match charge.quota {
+        None => Ok(()),
+        Some(Some((quota, state))) => {
+            ctx.limits.get_or_insert_with(Report::default).quota(&quota, &state);
+            if state.admitted {
+                Ok(())
+            } else {
+                Err(quota_exceeded(&quota, &state))
+            }
+        }
+        Some(None) => match shared.on_failure.quotas {
+            FailMode::Open => {
+                tracing::debug!("quota not counted: Redis is unavailable (on_failure: open)");
+                Ok(())
+            }
+            FailMode::Closed => Err(GatewayError::new(
+                ErrorKind::ServiceUnavailable,
+                "the quota cannot be checked right now",
+            )
+            .with_reason("quota_unavailable")),
+        },
+    }
+}
+
+/// The key of `bucket` in Redis (without the prefix): by operation id and plan name, which every replica agrees
+/// on, never by index.
+fn bucket_key(scope: &str, api: &ApiSpec, bucket: Bucket<'_>, limit: &ThrottleSpec) -> String {
+    // A bucket for every caller has one key, whatever address the request came from.
+    let client = |client: IpAddr| match limit.per {
+        ThrottleScope::All => String::from("*"),
+        ThrottleScope::ClientIp => client.to_string(),
+    };
+    match bucket {
+        Bucket::Api { client: ip } => format!("{scope}rl:api:{}", client(ip)),
+        Bucket::Operation { index, client: ip } => {
+            let id = api.operations.get(index).map_or("?", |op| op.id);
+            format!("{scope}rl:op:{id}:{}", client(ip))
+        }
+        Bucket::Plan { index, key } => {
+            let plan = api.usage_plans.get(index).map_or("?", |p| p.name);
+            format!("{scope}rl:plan:{plan}:{key}")
+        }
+    }
+}
+
+fn throttled(name: &'static str, limit: &ThrottleSpec, retry_after: Duration) -> GatewayError {
+    let detail = format!(
+        "too many requests: the {name} limit of {} a second is used up",
+        limit.rate
+    );
+    GatewayError::too_many(ErrorKind::Throttled, detail, retry_after).with_reason(name)
+}
+
+fn quota_exceeded(quota: &QuotaSpec, state: &QuotaState) -> GatewayError {
+    let detail = format!(
+        "the quota of {} requests a {} is used up",
+        quota.limit,
+        period_name(quota.period)
+    );
+    GatewayError {
+        resets_at: Some(state.resets_at.to_string().into_boxed_str()),
+        ..GatewayError::too_many(ErrorKind::QuotaExceeded, detail, state.resets_in)
     }
 }
 

@@ -101,6 +101,11 @@ struct Args {
     #[arg(long = "store", value_name = "NAME=PATH")]
     stores: Vec<StoreOverride>,
 
+    /// Share limits, quotas, usage, the cache and keys with the other replicas through the Redis at URL, instead of
+    /// the spec's `shared.redis.url` (only for APIs with `x-gateway.shared`); may carry a password, never logged.
+    #[arg(long, env = "GATEWAY_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    redis: Option<String>,
+
     /// The most writes a store commits in one transaction, and so in one flush to disk [default: 1024]; 1 commits
     /// every write on its own.
     #[arg(long, value_name = "N")]
@@ -576,6 +581,7 @@ where
         limits: args.limits.limits(),
         tls: tls.clone(),
         redirect_http: args.redirect_http,
+        redis_url: args.redis.clone(),
     };
     let served_name = served.name;
     let served = served

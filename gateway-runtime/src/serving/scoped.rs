@@ -81,7 +81,7 @@ pub(crate) fn stores(
         for i in indexes {
             per_api[i].push(StoreOverride {
                 name: name.to_owned(),
-                path: o.path.clone(),
+                location: o.location.clone(),
             });
         }
     }

@@ -86,6 +86,8 @@ pub struct ServerConfig {
     pub tls: Option<Tls>,
     /// A plain-HTTP listener that redirects every request to the HTTPS one (only with `tls`).
     pub redirect_http: Option<SocketAddr>,
+    /// The Redis that APIs with `x-gateway.shared` use, instead of their spec's (`--redis`).
+    pub redis_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -111,6 +113,7 @@ impl ServerConfig {
             limits: Limits::default(),
             tls: None,
             redirect_http: None,
+            redis_url: None,
         }
     }
 }
@@ -142,6 +145,9 @@ pub enum ServerError {
     /// A store cannot be opened, or `--store` names none.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The shared state's Redis URL is unusable.
+    #[error(transparent)]
+    Shared(#[from] crate::shared::SharedError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -351,7 +357,8 @@ pub fn start_gateway(
             auth,
             config.trust_proxy,
         )?
-        .with_stores(api, &store_overrides, config.store_max_batch.map(NonZeroUsize::get))?;
+        .with_stores(api, &store_overrides, config.store_max_batch.map(NonZeroUsize::get))?
+        .with_shared(api, config.redis_url.as_deref(), several)?;
         state.upstreams = Some(upstreams.clone());
         state.request_timeout = config.limits.request_timeout;
         // The published spec's `servers` say where it is served: under the stage's base path, then the API's.

@@ -287,6 +287,7 @@ static DUPLICATE: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -315,6 +316,7 @@ static CONFLICT: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 #[test]

@@ -268,6 +268,7 @@ static STAGED: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 /// An environment with `GATEWAY_STAGE_VAR_PETSURL` pointing at `upstream`, and `extra` besides.

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use gateway_runtime::http::{Method, Request, StatusCode};
 use gateway_runtime::serving::server::{self, ServerConfig, ServerError};
 use gateway_runtime::spec::{
-    ApiSpec, BodySpec, DEFAULT_MAX_BODY, OperationSpec, StoreAction, StoreFilterKind, StoreFilterSpec, StoreKeyPart,
-    StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
+    ApiSpec, BodySpec, DEFAULT_MAX_BODY, OperationSpec, StoreAction, StoreBackendSpec, StoreFilterKind,
+    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
 };
-use gateway_runtime::store::{StoreError, StoreOverride};
+use gateway_runtime::store::{StoreError, StoreLocation, StoreOverride};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -115,8 +115,10 @@ static STORE_API: ApiSpec = ApiSpec {
     ],
     stores: &[StoreSpec {
         name: "inv",
-        sqlite: "target/never-opened-by-tests.db",
-        synchronous: StoreSync::Normal,
+        backend: StoreBackendSpec::Sqlite {
+            path: "target/never-opened-by-tests.db",
+            synchronous: StoreSync::Normal,
+        },
         tables: &[StoreTableSpec {
             name: "things",
             indexes: &["size", "fragile"],
@@ -135,10 +137,15 @@ impl Scratch {
         Self(dir)
     }
 
+    /// The database file (in directories the store must create).
+    fn db(&self) -> PathBuf {
+        self.0.join("a/b/inventory.db")
+    }
+
     fn store(&self) -> StoreOverride {
         StoreOverride {
             name: "inv".to_owned(),
-            path: self.0.join("a/b/inventory.db"),
+            location: StoreLocation::Sqlite(self.db()),
         }
     }
 }
@@ -180,10 +187,7 @@ async fn call(gw: &Gateway, method: Method, path: &str, body: Option<&Value>) ->
 async fn a_key_is_made_of_literal_text_and_several_path_values() {
     let scratch = Scratch::new("keys");
     let gw = start(&scratch).await;
-    assert!(
-        scratch.store().path.exists(),
-        "opened at the override, its directories created"
-    );
+    assert!(scratch.db().exists(), "opened at the override, its directories created");
     let (parts, _) = call(&gw, Method::PUT, "/shelves/3/things/lamp", Some(&json!({"size": 3}))).await;
     assert_eq!(parts.status, StatusCode::CREATED);
     let (parts, _) = call(&gw, Method::PUT, "/shelves/4/things/lamp", Some(&json!({"size": 4}))).await;

@@ -166,6 +166,7 @@ pub const ECHO_API: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 /// An API key in `x-api-key`, the scheme of the test APIs that need one.
@@ -460,6 +461,7 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 // ---- upstreams ----

@@ -12,9 +12,10 @@ use ::gateway_runtime::spec::{
     OperationSpec, OriginSpec, PathPart, RequestTransformSpec, Requirement,
     ResponseCheckMode, ResponseCheckSpec, ResponseSchemaSpec, ResponseTransformSpec,
     SchemaParamSpec, SchemaParamStyle, SchemeKind, SchemeSpec, SplitSide, SplitTarget,
-    StageSpec, StageUpstreamSpec, StatusMatch, StoreAction, StoreFilterKind,
-    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec,
-    TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    StageSpec, StageUpstreamSpec, StatusMatch, StoreAction, StoreBackendSpec,
+    StoreFilterKind, StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec,
+    StoreTargetSpec, TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec,
+    UpstreamSpec, UpstreamTarget,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
@@ -1151,8 +1152,10 @@ pub static API: ApiSpec = ApiSpec {
     stores: &[
         StoreSpec {
             name: "main",
-            sqlite: "target/petstore-data/petstore.db",
-            synchronous: StoreSync::Full,
+            backend: StoreBackendSpec::Sqlite {
+                path: "target/petstore-data/petstore.db",
+                synchronous: StoreSync::Full,
+            },
             tables: &[
                 StoreTableSpec {
                     name: "adoptions",
@@ -1161,6 +1164,7 @@ pub static API: ApiSpec = ApiSpec {
             ],
         },
     ],
+    shared: None,
 };
 
 /// The CORS policies of the API and its operations, each once.

@@ -635,6 +635,7 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "30c4c04537100a79909f8c854297f4520a48f178cdd80e3d2528f0f382d278ec",
     published: None,
     stores: &[],
+    shared: None,
 };
 
 /// The CORS policies of the API and its operations, each once.

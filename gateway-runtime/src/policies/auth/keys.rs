@@ -133,10 +133,15 @@ impl KeyScope {
     }
 }
 
-/// A validated set of keys.
+/// A validated set of keys: the key file's, and those read from Redis ([`crate::shared::keys`]), which are known
+/// by the SHA-256 of their secret only.
 #[derive(Debug, Default)]
 pub struct KeySet {
-    by_secret: HashMap<Box<str>, Arc<ApiKey>>,
+    by_secret: Arc<HashMap<Box<str>, Arc<ApiKey>>>,
+    by_digest: Arc<HashMap<[u8; 32], Arc<ApiKey>>>,
+    /// Some keys live in a Redis not read yet: an unknown key may be one of them (`SERVICE_UNAVAILABLE`, not
+    /// `UNAUTHORIZED`).
+    pending: bool,
 }
 
 impl KeySet {
@@ -198,31 +203,47 @@ impl KeySet {
                 )));
             }
         }
-        Ok(Self { by_secret })
+        Ok(Self {
+            by_secret: Arc::new(by_secret),
+            ..Self::default()
+        })
     }
 
     /// The key whose secret is `presented`.
     ///
     /// The map lookup hashes the presented value with a per-process random SipHash key, so its timing says nothing
     /// useful about stored keys; the final comparison is constant-time over the whole secret.
+    ///
+    /// Keys from Redis are found by the SHA-256 of the presented value: only a value whose digest is stored finds
+    /// one, and the map's lookup over digests says nothing about any secret.
     pub fn find(&self, presented: &str) -> Option<&Arc<ApiKey>> {
-        let key = self.by_secret.get(presented)?;
-        bool::from(key.secret.as_bytes().ct_eq(presented.as_bytes())).then_some(key)
+        if let Some(key) = self.by_secret.get(presented) {
+            return bool::from(key.secret.as_bytes().ct_eq(presented.as_bytes())).then_some(key);
+        }
+        if self.by_digest.is_empty() {
+            return None;
+        }
+        self.by_digest.get(&digest(presented))
+    }
+
+    /// Whether keys are still to come from a Redis that has not been read yet.
+    pub fn pending(&self) -> bool {
+        self.pending
     }
 
     /// How many keys there are.
     pub fn len(&self) -> usize {
-        self.by_secret.len()
+        self.by_secret.len() + self.by_digest.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.by_secret.is_empty()
+        self.len() == 0
     }
 
     /// Every key.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<ApiKey>> {
-        self.by_secret.values()
+        self.by_secret.values().chain(self.by_digest.values())
     }
 
     /// Whether every key fits `scope` (for a set loaded without it); the first problem otherwise.
@@ -234,12 +255,39 @@ impl KeySet {
     }
 }
 
+/// The SHA-256 of a key's secret: how keys kept in Redis are stored and found.
+pub fn digest(secret: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+impl ApiKey {
+    /// A key known by its digest only (from Redis): its `secret` is empty and never compared.
+    pub(crate) fn shared(name: &str, api: Option<&str>, plan: Option<&str>, enabled: bool) -> Self {
+        Self {
+            secret: Box::from(""),
+            name: Arc::from(name),
+            api: api.map(Arc::from),
+            plan: plan.map(Arc::from),
+            enabled,
+        }
+    }
+}
+
+/// Keys by the SHA-256 of their secret.
+type ByDigest = HashMap<[u8; 32], Arc<ApiKey>>;
+
+/// A Redis source of keys: the API it belongs to, and the keys it gave last (`None` before the first read).
+type SharedSource = (&'static str, Option<Arc<ByDigest>>);
+
 /// The current key set, replaceable at run time.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     current: Arc<ArcSwap<KeySet>>,
     path: Option<Arc<Path>>,
     scope: Arc<KeyScope>,
+    /// The keys each Redis source (by API) gave last; `None` for a source not read yet.
+    shared: Arc<std::sync::Mutex<Vec<SharedSource>>>,
 }
 
 impl KeyStore {
@@ -249,6 +297,7 @@ impl KeyStore {
             current: Arc::new(ArcSwap::from_pointee(KeySet::default())),
             path: None,
             scope: Arc::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -267,6 +316,7 @@ impl KeyStore {
             current: Arc::new(ArcSwap::from_pointee(set)),
             path: path.map(Arc::from),
             scope: Arc::new(scope),
+            shared: Arc::default(),
         })
     }
 
@@ -281,9 +331,56 @@ impl KeyStore {
             return Ok(self.current().len());
         };
         let set = KeySet::load_for(path, &self.scope)?;
+        let current = self.current();
+        let set = KeySet {
+            by_digest: Arc::clone(&current.by_digest),
+            pending: current.pending,
+            ..set
+        };
         let count = set.len();
         self.current.store(Arc::new(set));
         Ok(count)
+    }
+
+    /// Declares that the keys of `api` also come from Redis: until [`KeyStore::set_shared`] gives them, an unknown
+    /// key may be one of them.
+    pub fn expect_shared(&self, api: &'static str) {
+        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !shared.iter().any(|(name, _)| *name == api) {
+            shared.push((api, None));
+        }
+        self.rebuild(&shared);
+    }
+
+    /// Replaces the keys that came from the Redis of `api` (a set equal to the current one changes nothing).
+    pub fn set_shared(&self, api: &'static str, keys: ByDigest) {
+        let mut shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = Arc::new(keys);
+        match shared.iter_mut().find(|(name, _)| *name == api) {
+            Some((_, slot)) => *slot = Some(keys),
+            None => shared.push((api, Some(keys))),
+        }
+        self.rebuild(&shared);
+    }
+
+    /// The current set with the file's keys as they are and the shared ones from `shared`.
+    fn rebuild(&self, shared: &[SharedSource]) {
+        let current = self.current();
+        let by_digest = match shared {
+            [(_, Some(one))] => Arc::clone(one),
+            _ => Arc::new(
+                shared
+                    .iter()
+                    .filter_map(|(_, keys)| keys.as_deref())
+                    .flat_map(|keys| keys.iter().map(|(d, k)| (*d, Arc::clone(k))))
+                    .collect(),
+            ),
+        };
+        self.current.store(Arc::new(KeySet {
+            by_secret: Arc::clone(&current.by_secret),
+            by_digest,
+            pending: shared.iter().any(|(_, keys)| keys.is_none()),
+        }));
     }
 }
 

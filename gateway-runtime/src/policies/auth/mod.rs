@@ -282,6 +282,17 @@ impl Auth {
                 (SchemeKind::ApiKey(spec), Check::ApiKey) => {
                     let value = presented(spec, parts).ok_or_else(missing_refusal)?;
                     let Some(key) = keys.find(&value) else {
+                        if keys.pending() {
+                            // It may be one of the keys kept in a Redis that has not been read yet.
+                            return Err(refusal(
+                                Rank::Invalid,
+                                GatewayError::new(
+                                    ErrorKind::ServiceUnavailable,
+                                    "the API keys cannot be checked right now",
+                                )
+                                .with_reason("keys_unavailable"),
+                            ));
+                        }
                         return Err(refusal(
                             Rank::Invalid,
                             GatewayError::new(ErrorKind::Unauthorized, "the API key is not valid"),

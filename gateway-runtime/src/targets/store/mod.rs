@@ -3,8 +3,8 @@
 //! [`Store`] is the handle everything uses: store targets ([`target`], which turn a request into one store call and
 //! its result into a response) and, through their context, function targets. It is cheap to clone and sits in front
 //! of a [`StoreBackend`], the trait a database implements: the embedded one is SQLite ([`sqlite`]: one writer thread
-//! that group-commits every queued write in one transaction, a few reader threads), and a PostgreSQL backend would
-//! be a second implementation of the same five calls.
+//! that group-commits every queued write in one transaction, a few reader threads), and the shared one PostgreSQL
+//! ([`postgres`]: a pool of connections on a runtime of its own, for replicas of a gateway on one database).
 //!
 //! Every item has a version, a number that changes on every write and is never reused within its table (not even
 //! after a delete), so that it can be an HTTP entity tag: conditional writes ([`Condition`]) compare it inside the
@@ -14,18 +14,22 @@
 //! `PRECONDITION_FAILED`, a store that cannot be reached `SERVICE_UNAVAILABLE`, never a hang (every call is
 //! bounded) or a panic.
 
+pub mod postgres;
 pub mod sqlite;
 pub(crate) mod target;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::params::ParamIn;
-use crate::spec::{StoreSpec, StoreSync};
+use crate::spec::{StoreBackendSpec, StoreSpec, StoreSync};
 
+pub use postgres::{PostgresOptions, PostgresStore, PostgresUrl};
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Items a list returns when the request does not say (`limit`).
@@ -101,6 +105,12 @@ pub enum StoreError {
     /// A list's cursor that no page of this store returned.
     #[error("the cursor is not one this store returned")]
     BadCursor,
+    /// A key the backend cannot store (PostgreSQL's text holds no NUL); what is wrong, for the client.
+    #[error("{0}")]
+    KeyNotStorable(&'static str),
+    /// A document the backend cannot store as it is; what is wrong, for the client.
+    #[error("{0}")]
+    ValueNotStorable(&'static str),
     /// A list's limit out of range.
     #[error("limit {0} is out of range: from 1 to {MAX_LIMIT}")]
     BadLimit(u32),
@@ -133,7 +143,7 @@ pub enum StoreError {
     Open {
         /// The store.
         store: String,
-        /// The database file.
+        /// The database file, or the database's hosts and name (never its whole URL, which may hold a password).
         path: String,
         /// Why.
         reason: String,
@@ -146,9 +156,18 @@ pub enum StoreError {
         /// The stores there are, comma-separated.
         known: String,
     },
-    /// `--store` without the `NAME=PATH` shape.
-    #[error("expected NAME=PATH, got `{0}`")]
-    OverrideSyntax(String),
+    /// `--store` without the `NAME=PATH` or `NAME=postgres://…` shape (the value is not repeated: it may be a URL
+    /// with a password).
+    #[error("expected NAME=PATH (a SQLite file) or NAME=postgres://HOST/DATABASE")]
+    OverrideSyntax,
+    /// `--store NAME=postgres://…` with a URL that does not parse.
+    #[error("store `{name}`: not a PostgreSQL URL: {reason}")]
+    BadUrl {
+        /// The store's name.
+        name: String,
+        /// What is wrong (the URL itself is not repeated).
+        reason: String,
+    },
 }
 
 impl From<StoreError> for GatewayError {
@@ -159,6 +178,8 @@ impl From<StoreError> for GatewayError {
                 "the item's current version does not match the request's precondition",
             ),
             StoreError::NotFound => GatewayError::new(ErrorKind::NotFound, "no item with this key"),
+            StoreError::KeyNotStorable(why) => GatewayError::new(ErrorKind::BadRequestParameters, why),
+            StoreError::ValueNotStorable(why) => GatewayError::new(ErrorKind::BadRequestBody, why),
             StoreError::BadCursor => GatewayError::bad_param_detail(
                 ParamIn::Query,
                 "cursor",
@@ -179,7 +200,8 @@ impl From<StoreError> for GatewayError {
             | StoreError::Corrupt { .. }
             | StoreError::Open { .. }
             | StoreError::UnknownStore { .. }
-            | StoreError::OverrideSyntax(_) => {
+            | StoreError::OverrideSyntax
+            | StoreError::BadUrl { .. } => {
                 tracing::error!(error = %err, "store call failed");
                 GatewayError::internal()
             }
@@ -232,37 +254,58 @@ impl Store {
         }
     }
 
-    /// Opens the store `spec` describes, at `path` instead of its `sqlite` file when given: creates the file and its
-    /// directory if missing, and every table and index the spec names.
-    pub fn open(spec: &StoreSpec, path: Option<&std::path::Path>) -> Result<Self, StoreError> {
-        Self::open_with(spec, path, SqliteOptions::default())
+    /// Opens the store `spec` describes, or at `at` instead when given (`--store`): for SQLite, creates the file and
+    /// its directory if missing, and every table and index the spec names; for PostgreSQL, starts its pool and creates
+    /// them once the database is reachable (see [`PostgresStore::open`]).
+    pub fn open(spec: &StoreSpec, at: Option<&StoreLocation>) -> Result<Self, StoreError> {
+        Self::open_with(spec, at, &StoreOptions::default())
     }
 
-    /// [`Store::open`] with `options` (their `synchronous` is the spec's).
-    pub fn open_with(
-        spec: &StoreSpec,
-        path: Option<&std::path::Path>,
-        options: SqliteOptions,
-    ) -> Result<Self, StoreError> {
-        let path = path.unwrap_or_else(|| std::path::Path::new(spec.sqlite));
+    /// [`Store::open`] with `options` (the SQLite ones' `synchronous` is the spec's).
+    pub fn open_with(spec: &StoreSpec, at: Option<&StoreLocation>, options: &StoreOptions) -> Result<Self, StoreError> {
         let tables: Vec<(&str, &[&str])> = spec.tables.iter().map(|t| (t.name, t.indexes)).collect();
-        let options = SqliteOptions {
-            synchronous: spec.synchronous,
-            ..options
+        let location = match at {
+            Some(at) => at.clone(),
+            None => StoreLocation::of(spec)?,
         };
-        let backend = SqliteStore::open(spec.name, path, &tables, &options)?;
-        tracing::info!(
-            store = spec.name,
-            path = %path.display(),
-            synchronous = match spec.synchronous {
-                StoreSync::Full => "full",
-                StoreSync::Normal => "normal",
-            },
-            tables = spec.tables.len(),
-            max_batch = options.max_batch,
-            "store opened (SQLite, WAL)"
-        );
-        Ok(Self::new(spec.name, Arc::new(backend)))
+        let backend: Arc<dyn StoreBackend> = match &location {
+            StoreLocation::Sqlite(path) => {
+                // A PostgreSQL store pointed at a file by `--store` gets SQLite's default.
+                let synchronous = match spec.backend {
+                    StoreBackendSpec::Sqlite { synchronous, .. } => synchronous,
+                    StoreBackendSpec::Postgres { .. } => StoreSync::Full,
+                };
+                let options = SqliteOptions {
+                    synchronous,
+                    ..options.sqlite.clone()
+                };
+                let backend = SqliteStore::open(spec.name, path, &tables, &options)?;
+                tracing::info!(
+                    store = spec.name,
+                    path = %path.display(),
+                    synchronous = match synchronous {
+                        StoreSync::Full => "full",
+                        StoreSync::Normal => "normal",
+                    },
+                    tables = spec.tables.len(),
+                    max_batch = options.max_batch,
+                    "store opened (SQLite, WAL)"
+                );
+                Arc::new(backend)
+            }
+            StoreLocation::Postgres(url) => {
+                let backend = PostgresStore::open(spec.name, url, &tables, &options.postgres)?;
+                tracing::info!(
+                    store = spec.name,
+                    database = %url,
+                    tables = spec.tables.len(),
+                    pool_size = options.postgres.pool_size,
+                    "store opened (PostgreSQL, no TLS)"
+                );
+                Arc::new(backend)
+            }
+        };
+        Ok(Self::new(spec.name, backend))
     }
 
     /// The store's name.
@@ -334,13 +377,62 @@ impl Store {
     }
 }
 
-/// `--store NAME=PATH`: the database file of store `NAME`, instead of the spec's.
+/// Where a store keeps its items: a SQLite file or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The SQLite database file (relative to the working directory).
+    Sqlite(PathBuf),
+    /// The PostgreSQL database.
+    Postgres(PostgresUrl),
+}
+
+impl StoreLocation {
+    /// The location `spec` gives its store.
+    pub fn of(spec: &StoreSpec) -> Result<Self, StoreError> {
+        match spec.backend {
+            StoreBackendSpec::Sqlite { path, .. } => Ok(Self::Sqlite(PathBuf::from(path))),
+            StoreBackendSpec::Postgres { url } => {
+                PostgresUrl::parse(url)
+                    .map(Self::Postgres)
+                    .map_err(|reason| StoreError::Open {
+                        store: spec.name.to_owned(),
+                        path: "its `postgres` URL".to_owned(),
+                        reason,
+                    })
+            }
+        }
+    }
+
+    /// A `--store` value: a `postgres://` or `postgresql://` URL, or else a file path (as before PostgreSQL).
+    fn parse(name: &str, value: &str) -> Result<Self, StoreError> {
+        if PostgresUrl::is_url(value) {
+            return PostgresUrl::parse(value)
+                .map(Self::Postgres)
+                .map_err(|reason| StoreError::BadUrl {
+                    name: name.to_owned(),
+                    reason,
+                });
+        }
+        Ok(Self::Sqlite(Path::new(value).to_owned()))
+    }
+}
+
+/// How the stores run, whichever their backend.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// For SQLite stores.
+    pub sqlite: SqliteOptions,
+    /// For PostgreSQL stores.
+    pub postgres: PostgresOptions,
+}
+
+/// `--store NAME=PATH` or `--store NAME=postgres://…`: where store `NAME` keeps its items, instead of the spec's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOverride {
     /// The store's name in the spec (`API/NAME` in a gateway of several APIs addresses one API's).
     pub name: String,
-    /// The file to use instead.
-    pub path: std::path::PathBuf,
+    /// The file or database to use instead (a path is SQLite, whatever backend the spec chose).
+    pub location: StoreLocation,
 }
 
 impl std::str::FromStr for StoreOverride {
@@ -348,17 +440,18 @@ impl std::str::FromStr for StoreOverride {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
-            Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok(Self {
+            Some((name, value)) if !name.is_empty() && !value.is_empty() && !name.contains("://") => Ok(Self {
                 name: name.to_owned(),
-                path: path.into(),
+                location: StoreLocation::parse(name, value)?,
             }),
-            _ => Err(StoreError::OverrideSyntax(s.to_owned())),
+            _ => Err(StoreError::OverrideSyntax),
         }
     }
 }
 
-/// Opens every store of `specs` (in their order), each at its `--store` path when `overrides` names it, committing
-/// at most `max_batch` writes at once when given (`--store-max-batch`); an override naming no store is refused.
+/// Opens every store of `specs` (in their order), each at its `--store` location when `overrides` names it,
+/// committing at most `max_batch` writes at once when given (`--store-max-batch`, SQLite's); an override naming no
+/// store is refused.
 pub fn open_all(
     specs: &[StoreSpec],
     overrides: &[StoreOverride],
@@ -375,23 +468,55 @@ pub fn open_all(
             },
         });
     }
+    let mut options = StoreOptions::default();
+    options.sqlite.max_batch = max_batch.unwrap_or(options.sqlite.max_batch);
     specs
         .iter()
         .map(|spec| {
             // The last override of a name wins, like any repeated command-line option.
-            let path = overrides
+            let at = overrides
                 .iter()
                 .rev()
                 .find(|o| o.name == spec.name)
-                .map(|o| o.path.as_path());
-            let defaults = SqliteOptions::default();
-            let options = SqliteOptions {
-                max_batch: max_batch.unwrap_or(defaults.max_batch),
-                ..defaults
-            };
-            Store::open_with(spec, path, options)
+                .map(|o| &o.location);
+            Store::open_with(spec, at, &options)
         })
         .collect()
+}
+
+/// A cursor: the last key of a page, base64url without padding (opaque to clients, not a secret). Every backend
+/// makes the same, so a cursor means "after this key" whichever database answers.
+fn encode_cursor(key: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.as_bytes())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(StoreError::BadCursor)
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: a table name.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Table names SQLite or the gateway keep for themselves (in every backend, so that a spec runs on either).
+fn is_reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("sqlite_") || lower.starts_with("_gateway")
+}
+
+/// A field a filter may name: letters, digits, `_`, `-` and `.` (it is quoted inside the JSON path).
+fn is_field(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Applies the JSON merge patch `patch` to `target` (RFC 7396 §2): members of an object patch replace the target's,
@@ -461,11 +586,22 @@ mod tests {
     }
 
     #[test]
-    fn overrides_parse_as_name_and_path() {
+    fn overrides_parse_as_name_and_path_or_url() {
         let o: StoreOverride = "main=/tmp/x.db".parse().expect("valid");
-        assert_eq!((o.name.as_str(), o.path.to_str()), ("main", Some("/tmp/x.db")));
+        assert_eq!(o.name, "main");
+        assert_eq!(o.location, StoreLocation::Sqlite("/tmp/x.db".into()));
+        let o: StoreOverride = "main=postgres://gw:pw@db:5433/pets".parse().expect("valid");
+        let StoreLocation::Postgres(url) = &o.location else {
+            panic!("a URL is PostgreSQL: {o:?}");
+        };
+        assert_eq!(url.to_string(), "postgres://db:5433/pets");
         assert!("main".parse::<StoreOverride>().is_err());
         assert!("=x.db".parse::<StoreOverride>().is_err());
         assert!("main=".parse::<StoreOverride>().is_err());
+        // Neither a bad URL nor a missing name repeats what was given, which may hold a password.
+        for bad in ["main=postgres://gw:pw@h:port/db", "postgres://gw:pw@h/db?x=1"] {
+            let err = bad.parse::<StoreOverride>().expect_err("refused").to_string();
+            assert!(!err.contains("pw"), "{err}");
+        }
     }
 }

@@ -24,12 +24,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use base64::Engine as _;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, ToSql};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{Condition, Item, ListQuery, Page, StoreBackend, StoreError, merge_patch};
+use super::{
+    Condition, Item, ListQuery, Page, StoreBackend, StoreError, decode_cursor, encode_cursor, is_field, is_identifier,
+    is_reserved, merge_patch,
+};
 use crate::spec::StoreSync;
 
 /// How long a connection waits for a lock another process holds before the call fails.
@@ -674,19 +676,6 @@ fn parse(store: &str, text: &str) -> Result<Value, StoreError> {
     })
 }
 
-/// A cursor: the last key of a page, base64url without padding (opaque to clients, not a secret).
-fn encode_cursor(key: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.as_bytes())
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or(StoreError::BadCursor)
-}
-
 /// `"name"`: an identifier quoted for SQL (only identifiers reach here; a `"` would be doubled).
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -700,27 +689,6 @@ fn literal(text: &str) -> String {
 /// The expression a filtered field is read and indexed with: the same text in both, so the index is used.
 fn extract(field: &str) -> String {
     format!(r#"json_extract("value", {})"#, literal(&format!("$.\"{field}\"")))
-}
-
-/// `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Names SQLite or the gateway keep for themselves.
-fn is_reserved(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    lower.starts_with("sqlite_") || lower.starts_with("_gateway")
-}
-
-/// A field a filter may name: letters, digits, `_`, `-` and `.` (it is quoted inside the JSON path).
-fn is_field(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]

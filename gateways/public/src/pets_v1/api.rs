@@ -182,4 +182,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "53a1c0dec161516e2fb3892a26527191f544baef2758b7a855c8b8a7a8f41400",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

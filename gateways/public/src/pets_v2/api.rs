@@ -184,4 +184,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "53595e6aa46a32981e92c241d62c8c09c106112bc925bc63131d0562cafd0dda",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

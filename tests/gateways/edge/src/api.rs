@@ -261,4 +261,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "960b8fe92f6c0d07d7b6d5a2a5ce58c0dcf29201b35831467813e9d8978e1df4",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

@@ -375,4 +375,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "9f8a62a67fbbc1d7adb928aea32d8622890617d5fc5be05391912c06c864475b",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

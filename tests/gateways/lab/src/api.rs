@@ -8,8 +8,8 @@ use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
     ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, FunctionSpec, KeyLocation, MediaSpec,
     MockSpec, OperationSpec, Requirement, SchemeKind, SchemeSpec, StageSpec, StoreAction,
-    StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
-    UpstreamSpec,
+    StoreBackendSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec,
+    StoreTargetSpec, TargetSpec, UpstreamSpec,
 };
 
 use ::std::time::Duration;
@@ -470,8 +470,10 @@ pub static API: ApiSpec = ApiSpec {
     stores: &[
         StoreSpec {
             name: "lab",
-            sqlite: "target/lab-data/lab.db",
-            synchronous: StoreSync::Full,
+            backend: StoreBackendSpec::Sqlite {
+                path: "target/lab-data/lab.db",
+                synchronous: StoreSync::Full,
+            },
             tables: &[
                 StoreTableSpec {
                     name: "memos",
@@ -480,4 +482,5 @@ pub static API: ApiSpec = ApiSpec {
             ],
         },
     ],
+    shared: None,
 };

@@ -172,4 +172,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "7ba40135d15af20d57dd0241fa5ffee41f77de8e4f63d7ae95c89fab6de75b6c",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

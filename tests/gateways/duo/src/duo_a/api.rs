@@ -70,4 +70,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "78dd80958ce09587f4d2afe3f1346b62e8b6fed7346282a734d7168a44ba86de",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };

@@ -64,4 +64,5 @@ pub static API: ApiSpec = ApiSpec {
     spec_sha256: "5a52dcfc5e4c949b1525227dc33c015ded95e8dcff60ea8871dd31ee597e400a",
     published: Some(include_str!("openapi.json")),
     stores: &[],
+    shared: None,
 };
