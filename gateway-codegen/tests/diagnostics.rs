@@ -1935,3 +1935,91 @@ fn ip_lists_take_addresses_and_blocks_and_point_at_a_bad_entry() {
     assert!(api.contains("Cidr::v6([8193, 3512, 0, 0, 0, 0, 0, 0], 32)"), "{api}");
     assert!(api.contains("deny: &[Cidr::v4([10, 6, 6, 6], 32)]"), "{api}");
 }
+
+fn shared_with(shared: &str) -> String {
+    BASE.replace(
+        "    pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }\n",
+        &format!("    pets: {{ url: \"http://127.0.0.1:9001\", timeout: 10s }}\n  shared: {shared}\n"),
+    )
+}
+
+#[test]
+fn shared_state_needs_a_redis_url_and_known_failure_modes() {
+    let e = single_error(
+        &shared_with("{ on_failure: { limits: open } }"),
+        "`shared` needs `redis`",
+        6,
+    );
+    assert!(
+        e.help.as_deref().is_some_and(|h| h.contains("GATEWAY_REDIS_URL")),
+        "{e}"
+    );
+    single_error(
+        &shared_with("{ redis: { url: \"http://127.0.0.1:6379\" } }"),
+        "not a Redis URL",
+        6,
+    );
+    single_error(
+        &shared_with("{ redis: { url: \"rediss://cache:6380/0\" } }"),
+        "TLS to Redis (`rediss://`) is not supported yet",
+        6,
+    );
+    let e = single_error(
+        &shared_with("{ redis: { url: \"redis://127.0.0.1/0\" }, on_failure: { quotas: closd } }"),
+        "`closd` is not `open` or `closed`",
+        6,
+    );
+    assert_eq!(e.help.as_deref(), Some("did you mean `closed`?"));
+    single_error(
+        &shared_with("{ redis: { url: \"redis://127.0.0.1/0\", timeout: 5s } }"),
+        "`timeout` must be above 0 and at most 2s",
+        6,
+    );
+    single_error(
+        &shared_with("{ redis: { url: \"redis://127.0.0.1/0\" }, keys: file }"),
+        "`keys: file` is not a choice",
+        6,
+    );
+}
+
+#[test]
+fn shared_state_is_emitted_with_its_defaults_and_a_password_is_a_warning() {
+    let g = run(&shared_with(
+        "{ redis: { url: \"redis://gw:s3cret@10.0.0.5:6379/2\" }, keys: redis }",
+    ))
+    .expect("valid");
+    let api = &g.files["src/api.rs"];
+    assert!(
+        api.contains("prefix: \"gw:t:\""),
+        "the prefix defaults to the API's name: {api}"
+    );
+    assert!(api.contains("timeout: Duration::from_millis(50)"), "{api}");
+    assert!(
+        api.contains("limits: FailMode::Open") && api.contains("quotas: FailMode::Open"),
+        "{api}"
+    );
+    assert!(
+        api.contains("keys: true") && api.contains("keys_refresh: Duration::from_millis(2000)"),
+        "{api}"
+    );
+    let w = g
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("carries a password"))
+        .expect("warned about the password");
+    assert!(!w.to_string().contains("s3cret"), "the password is not repeated: {w}");
+}
+
+#[test]
+fn cache_shared_redis_points_at_the_replicas_shared_cache() {
+    let spec = BASE.replace(
+        "    pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }\n",
+        "    pets: { url: \"http://127.0.0.1:9001\", timeout: 10s }\n  cache: { shared: redis }\n",
+    );
+    let errs = errors(&spec);
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("x-gateway: { shared: { cache: redis } }") && e.line() == Some(6)),
+        "{errs:#?}"
+    );
+}

@@ -528,7 +528,30 @@ pub struct CacheExt {
     pub methods: Option<Vec<String>>,
     /// Every caller may see the same cached answer (needed to cache an operation that requires a caller identity
     /// without putting that identity in the key).
+    #[serde(default, deserialize_with = "callers_share")]
     pub shared: Option<bool>,
+}
+
+/// `cache.shared`: a bool. `redis` there is someone asking for the replicas' shared cache, which lives under
+/// `x-gateway.shared`: say so.
+fn callers_share<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<Written>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Written::Bool(shared)) => Ok(Some(shared)),
+        Some(Written::Text(text)) if text == "redis" => Err(serde::de::Error::custom(
+            "`cache.shared` says whether every caller may see the same cached answer (`true`/`false`); to share the \
+             cache between replicas through Redis, write `x-gateway: { shared: { cache: redis } }`",
+        )),
+        Some(Written::Text(text)) => Err(serde::de::Error::custom(format!(
+            "`cache.shared` is `true` or `false`, not `{text}`"
+        ))),
+    }
 }
 
 /// `cache.invalidate`.

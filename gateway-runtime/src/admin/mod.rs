@@ -135,6 +135,15 @@ impl Admin {
             .cache
             .as_ref()
             .map(|cache| cache.gauges(api.api.cache.capacity));
+        snapshot.shared = api
+            .state
+            .redis
+            .as_ref()
+            .map(|redis| crate::observe::metrics::SharedCounters {
+                succeeded: redis.succeeded(),
+                failures: redis.failures(),
+                local_refusals: api.state.limits.shared().map_or(0, |l| l.local_refusals()),
+            });
         snapshot.access_log_dropped = self.access_log.as_ref().map(AccessLogHandle::dropped);
         if let Some(upstreams) = &api.state.upstreams {
             for upstream in &mut snapshot.upstreams {

@@ -340,6 +340,7 @@ impl Metrics {
                 .collect(),
             upstreams,
             cache: None,
+            shared: None,
             access_log_dropped: None,
         }
     }
@@ -369,6 +370,8 @@ pub struct Snapshot {
     pub upstreams: Vec<UpstreamSnapshot>,
     /// The response cache, when there is one.
     pub cache: Option<CacheGauges>,
+    /// The Redis shared with other replicas, when the API has one.
+    pub shared: Option<SharedCounters>,
     /// Access log lines dropped because its writer fell behind (when the access log is on).
     pub access_log_dropped: Option<u64>,
 }
@@ -482,6 +485,17 @@ pub struct CacheGauges {
     pub evicted: u64,
     /// Entries dropped when their TTL ran out.
     pub expired: u64,
+}
+
+/// Calls to the Redis an API shares with its other replicas, read at scrape time.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SharedCounters {
+    /// Calls Redis answered.
+    pub succeeded: u64,
+    /// Calls that failed or timed out, or were not made during the pause after a failure.
+    pub failures: u64,
+    /// Requests refused by the replica's own buckets without asking Redis.
+    pub local_refusals: u64,
 }
 
 /// What `gateway_build_info` says.
@@ -773,6 +787,27 @@ impl Collector for Exported {
                         .into_iter()
                         .map(move |(cause, n)| (*api, vec![("cause", cause)], n))
                 }),
+            )?;
+        }
+        let shared: Vec<(&'static str, SharedCounters)> =
+            self.snapshots().filter_map(|s| Some((s.api, s.shared?))).collect();
+        if !shared.is_empty() {
+            Self::counters(
+                &mut encoder,
+                "shared_redis_calls",
+                "Calls to the Redis shared with other replicas, by outcome (ok; failed: failed, timed out, or not made \
+                 while paused after a failure).",
+                shared.iter().flat_map(|(api, c)| {
+                    [("ok", c.succeeded), ("failed", c.failures)]
+                        .into_iter()
+                        .map(move |(outcome, n)| (*api, vec![("outcome", outcome)], n))
+                }),
+            )?;
+            Self::counters(
+                &mut encoder,
+                "shared_local_refusals",
+                "Requests this replica's own buckets refused without asking Redis.",
+                shared.iter().map(|(api, c)| (*api, Vec::new(), c.local_refusals)),
             )?;
         }
         // One access log for the whole gateway: counted once, with the first API's label.

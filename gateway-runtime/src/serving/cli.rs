@@ -96,9 +96,9 @@ struct Args {
     #[arg(long, env = "GATEWAY_HOSTS", value_name = "FILE")]
     hosts: Option<std::path::PathBuf>,
 
-    /// Keep the items of store NAME in the SQLite file PATH instead of the spec's `sqlite` (repeatable); the file and
-    /// its directory are created if missing.
-    #[arg(long = "store", value_name = "NAME=PATH")]
+    /// Keep the items of store NAME in the SQLite file PATH (created with its directory if missing), or in the
+    /// PostgreSQL database at postgres://… (repeatable), instead of the spec's.
+    #[arg(long = "store", value_name = "NAME=PATH|URL")]
     stores: Vec<StoreOverride>,
 
     /// Share limits, quotas, usage, the cache and keys with the other replicas through the Redis at URL, instead of

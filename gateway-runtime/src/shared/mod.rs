@@ -85,6 +85,8 @@ struct Inner {
     round_trips: AtomicU64,
     /// Calls refused or failed.
     failed: AtomicU64,
+    /// Calls answered.
+    succeeded: AtomicU64,
 }
 
 impl std::fmt::Debug for Redis {
@@ -162,6 +164,7 @@ impl Redis {
                 warned: AtomicU64::new(0),
                 round_trips: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                succeeded: AtomicU64::new(0),
             }),
         })
     }
@@ -187,6 +190,11 @@ impl Redis {
     /// Calls that reached Redis so far (each one round trip).
     pub fn round_trips(&self) -> u64 {
         self.inner.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Calls Redis answered.
+    pub fn succeeded(&self) -> u64 {
+        self.inner.succeeded.load(Ordering::Relaxed)
     }
 
     /// Calls that failed, or were not made because Redis was down.
@@ -239,6 +247,7 @@ impl Redis {
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
         let reason = match outcome {
             Ok(Ok(value)) => {
+                self.inner.succeeded.fetch_add(1, Ordering::Relaxed);
                 let failures = self.inner.failures.swap(0, Ordering::Relaxed);
                 if failures > 0 {
                     tracing::info!(redis = %self.inner.at, failures, "Redis is reachable again");

@@ -178,6 +178,18 @@ async fn a_plans_limit_holds_across_three_replicas() {
         flood(&fleet, "/metered", Some("metered-key-1"), 12, Duration::from_secs(2)).await;
     assert!(refused > 0, "the flood was refused in part");
     assert_one_bucket("plan", admitted, refused, elapsed, 20, 10);
+    // Each replica reports its Redis calls and the refusals its own buckets made without one.
+    let metrics = send(Method::GET, &fleet.replicas[0].admin_url("/metrics"), &[], Bytes::new())
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gateway_shared_redis_calls_total{") && l.contains("outcome=\"ok\"")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gateway_shared_local_refusals_total"), "{metrics}");
     // The refusals carry the plan's limit, as with one process.
     let reply = fleet.get(1, "/metered", Some("metered-key-1")).await;
     if reply.status == StatusCode::TOO_MANY_REQUESTS {
