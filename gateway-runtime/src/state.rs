@@ -125,7 +125,7 @@ impl SharedState {
             return Ok(self);
         };
         let redis = Redis::open(spec, redis_url)?;
-        let limits = SharedLimits::new(redis.clone());
+        let limits = SharedLimits::new(redis.clone(), self.stage.map(ResolvedStage::name));
         self.limits = self
             .limits
             .with_shared(limits, spec.on_failure, self.stage.map(ResolvedStage::name));

@@ -109,9 +109,32 @@ impl RedisServer {
             .expect("connects to redis")
     }
 
+    /// Stops it (SIGSTOP by PID): it keeps its connections and answers nothing, as a stalled or unreachable host.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {signal} {}", child.id());
+        }
+    }
+
     /// Kills it (SIGKILL by PID), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen server would not die of SIGKILL any later, but go on first in case it is waited for.
+            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
             let _ = child.kill();
             let _ = child.wait();
         }

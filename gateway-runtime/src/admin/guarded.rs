@@ -155,17 +155,24 @@ async fn flush(State(admin): State<Admin>, Query(query): Query<FlushQuery>) -> R
         };
     }
     let flushed = query.operation.as_deref().unwrap_or("*");
+    // Every API's cache is flushed (here at least) before a shared layer's failure is reported.
+    let mut unshared = false;
     for (api, cache) in &caches {
-        if let Err(err) = cache.flush(query.operation.as_deref()).await {
-            tracing::warn!(api = api.api.name, error = %err, "cache flushed here, not in Redis");
-            return GatewayError::new(
-                ErrorKind::ServiceUnavailable,
-                "this replica's cache is flushed, but the shared cache could not be: the other replicas may still \
-                 serve the entries; try again",
-            )
-            .into_response();
+        match cache.flush(query.operation.as_deref()).await {
+            Ok(()) => tracing::info!(api = api.api.name, operation = flushed, "cache flushed"),
+            Err(err) => {
+                tracing::warn!(api = api.api.name, error = %err, "cache flushed here, not in Redis");
+                unshared = true;
+            }
         }
-        tracing::info!(api = api.api.name, operation = flushed, "cache flushed");
+    }
+    if unshared {
+        return GatewayError::new(
+            ErrorKind::ServiceUnavailable,
+            "this replica's cache is flushed, but the shared cache could not be: the other replicas may still serve \
+             the entries; try again",
+        )
+        .into_response();
     }
     let body = if one(&admin, query.api.as_deref()) {
         serde_json::json!({ "flushed": flushed })
@@ -266,15 +273,25 @@ async fn api_usage(admin: &AdminApi, tagged: bool) -> Result<Vec<serde_json::Val
         .filter(|key| key.api.as_deref().is_none_or(|name| name == admin.api.name))
         .cloned()
         .collect();
+    let plans: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            key.plan
+                .as_deref()
+                .and_then(|p| admin.api.usage_plans.iter().find(|u| u.name == p))
+        })
+        .collect();
+    let with_quota: Vec<(&str, &crate::spec::QuotaSpec)> = keys
+        .iter()
+        .zip(&plans)
+        .filter_map(|(key, plan)| Some((&*key.name, plan.and_then(|p| p.quota.as_ref())?)))
+        .collect();
+    let mut quotas = limits.quotas_now(&with_quota).await.into_iter();
     let mut report = Vec::with_capacity(keys.len());
-    for key in keys {
+    for (key, plan) in keys.iter().zip(plans) {
         let (admitted, throttled) = counts.get(&*key.name).copied().unwrap_or_default();
-        let plan = key
-            .plan
-            .as_deref()
-            .and_then(|p| admin.api.usage_plans.iter().find(|u| u.name == p));
         let quota = match plan.and_then(|p| p.quota.as_ref()) {
-            Some(q) => limits.quota_now(&key.name, q).await.map(|state| {
+            Some(q) => quotas.next().flatten().map(|state| {
                 serde_json::json!({
                     "limit": q.limit,
                     "used": state.used,

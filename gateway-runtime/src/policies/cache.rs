@@ -58,7 +58,8 @@ struct PerEntryTtl;
 
 impl Expiry<Arc<str>, Arc<Cached>> for PerEntryTtl {
     fn expire_after_create(&self, _key: &Arc<str>, value: &Arc<Cached>, _now: Instant) -> Option<Duration> {
-        Some(value.ttl)
+        // What is left of its TTL: an entry from the shared layer was stored a while ago, by another replica.
+        Some(value.ttl.saturating_sub(value.stored.elapsed()))
     }
 }
 
@@ -221,21 +222,26 @@ impl ResponseCache {
         // request is already fetching the key; a leader's unstorable answer is handed back through this slot.
         let fetch = Arc::new(Mutex::new(Some(fetch)));
         let leader_answer: Arc<Mutex<Option<Result<Response, GatewayError>>>> = Arc::default();
-        // Whether the leader found the entry in the shared layer (a hit for this replica's callers too).
-        let from_shared = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Whether the leader found the entry in the shared layer (a hit for this replica's callers too); only with
+        // a shared layer, so that a cache without one allocates nothing for it.
+        let from_shared = self
+            .shared
+            .as_ref()
+            .map(|_| Arc::new(std::sync::atomic::AtomicBool::new(false)));
         let init = {
             let fetch = fetch.clone();
             let leader_answer = leader_answer.clone();
             let max_entry = self.max_entry;
             let shared = self.shared.as_ref();
-            let from_shared = Arc::clone(&from_shared);
-            let key = Arc::clone(&key);
+            let from_shared = from_shared.clone();
+            let key = shared.map(|_| Arc::clone(&key));
             async move {
-                if let Some(hit) = match shared {
-                    Some(shared) => shared.get(&key).await,
-                    None => None,
-                } {
-                    from_shared.store(true, Ordering::Relaxed);
+                if let (Some(shared), Some(key)) = (shared, &key)
+                    && let Some(hit) = shared.get(key).await
+                {
+                    if let Some(flag) = &from_shared {
+                        flag.store(true, Ordering::Relaxed);
+                    }
                     return Ok(Arc::new(hit));
                 }
                 let Some(fetch) = fetch.lock().unwrap_or_else(PoisonError::into_inner).take() else {
@@ -244,8 +250,8 @@ impl ResponseCache {
                 let answer = match fetch().await {
                     Ok(response) => match store(response, policy, max_entry).await {
                         Ok(cached) => {
-                            if let Some(shared) = shared {
-                                shared.put(&key, &cached).await;
+                            if let (Some(shared), Some(key)) = (shared, &key) {
+                                shared.put(key, &cached).await;
                             }
                             return Ok(Arc::new(cached));
                         }
@@ -259,7 +265,7 @@ impl ResponseCache {
             }
         };
         let result = match self.entries.entry(key).or_try_insert_with(init).await {
-            Ok(entry) if entry.is_fresh() && from_shared.load(Ordering::Relaxed) => {
+            Ok(entry) if entry.is_fresh() && from_shared.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) => {
                 return (CacheStatus::Hit, Ok(hit_response(entry.value())));
             }
             Ok(entry) if entry.is_fresh() => return (CacheStatus::Miss, Ok(serve_stored(entry.value()))),
@@ -290,9 +296,14 @@ impl ResponseCache {
         }
     }
 
-    /// Drops the responses stored under `key` in this replica.
-    pub(crate) async fn invalidate_here(&self, key: &str) {
-        self.entries.invalidate(key).await;
+    /// Drops the response of operation `op_id` whose key has the SHA-256 `digest` (hex), in this replica.
+    pub(crate) async fn invalidate_digest(&self, op_id: &str, digest: &str) {
+        let prefix: Arc<str> = Arc::from(format!("{op_id}\u{0}"));
+        let digest: Arc<str> = Arc::from(digest);
+        let _ = self.entries.invalidate_entries_if(move |key, _| {
+            key.starts_with(&*prefix) && crate::shared::cache::digest(key).1 == *digest
+        });
+        self.entries.run_pending_tasks().await;
     }
 
     /// Drops every response stored in this replica, or those of one operation.

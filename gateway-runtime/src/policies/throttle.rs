@@ -569,7 +569,21 @@ impl std::fmt::Debug for SharedCharge {
 impl SharedCharge {
     /// Gives the charge back: the request it was made for was refused after the throttle phase.
     pub fn refund(self) {
-        self.limits.refund(self.quota_key, self.counted);
+        drop(self);
+    }
+
+    /// Keeps the charge: the quota phase admitted the request.
+    fn keep(&mut self) {
+        self.quota_key = None;
+        self.counted = None;
+    }
+}
+
+impl Drop for SharedCharge {
+    /// A charge dropped without [`SharedCharge::keep`] — the request refused before the quota phase, or gone (the
+    /// client disconnected, the request timed out) — is given back.
+    fn drop(&mut self) {
+        self.limits.refund(self.quota_key.take(), self.counted.take());
     }
 }
 
@@ -773,6 +787,11 @@ impl Limits {
                 };
                 (charge, bounds, now)
             });
+        if buckets.is_empty() && quota.is_none() && key_name.is_none() {
+            // A caller with a token alone on an operation without buckets: nothing to ask Redis.
+            ctx.limits = Some(report);
+            return Ok(());
+        }
         let verdict = shared
             .limits
             .check(&buckets, quota.as_ref().map(|(q, ..)| q), key_name.as_deref())
@@ -860,31 +879,49 @@ impl Limits {
         Ok(())
     }
 
-    /// The quota's figures for the key `name` now, from Redis when it is shared (`None` when Redis cannot say).
-    pub async fn quota_now(&self, name: &str, quota: &QuotaSpec) -> Option<QuotaState> {
+    /// The quotas' figures now for each (key name, quota) of `keys`, in order: from Redis in one round trip when
+    /// they are shared (all `None` when Redis cannot say).
+    pub async fn quotas_now(&self, keys: &[(&str, &QuotaSpec)]) -> Vec<Option<QuotaState>> {
         let Some(shared) = &self.shared else {
-            return Some(self.quotas.peek(name, quota));
+            return keys
+                .iter()
+                .map(|(name, quota)| Some(self.quotas.peek(name, quota)))
+                .collect();
         };
         let now = jiff::Timestamp::now();
-        let bounds = shared.periods.bounds(quota.period, now);
-        let key = format!(
-            "{}quota:{name}:{}{}",
-            shared.scope,
-            period_name(quota.period),
-            bounds.0.as_second()
-        );
-        let used = shared.limits.quota_used(&key).await.ok()?;
-        Some(quota_state(quota, used < quota.limit, used, bounds, now))
+        let bounds: Vec<_> = keys.iter().map(|(_, q)| shared.periods.bounds(q.period, now)).collect();
+        let counters: Vec<String> = keys
+            .iter()
+            .zip(&bounds)
+            .map(|((name, quota), bounds)| {
+                format!(
+                    "{}quota:{name}:{}{}",
+                    shared.scope,
+                    period_name(quota.period),
+                    bounds.0.as_second()
+                )
+            })
+            .collect();
+        match shared.limits.quotas_used(&counters).await {
+            Ok(used) => keys
+                .iter()
+                .zip(bounds)
+                .zip(used)
+                .map(|(((_, quota), bounds), used)| Some(quota_state(quota, used < quota.limit, used, bounds, now)))
+                .collect(),
+            Err(_) => vec![None; keys.len()],
+        }
     }
 }
 
 /// The quota phase of shared limits: the verdict the throttle phase brought back from Redis.
 fn charged(shared: &Shared, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
-    // Taken: from here on the charge stands (nothing gives it back).
-    let Some(charge) = ctx.charged.take() else {
+    // Taken and kept: from here on the charge stands (nothing gives it back).
+    let Some(mut charge) = ctx.charged.take() else {
         return Ok(());
     };
-    match charge.quota {
+    charge.keep();
+    match charge.quota.take() {
         None => Ok(()),
         Some(Some((quota, state))) => {
             ctx.limits.get_or_insert_with(Report::default).quota(&quota, &state);

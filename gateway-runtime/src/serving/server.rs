@@ -316,6 +316,9 @@ pub fn start_gateway(
             .check(&KeyScope::of(&specs))
             .map_err(ServerError::Keys)?;
     }
+    if config.redis_url.is_some() && specs.iter().all(|api| api.shared.is_none()) {
+        tracing::warn!("--redis is ignored: no API of this gateway has `x-gateway.shared`");
+    }
     let upstream_overrides = scoped::upstreams(&specs, &config.upstream_overrides)?;
     let auth_overrides = scoped::auth(&specs, &config.auth_overrides)?;
     let store_overrides = scoped::stores(&specs, &config.store_overrides)?;

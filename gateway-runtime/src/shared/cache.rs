@@ -44,7 +44,21 @@ pub struct SharedCache {
 enum Flush<'a> {
     All,
     Operation(&'a str),
-    Key(&'a str),
+    /// A key, by its operation and digest.
+    Key(&'a str, &'a str),
+}
+
+/// The operation of the local cache key `key`, and the key's SHA-256 in hex.
+pub(crate) fn digest(key: &str) -> (&str, String) {
+    use sha2::Digest as _;
+    let operation = key.split('\u{0}').next().unwrap_or("");
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    (operation, hex)
 }
 
 impl SharedCache {
@@ -56,15 +70,10 @@ impl SharedCache {
         }
     }
 
+    /// `<prefix>cache:<operation>:<digest>`: the key in Redis of the local key `key`.
     fn entry_key(&self, key: &str) -> String {
-        use sha2::Digest as _;
-        let operation = key.split('\u{0}').next().unwrap_or("");
-        let digest = sha2::Sha256::digest(key.as_bytes());
-        let mut name = format!("{}cache:{operation}:", self.scope);
-        for byte in digest {
-            name.push_str(&format!("{byte:02x}"));
-        }
-        self.redis.key(&name)
+        let (operation, digest) = digest(key);
+        self.redis.key(&format!("{}cache:{operation}:{digest}", self.scope))
     }
 
     fn channel(&self) -> String {
@@ -73,7 +82,9 @@ impl SharedCache {
 
     /// The entry stored under `key` by any replica, if Redis has it (and answers in time).
     pub async fn get(&self, key: &str) -> Option<Cached> {
-        let stored: Option<Vec<u8>> = match self.redis.query(redis::cmd("GET").arg(self.entry_key(key))).await {
+        let mut get = redis::cmd("GET");
+        get.arg(self.entry_key(key));
+        let stored: Option<Vec<u8>> = match self.redis.query(get).await {
             Ok(stored) => stored,
             Err(err) => {
                 tracing::debug!(error = %err, "shared cache skipped");
@@ -97,18 +108,25 @@ impl SharedCache {
             .arg("PX")
             .arg(millis)
             .to_owned();
-        if let Err(err) = self.redis.query::<()>(&set).await {
+        if let Err(err) = self.redis.query::<()>(set).await {
             tracing::debug!(error = %err, "cannot write a cache entry to Redis");
         }
     }
 
     /// Drops `key` everywhere: in Redis, and in every replica's cache.
+    ///
+    /// The message names the key by its operation and digest, never by the key itself (which holds request values:
+    /// header values, claims), so what Redis relays and logs tells nothing about the request.
     pub async fn invalidate(&self, key: &str) {
+        let (operation, digest) = digest(key);
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(self.entry_key(key)).ignore();
-        pipe.cmd("PUBLISH").arg(self.channel()).arg(format!("k {key}")).ignore();
-        if let Err(err) = self.redis.query::<()>(&pipe).await {
-            tracing::warn!(error = %err, "a refresh could not reach the shared cache");
+        pipe.cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(format!("k {operation} {digest}"))
+            .ignore();
+        if let Err(err) = self.redis.query::<()>(pipe).await {
+            tracing::debug!(error = %err, "a refresh could not reach the shared cache");
         }
     }
 
@@ -119,19 +137,13 @@ impl SharedCache {
             .key(&format!("{}cache:{}:*", self.scope, op_id.unwrap_or("*")));
         let mut cursor: u64 = 0;
         loop {
-            let (next, names): (u64, Vec<String>) = self
-                .redis
-                .query(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            let (next, names): (u64, Vec<String>) = self.redis.background(scan).await?;
             if !names.is_empty() {
-                self.redis.query::<()>(redis::cmd("UNLINK").arg(&names)).await?;
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&names);
+                self.redis.background::<()>(unlink).await?;
             }
             if next == 0 {
                 break;
@@ -139,9 +151,9 @@ impl SharedCache {
             cursor = next;
         }
         let message = op_id.map_or_else(|| "a".to_owned(), |id| format!("o {id}"));
-        self.redis
-            .query::<()>(redis::cmd("PUBLISH").arg(self.channel()).arg(message))
-            .await
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(message);
+        self.redis.background::<()>(publish).await
     }
 
     /// Subscribes to the flushes of every replica and applies them to `local`, for as long as the process lives,
@@ -167,14 +179,15 @@ impl SharedCache {
                     }
                 };
                 pause = Duration::from_millis(50);
+                // Flushes published while this replica was not subscribed (before its first subscription, while it
+                // served with Redis down, or while the subscription was broken) were missed: start clean.
                 if subscribed_before {
-                    // Flushes published while the subscription was down were missed.
                     tracing::info!(
                         redis = layer.redis.at(),
                         "cache flushes followed again; flushing this replica's cache"
                     );
-                    local.flush_here(None).await;
                 }
+                local.flush_here(None).await;
                 subscribed_before = true;
                 let mut messages = pubsub.into_on_message();
                 while let Some(message) = messages.next().await {
@@ -184,7 +197,7 @@ impl SharedCache {
                     match parse_flush(&text) {
                         Some(Flush::All) => local.flush_here(None).await,
                         Some(Flush::Operation(id)) => local.flush_here(Some(id)).await,
-                        Some(Flush::Key(key)) => local.invalidate_here(key).await,
+                        Some(Flush::Key(operation, digest)) => local.invalidate_digest(operation, digest).await,
                         None => tracing::debug!("an unknown message on the cache flush channel"),
                     }
                 }
@@ -201,7 +214,9 @@ fn parse_flush(text: &str) -> Option<Flush<'_>> {
     match text.split_once(' ') {
         None if text == "a" => Some(Flush::All),
         Some(("o", id)) => Some(Flush::Operation(id)),
-        Some(("k", key)) => Some(Flush::Key(key)),
+        Some(("k", rest)) => rest
+            .split_once(' ')
+            .map(|(operation, digest)| Flush::Key(operation, digest)),
         _ => None,
     }
 }
@@ -320,10 +335,10 @@ mod tests {
     fn flush_messages_parse() {
         assert_eq!(parse_flush("a"), Some(Flush::All));
         assert_eq!(parse_flush("o getPet"), Some(Flush::Operation("getPet")));
-        assert_eq!(
-            parse_flush("k getPet\u{0}s4:http"),
-            Some(Flush::Key("getPet\u{0}s4:http"))
-        );
+        assert_eq!(parse_flush("k getPet 0a1b"), Some(Flush::Key("getPet", "0a1b")));
+        assert_eq!(parse_flush("k getPet"), None, "a key message names operation and digest");
+        let (operation, digest) = digest("getPet\u{0}s4:http");
+        assert_eq!((operation, digest.len()), ("getPet", 64));
         assert_eq!(parse_flush("x"), None);
     }
 }

@@ -45,8 +45,9 @@ pub fn start_refresh(redis: Redis, keys: KeyStore, api: &'static str, scoped: bo
         let mut last: Option<HashMap<String, String>> = None;
         loop {
             tick.tick().await;
-            let read: Result<HashMap<String, String>, _> =
-                redis.query(redis::cmd("HGETALL").arg(redis.key("keys"))).await;
+            let mut all = redis::cmd("HGETALL");
+            all.arg(redis.key("keys"));
+            let read: Result<HashMap<String, String>, _> = redis.background(all).await;
             match read {
                 Ok(fields) if last.as_ref() == Some(&fields) => {}
                 Ok(fields) => {

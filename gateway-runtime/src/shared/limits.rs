@@ -74,6 +74,23 @@ if name ~= '' then redis.call('HINCRBY', KEYS[usage + 1], name, 1) end
 return result
 ";
 
+/// Gives back a quota charge and a usage count: the quota's counter only if it still exists (a counter that
+/// expired, or a Redis that restarted, has nothing to give back, and a `DECR` would make a counter without expiry).
+/// KEYS: the quota's counter (or none), the admitted and the refused-later hashes. ARGV: `1` with a quota, the key name
+/// (empty: none).
+pub const REFUND: &str = r"
+local hashes = 1
+if ARGV[1] == '1' then
+  hashes = 2
+  if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
+end
+if ARGV[2] ~= '' then
+  redis.call('HINCRBY', KEYS[hashes], ARGV[2], -1)
+  redis.call('HINCRBY', KEYS[hashes + 1], ARGV[2], 1)
+end
+return 0
+";
+
 /// One bucket of a request.
 #[derive(Debug)]
 pub struct BucketCheck<'a> {
@@ -110,7 +127,9 @@ pub struct Verdict {
 /// Limits, quotas and usage of one API in Redis.
 pub struct SharedLimits {
     redis: Redis,
-    script: redis::Script,
+    script: Arc<redis::Script>,
+    /// The stage served (`prod:`), or empty: before the usage hashes' names.
+    scope: Box<str>,
     /// Usage counted for requests refused without a round trip (by the replica's own buckets), added to Redis's
     /// counts once a second.
     pending_throttled: Mutex<Vec<(Arc<str>, u64)>>,
@@ -127,11 +146,13 @@ impl std::fmt::Debug for SharedLimits {
 }
 
 impl SharedLimits {
-    /// Limits kept in `redis`; starts the task that adds locally counted refusals to the shared usage.
-    pub fn new(redis: Redis) -> Arc<Self> {
+    /// Limits kept in `redis`, their usage counts scoped to `stage` when one is served; starts the task that adds
+    /// locally counted refusals to the shared usage.
+    pub fn new(redis: Redis, stage: Option<&str>) -> Arc<Self> {
         let limits = Arc::new(Self {
             redis,
-            script: redis::Script::new(SCRIPT),
+            script: Arc::new(redis::Script::new(SCRIPT)),
+            scope: stage.map_or(String::new(), |s| format!("{s}:")).into(),
             pending_throttled: Mutex::new(Vec::new()),
             local_refusals: AtomicU64::new(0),
         });
@@ -166,27 +187,25 @@ impl SharedLimits {
         quota: Option<&QuotaCharge<'_>>,
         key_name: Option<&str>,
     ) -> Result<Verdict, SharedError> {
-        let mut invocation = self.script.prepare_invoke();
+        let mut keys = Vec::with_capacity(buckets.len() + 3);
+        keys.extend(buckets.iter().map(|b| self.redis.key(&b.key)));
+        keys.extend(quota.map(|q| self.redis.key(&q.key)));
+        keys.push(self.usage_key("admitted"));
+        keys.push(self.usage_key("throttled"));
+        let mut args = Vec::with_capacity(5 + 2 * buckets.len());
+        args.push(buckets.len().to_string());
+        args.push(if quota.is_some() { "1" } else { "0" }.to_owned());
+        args.push(quota.map_or(0, |q| q.limit.limit).to_string());
+        args.push(quota.map_or(0, |q| q.expires_at + 60).to_string());
+        args.push(key_name.unwrap_or("").to_owned());
         for bucket in buckets {
-            invocation.key(self.redis.key(&bucket.key));
+            // Microseconds between tokens, with their fraction: an integer would be 0 above a million a second, and
+            // run fast well below it.
+            let interval = 1_000_000.0 / f64::from(bucket.limit.rate.max(1));
+            args.push(format!("{interval:.4}"));
+            args.push(bucket.limit.burst.max(1).to_string());
         }
-        if let Some(quota) = quota {
-            invocation.key(self.redis.key(&quota.key));
-        }
-        invocation
-            .key(self.redis.key("usage:admitted"))
-            .key(self.redis.key("usage:throttled"));
-        invocation
-            .arg(buckets.len())
-            .arg(u8::from(quota.is_some()))
-            .arg(quota.map_or(0, |q| q.limit.limit))
-            .arg(quota.map_or(0, |q| q.expires_at + 60))
-            .arg(key_name.unwrap_or(""));
-        for bucket in buckets {
-            let rate = u64::from(bucket.limit.rate.max(1));
-            invocation.arg(1_000_000 / rate).arg(bucket.limit.burst.max(1));
-        }
-        let answer: Vec<i64> = self.redis.script(&invocation).await?;
+        let answer: Vec<i64> = self.redis.script(&self.script, keys, args).await?;
         let unexpected = || SharedError::Unexpected {
             at: self.redis.at().to_owned(),
             reason: format!("the limits script answered {} numbers", answer.len()),
@@ -213,26 +232,32 @@ impl SharedLimits {
         }
         let limits = Arc::clone(self);
         super::runtime().spawn(async move {
-            let mut pipe = redis::pipe();
-            if let Some(quota) = &quota_key {
-                pipe.cmd("DECR").arg(limits.redis.key(quota)).ignore();
-            }
-            if let Some(name) = &key_name {
-                pipe.cmd("HINCRBY")
-                    .arg(limits.redis.key("usage:admitted"))
-                    .arg(&**name)
-                    .arg(-1)
-                    .ignore();
-                pipe.cmd("HINCRBY")
-                    .arg(limits.redis.key("usage:refused_later"))
-                    .arg(&**name)
-                    .arg(1)
-                    .ignore();
-            }
-            if let Err(err) = limits.redis.query::<()>(&pipe).await {
-                tracing::debug!(error = %err, "cannot give back a refused request's quota");
+            let mut invocation = redis::cmd("EVAL");
+            invocation.arg(REFUND);
+            let keys: Vec<String> = quota_key
+                .iter()
+                .map(|q| limits.redis.key(q))
+                .chain([limits.usage_key("admitted"), limits.usage_key("refused_later")])
+                .collect();
+            invocation.arg(keys.len()).arg(keys);
+            invocation
+                .arg(if quota_key.is_some() { "1" } else { "0" })
+                .arg(key_name.as_deref().unwrap_or(""));
+            // Off the request path: the refused request has had its answer. Tried again a little later if Redis
+            // cannot take it now, then given up (the count stays one too high).
+            for pause in [Duration::ZERO, Duration::from_secs(1), Duration::from_secs(5)] {
+                tokio::time::sleep(pause).await;
+                match limits.redis.background::<()>(invocation.clone()).await {
+                    Ok(()) => return,
+                    Err(err) => tracing::debug!(error = %err, "cannot give back a refused request's quota yet"),
+                }
             }
         });
+    }
+
+    /// The name of one of the usage hashes.
+    fn usage_key(&self, which: &str) -> String {
+        self.redis.key(&format!("{}usage:{which}", self.scope))
     }
 
     /// Counts a refusal of `key_name` decided without Redis (added to the shared usage within a second).
@@ -254,12 +279,12 @@ impl SharedLimits {
         let mut pipe = redis::pipe();
         for (name, count) in &pending {
             pipe.cmd("HINCRBY")
-                .arg(self.redis.key("usage:throttled"))
+                .arg(self.usage_key("throttled"))
                 .arg(&**name)
                 .arg(*count)
                 .ignore();
         }
-        if self.redis.query::<()>(&pipe).await.is_err() {
+        if self.redis.background::<()>(pipe).await.is_err() {
             // Kept for the next second: Redis may be back by then.
             let mut again = self.pending_throttled.lock().unwrap_or_else(PoisonError::into_inner);
             for (name, count) in pending {
@@ -274,12 +299,12 @@ impl SharedLimits {
     /// Every key's counts in Redis: (name, admitted, throttled).
     pub async fn usage(&self) -> Result<Vec<(String, u64, u64)>, SharedError> {
         let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL").arg(self.redis.key("usage:admitted"));
-        pipe.cmd("HGETALL").arg(self.redis.key("usage:throttled"));
+        pipe.cmd("HGETALL").arg(self.usage_key("admitted"));
+        pipe.cmd("HGETALL").arg(self.usage_key("throttled"));
         let (admitted, throttled): (
             std::collections::HashMap<String, i64>,
             std::collections::HashMap<String, i64>,
-        ) = self.redis.query(&pipe).await?;
+        ) = self.redis.background(pipe).await?;
         let mut names: Vec<&String> = admitted.keys().chain(throttled.keys()).collect();
         names.sort();
         names.dedup();
@@ -292,9 +317,20 @@ impl SharedLimits {
             .collect())
     }
 
-    /// The count of the quota counter `key` (0 when it does not exist: nothing used in this period).
-    pub async fn quota_used(&self, key: &str) -> Result<u64, SharedError> {
-        let used: Option<i64> = self.redis.query(redis::cmd("GET").arg(self.redis.key(key))).await?;
-        Ok(used.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    /// The counts of the quota counters `keys`, in order (0 for one that does not exist: nothing used in its
+    /// period), in one round trip.
+    pub async fn quotas_used(&self, keys: &[String]) -> Result<Vec<u64>, SharedError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut get = redis::cmd("MGET");
+        for key in keys {
+            get.arg(self.redis.key(key));
+        }
+        let used: Vec<Option<i64>> = self.redis.background(get).await?;
+        Ok(used
+            .into_iter()
+            .map(|n| n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            .collect())
     }
 }

@@ -18,10 +18,11 @@ pub mod cache;
 pub mod keys;
 pub mod limits;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::spec::SharedSpec;
@@ -32,6 +33,11 @@ const FIRST_PAUSE: Duration = Duration::from_millis(25);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// At most one warning about a failing Redis in this long (the rest are counted).
 const WARN_EVERY: Duration = Duration::from_secs(5);
+/// Timeouts in a row after which the connection is dropped for a new one.
+const TIMEOUTS_BEFORE_NEW_CONNECTION: u32 = 3;
+/// How long a background call (key refresh, flush, usage report, refund) may take: off the request path, so not
+/// held to the request's timeout, and never pausing the request path's calls.
+const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a shared call failed. The concern that made it decides what the request gets (`on_failure`).
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +73,15 @@ pub struct Redis {
 }
 
 struct Inner {
-    manager: ConnectionManager,
+    /// The connection; replaced by a new one after [`TIMEOUTS_BEFORE_NEW_CONNECTION`] timeouts in a row (a Redis
+    /// host gone without a reset leaves a connection that would otherwise wait for TCP to give up).
+    manager: ArcSwap<ConnectionManager>,
+    config: ConnectionManagerConfig,
     client: redis::Client,
+    /// Timeouts in a row.
+    timeouts: AtomicU32,
+    /// A call is probing whether Redis is back (the others get [`SharedError::Down`] meanwhile).
+    probing: AtomicBool,
     prefix: Box<str>,
     timeout: Duration,
     /// The URL without credentials, for logs.
@@ -117,12 +130,20 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// `url` without its user name and password, for logs: `redis://host:port/db`.
+/// A connection made lazily, on the shared runtime (the one its tasks are spawned on).
+fn new_connection(client: &redis::Client, config: &ConnectionManagerConfig) -> redis::RedisResult<ConnectionManager> {
+    let _in_runtime = runtime().enter();
+    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+}
+
+/// `url` without its user name, password and query (which may carry either), for logs: `redis://host:port/db`.
 pub fn redacted(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_username("");
             let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
             parsed.to_string()
         }
         Err(_) => "(an unparsable URL)".to_owned(),
@@ -143,18 +164,18 @@ impl Redis {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100));
-        let manager = {
-            let _in_runtime = runtime().enter();
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|err| SharedError::Failed {
-                at: at.clone(),
-                reason: err.to_string(),
-            })?
-        };
+        let manager = new_connection(&client, &config).map_err(|err| SharedError::Failed {
+            at: at.clone(),
+            reason: err.to_string(),
+        })?;
         tracing::info!(redis = %at, prefix = spec.prefix, timeout = ?spec.timeout, "sharing state through Redis");
         Ok(Self {
             inner: Arc::new(Inner {
-                manager,
+                manager: ArcSwap::from_pointee(manager),
+                config,
                 client,
+                timeouts: AtomicU32::new(0),
+                probing: AtomicBool::new(false),
                 prefix: spec.prefix.into(),
                 timeout: spec.timeout,
                 at,
@@ -216,35 +237,115 @@ impl Redis {
         u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Runs `script` (one round trip: redis-rs sends EVALSHA, and the script's text once if Redis lacks it).
-    pub async fn script<T: redis::FromRedisValue + 'static>(
+    /// Runs `script` with `keys` and `args` on the request path (one round trip: redis-rs sends EVALSHA, and the
+    /// script's text once if Redis lacks it).
+    pub async fn script<T: redis::FromRedisValue + Send + 'static>(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        script: &Arc<redis::Script>,
+        keys: Vec<String>,
+        args: Vec<String>,
     ) -> Result<T, SharedError> {
-        let mut connection = self.connection()?;
-        let outcome = tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut connection)).await;
+        let script = Arc::clone(script);
+        self.call(false, move |mut connection| async move {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs one command or pipeline on the request path (one round trip).
+    pub async fn query<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        command: impl QueryLike + Send + 'static,
+    ) -> Result<T, SharedError> {
+        self.call(false, move |mut connection| async move {
+            command.run(&mut connection).await
+        })
+        .await
+    }
+
+    /// Runs one command or pipeline off the request path: a longer timeout, and its failure pauses nothing.
+    pub async fn background<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        command: impl QueryLike + Send + 'static,
+    ) -> Result<T, SharedError> {
+        self.call(
+            true,
+            move |mut connection| async move { command.run(&mut connection).await },
+        )
+        .await
+    }
+
+    /// Runs `call` on the shared runtime (where the connection's tasks live, so no worker drives another's Redis
+    /// traffic, and a request that goes away does not cancel a call half-sent), bounded by the timeout.
+    async fn call<T, F, Fut>(&self, background: bool, call: F) -> Result<T, SharedError>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
+    {
+        if !background {
+            self.admit()?;
+        }
+        let connection = (**self.inner.manager.load()).clone();
+        let limit = if background {
+            BACKGROUND_TIMEOUT
+        } else {
+            self.inner.timeout
+        };
+        let task = runtime().spawn(async move { tokio::time::timeout(limit, call(connection)).await });
+        let outcome = match task.await {
+            Ok(outcome) => outcome,
+            Err(err) => Ok(Err(redis::RedisError::from(std::io::Error::other(err.to_string())))),
+        };
+        if background {
+            return outcome
+                .map_err(|_| format!("no answer within {limit:?}"))
+                .and_then(|answer| answer.map_err(|err| err.to_string()))
+                .map_err(|reason| SharedError::Failed {
+                    at: self.inner.at.clone(),
+                    reason,
+                });
+        }
         self.settle(outcome)
     }
 
-    /// Runs one command or pipeline (one round trip).
-    pub async fn query<T: redis::FromRedisValue + 'static>(&self, command: &impl QueryLike) -> Result<T, SharedError> {
-        let mut connection = self.connection()?;
-        let outcome = tokio::time::timeout(self.inner.timeout, command.run(&mut connection)).await;
-        self.settle(outcome)
-    }
-
-    /// A connection to call on, unless Redis failed recently.
-    fn connection(&self) -> Result<ConnectionManager, SharedError> {
-        if !self.available() {
+    /// Whether a request-path call may be made: not during the pause after a failure, and once it is over, only
+    /// one call (the probe) until that one is answered.
+    fn admit(&self) -> Result<(), SharedError> {
+        let down = !self.available()
+            || (self.inner.failures.load(Ordering::Relaxed) > 0 && self.inner.probing.swap(true, Ordering::AcqRel));
+        if down {
             self.inner.failed.fetch_add(1, Ordering::Relaxed);
             return Err(SharedError::Down(self.inner.at.clone()));
         }
-        Ok(self.inner.manager.clone())
+        Ok(())
     }
 
     /// Counts the call and, on failure, starts (or lengthens) the pause.
     fn settle<T>(&self, outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, SharedError> {
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.inner.probing.store(false, Ordering::Release);
+        if outcome.is_err() {
+            if self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_NEW_CONNECTION {
+                self.inner.timeouts.store(0, Ordering::Relaxed);
+                match new_connection(&self.inner.client, &self.inner.config) {
+                    Ok(fresh) => {
+                        self.inner.manager.store(Arc::new(fresh));
+                        tracing::debug!(redis = %self.inner.at, "Redis timed out repeatedly; connecting anew");
+                    }
+                    Err(err) => tracing::debug!(error = %err, "cannot make a new Redis connection"),
+                }
+            }
+        } else {
+            self.inner.timeouts.store(0, Ordering::Relaxed);
+        }
         let reason = match outcome {
             Ok(Ok(value)) => {
                 self.inner.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -334,5 +435,6 @@ mod tests {
         assert_eq!(redacted("redis://:s3cret@cache/0"), "redis://cache/0");
         assert!(!redacted("redis://u:s3cret@[::1]:6379").contains("s3cret"));
         assert!(!redacted("not a url s3cret").contains("s3cret"));
+        assert!(!redacted("redis+unix:///run/redis.sock?pass=s3cret").contains("s3cret"));
     }
 }

@@ -190,16 +190,22 @@ async fn a_plans_limit_holds_across_three_replicas() {
         "{metrics}"
     );
     assert!(metrics.contains("gateway_shared_local_refusals_total"), "{metrics}");
-    // The refusals carry the plan's limit, as with one process.
-    let reply = fleet.get(1, "/metered", Some("metered-key-1")).await;
-    if reply.status == StatusCode::TOO_MANY_REQUESTS {
-        let problem = assert_problem(&reply, StatusCode::TOO_MANY_REQUESTS);
-        assert!(
-            problem["detail"].as_str().is_some_and(|d| d.contains("plan")),
-            "{problem}"
-        );
-        assert!(reply.header("retry-after").is_some());
+    // The refusals carry the plan's limit, as with one process: a burst past it right after the flood.
+    let mut refused = None;
+    for _ in 0..40 {
+        let reply = fleet.get(1, "/metered", Some("metered-key-1")).await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(reply);
+            break;
+        }
     }
+    let reply = refused.expect("40 requests at once exceed a burst of 10 at 20 a second");
+    let problem = assert_problem(&reply, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| d.contains("plan")),
+        "{problem}"
+    );
+    assert!(reply.header("retry-after").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -296,6 +302,98 @@ async fn the_shared_cache_serves_every_replica_and_a_flush_on_one_empties_all() 
     .expect("refresh");
     assert_eq!(refreshed.header("x-cache"), Some("MISS"));
     assert_eq!(fleet.upstream.calls(), calls + 1);
+    // Replicas 0 and 1 drop their own copy: their next answer is the refreshed one (from Redis), not the old.
+    let fresh = refreshed.header("x-upstream-call").map(str::to_owned);
+    assert!(fresh.is_some());
+    for replica in [0, 1] {
+        let dropped = eventually(Duration::from_secs(3), || async {
+            fleet
+                .get(replica, "/cached/8", None)
+                .await
+                .header("x-upstream-call")
+                .map(str::to_owned)
+                == fresh
+        })
+        .await;
+        assert!(dropped, "replica {replica} serves the refreshed answer");
+    }
+    assert_eq!(
+        fleet.upstream.calls(),
+        calls + 1,
+        "from the shared layer, not the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_refused_after_the_throttle_phase_gets_its_quota_charge_back() {
+    let fleet = Fleet::start(2).await;
+    // Refused for its parameter after the throttle phase charged the quota (6 a day) in Redis.
+    for replica in [0, 1, 0] {
+        let reply = fleet.get(replica, "/trial?n=many", Some("trial-key-22")).await;
+        assert_problem(&reply, StatusCode::BAD_REQUEST);
+    }
+    // The charges come back in the background: the quota is whole again.
+    let whole = eventually(Duration::from_secs(5), || async {
+        let usage = fleet.admin(1, Method::GET, "/_gateway/usage").await.json();
+        usage["keys"]
+            .as_array()
+            .and_then(|keys| keys.iter().find(|k| k["name"] == "tia"))
+            .is_some_and(|tia| tia["quota"]["used"] == 0 && tia["admitted"] == 0)
+    })
+    .await;
+    assert!(whole, "the three refused requests were given back");
+    let statuses: Vec<StatusCode> = {
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            statuses.push(fleet.get(i % 2, "/trial?n=1", Some("trial-key-22")).await.status);
+        }
+        statuses
+    };
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        6,
+        "all six of the quota for valid requests: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_redis_costs_requests_at_most_its_timeout_and_thawed_it_is_used_again() {
+    let fleet = Fleet::start(2).await;
+    assert_eq!(
+        fleet.get(0, "/trial", Some("trial-key-22")).await.status,
+        StatusCode::OK
+    );
+    // SIGSTOP: connections stay open and nothing answers, as a stalled host; every call must end at the spec's
+    // timeout (100 ms), never wait on TCP. Each request is given 3 s here, thirty times that.
+    fleet.redis.freeze();
+    for i in 0..12 {
+        let replica = i % 2;
+        let reply = tokio::time::timeout(
+            Duration::from_secs(3),
+            fleet.get(replica, "/trial", Some("trial-key-22")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {i} waited on the frozen Redis"));
+        assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
+        let open = tokio::time::timeout(Duration::from_secs(3), fleet.get(replica, "/open/9", None))
+            .await
+            .unwrap_or_else(|_| panic!("request {i} waited on the frozen Redis"));
+        assert!(
+            matches!(open.status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS),
+            "limits open"
+        );
+    }
+    fleet.redis.thaw();
+    for replica in 0..2 {
+        // The quota is decided by Redis again: admitted, or refused because the scripts that timed out ran once
+        // Redis went on (they had been sent) — anything but the 503 of a quota that cannot be checked.
+        let back = eventually(Duration::from_secs(15), || async {
+            let status = fleet.get(replica, "/trial", Some("trial-key-22")).await.status;
+            matches!(status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS)
+        })
+        .await;
+        assert!(back, "replica {replica} uses Redis again after it thawed");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -323,6 +421,11 @@ async fn a_key_added_or_disabled_in_redis_reaches_every_replica_within_the_refre
         assert!(works, "replica {replica} admits the key added in Redis");
     }
     let took = added.elapsed();
+    // The bound is keys_refresh (250 ms) plus a request; a second leaves room for a loaded machine.
+    assert!(
+        took < Duration::from_secs(2),
+        "the added key took {took:?} to reach every replica"
+    );
 
     let _: () = redis::cmd("HSET")
         .arg("gw:replicas:keys")

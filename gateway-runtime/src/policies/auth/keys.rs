@@ -139,9 +139,9 @@ impl KeyScope {
 pub struct KeySet {
     by_secret: Arc<HashMap<Box<str>, Arc<ApiKey>>>,
     by_digest: Arc<HashMap<[u8; 32], Arc<ApiKey>>>,
-    /// Some keys live in a Redis not read yet: an unknown key may be one of them (`SERVICE_UNAVAILABLE`, not
-    /// `UNAUTHORIZED`).
-    pending: bool,
+    /// The APIs whose keys live in a Redis not read yet: for them an unknown key may be one of those
+    /// (`SERVICE_UNAVAILABLE`, not `UNAUTHORIZED`).
+    pending: Arc<[&'static str]>,
 }
 
 impl KeySet {
@@ -226,9 +226,9 @@ impl KeySet {
         self.by_digest.get(&digest(presented))
     }
 
-    /// Whether keys are still to come from a Redis that has not been read yet.
-    pub fn pending(&self) -> bool {
-        self.pending
+    /// Whether keys of `api` are still to come from a Redis that has not been read yet.
+    pub fn pending_for(&self, api: &str) -> bool {
+        self.pending.contains(&api)
     }
 
     /// How many keys there are.
@@ -331,10 +331,12 @@ impl KeyStore {
             return Ok(self.current().len());
         };
         let set = KeySet::load_for(path, &self.scope)?;
+        // Under the lock the Redis refreshes take: neither replaces the set with one that lacks the other's change.
+        let _shared = self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let current = self.current();
         let set = KeySet {
             by_digest: Arc::clone(&current.by_digest),
-            pending: current.pending,
+            pending: Arc::clone(&current.pending),
             ..set
         };
         let count = set.len();
@@ -379,7 +381,11 @@ impl KeyStore {
         self.current.store(Arc::new(KeySet {
             by_secret: Arc::clone(&current.by_secret),
             by_digest,
-            pending: shared.iter().any(|(_, keys)| keys.is_none()),
+            pending: shared
+                .iter()
+                .filter(|(_, keys)| keys.is_none())
+                .map(|(api, _)| *api)
+                .collect(),
         }));
     }
 }

@@ -282,7 +282,7 @@ impl Auth {
                 (SchemeKind::ApiKey(spec), Check::ApiKey) => {
                     let value = presented(spec, parts).ok_or_else(missing_refusal)?;
                     let Some(key) = keys.find(&value) else {
-                        if keys.pending() {
+                        if keys.pending_for(api.name) {
                             // It may be one of the keys kept in a Redis that has not been read yet.
                             return Err(refusal(
                                 Rank::Invalid,

@@ -68,7 +68,7 @@ pub static API: ApiSpec = ApiSpec {
             route: "/trial",
             path_params: &[],
             path_suffixes: &[],
-            validate: None,
+            validate: Some(check::<params::TrialParams>),
             security: &[
                 &[
                     Requirement {
@@ -201,7 +201,7 @@ pub static API: ApiSpec = ApiSpec {
     filters: &[],
     stages: &[],
     default_stage: None,
-    spec_sha256: "acad1ad3bccba62f29e6823322c0bdccb507b1af4e1acc829e77e4134bcc5b4d",
+    spec_sha256: "18d7b401ee9f6298d9e8c4aa16f61bf9c1fb93b2dd6d804d57c0c26a73aea3eb",
     published: Some(include_str!("openapi.json")),
     stores: &[],
     shared: Some(

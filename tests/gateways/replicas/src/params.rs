@@ -8,6 +8,23 @@
 
 use ::gateway_runtime::params as rt;
 
+/// Parameters of `trial`: `GET /trial`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialParams {
+    /// `n` (query).
+    pub n: ::core::option::Option<i64>,
+}
+
+impl rt::FromRequestParams for TrialParams {
+    fn from_request_params(
+        p: &rt::RequestParams<'_>,
+    ) -> ::core::result::Result<Self, rt::ParamError> {
+        ::core::result::Result::Ok(Self {
+            n: p.get(rt::ParamIn::Query, "n")?,
+        })
+    }
+}
+
 /// Parameters of `open`: `GET /open/{n}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenParams {
