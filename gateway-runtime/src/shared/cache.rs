@@ -336,7 +336,11 @@ mod tests {
         assert_eq!(parse_flush("a"), Some(Flush::All));
         assert_eq!(parse_flush("o getPet"), Some(Flush::Operation("getPet")));
         assert_eq!(parse_flush("k getPet 0a1b"), Some(Flush::Key("getPet", "0a1b")));
-        assert_eq!(parse_flush("k getPet"), None, "a key message names operation and digest");
+        assert_eq!(
+            parse_flush("k getPet"),
+            None,
+            "a key message names operation and digest"
+        );
         let (operation, digest) = digest("getPet\u{0}s4:http");
         assert_eq!((operation, digest.len()), ("getPet", 64));
         assert_eq!(parse_flush("x"), None);
