@@ -22,6 +22,7 @@ mod memory;
 mod observability;
 mod passthrough;
 mod policies;
+mod replicas;
 mod report;
 mod rounds;
 mod servers;
@@ -54,7 +55,7 @@ pub struct Args {
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
     /// Open connections in the throughput scenarios (`passthrough`, `cache`, `policies`, `contract`, `observability`,
-    /// `store`, `upstreams`, `tls`).
+    /// `store`, `upstreams`, `tls`, `replicas`).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(2..))]
     pub connections: u32,
     /// Measured rounds; every figure is the median over them.
@@ -102,10 +103,13 @@ pub enum Scenario {
     /// HTTPS through the gateway against nginx, one certificate: kept-alive connections, a new handshake per
     /// request, and HTTP/2 with h2load when it is installed.
     Tls,
+    /// Limits kept in Redis (`x-gateway.shared`) against in memory: one replica's throughput and latency, Redis
+    /// round trips per request, and how closely three replicas on one Redis hold a limit together.
+    Replicas,
 }
 
 impl Scenario {
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 13] = [
         Self::Passthrough,
         Self::Latency,
         Self::SlowUpstream,
@@ -118,6 +122,7 @@ impl Scenario {
         Self::Store,
         Self::Upstreams,
         Self::Tls,
+        Self::Replicas,
     ];
 
     /// Runs the scenario. A new scenario is one function here.
@@ -135,6 +140,7 @@ impl Scenario {
             Self::Store => store::run(bench),
             Self::Upstreams => upstreams::run(bench),
             Self::Tls => tls::run(bench),
+            Self::Replicas => replicas::run(bench),
         }
     }
 
@@ -145,6 +151,7 @@ impl Scenario {
             // `tls` also runs h2load when it is there, and says it skipped HTTP/2 when it is not.
             Self::Latency | Self::Cache | Self::Tls => &["wrk", "nginx"],
             Self::Policies | Self::Contract | Self::Observability | Self::Functions | Self::Store => &["wrk"],
+            Self::Replicas => &["wrk", "redis-server"],
             Self::Codegen => &[],
         }
     }
@@ -164,6 +171,7 @@ impl Scenario {
                 | Self::Store
                 | Self::Upstreams
                 | Self::Tls
+                | Self::Replicas
         )
     }
 
@@ -191,7 +199,7 @@ pub struct Bench {
     pub repeat: u32,
     /// Where processes run.
     pub placement: Placement,
-    /// wrk, nginx, haproxy.
+    /// wrk, nginx, haproxy, redis-server.
     pub tools: Tools,
     /// `target/release`.
     pub bin: PathBuf,

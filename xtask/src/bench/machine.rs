@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::process::output_within;
 
 /// How to install every tool the benchmark uses (on Debian and Ubuntu).
-const INSTALL: &str = "apt-get install -y wrk nginx haproxy";
+const INSTALL: &str = "apt-get install -y wrk nginx haproxy redis-server";
 
 /// Directories searched after `PATH`: nginx and haproxy live in sbin, which a user's `PATH` may lack.
 const SBIN: [&str; 3] = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
@@ -200,7 +200,7 @@ pub struct Machine {
     pub memory: String,
     /// `git describe --always --dirty` of the workspace.
     pub commit: String,
-    /// Versions of wrk, nginx and haproxy (those looked for).
+    /// Versions of wrk, nginx, haproxy and redis-server (those looked for).
     pub tools: BTreeMap<String, String>,
 }
 
@@ -217,13 +217,18 @@ impl Machine {
             .ok()
             .and_then(|m| memory_total(&m))
             .unwrap_or_else(unknown);
-        let versions = [("wrk", "-v"), ("nginx", "-v"), ("haproxy", "-v")]
-            .into_iter()
-            .filter_map(|(name, flag)| {
-                let path = tools.path(name).ok()?;
-                Some((name.to_owned(), version_of(path, flag).unwrap_or_else(unknown)))
-            })
-            .collect();
+        let versions = [
+            ("wrk", "-v"),
+            ("nginx", "-v"),
+            ("haproxy", "-v"),
+            ("redis-server", "--version"),
+        ]
+        .into_iter()
+        .filter_map(|(name, flag)| {
+            let path = tools.path(name).ok()?;
+            Some((name.to_owned(), version_of(path, flag).unwrap_or_else(unknown)))
+        })
+        .collect();
         Self {
             date: first_line(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(unknown),
             nproc: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
@@ -291,11 +296,11 @@ pub fn version_of(program: &Path, flag: &str) -> Option<String> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    // `wrk debian/4.1.0-3+b2 [epoll] …`, `nginx version: nginx/1.22.1`, `HAProxy version 2.6.12-1+deb12u4 …`:
-    // the first word with a dotted number, after its last `/`.
+    // `wrk debian/4.1.0-3+b2 [epoll] …`, `nginx version: nginx/1.22.1`, `HAProxy version 2.6.12-1+deb12u4 …`,
+    // `Redis server v=7.0.15 sha=…`: the first word with a dotted number, after its last `/` or `=`.
     let line = text.lines().find(|l| !l.trim().is_empty())?;
     line.split_whitespace()
-        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .map(|w| w.rsplit(['/', '=']).next().unwrap_or(w))
         .find(|w| w.starts_with(|c: char| c.is_ascii_digit()) && w.contains('.'))
         .map(str::to_owned)
 }

@@ -99,7 +99,7 @@ struct Results {
 
 pub fn run(bench: &Bench) -> anyhow::Result<Section> {
     if bench.build {
-        variants::build_all()?;
+        variants::build_some(&[variants::Variant::Policies, variants::Variant::Plain])?;
     }
     let scripts = wrk::write_scripts(bench)?;
     let mut stack = Stack::start(

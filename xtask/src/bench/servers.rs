@@ -12,6 +12,10 @@
 //! the bench-only gateways of [`variants`](super::variants), with and without API keys and limits. The
 //! `observability` scenario runs the petstore gateway a second time with its metrics and access log on.
 //!
+//! The `replicas` scenario runs [`REPLICAS`] replicas of `bench-policies` (limits in memory) and as many of
+//! `bench-shared` (the same API, its limits in Redis), and the scenario's own redis-server, which the [`Stack`]
+//! starts (on a free port, without persistence, in the scenario's directory) when a shared replica is asked for.
+//!
 //! The `tls` scenario's proxies are the petstore gateway with `--tls-cert`/`--tls-key` and nginx with `listen … ssl`
 //! (TLS 1.2 and 1.3, HTTP/2 on), both serving one certificate made for the run ([`TLS_DIR`] of the scenario's
 //! directory, a CA of its own) and proxying to the origin over plain HTTP as before.
@@ -59,6 +63,9 @@ pub const CHECKED_PATH: &str = "/checked";
 /// The no-policy gateway's operation with one bucket (`rate` 1,000/s, `burst` 100), for the accuracy runs.
 pub const LIMITED_PATH: &str = "/limited";
 
+/// Replicas of each kind in the `replicas` scenario.
+pub const REPLICAS: usize = 3;
+
 /// The access log of the gateway with observability on, in the scenario's directory.
 pub const ACCESS_LOG: &str = "access.log";
 
@@ -96,6 +103,35 @@ pub enum Proxy {
     TlsGateway,
     /// nginx serving HTTPS with the same certificate, HTTP/2 on.
     TlsNginx,
+    /// Replica N (from 0) of the policies gateway, its limits in memory, with the same key file as the others.
+    MemoryReplica(u8),
+    /// Replica N (from 0) of the same API with its limits in the stack's Redis (`bench-shared`, `--redis`).
+    SharedReplica(u8),
+}
+
+/// The names of the replicas, in notes.
+const REPLICA_NAMES: [[&str; REPLICAS]; 2] = [
+    [
+        "gateway (in-memory limits, replica 1)",
+        "gateway (in-memory limits, replica 2)",
+        "gateway (in-memory limits, replica 3)",
+    ],
+    [
+        "gateway (Redis limits, replica 1)",
+        "gateway (Redis limits, replica 2)",
+        "gateway (Redis limits, replica 3)",
+    ],
+];
+
+/// The log files of the replicas, in the scenario's directory.
+const REPLICA_LOGS: [[&str; REPLICAS]; 2] = [
+    ["memory-replica-1.log", "memory-replica-2.log", "memory-replica-3.log"],
+    ["shared-replica-1.log", "shared-replica-2.log", "shared-replica-3.log"],
+];
+
+/// The entry of `table` for replica `index` (the last one for an index past them: there are no more).
+fn replica_entry(table: &[[&'static str; REPLICAS]; 2], shared: bool, index: u8) -> &'static str {
+    table[usize::from(shared)][usize::from(index).min(REPLICAS - 1)]
 }
 
 impl Proxy {
@@ -114,6 +150,8 @@ impl Proxy {
             Self::BalancedGateway => "gateway (two servers)",
             Self::TlsGateway => "gateway (TLS)",
             Self::TlsNginx => "nginx (TLS)",
+            Self::MemoryReplica(i) => replica_entry(&REPLICA_NAMES, false, i),
+            Self::SharedReplica(i) => replica_entry(&REPLICA_NAMES, true, i),
         }
     }
 
@@ -132,6 +170,8 @@ impl Proxy {
             Self::LabGateway => ("lab-gateway.log", GATEWAY),
             Self::BalancedGateway => ("balanced-gateway.log", GATEWAY),
             Self::TlsGateway => ("tls-gateway.log", GATEWAY),
+            Self::MemoryReplica(i) => (replica_entry(&REPLICA_LOGS, false, i), GATEWAY),
+            Self::SharedReplica(i) => (replica_entry(&REPLICA_LOGS, true, i), GATEWAY),
         }
     }
 
@@ -201,6 +241,15 @@ pub enum Target {
     GatewayHandshake,
     /// nginx over HTTPS, the same.
     NginxHandshake,
+    /// The first in-memory replica, `GET /inventory` with a key: the key, API-wide, operation and plan buckets and
+    /// the quota, in memory (the policies gateway's `key + limits`).
+    MemoryLimits,
+    /// The first shared replica, the same request: the same checks, in one Redis round trip.
+    SharedLimits,
+    /// The first in-memory replica, `GET /limited` with a key: an operation bucket that refuses.
+    MemoryLimited,
+    /// The first shared replica, the same.
+    SharedLimited,
 }
 
 impl Target {
@@ -236,6 +285,10 @@ impl Target {
             Self::NginxTls => "nginx https",
             Self::GatewayHandshake => "gateway handshakes",
             Self::NginxHandshake => "nginx handshakes",
+            Self::MemoryLimits => "in-memory limits",
+            Self::SharedLimits => "Redis limits",
+            Self::MemoryLimited => "in-memory, limited",
+            Self::SharedLimited => "Redis, limited",
         }
     }
 
@@ -256,8 +309,8 @@ impl Target {
             Self::Direct => ORIGIN_PATH,
             Self::GatewayHit | Self::NginxHit | Self::GatewayHits | Self::NginxHits | Self::ObservedHit => CACHED_PATH,
             Self::ApiThrottle => OPEN_PATH,
-            Self::Keyed => KEYED_PATH,
-            Self::Limited => LIMITED_PATH,
+            Self::Keyed | Self::MemoryLimits | Self::SharedLimits => KEYED_PATH,
+            Self::Limited | Self::MemoryLimited | Self::SharedLimited => LIMITED_PATH,
             Self::PlainBody => PLAIN_BODY_PATH,
             Self::Contract => CONTRACT_PATH,
             Self::Checked => CHECKED_PATH,
@@ -297,7 +350,9 @@ impl Target {
     /// Headers sent with every request.
     pub fn headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Self::Keyed => &[(variants::KEY_HEADER, variants::API_KEY)],
+            Self::Keyed | Self::MemoryLimits | Self::SharedLimits | Self::MemoryLimited | Self::SharedLimited => {
+                &[(variants::KEY_HEADER, variants::API_KEY)]
+            }
             Self::PlainBody | Self::Contract => &[("Content-Type", "application/json")],
             Self::JwtRs256 | Self::JwtRs256Uncached => &RS256_HEADERS[..],
             Self::JwtEs256 | Self::JwtEs256Uncached => &ES256_HEADERS[..],
@@ -322,6 +377,8 @@ impl Target {
             Self::GatewayBalanced => Some(Proxy::BalancedGateway),
             Self::GatewayTls | Self::GatewayHandshake => Some(Proxy::TlsGateway),
             Self::NginxTls | Self::NginxHandshake => Some(Proxy::TlsNginx),
+            Self::MemoryLimits | Self::MemoryLimited => Some(Proxy::MemoryReplica(0)),
+            Self::SharedLimits | Self::SharedLimited => Some(Proxy::SharedReplica(0)),
         }
     }
 }
@@ -332,9 +389,11 @@ static RS256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
 static ES256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
     std::sync::LazyLock::new(|| [("Authorization", variants::ES256_BEARER.as_str())]);
 
-/// The origin and the proxies of one scenario. Proxies are declared first so that they stop first.
+/// The origin and the proxies of one scenario, and the Redis of the shared replicas. Proxies are declared first so
+/// that they stop first.
 pub struct Stack {
     proxies: Vec<(Proxy, Server)>,
+    redis: Option<Server>,
     origin: Server,
     dir: PathBuf,
 }
@@ -354,9 +413,14 @@ impl Stack {
         let origin = start_origin(bench, &dir, delay)?;
         let mut stack = Self {
             proxies: Vec::new(),
+            redis: None,
             origin,
             dir,
         };
+        if proxies.iter().any(|p| matches!(p, Proxy::SharedReplica(_))) {
+            stack.redis = Some(start_redis(bench, &stack.dir)?);
+        }
+        let redis_url = stack.redis.as_ref().map(|r| format!("redis://{}/0", r.addr));
         // Each push moves a running server into the stack, so a later failure stops it too.
         for &proxy in proxies {
             let (dir, origin) = (&stack.dir, stack.origin.addr);
@@ -373,6 +437,8 @@ impl Stack {
                 Proxy::PlainGateway => start_variant(bench, dir, origin, variants::Variant::Plain, true)?,
                 Proxy::LabGateway => start_lab_gateway(bench, dir, origin)?,
                 Proxy::BalancedGateway => start_balanced_gateway(bench, dir, origin)?,
+                Proxy::MemoryReplica(_) => start_replica(bench, dir, origin, proxy, None)?,
+                Proxy::SharedReplica(_) => start_replica(bench, dir, origin, proxy, redis_url.as_deref())?,
             };
             stack.proxies.push((proxy, server));
         }
@@ -389,6 +455,20 @@ impl Stack {
             .find(|(p, _)| *p == proxy)
             .map(|(_, server)| server)
             .with_context(|| format!("{} was not started", target.name()))
+    }
+
+    /// The server started for `proxy`.
+    pub fn proxy(&mut self, proxy: Proxy) -> anyhow::Result<&mut Server> {
+        self.proxies
+            .iter_mut()
+            .find(|(p, _)| *p == proxy)
+            .map(|(_, server)| server)
+            .with_context(|| format!("{} was not started", proxy.name()))
+    }
+
+    /// The stack's redis-server, when a shared replica was asked for.
+    pub fn redis(&mut self) -> Option<&mut Server> {
+        self.redis.as_mut()
     }
 
     /// The scenario's directory: configuration, logs, the observed gateway's access log.
@@ -496,8 +576,11 @@ impl Stack {
             (p.name(), file, markers)
         });
         let origin = ("origin", "origin.log", &["error", "panicked"][..]);
+        // Redis logs its start and stop at its warning level too (`#`): only what says it is a warning or an error.
+        let markers = &["WARNING", "Error", "error"][..];
+        let redis = self.redis.as_ref().map(|_| ("redis-server", REDIS_LOG, markers));
         let mut findings = Vec::new();
-        for (name, file, markers) in proxies.chain([origin]) {
+        for (name, file, markers) in proxies.chain([origin]).chain(redis) {
             let Ok(text) = fs::read_to_string(self.dir.join(file)) else {
                 continue;
             };
@@ -648,6 +731,67 @@ pub(super) enum Observability {
     On { access_log: PathBuf },
 }
 
+/// Redis's log, in the scenario's directory.
+const REDIS_LOG: &str = "redis.log";
+
+/// The scenario's own redis-server: on a free port of 127.0.0.1, nothing saved (`--save "" --appendonly no`), its
+/// working directory the scenario's, its log [`REDIS_LOG`].
+fn start_redis(bench: &Bench, dir: &Path) -> anyhow::Result<Server> {
+    let listen = free_port()?;
+    let mut command = bench.placement.server(bench.tools.path("redis-server")?);
+    command
+        .args(["--bind", "127.0.0.1", "--port", &listen.port().to_string()])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join(REDIS_LOG))
+        .stdout(log_file(dir, "redis-stdout.log")?)
+        .stderr(log_file(dir, "redis-stderr.log")?);
+    Server::spawn(command, "redis-server", Ready::Accepts(listen))
+}
+
+/// A replica of the `replicas` scenario: `bench-policies` ([`Proxy::MemoryReplica`]) or `bench-shared` with
+/// `--redis redis_url` ([`Proxy::SharedReplica`]), with the policies gateway's key file.
+fn start_replica(
+    bench: &Bench,
+    dir: &Path,
+    origin: SocketAddr,
+    proxy: Proxy,
+    redis_url: Option<&str>,
+) -> anyhow::Result<Server> {
+    let keys = dir.join("keys.yaml");
+    fs::write(&keys, variants::key_file()).with_context(|| format!("writing {}", keys.display()))?;
+    let mut extra = vec!["--api-keys".to_owned(), keys.display().to_string()];
+    let variant = match proxy {
+        Proxy::SharedReplica(_) => {
+            let url = redis_url.context("a shared replica needs the stack's Redis")?;
+            extra.extend(["--redis".to_owned(), url.to_owned()]);
+            variants::Variant::Shared
+        }
+        _ => variants::Variant::Policies,
+    };
+    let upstreams = [format!("origin=http://{origin}/api")];
+    start_gateway(
+        bench,
+        dir,
+        &variant.binary(),
+        &upstreams,
+        &extra,
+        &Observability::Off,
+        proxy.log().0,
+    )
+}
+
 /// A bench-only gateway; `bench-policies` with a key file (one key, on plan `pro`) written beside its log.
 fn start_variant(
     bench: &Bench,
@@ -671,6 +815,7 @@ fn start_variant(
             (proxy, extra)
         }
         variants::Variant::Plain => (Proxy::PlainGateway, Vec::new()),
+        variants::Variant::Shared => bail!("the shared gateway runs as a replica (`Proxy::SharedReplica`)"),
     };
     start_gateway(
         bench,

@@ -1,13 +1,17 @@
-//! Bench-only gateways for the `policies` scenario, generated at run time: the example `store` spec's limits are
-//! far too low to measure throughput under (20 requests/s API-wide), so these specs keep every check it has and
-//! scale the limits up until none ever refuses.
+//! Bench-only gateways for the `policies`, `contract`, `store` and `replicas` scenarios, generated at run time: the
+//! example `store` spec's limits are far too low to measure throughput under (20 requests/s API-wide), so these
+//! specs keep every check it has and scale the limits up until none ever refuses.
 //!
 //! - `bench-policies`: an API key in `x-api-key` required by default; an API-wide bucket, a `pro` plan with a per-key
 //!   bucket and a monthly quota, and on `GET /inventory` an operation bucket and `plans: [pro]`. Every bucket has
 //!   `rate` and `burst` 10,000,000 and the quota a limit of 10^12, so each check runs and none refuses. `GET /open`
 //!   is open (`security: []`), with the API-wide bucket only. `GET /jwt/rs256` and `GET /jwt/es256` take a bearer
 //!   JWT (RS256, ES256) verified against a built-in JWKS (the test keys of `tests/fixtures/jwt/`), with the
-//!   API-wide bucket too, so that against `GET /open` they differ by the token's verification alone.
+//!   API-wide bucket too, so that against `GET /open` they differ by the token's verification alone. `GET /limited`
+//!   takes the key too, and has an operation bucket that refuses (`rate` 1,000, `burst` 100): the `replicas`
+//!   scenario's accuracy runs, with every other check of `GET /inventory` on the way.
+//! - `bench-shared`: `bench-policies` with `x-gateway.shared` (its buckets and quota kept in a Redis, `--redis`,
+//!   one script call per request), and nothing else changed, so that the two differ by where the limits are kept.
 //! - `bench-plain`: the same API with none of that: `GET /inventory` with no key and no bucket; and `GET /limited`,
 //!   whose one operation bucket (`rate` 1,000, `burst` 100) is what the accuracy runs measure. For the `contract`
 //!   scenario: `PUT /body/{petId}` (a JSON body, proxied as it is), `PUT /contract/{petId}` (the same body validated
@@ -85,16 +89,20 @@ pub enum Variant {
     Policies,
     /// None of them; and the accuracy operation.
     Plain,
+    /// The same as [`Variant::Policies`], with its limits shared through Redis (`x-gateway.shared`).
+    Shared,
 }
 
 impl Variant {
-    const ALL: [Self; 2] = [Self::Policies, Self::Plain];
+    #[cfg(test)]
+    const ALL: [Self; 3] = [Self::Policies, Self::Plain, Self::Shared];
 
     /// The gateway's name (`x-gateway.name`).
     fn name(self) -> &'static str {
         match self {
             Self::Policies => "bench-policies",
             Self::Plain => "bench-plain",
+            Self::Shared => "bench-shared",
         }
     }
 
@@ -107,7 +115,7 @@ impl Variant {
     fn spec(self) -> String {
         let name = self.name();
         let head = format!(
-            r#"# Written by `cargo xtask bench` (xtask/src/bench/variants.rs) for the policies scenario.
+            r#"# Written by `cargo xtask bench` (xtask/src/bench/variants.rs) for the benchmarks.
 openapi: 3.0.3
 info: {{ title: {name}, version: 1.0.0 }}
 x-gateway:
@@ -117,12 +125,22 @@ x-gateway:
   target: {{ upstream: origin, path: /inventory }}
 "#
         );
+        // The one difference between `bench-policies` and `bench-shared`.
+        let shared = match self {
+            Self::Shared => String::from(
+                r#"  shared:
+    redis: { url: "redis://127.0.0.1:6379/0", prefix: "gw:bench:", timeout: 50ms }   # overridden: --redis URL
+    on_failure: { limits: open, quotas: closed, cache: bypass }
+"#,
+            ),
+            Self::Policies | Self::Plain => String::new(),
+        };
         let jwks = workspace_root()
             .join("tests/fixtures/jwt/jwks.json")
             .display()
             .to_string();
         let body = match self {
-            Self::Policies => format!(
+            Self::Policies | Self::Shared => format!(
                 r#"  throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
   usage_plans:
     pro:
@@ -157,6 +175,12 @@ paths:
     get:
       operationId: open
       security: []
+      responses: {{ "200": {{ description: OK }} }}
+  /limited:
+    get:
+      operationId: limited
+      x-gateway:
+        throttle: {{ rate: {LIMITED_RATE}, burst: {LIMITED_BURST} }}
       responses: {{ "200": {{ description: OK }} }}
 "#
             ),
@@ -274,7 +298,7 @@ components:
 "##
             ),
         };
-        head + &body
+        head + &shared + &body
     }
 }
 
@@ -284,14 +308,9 @@ pub fn request_body() -> String {
     format!(r#"{{"name":"Rex","status":"available","tags":["dog","good","brown","small"],"note":"{note}"}}"#)
 }
 
-/// The key file of the `bench-policies` gateway.
+/// The key file of the `bench-policies` and `bench-shared` gateways.
 pub fn key_file() -> String {
     format!("# Written by `cargo xtask bench`.\n- {{ key: \"{API_KEY}\", name: bench, plan: pro }}\n")
-}
-
-/// Generates both gateways and builds them in release.
-pub fn build_all() -> anyhow::Result<()> {
-    build_some(&Variant::ALL)
 }
 
 /// Generates `variants` and builds them in release.
@@ -360,7 +379,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_specs_generate() -> anyhow::Result<()> {
+    fn every_spec_generates() -> anyhow::Result<()> {
         for variant in Variant::ALL {
             let text = variant.spec();
             let options = Options {
@@ -381,7 +400,7 @@ mod tests {
             let generated = generated.map_err(|e| anyhow::anyhow!("{e:?}\n{text}"))?;
             assert_eq!(generated.package, variant.binary());
             let expected = match variant {
-                Variant::Policies => 4,
+                Variant::Policies | Variant::Shared => 5,
                 Variant::Plain => 11,
             };
             assert_eq!(generated.operations, expected);

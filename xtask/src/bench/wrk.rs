@@ -1,10 +1,11 @@
 //! One wrk load run, bounded in time, and its figures read back from a Lua `done()` hook that prints them on one
 //! line (wrk's own summary rounds latencies and mixes units).
 //!
-//! Three scripts share that hook: `report.lua` sends wrk's one request; `rotate.lua` cycles through a set of paths
+//! The scripts share that hook: `report.lua` sends wrk's one request; `rotate.lua` cycles through a set of paths
 //! given after `--` (one pre-formatted request each, so a rotation costs a Lua call and no formatting); `count.lua`
 //! also counts the responses by status (200, 429, other), per thread, summed in `done()`; `body.lua` sends one
-//! request with a method and body given after `--` (formatted once per thread).
+//! request with a method and body given after `--` (formatted once per thread); `spread.lua` counts as `count.lua`
+//! does, with each wrk thread sending to a server of its own and each connection pausing before each request.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -99,6 +100,72 @@ done = function(summary, latency, requests)
     other = other + thread:get("status_other")
   end
   io.write(string.format("xtask-statuses s200=%d s429=%d other=%d\n", ok, limited, other))
+end
+"#;
+
+/// Appended to [`REPORT`]: one wrk thread per server, each connection paced; responses counted as by [`COUNT`], the
+/// 200s also per thread (that is, per server).
+const SPREAD: &str = r#"
+-- Spreading: wrk's Nth thread sends to the Nth address of XTASK_BENCH_HOSTS (`host:port`, separated by spaces),
+-- set in setup(), which runs in wrk's main Lua state before the thread connects.
+local threads = {}
+local hosts = nil
+
+setup = function(thread)
+  if hosts == nil then
+    hosts = {}
+    for host, port in string.gmatch(os.getenv("XTASK_BENCH_HOSTS") or "", "([^%s:]+):(%d+)") do
+      hosts[#hosts + 1] = wrk.lookup(host, port)[1]
+    end
+  end
+  table.insert(threads, thread)
+  if #hosts > 0 then
+    thread.addr = hosts[(#threads - 1) % #hosts + 1]
+  end
+end
+
+-- Pacing: each connection waits the milliseconds given after `--` before sending each request, so that the offered
+-- rate is about connections × 1000 / (pause + latency) requests per second.
+local pause = 0
+
+init = function(args)
+  pause = tonumber(args[1]) or 0
+end
+
+delay = function()
+  return pause
+end
+
+-- 503s (a gateway that cannot check a limit and fails closed) are counted among the others and also on their own.
+status_200, status_429, status_other, status_503 = 0, 0, 0, 0
+
+response = function(status, headers, body)
+  if status == 200 then
+    status_200 = status_200 + 1
+  elseif status == 429 then
+    status_429 = status_429 + 1
+  else
+    status_other = status_other + 1
+    if status == 503 then
+      status_503 = status_503 + 1
+    end
+  end
+end
+
+done = function(summary, latency, requests)
+  report(summary, latency)
+  local ok, limited, other, unavailable = 0, 0, 0, 0
+  local per_thread = {}
+  for _, thread in ipairs(threads) do
+    local n = thread:get("status_200")
+    ok = ok + n
+    limited = limited + thread:get("status_429")
+    other = other + thread:get("status_other")
+    unavailable = unavailable + thread:get("status_503")
+    per_thread[#per_thread + 1] = string.format("%d", n)
+  end
+  io.write(string.format("xtask-statuses s200=%d s429=%d other=%d\n", ok, limited, other))
+  io.write(string.format("xtask-threads s503=%d s200=%s\n", unavailable, table.concat(per_thread, ",")))
 end
 "#;
 
@@ -208,6 +275,7 @@ pub struct Scripts {
     rotate: PathBuf,
     count: PathBuf,
     body: PathBuf,
+    spread: PathBuf,
 }
 
 /// Writes the scripts to `target/bench/`.
@@ -222,6 +290,7 @@ pub fn write_scripts(bench: &Bench) -> anyhow::Result<Scripts> {
         rotate: write("rotate.lua", format!("{REPORT}{ROTATE}"))?,
         count: write("count.lua", format!("{REPORT}{COUNT}"))?,
         body: write("body.lua", format!("{REPORT}{BODY}"))?,
+        spread: write("spread.lua", format!("{REPORT}{SPREAD}"))?,
     })
 }
 
@@ -269,8 +338,72 @@ pub fn run_counting(
     figures.with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
 }
 
+/// What [`run_spread`] counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub load: Load,
+    pub statuses: Statuses,
+    /// The 200s of each server, in the order of `hosts`.
+    pub ok_per_host: Vec<f64>,
+    /// The 503s (counted among `statuses.other` too).
+    pub unavailable: f64,
+}
+
+/// `requests` spread over `hosts`, one wrk thread each (`shape.threads` must be their number, and
+/// `shape.connections` a multiple of it), every connection pausing `pause_ms` before each request; the responses
+/// counted by status, and the 200s per server. The URL gives the path and the `Host` header; its address is not
+/// used.
+pub fn run_spread(
+    bench: &Bench,
+    scripts: &Scripts,
+    requests: &Requests<'_>,
+    hosts: &[std::net::SocketAddr],
+    pause_ms: u32,
+    shape: &Shape,
+) -> anyhow::Result<Spread> {
+    if hosts.is_empty() || shape.threads as usize != hosts.len() || !shape.connections.is_multiple_of(shape.threads) {
+        bail!(
+            "a spread load needs one thread per server and the same connections for each ({} servers, {})",
+            hosts.len(),
+            shape.describe()
+        );
+    }
+    let mut command = command(bench, &scripts.spread, requests, shape)?;
+    let list: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    command.env("XTASK_BENCH_HOSTS", list.join(" "));
+    command.args(["--".to_owned(), pause_ms.to_string()]);
+    let stdout = finish(command, shape)?;
+    let figures = parse(&stdout).and_then(|load| {
+        let statuses = parse_statuses(&stdout)?;
+        let (unavailable, ok_per_host) = parse_per_thread(&stdout)?;
+        Ok(Spread {
+            load,
+            statuses,
+            ok_per_host,
+            unavailable,
+        })
+    });
+    figures.with_context(|| format!("wrk printed no figures: {}", tail(&stdout)))
+}
+
 /// Runs wrk with `script`; its stdout.
 fn run_script(bench: &Bench, script: &Path, requests: &Requests<'_>, shape: &Shape) -> anyhow::Result<String> {
+    let mut command = command(bench, script, requests, shape)?;
+    if let Some((method, body)) = requests.body {
+        command.args(["--", method, body]);
+    } else if !requests.paths.is_empty() {
+        command.arg("--").args(requests.paths);
+    }
+    finish(command, shape)
+}
+
+/// wrk with `shape`, `script` and the headers and URL of `requests`; the script's arguments are the caller's.
+fn command(
+    bench: &Bench,
+    script: &Path,
+    requests: &Requests<'_>,
+    shape: &Shape,
+) -> anyhow::Result<std::process::Command> {
     let mut command = bench.placement.client(bench.tools.path("wrk")?);
     command.args([
         format!("-t{}", shape.threads),
@@ -285,11 +418,11 @@ fn run_script(bench: &Bench, script: &Path, requests: &Requests<'_>, shape: &Sha
         command.arg("-H").arg(format!("{name}: {value}"));
     }
     command.arg(requests.url);
-    if let Some((method, body)) = requests.body {
-        command.args(["--", method, body]);
-    } else if !requests.paths.is_empty() {
-        command.arg("--").args(requests.paths);
-    }
+    Ok(command)
+}
+
+/// Runs a wrk `command` of `shape` (bounded); its stdout, or why it failed.
+fn finish(command: std::process::Command, shape: &Shape) -> anyhow::Result<String> {
     let output = output_within(command, shape.duration + GRACE)?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
@@ -356,6 +489,22 @@ fn parse_statuses(stdout: &str) -> anyhow::Result<Statuses> {
     })
 }
 
+/// Reads `spread.lua`'s third line: the 503s, and the 200s of each thread.
+fn parse_per_thread(stdout: &str) -> anyhow::Result<(f64, Vec<f64>)> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("xtask-threads "))
+        .context("no `xtask-threads` line")?;
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .with_context(|| format!("no `{key}`"))
+    };
+    let number = |n: &str| n.parse::<f64>().with_context(|| format!("`{n}` is not a number"));
+    let per_thread = field("s200")?.split(',').map(number).collect::<anyhow::Result<_>>()?;
+    Ok((number(field("s503")?)?, per_thread))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +534,16 @@ mod tests {
             }
         );
         assert!(parse_statuses("xtask-bench requests=1\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn parses_the_counts_per_thread() -> anyhow::Result<()> {
+        assert_eq!(
+            parse_per_thread("xtask-threads s503=7 s200=3,0,12\n")?,
+            (7.0, vec![3.0, 0.0, 12.0])
+        );
+        assert!(parse_per_thread("xtask-statuses s200=1 s429=0 other=0\n").is_err());
         Ok(())
     }
 
