@@ -624,7 +624,7 @@ impl Limits {
         self.shared = Some(Shared {
             limits: shared,
             on_failure,
-            scope: Arc::from(stage.map_or(String::new(), |s| format!("{s}:"))),
+            scope: Arc::from(crate::shared::stage_scope(stage)),
             periods: Arc::default(),
         });
         self
@@ -776,12 +776,7 @@ impl Limits {
                 let now = jiff::Timestamp::now();
                 let bounds = shared.periods.bounds(limit.period, now);
                 let charge = QuotaCharge {
-                    key: format!(
-                        "{}quota:{name}:{}{}",
-                        shared.scope,
-                        period_name(limit.period),
-                        bounds.0.as_second()
-                    ),
+                    key: quota_counter(&shared.scope, name, limit.period, bounds.0),
                     limit,
                     expires_at: bounds.1.as_second(),
                 };
@@ -893,14 +888,7 @@ impl Limits {
         let counters: Vec<String> = keys
             .iter()
             .zip(&bounds)
-            .map(|((name, quota), bounds)| {
-                format!(
-                    "{}quota:{name}:{}{}",
-                    shared.scope,
-                    period_name(quota.period),
-                    bounds.0.as_second()
-                )
-            })
+            .map(|((name, quota), bounds)| quota_counter(&shared.scope, name, quota.period, bounds.0))
             .collect();
         match shared.limits.quotas_used(&counters).await {
             Ok(used) => keys
@@ -943,6 +931,12 @@ fn charged(shared: &Shared, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
             .with_reason("quota_unavailable")),
         },
     }
+}
+
+/// The Redis key (without the prefix) of the quota counter of key `name` for the `period` starting at `start`: a
+/// new period is a new counter.
+fn quota_counter(scope: &str, name: &str, period: QuotaPeriod, start: jiff::Timestamp) -> String {
+    format!("{scope}quota:{name}:{}{}", period_name(period), start.as_second())
 }
 
 /// The key of `bucket` in Redis (without the prefix): by operation id and plan name, which every replica agrees

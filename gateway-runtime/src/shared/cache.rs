@@ -52,13 +52,10 @@ enum Flush<'a> {
 pub(crate) fn digest(key: &str) -> (&str, String) {
     use sha2::Digest as _;
     let operation = key.split('\u{0}').next().unwrap_or("");
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
-    }
-    (operation, hex)
+    let mut hex = [0u8; 64];
+    crate::pipeline::trace::hex_into(&mut hex, &sha2::Sha256::digest(key.as_bytes()));
+    // Hex digits are ASCII.
+    (operation, String::from_utf8_lossy(&hex).into_owned())
 }
 
 impl SharedCache {
@@ -66,7 +63,7 @@ impl SharedCache {
     pub fn new(redis: Redis, stage: Option<&str>) -> Self {
         Self {
             redis,
-            scope: Arc::from(stage.map_or(String::new(), |s| format!("{s}:"))),
+            scope: Arc::from(super::stage_scope(stage)),
         }
     }
 

@@ -152,7 +152,7 @@ impl SharedLimits {
         let limits = Arc::new(Self {
             redis,
             script: Arc::new(redis::Script::new(SCRIPT)),
-            scope: stage.map_or(String::new(), |s| format!("{s}:")).into(),
+            scope: super::stage_scope(stage).into(),
             pending_throttled: Mutex::new(Vec::new()),
             local_refusals: AtomicU64::new(0),
         });

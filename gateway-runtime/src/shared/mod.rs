@@ -94,8 +94,6 @@ struct Inner {
     failures: AtomicU32,
     /// When the last warning was logged (milliseconds after `epoch`, plus one: 0 is never).
     warned: AtomicU64,
-    /// Calls that reached Redis (round trips), for the benchmark and the metrics.
-    round_trips: AtomicU64,
     /// Calls refused or failed.
     failed: AtomicU64,
     /// Calls answered.
@@ -134,6 +132,12 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
 fn new_connection(client: &redis::Client, config: &ConnectionManagerConfig) -> redis::RedisResult<ConnectionManager> {
     let _in_runtime = runtime().enter();
     ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+}
+
+/// What follows the prefix in the keys of a stage's limits, usage and cache entries (`prod:`), so that stages
+/// sharing one Redis keep them apart; empty without a stage.
+pub(crate) fn stage_scope(stage: Option<&str>) -> String {
+    stage.map_or(String::new(), |s| format!("{s}:"))
 }
 
 /// `url` without its user name, password and query (which may carry either), for logs: `redis://host:port/db`.
@@ -183,16 +187,10 @@ impl Redis {
                 paused_until: AtomicU64::new(0),
                 failures: AtomicU32::new(0),
                 warned: AtomicU64::new(0),
-                round_trips: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 succeeded: AtomicU64::new(0),
             }),
         })
-    }
-
-    /// What every key and channel starts with.
-    pub fn prefix(&self) -> &str {
-        &self.inner.prefix
     }
 
     /// `prefix` + `name`.
@@ -206,11 +204,6 @@ impl Redis {
     /// Where Redis is, without credentials.
     pub fn at(&self) -> &str {
         &self.inner.at
-    }
-
-    /// Calls that reached Redis so far (each one round trip).
-    pub fn round_trips(&self) -> u64 {
-        self.inner.round_trips.load(Ordering::Relaxed)
     }
 
     /// Calls Redis answered.
@@ -330,7 +323,6 @@ impl Redis {
 
     /// Counts the call and, on failure, starts (or lengthens) the pause.
     fn settle<T>(&self, outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, SharedError> {
-        self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
         self.inner.probing.store(false, Ordering::Release);
         if outcome.is_err() {
             if self.inner.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_BEFORE_NEW_CONNECTION {
