@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use crate::locate::{self, Location};
+use crate::parse::sources::{SPEC, Sources};
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +40,10 @@ pub struct Diagnostic {
     /// the diagnostic is then placed where that character is written, or at the pointer's key when the value is not
     /// a scalar in the text.
     pub offset: Option<usize>,
+    /// `Some(file)`: `pointer` (and the related pointers) are already pointers into that file of the spec's files
+    /// (an overlay's own problems, or a Swagger 2.0 document's before conversion), not into the document the
+    /// generator reads; `None`: they are followed back through the spec's [`Sources`].
+    pub file: Option<usize>,
 }
 
 impl Diagnostic {
@@ -53,6 +58,7 @@ impl Diagnostic {
             elsewhere: Vec::new(),
             location: None,
             offset: None,
+            file: None,
         }
     }
 
@@ -92,6 +98,14 @@ impl Diagnostic {
     #[must_use]
     pub fn at_offset(mut self, offset: usize) -> Self {
         self.offset = Some(offset);
+        self
+    }
+
+    /// Says that the diagnostic's pointers are into `file` of the spec's files as they are written (see
+    /// [`Diagnostic::file`]).
+    #[must_use]
+    pub fn in_file(mut self, file: usize) -> Self {
+        self.file = Some(file);
         self
     }
 
@@ -146,23 +160,63 @@ impl Diagnostics {
     /// [`render`](Self::render), with the texts of the other specs of the gateway (`(file, text)`), where places
     /// added with [`Diagnostic::related_in`] are found.
     pub fn render_in(&self, file: &str, text: &str, others: &[(&str, &str)]) -> Vec<RenderedDiagnostic> {
-        let pointers = self
-            .items
-            .iter()
-            .flat_map(|d| std::iter::once(&d.pointer).chain(d.related.iter().map(|(p, _)| p)));
-        let found = find_all(text, pointers);
-        // The values that diagnostics point inside of.
-        let inside: HashSet<String> = self
-            .items
-            .iter()
-            .filter(|d| d.offset.is_some() && d.location.is_none())
-            .map(|d| d.pointer.clone())
-            .collect();
-        let scalars = locate::locate_scalars(text, &inside);
-        let in_scalar = |d: &Diagnostic| -> Option<Location> {
-            let scalar = scalars.get(&d.pointer)?;
-            Some(locate::position_in_scalar(text, scalar, d.offset?))
+        self.render_sourced(&[(file, text)], &Sources::default(), others)
+    }
+
+    /// Renders every diagnostic where its text is written: `files` are the spec's own files (`(file, text)`, the
+    /// spec first, then its overlays), `sources` how the document the generator read was made from them, and
+    /// `others` the other specs of the gateway.
+    pub fn render_sourced(
+        &self,
+        files: &[(&str, &str)],
+        sources: &Sources,
+        others: &[(&str, &str)],
+    ) -> Vec<RenderedDiagnostic> {
+        // Every pointer, followed back to the file and pointer where it is written.
+        let place = |d: &Diagnostic, pointer: &str| -> (usize, String) {
+            match d.file {
+                Some(file) => (file, pointer.to_owned()),
+                None => sources.origin(pointer),
+            }
         };
+        let placed: Vec<((usize, String), Vec<(usize, String)>)> = self
+            .items
+            .iter()
+            .map(|d| {
+                (
+                    place(d, &d.pointer),
+                    d.related.iter().map(|(p, _)| place(d, p)).collect(),
+                )
+            })
+            .collect();
+        let file_count = files.len().max(1);
+        let found: Vec<HashMap<String, Location>> = (0..file_count)
+            .map(|f| {
+                let pointers = placed
+                    .iter()
+                    .flat_map(|(main, related)| std::iter::once(main).chain(related))
+                    .filter(|(file, _)| *file == f)
+                    .map(|(_, p)| p);
+                files
+                    .get(f)
+                    .map_or_else(HashMap::new, |(_, text)| find_all(text, pointers))
+            })
+            .collect();
+        // The values that diagnostics point inside of, per file.
+        let scalars: Vec<HashMap<String, locate::ScalarSpan>> = (0..file_count)
+            .map(|f| {
+                let inside: HashSet<String> = self
+                    .items
+                    .iter()
+                    .zip(&placed)
+                    .filter(|(d, ((file, _), _))| d.offset.is_some() && d.location.is_none() && *file == f)
+                    .map(|(_, ((_, p), _))| p.clone())
+                    .collect();
+                files
+                    .get(f)
+                    .map_or_else(HashMap::new, |(_, text)| locate::locate_scalars(text, &inside))
+            })
+            .collect();
         // Places in the other specs, looked up once per file.
         let elsewhere: Vec<(&str, HashMap<String, Location>)> = others
             .iter()
@@ -176,41 +230,56 @@ impl Diagnostics {
                 (*other, find_all(other_text, pointers))
             })
             .collect();
-        let mut out: Vec<RenderedDiagnostic> = self
+        let (spec_file, spec_text) = files.get(SPEC).copied().unwrap_or(("", ""));
+        let name = |f: usize| files.get(f).map_or(spec_file, |(name, _)| *name);
+        let mut out: Vec<(usize, RenderedDiagnostic)> = self
             .items
             .iter()
-            .map(|d| RenderedDiagnostic {
-                severity: d.severity,
-                file: file.to_owned(),
-                // The empty pointer is the document itself (a missing top-level field): it starts at its first line.
-                location: d
-                    .location
-                    .or_else(|| in_scalar(d))
-                    .or_else(|| find(&found, &d.pointer))
-                    .or_else(|| d.pointer.is_empty().then(|| document_start(text))),
-                pointer: d.pointer.clone(),
-                message: d.message.clone(),
-                help: d.help.clone(),
-                related: d
-                    .related
-                    .iter()
-                    .map(|(p, note)| (find(&found, p), p.clone(), note.clone()))
-                    .collect(),
-                elsewhere: d
-                    .elsewhere
-                    .iter()
-                    .map(|(other, p, note)| {
-                        let location = elsewhere
-                            .iter()
-                            .find(|(f, _)| f == other)
-                            .and_then(|(_, found)| find(found, p));
-                        (other.clone(), location, p.clone(), note.clone())
-                    })
-                    .collect(),
+            .zip(&placed)
+            .map(|(d, ((f, pointer), related))| {
+                let text = files.get(*f).map_or(spec_text, |(_, text)| *text);
+                let in_scalar = || -> Option<Location> {
+                    let scalar = scalars.get(*f)?.get(pointer)?;
+                    Some(locate::position_in_scalar(text, scalar, d.offset?))
+                };
+                let located = |file: usize, p: &str| found.get(file).and_then(|found| find(found, p));
+                let mut same_file = Vec::new();
+                let mut other_files = Vec::new();
+                for ((rf, rp), (_, note)) in related.iter().zip(&d.related) {
+                    if rf == f {
+                        same_file.push((located(*rf, rp), rp.clone(), note.clone()));
+                    } else {
+                        other_files.push((name(*rf).to_owned(), located(*rf, rp), rp.clone(), note.clone()));
+                    }
+                }
+                other_files.extend(d.elsewhere.iter().map(|(other, p, note)| {
+                    let location = elsewhere
+                        .iter()
+                        .find(|(f, _)| f == other)
+                        .and_then(|(_, found)| find(found, p));
+                    (other.clone(), location, p.clone(), note.clone())
+                }));
+                let rendered = RenderedDiagnostic {
+                    severity: d.severity,
+                    file: name(*f).to_owned(),
+                    // The empty pointer is the document itself (a missing top-level field): it starts at its first
+                    // line.
+                    location: d
+                        .location
+                        .or_else(in_scalar)
+                        .or_else(|| located(*f, pointer))
+                        .or_else(|| pointer.is_empty().then(|| document_start(text))),
+                    pointer: pointer.clone(),
+                    message: d.message.clone(),
+                    help: d.help.clone(),
+                    related: same_file,
+                    elsewhere: other_files,
+                };
+                (*f, rendered)
             })
             .collect();
-        out.sort_by_key(|a| (a.severity, a.location));
-        out
+        out.sort_by_key(|(f, a)| (a.severity, *f, a.location));
+        out.into_iter().map(|(_, d)| d).collect()
     }
 }
 

@@ -42,6 +42,8 @@ pub struct SpecInput<'a> {
     /// Where files the spec names (`jwks_file`) are read from; `None`: [`Options::spec_dir`], else the directory
     /// of [`SpecInput::file`].
     pub dir: Option<&'a std::path::Path>,
+    /// Overlays (OpenAPI Overlay 1.0) applied to the spec, in order, before it is read: `(file, text)` each.
+    pub overlays: &'a [(&'a str, &'a str)],
 }
 
 /// Settings that do not come from the spec.
@@ -60,6 +62,9 @@ pub struct Options {
     pub root_path: String,
     /// The directory generated crates are written to, relative to the workspace root.
     pub out_dir: String,
+    /// Repair what is wrong but unambiguous instead of refusing it (duplicate `operationId`s get a suffix), with a
+    /// warning each.
+    pub lenient: bool,
 }
 
 impl Default for Options {
@@ -71,6 +76,7 @@ impl Default for Options {
             spec_dir: None,
             root_path: String::from("../.."),
             out_dir: String::from("gateways"),
+            lenient: false,
         }
     }
 }
@@ -152,7 +158,7 @@ pub fn generate(input: SpecInput<'_>, options: &Options) -> Result<Generated, Ge
 /// `x-gateway.gateway` (a single spec may name none). Nothing is generated if any spec, or anything between
 /// them, has an error.
 pub fn generate_gateway(inputs: &[SpecInput<'_>], options: &Options) -> Result<Generated, GenerateError> {
-    let parsed: Vec<Parsed<'_>> = inputs.iter().map(|input| Parsed::new(*input)).collect();
+    let parsed: Vec<Parsed<'_>> = inputs.iter().map(|input| Parsed::new(*input, options)).collect();
     build(parsed, options, true)
 }
 
@@ -162,7 +168,7 @@ pub fn generate_gateway(inputs: &[SpecInput<'_>], options: &Options) -> Result<G
 pub fn generate_all(inputs: &[SpecInput<'_>], options: &Options) -> Vec<Result<Generated, GenerateError>> {
     let mut groups: Vec<(Option<String>, Vec<Parsed<'_>>)> = Vec::new();
     for input in inputs {
-        let parsed = Parsed::new(*input);
+        let parsed = Parsed::new(*input, options);
         let gateway = parsed.spec.as_ref().and_then(|s| s.root.gateway.clone());
         match groups.iter_mut().find(|(g, _)| g.is_some() && *g == gateway) {
             Some((_, members)) => members.push(parsed),
@@ -179,14 +185,45 @@ pub fn generate_all(inputs: &[SpecInput<'_>], options: &Options) -> Vec<Result<G
 struct Parsed<'i> {
     input: SpecInput<'i>,
     diags: diagnostics::Diagnostics,
+    /// Where the nodes of the document read were written (the spec, or one of its overlays).
+    sources: parse::sources::Sources,
     spec: Option<parse::ParsedSpec>,
 }
 
 impl<'i> Parsed<'i> {
-    fn new(input: SpecInput<'i>) -> Self {
+    fn new(input: SpecInput<'i>, options: &Options) -> Self {
         let mut diags = diagnostics::Diagnostics::default();
-        let spec = parse::parse(input.text, &mut diags);
-        Self { input, diags, spec }
+        let mut sources = parse::sources::Sources::default();
+        let leniency = parse::Leniency {
+            duplicate_ids: options.lenient,
+        };
+        let spec = parse::parse_with(input.text, input.overlays, leniency, &mut sources, &mut diags);
+        Self {
+            input,
+            diags,
+            sources,
+            spec,
+        }
+    }
+
+    /// The spec's diagnostics, each where it is written; `others` are the texts of the gateway's specs.
+    fn render(&self, others: &[(&str, &str)]) -> Vec<RenderedDiagnostic> {
+        let mut files = Vec::with_capacity(1 + self.input.overlays.len());
+        files.push((self.input.file, self.input.text));
+        files.extend_from_slice(self.input.overlays);
+        self.diags.render_sourced(&files, &self.sources, others)
+    }
+
+    /// The SHA-256 of what the spec was made from: its text, and its overlays'.
+    fn sha256(&self) -> String {
+        use sha2::Digest as _;
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.input.text.as_bytes());
+        for (_, text) in self.input.overlays {
+            digest.update([0]);
+            digest.update(text.as_bytes());
+        }
+        digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -254,7 +291,7 @@ fn build(mut members: Vec<Parsed<'_>>, options: &Options, check_names: bool) -> 
         for ((member, checked), diags) in members.iter().zip(checked).zip(diags.iter_mut()) {
             if let Some(spec) = &member.spec {
                 let mut api = lower::lower(spec, checked, member.input.file, diags);
-                api.spec_sha256 = sha256_hex(member.input.text);
+                api.spec_sha256 = member.sha256();
                 apis.push(api);
             }
         }
@@ -296,10 +333,7 @@ fn build(mut members: Vec<Parsed<'_>>, options: &Options, check_names: bool) -> 
         specs: members.iter().map(|m| m.input.file.to_owned()).collect(),
         files,
         scaffold,
-        warnings: members
-            .iter()
-            .flat_map(|m| m.diags.render_in(m.input.file, m.input.text, &texts))
-            .collect(),
+        warnings: members.iter().flat_map(|m| m.render(&texts)).collect(),
         operations: apis.iter().map(|api| api.operations.len()).sum(),
     })
 }
@@ -349,7 +383,7 @@ fn check_same_gateway(members: &mut [Parsed<'_>]) {
 /// The failure of the specs of one gateway (the one spec's failure when it is alone).
 fn failure(gateway: Option<&str>, members: &[Parsed<'_>]) -> GenerateError {
     let texts: Vec<(&str, &str)> = members.iter().map(|m| (m.input.file, m.input.text)).collect();
-    let rendered = |m: &Parsed<'_>| m.diags.render_in(m.input.file, m.input.text, &texts);
+    let rendered = |m: &Parsed<'_>| m.render(&texts);
     match members {
         [member] => GenerateError::Spec {
             file: member.input.file.to_owned(),
@@ -364,15 +398,6 @@ fn failure(gateway: Option<&str>, members: &[Parsed<'_>]) -> GenerateError {
                 .collect(),
         },
     }
-}
-
-/// The SHA-256 of `text`, in lower-case hex.
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn file_stem(file: &str) -> String {

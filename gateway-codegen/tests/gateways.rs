@@ -44,7 +44,12 @@ paths:
 "#;
 
 fn input<'a>(file: &'a str, text: &'a str) -> SpecInput<'a> {
-    SpecInput { file, text, dir: None }
+    SpecInput {
+        file,
+        text,
+        dir: None,
+        overlays: &[],
+    }
 }
 
 fn all(specs: &[(&str, &str)]) -> Vec<Result<Generated, GenerateError>> {

@@ -1088,7 +1088,17 @@ fn check_case(file: &str, text: &str, default_upstream: bool) -> Result<Fine, St
         ..Options::default()
     };
     QUIET.with(|q| q.set(true));
-    let result = std::panic::catch_unwind(|| generate(SpecInput { file, text, dir: None }, &options));
+    let result = std::panic::catch_unwind(|| {
+        generate(
+            SpecInput {
+                file,
+                text,
+                dir: None,
+                overlays: &[],
+            },
+            &options,
+        )
+    });
     QUIET.with(|q| q.set(false));
     match result {
         Err(_) => Err(format!(

@@ -80,6 +80,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     file: &file,
                     text: &text,
                     dir: None,
+                    overlays: &[],
                 },
                 &options,
             )

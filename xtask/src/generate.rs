@@ -36,6 +36,14 @@ pub struct Args {
     /// Do not print warnings.
     #[arg(long)]
     pub quiet: bool,
+    /// An OpenAPI Overlay (1.0) to apply to the one `--spec` before it is read (repeatable, applied in order,
+    /// after the overlays found beside the spec: `NAME.overlay.yaml`, then `NAME.overlay.*.yaml`).
+    #[arg(long = "overlay", value_name = "FILE", requires = "specs")]
+    pub overlays: Vec<PathBuf>,
+    /// Repair what is wrong but unambiguous instead of refusing it (duplicate operationIds get a suffix), with a
+    /// warning each.
+    #[arg(long)]
+    pub lenient: bool,
 }
 
 /// The specs in `specs/`, sorted.
@@ -48,16 +56,52 @@ fn specs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut specs = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        let is_spec = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
-        if is_spec && path.is_file() {
+        if is_spec_file(&path) && path.is_file() {
             specs.push(path);
         }
     }
     specs.sort();
     Ok(specs)
+}
+
+/// Whether `path` names a spec: a YAML or JSON file that is not an overlay (`NAME.overlay.yaml`,
+/// `NAME.overlay.prod.yaml`).
+fn is_spec_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some((stem, extension)) = name.rsplit_once('.') else {
+        return false;
+    };
+    matches!(extension, "yaml" | "yml" | "json") && !stem.split('.').skip(1).any(|part| part == "overlay")
+}
+
+/// The overlays beside `spec` that apply to it, in order: `NAME.overlay.EXT`, then `NAME.overlay.*.EXT` by name.
+pub fn overlays_beside(spec: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (Some(dir), Some(stem)) = (spec.parent(), spec.file_stem().and_then(|s| s.to_str())) else {
+        return Ok(Vec::new());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let own = format!("{stem}.overlay.");
+    let mut found: Vec<(bool, String, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(rest) = name.strip_prefix(&own) else { continue };
+        let (middle, extension) = rest.rsplit_once('.').unwrap_or(("", rest));
+        if !matches!(extension, "yaml" | "yml" | "json") || !path.is_file() {
+            continue;
+        }
+        found.push((!middle.is_empty(), name.to_owned(), path));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, _, path)| path).collect())
 }
 
 /// The test fixtures' specs (`tests/specs/`), generated into `tests/gateways/` beside the examples.
@@ -90,17 +134,33 @@ fn run_set(args: &Args, specs: Vec<PathBuf>, out: &Path, all_specs: bool) -> any
     let standalone = !out.starts_with(absolute(&workspace_root())?);
 
     // Generate everything in memory first: a failure anywhere writes nothing anywhere.
+    if !args.overlays.is_empty() && specs.len() != 1 {
+        bail!(
+            "`--overlay` applies to one `--spec`; give one spec, or put each spec's overlays beside it as NAME.overlay.yaml"
+        );
+    }
     let mut sources = Vec::with_capacity(specs.len());
     for spec in &specs {
         let text = fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-        sources.push((display_path(spec), text, spec.parent().map(Path::to_owned)));
+        let mut overlays = Vec::new();
+        for overlay in overlays_beside(spec)?.iter().chain(&args.overlays) {
+            let overlay_text = fs::read_to_string(overlay).with_context(|| format!("reading {}", overlay.display()))?;
+            overlays.push((display_path(overlay), overlay_text));
+        }
+        sources.push((display_path(spec), text, spec.parent().map(Path::to_owned), overlays));
     }
+    let overlay_refs: Vec<Vec<(&str, &str)>> = sources
+        .iter()
+        .map(|(_, _, _, overlays)| overlays.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect())
+        .collect();
     let inputs: Vec<SpecInput<'_>> = sources
         .iter()
-        .map(|(file, text, dir)| SpecInput {
+        .zip(&overlay_refs)
+        .map(|((file, text, dir, _), overlays)| SpecInput {
             file,
             text,
             dir: dir.as_deref(),
+            overlays,
         })
         .collect();
     // Every crate is `out/<name>`, one directory below `out`, so one relative path to the runtime fits them all.
@@ -114,6 +174,7 @@ fn run_set(args: &Args, specs: Vec<PathBuf>, out: &Path, all_specs: bool) -> any
         spec_dir: None,
         root_path: relative_path(&out.join("gateway"), &root),
         out_dir: relative_path(&root, &out),
+        lenient: args.lenient,
     };
     let mut crates: Vec<Generated> = Vec::new();
     let mut failed = 0;

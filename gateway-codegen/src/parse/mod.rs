@@ -8,8 +8,11 @@
 mod document;
 mod downgrade;
 pub mod ext;
+mod overlay;
 pub mod refs;
 mod repair;
+pub mod sources;
+mod swagger2;
 
 use openapiv3::{OpenAPI, Operation, Parameter, PathItem, ReferenceOr, Server};
 use serde::de::DeserializeOwned;
@@ -17,6 +20,8 @@ use serde::de::DeserializeOwned;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::{escape_segment, pointer};
 use ext::{EXTENSION, PolicyExt, RootExt};
+pub use repair::Leniency;
+use sources::{PointerMap, Sources};
 
 /// The spec, parsed.
 #[derive(Debug)]
@@ -62,8 +67,40 @@ pub struct ParsedOperation {
 
 /// Parses `text` (JSON or YAML). Diagnostics (warnings, and errors if it fails) are added to `diags`.
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
+    parse_with(text, &[], Leniency::default(), &mut Sources::default(), diags)
+}
+
+/// Parses `text` (JSON or YAML) with `overlays` (`(file name, text)`, applied in order) applied to it first.
+/// `sources` learns where each node of the document read was written (see [`sources`]), for rendering the
+/// diagnostics added to `diags`, which it must be given whether parsing succeeds or not.
+pub fn parse_with(
+    text: &str,
+    overlays: &[(&str, &str)],
+    leniency: Leniency,
+    sources: &mut Sources,
+    diags: &mut Diagnostics,
+) -> Option<ParsedSpec> {
     let mut document = read_document(text, diags)?;
+    apply_overlays(&mut document, overlays, sources, diags);
+    if diags.has_errors() {
+        return None;
+    }
     let version = check_version(&document, diags)?;
+    if version == Version::Swagger2 {
+        let mut found = Diagnostics::default();
+        let converted = swagger2::convert(&document, &mut found);
+        // The converter's findings are about the 2.0 document: pinned to where that was written.
+        for d in found.items() {
+            diags.push(pin(d.clone(), sources));
+        }
+        let converted = converted?;
+        let mut map = PointerMap::default();
+        for (derived, source) in converted.origins {
+            map.moved(derived, source);
+        }
+        sources.push(map);
+        document = converted.document;
+    }
     let as_written = document.clone();
     if version == Version::V3_1 {
         let translated = downgrade::downgrade(&mut document);
@@ -87,7 +124,14 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
             return None;
         }
     }
-    repair::repair(&mut document, diags);
+    // The repairs' findings are about the document before them (they remove list elements): pinned there.
+    let mut found = Diagnostics::default();
+    let mut map = PointerMap::default();
+    repair::repair(&mut document, leniency, &mut map, &mut found);
+    for d in found.items() {
+        diags.push(pin(d.clone(), sources));
+    }
+    sources.push(map);
     downgrade::strip_mutual_tls(&mut document);
     let openapi: OpenAPI = match try_deserialize(&document, "") {
         Ok(openapi) => openapi,
@@ -111,6 +155,54 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<ParsedSpec> {
     })
 }
 
+/// Applies each overlay to `document` in order; the overlays are files 1, 2, ... of `sources`.
+fn apply_overlays(
+    document: &mut serde_json::Value,
+    overlays: &[(&str, &str)],
+    sources: &mut Sources,
+    diags: &mut Diagnostics,
+) {
+    let mut map = PointerMap::default();
+    for (i, (name, text)) in overlays.iter().enumerate() {
+        let file = i + 1;
+        let overlay_document = match document::read(text) {
+            Ok(value) => value,
+            Err(d) => {
+                diags.push(d.in_file(file));
+                continue;
+            }
+        };
+        overlay::apply(
+            document,
+            overlay::Overlay {
+                file,
+                name,
+                document: &overlay_document,
+            },
+            &mut map,
+            diags,
+        );
+    }
+    sources.push(map);
+}
+
+/// `d`, with its pointers followed back to the file they are written in (for diagnostics about a document that a
+/// later step replaces).
+fn pin(mut d: Diagnostic, sources: &Sources) -> Diagnostic {
+    if d.file.is_some() {
+        return d;
+    }
+    let (file, pointer) = sources.origin(&d.pointer);
+    d.pointer = pointer;
+    // Related places that another file holds are left where they are: they are rare (a conflict) and pinned
+    // diagnostics come from one conversion of one file.
+    for (related, _) in &mut d.related {
+        let (_, p) = sources.origin(related);
+        *related = p;
+    }
+    d.in_file(file)
+}
+
 fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Value> {
     match document::read(text) {
         Ok(value) if value.is_object() => Some(value),
@@ -131,6 +223,8 @@ fn read_document(text: &str, diags: &mut Diagnostics) -> Option<serde_json::Valu
 /// The OpenAPI versions read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
+    /// Swagger 2.0, converted to 3.0 in this step.
+    Swagger2,
     V3_0,
     V3_1,
 }
@@ -147,20 +241,23 @@ fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Optio
             );
             None
         }
-        None if document.get("swagger").is_some() => {
-            diags.push(
-                Diagnostic::error("/swagger", "Swagger 2.0 documents are not supported")
-                    .help("convert the document to OpenAPI 3.0 first (for example with `swagger2openapi`)"),
-            );
-            None
-        }
-        None => {
-            diags.push(
-                Diagnostic::error("", "the document has no `openapi` version field")
-                    .help("start the spec with `openapi: 3.0.3`"),
-            );
-            None
-        }
+        None => match document.get("swagger") {
+            Some(serde_json::Value::String(v)) if v == "2.0" => Some(Version::Swagger2),
+            Some(v) => {
+                diags.push(
+                    Diagnostic::error("/swagger", format!("unsupported Swagger version `{v}`"))
+                        .help("this generator reads Swagger 2.0 (`swagger: \"2.0\"`) and OpenAPI 3.0.x and 3.1.x"),
+                );
+                None
+            }
+            None => {
+                diags.push(
+                    Diagnostic::error("", "the document has no `openapi` version field")
+                        .help("start the spec with `openapi: 3.0.3`"),
+                );
+                None
+            }
+        },
     }
 }
 

@@ -3,13 +3,30 @@
 //! Each repair is narrow, keeps the author's intent, and is reported as a warning at its pointer, so a user sees
 //! what was read differently from what was written. Anything not listed here stays an error.
 
-use serde_json::Value;
+use std::collections::HashMap;
 
-use crate::diagnostics::{Diagnostic, Diagnostics};
+use serde_json::{Map, Value, json};
+
+use super::sources::PointerMap;
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::locate::escape_segment;
+use crate::template;
 
-/// Applies every repair to the raw document.
-pub fn repair(document: &mut Value, diags: &mut Diagnostics) {
+/// How forgiving the repairs are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Leniency {
+    /// Duplicate `operationId`s get a numeric suffix (a warning each) instead of being an error.
+    pub duplicate_ids: bool,
+}
+
+/// Applies every repair to the raw document; what a repair removes from a list is recorded in `map`. The
+/// diagnostics are at pointers of the document as it was before the repairs.
+pub fn repair(document: &mut Value, leniency: Leniency, map: &mut PointerMap, diags: &mut Diagnostics) {
+    strip_callbacks(document);
+    repair_path_params(document, map, diags);
+    if leniency.duplicate_ids {
+        rename_duplicate_ids(document, diags);
+    }
     repair_servers(document.get_mut("servers"), "/servers", diags);
     if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
         for (template, item) in paths.iter_mut() {
@@ -190,5 +207,358 @@ fn repair_integer_bounds(value: &mut Value, at: &mut String, diags: &mut Diagnos
             }
         }
         _ => {}
+    }
+}
+
+/// Callbacks describe requests the API makes, which a gateway neither serves nor checks; `openapiv3` refuses valid
+/// forms of them (a `$ref` to `#/components/callbacks/...` under an operation's `callbacks`), so the typed view
+/// goes without them. The published document keeps them as written.
+fn strip_callbacks(document: &mut Value) {
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for method in METHODS {
+                if let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) {
+                    op.shift_remove("callbacks");
+                }
+            }
+        }
+    }
+    if let Some(components) = document.get_mut("components").and_then(Value::as_object_mut) {
+        components.shift_remove("callbacks");
+    }
+}
+
+/// A parameter of a list, as far as path templates care: its name and location, through a `$ref` to
+/// `#/components/parameters/...`.
+fn param_key(param: &Value, components: &Map<String, Value>) -> Option<(String, String)> {
+    let param = match param.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.strip_prefix("#/components/parameters/")?;
+            components.get(&name.replace("~1", "/").replace("~0", "~"))?
+        }
+        None => param,
+    };
+    let name = match param.get("name")? {
+        Value::String(name) => name.clone(),
+        other => other.to_string(),
+    };
+    Some((name, param.get("in")?.as_str()?.to_owned()))
+}
+
+/// The placeholders of a path key (`/a/{id}/b.{ext}` → `id`, `ext`), in order.
+fn placeholders(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = template::routed_part(template);
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else { break };
+        names.push(rest[open + 1..open + close].to_owned());
+        rest = &rest[open + close + 1..];
+    }
+    names
+}
+
+/// Path templates and declared path parameters that disagree, where the gateway can still be exact: a placeholder
+/// with no declared parameter is read as a required string path parameter (the request can only carry a string
+/// there), and a declared path parameter the template lacks is dropped (no request can carry it). Each is a
+/// warning naming the operation and the fix.
+fn repair_path_params(document: &mut Value, map: &mut PointerMap, diags: &mut Diagnostics) {
+    let components = document
+        .pointer("/components/parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        if item.contains_key("$ref") {
+            continue;
+        }
+        let base = format!("/paths/{}", escape_segment(path));
+        let wanted = placeholders(path);
+        let shown = template::routed_part(path);
+        drop_unused(
+            item.get_mut("parameters"),
+            &format!("{base}/parameters"),
+            shown,
+            &wanted,
+            &components,
+            map,
+            diags,
+        );
+        let shared: Vec<String> = declared_path_names(item.get("parameters"), &components);
+        for method in METHODS {
+            let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let at = format!("{base}/{method}");
+            drop_unused(
+                op.get_mut("parameters"),
+                &format!("{at}/parameters"),
+                shown,
+                &wanted,
+                &components,
+                map,
+                diags,
+            );
+            let mut declared = shared.clone();
+            declared.extend(declared_path_names(op.get("parameters"), &components));
+            let missing: Vec<&String> = wanted.iter().filter(|name| !declared.contains(name)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let list = op.entry("parameters").or_insert_with(|| Value::Array(Vec::new()));
+            if !list.is_array() {
+                continue;
+            }
+            for name in missing {
+                diags.push(
+                    Diagnostic::warning(
+                        at.clone(),
+                        format!(
+                            "path placeholder `{{{name}}}` of {} {shown} has no declared path parameter; read as a required string path parameter",
+                            method.to_ascii_uppercase()
+                        ),
+                    )
+                    .help(format!(
+                        "declare it in the spec (or an overlay) under `parameters:` with `name: {name}`, `in: path`, `required: true` and a schema"
+                    )),
+                );
+                if let Some(list) = list.as_array_mut() {
+                    list.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+                }
+            }
+        }
+    }
+}
+
+/// The names of the path parameters of a parameter list.
+fn declared_path_names(list: Option<&Value>, components: &Map<String, Value>) -> Vec<String> {
+    list.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| param_key(p, components))
+                .filter(|(_, location)| location == "path")
+                .map(|(name, _)| name)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes the path parameters of `list` (at `at`) that the template (`shown`, with placeholders `wanted`) lacks.
+fn drop_unused(
+    list: Option<&mut Value>,
+    at: &str,
+    shown: &str,
+    wanted: &[String],
+    components: &Map<String, Value>,
+    map: &mut PointerMap,
+    diags: &mut Diagnostics,
+) {
+    let Some(list) = list.and_then(Value::as_array_mut) else {
+        return;
+    };
+    let unused: Vec<(usize, String)> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| param_key(p, components).map(|key| (i, key)))
+        .filter(|(_, (name, location))| location == "path" && !wanted.contains(name))
+        .map(|(i, (name, _))| (i, name))
+        .collect();
+    for (i, name) in unused.iter().rev() {
+        let mut d = Diagnostic::warning(
+            format!("{at}/{i}"),
+            format!("path parameter `{name}` does not appear in the path template `{shown}`; dropped"),
+        );
+        d = match did_you_mean(name, wanted.iter().map(String::as_str)) {
+            Some(best) => d.help(format!(
+                "did you mean `{best}`? rename it in the spec (or an overlay), or add `{{{name}}}` to the path"
+            )),
+            None => d.help(format!(
+                "remove it from the spec (or with an overlay), or add `{{{name}}}` to the path"
+            )),
+        };
+        diags.push(d);
+        map.removed_element(at, *i, list.len());
+        list.remove(*i);
+    }
+}
+
+/// Gives every `operationId` used before a numeric suffix (`_2`, `_3`, ...), with a warning each.
+fn rename_duplicate_ids(document: &mut Value, diags: &mut Diagnostics) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for item in paths.values() {
+        for method in METHODS {
+            if let Some(id) = item
+                .get(method)
+                .and_then(|op| op.get("operationId"))
+                .and_then(Value::as_str)
+            {
+                taken.insert(id.to_owned());
+            }
+        }
+    }
+    for (path, item) in paths.iter_mut() {
+        for method in METHODS {
+            let Some(id) = item.get_mut(method).and_then(|op| op.get_mut("operationId")) else {
+                continue;
+            };
+            let Some(text) = id.as_str().map(str::to_owned) else {
+                continue;
+            };
+            let count = seen.entry(text.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                continue;
+            }
+            let mut n = *count;
+            let renamed = loop {
+                let candidate = format!("{text}_{n}");
+                if !taken.contains(&candidate) {
+                    break candidate;
+                }
+                n += 1;
+            };
+            diags.push(
+                Diagnostic::warning(
+                    format!("/paths/{}/{method}/operationId", escape_segment(path)),
+                    format!(
+                        "operationId `{text}` of {} {} is used before; read as `{renamed}` (--lenient)",
+                        method.to_ascii_uppercase(),
+                        template::routed_part(path)
+                    ),
+                )
+                .help("operationIds must be unique: rename one in the spec, or with an overlay"),
+            );
+            taken.insert(renamed.clone());
+            *id = Value::String(renamed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::sources::Sources;
+
+    fn run(mut document: Value, leniency: Leniency) -> (Value, Sources, Diagnostics) {
+        let mut map = PointerMap::default();
+        let mut diags = Diagnostics::default();
+        repair(&mut document, leniency, &mut map, &mut diags);
+        let mut sources = Sources::default();
+        sources.push(map);
+        (document, sources, diags)
+    }
+
+    #[test]
+    fn a_placeholder_without_a_parameter_becomes_a_string_path_parameter() {
+        let (doc, _, diags) = run(
+            json!({"paths": {"/certificates/{certificate_id}": {"get": {"operationId": "get", "responses": {}}}}}),
+            Leniency::default(),
+        );
+        assert_eq!(
+            doc["paths"]["/certificates/{certificate_id}"]["get"]["parameters"],
+            json!([{"name": "certificate_id", "in": "path", "required": true, "schema": {"type": "string"}}])
+        );
+        let [d] = diags.items() else {
+            panic!("{:?}", diags.items())
+        };
+        assert!(
+            d.message
+                .contains("`{certificate_id}` of GET /certificates/{certificate_id}"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.pointer, "/paths/~1certificates~1{certificate_id}/get");
+    }
+
+    #[test]
+    fn a_path_level_or_referenced_parameter_counts_as_declared() {
+        let (doc, _, diags) = run(
+            json!({
+                "components": {"parameters": {"Id": {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}}},
+                "paths": {"/a/{id}/{b}": {
+                    "parameters": [{"$ref": "#/components/parameters/Id"}],
+                    "get": {"parameters": [{"name": "b", "in": "path", "required": true, "schema": {"type": "integer"}}], "responses": {}}
+                }}
+            }),
+            Leniency::default(),
+        );
+        assert!(diags.items().is_empty(), "{:?}", diags.items());
+        assert_eq!(
+            doc["paths"]["/a/{id}/{b}"]["get"]["parameters"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_declared_path_parameter_the_template_lacks_is_dropped_and_later_ones_keep_their_lines() {
+        let (doc, sources, diags) = run(
+            json!({"paths": {"/pets/{petId}": {"get": {"parameters": [
+                {"name": "petid", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "petId", "in": "path", "required": true, "schema": {"type": "integer"}},
+                {"name": "q", "in": "query", "schema": {"type": "integer"}}
+            ], "responses": {}}}}}),
+            Leniency::default(),
+        );
+        let params = &doc["paths"]["/pets/{petId}"]["get"]["parameters"];
+        assert_eq!(params.as_array().map(Vec::len), Some(2));
+        assert_eq!(params[0]["name"], "petId");
+        let [d] = diags.items() else {
+            panic!("{:?}", diags.items())
+        };
+        assert_eq!(d.pointer, "/paths/~1pets~1{petId}/get/parameters/0");
+        assert!(
+            d.message.contains("`petid`") && d.message.contains("dropped"),
+            "{}",
+            d.message
+        );
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("did you mean `petId`")));
+        assert_eq!(
+            sources.origin("/paths/~1pets~1{petId}/get/parameters/1/schema").1,
+            "/paths/~1pets~1{petId}/get/parameters/2/schema"
+        );
+    }
+
+    #[test]
+    fn duplicate_operation_ids_get_a_suffix_only_when_lenient() {
+        let spec = json!({"paths": {
+            "/a": {"get": {"operationId": "list", "responses": {}}},
+            "/b": {"get": {"operationId": "list", "responses": {}}, "post": {"operationId": "list_2", "responses": {}}},
+            "/c": {"get": {"operationId": "list", "responses": {}}}
+        }});
+        let (doc, _, diags) = run(spec.clone(), Leniency::default());
+        assert_eq!(doc, spec);
+        assert!(diags.items().is_empty());
+        let (doc, _, diags) = run(spec, Leniency { duplicate_ids: true });
+        assert_eq!(doc["paths"]["/b"]["get"]["operationId"], "list_3");
+        assert_eq!(doc["paths"]["/c"]["get"]["operationId"], "list_4");
+        assert_eq!(diags.items().len(), 2);
+        assert!(
+            diags.items()[0].message.contains("read as `list_3`"),
+            "{}",
+            diags.items()[0].message
+        );
+    }
+
+    #[test]
+    fn callbacks_are_not_read_even_as_references() {
+        let (doc, _, diags) = run(
+            json!({
+                "components": {"callbacks": {"Hook": {"{$request.body#/url}": {"post": {"responses": {}}}}}},
+                "paths": {"/s": {"post": {"callbacks": {"hook": "#/components/callbacks/Hook"}, "responses": {}}}}
+            }),
+            Leniency::default(),
+        );
+        assert!(diags.items().is_empty());
+        assert!(doc["paths"]["/s"]["post"].get("callbacks").is_none());
+        assert!(doc.get("components").and_then(|c| c.get("callbacks")).is_none());
     }
 }

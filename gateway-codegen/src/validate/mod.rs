@@ -235,7 +235,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
                     format!("duplicate operationId `{id}`"),
                 )
                 .related(format!("{first}/operationId"), "first used here")
-                .help("operationIds must be unique across the spec; rename one"),
+                .help("operationIds must be unique across the spec: rename one (in the spec or an overlay), or generate with `--lenient` to read later ones with a suffix"),
             );
         }
         if inherited(op, "skip", |e| e.skip.as_ref()).is_some_and(|(_, skip)| *skip) {

@@ -64,6 +64,7 @@ fn golden_problems(root: &Path) -> Vec<String> {
             file,
             text,
             dir: Some(&specs),
+            overlays: &[],
         })
         .collect();
     for result in generate_all(&inputs, &Options::default()) {

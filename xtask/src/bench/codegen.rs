@@ -195,6 +195,7 @@ fn generate(spec: &Path, text: &str) -> Result<(Generated, f64), GenerateError> 
             file: &file,
             text,
             dir: None,
+            overlays: &[],
         },
         &options,
     )?;

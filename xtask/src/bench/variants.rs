@@ -344,6 +344,7 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
             file: &file,
             text: &text,
             dir: None,
+            overlays: &[],
         },
         &options,
     )
@@ -394,6 +395,7 @@ mod tests {
                     file: "bench.yaml",
                     text: &text,
                     dir: None,
+                    overlays: &[],
                 },
                 &options,
             );
