@@ -37,6 +37,19 @@ enum Outcome {
     Refused { errors: usize, first: String },
 }
 
+/// The overlay shipped for a corpus spec, `specs/examples/<stem>.overlay.yaml`, as `(display path, text)`.
+fn example_overlay(spec: &Path) -> anyhow::Result<Option<(String, String)>> {
+    let Some(stem) = spec.file_stem().and_then(|s| s.to_str()) else {
+        return Ok(None);
+    };
+    let path = workspace_root().join(format!("specs/examples/{stem}.overlay.yaml"));
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some((format!("specs/examples/{stem}.overlay.yaml"), text)))
+}
+
 /// `../shared/specs-corpus` beside the checkout.
 pub fn default_dir() -> PathBuf {
     workspace_root().join("../shared/specs-corpus")
@@ -63,6 +76,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = fs::read_to_string(spec)?;
+        // An overlay shipped as an example for this spec (`specs/examples/<stem>.overlay.yaml`) is applied to it,
+        // as a user would: the spec itself stays as its authors wrote it.
+        let overlay = example_overlay(spec)?;
+        let overlays: Vec<(&str, &str)> = overlay.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect();
         let started = Instant::now();
         let options = Options {
             runtime_path: String::from("../../../gateway-runtime"),
@@ -80,7 +97,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     file: &file,
                     text: &text,
                     dir: None,
-                    overlays: &[],
+                    overlays: &overlays,
                 },
                 &options,
             )
@@ -134,6 +151,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     lines,
                 }
             }
+        };
+        let name = match &overlay {
+            Some(_) => format!("{name} + overlay"),
+            None => name,
         };
         rows.push((name, elapsed, outcome));
     }

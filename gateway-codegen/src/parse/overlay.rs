@@ -410,6 +410,19 @@ mod tests {
     }
 
     #[test]
+    fn filters_select_operations_by_their_fields() {
+        let mut doc = spec();
+        doc["paths"]["/pets"]["post"]["deprecated"] = json!(true);
+        let (_, diags) = run(
+            &mut doc,
+            &overlay(json!([{"target": "$.paths.*[?@.deprecated == true]", "update": {"x-gateway": {"skip": true}}}])),
+        );
+        assert!(diags.items().is_empty(), "{:?}", diags.items());
+        assert_eq!(doc["paths"]["/pets"]["post"]["x-gateway"]["skip"], true);
+        assert!(doc["paths"]["/pets"]["get"].get("x-gateway").is_none());
+    }
+
+    #[test]
     fn remove_deletes_targets_and_later_array_elements_keep_their_lines() {
         let mut doc = spec();
         let (sources, diags) = run(
