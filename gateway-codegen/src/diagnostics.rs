@@ -124,6 +124,9 @@ impl Diagnostic {
     }
 }
 
+/// A file (index among the spec's files) and a pointer into it.
+type Place = (usize, String);
+
 /// Collects diagnostics across the pipeline.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
@@ -179,7 +182,7 @@ impl Diagnostics {
                 None => sources.origin(pointer),
             }
         };
-        let placed: Vec<((usize, String), Vec<(usize, String)>)> = self
+        let placed: Vec<(Place, Vec<Place>)> = self
             .items
             .iter()
             .map(|d| {

@@ -986,6 +986,9 @@ pub struct Operation {
     pub summary: Option<String>,
     /// The typed parameters; `None` when there is nothing to check.
     pub params: Option<ParamStruct>,
+    /// Later operations this one's route also serves (same requests, same gateway behaviour), with the parameter
+    /// checks of theirs that accept more; `None`: it serves only itself.
+    pub merged: Option<Merged>,
     /// Response caching, when on.
     pub cache: Option<CachePolicy>,
     /// Security requirements: alternatives, each a set of schemes that must all be satisfied; empty: open.
@@ -1025,6 +1028,20 @@ pub struct Compression {
     pub min_size: u64,
     /// Whether compressed request bodies are decompressed.
     pub decompress_requests: bool,
+}
+
+/// The operations one route serves besides its own: templates of one shape (differing only in parameter names)
+/// that would do the same at the gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// Their `operationId`s, in document order.
+    pub ids: Vec<String>,
+    /// Their parameter structs that check differently from the operation's own (`params`), each once, with the
+    /// `operationId` it is declared by: a request passes when it passes the operation's own checks or any of these.
+    /// Empty: their checks are the operation's.
+    pub alternatives: Vec<(String, ParamStruct)>,
+    /// The generated function accepting what any of those checks accepts, when there are alternatives.
+    pub check: String,
 }
 
 /// The generated struct holding an operation's parameters.

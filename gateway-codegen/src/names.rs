@@ -66,7 +66,7 @@ pub fn type_name(name: &str, fallback: &str) -> String {
 }
 
 /// Hands out names unique within one scope, suffixing `_2`, `_3`… (or `2`, `3`… for types) on collisions.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Scope {
     taken: HashSet<String>,
 }

@@ -1287,6 +1287,7 @@ fn model(fields: Vec<Param>, enums: Vec<EnumType>) -> Api {
                 fields,
                 unchecked: Vec::new(),
             }),
+            merged: None,
             cache: None,
             security: Vec::new(),
             access: gateway_codegen::model::Access::Open,

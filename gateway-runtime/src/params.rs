@@ -113,12 +113,32 @@ impl ParamValue for uuid::Uuid {
 /// Parses a generated parameter struct from a request.
 pub trait FromRequestParams: Sized {
     /// Reads and type-checks every declared parameter.
-    fn from_request_params(params: &RequestParams<'_>) -> Result<Self, ParamError>;
+    fn from_request_params(params: &RequestParams<'_>) -> ParamResult<Self>;
 }
+
+/// What reading parameters gives: `T`, or the parameter that is missing or invalid. Generated impls of
+/// [`FromRequestParams`] are written with it, which keeps their signature on one line.
+pub type ParamResult<T> = Result<T, ParamError>;
 
 /// Type-checks a request's parameters against `T`, discarding the value: what proxy and mock targets need.
 pub fn check<T: FromRequestParams>(params: &RequestParams<'_>) -> Result<(), ParamError> {
     T::from_request_params(params).map(drop)
+}
+
+/// Type-checks a request's parameters against each of `checks` in turn, passing as soon as one passes: the
+/// parameters of a route that serves several operations matching the same requests, each declaring them its own
+/// way. When none passes, the first one's error (the serving operation's).
+pub fn check_any(params: &RequestParams<'_>, checks: &[crate::spec::Validator]) -> Result<(), ParamError> {
+    let mut first = None;
+    for check in checks {
+        match check(params) {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                first.get_or_insert(err);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// The raw parameters of one request, borrowed from it.
@@ -305,5 +325,47 @@ impl fmt::Display for ParamError {
                 value
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{phase}` as one operation declares it: an enum of two values.
+    fn entrypoint(p: &RequestParams<'_>) -> Result<(), ParamError> {
+        let phase: String = p.require(ParamIn::Path(0), "phase")?;
+        match phase.as_str() {
+            "http_request_firewall" | "http_request_transform" => Ok(()),
+            other => Err(ParamError::invalid(
+                ParamIn::Path(0),
+                "phase",
+                "one of two phases",
+                other,
+            )),
+        }
+    }
+
+    /// The same place as another operation declares it: an integer.
+    fn numbered(p: &RequestParams<'_>) -> Result<(), ParamError> {
+        p.require::<i64>(ParamIn::Path(0), "ruleset_phase").map(drop)
+    }
+
+    #[test]
+    fn check_any_accepts_what_one_check_accepts_and_reports_the_first_error() {
+        let headers = HeaderMap::new();
+        let checks: [crate::spec::Validator; 2] = [entrypoint, numbered];
+        for accepted in ["http_request_firewall", "42"] {
+            let path = [accepted];
+            assert_eq!(
+                check_any(&RequestParams::new(&path, None, &headers), &checks),
+                Ok(()),
+                "{accepted}"
+            );
+        }
+        let path = ["ddos_l7"];
+        let err = check_any(&RequestParams::new(&path, None, &headers), &checks).expect_err("refused by both");
+        assert_eq!(err.name, "phase", "the first operation's error");
+        assert_eq!(check_any(&RequestParams::new(&path, None, &headers), &[]), Ok(()));
     }
 }

@@ -658,15 +658,23 @@ pub struct OperationSpec {
     pub method: Method,
     /// The OpenAPI path template as written in the spec, e.g. `/pets/{petId}`.
     pub template: &'static str,
-    /// The route given to the router: the template with parameters renamed positionally (`/pets/{p0}`), so that
-    /// templates differing only in parameter names share one route.
+    /// The route given to the router: the template with one capture per segment that holds parameters, named
+    /// positionally (`/pets/{p0}`), so that templates differing only in parameter names share one route. Literal
+    /// text before a segment's first parameter stays in the route (`/v{p0}`); text after it does not (see
+    /// [`OperationSpec::path_suffixes`]).
     pub route: &'static str,
-    /// Path parameter names, in the order they appear in the template (route capture `p{i}` is `path_params[i]`).
+    /// Path parameter names, in the order they appear in the template. Capture `p{c}` of the route is the `c`-th
+    /// segment of the template that holds parameters: `path_params[c]` when every such segment holds one, else the
+    /// segment's parameters in order (the runtime counts the placeholders of each segment of `template` once, at
+    /// start-up).
     pub path_params: &'static [&'static str],
-    /// Empty, or one entry per path parameter: literal text that follows the parameter inside its segment
-    /// (`.json` in `/calls/{sid}.json`). The router of axum 0.8 cannot match such a suffix, so the segment is routed
-    /// whole (`/calls/{p0}`) and the runtime strips the suffix from the captured value, answering `404` when the
-    /// value does not end with it.
+    /// Empty, or one entry per path parameter: literal text that follows the parameter inside its segment — the
+    /// segment's suffix for its last parameter (`.json` in `/calls/{sid}.json`), the text before the next parameter
+    /// for the others (`.` in `/files/{name}.{ext}`). The router of axum 0.8 cannot match text after a parameter,
+    /// so the segment is routed whole (`/calls/{p0}`, `/files/{p0}`) and the runtime takes the suffix off the
+    /// captured value and cuts it at the literals between parameters, each at its last occurrence (the first
+    /// parameter of a segment is the only one that may contain them), answering `404` when the value lacks one
+    /// or a parameter would be empty.
     pub path_suffixes: &'static [&'static str],
     /// Parses and type-checks the operation's parameters; `None` when it declares none worth checking.
     pub validate: Option<Validator>,
@@ -700,6 +708,42 @@ pub struct OperationSpec {
     pub responses_check: Option<&'static ResponseCheckSpec>,
     /// Where the request goes.
     pub target: TargetSpec,
+}
+
+impl OperationSpec {
+    /// Every setting at its default: open, no policy, the default body limit, no parameters. Generated code writes
+    /// the fields an operation sets — always its id, method, template, route and target — and takes the rest from
+    /// here (`..OperationSpec::DEFAULT`), so that a plain operation stays a few lines.
+    ///
+    /// Its own target, which every generated entry replaces, answers `501 Not Implemented` without a body.
+    pub const DEFAULT: OperationSpec = OperationSpec {
+        id: "",
+        method: Method::GET,
+        template: "",
+        route: "",
+        path_params: &[],
+        path_suffixes: &[],
+        validate: None,
+        security: &[],
+        cors: None,
+        ip: None,
+        compression: None,
+        websocket: false,
+        plans: &[],
+        throttle: None,
+        cache: None,
+        responses: &[],
+        body: BodySpec::limit(DEFAULT_MAX_BODY),
+        schema_params: &[],
+        transform: None,
+        responses_check: None,
+        target: TargetSpec::Mock(MockSpec {
+            status: 501,
+            headers: &[],
+            content_type: "",
+            body: "",
+        }),
+    };
 }
 
 /// `compression`: responses compressed for clients that accept it, and optionally request bodies decompressed.
@@ -1062,6 +1106,112 @@ pub enum PathPart {
     Stage(&'static str),
 }
 
+impl TargetSpec {
+    /// Reverse-proxy to `upstreams[upstream]` at `path`: a [`UpstreamTarget`], as generated code writes it (with
+    /// the path spelled by [`path!`](crate::path)).
+    pub const fn proxy(upstream: usize, path: &'static [PathPart]) -> TargetSpec {
+        TargetSpec::Upstream(UpstreamTarget { upstream, path })
+    }
+}
+
+/// The upstream path `template` as [`PathPart`]s, evaluated at compile time: literal text as it is, `{i}` for path
+/// parameter `i`, `{stage.NAME}` for stage variable `NAME`. `path!("/pets/{0}/photos")` is
+/// `&[PathPart::Literal("/pets/"), PathPart::Param(0), PathPart::Literal("/photos")]`; a malformed template (an
+/// unclosed `{`, a stray `}`, a placeholder that is neither) does not compile. Literal text holding `{` or `}` cannot
+/// be written this way: generated code spells such a path part by part.
+#[macro_export]
+macro_rules! path {
+    ($template:literal) => {{
+        const PARTS: [$crate::spec::PathPart; $crate::spec::path_len($template)] = $crate::spec::path_parts($template);
+        &PARTS
+    }};
+}
+
+/// How many [`PathPart`]s the upstream path `template` is (see [`path!`](crate::path)).
+pub const fn path_len(template: &'static str) -> usize {
+    let mut rest = template.as_bytes();
+    let mut count = 0;
+    while !rest.is_empty() {
+        rest = next_path_part(rest).1;
+        count += 1;
+    }
+    count
+}
+
+/// The upstream path `template` as its `N` [`PathPart`]s (see [`path!`](crate::path), which supplies `N`).
+///
+/// # Panics
+///
+/// If `template` is malformed or is not `N` parts; at compile time, when evaluated in a constant.
+pub const fn path_parts<const N: usize>(template: &'static str) -> [PathPart; N] {
+    let mut parts = [PathPart::Param(0); N];
+    let mut rest = template.as_bytes();
+    let mut i = 0;
+    while !rest.is_empty() {
+        assert!(i < N, "the upstream path has more parts than its length says");
+        let (part, after) = next_path_part(rest);
+        parts[i] = part;
+        rest = after;
+        i += 1;
+    }
+    assert!(i == N, "the upstream path has fewer parts than its length says");
+    parts
+}
+
+/// The first part of a non-empty upstream path template, and the rest.
+const fn next_path_part(template: &'static [u8]) -> (PathPart, &'static [u8]) {
+    let mut end = 0;
+    if template[0] == b'{' {
+        while end < template.len() && template[end] != b'}' {
+            end += 1;
+        }
+        assert!(end < template.len(), "an upstream path placeholder is not closed with `}}`");
+        let (placeholder, after) = template.split_at(end + 1);
+        // Without the braces.
+        let (inside, _) = placeholder.split_at(placeholder.len() - 1);
+        let (_, inside) = inside.split_at(1);
+        let part = match inside {
+            [b's', b't', b'a', b'g', b'e', b'.', name @ ..] if !name.is_empty() => PathPart::Stage(utf8(name)),
+            _ => PathPart::Param(decimal(inside)),
+        };
+        return (part, after);
+    }
+    while end < template.len() && template[end] != b'{' {
+        assert!(template[end] != b'}', "an upstream path has `}}` outside a placeholder");
+        end += 1;
+    }
+    let (text, after) = template.split_at(end);
+    (PathPart::Literal(utf8(text)), after)
+}
+
+/// `bytes`, cut from a `&str` at ASCII characters, as the `&str` they are.
+const fn utf8(bytes: &'static [u8]) -> &'static str {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) => panic!("an upstream path is cut inside a character"),
+    }
+}
+
+/// The path parameter index `digits` spells.
+const fn decimal(digits: &[u8]) -> usize {
+    assert!(
+        !digits.is_empty(),
+        "an upstream path placeholder is empty: `{{i}}` or `{{stage.NAME}}`"
+    );
+    let mut value = 0usize;
+    let mut i = 0;
+    while i < digits.len() {
+        let digit = digits[i];
+        assert!(
+            digit.is_ascii_digit(),
+            "an upstream path placeholder is neither `{{i}}` nor `{{stage.NAME}}`"
+        );
+        value = value * 10 + (digit - b'0') as usize;
+        i += 1;
+    }
+    value
+}
+
 /// A fixed response.
 #[derive(Debug)]
 pub struct MockSpec {
@@ -1201,4 +1351,66 @@ pub enum StoreFilterKind {
     Number,
     /// `true` or `false`.
     Boolean,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What generated code writes: the fields that differ, the rest from [`OperationSpec::DEFAULT`], in a `static`.
+    static POST: OperationSpec = OperationSpec {
+        id: "createPet",
+        method: Method::POST,
+        template: "/pets",
+        route: "/pets",
+        target: TargetSpec::Upstream(UpstreamTarget {
+            upstream: 0,
+            path: &[PathPart::Literal("/pets")],
+        }),
+        ..OperationSpec::DEFAULT
+    };
+
+    #[test]
+    fn an_operation_written_against_the_default_keeps_its_fields_and_takes_the_defaults() {
+        assert_eq!((POST.id, POST.method.as_str(), POST.route), ("createPet", "POST", "/pets"));
+        assert!(matches!(POST.target, TargetSpec::Upstream(UpstreamTarget { upstream: 0, .. })));
+        assert!(POST.security.is_empty() && POST.validate.is_none() && POST.cache.is_none());
+        assert_eq!((POST.body.max, POST.body.validate), (DEFAULT_MAX_BODY, false));
+        assert!(matches!(OperationSpec::DEFAULT.target, TargetSpec::Mock(MockSpec { status: 501, .. })));
+    }
+
+    /// `path!` as generated code uses it: in a `static`, evaluated at compile time.
+    static PROXIED: TargetSpec = TargetSpec::proxy(1, crate::path!("/v1/pets/{0}/photos/{1}.jpg"));
+
+    #[test]
+    fn path_spells_literals_parameters_and_stage_variables() {
+        let TargetSpec::Upstream(UpstreamTarget { upstream: 1, path }) = &PROXIED else {
+            panic!("a proxy to upstream 1: {PROXIED:?}");
+        };
+        assert_eq!(
+            *path,
+            [
+                PathPart::Literal("/v1/pets/"),
+                PathPart::Param(0),
+                PathPart::Literal("/photos/"),
+                PathPart::Param(1),
+                PathPart::Literal(".jpg"),
+            ]
+        );
+        assert_eq!(
+            crate::path!("{stage.prefix}/é/{12}"),
+            &[PathPart::Stage("prefix"), PathPart::Literal("/é/"), PathPart::Param(12)]
+        );
+        assert_eq!(crate::path!("/"), &[PathPart::Literal("/")]);
+        assert!(crate::path!("").is_empty());
+        assert_eq!(path_len("/a/{0}{1}"), 3);
+    }
+
+    #[test]
+    fn malformed_paths_are_refused() {
+        for bad in ["/a/{0", "/a}", "/{}", "/{x}", "/{stage.}", "/{-1}"] {
+            let refused = std::panic::catch_unwind(|| path_len(bad));
+            assert!(refused.is_err(), "{bad}");
+        }
+    }
 }

@@ -53,9 +53,14 @@ pub(super) fn gateway_access_md(gateway: &str, apis: &[Api]) -> String {
 fn section(out: &mut String, api: &Api, level: &str) {
     out.push_str("| Method | Path | Operation | Who may call | CORS |\n|---|---|---|---|---|\n");
     for op in &api.operations {
+        // Operations matching the same requests as this one, served by its route.
+        let also = op.merged.as_ref().map_or_else(String::new, |merged| {
+            let ids: Vec<String> = merged.ids.iter().map(|id| format!("`{id}`")).collect();
+            format!(" (also {})", ids.join(", "))
+        });
         let _ = writeln!(
             out,
-            "| {} | `{}{}` | `{}` | {} | {} |",
+            "| {} | `{}{}` | `{}`{also} | {} | {} |",
             op.method,
             api.base_path,
             op.template,

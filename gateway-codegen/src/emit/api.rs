@@ -25,7 +25,17 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
         .iter()
         .map(|op| intern_cors(&mut policies, op.cors.as_ref()))
         .collect();
-    let operations = api.operations.iter().zip(&op_cors).map(|(op, c)| operation(op, *c));
+    // Each operation's fields, then the values several share, named, then the entries referring to them.
+    let mut values = SharedValues::default();
+    let fields: Vec<OperationFields> = api
+        .operations
+        .iter()
+        .zip(&op_cors)
+        .map(|(op, c)| operation(op, *c, &api.schemes, &mut values))
+        .collect();
+    values.name_repeated();
+    let operations = fields.iter().map(|f| f.render(&values));
+    let shared_items = values.items();
     let policy_count = Literal::usize_unsuffixed(policies.len());
     let policy_specs = policies.iter().map(|c| cors(c));
     let cors_table = (!policies.is_empty()).then(|| {
@@ -79,6 +89,8 @@ pub(super) fn api_rs(api: &Api) -> TokenStream {
         };
 
         #cors_table
+
+        #shared_items
     };
     let imports = imports(&table);
     quote! {
@@ -196,6 +208,11 @@ fn imports(table: &TokenStream) -> TokenStream {
     if !template.is_empty() {
         out.extend(quote!(use ::gateway_runtime::template::{#(#template),*};));
     }
+    if uses_macro(table.clone(), "path") {
+        out.extend(quote!(
+            use ::gateway_runtime::path;
+        ));
+    }
     if used.contains("Duration") {
         out.extend(quote!(
             use ::std::time::Duration;
@@ -212,6 +229,24 @@ fn imports(table: &TokenStream) -> TokenStream {
         ));
     }
     out
+}
+
+/// Whether `tokens` call the macro `name` (`name!`), which a field of that name does not.
+fn uses_macro(tokens: TokenStream, name: &str) -> bool {
+    let mut previous_is_name = false;
+    for tree in tokens {
+        match tree {
+            proc_macro2::TokenTree::Punct(p) if previous_is_name && p.as_char() == '!' => return true,
+            proc_macro2::TokenTree::Group(group) if uses_macro(group.stream(), name) => return true,
+            proc_macro2::TokenTree::Ident(ref ident) => {
+                previous_is_name = ident == name;
+                continue;
+            }
+            _ => {}
+        }
+        previous_is_name = false;
+    }
+    false
 }
 
 /// Every identifier in `tokens`.
@@ -443,86 +478,333 @@ fn cors_ref(i: usize) -> TokenStream {
     quote!(&CORS[#i])
 }
 
-fn operation(op: &Operation, cors: Option<usize>) -> TokenStream {
+/// A field of `OperationSpec` whose value several operations may share: such a value is written once, as a
+/// `const` (or a `static` the operations point to), and referred to by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SharedKind {
+    Security,
+    SchemaParams,
+    Responses,
+    Body,
+    Cache,
+    Ip,
+    Transform,
+    ResponsesCheck,
+}
+
+impl SharedKind {
+    /// The name of its items, before their number (`SECURITY_0`).
+    fn prefix(self) -> &'static str {
+        match self {
+            SharedKind::Security => "SECURITY",
+            SharedKind::SchemaParams => "SCHEMA_PARAMS",
+            SharedKind::Responses => "RESPONSES",
+            SharedKind::Body => "BODY",
+            SharedKind::Cache => "CACHE",
+            SharedKind::Ip => "IP",
+            SharedKind::Transform => "TRANSFORM",
+            SharedKind::ResponsesCheck => "RESPONSES_CHECK",
+        }
+    }
+
+    /// The item's type.
+    fn ty(self) -> TokenStream {
+        match self {
+            SharedKind::Security => quote!(&[&[Requirement]]),
+            SharedKind::SchemaParams => quote!(&[SchemaParamSpec]),
+            SharedKind::Responses => quote!(&[GatewayResponseSpec]),
+            SharedKind::Body => quote!(BodySpec),
+            SharedKind::Cache => quote!(CacheSpec),
+            SharedKind::Ip => quote!(IpSpec),
+            SharedKind::Transform => quote!(TransformSpec),
+            SharedKind::ResponsesCheck => quote!(ResponseCheckSpec),
+        }
+    }
+
+    /// Whether the field points to the value (`Some(&CACHE_0)`, a `static`) rather than holding it (a `const`).
+    fn by_ref(self) -> bool {
+        matches!(
+            self,
+            SharedKind::Cache | SharedKind::Ip | SharedKind::Transform | SharedKind::ResponsesCheck
+        )
+    }
+
+    /// What the value is, for its doc comment.
+    fn what(self) -> &'static str {
+        match self {
+            SharedKind::Security => "The security",
+            SharedKind::SchemaParams => "The schema-checked parameters",
+            SharedKind::Responses => "The gateway response renderings",
+            SharedKind::Body => "The request body",
+            SharedKind::Cache => "The response caching",
+            SharedKind::Ip => "The client addresses admitted",
+            SharedKind::Transform => "The transforms",
+            SharedKind::ResponsesCheck => "The response checks",
+        }
+    }
+}
+
+/// One value of a shareable field, and the operations that have it.
+struct SharedEntry {
+    kind: SharedKind,
+    value: TokenStream,
+    /// What follows "… of N operations" in its doc comment (`: \`api_key\` or \`bearer\``).
+    detail: String,
+    uses: usize,
+    /// Its item's name, once [`SharedValues::name_repeated`] found it used more than once.
+    name: Option<proc_macro2::Ident>,
+}
+
+/// The shareable values of every operation's fields, each once.
+#[derive(Default)]
+struct SharedValues {
+    entries: Vec<SharedEntry>,
+    /// By kind and the value's tokens as text.
+    index: std::collections::BTreeMap<(SharedKind, String), usize>,
+}
+
+impl SharedValues {
+    /// Records one use of `value` as a `kind` field; the entry's index.
+    fn add(&mut self, kind: SharedKind, value: TokenStream, detail: impl FnOnce() -> String) -> usize {
+        let key = (kind, value.to_string());
+        if let Some(&i) = self.index.get(&key) {
+            self.entries[i].uses += 1;
+            return i;
+        }
+        self.entries.push(SharedEntry {
+            kind,
+            value,
+            detail: detail(),
+            uses: 1,
+            name: None,
+        });
+        self.index.insert(key, self.entries.len() - 1);
+        self.entries.len() - 1
+    }
+
+    /// Names every entry used by more than one operation: per kind, numbered in order of first use.
+    fn name_repeated(&mut self) {
+        let mut counts: std::collections::BTreeMap<SharedKind, usize> = std::collections::BTreeMap::new();
+        for entry in self.entries.iter_mut().filter(|e| e.uses > 1) {
+            let n = counts.entry(entry.kind).or_default();
+            entry.name = Some(format_ident!("{}_{}", entry.kind.prefix(), *n));
+            *n += 1;
+        }
+    }
+
+    /// The field's value: the item's name, or the value itself for a value only one operation has.
+    fn field(&self, i: usize) -> TokenStream {
+        let entry = &self.entries[i];
+        match (&entry.name, entry.kind.by_ref()) {
+            (Some(name), false) => quote!(#name),
+            (Some(name), true) => quote!(Some(&#name)),
+            (None, false) => entry.value.clone(),
+            (None, true) => {
+                let value = &entry.value;
+                quote!(Some(&#value))
+            }
+        }
+    }
+
+    /// The items of the named entries, by kind, each kind in order of first use.
+    fn items(&self) -> TokenStream {
+        let mut named: Vec<&SharedEntry> = self.entries.iter().filter(|e| e.name.is_some()).collect();
+        named.sort_by_key(|e| e.kind);
+        let items = named.into_iter().map(|entry| {
+            let name = &entry.name;
+            let ty = entry.kind.ty();
+            let value = &entry.value;
+            let doc = format!(" {} of {} operations{}.", entry.kind.what(), entry.uses, entry.detail);
+            if entry.kind.by_ref() {
+                quote!(#[doc = #doc] static #name: #ty = #value;)
+            } else {
+                quote!(#[doc = #doc] const #name: #ty = #value;)
+            }
+        });
+        quote!(#(#items)*)
+    }
+}
+
+/// A field of an operation's entry: written as it is, or one of the [`SharedValues`].
+enum FieldValue {
+    Tokens(TokenStream),
+    Shared(usize),
+}
+
+/// An operation's entry before the shared values are named: the fields that differ from
+/// `OperationSpec::DEFAULT`, in declaration order.
+struct OperationFields(Vec<(&'static str, FieldValue)>);
+
+impl OperationFields {
+    fn set(&mut self, name: &'static str, tokens: TokenStream) {
+        self.0.push((name, FieldValue::Tokens(tokens)));
+    }
+
+    fn share(&mut self, name: &'static str, entry: usize) {
+        self.0.push((name, FieldValue::Shared(entry)));
+    }
+
+    fn render(&self, shared: &SharedValues) -> TokenStream {
+        let fields = self.0.iter().map(|(name, value)| {
+            let name = format_ident!("{}", name);
+            let value = match value {
+                FieldValue::Tokens(tokens) => tokens.clone(),
+                FieldValue::Shared(i) => shared.field(*i),
+            };
+            quote!(#name: #value,)
+        });
+        quote! {
+            OperationSpec {
+                #(#fields)*
+                ..OperationSpec::DEFAULT
+            }
+        }
+    }
+}
+
+/// `security` for a doc comment: `` `a` and `b`, or `c` `` (with the scopes each must grant).
+fn security_detail(security: &[Vec<Requirement>], schemes: &[Scheme]) -> String {
+    let alternatives: Vec<String> = security
+        .iter()
+        .map(|alternative| {
+            let all: Vec<String> = alternative
+                .iter()
+                .map(|r| {
+                    let name = schemes.get(r.scheme).map_or("?", |s| s.name.as_str());
+                    if r.scopes.is_empty() {
+                        format!("`{name}`")
+                    } else {
+                        format!("`{name}` ({})", r.scopes.join(", "))
+                    }
+                })
+                .collect();
+            if all.is_empty() {
+                String::from("none")
+            } else {
+                all.join(" and ")
+            }
+        })
+        .collect();
+    format!(": {}", super::doc_text(&alternatives.join(", or ")))
+}
+
+/// The fields of `op` that differ from `OperationSpec::DEFAULT` (its id, method, template, route and target
+/// always), with the shareable ones recorded in `shared`.
+fn operation(op: &Operation, cors: Option<usize>, schemes: &[Scheme], shared: &mut SharedValues) -> OperationFields {
+    let mut fields = OperationFields(Vec::new());
     let id = &op.id;
     let method = format_ident!("{}", op.method);
     let template = &op.template;
     let route = &op.route;
-    let path_params = &op.path_params;
-    // All-empty suffixes are written as `&[]`: the common case stays short.
-    let suffixes: &[String] = if op.path_suffixes.iter().all(String::is_empty) {
-        &[]
-    } else {
-        &op.path_suffixes
-    };
-    let validate = match &op.params {
-        Some(params) => {
-            let ty = format_ident!("{}", params.name);
-            quote!(Some(check::<params::#ty>))
+    fields.set("id", quote!(#id));
+    fields.set("method", quote!(Method::#method));
+    fields.set("template", quote!(#template));
+    fields.set("route", quote!(#route));
+    if !op.path_params.is_empty() {
+        let path_params = &op.path_params;
+        fields.set("path_params", quote!(&[#(#path_params),*]));
+    }
+    // All-empty suffixes are left out: the common case stays short.
+    if !op.path_suffixes.iter().all(String::is_empty) {
+        let suffixes = &op.path_suffixes;
+        fields.set("path_suffixes", quote!(&[#(#suffixes),*]));
+    }
+    let validate = match (&op.params, &op.merged) {
+        // A route serving several operations accepts what any of their parameter structs accepts.
+        (Some(_), Some(merged)) if !merged.check.is_empty() => {
+            let check = format_ident!("{}", merged.check);
+            Some(quote!(Some(params::#check)))
         }
-        None => quote!(None),
+        (Some(params), _) => {
+            let ty = format_ident!("{}", params.name);
+            Some(quote!(Some(check::<params::#ty>)))
+        }
+        (None, _) => None,
     };
-    let target = target(&op.target);
-    let responses = op.responses.iter().map(gateway_response);
-    let security = op
-        .security
-        .iter()
-        .map(|alternative| alternative.iter().map(requirement).collect::<Vec<_>>());
-    let cors = option(cors.map(cors_ref));
-    let ip = option(op.ip.as_ref().map(|ip| {
-        let ip = ip_spec(ip);
-        quote!(&#ip)
-    }));
-    let compression = option(op.compression.map(|c| {
+    if let Some(validate) = validate {
+        fields.set("validate", validate);
+    }
+    if !op.security.is_empty() {
+        let security = op
+            .security
+            .iter()
+            .map(|alternative| alternative.iter().map(requirement).collect::<Vec<_>>());
+        let value = quote!(&[#(&[#(#security),*]),*]);
+        let entry = shared.add(SharedKind::Security, value, || security_detail(&op.security, schemes));
+        fields.share("security", entry);
+    }
+    if let Some(cors) = cors {
+        let cors = cors_ref(cors);
+        fields.set("cors", quote!(Some(#cors)));
+    }
+    if let Some(ip) = &op.ip {
+        fields.share("ip", shared.add(SharedKind::Ip, ip_spec(ip), String::new));
+    }
+    if let Some(c) = op.compression {
         let min_size = Literal::u64_unsuffixed(c.min_size);
         let decompress = c.decompress_requests;
-        quote!(CompressionSpec { min_size: #min_size, decompress_requests: #decompress })
-    }));
-    let websocket = op.websocket;
-    let op_plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
-    let op_throttle = option(op.throttle.as_ref().map(throttle));
-    let cache = match &op.cache {
-        Some(policy) => {
-            let policy = cache_policy(policy);
-            quote!(Some(&#policy))
-        }
-        None => quote!(None),
-    };
-    let body = body(&op.body);
-    let schema_params = op.schema_params.iter().map(schema_param);
-    let transform = option(op.transform.as_ref().map(|t| {
-        let t = transform(t);
-        quote!(&#t)
-    }));
-    let responses_check = option(op.responses_check.as_ref().map(|c| {
-        let c = responses_check(c);
-        quote!(&#c)
-    }));
-    quote! {
-        OperationSpec {
-            id: #id,
-            method: Method::#method,
-            template: #template,
-            route: #route,
-            path_params: &[#(#path_params),*],
-            path_suffixes: &[#(#suffixes),*],
-            validate: #validate,
-            security: &[#(&[#(#security),*]),*],
-            cors: #cors,
-            ip: #ip,
-            compression: #compression,
-            websocket: #websocket,
-            plans: &[#(#op_plans),*],
-            throttle: #op_throttle,
-            cache: #cache,
-            responses: &[#(#responses),*],
-            body: #body,
-            schema_params: &[#(#schema_params),*],
-            transform: #transform,
-            responses_check: #responses_check,
-            target: #target,
+        fields.set(
+            "compression",
+            quote!(Some(CompressionSpec { min_size: #min_size, decompress_requests: #decompress })),
+        );
+    }
+    if op.websocket {
+        fields.set("websocket", quote!(true));
+    }
+    if !op.plans.is_empty() {
+        let plans = op.plans.iter().map(|p| Literal::usize_unsuffixed(*p));
+        fields.set("plans", quote!(&[#(#plans),*]));
+    }
+    if let Some(t) = &op.throttle {
+        let t = throttle(t);
+        fields.set("throttle", quote!(Some(#t)));
+    }
+    if let Some(policy) = &op.cache {
+        fields.share("cache", shared.add(SharedKind::Cache, cache_policy(policy), String::new));
+    }
+    if !op.responses.is_empty() {
+        let responses = op.responses.iter().map(gateway_response);
+        let value = quote!(&[#(#responses),*]);
+        fields.share("responses", shared.add(SharedKind::Responses, value, String::new));
+    }
+    if !is_default_body(&op.body) {
+        let value = body(&op.body);
+        if op.body.media.is_empty() {
+            // `BodySpec::limit(N)`: one line, not worth a name.
+            fields.set("body", value);
+        } else {
+            fields.share("body", shared.add(SharedKind::Body, value, String::new));
         }
     }
+    if !op.schema_params.is_empty() {
+        let params = op.schema_params.iter().map(schema_param);
+        let value = quote!(&[#(#params),*]);
+        let detail = || {
+            let names: Vec<String> = op
+                .schema_params
+                .iter()
+                .map(|p| format!("`{}` ({})", p.name, p.location.as_str()))
+                .collect();
+            format!(": {}", super::doc_text(&names.join(", ")))
+        };
+        fields.share("schema_params", shared.add(SharedKind::SchemaParams, value, detail));
+    }
+    if let Some(t) = &op.transform {
+        fields.share("transform", shared.add(SharedKind::Transform, transform(t), String::new));
+    }
+    if let Some(c) = &op.responses_check {
+        fields.share(
+            "responses_check",
+            shared.add(SharedKind::ResponsesCheck, responses_check(c), String::new),
+        );
+    }
+    fields.set("target", target(&op.target));
+    fields
+}
+
+/// Whether `body` is `OperationSpec::DEFAULT`'s: not validated, no media types, the default limit.
+fn is_default_body(body: &Body) -> bool {
+    !body.validate && body.media.is_empty() && body.max == crate::validate::contract::DEFAULT_MAX_BODY
 }
 
 fn body(body: &Body) -> TokenStream {
@@ -657,14 +939,33 @@ fn path_parts(path: &[PathPart]) -> Vec<TokenStream> {
         .collect()
 }
 
+/// An upstream path as the runtime's `path!` spells it (`path!("/pets/{0}")`: one line where the parts take one
+/// each), or part by part when literal text holds a brace, which `path!` would read as a placeholder (validation
+/// refuses braces in paths today; this keeps the output right if that changes).
+fn upstream_path(path: &[PathPart]) -> TokenStream {
+    let mut template = String::new();
+    for part in path {
+        match part {
+            PathPart::Literal(text) if !text.contains(['{', '}']) => template.push_str(text),
+            PathPart::Param(i) => template.push_str(&format!("{{{i}}}")),
+            PathPart::Stage(name) if !name.is_empty() && !name.contains(['{', '}']) => {
+                template.push_str(&format!("{{stage.{name}}}"));
+            }
+            PathPart::Literal(_) | PathPart::Stage(_) => {
+                let parts = path_parts(path);
+                return quote!(&[#(#parts),*]);
+            }
+        }
+    }
+    quote!(path!(#template))
+}
+
 fn target(target: &Target) -> TokenStream {
     match target {
         Target::Upstream { upstream, path } => {
             let upstream = Literal::usize_unsuffixed(*upstream);
-            let parts = path_parts(path);
-            quote! {
-                TargetSpec::Upstream(UpstreamTarget { upstream: #upstream, path: &[#(#parts),*] })
-            }
+            let path = upstream_path(path);
+            quote!(TargetSpec::proxy(#upstream, #path))
         }
         Target::Split { sides, sticky, path } => {
             let sides = sides.iter().map(|(upstream, weight)| {
@@ -673,9 +974,9 @@ fn target(target: &Target) -> TokenStream {
                 quote!(SplitSide { upstream: #upstream, weight: #weight })
             });
             let sticky = option(sticky.as_ref().map(placeholder));
-            let parts = path_parts(path);
+            let path = upstream_path(path);
             quote! {
-                TargetSpec::Split(SplitTarget { sides: &[#(#sides),*], sticky: #sticky, path: &[#(#parts),*] })
+                TargetSpec::Split(SplitTarget { sides: &[#(#sides),*], sticky: #sticky, path: #path })
             }
         }
         Target::Mock(mock) => {

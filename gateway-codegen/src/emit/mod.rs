@@ -388,7 +388,12 @@ fn space_items(code: &str) -> String {
         out.push('\n');
         let Some(next) = lines.peek() else { break };
         let is_use = |l: &str| l.starts_with("use ") || l.starts_with("pub use ");
-        let ends_item = line == "}" || line == "};" || (is_use(line) && line.ends_with(';') && !is_use(next));
+        let one_line_item = (line.starts_with("const ") || line.starts_with("static ")) && line.ends_with(';');
+        let ends_item = line == "}"
+            || line == "};"
+            || line == "];"
+            || one_line_item
+            || (is_use(line) && line.ends_with(';') && !is_use(next));
         let ends_docs = line.starts_with("//!") && !next.starts_with("//!");
         let is_mod = |l: &str| l.starts_with("mod ") || l.starts_with("pub mod ");
         let ends_mods = is_mod(line) && line.ends_with(';') && !is_mod(next) && !next.starts_with("#[");

@@ -3,13 +3,13 @@
 use proc_macro2::{Literal as Lit, TokenStream};
 use quote::{ToTokens, quote};
 
-use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param, ParamType, Scalar};
+use crate::model::{Api, EnumType, ListStyle, Literal, Location, Operation, Param, ParamStruct, ParamType, Scalar};
 
 /// Enum values listed in an error message before the rest are summarised.
 const MAX_LISTED_VALUES: usize = 20;
 
 pub(super) fn params_rs(api: &Api) -> TokenStream {
-    let structs: Vec<TokenStream> = api.operations.iter().filter_map(param_struct).collect();
+    let structs: Vec<TokenStream> = api.operations.iter().flat_map(param_structs).collect();
     let enums: Vec<TokenStream> = api.enums.iter().map(enum_type).collect();
     // A spec with no typed parameters gets an empty module, without an import nothing would use.
     let import = (!structs.is_empty() || !enums.is_empty()).then(|| {
@@ -159,9 +159,12 @@ fn list_style_tokens(style: ListStyle) -> TokenStream {
     }
 }
 
-fn param_struct(op: &Operation) -> Option<TokenStream> {
-    let params = op.params.as_ref()?;
-    let struct_ident = ident(&params.name);
+/// The operation's parameter struct, and when its route also serves operations that check their parameters
+/// differently, theirs and the function accepting what any of them accepts.
+fn param_structs(op: &Operation) -> Vec<TokenStream> {
+    let Some(params) = &op.params else {
+        return Vec::new();
+    };
     let mut doc = format!(
         "Parameters of `{}`: `{} {}`.",
         super::doc_text(&op.id),
@@ -171,6 +174,45 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
     if let Some(summary) = &op.summary {
         doc.push_str(&format!("\n\n{}", super::doc_text(summary)));
     }
+    let mut out = vec![param_struct(params, doc)];
+    let Some(merged) = op.merged.as_ref().filter(|m| !m.alternatives.is_empty()) else {
+        return out;
+    };
+    for (id, alternative) in &merged.alternatives {
+        let doc = format!(
+            "Parameters of `{}`, which matches the same requests as `{}` and is served by its route.",
+            super::doc_text(id),
+            super::doc_text(&op.id)
+        );
+        out.push(param_struct(alternative, doc));
+    }
+    let function = ident(&merged.check);
+    let own = ident(&params.name);
+    let alternatives = merged.alternatives.iter().map(|(_, a)| ident(&a.name));
+    let ids: Vec<String> = std::iter::once(&op.id)
+        .chain(&merged.ids)
+        .map(|id| format!("`{}`", super::doc_text(id)))
+        .collect();
+    let doc = super::doc_lines(&format!(
+        "Accepts the parameters of a request to `{} {}` when any of the operations it serves accepts them ({}); \
+         otherwise the error is `{}`'s.",
+        op.method,
+        super::doc_text(&op.template),
+        ids.join(", "),
+        super::doc_text(&op.id)
+    ));
+    out.push(quote! {
+        #doc
+        pub fn #function(p: &rt::RequestParams<'_>) -> ::core::result::Result<(), rt::ParamError> {
+            rt::check_any(p, &[rt::check::<#own>, #(rt::check::<#alternatives>),*])
+        }
+    });
+    out
+}
+
+/// One parameter struct and its `FromRequestParams`, documented with `doc`.
+fn param_struct(params: &ParamStruct, mut doc: String) -> TokenStream {
+    let struct_ident = ident(&params.name);
     if !params.unchecked.is_empty() {
         doc.push_str(&format!(
             "\n\nForwarded without a type check: {}.",
@@ -214,7 +256,7 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         };
         quote!(#field: #read #default)
     });
-    Some(quote! {
+    quote! {
         #doc
         #[derive(Debug, Clone, PartialEq)]
         pub struct #struct_ident {
@@ -222,15 +264,13 @@ fn param_struct(op: &Operation) -> Option<TokenStream> {
         }
 
         impl rt::FromRequestParams for #struct_ident {
-            fn from_request_params(
-                p: &rt::RequestParams<'_>,
-            ) -> ::core::result::Result<Self, rt::ParamError> {
+            fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
                 ::core::result::Result::Ok(Self {
                     #(#reads,)*
                 })
             }
         }
-    })
+    }
 }
 
 fn enum_type(e: &EnumType) -> TokenStream {

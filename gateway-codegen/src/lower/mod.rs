@@ -16,12 +16,13 @@ use openapiv3::{
 
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::model::{
-    Api, EnumType, FunctionsCrate, ListStyle, Literal, Location, Operation, Param, ParamStruct, ParamType, Scalar,
-    Target,
+    Api, EnumType, FunctionsCrate, ListStyle, Literal, Location, Merged, Operation, Param, ParamStruct, ParamType,
+    Scalar, Target,
 };
 use crate::names::{self, Scope};
 use crate::parse::ParsedSpec;
 use crate::parse::refs;
+use crate::template::{self, Piece};
 use crate::validate::{Checked, CheckedOperation};
 
 /// Names the params module already uses, which generated types must not shadow.
@@ -32,6 +33,7 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
     let mut types = Types {
         scope: Scope::with_reserved(RESERVED_TYPES),
         enums: BTreeMap::new(),
+        checks: Scope::default(),
     };
     // Function operations' request and response types, in the types crate: its own namespace.
     let mut space = types::TypeSpace::new(&spec.openapi);
@@ -118,14 +120,58 @@ fn lower_operation(
     let struct_name = types
         .scope
         .claim(format!("{}Params", names::type_name(&op.id, "Operation")), "");
+    let params = param_struct(openapi, op.parsed, &op.path_params, op, struct_name, types, diags);
+    let (params, merged) = merge_params(openapi, op, params, types, diags);
+    let summary = first_line(op.parsed.operation.summary.as_deref())
+        .or_else(|| first_line(op.parsed.operation.description.as_deref()));
+    Some(Operation {
+        id: op.id.clone(),
+        method: op.parsed.method.to_owned(),
+        template: op.parsed.template.clone(),
+        route: op.route.clone(),
+        path_params: op.path_params.clone(),
+        path_suffixes: op.path_suffixes.clone(),
+        summary,
+        params,
+        merged,
+        cache: op.cache.clone(),
+        security: op.security.clone(),
+        access: op.access,
+        cors: op.cors.clone(),
+        ip: op.ip.clone(),
+        compression: op.compression,
+        websocket: op.websocket,
+        plans: op.plans.clone(),
+        throttle: op.throttle,
+        responses: op.responses.clone(),
+        body: op.body.clone(),
+        schema_params: op.schema_params.clone(),
+        transform: op.transform.clone(),
+        responses_check: op.responses_check.clone(),
+        target,
+    })
+}
+
+/// The typed parameters of operation `parsed` (path parameters named `path_params`), in a struct called `struct_name`;
+/// `None` when it has none to check. `op`'s schema-checked parameters are not listed as unchecked.
+fn param_struct(
+    openapi: &OpenAPI,
+    parsed: &crate::parse::ParsedOperation,
+    path_params: &[String],
+    op: &CheckedOperation<'_>,
+    struct_name: String,
+    types: &mut Types,
+    diags: &mut Diagnostics,
+) -> Option<ParamStruct> {
     let mut fields = Scope::default();
     let mut params = Vec::new();
     let mut unchecked = Vec::new();
-    for (at, parameter) in &op.parsed.params {
+    let separators = separators(&parsed.template);
+    for (at, parameter) in &parsed.params {
         let data = parameter.parameter_data_ref();
         let name = &data.name;
         let location = match parameter {
-            Parameter::Path { .. } => match op.path_params.iter().position(|p| p == name) {
+            Parameter::Path { .. } => match path_params.iter().position(|p| p == name) {
                 Some(i) => Location::Path(i),
                 None => continue,
             },
@@ -183,6 +229,12 @@ fn lower_operation(
             unchecked.push(format!("{} `{name}`", location.as_str()));
             continue;
         };
+        if let (Location::Path(i), ParamType::Scalar(Scalar::Enum(enum_name))) = (location, &ty)
+            && let Some(Some(separator)) = separators.get(i)
+            && let Some(e) = types.enums.get(enum_name)
+        {
+            warn_uncuttable_values(parsed, at, name, separator, e, diags);
+        }
         let required = matches!(location, Location::Path(_)) || data.required;
         let default = if required {
             None
@@ -201,10 +253,15 @@ fn lower_operation(
                             ));
                             None
                         }
+                        // The spec is wrong, but the gateway can still be exact without the default: an absent
+                        // parameter is forwarded absent, and the upstream applies whatever default it has.
                         Err(DefaultProblem::Unrepresentable { reason, help }) => {
                             diags.push(
-                                Diagnostic::error(at, format!("default `{value}` of parameter `{name}` {reason}"))
-                                    .help(help),
+                                Diagnostic::warning(
+                                    at,
+                                    format!("default `{value}` of parameter `{name}` {reason}; ignored"),
+                                )
+                                .help(help),
                             );
                             None
                         }
@@ -228,37 +285,168 @@ fn lower_operation(
             .iter()
             .any(|p| u.eq_ignore_ascii_case(&format!("{} `{}`", p.location.as_str(), p.name)))
     });
-    let summary = first_line(op.parsed.operation.summary.as_deref())
-        .or_else(|| first_line(op.parsed.operation.description.as_deref()));
-    Some(Operation {
-        id: op.id.clone(),
-        method: op.parsed.method.to_owned(),
-        template: op.parsed.template.clone(),
-        route: op.route.clone(),
-        path_params: op.path_params.clone(),
-        path_suffixes: op.path_suffixes.clone(),
-        summary,
-        params: (!params.is_empty()).then_some(ParamStruct {
-            name: struct_name,
-            fields: params,
-            unchecked,
-        }),
-        cache: op.cache.clone(),
-        security: op.security.clone(),
-        access: op.access,
-        cors: op.cors.clone(),
-        ip: op.ip.clone(),
-        compression: op.compression,
-        websocket: op.websocket,
-        plans: op.plans.clone(),
-        throttle: op.throttle,
-        responses: op.responses.clone(),
-        body: op.body.clone(),
-        schema_params: op.schema_params.clone(),
-        transform: op.transform.clone(),
-        responses_check: op.responses_check.clone(),
-        target,
+    (!params.is_empty()).then_some(ParamStruct {
+        name: struct_name,
+        fields: params,
+        unchecked,
     })
+}
+
+/// Per path parameter of `template`, the literal before it when it shares its segment with the parameter before it
+/// (`.` for `ext` in `/files/{name}.{ext}`): the runtime cuts the segment at that literal's last occurrence.
+fn separators(path_key: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut after_param = false;
+    let mut literal = String::new();
+    for piece in template::scan(template::routed_part(path_key)).unwrap_or_default() {
+        match piece {
+            Piece::Literal(text) => match text.rsplit_once('/') {
+                Some((_, rest)) => {
+                    after_param = false;
+                    literal = rest.to_owned();
+                }
+                None => literal.push_str(&text),
+            },
+            Piece::Placeholder(_) => {
+                out.push(after_param.then(|| std::mem::take(&mut literal)));
+                after_param = true;
+                literal.clear();
+            }
+        }
+    }
+    out
+}
+
+/// Warns (at the parameter, `at`) about values of enum `e` that a path parameter cut after `separator` can never be:
+/// the segment is cut at the separator's last occurrence, so such a value arrives as its last part.
+fn warn_uncuttable_values(
+    parsed: &crate::parse::ParsedOperation,
+    at: &str,
+    name: &str,
+    separator: &str,
+    e: &EnumType,
+    diags: &mut Diagnostics,
+) {
+    let values: Vec<String> = e
+        .variants
+        .iter()
+        .filter(|(_, wire)| wire.contains(separator))
+        .map(|(_, wire)| format!("`{wire}`"))
+        .collect();
+    if values.is_empty() {
+        return;
+    }
+    diags.push(
+        Diagnostic::warning(
+            at,
+            format!(
+                "path parameter `{name}` of {} {} can never be {}: its segment is cut at the last `{separator}` before it, so such a value arrives as the part after that `{separator}` (and is refused)",
+                parsed.method,
+                template::routed_part(&parsed.template),
+                values.join(", ")
+            ),
+        )
+        .help(format!(
+            "drop those values, or make `{name}` the first parameter of its segment (only the first may contain `{separator}`)"
+        )),
+    );
+}
+
+/// The parameter checks of an operation whose route also serves others (`op.merged`): what any of them accepts is
+/// accepted. When every one checks the same (the same parameters at the same places, of the same types, only path
+/// parameters named differently), the operation's own checks are that union exactly and are used alone; when one
+/// checks nothing, nothing is checked; otherwise the distinct ones become alternatives, tried in document order,
+/// and a request none accepts gets the serving operation's own error.
+fn merge_params(
+    openapi: &OpenAPI,
+    op: &CheckedOperation<'_>,
+    own: Option<ParamStruct>,
+    types: &mut Types,
+    diags: &mut Diagnostics,
+) -> (Option<ParamStruct>, Option<Merged>) {
+    if op.merged.is_empty() {
+        return (own, None);
+    }
+    let mut accepts_all = own.is_none();
+    let mut alternatives: Vec<(String, ParamStruct)> = Vec::new();
+    for member in &op.merged {
+        let candidate = format!("{}Params", names::type_name(&member.id, "Operation"));
+        // A struct that checks what another does is not emitted, nor are the enums made for it.
+        let before = (types.scope.clone(), types.enums.clone());
+        match param_struct(openapi, member.parsed, &member.path_params, op, candidate, types, diags) {
+            None => accepts_all = true,
+            Some(theirs) => {
+                let known = own
+                    .iter()
+                    .chain(alternatives.iter().map(|(_, p)| p))
+                    .any(|p| same_checks(p, &theirs, types));
+                if known {
+                    (types.scope, types.enums) = before;
+                } else {
+                    let name = types.scope.claim(theirs.name.clone(), "");
+                    alternatives.push((member.id.clone(), ParamStruct { name, ..theirs }));
+                }
+            }
+        }
+    }
+    let ids = op.merged.iter().map(|m| m.id.clone()).collect();
+    if accepts_all {
+        let merged = Merged {
+            ids,
+            alternatives: Vec::new(),
+            check: String::new(),
+        };
+        return (None, Some(merged));
+    }
+    let check = if alternatives.is_empty() {
+        String::new()
+    } else {
+        types.checks.claim(format!("accepts_{}", names::field(&op.id)), "_")
+    };
+    let merged = Merged {
+        ids,
+        alternatives,
+        check,
+    };
+    (own, Some(merged))
+}
+
+/// Whether two parameter structs accept exactly the same requests: the same parameters at the same places (path
+/// parameters by position, whatever they are called; header names in any case), of the same types (enums by their
+/// values), equally required, with the same defaults and list styles.
+fn same_checks(a: &ParamStruct, b: &ParamStruct, types: &Types) -> bool {
+    fn place(p: &Param) -> (u8, usize, String) {
+        match p.location {
+            Location::Path(i) => (0, i, String::new()),
+            Location::Query => (1, 0, p.name.clone()),
+            Location::Header => (2, 0, p.name.to_ascii_lowercase()),
+            Location::Cookie => (3, 0, p.name.clone()),
+        }
+    }
+    fn sorted(s: &ParamStruct) -> Vec<((u8, usize, String), &Param)> {
+        let mut fields: Vec<_> = s.fields.iter().map(|p| (place(p), p)).collect();
+        fields.sort_by(|x, y| x.0.cmp(&y.0));
+        fields
+    }
+    let same_scalar = |x: &Scalar, y: &Scalar| match (x, y) {
+        (Scalar::Enum(x), Scalar::Enum(y)) => {
+            x == y || types.enums.get(x).map(|e| &e.variants) == types.enums.get(y).map(|e| &e.variants)
+        }
+        (x, y) => x == y,
+    };
+    let same_type = |x: &ParamType, y: &ParamType| match (x, y) {
+        (ParamType::Scalar(x), ParamType::Scalar(y)) | (ParamType::List(x), ParamType::List(y)) => same_scalar(x, y),
+        _ => false,
+    };
+    let (a, b) = (sorted(a), sorted(b));
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|((px, x), (py, y))| {
+            px == py
+                && same_type(&x.ty, &y.ty)
+                && x.required == y.required
+                && x.default == y.default
+                && x.list_style == y.list_style
+        })
 }
 
 fn resolve_schema<'a>(openapi: &'a OpenAPI, schema: &'a ReferenceOr<Schema>) -> Option<&'a Schema> {
@@ -511,6 +699,8 @@ fn uuid_like(s: &str) -> bool {
 struct Types {
     scope: Scope,
     enums: BTreeMap<String, EnumType>,
+    /// Names of the generated functions that accept what any of several operations' parameters accept.
+    checks: Scope,
 }
 
 impl Types {

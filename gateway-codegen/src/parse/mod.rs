@@ -9,9 +9,11 @@ mod document;
 mod downgrade;
 pub mod ext;
 mod overlay;
+mod path_items;
 pub mod refs;
 mod repair;
 pub mod sources;
+mod typed;
 mod swagger2;
 
 use openapiv3::{OpenAPI, Operation, Parameter, PathItem, ReferenceOr, Server};
@@ -37,6 +39,10 @@ pub struct ParsedSpec {
     pub operations: Vec<ParsedOperation>,
     /// The document as written (before any translation or repair): what the gateway publishes.
     pub document: serde_json::Value,
+    /// For an OpenAPI 3.1 document: the document `openapi` was read from (path items inlined, repaired) before its
+    /// schemas were translated to 3.0, so with its schemas as written (JSON Schema 2020-12); the schemas the
+    /// gateway validates with are converted from it. `None` for 3.0.
+    pub schema_document: Option<serde_json::Value>,
 }
 
 /// An operation with what the later steps need, gathered from its path item and the document.
@@ -102,28 +108,7 @@ pub fn parse_with(
         document = converted.document;
     }
     let as_written = document.clone();
-    if version == Version::V3_1 {
-        let translated = downgrade::downgrade(&mut document);
-        if translated > 0 {
-            diags.push(
-            Diagnostic::warning("/openapi", format!("OpenAPI 3.1 is read as 3.0: {translated} JSON Schema construct(s) translated (type arrays, const, numeric exclusive bounds, examples)"))
-                .help("paths, operations, parameters and servers mean the same in both; see docs/x-gateway.md"),
-            );
-        }
-        if document
-            .get("paths")
-            .is_none_or(|p| p.as_object().is_none_or(serde_json::Map::is_empty))
-        {
-            diags.push(
-                Diagnostic::error(
-                    "/openapi",
-                    "the document has no paths: there is nothing for a gateway to serve",
-                )
-                .help("webhooks describe requests the API sends, not ones it serves; add `paths:`"),
-            );
-            return None;
-        }
-    }
+    sources.push(path_items::inline(&mut document, diags));
     // The repairs' findings are about the document before them (they remove list elements): pinned there.
     let mut found = Diagnostics::default();
     let mut map = PointerMap::default();
@@ -132,14 +117,12 @@ pub fn parse_with(
         diags.push(pin(d.clone(), sources));
     }
     sources.push(map);
-    downgrade::strip_mutual_tls(&mut document);
-    let openapi: OpenAPI = match try_deserialize(&document, "") {
-        Ok(openapi) => openapi,
-        Err(diagnostic) => {
-            diags.push(relocate::refine(&document, *diagnostic));
-            return None;
-        }
+    let schema_document = match version {
+        Version::V3_1 => Some(downgrade::read_3_1(&mut document, diags)?),
+        _ => None,
     };
+    downgrade::strip_mutual_tls(&mut document);
+    let openapi = typed::read(&mut document, diags)?;
     let errors_before = diags.items().len();
     let root = extension::<RootExt>(&openapi.extensions, "", diags)
         .map(|(_, e)| e)
@@ -152,6 +135,7 @@ pub fn parse_with(
         root_failed,
         operations,
         document: as_written,
+        schema_document,
     })
 }
 
@@ -243,6 +227,8 @@ fn check_version(document: &serde_json::Value, diags: &mut Diagnostics) -> Optio
         }
         None => match document.get("swagger") {
             Some(serde_json::Value::String(v)) if v == "2.0" => Some(Version::Swagger2),
+            // `swagger: 2.0` unquoted is a number in YAML; the converter says so.
+            Some(serde_json::Value::Number(n)) if n.as_f64() == Some(2.0) => Some(Version::Swagger2),
             Some(v) => {
                 diags.push(
                     Diagnostic::error("/swagger", format!("unsupported Swagger version `{v}`"))

@@ -252,7 +252,8 @@ fn remove_node(document: &mut Value, pointer: &str, map: &mut PointerMap) {
     let key = last.replace("~1", "/").replace("~0", "~");
     match document.pointer_mut(parent) {
         Some(Value::Object(object)) => {
-            if object.shift_remove(&key).is_some() {
+            let removed = object.shift_remove(&key);
+            if removed.is_some() {
                 map.removed(pointer);
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! Settings are inherited field by field (operation over path item over top level). Every schema the gateway
 //! checks is converted here into a self-contained JSON Schema (see [`crate::schema`]) and compiled once to prove
-//! it will compile at start-up; identical schemas share one table entry.
+//! it will compile at start-up; identical schemas share one table entry. A 3.0 document's schemas become Draft 4
+//! ones; a 3.1 document's are read as written (not from the 3.0 view `openapiv3` typed) and become 2020-12 ones.
 
 use openapiv3::{Parameter, ParameterSchemaOrContent, QueryStyle, ReferenceOr, StatusCode};
 
@@ -51,7 +52,8 @@ impl<'s> Settings<'s> {
     }
 }
 
-/// The document as JSON, converted once per run and only when some schema is checked.
+/// The document as JSON, converted once per run and only when some schema is checked (for 3.0; a 3.1 document's
+/// schemas are read from [`ParsedSpec::schema_document`]).
 pub(super) struct Document<'s> {
     spec: &'s ParsedSpec,
     json: Option<serde_json::Value>,
@@ -92,7 +94,18 @@ impl<'s> Document<'s> {
                 );
             }
         };
-        let converted = match schema::to_json_schema(self.json(), &written, at, direction) {
+        // A 3.1 schema as written, at the same pointer (the 3.0 view only translated keywords in place); should the
+        // pointer find nothing, the 3.0 view's schema is converted as before.
+        let native = self
+            .spec
+            .schema_document
+            .as_ref()
+            .and_then(|document| Some((document, schema::written_at(document, at)?)));
+        let converted = match native {
+            Some((document, written)) => schema::to_json_schema_2020_12(document, written, at, direction),
+            None => schema::to_json_schema(self.json(), &written, at, direction),
+        };
+        let converted = match converted {
             Ok(converted) => converted,
             Err(err) => {
                 report(

@@ -39,7 +39,7 @@ use crate::template;
 use cache::{cache_settings, check_cache};
 use limits::{check_op_plans, check_throttle, check_usage_plans, op_throttle};
 use responses::{check_hosts, check_responses};
-use routes::{check_path_params, check_routes, derived_id, merge_variants, route_parts};
+use routes::{check_path_params, check_routes, derived_id, merge_same_requests, merge_variants, route_parts};
 use security::Security;
 use stores::Stores;
 use targets::check_target;
@@ -183,6 +183,20 @@ pub struct CheckedOperation<'a> {
     pub responses_check: Option<ResponsesCheck>,
     /// Position in the document, to keep output in document order.
     pub order: usize,
+    /// Later operations that match the same requests and do the same at the gateway, served by this one's route
+    /// (their parameters accepted too): see `routes::merge_same_requests`.
+    pub merged: Vec<MergedOperation<'a>>,
+}
+
+/// An operation served by another's route, as the same requests with the same gateway behaviour.
+#[derive(Debug)]
+pub struct MergedOperation<'a> {
+    /// The parsed operation.
+    pub parsed: &'a ParsedOperation,
+    /// Its `operationId`, or one derived from method and path.
+    pub id: String,
+    /// Its path parameter names in template order (position `i` is the serving operation's parameter `i`).
+    pub path_params: Vec<String>,
 }
 
 /// Runs every check. Returns `None` when any error was found.
@@ -285,6 +299,7 @@ pub fn validate<'a>(spec: &'a ParsedSpec, ctx: &Context, diags: &mut Diagnostics
         }
     }
     let operations = merge_variants(operations, diags);
+    let operations = merge_same_requests(operations, diags);
     check_routes(&operations, diags);
     functions::check_functions(spec, &operations, diags);
     // A stage's `*` replaces every policy's origins: none of them may allow credentials.
@@ -515,6 +530,7 @@ fn check_operation<'a>(
         transform: None,
         responses_check: None,
         order: 0,
+        merged: Vec::new(),
     })
 }
 

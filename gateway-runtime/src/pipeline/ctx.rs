@@ -103,6 +103,9 @@ pub struct RequestCtx {
     pub operation: Option<&'static OperationSpec>,
     /// The path captures (percent-decoded, with their segment suffixes; see [`RequestCtx::path_value`]).
     pub captures: Option<RawPathParams>,
+    /// Where each path parameter lies in `captures`, for an operation with a segment of several parameters
+    /// (`{name}.{ext}`); empty otherwise, when capture `i` is parameter `i` with its segment's suffix.
+    pub(crate) path_spans: Vec<super::path::PathSpan>,
     /// The authenticated caller.
     pub caller: Option<Caller>,
     /// The limits the request went through, for the `RateLimit-*` headers.
@@ -151,6 +154,7 @@ impl RequestCtx {
             api: None,
             operation,
             captures: None,
+            path_spans: Vec::new(),
             caller: None,
             limits: None,
             cache: None,
@@ -170,9 +174,15 @@ impl RequestCtx {
         }
     }
 
-    /// Path parameter `i`'s value (without its segment suffix), once the route phase has run.
+    /// Path parameter `i`'s value (without its segment's literals), once the route phase has run.
     pub fn path_value(&self, i: usize) -> Option<&str> {
-        let (_, value) = self.captures.as_ref()?.iter().nth(i)?;
+        let captures = self.captures.as_ref()?;
+        if !self.path_spans.is_empty() {
+            let span = self.path_spans.get(i)?;
+            let (_, value) = captures.iter().nth(span.capture)?;
+            return value.get(span.range.clone());
+        }
+        let (_, value) = captures.iter().nth(i)?;
         let suffix = self
             .operation
             .and_then(|op| op.path_suffixes.get(i))
@@ -183,7 +193,11 @@ impl RequestCtx {
 
     /// Every path parameter value, in template order.
     pub fn path_values(&self) -> Vec<&str> {
-        let count = self.captures.as_ref().map_or(0, |c| c.iter().count());
+        let count = match &self.captures {
+            None => 0,
+            Some(_) if !self.path_spans.is_empty() => self.path_spans.len(),
+            Some(captures) => captures.iter().count(),
+        };
         (0..count).filter_map(|i| self.path_value(i)).collect()
     }
 }

@@ -23,6 +23,7 @@
 //! behaviour comes from its operation's data.
 
 mod ctx;
+mod path;
 pub mod trace;
 
 use std::convert::Infallible;
@@ -67,7 +68,8 @@ pub(crate) enum RequestPhase {
     Ip(&'static IpSpec, Limits),
     /// The request names a host the API is served under (`MISDIRECTED_REQUEST`).
     Host(Arc<Hosts>),
-    /// The path captures: segment suffixes (`NOT_FOUND` without one) and UTF-8 (`BAD_REQUEST_PARAMETERS`).
+    /// The path captures: segment suffixes and the literals between a segment's parameters (`NOT_FOUND` without
+    /// them) and UTF-8 (`BAD_REQUEST_PARAMETERS`).
     Route,
     /// The credentials the operation's `security` asks for: API keys, tokens, an authorizer's decision
     /// (`UNAUTHORIZED`, `FORBIDDEN`, `SERVICE_UNAVAILABLE`).
@@ -170,6 +172,8 @@ pub(crate) struct Operation {
     api: &'static ApiSpec,
     index: usize,
     op: &'static OperationSpec,
+    /// How its path parameters sit in the route's captures.
+    path: path::PathLayout,
     phases: Box<[RequestPhase]>,
     cache: Option<(ResponseCache, &'static CacheSpec)>,
     target: Target,
@@ -207,6 +211,7 @@ impl Operation {
             api,
             index,
             op: &api.operations[index],
+            path: path::PathLayout::of(&api.operations[index]),
             phases: phases.into_boxed_slice(),
             cache,
             target,
@@ -449,24 +454,39 @@ impl Operation {
         GatewayError::internal()
     }
 
-    /// The route phase: captures read once into the context, suffixes checked.
+    /// The route phase: captures read once into the context, suffixes checked, segments of several parameters cut.
     async fn route(&self, ctx: &mut RequestCtx, parts: &mut request::Parts) -> Result<(), GatewayError> {
         let captures = RawPathParams::from_request_parts(parts, &())
             .await
             .map_err(|rejection| self.bad_captures(&rejection))?;
-        if captures.iter().count() != self.op.path_params.len() {
-            // The route and `path_params` disagree: a generator bug, not the client's fault.
+        let expected = match &self.path {
+            path::PathLayout::Whole => self.op.path_params.len(),
+            path::PathLayout::Split(counts) => counts.len(),
+            path::PathLayout::Broken => usize::MAX,
+        };
+        if captures.iter().count() != expected {
+            // The route, the template and `path_params` disagree: a generator bug, not the client's fault.
             tracing::error!(
                 operation = self.op.id,
                 "route captures do not match the operation's path parameters"
             );
             return Err(GatewayError::internal());
         }
-        // `/calls/{sid}.json` is routed as `/calls/{p0}`: the suffix is part of the template, so a segment without
-        // it (or with nothing before it) does not match the operation at all.
-        for ((_, value), suffix) in captures.iter().zip(self.op.path_suffixes) {
-            if !suffix.is_empty() && value.strip_suffix(suffix).is_none_or(str::is_empty) {
-                return Err(GatewayError::not_found());
+        // `/calls/{sid}.json` is routed as `/calls/{p0}`, `/files/{name}.{ext}` as `/files/{p0}`: the literals are
+        // part of the template, so a segment without them (or with nothing between them) does not match the
+        // operation at all.
+        match &self.path {
+            path::PathLayout::Split(counts) => {
+                let values = captures.iter().map(|(_, value)| value);
+                ctx.path_spans =
+                    path::spans(counts, self.op.path_suffixes, values).ok_or_else(GatewayError::not_found)?;
+            }
+            path::PathLayout::Whole | path::PathLayout::Broken => {
+                for ((_, value), suffix) in captures.iter().zip(self.op.path_suffixes) {
+                    if !suffix.is_empty() && value.strip_suffix(suffix).is_none_or(str::is_empty) {
+                        return Err(GatewayError::not_found());
+                    }
+                }
             }
         }
         ctx.captures = Some(captures);
@@ -515,6 +535,8 @@ impl Operation {
             .strip_prefix("Invalid UTF-8 in `p")
             .and_then(|rest| rest.strip_suffix('`'))
             .and_then(|i| i.parse::<usize>().ok());
+        // A capture of several parameters (`{name}.{ext}`) is named after its first.
+        let index = index.map(|capture| self.path.first_param(capture));
         match index.and_then(|i| Some((i, *self.op.path_params.get(i)?))) {
             Some((i, name)) => GatewayError::bad_param_detail(
                 ParamIn::Path(i),

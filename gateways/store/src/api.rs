@@ -7,15 +7,16 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, AuthorizerSpec, BodySpec, CacheKeyPart, CacheSettings,
-    CacheSpec, CorsSpec, EditSpec, GatewayResponseSpec, Invalidate, JwtAlgorithm,
-    JwtKeys, JwtSpec, KeyLocation, MockSpec, OperationSpec, OriginSpec, PathPart,
-    QuotaPeriod, QuotaSpec, RequestTransformSpec, Requirement, ResponseSelector,
-    ResponseTransformSpec, SchemeKind, SchemeSpec, TargetSpec, ThrottleScope,
-    ThrottleSpec, TransformSpec, UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, AuthorizerSpec, CacheKeyPart, CacheSettings, CacheSpec,
+    CorsSpec, EditSpec, GatewayResponseSpec, Invalidate, JwtAlgorithm, JwtKeys, JwtSpec,
+    KeyLocation, MockSpec, OperationSpec, OriginSpec, QuotaPeriod, QuotaSpec,
+    RequestTransformSpec, Requirement, ResponseSelector, ResponseTransformSpec,
+    SchemeKind, SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec, TransformSpec,
+    UpstreamSpec, UsagePlanSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
+use ::gateway_runtime::path;
 use ::std::time::Duration;
 use super::params;
 
@@ -43,28 +44,8 @@ pub static API: ApiSpec = ApiSpec {
             method: Method::GET,
             template: "/orders",
             route: "/orders",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-                &[
-                    Requirement {
-                        scheme: 1,
-                        scopes: &[],
-                    },
-                ],
-            ],
+            security: SECURITY_0,
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 10,
                 burst: 10,
@@ -79,15 +60,8 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::None,
                 },
             ),
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/orders")],
-            }),
+            target: TargetSpec::proxy(1, path!("/orders")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "getOrder",
@@ -95,29 +69,10 @@ pub static API: ApiSpec = ApiSpec {
             template: "/orders/{orderId}",
             route: "/orders/{p0}",
             path_params: &["orderId"],
-            path_suffixes: &[],
             validate: Some(check::<params::GetOrderParams>),
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-                &[
-                    Requirement {
-                        scheme: 1,
-                        scopes: &[],
-                    },
-                ],
-            ],
+            security: SECURITY_0,
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
             plans: &[1],
-            throttle: None,
-            cache: None,
             responses: &[
                 GatewayResponseSpec {
                     selector: ResponseSelector::Kind(ErrorKind::BadRequestParameters),
@@ -137,53 +92,28 @@ pub static API: ApiSpec = ApiSpec {
                     ),
                 },
             ],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/orders/"), PathPart::Param(0)],
-            }),
+            target: TargetSpec::proxy(1, path!("/orders/{0}")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "browseCatalog",
             method: Method::GET,
             template: "/catalog",
             route: "/catalog",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 5,
                 burst: 5,
                 per: ThrottleScope::ClientIp,
             }),
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/catalog")],
-            }),
+            target: TargetSpec::proxy(1, path!("/catalog")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "getAccount",
             method: Method::GET,
             template: "/account",
             route: "/account",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -199,30 +129,14 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/account")],
-            }),
+            target: TargetSpec::proxy(1, path!("/account")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "updateProfile",
             method: Method::PUT,
             template: "/account/profile",
             route: "/account/profile",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -236,30 +150,14 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/account/profile")],
-            }),
+            target: TargetSpec::proxy(1, path!("/account/profile")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "accountSummary",
             method: Method::GET,
             template: "/account/summary",
             route: "/account/summary",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -269,11 +167,6 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
             cache: Some(
                 &CacheSpec {
                     ttl: Duration::from_millis(30000),
@@ -283,9 +176,6 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::None,
                 },
             ),
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
             transform: Some(
                 &TransformSpec {
                     request: RequestTransformSpec {
@@ -309,20 +199,14 @@ pub static API: ApiSpec = ApiSpec {
                     },
                 },
             ),
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/account/summary")],
-            }),
+            target: TargetSpec::proxy(1, path!("/account/summary")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "whoAmI",
             method: Method::GET,
             template: "/me",
             route: "/me",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -332,30 +216,14 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/me")],
-            }),
+            target: TargetSpec::proxy(1, path!("/me")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "listJobs",
             method: Method::GET,
             template: "/internal/jobs",
             route: "/internal/jobs",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -365,30 +233,14 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/internal/jobs")],
-            }),
+            target: TargetSpec::proxy(1, path!("/internal/jobs")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "partnerFeed",
             method: Method::GET,
             template: "/partner/feed",
             route: "/partner/feed",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -398,49 +250,21 @@ pub static API: ApiSpec = ApiSpec {
                 ],
             ],
             cors: Some(&CORS[0]),
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 1,
-                path: &[PathPart::Literal("/partner/feed")],
-            }),
+            target: TargetSpec::proxy(1, path!("/partner/feed")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "status",
             method: Method::GET,
             template: "/status",
             route: "/status",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
                 content_type: "application/json",
                 body: "{\"status\":\"open\"}",
             }),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {
@@ -653,4 +477,20 @@ static CORS: [CorsSpec; 1] = [
         allow_credentials: true,
         max_age: Some(Duration::from_millis(600000)),
     },
+];
+
+/// The security of 2 operations: `apiKey`, or `apiKeyQuery`.
+const SECURITY_0: &[&[Requirement]] = &[
+    &[
+        Requirement {
+            scheme: 0,
+            scopes: &[],
+        },
+    ],
+    &[
+        Requirement {
+            scheme: 1,
+            scopes: &[],
+        },
+    ],
 ];

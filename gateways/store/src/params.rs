@@ -16,9 +16,7 @@ pub struct GetOrderParams {
 }
 
 impl rt::FromRequestParams for GetOrderParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             order_id: p.require(rt::ParamIn::Path(0), "orderId")?,
         })

@@ -28,7 +28,7 @@ fn start(bin: &str, upstream: &Upstream, extra: &[String]) -> Result<Gateway, St
 
 /// The edge gateway with every upstream pointed at one plain upstream (the `secure` one's TLS files made up: the
 /// gateway reads them at start-up, whether a test uses it or not).
-async fn edge() -> (Upstream, Gateway) {
+pub(crate) async fn edge() -> (Upstream, Gateway) {
     let upstream = Upstream::start().await.expect("upstream starts");
     let ca = TestCa::new();
     let cert = ca.client_leaf("gateway", "edge-gateway", &[], "gw@example.test");

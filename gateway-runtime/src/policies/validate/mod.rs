@@ -1,9 +1,11 @@
 //! Request validation against the spec: bodies (size, media type, schema), schema-typed parameters, and the
 //! compiled schemas and filters every check and transform shares.
 //!
-//! Every schema of the spec was converted at generate time into a self-contained JSON Schema (Draft 4 dialect:
-//! OpenAPI 3.0's `nullable`, `readOnly`/`writeOnly` and integer formats already translated) and is compiled here
-//! once, at start-up, by the jsonschema crate; a request only runs a compiled validator.
+//! Every schema of the spec was converted at generate time into a self-contained JSON Schema and is compiled here
+//! once, at start-up, by the jsonschema crate, with the dialect it was made for: JSON Schema 2020-12 for the
+//! schemas of an OpenAPI 3.1 document (their root says `$schema: https://json-schema.org/draft/2020-12/schema`),
+//! Draft 4 for an OpenAPI 3.0 document's (no `$schema`; `nullable`, `readOnly`/`writeOnly` and integer formats
+//! already translated). A request only runs a compiled validator.
 
 pub mod body;
 pub mod form;
@@ -135,9 +137,26 @@ impl Contracts {
     }
 }
 
-/// Compiles one converted schema: Draft 4, formats checked (OpenAPI's `format`s are assertions for a gateway).
+/// The `$schema` of the schemas converted from an OpenAPI 3.1 document.
+const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+/// Draft 4's `$schema`, which a converted 3.0 schema leaves out (it is the default here).
+const DRAFT_4: &str = "http://json-schema.org/draft-04/schema";
+
+/// Compiles one converted schema, formats checked (OpenAPI's `format`s are assertions for a gateway): as JSON Schema
+/// 2020-12 when its `$schema` says so, as Draft 4 when it has none (or says Draft 4). The draft is chosen here, never detected by
+/// jsonschema (which would read a schema without `$schema` as 2020-12).
 pub fn compile_schema(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::draft4::options()
+    let options = match schema.get("$schema") {
+        None => jsonschema::draft4::options(),
+        Some(serde_json::Value::String(uri)) if uri == DRAFT_2020_12 => jsonschema::draft202012::options(),
+        Some(serde_json::Value::String(uri)) if uri.trim_end_matches('#') == DRAFT_4 => jsonschema::draft4::options(),
+        Some(other) => {
+            return Err(format!(
+                "`$schema: {other}` is not a dialect the gateway compiles (Draft 4 without `$schema`, or {DRAFT_2020_12})"
+            ));
+        }
+    };
+    options
         .should_validate_formats(true)
         .build(schema)
         .map_err(|e| e.to_string())
@@ -230,4 +249,41 @@ fn param_value(
             ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn each_schema_is_compiled_with_the_dialect_it_was_made_for() {
+        // 2020-12 (an OpenAPI 3.1 document's): `prefixItems`, `const` and `dependentRequired` are assertions.
+        let modern = compile_schema(&json!({
+            "$schema": DRAFT_2020_12,
+            "type": "object",
+            "properties": {"kind": {"const": "cat"}, "pair": {"prefixItems": [{"type": "integer"}]}},
+            "dependentRequired": {"kind": ["name"]},
+        }))
+        .expect("compiles");
+        assert!(modern.is_valid(&json!({"kind": "cat", "name": "Tom", "pair": [1]})));
+        assert!(!modern.is_valid(&json!({"kind": "dog", "name": "Rex"})));
+        assert!(!modern.is_valid(&json!({"kind": "cat"})));
+        assert!(!modern.is_valid(&json!({"pair": ["one"]})));
+        // Draft 4 (a 3.0 document's, no `$schema`): the same keywords mean nothing, and `exclusiveMinimum` is a
+        // boolean beside `minimum`.
+        let draft4 = compile_schema(&json!({
+            "properties": {"kind": {"const": "cat"}, "n": {"minimum": 0, "exclusiveMinimum": true}},
+        }))
+        .expect("compiles");
+        assert!(draft4.is_valid(&json!({"kind": "dog"})));
+        assert!(!draft4.is_valid(&json!({"n": 0})));
+        compile_schema(
+            &json!({"$schema": "http://json-schema.org/draft-04/schema#", "minimum": 0, "exclusiveMinimum": true}),
+        )
+        .expect("Draft 4 said explicitly");
+        let e = compile_schema(&json!({"$schema": "http://json-schema.org/draft-07/schema#"})).expect_err("refused");
+        assert!(e.contains("draft-07"), "{e}");
+    }
 }

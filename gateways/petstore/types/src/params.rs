@@ -26,9 +26,7 @@ pub struct ListPetsParams {
 }
 
 impl rt::FromRequestParams for ListPetsParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             limit: p.get(rt::ParamIn::Query, "limit")?.unwrap_or(20i32),
             status: p.get(rt::ParamIn::Query, "status")?.unwrap_or(PetStatus::Available),
@@ -55,9 +53,7 @@ pub struct GetPetParams {
 }
 
 impl rt::FromRequestParams for GetPetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             verbose: p.get(rt::ParamIn::Query, "verbose")?.unwrap_or(false),
@@ -82,9 +78,7 @@ pub struct UpdatePetParams {
 }
 
 impl rt::FromRequestParams for UpdatePetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             q: p.get(rt::ParamIn::Query, "q")?,
@@ -101,9 +95,7 @@ pub struct DeletePetParams {
 }
 
 impl rt::FromRequestParams for DeletePetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             id: p.require(rt::ParamIn::Path(0), "id")?,
         })
@@ -120,9 +112,7 @@ pub struct ListNotesParams {
 }
 
 impl rt::FromRequestParams for ListNotesParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -139,9 +129,7 @@ pub struct AddNoteParams {
 }
 
 impl rt::FromRequestParams for AddNoteParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -158,9 +146,7 @@ pub struct GetOwnerParams {
 }
 
 impl rt::FromRequestParams for GetOwnerParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -177,9 +163,7 @@ pub struct GetMicrochipParams {
 }
 
 impl rt::FromRequestParams for GetMicrochipParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -196,9 +180,7 @@ pub struct GetPetPhotoParams {
 }
 
 impl rt::FromRequestParams for GetPetPhotoParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             photo_id: p.require(rt::ParamIn::Path(1), "photoId")?,
@@ -216,9 +198,7 @@ pub struct ListVaccinationsParams {
 }
 
 impl rt::FromRequestParams for ListVaccinationsParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -237,9 +217,7 @@ pub struct GetCareGuideParams {
 }
 
 impl rt::FromRequestParams for GetCareGuideParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
             x_user_id: p.get(rt::ParamIn::Header, "X-User-Id")?,
@@ -257,9 +235,7 @@ pub struct AdoptPetParams {
 }
 
 impl rt::FromRequestParams for AdoptPetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -276,9 +252,7 @@ pub struct GetPetAgeParams {
 }
 
 impl rt::FromRequestParams for GetPetAgeParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -295,9 +269,7 @@ pub struct RecordCheckupParams {
 }
 
 impl rt::FromRequestParams for RecordCheckupParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })
@@ -318,9 +290,7 @@ pub struct ListAdoptionsParams {
 }
 
 impl rt::FromRequestParams for ListAdoptionsParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             status: p.get(rt::ParamIn::Query, "status")?,
             limit: p.get(rt::ParamIn::Query, "limit")?,
@@ -337,9 +307,7 @@ pub struct GetAdoptionParams {
 }
 
 impl rt::FromRequestParams for GetAdoptionParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
         })
@@ -356,9 +324,7 @@ pub struct PutAdoptionParams {
 }
 
 impl rt::FromRequestParams for PutAdoptionParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
         })
@@ -373,9 +339,7 @@ pub struct DeleteAdoptionParams {
 }
 
 impl rt::FromRequestParams for DeleteAdoptionParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
         })
@@ -392,9 +356,7 @@ pub struct PatchAdoptionParams {
 }
 
 impl rt::FromRequestParams for PatchAdoptionParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             adoption_id: p.require(rt::ParamIn::Path(0), "adoptionId")?,
         })
@@ -411,9 +373,7 @@ pub struct GetReportParams {
 }
 
 impl rt::FromRequestParams for GetReportParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             report_id: p.require(rt::ParamIn::Path(0), "reportId")?,
         })

@@ -7,13 +7,13 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, CacheSpec, GatewayResponseSpec,
-    Invalidate, KeyLocation, MockSpec, OperationSpec, PathPart, Requirement,
-    ResponseSelector, SchemeKind, SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec,
-    UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, CacheSettings, CacheSpec, GatewayResponseSpec, Invalidate,
+    KeyLocation, MockSpec, OperationSpec, Requirement, ResponseSelector, SchemeKind,
+    SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec, UsagePlanSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
+use ::gateway_runtime::path;
 use ::std::time::Duration;
 use super::params;
 
@@ -36,16 +36,6 @@ pub static API: ApiSpec = ApiSpec {
             method: Method::GET,
             template: "/pets",
             route: "/pets",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
             cache: Some(
                 &CacheSpec {
                     ttl: Duration::from_millis(30000),
@@ -55,15 +45,8 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::None,
                 },
             ),
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/pets")],
-            }),
+            target: TargetSpec::proxy(0, path!("/pets")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "getPet",
@@ -71,7 +54,6 @@ pub static API: ApiSpec = ApiSpec {
             template: "/pets/{petId}",
             route: "/pets/{p0}",
             path_params: &["petId"],
-            path_suffixes: &[],
             validate: Some(check::<params::GetPetParams>),
             security: &[
                 &[
@@ -81,50 +63,22 @@ pub static API: ApiSpec = ApiSpec {
                     },
                 ],
             ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
             plans: &[0],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/pets/"), PathPart::Param(0)],
-            }),
+            target: TargetSpec::proxy(0, path!("/pets/{0}")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "health",
             method: Method::GET,
             template: "/health",
             route: "/health",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
                 content_type: "application/json",
                 body: "{\"status\":\"ok\",\"api\":\"pets-v1\"}",
             }),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {

@@ -7,13 +7,13 @@ use ::gateway_runtime::http::Method;
 use ::gateway_runtime::error::ErrorKind;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, GatewayResponseSpec, KeyLocation,
-    MockSpec, OperationSpec, PathPart, QuotaPeriod, QuotaSpec, Requirement,
-    ResponseSelector, SchemeKind, SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec,
-    UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, CacheSettings, GatewayResponseSpec, KeyLocation, MockSpec,
+    OperationSpec, QuotaPeriod, QuotaSpec, Requirement, ResponseSelector, SchemeKind,
+    SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec, UsagePlanSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
+use ::gateway_runtime::path;
 use ::std::time::Duration;
 use super::params;
 
@@ -36,33 +36,9 @@ pub static API: ApiSpec = ApiSpec {
             method: Method::GET,
             template: "/pets",
             route: "/pets",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-            ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/pets")],
-            }),
+            security: SECURITY_0,
+            target: TargetSpec::proxy(0, path!("/pets")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "getPet",
@@ -70,60 +46,23 @@ pub static API: ApiSpec = ApiSpec {
             template: "/pets/{petId}",
             route: "/pets/{p0}",
             path_params: &["petId"],
-            path_suffixes: &[],
             validate: Some(check::<params::GetPetParams>),
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-            ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/animals/"), PathPart::Param(0)],
-            }),
+            security: SECURITY_0,
+            target: TargetSpec::proxy(0, path!("/animals/{0}")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "health",
             method: Method::GET,
             template: "/health",
             route: "/health",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
                 content_type: "application/json",
                 body: "{\"status\":\"ok\",\"api\":\"pets-v2\"}",
             }),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {
@@ -186,3 +125,13 @@ pub static API: ApiSpec = ApiSpec {
     stores: &[],
     shared: None,
 };
+
+/// The security of 2 operations: `apiKey`.
+const SECURITY_0: &[&[Requirement]] = &[
+    &[
+        Requirement {
+            scheme: 0,
+            scopes: &[],
+        },
+    ],
+];

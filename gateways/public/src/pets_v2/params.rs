@@ -18,9 +18,7 @@ pub struct GetPetParams {
 }
 
 impl rt::FromRequestParams for GetPetParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             pet_id: p.require(rt::ParamIn::Path(0), "petId")?,
         })

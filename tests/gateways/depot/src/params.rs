@@ -24,9 +24,7 @@ pub struct ListParcelsParams {
 }
 
 impl rt::FromRequestParams for ListParcelsParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             status: p.get(rt::ParamIn::Query, "status")?,
             kg: p.get(rt::ParamIn::Query, "kg")?,
@@ -44,9 +42,7 @@ pub struct GetParcelParams {
 }
 
 impl rt::FromRequestParams for GetParcelParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             parcel_id: p.require(rt::ParamIn::Path(0), "parcelId")?,
         })
@@ -61,9 +57,7 @@ pub struct PutParcelParams {
 }
 
 impl rt::FromRequestParams for PutParcelParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             parcel_id: p.require(rt::ParamIn::Path(0), "parcelId")?,
         })
@@ -78,9 +72,7 @@ pub struct DeleteParcelParams {
 }
 
 impl rt::FromRequestParams for DeleteParcelParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             parcel_id: p.require(rt::ParamIn::Path(0), "parcelId")?,
         })
@@ -95,9 +87,7 @@ pub struct PatchParcelParams {
 }
 
 impl rt::FromRequestParams for PatchParcelParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             parcel_id: p.require(rt::ParamIn::Path(0), "parcelId")?,
         })

@@ -24,9 +24,7 @@ pub struct BigParams {
 }
 
 impl rt::FromRequestParams for BigParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             size: p.get(rt::ParamIn::Query, "size")?,
             body_json: p.get(rt::ParamIn::Query, "body_json")?,
@@ -46,9 +44,7 @@ pub struct RawParams {
 }
 
 impl rt::FromRequestParams for RawParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             body_json: p.get(rt::ParamIn::Query, "body_json")?,
         })
@@ -65,9 +61,7 @@ pub struct UploadParams {
 }
 
 impl rt::FromRequestParams for UploadParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             echo: p.get(rt::ParamIn::Query, "echo")?,
         })
@@ -86,12 +80,195 @@ pub struct EventsParams {
 }
 
 impl rt::FromRequestParams for EventsParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             gate: p.get(rt::ParamIn::Query, "gate")?,
             content_type: p.get(rt::ParamIn::Query, "content_type")?,
         })
+    }
+}
+
+/// Parameters of `geocode`: `GET /search/{versionNumber}/geocode/{query}.{ext}`.
+///
+/// A version, then the query and its format in one segment; the upstream path is the same.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeocodeParams {
+    /// `versionNumber` (path).
+    pub version_number: i64,
+    /// `query` (path).
+    pub query: ::std::string::String,
+    /// `ext` (path).
+    pub ext: GeocodeExt,
+}
+
+impl rt::FromRequestParams for GeocodeParams {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
+        ::core::result::Result::Ok(Self {
+            version_number: p.require(rt::ParamIn::Path(0), "versionNumber")?,
+            query: p.require(rt::ParamIn::Path(1), "query")?,
+            ext: p.require(rt::ParamIn::Path(2), "ext")?,
+        })
+    }
+}
+
+/// Parameters of `versionedStatus`: `GET /api/v{major}.{minor}/status`.
+///
+/// A literal prefix and two parameters in one segment, rewritten into segments of their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedStatusParams {
+    /// `major` (path).
+    pub major: i64,
+    /// `minor` (path).
+    pub minor: i64,
+}
+
+impl rt::FromRequestParams for VersionedStatusParams {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
+        ::core::result::Result::Ok(Self {
+            major: p.require(rt::ParamIn::Path(0), "major")?,
+            minor: p.require(rt::ParamIn::Path(1), "minor")?,
+        })
+    }
+}
+
+/// Parameters of `getPhaseEntrypoint`: `GET /zones/{zone_id}/phases/{phase}/entrypoint`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetPhaseEntrypointParams {
+    /// `phase` (path).
+    pub phase: GetPhaseEntrypointPhase,
+    /// `zone_id` (path).
+    pub zone_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for GetPhaseEntrypointParams {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
+        ::core::result::Result::Ok(Self {
+            phase: p.require(rt::ParamIn::Path(1), "phase")?,
+            zone_id: p.require(rt::ParamIn::Path(0), "zone_id")?,
+        })
+    }
+}
+
+/// Parameters of `getRulesetEntrypoint`, which matches the same requests as `getPhaseEntrypoint` and is served by its route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetRulesetEntrypointParams {
+    /// `ruleset_phase` (path).
+    pub ruleset_phase: GetRulesetEntrypointRulesetPhase,
+    /// `zone_id` (path).
+    pub zone_id: ::std::string::String,
+}
+
+impl rt::FromRequestParams for GetRulesetEntrypointParams {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
+        ::core::result::Result::Ok(Self {
+            ruleset_phase: p.require(rt::ParamIn::Path(1), "ruleset_phase")?,
+            zone_id: p.require(rt::ParamIn::Path(0), "zone_id")?,
+        })
+    }
+}
+
+/// Accepts the parameters of a request to `GET /zones/{zone_id}/phases/{phase}/entrypoint` when any of the operations it serves accepts them (`getPhaseEntrypoint`, `getRulesetEntrypoint`); otherwise the error is `getPhaseEntrypoint`'s.
+pub fn accepts_get_phase_entrypoint(
+    p: &rt::RequestParams<'_>,
+) -> ::core::result::Result<(), rt::ParamError> {
+    rt::check_any(
+        p,
+        &[rt::check::<GetPhaseEntrypointParams>, rt::check::<GetRulesetEntrypointParams>],
+    )
+}
+
+/// A string enum: one of `json`, `xml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeocodeExt {
+    /// `json`
+    Json,
+    /// `xml`
+    Xml,
+}
+
+impl GeocodeExt {
+    /// The value as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Xml => "xml",
+        }
+    }
+}
+
+impl rt::ParamValue for GeocodeExt {
+    const EXPECTED: &'static str = "one of `json`, `xml`";
+    fn parse_param(raw: &str) -> ::core::option::Option<Self> {
+        match raw {
+            "json" => ::core::option::Option::Some(Self::Json),
+            "xml" => ::core::option::Option::Some(Self::Xml),
+            _ => ::core::option::Option::None,
+        }
+    }
+}
+
+/// A string enum: one of `http_request_firewall`, `http_request_transform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GetPhaseEntrypointPhase {
+    /// `http_request_firewall`
+    HttpRequestFirewall,
+    /// `http_request_transform`
+    HttpRequestTransform,
+}
+
+impl GetPhaseEntrypointPhase {
+    /// The value as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpRequestFirewall => "http_request_firewall",
+            Self::HttpRequestTransform => "http_request_transform",
+        }
+    }
+}
+
+impl rt::ParamValue for GetPhaseEntrypointPhase {
+    const EXPECTED: &'static str = "one of `http_request_firewall`, `http_request_transform`";
+    fn parse_param(raw: &str) -> ::core::option::Option<Self> {
+        match raw {
+            "http_request_firewall" => {
+                ::core::option::Option::Some(Self::HttpRequestFirewall)
+            }
+            "http_request_transform" => {
+                ::core::option::Option::Some(Self::HttpRequestTransform)
+            }
+            _ => ::core::option::Option::None,
+        }
+    }
+}
+
+/// A string enum: one of `http_request_transform`, `ddos_l7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GetRulesetEntrypointRulesetPhase {
+    /// `http_request_transform`
+    HttpRequestTransform,
+    /// `ddos_l7`
+    DdosL7,
+}
+
+impl GetRulesetEntrypointRulesetPhase {
+    /// The value as written on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpRequestTransform => "http_request_transform",
+            Self::DdosL7 => "ddos_l7",
+        }
+    }
+}
+
+impl rt::ParamValue for GetRulesetEntrypointRulesetPhase {
+    const EXPECTED: &'static str = "one of `http_request_transform`, `ddos_l7`";
+    fn parse_param(raw: &str) -> ::core::option::Option<Self> {
+        match raw {
+            "http_request_transform" => {
+                ::core::option::Option::Some(Self::HttpRequestTransform)
+            }
+            "ddos_l7" => ::core::option::Option::Some(Self::DdosL7),
+            _ => ::core::option::Option::None,
+        }
     }
 }

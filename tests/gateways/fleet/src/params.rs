@@ -16,9 +16,7 @@ pub struct GetPairParams {
 }
 
 impl rt::FromRequestParams for GetPairParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -33,9 +31,7 @@ pub struct PutPairParams {
 }
 
 impl rt::FromRequestParams for PutPairParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -50,9 +46,7 @@ pub struct PostPairParams {
 }
 
 impl rt::FromRequestParams for PostPairParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -67,9 +61,7 @@ pub struct GetFlakyParams {
 }
 
 impl rt::FromRequestParams for GetFlakyParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -84,9 +76,7 @@ pub struct GetLeastParams {
 }
 
 impl rt::FromRequestParams for GetLeastParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -103,9 +93,7 @@ pub struct GetStickyParams {
 }
 
 impl rt::FromRequestParams for GetStickyParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
             x_user_id: p.get(rt::ParamIn::Header, "X-User-Id")?,
@@ -123,9 +111,7 @@ pub struct GetReleaseParams {
 }
 
 impl rt::FromRequestParams for GetReleaseParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
             x_user_id: p.get(rt::ParamIn::Header, "X-User-Id")?,

@@ -5,12 +5,13 @@
 
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::spec::{
-    ApiSpec, BodySpec, CacheSettings, EditSpec, OperationSpec, PathPart,
-    RequestTransformSpec, Requirement, ResponseTransformSpec, SchemeKind, SchemeSpec,
-    TargetSpec, TransformSpec, UpstreamSpec, UpstreamTarget,
+    ApiSpec, CacheSettings, EditSpec, OperationSpec, RequestTransformSpec, Requirement,
+    ResponseTransformSpec, SchemeKind, SchemeSpec, TargetSpec, TransformSpec,
+    UpstreamSpec,
 };
 
 use ::gateway_runtime::template::{Placeholder, TemplatePart};
+use ::gateway_runtime::path;
 use ::std::time::Duration;
 
 /// Everything the runtime needs to serve this API.
@@ -32,35 +33,14 @@ pub static API: ApiSpec = ApiSpec {
             method: Method::GET,
             template: "/open",
             route: "/open",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/open")],
-            }),
+            target: TargetSpec::proxy(0, path!("/open")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "whoami",
             method: Method::GET,
             template: "/whoami",
             route: "/whoami",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -69,16 +49,6 @@ pub static API: ApiSpec = ApiSpec {
                     },
                 ],
             ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
             transform: Some(
                 &TransformSpec {
                     request: RequestTransformSpec {
@@ -106,20 +76,14 @@ pub static API: ApiSpec = ApiSpec {
                     },
                 },
             ),
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/whoami")],
-            }),
+            target: TargetSpec::proxy(0, path!("/whoami")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "certified",
             method: Method::GET,
             template: "/certified",
             route: "/certified",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
             security: &[
                 &[
                     Requirement {
@@ -128,22 +92,8 @@ pub static API: ApiSpec = ApiSpec {
                     },
                 ],
             ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/certified")],
-            }),
+            target: TargetSpec::proxy(0, path!("/certified")),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {

@@ -6,12 +6,13 @@
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiKeyScheme, ApiSpec, BodySpec, CacheSettings, CacheSpec, FailMode, Invalidate,
-    KeyLocation, OnFailure, OperationSpec, PathPart, QuotaPeriod, QuotaSpec, Requirement,
-    SchemeKind, SchemeSpec, SharedSpec, TargetSpec, ThrottleScope, ThrottleSpec,
-    UpstreamSpec, UpstreamTarget, UsagePlanSpec,
+    ApiKeyScheme, ApiSpec, CacheSettings, CacheSpec, FailMode, Invalidate, KeyLocation,
+    OnFailure, OperationSpec, QuotaPeriod, QuotaSpec, Requirement, SchemeKind,
+    SchemeSpec, SharedSpec, TargetSpec, ThrottleScope, ThrottleSpec, UpstreamSpec,
+    UsagePlanSpec,
 };
 
+use ::gateway_runtime::path;
 use ::std::time::Duration;
 use super::params;
 
@@ -33,66 +34,19 @@ pub static API: ApiSpec = ApiSpec {
             method: Method::GET,
             template: "/metered",
             route: "/metered",
-            path_params: &[],
-            path_suffixes: &[],
-            validate: None,
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-            ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/metered")],
-            }),
+            security: SECURITY_0,
+            target: TargetSpec::proxy(0, path!("/metered")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "trial",
             method: Method::GET,
             template: "/trial",
             route: "/trial",
-            path_params: &[],
-            path_suffixes: &[],
             validate: Some(check::<params::TrialParams>),
-            security: &[
-                &[
-                    Requirement {
-                        scheme: 0,
-                        scopes: &[],
-                    },
-                ],
-            ],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/trial")],
-            }),
+            security: SECURITY_0,
+            target: TargetSpec::proxy(0, path!("/trial")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "open",
@@ -100,29 +54,14 @@ pub static API: ApiSpec = ApiSpec {
             template: "/open/{n}",
             route: "/open/{p0}",
             path_params: &["n"],
-            path_suffixes: &[],
             validate: Some(check::<params::OpenParams>),
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
             throttle: Some(ThrottleSpec {
                 rate: 10,
                 burst: 5,
                 per: ThrottleScope::All,
             }),
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/open/"), PathPart::Param(0)],
-            }),
+            target: TargetSpec::proxy(0, path!("/open/{0}")),
+            ..OperationSpec::DEFAULT
         },
         OperationSpec {
             id: "cached",
@@ -130,15 +69,7 @@ pub static API: ApiSpec = ApiSpec {
             template: "/cached/{id}",
             route: "/cached/{p0}",
             path_params: &["id"],
-            path_suffixes: &[],
             validate: Some(check::<params::CachedParams>),
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
             cache: Some(
                 &CacheSpec {
                     ttl: Duration::from_millis(60000),
@@ -148,15 +79,8 @@ pub static API: ApiSpec = ApiSpec {
                     invalidate: Invalidate::Any,
                 },
             ),
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
-            target: TargetSpec::Upstream(UpstreamTarget {
-                upstream: 0,
-                path: &[PathPart::Literal("/cached/"), PathPart::Param(0)],
-            }),
+            target: TargetSpec::proxy(0, path!("/cached/{0}")),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {
@@ -220,3 +144,13 @@ pub static API: ApiSpec = ApiSpec {
         },
     ),
 };
+
+/// The security of 2 operations: `key`.
+const SECURITY_0: &[&[Requirement]] = &[
+    &[
+        Requirement {
+            scheme: 0,
+            scopes: &[],
+        },
+    ],
+];

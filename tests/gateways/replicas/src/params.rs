@@ -16,9 +16,7 @@ pub struct TrialParams {
 }
 
 impl rt::FromRequestParams for TrialParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.get(rt::ParamIn::Query, "n")?,
         })
@@ -33,9 +31,7 @@ pub struct OpenParams {
 }
 
 impl rt::FromRequestParams for OpenParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             n: p.require(rt::ParamIn::Path(0), "n")?,
         })
@@ -50,9 +46,7 @@ pub struct CachedParams {
 }
 
 impl rt::FromRequestParams for CachedParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             id: p.require(rt::ParamIn::Path(0), "id")?,
         })

@@ -6,7 +6,7 @@
 use ::gateway_runtime::http::Method;
 use ::gateway_runtime::params::check;
 use ::gateway_runtime::spec::{
-    ApiSpec, BodySpec, CacheSettings, MockSpec, OperationSpec, TargetSpec,
+    ApiSpec, CacheSettings, MockSpec, OperationSpec, TargetSpec,
 };
 
 use super::params;
@@ -24,27 +24,14 @@ pub static API: ApiSpec = ApiSpec {
             template: "/status/{code}",
             route: "/status/{p0}",
             path_params: &["code"],
-            path_suffixes: &[],
             validate: Some(check::<params::StatusParams>),
-            security: &[],
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
-            throttle: None,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(10485760),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
                 content_type: "application/json",
                 body: "{\"ok\":true}",
             }),
+            ..OperationSpec::DEFAULT
         },
     ],
     cache: CacheSettings {

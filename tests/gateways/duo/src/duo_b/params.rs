@@ -16,9 +16,7 @@ pub struct StatusParams {
 }
 
 impl rt::FromRequestParams for StatusParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             code: p.require(rt::ParamIn::Path(0), "code")?,
         })

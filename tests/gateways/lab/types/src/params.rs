@@ -22,9 +22,7 @@ pub struct GetThingParams {
 }
 
 impl rt::FromRequestParams for GetThingParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             id: p.require(rt::ParamIn::Path(0), "id")?,
             kind: p.get(rt::ParamIn::Query, "kind")?,
@@ -42,9 +40,7 @@ pub struct RemoveThingParams {
 }
 
 impl rt::FromRequestParams for RemoveThingParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             id: p.require(rt::ParamIn::Path(0), "id")?,
         })
@@ -59,9 +55,7 @@ pub struct TeapotParams {
 }
 
 impl rt::FromRequestParams for TeapotParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             code: p.require(rt::ParamIn::Path(0), "code")?,
         })
@@ -76,9 +70,7 @@ pub struct ReadMemoParams {
 }
 
 impl rt::FromRequestParams for ReadMemoParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             key: p.require(rt::ParamIn::Path(0), "key")?,
         })
@@ -95,9 +87,7 @@ pub struct SaveMemoParams {
 }
 
 impl rt::FromRequestParams for SaveMemoParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             key: p.require(rt::ParamIn::Path(0), "key")?,
         })

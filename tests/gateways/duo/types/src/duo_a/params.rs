@@ -16,9 +16,7 @@ pub struct HelloParams {
 }
 
 impl rt::FromRequestParams for HelloParams {
-    fn from_request_params(
-        p: &rt::RequestParams<'_>,
-    ) -> ::core::result::Result<Self, rt::ParamError> {
+    fn from_request_params(p: &rt::RequestParams<'_>) -> rt::ParamResult<Self> {
         ::core::result::Result::Ok(Self {
             name: p.require(rt::ParamIn::Path(0), "name")?,
         })
