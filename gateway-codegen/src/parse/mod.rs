@@ -13,8 +13,8 @@ mod path_items;
 pub mod refs;
 mod repair;
 pub mod sources;
-mod typed;
 mod swagger2;
+mod typed;
 
 use openapiv3::{OpenAPI, Operation, Parameter, PathItem, ReferenceOr, Server};
 use serde::de::DeserializeOwned;
@@ -117,12 +117,20 @@ pub fn parse_with(
         diags.push(pin(d.clone(), sources));
     }
     sources.push(map);
+    // Path keys renamed last, as a step of their own: the repairs above point at them as written.
+    let mut found = Diagnostics::default();
+    let mut map = PointerMap::default();
+    repair::slash_paths(&mut document, &mut map, &mut found);
+    for d in found.items() {
+        diags.push(pin(d.clone(), sources));
+    }
+    sources.push(map);
     let schema_document = match version {
         Version::V3_1 => Some(downgrade::read_3_1(&mut document, diags)?),
         _ => None,
     };
     downgrade::strip_mutual_tls(&mut document);
-    let openapi = typed::read(&mut document, diags)?;
+    let openapi = typed::read(&mut document, schema_document.is_some(), diags)?;
     let errors_before = diags.items().len();
     let root = extension::<RootExt>(&openapi.extensions, "", diags)
         .map(|(_, e)| e)

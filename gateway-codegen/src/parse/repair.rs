@@ -385,6 +385,56 @@ fn drop_unused(
     }
 }
 
+/// A path key must start with `/`; `openapiv3` silently ignores one that does not (`pets/{id}`), which would
+/// leave its operations out of the gateway without a word. Such a key is read with a `/` in front, with a warning;
+/// if that path is also written with the `/`, the key stays as it is and the warning says it is not served.
+pub fn slash_paths(document: &mut Value, map: &mut PointerMap, diags: &mut Diagnostics) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let bad: Vec<String> = paths
+        .keys()
+        .filter(|k| !k.starts_with('/') && !k.starts_with("x-"))
+        .cloned()
+        .collect();
+    if bad.is_empty() {
+        return;
+    }
+    let old = std::mem::take(paths);
+    for (key, item) in old {
+        if !bad.contains(&key) {
+            paths.insert(key, item);
+            continue;
+        }
+        let at = format!("/paths/{}", escape_segment(&key));
+        let fixed = format!("/{key}");
+        if bad.iter().any(|k| k == &fixed) || paths.contains_key(&fixed) {
+            diags.push(
+                Diagnostic::warning(
+                    at,
+                    format!(
+                        "path `{key}` does not start with `/`, and `{fixed}` is also in the spec: `{key}` is not served"
+                    ),
+                )
+                .help("remove one of the two, or merge them, in the spec (or with an overlay)"),
+            );
+            paths.insert(key, item);
+            continue;
+        }
+        diags.push(
+            Diagnostic::warning(
+                at.clone(),
+                format!("path `{key}` does not start with `/`; read as `{fixed}`"),
+            )
+            .help(format!(
+                "write it as `{fixed}` in the spec (or rename it with an overlay)"
+            )),
+        );
+        map.moved(format!("/paths/{}", escape_segment(&fixed)), at);
+        paths.insert(fixed, item);
+    }
+}
+
 /// Gives every `operationId` used before a numeric suffix (`_2`, `_3`, ...), with a warning each.
 fn rename_duplicate_ids(document: &mut Value, diags: &mut Diagnostics) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
@@ -546,6 +596,26 @@ mod tests {
             "{}",
             diags.items()[0].message
         );
+    }
+
+    #[test]
+    fn a_path_key_without_a_leading_slash_is_read_with_one() {
+        let mut document = json!({"paths": {"/a": {}, "pets/{id}": {"get": {"responses": {}}}, "x-note": 1}});
+        let mut map = PointerMap::default();
+        let mut diags = Diagnostics::default();
+        slash_paths(&mut document, &mut map, &mut diags);
+        let keys: Vec<&String> = document["paths"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["/a", "/pets/{id}", "x-note"]);
+        let [d] = diags.items() else {
+            panic!("{:?}", diags.items())
+        };
+        assert!(d.message.contains("read as `/pets/{id}`"), "{}", d.message);
+        let mut sources = Sources::default();
+        sources.push(map);
+        assert_eq!(sources.origin("/paths/~1pets~1{id}/get").1, "/paths/pets~1{id}/get");
     }
 
     #[test]

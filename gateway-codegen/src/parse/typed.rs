@@ -16,7 +16,14 @@ use crate::diagnostics::{Diagnostic, Diagnostics};
 const MAX_REPLACED: usize = 200;
 
 /// Types `document`, replacing the schemas that do not fit (a warning each); `None` with the error otherwise.
-pub(super) fn read(document: &mut Value, diags: &mut Diagnostics) -> Option<OpenAPI> {
+/// `validated_as_written`: the schemas are validated from the document as written (OpenAPI 3.1), so only the typed
+/// view loses the schema.
+pub(super) fn read(document: &mut Value, validated_as_written: bool, diags: &mut Diagnostics) -> Option<OpenAPI> {
+    let consequence = if validated_as_written {
+        "the typed view (parameter types) reads it as any value; bodies are still validated against it as written"
+    } else {
+        "the schema is read as any value, and nothing is checked against it"
+    };
     for _ in 0..=MAX_REPLACED {
         let error = match try_deserialize::<OpenAPI>(document, "") {
             Ok(openapi) => return Some(openapi),
@@ -112,13 +119,16 @@ mod tests {
             "components": {"schemas": {"Pet": {"type": "object", "properties": {"name": {"type": "string", "maxLength": -1}}}}}
         });
         let mut diags = Diagnostics::default();
-        let openapi = read(&mut document, &mut diags).expect("read");
+        let openapi = read(&mut document, false, &mut diags).expect("read");
         assert_eq!(openapi.paths.paths.len(), 1);
         assert_eq!(document.pointer("/paths/~1a/get/parameters/0/schema"), Some(&json!({})));
         // serde cannot always say where inside a component schema it failed (openapiv3 reads schemas through
         // untagged enums): then the component is what is replaced.
         let pet = document.pointer("/components/schemas/Pet").cloned().unwrap_or_default();
-        assert!(pet == json!({}) || pet.pointer("/properties/name") == Some(&json!({})), "{pet}");
+        assert!(
+            pet == json!({}) || pet.pointer("/properties/name") == Some(&json!({})),
+            "{pet}"
+        );
         assert_eq!(diags.items().len(), 2, "{:?}", diags.items());
         assert!(diags.items().iter().all(|d| d.severity == crate::Severity::Warning));
         assert!(
@@ -137,7 +147,7 @@ mod tests {
             "paths": {"/a": {"get": {"parameters": [{"name": "q", "in": "body"}], "responses": {}}}}
         });
         let mut diags = Diagnostics::default();
-        assert!(read(&mut document, &mut diags).is_none());
+        assert!(read(&mut document, false, &mut diags).is_none());
         assert!(diags.has_errors());
     }
 }
