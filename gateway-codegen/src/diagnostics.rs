@@ -138,7 +138,10 @@ impl Diagnostics {
     pub fn push(&mut self, diagnostic: Diagnostic) {
         // A check that runs per operation (a shared security scheme, say) reports a problem once.
         let repeat = self.items.iter().any(|d| {
-            d.pointer == diagnostic.pointer && d.message == diagnostic.message && d.offset == diagnostic.offset
+            d.pointer == diagnostic.pointer
+                && d.message == diagnostic.message
+                && d.offset == diagnostic.offset
+                && d.file == diagnostic.file
         });
         if !repeat {
             self.items.push(diagnostic);
@@ -267,11 +270,15 @@ impl Diagnostics {
                     file: name(*f).to_owned(),
                     // The empty pointer is the document itself (a missing top-level field): it starts at its first
                     // line.
-                    location: d
-                        .location
-                        .or_else(in_scalar)
-                        .or_else(|| located(*f, pointer))
-                        .or_else(|| pointer.is_empty().then(|| document_start(text))),
+                    // A file the caller did not pass has no lines to show (the pointer still says where).
+                    location: (*f < files.len())
+                        .then(|| {
+                            d.location
+                                .or_else(in_scalar)
+                                .or_else(|| located(*f, pointer))
+                                .or_else(|| pointer.is_empty().then(|| document_start(text)))
+                        })
+                        .flatten(),
                     pointer: pointer.clone(),
                     message: d.message.clone(),
                     help: d.help.clone(),

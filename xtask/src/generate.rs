@@ -73,7 +73,7 @@ fn is_spec_file(path: &Path) -> bool {
     let Some((stem, extension)) = name.rsplit_once('.') else {
         return false;
     };
-    matches!(extension, "yaml" | "yml" | "json") && !stem.split('.').skip(1).any(|part| part == "overlay")
+    matches!(extension, "yaml" | "yml" | "json") && !stem.split('.').any(|part| part == "overlay")
 }
 
 /// The overlays beside `spec` that apply to it, in order: `NAME.overlay.EXT`, then `NAME.overlay.*.EXT` by name.
@@ -143,7 +143,14 @@ fn run_set(args: &Args, specs: Vec<PathBuf>, out: &Path, all_specs: bool) -> any
     for spec in &specs {
         let text = fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
         let mut overlays = Vec::new();
+        let mut applied = Vec::new();
         for overlay in overlays_beside(spec)?.iter().chain(&args.overlays) {
+            // An overlay given with `--overlay` that is also beside the spec is applied once.
+            let canonical = fs::canonicalize(overlay).with_context(|| format!("reading {}", overlay.display()))?;
+            if applied.contains(&canonical) {
+                continue;
+            }
+            applied.push(canonical);
             let overlay_text = fs::read_to_string(overlay).with_context(|| format!("reading {}", overlay.display()))?;
             overlays.push((display_path(overlay), overlay_text));
         }

@@ -160,7 +160,9 @@ fn apply_overlays(
         let overlay_document = match document::read(text) {
             Ok(value) => value,
             Err(d) => {
-                diags.push(d.in_file(file));
+                let mut d = d.in_file(file);
+                d.message = d.message.replacen("the spec is", "the overlay is", 1);
+                diags.push(d);
                 continue;
             }
         };

@@ -128,17 +128,17 @@ fn apply_action(
     };
     for key in action.keys() {
         if !matches!(key.as_str(), "target" | "description" | "update" | "remove") && !key.starts_with("x-") {
-            let mut d = Diagnostic::warning(
-                format!("{at}/{}", escape_segment(key)),
-                format!("unknown action key `{key}`; ignored"),
-            )
-            .in_file(overlay.file);
-            d = if key == "copy" {
-                d.help("`copy` is Overlay 1.1, not read here: write the value with `update`")
+            let at = format!("{at}/{}", escape_segment(key));
+            diags.push(if key == "copy" {
+                // Ignoring it would make a gateway other than the one the overlay describes.
+                Diagnostic::error(at, "`copy` (Overlay 1.1) is not supported")
+                    .in_file(overlay.file)
+                    .help("write the value to copy with `update`")
             } else {
-                d.help("an action has `target`, `description`, `update` and `remove`")
-            };
-            diags.push(d);
+                Diagnostic::warning(at, format!("unknown action key `{key}`; ignored"))
+                    .in_file(overlay.file)
+                    .help("an action has `target`, `description`, `update` and `remove`")
+            });
         }
     }
     let Some(target) = action.get("target").and_then(Value::as_str) else {
@@ -156,7 +156,7 @@ fn apply_action(
         Err(e) => {
             diags.push(
                 error(format!("{at}/target"), format!("`{target}` is not a JSONPath: {e}"))
-                    .at_offset(e.position())
+                    .at_offset(target.get(..e.position()).map_or(0, |s| s.chars().count()))
                     .help("JSONPath (RFC 9535) starts with `$`; a name with anything but letters, digits and `_` goes in brackets: `$['x-gateway']`, `$.paths['/pets/{id}'].get`"),
             );
             return;
@@ -211,8 +211,12 @@ fn apply_action(
         return;
     }
     if remove {
-        // Last first, so that removing an array element does not move the ones still to be removed.
-        for pointer in targets.iter().rev() {
+        // Deepest and last first, so that removing a node does not move (or take along) one still to be removed:
+        // selectors may return nodes in any order, reversed or twice (`$.tags[2,0]`, `$.tags[::-1]`, `$.tags[0,0]`).
+        let mut targets = targets;
+        targets.sort_by(|a, b| pointer_order(b, a));
+        targets.dedup();
+        for pointer in &targets {
             if pointer.is_empty() {
                 diags.push(
                     error(
@@ -233,16 +237,49 @@ fn apply_action(
             continue;
         };
         if let Err(kind) = merge(node, update, pointer, &format!("{at}/update"), overlay.file, map) {
-            diags.push(
+            diags.push(if kind == OBJECT {
+                error(
+                    format!("{at}/update"),
+                    format!(
+                        "`{target}` selects an object (at `{pointer}`): the update must be an object to merge into it"
+                    ),
+                )
+                .help("write the keys to set: `update: { summary: ... }`")
+            } else {
                 error(
                     format!("{at}/target"),
-                    format!("`{target}` selects {kind} (at {pointer}), which an update cannot merge into"),
+                    format!("`{target}` selects {kind} at `{pointer}`, which an update cannot merge into"),
                 )
-                .help("target the object that holds it and update that key instead"),
-            );
+                .help("target the object that holds it and update that key instead")
+            });
         }
     }
 }
+
+/// Document order of two pointers, array indexes compared as numbers; an ancestor before its descendants.
+fn pointer_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let mut a = a.split('/');
+    let mut b = b.split('/');
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let order = match (x.parse::<usize>(), y.parse::<usize>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                };
+                if order.is_ne() {
+                    return order;
+                }
+            }
+        }
+    }
+}
+
+/// What [`merge`] says when the target is an object and the update is not.
+const OBJECT: &str = "an object";
 
 /// Removes the node at `pointer` (which exists, or was removed with a parent already) from its parent.
 fn remove_node(document: &mut Value, pointer: &str, map: &mut PointerMap) {
@@ -285,7 +322,7 @@ fn merge(
                 merge_object(object, fields, pointer, source, file, map);
                 Ok(())
             }
-            _ => Err("an object, and the update is not one,"),
+            _ => Err(OBJECT),
         },
         Value::Array(items) => {
             let appended: Vec<(&Value, String)> = match update {
@@ -437,6 +474,32 @@ mod tests {
         assert!(doc["paths"].get("/internal").is_none());
         assert_eq!(doc["tags"], json!([{"name": "c"}]));
         assert_eq!(sources.origin("/tags/0/name"), (SPEC, String::from("/tags/2/name")));
+    }
+
+    #[test]
+    fn removes_are_exact_whatever_order_the_selector_returns() {
+        for (path, left) in [
+            ("$.tags[2,0]", json!([{"name": "b"}])),
+            ("$.tags[::-1]", json!([])),
+            ("$.tags[0,0]", json!([{"name": "b"}, {"name": "c"}])),
+        ] {
+            let mut doc = spec();
+            let (_, diags) = run(&mut doc, &overlay(json!([{"target": path, "remove": true}])));
+            assert!(!diags.has_errors(), "{path}: {:?}", diags.items());
+            assert_eq!(doc["tags"], left, "{path}");
+        }
+    }
+
+    #[test]
+    fn copy_is_refused_rather_than_ignored() {
+        let mut doc = spec();
+        let (_, diags) = run(&mut doc, &overlay(json!([{"target": "$.info", "copy": "$.paths"}])));
+        assert!(
+            diags
+                .items()
+                .iter()
+                .any(|d| d.severity == crate::Severity::Error && d.message.contains("`copy`"))
+        );
     }
 
     #[test]

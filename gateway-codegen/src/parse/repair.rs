@@ -23,7 +23,6 @@ pub struct Leniency {
 /// diagnostics are at pointers of the document as it was before the repairs.
 pub fn repair(document: &mut Value, leniency: Leniency, map: &mut PointerMap, diags: &mut Diagnostics) {
     strip_callbacks(document);
-    repair_path_params(document, map, diags);
     if leniency.duplicate_ids {
         rename_duplicate_ids(document, diags);
     }
@@ -57,6 +56,8 @@ pub fn repair(document: &mut Value, leniency: Leniency, map: &mut PointerMap, di
         }
     }
     repair_integer_bounds(document, &mut String::new(), diags);
+    // Last: it removes list elements, and the repairs above point into the lists as written.
+    repair_path_params(document, map, diags);
 }
 
 /// The keys of a path item that are operations.
@@ -231,18 +232,27 @@ fn strip_callbacks(document: &mut Value) {
 /// A parameter of a list, as far as path templates care: its name and location, through a `$ref` to
 /// `#/components/parameters/...`.
 fn param_key(param: &Value, components: &Map<String, Value>) -> Option<(String, String)> {
-    let param = match param.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let name = reference.strip_prefix("#/components/parameters/")?;
-            components.get(&name.replace("~1", "/").replace("~0", "~"))?
-        }
-        None => param,
-    };
-    let name = match param.get("name")? {
-        Value::String(name) => name.clone(),
-        other => other.to_string(),
-    };
-    Some((name, param.get("in")?.as_str()?.to_owned()))
+    let mut param = param;
+    // A chain of references (`Id` → `ZoneId` → the parameter), cut where it loops.
+    for _ in 0..32 {
+        let Some(reference) = param.get("$ref").and_then(Value::as_str) else {
+            let name = match param.get("name")? {
+                Value::String(name) => name.clone(),
+                other => other.to_string(),
+            };
+            return Some((name, param.get("in")?.as_str()?.to_owned()));
+        };
+        let name = reference.strip_prefix("#/components/parameters/")?;
+        param = components.get(&name.replace("~1", "/").replace("~0", "~"))?;
+    }
+    None
+}
+
+/// Whether a parameter list has an entry this repair cannot read (a `$ref` that does not resolve): then what it
+/// declares is unknown, and nothing is added for it (the reference is reported later).
+fn has_unreadable(list: Option<&Value>, components: &Map<String, Value>) -> bool {
+    list.and_then(Value::as_array)
+        .is_some_and(|list| list.iter().any(|p| param_key(p, components).is_none()))
 }
 
 /// The placeholders of a path key (`/a/{id}/b.{ext}` → `id`, `ext`), in order.
@@ -288,6 +298,7 @@ fn repair_path_params(document: &mut Value, map: &mut PointerMap, diags: &mut Di
             diags,
         );
         let shared: Vec<String> = declared_path_names(item.get("parameters"), &components);
+        let item_params = item.get("parameters").cloned();
         for method in METHODS {
             let Some(op) = item.get_mut(method).and_then(Value::as_object_mut) else {
                 continue;
@@ -304,8 +315,12 @@ fn repair_path_params(document: &mut Value, map: &mut PointerMap, diags: &mut Di
             );
             let mut declared = shared.clone();
             declared.extend(declared_path_names(op.get("parameters"), &components));
-            let missing: Vec<&String> = wanted.iter().filter(|name| !declared.contains(name)).collect();
-            if missing.is_empty() {
+            let mut missing: Vec<&String> = wanted.iter().filter(|name| !declared.contains(name)).collect();
+            let mut seen = std::collections::HashSet::new();
+            missing.retain(|name| seen.insert(*name));
+            let unreadable =
+                has_unreadable(item_params.as_ref(), &components) || has_unreadable(op.get("parameters"), &components);
+            if missing.is_empty() || unreadable {
                 continue;
             }
             let list = op.entry("parameters").or_insert_with(|| Value::Array(Vec::new()));
@@ -400,6 +415,7 @@ pub fn slash_paths(document: &mut Value, map: &mut PointerMap, diags: &mut Diagn
     if bad.is_empty() {
         return;
     }
+    let written: std::collections::HashSet<String> = paths.keys().cloned().collect();
     let old = std::mem::take(paths);
     for (key, item) in old {
         if !bad.contains(&key) {
@@ -408,7 +424,7 @@ pub fn slash_paths(document: &mut Value, map: &mut PointerMap, diags: &mut Diagn
         }
         let at = format!("/paths/{}", escape_segment(&key));
         let fixed = format!("/{key}");
-        if bad.iter().any(|k| k == &fixed) || paths.contains_key(&fixed) {
+        if written.contains(&fixed) {
             diags.push(
                 Diagnostic::warning(
                     at,
@@ -616,6 +632,79 @@ mod tests {
         let mut sources = Sources::default();
         sources.push(map);
         assert_eq!(sources.origin("/paths/~1pets~1{id}/get").1, "/paths/pets~1{id}/get");
+    }
+
+    #[test]
+    fn a_path_key_without_a_slash_beside_the_same_path_with_one_is_left_out_in_either_order() {
+        for paths in [
+            json!({"pets": {"get": {"responses": {}}}, "/pets": {"post": {"responses": {}}}}),
+            json!({"/pets": {"post": {"responses": {}}}, "pets": {"get": {"responses": {}}}}),
+        ] {
+            let mut document = json!({ "paths": paths });
+            let mut diags = Diagnostics::default();
+            slash_paths(&mut document, &mut PointerMap::default(), &mut diags);
+            assert!(document["paths"]["/pets"].get("post").is_some(), "{document}");
+            assert!(document["paths"]["/pets"].get("get").is_none(), "{document}");
+            let [d] = diags.items() else {
+                panic!("{:?}", diags.items())
+            };
+            assert!(d.message.contains("is not served"), "{}", d.message);
+        }
+    }
+
+    #[test]
+    fn parameters_reached_through_a_chain_of_references_count_and_placeholders_are_added_once() {
+        let (doc, _, diags) = run(
+            json!({
+                "components": {"parameters": {
+                    "Id": {"$ref": "#/components/parameters/ZoneId"},
+                    "ZoneId": {"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}
+                }},
+                "paths": {
+                    "/z/{id}": {"parameters": [{"$ref": "#/components/parameters/Id"}], "get": {"responses": {}}},
+                    "/twice/{x}/{x}": {"get": {"responses": {}}},
+                    "/unknown/{y}": {"get": {"parameters": [{"$ref": "#/components/parameters/Nope"}], "responses": {}}}
+                }
+            }),
+            Leniency::default(),
+        );
+        assert!(doc["paths"]["/z/{id}"]["get"].get("parameters").is_none(), "{doc}");
+        assert_eq!(
+            doc["paths"]["/twice/{x}/{x}"]["get"]["parameters"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(
+            doc["paths"]["/unknown/{y}"]["get"]["parameters"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(diags.items().len(), 1, "{:?}", diags.items());
+    }
+
+    #[test]
+    fn a_repair_after_a_dropped_parameter_points_at_its_own_parameter() {
+        let mut document = json!({"paths": {"/a": {"get": {"parameters": [
+            {"name": "gone", "in": "path", "required": true, "schema": {"type": "string"}},
+            {"name": "X-Key", "in": "header", "style": "form", "schema": {"type": "string"}}
+        ], "responses": {}}}}});
+        let mut diags = Diagnostics::default();
+        repair(
+            &mut document,
+            Leniency::default(),
+            &mut PointerMap::default(),
+            &mut diags,
+        );
+        assert!(
+            diags
+                .items()
+                .iter()
+                .any(|d| d.pointer == "/paths/~1a/get/parameters/1/style"),
+            "{:?}",
+            diags.items()
+        );
     }
 
     #[test]

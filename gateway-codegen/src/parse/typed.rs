@@ -29,32 +29,33 @@ pub(super) fn read(document: &mut Value, validated_as_written: bool, diags: &mut
             Ok(openapi) => return Some(openapi),
             Err(error) => relocate::refine(document, *error),
         };
-        let Some(schema) =
-            enclosing_schema(&error.pointer).filter(|s| document.pointer(s).is_some_and(Value::is_object))
-        else {
-            diags.push(error);
-            return None;
-        };
-        let Some(node) = document.pointer_mut(&schema) else {
+        // A schema already replaced that still fails is not where the problem is: it is reported as it is.
+        let replaceable = enclosing_schema(&error.pointer).filter(|s| {
+            document
+                .pointer(s)
+                .and_then(Value::as_object)
+                .is_some_and(|o| !o.is_empty())
+        });
+        let Some(node) = replaceable.as_deref().and_then(|s| document.pointer_mut(s)) else {
             diags.push(error);
             return None;
         };
         *node = Value::Object(serde_json::Map::new());
         diags.push(
-            Diagnostic::warning(
-                error.pointer.clone(),
-                format!(
-                    "{}; the schema is read as any value, and nothing is checked against it",
-                    error.message
-                ),
-            )
-            .help(
+            Diagnostic::warning(error.pointer.clone(), format!("{}; {consequence}", error.message)).help(
                 error.help.clone().unwrap_or_else(|| {
                     String::from("fix the schema in the spec (or with an overlay) to have it checked")
                 }),
             ),
         );
     }
+    diags.push(
+        Diagnostic::error(
+            "",
+            format!("more than {MAX_REPLACED} schemas do not fit the OpenAPI Schema Object"),
+        )
+        .help("the warnings above say where; is this an OpenAPI document?"),
+    );
     None
 }
 
@@ -68,7 +69,9 @@ fn enclosing_schema(pointer: &str) -> Option<String> {
         let has_next = i + 1 < segments.len();
         let end = match (deepest.is_some(), segments[i]) {
             (false, "components") if i == 0 && segments.get(1) == Some(&"schemas") && segments.len() > 2 => i + 3,
-            (false, "schema") => i + 1,
+            // `schema` of a parameter (`parameters/N/schema`), a media type (`content/<type>/schema`) or a header
+            // (`headers/<name>/schema`); a component or header *named* `schema` is not one.
+            (false, "schema") if i >= 2 && matches!(segments[i - 2], "parameters" | "content" | "headers") => i + 1,
             (false, _) => {
                 i += 1;
                 continue;
@@ -106,6 +109,12 @@ mod tests {
         );
         assert_eq!(enclosing_schema("/paths/~1a/get/parameters/0/in"), None);
         assert_eq!(enclosing_schema("/components/securitySchemes/x/type"), None);
+        assert_eq!(enclosing_schema("/components/parameters/schema/in"), None);
+        assert_eq!(enclosing_schema("/components/headers/schema/style"), None);
+        assert_eq!(
+            enclosing_schema("/paths/~1a/get/responses/200/headers/X-Rate/schema/type").as_deref(),
+            Some("/paths/~1a/get/responses/200/headers/X-Rate/schema")
+        );
     }
 
     #[test]
@@ -137,6 +146,35 @@ mod tests {
                 .iter()
                 .any(|d| d.pointer.starts_with("/components/schemas/Pet"))
         );
+    }
+
+    #[test]
+    fn in_a_3_1_document_the_warning_says_bodies_are_still_validated() {
+        let mut document = json!({
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "paths": {},
+            "components": {"schemas": {"Pet": {"type": "object", "maxProperties": "many"}}}
+        });
+        let mut diags = Diagnostics::default();
+        read(&mut document, true, &mut diags).expect("read");
+        let [d] = diags.items() else {
+            panic!("{:?}", diags.items())
+        };
+        assert!(d.message.contains("still validated"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_parameter_named_schema_that_does_not_fit_is_an_error_not_a_loop() {
+        let mut document = json!({
+            "openapi": "3.0.3",
+            "info": {"title": "t", "version": "1"},
+            "paths": {},
+            "components": {"parameters": {"schema": {"name": "schema", "in": "nowhere"}}}
+        });
+        let mut diags = Diagnostics::default();
+        assert!(read(&mut document, false, &mut diags).is_none());
+        assert!(diags.has_errors(), "{:?}", diags.items());
     }
 
     #[test]
