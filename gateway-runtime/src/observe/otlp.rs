@@ -758,7 +758,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::pipeline::UpstreamCall;
-    use crate::spec::{BodySpec, DEFAULT_MAX_BODY, MockSpec, OperationSpec, TargetSpec};
+    use crate::spec::{MockSpec, OperationSpec, TargetSpec};
 
     static OP: OperationSpec = OperationSpec {
         id: "getPet",
@@ -766,27 +766,13 @@ mod tests {
         template: "/pets/{petId}",
         route: "/pets/{p0}",
         path_params: &["petId"],
-        path_suffixes: &[],
-        validate: None,
-        security: &[],
-        cors: None,
-        ip: None,
-        compression: None,
-        websocket: false,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: BodySpec::limit(DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
         target: TargetSpec::Mock(MockSpec {
             status: 200,
             headers: &[],
             content_type: "",
             body: "",
         }),
+        ..OperationSpec::DEFAULT
     };
 
     fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {

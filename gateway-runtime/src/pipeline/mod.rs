@@ -655,8 +655,8 @@ mod tests {
     use crate::policies::auth::keys::KeyStore;
     use crate::policies::auth::{AuthOverrides, Authenticators};
     use crate::spec::{
-        ApiKeyScheme, BodySpec, CacheSettings, DEFAULT_MAX_BODY, KeyLocation, MockSpec, Requirement, SchemeKind,
-        SchemeSpec, TargetSpec, ThrottleScope, ThrottleSpec, UsagePlanSpec,
+        ApiKeyScheme, CacheSettings, KeyLocation, MockSpec, Requirement, SchemeKind, SchemeSpec, TargetSpec,
+        ThrottleScope, ThrottleSpec, UsagePlanSpec,
     };
 
     const fn op(
@@ -672,27 +672,15 @@ mod tests {
             template: route,
             route,
             path_params,
-            path_suffixes: &[],
-            validate: None,
             security,
-            cors: None,
-            ip: None,
-            compression: None,
-            websocket: false,
-            plans: &[],
             throttle,
-            cache: None,
-            responses: &[],
-            body: BodySpec::limit(DEFAULT_MAX_BODY),
-            schema_params: &[],
-            transform: None,
-            responses_check: None,
             target: TargetSpec::Mock(MockSpec {
                 status: 200,
                 headers: &[],
                 content_type: "",
                 body: "",
             }),
+            ..OperationSpec::DEFAULT
         }
     }
 

@@ -115,22 +115,9 @@ const fn op(
         template,
         route,
         path_params,
-        path_suffixes: &[],
         validate,
-        security: &[],
-        cors: None,
-        ip: None,
-        compression: None,
-        websocket: false,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
         target,
+        ..OperationSpec::DEFAULT
     }
 }
 
@@ -188,23 +175,8 @@ pub const fn proxied_get(id: &'static str, route: &'static str, path: &'static [
         method: Method::GET,
         template: route,
         route,
-        path_params: &[],
-        path_suffixes: &[],
-        validate: None,
-        security: &[],
-        cors: None,
-        ip: None,
-        compression: None,
-        websocket: false,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: gateway_runtime::spec::BodySpec::limit(gateway_runtime::spec::DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
         target: TargetSpec::Upstream(UpstreamTarget { upstream: 0, path }),
+        ..OperationSpec::DEFAULT
     }
 }
 
