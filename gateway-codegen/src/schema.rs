@@ -1,6 +1,7 @@
 //! OpenAPI 3.0 Schema Objects → self-contained JSON Schema (Draft 4), for the runtime's body validation; OpenAPI 3.1
 //! ones (JSON Schema 2020-12 already) → self-contained JSON Schema 2020-12 ([`to_json_schema_2020_12`], in
-//! `schema/draft2020.rs`).
+//! `schema/draft2020.rs`). What the two conversions share (the walk, references, the keywords both read alike,
+//! `readOnly`/`writeOnly`) is in `schema/common.rs`; each dialect says only what it does its own way.
 //!
 //! The runtime compiles each converted schema once at start-up and checks request bodies (and, separately,
 //! upstream response bodies) against it; the generator emits it as a JSON string constant. A schema of an OpenAPI
@@ -26,24 +27,20 @@
 //! The output is deterministic: keywords keep their order in the document, definitions are in the order they
 //! were first reached.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet};
 
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::locate::escape_segment;
-
+mod common;
 mod draft2020;
 
+use common::{Converter, Dialect, MAX_DEPTH, MAX_REF_CHAIN, error, join, kind, property_names, resolve_local};
 pub use draft2020::{is_dialect_2020_12, to_json_schema_2020_12, written_at};
 
 /// The `$schema` of JSON Schema 2020-12, which the root of every converted 3.1 schema carries: the runtime compiles
 /// a schema with it as 2020-12, and one without it as Draft 4.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
-/// Inline schemas nested deeper than this are refused (no published spec comes close; it keeps recursion bounded).
-const MAX_DEPTH: usize = 100;
-/// References followed in one chain (`A` → `B` → ...) before it is declared a cycle.
-const MAX_REF_CHAIN: usize = 64;
 /// `format: uuid`, as `jsonschema`'s own `uuid` check reads it (hyphenated, either case).
 const UUID_PATTERN: &str = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 /// The formats `jsonschema` 0.61 checks under Draft 4 (with its default features off) and that mean the same in
@@ -90,13 +87,6 @@ pub struct SchemaError {
     pub message: String,
 }
 
-fn error(pointer: &str, message: impl Into<String>) -> SchemaError {
-    SchemaError {
-        pointer: pointer.to_owned(),
-        message: message.into(),
-    }
-}
-
 /// `schema` (a Schema Object or a `{"$ref": "#/components/schemas/X"}`, as JSON), written at the JSON pointer `at`
 /// of `document` (the whole OpenAPI document as JSON, for `$ref` resolution), as a self-contained Draft 4 JSON
 /// Schema. `at` only names places in errors; for a schema that is not written in the document, pass the pointer
@@ -108,17 +98,7 @@ fn error(pointer: &str, message: impl Into<String>) -> SchemaError {
 /// with a value Draft 4 refuses (`exclusiveMinimum: 5`, `required: "id"`, an invalid `pattern`, ...), something
 /// other than a schema where one is expected.
 pub fn to_json_schema(document: &Value, schema: &Value, at: &str, direction: Direction) -> Result<Value, SchemaError> {
-    let mut converter = Converter {
-        document,
-        direction,
-        definitions: Definitions::default(),
-    };
-    let root = converter.convert(schema, at, 0, &BTreeSet::new())?;
-    let mut definitions = Map::new();
-    while let Some((pointer, value, name)) = converter.definitions.pending.pop_front() {
-        let converted = converter.convert(value, &pointer, 0, &BTreeSet::new())?;
-        definitions.insert(name, converted);
-    }
+    let (root, definitions) = Converter::<Draft4>::run(document, schema, at, direction)?;
     Ok(match root {
         Value::Object(mut map) if !definitions.is_empty() => {
             map.insert(String::from("definitions"), Value::Object(definitions));
@@ -358,94 +338,31 @@ fn scalar_of(schema: &Value) -> FormScalar {
     }
 }
 
-/// One conversion: the references met so far and the definitions still to convert.
-struct Converter<'a> {
-    document: &'a Value,
-    direction: Direction,
-    definitions: Definitions<'a>,
-}
+/// OpenAPI 3.0 Schema Objects → Draft 4: the [`Dialect`] of [`to_json_schema`].
+struct Draft4;
 
-/// The referenced schemas of one conversion: each named once, queued for conversion on first use.
-#[derive(Default)]
-struct Definitions<'a> {
-    /// Canonical pointer of each referenced schema → its name under `definitions` (`$defs`).
-    names: HashMap<String, String>,
-    /// Names given out.
-    taken: HashSet<String>,
-    /// Referenced schemas not converted yet: pointer, value, name.
-    pending: VecDeque<(String, &'a Value, String)>,
-}
+impl Dialect for Draft4 {
+    const CHECKED_FORMATS: &'static [&'static str] = CHECKED_FORMATS;
+    const EXCLUSIVE_FLAGS: bool = true;
 
-impl<'a> Definitions<'a> {
-    /// The name of the schema at `pointer`, given (and the schema queued) on first use: the component's name for
-    /// `#/components/schemas/<name>`, the pointer's segments joined by `.` otherwise, sanitised and made unique.
-    fn name(&mut self, pointer: String, target: &'a Value) -> String {
-        if let Some(name) = self.names.get(&pointer) {
-            return name.clone();
-        }
-        let segments = split_pointer(&pointer);
-        let wanted: Vec<&str> = match segments.as_slice() {
-            [components, schemas, name] if components == "components" && schemas == "schemas" => vec![name.as_str()],
-            [components, rest @ ..] if components == "components" && !rest.is_empty() => {
-                rest.iter().map(String::as_str).collect()
-            }
-            all => all.iter().map(String::as_str).collect(),
-        };
-        let mut base: String = wanted
-            .join(".")
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if base.is_empty() {
-            base = String::from("schema");
-        }
-        let mut name = base.clone();
-        let mut n = 2;
-        while self.taken.contains(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        self.taken.insert(name.clone());
-        self.names.insert(pointer.clone(), name.clone());
-        self.pending.push_back((pointer, target, name.clone()));
-        name
-    }
-}
-
-impl<'a> Converter<'a> {
-    /// Converts the schema `value` written at `at`. `inherited` are property names the enclosing schema flags for
-    /// this direction (its `readOnly` or `writeOnly` properties), which the `required` of an `allOf` member must not
-    /// demand either. (Not so for `oneOf`/`anyOf` members: there a `required` chooses between branches, and a
-    /// branch that demands a property the message cannot carry is one the message cannot take.)
-    fn convert(
-        &mut self,
-        value: &'a Value,
-        at: &str,
-        depth: usize,
-        inherited: &BTreeSet<String>,
-    ) -> Result<Value, SchemaError> {
-        if depth > MAX_DEPTH {
-            return Err(error(at, format!("schemas are nested more than {MAX_DEPTH} deep here")));
-        }
-        match value {
-            Value::Bool(true) => Ok(json!({})),
-            Value::Bool(false) => Ok(json!({"not": {}})),
-            Value::Object(map) => self.convert_object(map, at, depth, inherited),
-            other => Err(error(
-                at,
-                format!("a schema must be an object (or `true`/`false`), not {}", kind(other)),
-            )),
-        }
+    fn options() -> jsonschema::ValidationOptions<'static> {
+        jsonschema::draft4::options()
     }
 
-    fn convert_object(
-        &mut self,
+    fn resolve<'a>(document: &'a Value, reference: &str, location: &str) -> Result<(String, &'a Value), SchemaError> {
+        resolve_local(document, reference, location)
+    }
+
+    /// `true` is `{}`, `false` is `{"not": {}}` (3.0 has no boolean schemas; `additionalProperties` keeps its
+    /// booleans as they are).
+    fn boolean(value: bool) -> Value {
+        if value { json!({}) } else { json!({"not": {}}) }
+    }
+
+    /// `nullable`, and a `$ref` (whose siblings are ignored), here; the keywords by [`Converter::keywords`]; then
+    /// `format: uuid` as a `pattern`, and Draft 4's dependence of the exclusive bounds on the bounds.
+    fn object<'a>(
+        this: &mut Converter<'a, Self>,
         map: &'a Map<String, Value>,
         at: &str,
         depth: usize,
@@ -462,181 +379,31 @@ impl<'a> Converter<'a> {
             }
         };
         if let Some(reference) = map.get("$ref") {
-            let (name, chain_nullable) = self.reference(reference, at)?;
+            // Every schema with a `$ref` is only a reference (its siblings are ignored), and it says whether the
+            // chain is `nullable`.
+            let mut chain_nullable = false;
+            let name = this.reference(reference, &join(at, "$ref"), |target| {
+                chain_nullable |= target.get("nullable") == Some(&Value::Bool(true));
+                true
+            })?;
             let out = json!({ "$ref": format!("#/definitions/{name}") });
             return Ok(if nullable || chain_nullable { or_null(out) } else { out });
         }
 
-        let flag = self.direction.flag();
-        let mut flagged = inherited.clone();
-        self.flagged_properties(map, flag, &mut flagged, &mut HashSet::new(), 0);
+        let mut out = this.keywords(map, at, depth, inherited)?;
 
-        let mut out = Map::new();
-        for (key, value) in map {
-            let here = join(at, key);
-            match key.as_str() {
-                "type" => {
-                    out.insert(key.clone(), check_type(value, &here)?);
-                }
-                "enum" => {
-                    let Value::Array(values) = value else {
-                        return Err(error(&here, format!("`enum` must be an array, not {}", kind(value))));
-                    };
-                    if values.is_empty() {
-                        return Err(error(&here, "`enum` is empty: no value could ever match"));
-                    }
-                    let mut unique: Vec<Value> = Vec::with_capacity(values.len());
-                    for v in values {
-                        if !unique.contains(v) {
-                            unique.push(v.clone());
-                        }
-                    }
-                    out.insert(key.clone(), Value::Array(unique));
-                }
-                "multipleOf" => match value.as_f64() {
-                    Some(n) if n > 0.0 => {
-                        out.insert(key.clone(), value.clone());
-                    }
-                    _ => return Err(error(&here, "`multipleOf` must be a number greater than 0")),
-                },
-                "maximum" | "minimum" => {
-                    if !value.is_number() {
-                        return Err(error(&here, format!("`{key}` must be a number, not {}", kind(value))));
-                    }
-                    out.insert(key.clone(), value.clone());
-                }
-                "exclusiveMaximum" | "exclusiveMinimum" | "uniqueItems" => {
-                    if !value.is_boolean() {
-                        return Err(error(
-                            &here,
-                            format!("`{key}` must be `true` or `false` in OpenAPI 3.0, not {}", kind(value)),
-                        ));
-                    }
-                    out.insert(key.clone(), value.clone());
-                }
-                "maxLength" | "minLength" | "maxItems" | "minItems" | "maxProperties" | "minProperties" => {
-                    out.insert(key.clone(), Value::Number(count(value, key, &here)?));
-                }
-                "pattern" => {
-                    let Some(pattern) = value.as_str() else {
-                        return Err(error(&here, format!("`pattern` must be a string, not {}", kind(value))));
-                    };
-                    if let Err(reason) = pattern_compiles(pattern) {
-                        return Err(error(
-                            &here,
-                            format!("`pattern` is not a valid regular expression: {reason}"),
-                        ));
-                    }
-                    out.insert(key.clone(), value.clone());
-                }
-                "required" => {
-                    let Value::Array(names) = value else {
-                        return Err(error(
-                            &here,
-                            format!("`required` must be an array, not {}", kind(value)),
-                        ));
-                    };
-                    let mut kept: Vec<Value> = Vec::with_capacity(names.len());
-                    for (i, name) in names.iter().enumerate() {
-                        let Some(text) = name.as_str() else {
-                            return Err(error(
-                                &join(&here, &i.to_string()),
-                                format!("`required` lists property names, not {}", kind(name)),
-                            ));
-                        };
-                        if !flagged.contains(text) && !kept.contains(name) {
-                            kept.push(name.clone());
-                        }
-                    }
-                    // Draft 4 refuses an empty `required`.
-                    if !kept.is_empty() {
-                        out.insert(key.clone(), Value::Array(kept));
+        if map.get("format").and_then(Value::as_str) == Some("uuid") {
+            if out.contains_key("pattern") {
+                let member = json!({ "pattern": UUID_PATTERN });
+                match out.get_mut("allOf") {
+                    Some(Value::Array(members)) => members.push(member),
+                    _ => {
+                        out.insert(String::from("allOf"), Value::Array(vec![member]));
                     }
                 }
-                "properties" => {
-                    let Value::Object(properties) = value else {
-                        return Err(error(
-                            &here,
-                            format!("`properties` must be an object, not {}", kind(value)),
-                        ));
-                    };
-                    let mut converted = Map::new();
-                    for (name, property) in properties {
-                        let there = join(&here, name);
-                        let schema = if self.direction == Direction::Request && self.is_flagged(property, "readOnly") {
-                            json!({"not": {}})
-                        } else {
-                            self.convert(property, &there, depth + 1, &BTreeSet::new())?
-                        };
-                        converted.insert(name.clone(), schema);
-                    }
-                    out.insert(key.clone(), Value::Object(converted));
-                }
-                "additionalProperties" => {
-                    let schema = match value {
-                        Value::Bool(_) => value.clone(),
-                        _ => self.convert(value, &here, depth + 1, &BTreeSet::new())?,
-                    };
-                    out.insert(key.clone(), schema);
-                }
-                "items" => {
-                    if value.is_array() {
-                        return Err(error(&here, "`items` must be one schema in OpenAPI 3.0, not an array"));
-                    }
-                    out.insert(key.clone(), self.convert(value, &here, depth + 1, &BTreeSet::new())?);
-                }
-                "not" => {
-                    out.insert(key.clone(), self.convert(value, &here, depth + 1, &BTreeSet::new())?);
-                }
-                "allOf" | "anyOf" | "oneOf" => {
-                    let Value::Array(members) = value else {
-                        return Err(error(&here, format!("`{key}` must be an array, not {}", kind(value))));
-                    };
-                    if members.is_empty() {
-                        if key == "allOf" {
-                            continue; // holds for every value
-                        }
-                        return Err(error(&here, format!("`{key}` is empty: no value could ever match")));
-                    }
-                    let none = BTreeSet::new();
-                    let passed = if key == "allOf" { &flagged } else { &none };
-                    let mut converted = Vec::with_capacity(members.len());
-                    for (i, member) in members.iter().enumerate() {
-                        converted.push(self.convert(member, &join(&here, &i.to_string()), depth + 1, passed)?);
-                    }
-                    out.insert(key.clone(), Value::Array(converted));
-                }
-                "format" => {
-                    let Some(format) = value.as_str() else {
-                        return Err(error(&here, format!("`format` must be a string, not {}", kind(value))));
-                    };
-                    if CHECKED_FORMATS.contains(&format) {
-                        out.insert(key.clone(), value.clone());
-                    }
-                }
-                // Annotations, OpenAPI-only keywords (`nullable` is applied below, `readOnly`/`writeOnly` by the
-                // parent), extensions, and anything else a 3.0 Schema Object does not define.
-                _ => {}
+            } else {
+                out.insert(String::from("pattern"), Value::String(UUID_PATTERN.to_owned()));
             }
-        }
-
-        match map.get("format").and_then(Value::as_str) {
-            Some("uuid") => {
-                if out.contains_key("pattern") {
-                    let member = json!({ "pattern": UUID_PATTERN });
-                    match out.get_mut("allOf") {
-                        Some(Value::Array(members)) => members.push(member),
-                        _ => {
-                            out.insert(String::from("allOf"), Value::Array(vec![member]));
-                        }
-                    }
-                } else {
-                    out.insert(String::from("pattern"), Value::String(UUID_PATTERN.to_owned()));
-                }
-            }
-            Some("int32") if is_integer(&out) => integer_bounds(&mut out, i32::MIN.into(), i32::MAX.into()),
-            Some("int64") if is_integer(&out) => integer_bounds(&mut out, i64::MIN, i64::MAX),
-            _ => {}
         }
 
         // Draft 4 makes `exclusiveMinimum` depend on `minimum` (and the same for maximum); alone it means nothing.
@@ -669,59 +436,84 @@ impl<'a> Converter<'a> {
         Ok(Value::Object(out))
     }
 
-    /// Follows the `$ref` written at `at` to the schema it ends at, gives that schema a name under `definitions`
-    /// (queueing it for conversion the first time) and says whether a bare reference on the way was `nullable`.
-    fn reference(&mut self, reference: &'a Value, at: &str) -> Result<(String, bool), SchemaError> {
-        let mut location = join(at, "$ref");
-        let mut reference = reference;
-        let mut nullable = false;
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_REF_CHAIN {
-            let Some(text) = reference.as_str() else {
-                return Err(error(
-                    &location,
-                    format!("`$ref` must be a string, not {}", kind(reference)),
-                ));
-            };
-            let (pointer, target) = self.resolve(text, &location)?;
-            if !seen.insert(pointer.clone()) {
-                return Err(error(
-                    &location,
-                    format!("`$ref: {text}` is part of a cycle of references that never reaches a schema"),
-                ));
+    /// 3.0's boolean exclusive bounds, `required` (Draft 4 refuses an empty one), `additionalProperties` (a
+    /// boolean kept as it is) and `items` (one schema); the rest as both dialects read them (`nullable` is read by
+    /// `object`).
+    fn keyword<'a>(
+        this: &mut Converter<'a, Self>,
+        key: &str,
+        value: &'a Value,
+        here: &str,
+        depth: usize,
+        flagged: &BTreeSet<String>,
+    ) -> Result<Option<Value>, SchemaError> {
+        match key {
+            "exclusiveMaximum" | "exclusiveMinimum" | "uniqueItems" => {
+                if !value.is_boolean() {
+                    return Err(error(
+                        here,
+                        format!("`{key}` must be `true` or `false` in OpenAPI 3.0, not {}", kind(value)),
+                    ));
+                }
+                Ok(Some(value.clone()))
             }
-            if let Some(map) = target.as_object()
-                && let Some(next) = map.get("$ref")
-            {
-                nullable |= map.get("nullable") == Some(&Value::Bool(true));
-                location = join(&pointer, "$ref");
-                reference = next;
-                continue;
+            "required" => {
+                let Value::Array(names) = value else {
+                    return Err(error(here, format!("`required` must be an array, not {}", kind(value))));
+                };
+                let kept = property_names(names, key, here, flagged)?;
+                // Draft 4 refuses an empty `required`.
+                Ok((!kept.is_empty()).then_some(Value::Array(kept)))
             }
-            return Ok((self.name(pointer, target), nullable));
+            "additionalProperties" => Ok(Some(match value {
+                Value::Bool(_) => value.clone(),
+                _ => this.sub(value, here, depth)?,
+            })),
+            "items" => {
+                if value.is_array() {
+                    return Err(error(here, "`items` must be one schema in OpenAPI 3.0, not an array"));
+                }
+                this.sub(value, here, depth).map(Some)
+            }
+            // Annotations, OpenAPI-only keywords (`nullable` is applied by `object`, `readOnly`/`writeOnly` by the
+            // parent), extensions, and anything else a 3.0 Schema Object does not define are dropped there.
+            _ => this.shared_keyword(key, value, here, depth, flagged),
         }
-        Err(error(
-            &location,
-            format!("a chain of more than {MAX_REF_CHAIN} references never reaches a schema"),
-        ))
     }
 
-    /// The name under `definitions` of the schema at `pointer`, given (and the schema queued) on first use.
-    fn name(&mut self, pointer: String, target: &'a Value) -> String {
-        self.definitions.name(pointer, target)
-    }
-
-    /// The value a local reference names, with its canonical JSON pointer.
-    fn resolve(&self, reference: &str, location: &str) -> Result<(String, &'a Value), SchemaError> {
-        resolve_local(self.document, reference, location)
-    }
-
-    /// Whether the property schema `schema` (followed through references) has `flag: true`.
-    fn is_flagged(&self, schema: &'a Value, flag: &str) -> bool {
-        self.follow(schema)
+    /// Through bare references only: the siblings of a `$ref`, a flag among them, are ignored in 3.0.
+    fn is_flagged<'a>(this: &Converter<'a, Self>, schema: &'a Value, flag: &str) -> bool {
+        this.follow(schema)
             .is_some_and(|(_, s)| s.get(flag) == Some(&Value::Bool(true)))
     }
 
+    /// The `allOf` members.
+    fn conjuncts(map: &Map<String, Value>) -> Vec<&Value> {
+        match map.get("allOf") {
+            Some(Value::Array(members)) => members.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The member followed through bare references.
+    fn enter<'a>(
+        this: &Converter<'a, Self>,
+        conjunct: &'a Value,
+        visited: &mut HashSet<String>,
+    ) -> Option<&'a Map<String, Value>> {
+        let (pointer, Value::Object(member)) = this.follow(conjunct)? else {
+            return None;
+        };
+        if let Some(pointer) = pointer
+            && !visited.insert(pointer)
+        {
+            return None;
+        }
+        Some(member)
+    }
+}
+
+impl<'a> Converter<'a, Draft4> {
     /// `schema` followed through bare references (quietly: a broken one is reported when it is converted), with the
     /// pointer of the schema reached when a reference was followed.
     fn follow(&self, mut schema: &'a Value) -> Option<(Option<String>, &'a Value)> {
@@ -729,7 +521,7 @@ impl<'a> Converter<'a> {
         for _ in 0..MAX_REF_CHAIN {
             match schema.get("$ref") {
                 Some(Value::String(reference)) => {
-                    let (p, target) = self.resolve(reference, "").ok()?;
+                    let (p, target) = resolve_local(self.document, reference, "").ok()?;
                     pointer = Some(p);
                     schema = target;
                 }
@@ -739,89 +531,6 @@ impl<'a> Converter<'a> {
         }
         None
     }
-
-    /// Adds to `out` the names of the properties of `map`, and of its `allOf` members (followed through
-    /// references), whose schema has `flag: true`.
-    fn flagged_properties(
-        &self,
-        map: &'a Map<String, Value>,
-        flag: &str,
-        out: &mut BTreeSet<String>,
-        visited: &mut HashSet<String>,
-        depth: usize,
-    ) {
-        if depth > MAX_DEPTH {
-            return;
-        }
-        if let Some(Value::Object(properties)) = map.get("properties") {
-            for (name, property) in properties {
-                if self.is_flagged(property, flag) {
-                    out.insert(name.clone());
-                }
-            }
-        }
-        if let Some(Value::Array(members)) = map.get("allOf") {
-            for member in members {
-                let Some((pointer, Value::Object(member))) = self.follow(member) else {
-                    continue;
-                };
-                if let Some(pointer) = pointer
-                    && !visited.insert(pointer)
-                {
-                    continue;
-                }
-                self.flagged_properties(member, flag, out, visited, depth + 1);
-            }
-        }
-    }
-}
-
-/// The value the local reference `reference` (written at `location`, for errors) names in `document`, with its
-/// canonical JSON pointer.
-fn resolve_local<'a>(document: &'a Value, reference: &str, location: &str) -> Result<(String, &'a Value), SchemaError> {
-    let Some(fragment) = reference.strip_prefix('#') else {
-        return Err(error(
-            location,
-            format!("`$ref: {reference}` points outside this document; only local references (`#/...`) are supported"),
-        ));
-    };
-    let Some(fragment) = percent_decode(fragment) else {
-        return Err(error(
-            location,
-            format!("`$ref: {reference}` is not valid UTF-8 once percent-decoded"),
-        ));
-    };
-    if !fragment.is_empty() && !fragment.starts_with('/') {
-        return Err(error(
-            location,
-            format!("`$ref: {reference}` is not a JSON pointer (`#/components/schemas/Name`)"),
-        ));
-    }
-    let mut target = document;
-    let mut canonical = String::new();
-    for raw in fragment.split('/').skip(1) {
-        let Some(segment) = unescape(raw) else {
-            return Err(error(
-                location,
-                format!("`$ref: {reference}` has a `~` not followed by `0` or `1`"),
-            ));
-        };
-        let next = match target {
-            Value::Object(map) => map.get(&segment),
-            Value::Array(items) => index(&segment).and_then(|i| items.get(i)),
-            _ => None,
-        };
-        let Some(next) = next else {
-            return Err(error(
-                location,
-                format!("`$ref: {reference}` points to nothing in this document"),
-            ));
-        };
-        canonical.push('/');
-        canonical.push_str(&escape_segment(&segment));
-        target = next;
-    }
-    Ok((canonical, target))
 }
 
 /// `{"anyOf": [{"type": "null"}, schema]}`.
@@ -829,205 +538,11 @@ fn or_null(schema: Value) -> Value {
     json!({ "anyOf": [{"type": "null"}, schema] })
 }
 
-/// Whether the converted keywords declare an integer (and not also any number).
-fn is_integer(out: &Map<String, Value>) -> bool {
-    match out.get("type") {
-        Some(Value::String(t)) => t == "integer",
-        Some(Value::Array(types)) => types.iter().any(|t| t == "integer") && !types.iter().any(|t| t == "number"),
-        _ => false,
-    }
-}
-
-/// Narrows `minimum`/`maximum` to `[min, max]` where they are absent or looser.
-fn integer_bounds(out: &mut Map<String, Value>, min: i64, max: i64) {
-    let looser_min = match out.get("minimum").and_then(Value::as_number) {
-        None => true,
-        Some(n) => compare(n, min) == std::cmp::Ordering::Less,
-    };
-    if looser_min {
-        out.insert(String::from("minimum"), Value::Number(min.into()));
-        out.remove("exclusiveMinimum");
-    }
-    let looser_max = match out.get("maximum").and_then(Value::as_number) {
-        None => true,
-        Some(n) => compare(n, max) == std::cmp::Ordering::Greater,
-    };
-    if looser_max {
-        out.insert(String::from("maximum"), Value::Number(max.into()));
-        out.remove("exclusiveMaximum");
-    }
-}
-
-/// `n` compared with `bound`, exactly for integers.
-fn compare(n: &Number, bound: i64) -> std::cmp::Ordering {
-    if let Some(i) = n.as_i64() {
-        i.cmp(&bound)
-    } else if n.is_u64() {
-        std::cmp::Ordering::Greater // beyond i64::MAX
-    } else {
-        // Floats: an i64 bound as f64 is within one unit, which is as exact as a float bound can be here.
-        #[allow(clippy::cast_precision_loss)]
-        let bound = bound as f64;
-        n.as_f64()
-            .and_then(|f| f.partial_cmp(&bound))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    }
-}
-
-const TYPES: [&str; 7] = ["array", "boolean", "integer", "number", "null", "object", "string"];
-
-/// `type` as Draft 4 accepts it: one of the seven names, or a non-empty array of distinct ones.
-fn check_type(value: &Value, at: &str) -> Result<Value, SchemaError> {
-    let known = |t: &str| TYPES.contains(&t);
-    match value {
-        Value::String(t) if known(t) => Ok(value.clone()),
-        Value::Array(types) if !types.is_empty() => {
-            let mut unique: Vec<Value> = Vec::with_capacity(types.len());
-            for (i, t) in types.iter().enumerate() {
-                match t.as_str() {
-                    Some(name) if known(name) => {
-                        if !unique.contains(t) {
-                            unique.push(t.clone());
-                        }
-                    }
-                    _ => return Err(error(&join(at, &i.to_string()), unknown_type(t))),
-                }
-            }
-            Ok(Value::Array(unique))
-        }
-        _ => Err(error(at, unknown_type(value))),
-    }
-}
-
-fn unknown_type(value: &Value) -> String {
-    if let Some(t) = value.as_str().map(str::to_ascii_lowercase)
-        && TYPES.contains(&t.as_str())
-    {
-        return format!("unknown type {}: types are written in lower case (`{t}`)", short(value));
-    }
-    format!(
-        "unknown type {}: `type` is one of {}",
-        short(value),
-        TYPES.map(|t| format!("`{t}`")).join(", ")
-    )
-}
-
-/// A length or count keyword's value: a non-negative integer (`2.0` is read as `2`).
-fn count(value: &Value, key: &str, at: &str) -> Result<Number, SchemaError> {
-    if let Some(n) = value.as_u64() {
-        return Ok(n.into());
-    }
-    match value.as_f64() {
-        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 9_007_199_254_740_992.0 => {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let n = f as u64;
-            Ok(n.into())
-        }
-        _ => Err(error(
-            at,
-            format!("`{key}` must be a whole number, 0 or more, not {}", short(value)),
-        )),
-    }
-}
-
-/// Whether the runtime can compile `pattern` (the same engine and dialect as for the whole schema).
-fn pattern_compiles(pattern: &str) -> Result<(), String> {
-    match jsonschema::draft4::new(&json!({ "pattern": pattern })) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A value's JSON kind, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A value as JSON, cut short for messages.
-fn short(value: &Value) -> String {
-    let text = value.to_string();
-    if text.chars().count() > 60 {
-        text.chars().take(60).collect::<String>() + "…"
-    } else {
-        text
-    }
-}
-
-/// `base` with one more (escaped) segment.
-fn join(base: &str, segment: &str) -> String {
-    format!("{base}/{}", escape_segment(segment))
-}
-
-/// The unescaped segments of a canonical JSON pointer.
-fn split_pointer(pointer: &str) -> Vec<String> {
-    pointer.split('/').skip(1).filter_map(unescape).collect()
-}
-
-/// One JSON pointer segment unescaped (`~1` → `/`, `~0` → `~`); `None` for a `~` followed by anything else.
-fn unescape(segment: &str) -> Option<String> {
-    if !segment.contains('~') {
-        return Some(segment.to_owned());
-    }
-    let mut out = String::with_capacity(segment.len());
-    let mut chars = segment.chars();
-    while let Some(c) = chars.next() {
-        if c == '~' {
-            match chars.next() {
-                Some('0') => out.push('~'),
-                Some('1') => out.push('/'),
-                _ => return None,
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    Some(out)
-}
-
-/// An array index segment: digits, no leading zero (RFC 6901).
-fn index(segment: &str) -> Option<usize> {
-    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
-    if !digits || (segment.len() > 1 && segment.starts_with('0')) {
-        return None;
-    }
-    segment.parse().ok()
-}
-
-/// A URI fragment percent-decoded (`%7B` → `{`); a `%` not followed by two hex digits is kept as written.
-fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
-        if b == b'%'
-            && let (Some(high), Some(low)) = (hex(i + 1), hex(i + 2))
-        {
-            #[allow(clippy::cast_possible_truncation)]
-            out.push((high * 16 + low) as u8);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use super::common::testing::{assert_form_fields, assert_instances, validator};
     use super::*;
 
     /// A document whose `components.schemas` are `schemas`.
@@ -1039,27 +554,10 @@ mod tests {
         to_json_schema(document, &schema, "/test", direction).unwrap()
     }
 
-    fn validator(schema: &Value) -> jsonschema::Validator {
-        check_compiles(schema).unwrap();
-        jsonschema::draft4::options()
-            .should_validate_formats(true)
-            .build(schema)
-            .unwrap()
-    }
-
     /// Converts `schema` and checks each instance is accepted or refused as said.
     fn check(document: &Value, schema: Value, direction: Direction, valid: &[Value], invalid: &[Value]) -> Value {
         let converted = convert(document, schema, direction);
-        let v = validator(&converted);
-        for instance in valid {
-            assert!(v.is_valid(instance), "{instance} should be valid against {converted}");
-        }
-        for instance in invalid {
-            assert!(
-                !v.is_valid(instance),
-                "{instance} should be invalid against {converted}"
-            );
-        }
+        assert_instances(jsonschema::draft4::options(), &converted, valid, invalid);
         converted
     }
 
@@ -1745,7 +1243,7 @@ mod tests {
             let again = serde_json::to_string(&convert(&document, schema.clone(), Direction::Request)).unwrap();
             assert_eq!(first, again);
         }
-        validator(&serde_json::from_str(&first).unwrap());
+        validator(jsonschema::draft4::options(), &serde_json::from_str(&first).unwrap());
     }
 
     #[test]
@@ -1892,10 +1390,6 @@ mod tests {
             json!({"$ref": "#/components/schemas/Form"}),
             Direction::Request,
         );
-        let fields: Vec<(String, FormScalar, bool)> = form_fields(&converted)
-            .into_iter()
-            .map(|f| (f.name, f.scalar, f.list))
-            .collect();
         use FormScalar::{Boolean, Integer, Number, String as Str};
         let expected = [
             ("name", Str, false),
@@ -1913,9 +1407,7 @@ mod tests {
             ("any", Str, false),
             ("base", Boolean, false),
         ];
-        let expected: Vec<(String, FormScalar, bool)> =
-            expected.iter().map(|(n, s, l)| ((*n).to_owned(), *s, *l)).collect();
-        assert_eq!(fields, expected);
+        assert_form_fields(&converted, &expected);
         // An inline schema works the same.
         let inline = convert(
             &document,

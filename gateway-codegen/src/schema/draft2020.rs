@@ -35,10 +35,11 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use super::{
-    DRAFT_2020_12, Definitions, Direction, MAX_DEPTH, MAX_REF_CHAIN, SchemaError, check_type, compare, count, error,
-    is_integer, join, kind, resolve_local, short, unescape,
+use super::common::{
+    Converter, Dialect, MAX_REF_CHAIN, count, error, join, kind, pattern_compiles, property_names, resolve_local,
+    short, unescape,
 };
+use super::{DRAFT_2020_12, Direction, SchemaError};
 
 /// The formats `jsonschema` 0.61 checks under 2020-12 with its default features off (`idn-*` need `idna`), all of
 /// which mean in OpenAPI 3.1 what they mean in JSON Schema.
@@ -139,17 +140,7 @@ pub fn to_json_schema_2020_12(
     at: &str,
     direction: Direction,
 ) -> Result<Value, SchemaError> {
-    let mut converter = Converter {
-        document,
-        direction,
-        definitions: Definitions::default(),
-    };
-    let root = converter.convert(schema, at, 0, &BTreeSet::new())?;
-    let mut definitions = Map::new();
-    while let Some((pointer, value, name)) = converter.definitions.pending.pop_front() {
-        let converted = converter.convert(value, &pointer, 0, &BTreeSet::new())?;
-        definitions.insert(name, converted);
-    }
+    let (root, definitions) = Converter::<Draft2020>::run(document, schema, at, direction)?;
     let mut out = Map::new();
     out.insert(String::from("$schema"), Value::String(DRAFT_2020_12.to_owned()));
     match root {
@@ -197,335 +188,176 @@ pub fn written_at<'a>(document: &'a Value, at: &str) -> Option<&'a Value> {
     Some(value)
 }
 
-/// One conversion: the references met so far and the definitions still to convert.
-struct Converter<'a> {
-    document: &'a Value,
-    direction: Direction,
-    definitions: Definitions<'a>,
-}
+/// OpenAPI 3.1 schemas → JSON Schema 2020-12: the [`Dialect`] of [`to_json_schema_2020_12`].
+struct Draft2020;
 
-impl<'a> Converter<'a> {
-    /// Converts the schema `value` written at `at`. `inherited` are property names the enclosing schema flags for
-    /// this direction, which the `required` of an `allOf` member must not demand either (as for 3.0).
-    fn convert(
-        &mut self,
-        value: &'a Value,
-        at: &str,
-        depth: usize,
-        inherited: &BTreeSet<String>,
-    ) -> Result<Value, SchemaError> {
-        if depth > MAX_DEPTH {
-            return Err(error(at, format!("schemas are nested more than {MAX_DEPTH} deep here")));
-        }
-        match value {
-            Value::Bool(_) => Ok(value.clone()),
-            Value::Object(map) => self.convert_object(map, at, depth, inherited).map(Value::Object),
-            other => Err(error(
-                at,
-                format!("a schema must be an object (or `true`/`false`), not {}", kind(other)),
-            )),
-        }
+impl Dialect for Draft2020 {
+    const CHECKED_FORMATS: &'static [&'static str] = CHECKED_FORMATS;
+    const EXCLUSIVE_FLAGS: bool = false;
+
+    fn options() -> jsonschema::ValidationOptions<'static> {
+        jsonschema::draft202012::options()
     }
 
-    /// Converts the schema `value` written at `at` one level down.
-    fn sub(&mut self, value: &'a Value, at: &str, depth: usize) -> Result<Value, SchemaError> {
-        self.convert(value, at, depth + 1, &BTreeSet::new())
-    }
-
-    /// Converts a map of schemas (`properties`, `patternProperties`, `dependentSchemas`).
-    fn schema_map(
-        &mut self,
-        value: &'a Value,
-        key: &str,
-        here: &str,
-        depth: usize,
-        mut each: impl FnMut(&mut Self, &'a str, &'a Value, &str) -> Result<Option<Value>, SchemaError>,
-    ) -> Result<Value, SchemaError> {
-        let Value::Object(members) = value else {
-            return Err(error(here, format!("`{key}` must be an object, not {}", kind(value))));
-        };
-        let mut converted = Map::new();
-        for (name, member) in members {
-            let there = join(here, name);
-            let schema = match each(self, name, member, &there)? {
-                Some(schema) => schema,
-                None => self.sub(member, &there, depth)?,
-            };
-            converted.insert(name.clone(), schema);
+    /// Local JSON pointers; a reference to an anchor (`#name`) is refused.
+    fn resolve<'a>(document: &'a Value, reference: &str, location: &str) -> Result<(String, &'a Value), SchemaError> {
+        if let Some(anchor) = reference.strip_prefix('#')
+            && !anchor.is_empty()
+            && !anchor.starts_with('/')
+        {
+            return Err(error(
+                location,
+                format!(
+                    "`$ref: {reference}` names an anchor, which the gateway does not resolve; refer to the schema by its place (`#/components/schemas/Name`)"
+                ),
+            ));
         }
-        Ok(Value::Object(converted))
+        resolve_local(document, reference, location)
     }
 
-    fn convert_object(
-        &mut self,
+    /// Kept as it is.
+    fn boolean(value: bool) -> Value {
+        Value::Bool(value)
+    }
+
+    /// Every keyword by [`Converter::keywords`] (a `$ref` is one of them: its siblings apply with it).
+    fn object<'a>(
+        this: &mut Converter<'a, Self>,
         map: &'a Map<String, Value>,
         at: &str,
         depth: usize,
         inherited: &BTreeSet<String>,
-    ) -> Result<Map<String, Value>, SchemaError> {
-        let flag = self.direction.flag();
-        let mut flagged = inherited.clone();
-        self.flagged_properties(map, flag, &mut flagged, &mut HashSet::new(), 0);
-
-        let mut out = Map::new();
-        for (key, value) in map {
-            let here = join(at, key);
-            match key.as_str() {
-                "$ref" => {
-                    let name = self.reference(value, at)?;
-                    out.insert(key.clone(), Value::String(format!("#/$defs/{name}")));
-                }
-                "$schema" => match value.as_str() {
-                    Some(uri) if is_dialect_2020_12(uri) => {}
-                    _ => {
-                        return Err(error(
-                            &here,
-                            format!(
-                                "`$schema: {}` is a dialect the gateway cannot check with; it checks OpenAPI 3.1 schemas as JSON Schema 2020-12",
-                                short(value)
-                            ),
-                        ));
-                    }
-                },
-                "$id" => {
-                    return Err(error(
-                        &here,
-                        "`$id` is not supported in a schema the gateway checks: the references under it would resolve against another base URI; remove it and refer to schemas by their place in the document",
-                    ));
-                }
-                "$dynamicRef" | "$recursiveRef" => {
-                    return Err(error(
-                        &here,
-                        format!(
-                            "`{key}` is not supported in a schema the gateway checks; use a `$ref` to the schema meant"
-                        ),
-                    ));
-                }
-                "type" => {
-                    out.insert(key.clone(), check_type(value, &here)?);
-                }
-                "enum" => {
-                    let Value::Array(values) = value else {
-                        return Err(error(&here, format!("`enum` must be an array, not {}", kind(value))));
-                    };
-                    if values.is_empty() {
-                        return Err(error(&here, "`enum` is empty: no value could ever match"));
-                    }
-                    let mut unique: Vec<Value> = Vec::with_capacity(values.len());
-                    for v in values {
-                        if !unique.contains(v) {
-                            unique.push(v.clone());
-                        }
-                    }
-                    out.insert(key.clone(), Value::Array(unique));
-                }
-                "const" => {
-                    out.insert(key.clone(), value.clone());
-                }
-                "multipleOf" => match value.as_f64() {
-                    Some(n) if n > 0.0 => {
-                        out.insert(key.clone(), value.clone());
-                    }
-                    _ => return Err(error(&here, "`multipleOf` must be a number greater than 0")),
-                },
-                "maximum" | "minimum" => {
-                    if !value.is_number() {
-                        return Err(error(&here, format!("`{key}` must be a number, not {}", kind(value))));
-                    }
-                    out.insert(key.clone(), value.clone());
-                }
-                "exclusiveMaximum" | "exclusiveMinimum" => {
-                    if value.is_number() {
-                        out.insert(key.clone(), value.clone());
-                    } else if value.is_boolean() {
-                        let bound = if key == "exclusiveMinimum" {
-                            "minimum"
-                        } else {
-                            "maximum"
-                        };
-                        return Err(error(
-                            &here,
-                            format!(
-                                "`{key}` is the bound itself in OpenAPI 3.1 (JSON Schema 2020-12), not `true`/`false` as in 3.0: write `{key}: 5` instead of `{bound}: 5, {key}: true`"
-                            ),
-                        ));
-                    } else {
-                        return Err(error(&here, format!("`{key}` must be a number, not {}", kind(value))));
-                    }
-                }
-                "maxLength" | "minLength" | "maxItems" | "minItems" | "maxProperties" | "minProperties"
-                | "minContains" | "maxContains" => {
-                    out.insert(key.clone(), Value::Number(count(value, key, &here)?));
-                }
-                "uniqueItems" => {
-                    if !value.is_boolean() {
-                        return Err(error(
-                            &here,
-                            format!("`uniqueItems` must be `true` or `false`, not {}", kind(value)),
-                        ));
-                    }
-                    out.insert(key.clone(), value.clone());
-                }
-                "pattern" => {
-                    out.insert(key.clone(), Value::String(pattern(value, &here)?.to_owned()));
-                }
-                "required" => {
-                    let kept = names(value, key, &here, &flagged)?;
-                    if !kept.is_empty() {
-                        out.insert(key.clone(), Value::Array(kept));
-                    }
-                }
-                "dependentRequired" => {
-                    let Value::Object(dependencies) = value else {
-                        return Err(error(
-                            &here,
-                            format!("`dependentRequired` must be an object, not {}", kind(value)),
-                        ));
-                    };
-                    let mut converted = Map::new();
-                    for (name, required) in dependencies {
-                        let there = join(&here, name);
-                        let kept = names(required, "dependentRequired", &there, &flagged)?;
-                        if !kept.is_empty() {
-                            converted.insert(name.clone(), Value::Array(kept));
-                        }
-                    }
-                    if !converted.is_empty() {
-                        out.insert(key.clone(), Value::Object(converted));
-                    }
-                }
-                "properties" => {
-                    let request = self.direction == Direction::Request;
-                    let converted = self.schema_map(value, key, &here, depth, |this, _, property, _| {
-                        Ok((request && this.is_flagged(property, "readOnly")).then(|| json!({"not": {}})))
-                    })?;
-                    out.insert(key.clone(), converted);
-                }
-                "patternProperties" => {
-                    let converted = self.schema_map(value, key, &here, depth, |_, name, _, there| {
-                        pattern_compiles(name).map_err(|reason| {
-                            error(
-                                there,
-                                format!("this `patternProperties` key is not a valid regular expression: {reason}"),
-                            )
-                        })?;
-                        Ok(None)
-                    })?;
-                    out.insert(key.clone(), converted);
-                }
-                "dependentSchemas" => {
-                    let converted = self.schema_map(value, key, &here, depth, |_, _, _, _| Ok(None))?;
-                    out.insert(key.clone(), converted);
-                }
-                "additionalProperties"
-                | "unevaluatedProperties"
-                | "propertyNames"
-                | "contains"
-                | "unevaluatedItems"
-                | "not"
-                | "if"
-                | "then"
-                | "else" => {
-                    out.insert(key.clone(), self.sub(value, &here, depth)?);
-                }
-                "items" => {
-                    if value.is_array() {
-                        return Err(error(
-                            &here,
-                            "`items` is one schema in OpenAPI 3.1 (JSON Schema 2020-12); a tuple's schemas are `prefixItems`",
-                        ));
-                    }
-                    out.insert(key.clone(), self.sub(value, &here, depth)?);
-                }
-                "prefixItems" | "allOf" | "anyOf" | "oneOf" => {
-                    let Value::Array(members) = value else {
-                        return Err(error(&here, format!("`{key}` must be an array, not {}", kind(value))));
-                    };
-                    if members.is_empty() {
-                        if key == "allOf" || key == "prefixItems" {
-                            continue; // holds for every value
-                        }
-                        return Err(error(&here, format!("`{key}` is empty: no value could ever match")));
-                    }
-                    let none = BTreeSet::new();
-                    let passed = if key == "allOf" { &flagged } else { &none };
-                    let mut converted = Vec::with_capacity(members.len());
-                    for (i, member) in members.iter().enumerate() {
-                        converted.push(self.convert(member, &join(&here, &i.to_string()), depth + 1, passed)?);
-                    }
-                    out.insert(key.clone(), Value::Array(converted));
-                }
-                "format" => {
-                    let Some(format) = value.as_str() else {
-                        return Err(error(&here, format!("`format` must be a string, not {}", kind(value))));
-                    };
-                    if CHECKED_FORMATS.contains(&format) {
-                        out.insert(key.clone(), value.clone());
-                    }
-                }
-                // Annotations, OpenAPI-only keywords, `readOnly`/`writeOnly` (applied by the parent), extensions,
-                // `$defs` (reached through references), and anything else 2020-12 does not define.
-                _ => {}
-            }
-        }
-
-        match map.get("format").and_then(Value::as_str) {
-            Some("int32") if is_integer(&out) => integer_bounds(&mut out, i32::MIN.into(), i32::MAX.into()),
-            Some("int64") if is_integer(&out) => integer_bounds(&mut out, i64::MIN, i64::MAX),
-            _ => {}
-        }
-        Ok(out)
+    ) -> Result<Value, SchemaError> {
+        this.keywords(map, at, depth, inherited).map(Value::Object)
     }
 
-    /// Follows the `$ref` written at `at` through schemas that are only references to the schema it ends at, and
-    /// gives that schema a name under `$defs` (queueing it for conversion the first time).
-    fn reference(&mut self, reference: &'a Value, at: &str) -> Result<String, SchemaError> {
-        let mut location = join(at, "$ref");
-        let mut reference = reference;
-        let mut seen = HashSet::new();
-        for _ in 0..MAX_REF_CHAIN {
-            let Some(text) = reference.as_str() else {
-                return Err(error(
-                    &location,
-                    format!("`$ref` must be a string, not {}", kind(reference)),
-                ));
-            };
-            if let Some(anchor) = text.strip_prefix('#')
-                && !anchor.is_empty()
-                && !anchor.starts_with('/')
-            {
-                return Err(error(
-                    &location,
+    /// `$ref` (beside other keywords), the keywords refused (`$id`, `$dynamicRef`, a `$schema` of another
+    /// dialect), the numeric exclusive bounds, `uniqueItems`, `required`, and the keywords 3.0 does not have; the
+    /// rest as both dialects read them.
+    fn keyword<'a>(
+        this: &mut Converter<'a, Self>,
+        key: &str,
+        value: &'a Value,
+        here: &str,
+        depth: usize,
+        flagged: &BTreeSet<String>,
+    ) -> Result<Option<Value>, SchemaError> {
+        match key {
+            "$ref" => {
+                // A schema whose `$ref` has none of the keywords read beside it is only a reference.
+                let name = this.reference(value, here, |target| {
+                    target.keys().all(|k| k == "$ref" || !KEYWORDS.contains(&k.as_str()))
+                })?;
+                Ok(Some(Value::String(format!("#/$defs/{name}"))))
+            }
+            "$schema" => match value.as_str() {
+                Some(uri) if is_dialect_2020_12(uri) => Ok(None),
+                _ => Err(error(
+                    here,
                     format!(
-                        "`$ref: {text}` names an anchor, which the gateway does not resolve; refer to the schema by its place (`#/components/schemas/Name`)"
+                        "`$schema: {}` is a dialect the gateway cannot check with; it checks OpenAPI 3.1 schemas as JSON Schema 2020-12",
+                        short(value)
                     ),
-                ));
+                )),
+            },
+            "$id" => Err(error(
+                here,
+                "`$id` is not supported in a schema the gateway checks: the references under it would resolve against another base URI; remove it and refer to schemas by their place in the document",
+            )),
+            "$dynamicRef" | "$recursiveRef" => Err(error(
+                here,
+                format!("`{key}` is not supported in a schema the gateway checks; use a `$ref` to the schema meant"),
+            )),
+            "const" => Ok(Some(value.clone())),
+            "exclusiveMaximum" | "exclusiveMinimum" => {
+                if value.is_number() {
+                    Ok(Some(value.clone()))
+                } else if value.is_boolean() {
+                    let bound = if key == "exclusiveMinimum" {
+                        "minimum"
+                    } else {
+                        "maximum"
+                    };
+                    Err(error(
+                        here,
+                        format!(
+                            "`{key}` is the bound itself in OpenAPI 3.1 (JSON Schema 2020-12), not `true`/`false` as in 3.0: write `{key}: 5` instead of `{bound}: 5, {key}: true`"
+                        ),
+                    ))
+                } else {
+                    Err(error(here, format!("`{key}` must be a number, not {}", kind(value))))
+                }
             }
-            let (pointer, target) = resolve_local(self.document, text, &location)?;
-            if !seen.insert(pointer.clone()) {
-                return Err(error(
-                    &location,
-                    format!("`$ref: {text}` is part of a cycle of references that never reaches a schema"),
-                ));
+            "minContains" | "maxContains" => Ok(Some(Value::Number(count(value, key, here)?))),
+            "uniqueItems" => {
+                if !value.is_boolean() {
+                    return Err(error(
+                        here,
+                        format!("`uniqueItems` must be `true` or `false`, not {}", kind(value)),
+                    ));
+                }
+                Ok(Some(value.clone()))
             }
-            if let Some(map) = target.as_object()
-                && let Some(next) = map.get("$ref")
-                && map.keys().all(|k| k == "$ref" || !KEYWORDS.contains(&k.as_str()))
-            {
-                location = join(&pointer, "$ref");
-                reference = next;
-                continue;
+            "required" => {
+                let kept = names(value, key, here, flagged)?;
+                Ok((!kept.is_empty()).then_some(Value::Array(kept)))
             }
-            return Ok(self.definitions.name(pointer, target));
+            "dependentRequired" => {
+                let Value::Object(dependencies) = value else {
+                    return Err(error(
+                        here,
+                        format!("`dependentRequired` must be an object, not {}", kind(value)),
+                    ));
+                };
+                let mut converted = Map::new();
+                for (name, required) in dependencies {
+                    let kept = names(required, "dependentRequired", &join(here, name), flagged)?;
+                    if !kept.is_empty() {
+                        converted.insert(name.clone(), Value::Array(kept));
+                    }
+                }
+                Ok((!converted.is_empty()).then_some(Value::Object(converted)))
+            }
+            "patternProperties" => this
+                .schema_map(value, key, here, depth, |_, name, _, there| {
+                    pattern_compiles::<Self>(name).map_err(|reason| {
+                        error(
+                            there,
+                            format!("this `patternProperties` key is not a valid regular expression: {reason}"),
+                        )
+                    })?;
+                    Ok(None)
+                })
+                .map(Some),
+            "dependentSchemas" => this
+                .schema_map(value, key, here, depth, |_, _, _, _| Ok(None))
+                .map(Some),
+            "additionalProperties"
+            | "unevaluatedProperties"
+            | "propertyNames"
+            | "contains"
+            | "unevaluatedItems"
+            | "if"
+            | "then"
+            | "else" => this.sub(value, here, depth).map(Some),
+            "items" => {
+                if value.is_array() {
+                    return Err(error(
+                        here,
+                        "`items` is one schema in OpenAPI 3.1 (JSON Schema 2020-12); a tuple's schemas are `prefixItems`",
+                    ));
+                }
+                this.sub(value, here, depth).map(Some)
+            }
+            "prefixItems" => this.members(key, value, here, depth, flagged),
+            // Annotations, OpenAPI-only keywords, `readOnly`/`writeOnly` (applied by the parent), extensions, `$defs`
+            // (reached through references), and anything else 2020-12 does not define are dropped there.
+            _ => this.shared_keyword(key, value, here, depth, flagged),
         }
-        Err(error(
-            &location,
-            format!("a chain of more than {MAX_REF_CHAIN} references never reaches a schema"),
-        ))
     }
 
-    /// Whether the property schema `schema` has `flag: true`, itself or in a schema its references lead to.
-    fn is_flagged(&self, mut schema: &'a Value, flag: &str) -> bool {
+    /// Itself or in a schema its references lead to: in 3.1 the flag may sit beside a `$ref`.
+    fn is_flagged<'a>(this: &Converter<'a, Self>, mut schema: &'a Value, flag: &str) -> bool {
         for _ in 0..MAX_REF_CHAIN {
             if schema.get(flag) == Some(&Value::Bool(true)) {
                 return true;
@@ -533,7 +365,7 @@ impl<'a> Converter<'a> {
             let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
                 return false;
             };
-            match resolve_local(self.document, reference, "") {
+            match resolve_local(this.document, reference, "") {
                 Ok((_, target)) => schema = target,
                 Err(_) => return false, // reported when the reference is converted
             }
@@ -541,48 +373,34 @@ impl<'a> Converter<'a> {
         false
     }
 
-    /// Adds to `out` the names of the properties of `map`, of its `allOf` members and of the schema its `$ref`
-    /// names (each followed through references), whose schema has `flag: true`.
-    fn flagged_properties(
-        &self,
-        map: &'a Map<String, Value>,
-        flag: &str,
-        out: &mut BTreeSet<String>,
-        visited: &mut HashSet<String>,
-        depth: usize,
-    ) {
-        if depth > MAX_DEPTH {
-            return;
-        }
-        if let Some(Value::Object(properties)) = map.get("properties") {
-            for (name, property) in properties {
-                if self.is_flagged(property, flag) {
-                    out.insert(name.clone());
-                }
-            }
-        }
-        let mut conjuncts: Vec<&'a Value> = map
+    /// The `allOf` members and, as 2020-12 says, the value of the `$ref` (the schema it names is one more member of
+    /// the conjunction).
+    fn conjuncts(map: &Map<String, Value>) -> Vec<&Value> {
+        let mut conjuncts: Vec<&Value> = map
             .get("allOf")
             .and_then(Value::as_array)
             .map(|members| members.iter().collect())
             .unwrap_or_default();
-        // 2020-12: the schema a `$ref` names is one more member of the conjunction.
         if let Some(reference) = map.get("$ref") {
             conjuncts.push(reference);
         }
-        for member in conjuncts {
-            // A member is a schema (its own `$ref` is followed when it is read), or the value of this schema's `$ref`.
-            let target = match member {
-                Value::String(reference) => match resolve_local(self.document, reference, "") {
-                    Ok((pointer, target)) if visited.insert(pointer.clone()) => target,
-                    _ => continue,
-                },
-                other => other,
-            };
-            if let Value::Object(target) = target {
-                self.flagged_properties(target, flag, out, visited, depth + 1);
-            }
-        }
+        conjuncts
+    }
+
+    /// A member is a schema (its own `$ref` is followed when it is read), or the value of the schema's `$ref`.
+    fn enter<'a>(
+        this: &Converter<'a, Self>,
+        conjunct: &'a Value,
+        visited: &mut HashSet<String>,
+    ) -> Option<&'a Map<String, Value>> {
+        let target = match conjunct {
+            Value::String(reference) => match resolve_local(this.document, reference, "") {
+                Ok((pointer, target)) if visited.insert(pointer.clone()) => target,
+                _ => return None,
+            },
+            other => other,
+        };
+        target.as_object()
     }
 }
 
@@ -594,56 +412,7 @@ fn names(value: &Value, key: &str, at: &str, flagged: &BTreeSet<String>) -> Resu
             format!("`{key}` lists property names in an array, not {}", kind(value)),
         ));
     };
-    let mut kept: Vec<Value> = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let Some(text) = name.as_str() else {
-            return Err(error(
-                &join(at, &i.to_string()),
-                format!("`{key}` lists property names, not {}", kind(name)),
-            ));
-        };
-        if !flagged.contains(text) && !kept.contains(name) {
-            kept.push(name.clone());
-        }
-    }
-    Ok(kept)
-}
-
-/// A `pattern`'s text, checked to compile.
-fn pattern<'v>(value: &'v Value, at: &str) -> Result<&'v str, SchemaError> {
-    let Some(pattern) = value.as_str() else {
-        return Err(error(at, format!("`pattern` must be a string, not {}", kind(value))));
-    };
-    pattern_compiles(pattern)
-        .map_err(|reason| error(at, format!("`pattern` is not a valid regular expression: {reason}")))?;
-    Ok(pattern)
-}
-
-/// Whether the runtime can compile `pattern` (the same engine and dialect as for the whole schema).
-fn pattern_compiles(pattern: &str) -> Result<(), String> {
-    match jsonschema::draft202012::new(&json!({ "pattern": pattern })) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Narrows `minimum`/`maximum` to `[min, max]` where they are absent or looser (2020-12's exclusive bounds are
-/// numbers of their own and stay as they are).
-fn integer_bounds(out: &mut Map<String, Value>, min: i64, max: i64) {
-    let looser_min = match out.get("minimum").and_then(Value::as_number) {
-        None => true,
-        Some(n) => compare(n, min) == std::cmp::Ordering::Less,
-    };
-    if looser_min {
-        out.insert(String::from("minimum"), Value::Number(min.into()));
-    }
-    let looser_max = match out.get("maximum").and_then(Value::as_number) {
-        None => true,
-        Some(n) => compare(n, max) == std::cmp::Ordering::Greater,
-    };
-    if looser_max {
-        out.insert(String::from("maximum"), Value::Number(max.into()));
-    }
+    property_names(names, key, at, flagged)
 }
 
 #[cfg(test)]
@@ -651,7 +420,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::schema::{FormScalar, check_compiles, form_fields};
+    use crate::schema::FormScalar;
+    use crate::schema::common::testing::{assert_form_fields, assert_instances};
 
     /// A 3.1 document whose `components.schemas` are `schemas`.
     fn doc(schemas: Value) -> Value {
@@ -666,28 +436,11 @@ mod tests {
         to_json_schema_2020_12(document, &schema, "/test", Direction::Request).unwrap_err()
     }
 
-    fn validator(schema: &Value) -> jsonschema::Validator {
-        check_compiles(schema).unwrap();
-        jsonschema::draft202012::options()
-            .should_validate_formats(true)
-            .build(schema)
-            .unwrap()
-    }
-
     /// Converts `schema` and checks each instance is accepted or refused as said.
     fn check(document: &Value, schema: Value, direction: Direction, valid: &[Value], invalid: &[Value]) -> Value {
         let converted = convert(document, schema, direction);
         assert_eq!(converted["$schema"], DRAFT_2020_12);
-        let v = validator(&converted);
-        for instance in valid {
-            assert!(v.is_valid(instance), "{instance} should be valid against {converted}");
-        }
-        for instance in invalid {
-            assert!(
-                !v.is_valid(instance),
-                "{instance} should be invalid against {converted}"
-            );
-        }
+        assert_instances(jsonschema::draft202012::options(), &converted, valid, invalid);
         converted
     }
 
@@ -1134,10 +887,6 @@ mod tests {
             }),
             Direction::Request,
         );
-        let fields: Vec<(String, FormScalar, bool)> = form_fields(&converted)
-            .into_iter()
-            .map(|f| (f.name, f.scalar, f.list))
-            .collect();
         let expected = [
             ("n", FormScalar::Integer, false),
             ("level", FormScalar::Integer, false),
@@ -1145,8 +894,6 @@ mod tests {
             ("maybe", FormScalar::Integer, false),
             ("base", FormScalar::Boolean, false),
         ];
-        let expected: Vec<(String, FormScalar, bool)> =
-            expected.iter().map(|(n, s, l)| ((*n).to_owned(), *s, *l)).collect();
-        assert_eq!(fields, expected);
+        assert_form_fields(&converted, &expected);
     }
 }
