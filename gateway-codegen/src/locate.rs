@@ -50,10 +50,15 @@ pub fn locate(text: &str, wanted: &HashSet<String>) -> HashMap<String, Location>
     if wanted.is_empty() {
         return found;
     }
+    if let Some(found) = json::locate(text, wanted) {
+        return found;
+    }
     walk(text, &mut |pointer, span, node| {
         if matches!(node, Node::Key | Node::Item) && wanted.contains(pointer) && !found.contains_key(pointer) {
             found.insert(pointer.to_owned(), start_of(span));
         }
+        // Once every wanted pointer is found, the rest of the text need not be read.
+        found.len() < wanted.len()
     });
     found
 }
@@ -69,8 +74,9 @@ enum Node<'e> {
 }
 
 /// Reads the YAML (or JSON) event stream of `text` and calls `visit` with the pointer of each key, sequence item and
-/// scalar value, and its span. Stops quietly at the first syntax error: what came before is still reported.
-fn walk(text: &str, visit: &mut dyn FnMut(&str, Span, Node<'_>)) {
+/// scalar value, and its span, until `visit` returns `false`. Stops quietly at the first syntax error: what came
+/// before is still reported.
+fn walk(text: &str, visit: &mut dyn FnMut(&str, Span, Node<'_>) -> bool) {
     let mut stack: Vec<Frame> = Vec::new();
     // The pointer of the node being read, kept as one string that grows and shrinks with the stack.
     let mut current = String::new();
@@ -94,7 +100,9 @@ fn walk(text: &str, visit: &mut dyn FnMut(&str, Span, Node<'_>)) {
                 let len = current.len();
                 current.push('/');
                 current.push_str(&escape_segment(&text));
-                visit(&current, span, Node::Key);
+                if !visit(&current, span, Node::Key) {
+                    return;
+                }
                 current.truncate(len);
                 *key = Some(text);
                 // Collection keys cannot occur in an OpenAPI document (JSON has none); a YAML file that has one
@@ -111,7 +119,9 @@ fn walk(text: &str, visit: &mut dyn FnMut(&str, Span, Node<'_>)) {
                 Some(Frame::Sequence { index }) => {
                     current.push('/');
                     current.push_str(&index.to_string());
-                    visit(&current, span, Node::Item);
+                    if !visit(&current, span, Node::Item) {
+                        return;
+                    }
                 }
                 None => {}
             }
@@ -125,8 +135,10 @@ fn walk(text: &str, visit: &mut dyn FnMut(&str, Span, Node<'_>)) {
                     stack.push(Frame::Sequence { index: 0 });
                 }
                 _ => {
-                    if let Event::Scalar(value, style, ..) = &event {
-                        visit(&current, span, Node::Scalar(value, *style));
+                    if let Event::Scalar(value, style, ..) = &event
+                        && !visit(&current, span, Node::Scalar(value, *style))
+                    {
+                        return;
                     }
                     current.truncate(len);
                     value_done(&mut stack);
@@ -217,6 +229,7 @@ pub fn locate_scalars(text: &str, wanted: &HashSet<String>) -> HashMap<String, S
             };
             found.insert(pointer.to_owned(), scalar);
         }
+        found.len() < wanted.len()
     });
     found
 }
@@ -583,6 +596,217 @@ fn approximate_position(scalar: &ScalarSpan, offset: usize) -> Location {
     }
 }
 
+/// [`locate`] for a text that is JSON, as the largest specs are: one pass over its bytes, which in an unoptimized
+/// build is many times faster than the YAML event stream (a 4 MB spec: tens of milliseconds against most of a
+/// second), and stops once every wanted pointer is found. Locations are the YAML walk's: a key where its opening
+/// quote is, an item where it starts.
+mod json {
+    use std::collections::{HashMap, HashSet};
+
+    use super::{Location, escape_segment};
+
+    /// Deeper than any spec nests; a text nested deeper is left to the YAML walk rather than to the stack.
+    const MAX_DEPTH: usize = 512;
+
+    /// Why the scan ended early.
+    enum Stop {
+        /// Every wanted pointer is found.
+        Done,
+        /// The text is not JSON (YAML in flow style, or broken): the YAML walk reads it.
+        NotJson,
+    }
+
+    /// The wanted pointers' locations, or `None` when `text` is not JSON.
+    pub(super) fn locate(text: &str, wanted: &HashSet<String>) -> Option<HashMap<String, Location>> {
+        if !text.trim_start().starts_with(['{', '[']) {
+            return None;
+        }
+        let mut scan = Scan {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+            line: 1,
+            counted: (0, 0),
+            pointer: String::new(),
+            wanted,
+            found: HashMap::new(),
+        };
+        match scan.value(0) {
+            Ok(()) => {
+                scan.space();
+                (scan.at == scan.bytes.len()).then_some(scan.found)
+            }
+            Err(Stop::Done) => Some(scan.found),
+            Err(Stop::NotJson) => None,
+        }
+    }
+
+    struct Scan<'t, 'w> {
+        text: &'t str,
+        bytes: &'t [u8],
+        at: usize,
+        line: usize,
+        /// How far into the current line characters are counted, and how many there are up to there: a JSON spec
+        /// is often one line of megabytes, which is counted once, not once per pointer found.
+        counted: (usize, usize),
+        /// The pointer of the value being read.
+        pointer: String,
+        wanted: &'w HashSet<String>,
+        found: HashMap<String, Location>,
+    }
+
+    impl Scan<'_, '_> {
+        /// Records `pointer`'s location, at byte `at`, if it is wanted and not found yet.
+        fn visit(&mut self, at: usize) -> Result<(), Stop> {
+            if self.wanted.contains(&self.pointer) && !self.found.contains_key(&self.pointer) {
+                let (from, chars) = self.counted;
+                let chars = chars + self.text.get(from..at).map_or(0, |t| t.chars().count());
+                self.counted = (at, chars);
+                let location = Location {
+                    line: self.line,
+                    column: chars + 1,
+                };
+                self.found.insert(self.pointer.clone(), location);
+                if self.found.len() == self.wanted.len() {
+                    return Err(Stop::Done);
+                }
+            }
+            Ok(())
+        }
+
+        /// Skips whitespace, counting lines (a JSON text breaks lines nowhere else).
+        fn space(&mut self) {
+            while let Some(&b) = self.bytes.get(self.at) {
+                match b {
+                    b'\n' => {
+                        self.at += 1;
+                        self.line += 1;
+                        self.counted = (self.at, 0);
+                    }
+                    b' ' | b'\t' | b'\r' => self.at += 1,
+                    _ => break,
+                }
+            }
+        }
+
+        fn eat(&mut self, byte: u8) -> bool {
+            self.space();
+            let ate = self.bytes.get(self.at) == Some(&byte);
+            if ate {
+                self.at += 1;
+            }
+            ate
+        }
+
+        fn expect(&mut self, byte: u8) -> Result<(), Stop> {
+            if self.eat(byte) { Ok(()) } else { Err(Stop::NotJson) }
+        }
+
+        /// Reads the value at the current position (after whitespace).
+        fn value(&mut self, depth: usize) -> Result<(), Stop> {
+            if depth > MAX_DEPTH {
+                return Err(Stop::NotJson);
+            }
+            self.space();
+            match self.bytes.get(self.at) {
+                Some(b'{') => {
+                    self.at += 1;
+                    if self.eat(b'}') {
+                        return Ok(());
+                    }
+                    loop {
+                        self.space();
+                        let key_at = self.at;
+                        let key = self.string()?;
+                        let len = self.pointer.len();
+                        self.pointer.push('/');
+                        self.pointer.push_str(&escape_segment(&key));
+                        self.visit(key_at)?;
+                        self.expect(b':')?;
+                        self.value(depth + 1)?;
+                        self.pointer.truncate(len);
+                        if !self.eat(b',') {
+                            return self.expect(b'}');
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.at += 1;
+                    if self.eat(b']') {
+                        return Ok(());
+                    }
+                    let mut index = 0usize;
+                    loop {
+                        self.space();
+                        let len = self.pointer.len();
+                        self.pointer.push('/');
+                        self.pointer.push_str(&index.to_string());
+                        self.visit(self.at)?;
+                        self.value(depth + 1)?;
+                        self.pointer.truncate(len);
+                        index += 1;
+                        if !self.eat(b',') {
+                            return self.expect(b']');
+                        }
+                    }
+                }
+                Some(b'"') => self.skip_string().map(drop),
+                Some(_) => {
+                    // A number, `true`, `false` or `null`: up to the next delimiter.
+                    let start = self.at;
+                    while let Some(&b) = self.bytes.get(self.at) {
+                        if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+                            break;
+                        }
+                        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'.')) {
+                            return Err(Stop::NotJson);
+                        }
+                        self.at += 1;
+                    }
+                    if self.at == start { Err(Stop::NotJson) } else { Ok(()) }
+                }
+                None => Err(Stop::NotJson),
+            }
+        }
+
+        /// Reads a string at the current position, decoded.
+        fn string(&mut self) -> Result<String, Stop> {
+            let (start, escaped) = self.skip_string()?;
+            let raw = self.text.get(start..self.at).ok_or(Stop::NotJson)?;
+            if escaped {
+                serde_json::from_str(raw).map_err(|_| Stop::NotJson)
+            } else {
+                Ok(raw[1..raw.len() - 1].to_owned())
+            }
+        }
+
+        /// Skips the string at the current position: where it starts, and whether it has escapes.
+        fn skip_string(&mut self) -> Result<(usize, bool), Stop> {
+            if self.bytes.get(self.at) != Some(&b'"') {
+                return Err(Stop::NotJson);
+            }
+            let start = self.at;
+            let mut escaped = false;
+            self.at += 1;
+            loop {
+                match self.bytes.get(self.at) {
+                    Some(b'"') => break,
+                    Some(b'\\') => {
+                        escaped = true;
+                        self.at += 2;
+                    }
+                    // A raw control character (a line break) is not JSON.
+                    Some(b) if *b < 0x20 => return Err(Stop::NotJson),
+                    Some(_) => self.at += 1,
+                    None => return Err(Stop::NotJson),
+                }
+            }
+            self.at += 1;
+            Ok((start, escaped))
+        }
+    }
+}
+
 /// After a value ends, its parent mapping expects a key again, or its parent sequence moves on.
 fn value_done(stack: &mut [Frame]) {
     match stack.last_mut() {
@@ -599,6 +823,83 @@ mod tests {
     fn find(text: &str, p: &str) -> Option<Location> {
         let wanted = HashSet::from([p.to_owned()]);
         locate(text, &wanted).get(p).copied()
+    }
+
+    /// Every pointer the YAML walk reports a key or an item for, with its location.
+    fn walked(text: &str) -> Vec<(String, Location)> {
+        let mut all = Vec::new();
+        walk(text, &mut |pointer, span, node| {
+            if matches!(node, Node::Key | Node::Item) && !all.iter().any(|(p, _)| p == pointer) {
+                all.push((pointer.to_owned(), start_of(span)));
+            }
+            true
+        });
+        all
+    }
+
+    /// The JSON scan finds what the YAML walk finds, where it finds it: every pointer of `text` at once, and each
+    /// alone (when the scan stops early).
+    fn same_as_walk(text: &str) {
+        let all = walked(text);
+        assert!(!all.is_empty(), "{text}");
+        let wanted: HashSet<String> = all.iter().map(|(p, _)| p.clone()).collect();
+        let found = json::locate(text, &wanted).expect("JSON");
+        for (pointer, location) in &all {
+            assert_eq!(found.get(pointer), Some(location), "{pointer} in {text}");
+            let alone = json::locate(text, &HashSet::from([pointer.clone()])).expect("JSON");
+            assert_eq!(alone.get(pointer), Some(location), "{pointer} alone");
+        }
+        let missing = HashSet::from([String::from("/nope"), all[0].0.clone()]);
+        assert_eq!(json::locate(text, &missing).expect("JSON").len(), 1);
+    }
+
+    #[test]
+    fn json_is_located_as_the_yaml_walk_locates_it() {
+        same_as_walk(r#"{"openapi": "3.0.3", "paths": {"/pets/{id}": {"get": {"parameters": [{"name": "id"}]}}}}"#);
+        same_as_walk(
+            "{\n  \"a~b/c\": [1, -2.5e3, true, null, {\"x\": []}, [[], {}]],\n\t\"\\u00e9t\\u00e9\": {\"k\\\"q\": \"v\\n\"},\r\n  \"é\": { \"ü\" : \"ß\", \"n\": {}}\n}\n",
+        );
+        same_as_walk("[\n  {\"a\": 1},\n  [\"x\", \"y\"]\n]");
+    }
+
+    #[test]
+    fn what_is_not_json_is_left_to_the_yaml_walk() {
+        // `/b` is nowhere, so the scan reads each text to its end.
+        let wanted = HashSet::from([String::from("/a"), String::from("/b")]);
+        for text in [
+            "a: 1",
+            "{a: 1}",
+            "{\"a\": 1,}",
+            "{\"a\": 'x'}",
+            "{\"a\": 1} {",
+            "{\"a\": \"x\ny\"}",
+        ] {
+            assert!(json::locate(text, &wanted).is_none(), "{text}");
+        }
+        // The YAML walk still finds it in flow style.
+        assert_eq!(find("{a: 1}", "/a"), Some(Location { line: 1, column: 2 }));
+    }
+
+    /// The JSON scan against the YAML walk on the corpus's JSON specs (`cargo test -p gateway-codegen -- --ignored`).
+    #[test]
+    #[ignore = "reads the shared corpus beside the checkout"]
+    fn corpus_json_is_located_as_the_yaml_walk_locates_it() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/specs-corpus");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).expect("a spec");
+                let all = walked(&text);
+                let wanted: HashSet<String> = all.iter().map(|(p, _)| p.clone()).collect();
+                let found = json::locate(&text, &wanted).expect("JSON");
+                for (pointer, location) in &all {
+                    assert_eq!(found.get(pointer), Some(location), "{pointer} in {}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 0);
     }
 
     #[test]

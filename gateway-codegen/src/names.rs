@@ -101,6 +101,11 @@ impl Scope {
             n += 1;
         }
     }
+
+    /// Whether `name` is not taken yet.
+    pub fn is_free(&self, name: &str) -> bool {
+        !self.taken.contains(name)
+    }
 }
 
 #[cfg(test)]

@@ -3,56 +3,114 @@
 //! without the operations the gateway does not serve (`skip: true`). The runtime sets `servers` to where the
 //! gateway serves it (its base path) when it starts.
 
-use serde_json::Value;
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
 use crate::parse::ext::EXTENSION;
 
 /// `document` as published, as compact JSON.
+///
+/// Written straight from the document as read, leaving out what is not published on the way: a spec of several
+/// megabytes is neither copied nor edited to be published.
 pub fn published(document: &Value) -> String {
-    let mut document = document.clone();
-    drop_skipped(&mut document);
-    strip_extension(&mut document);
-    if let Some(root) = document.as_object_mut() {
-        // Where the API is served is the gateway's, not the upstream's: set when the gateway starts.
-        root.remove("servers");
-    }
-    document.to_string()
+    // A view of a `Value` serializes as the value does, which cannot fail (every key is a string).
+    serde_json::to_string(&Root(document)).unwrap_or_default()
 }
 
-/// Removes every `x-gateway` key, at any depth.
-fn strip_extension(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            map.shift_remove(EXTENSION);
-            map.values_mut().for_each(strip_extension);
+/// The document: without `servers` (where the API is served is the gateway's, set when it starts), `x-gateway`,
+/// and skipped operations.
+struct Root<'a>(&'a Value);
+
+impl Serialize for Root<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Value::Object(root) = self.0 else {
+            return Stripped(self.0).serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in root {
+            match (key.as_str(), value) {
+                ("servers", _) | (EXTENSION, _) => {}
+                ("paths", Value::Object(paths)) => map.serialize_entry(key, &Paths(paths))?,
+                _ => map.serialize_entry(key, &Stripped(value))?,
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_extension),
-        _ => {}
+        map.end()
     }
 }
 
-/// Whether an `x-gateway` object says `skip: true`.
-fn skipped(item: &Value) -> Option<bool> {
+/// `paths`: the operations with `skip: true` (their own, else their path item's) left out, and the path items
+/// left without any; a `$ref`'d path item is kept as written.
+struct Paths<'a>(&'a Map<String, Value>);
+
+impl Serialize for Paths<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (template, item) in self.0 {
+            let Value::Object(item) = item else {
+                map.serialize_entry(template, &Stripped(item))?;
+                continue;
+            };
+            let item_skip = skipped(item).unwrap_or(false);
+            let served = |key: &str, op: &Value| {
+                !METHODS.contains(&key) || !op.as_object().and_then(skipped).unwrap_or(item_skip)
+            };
+            let kept = item.contains_key("$ref")
+                || item
+                    .iter()
+                    .any(|(k, op)| METHODS.contains(&k.as_str()) && served(k, op));
+            if kept {
+                map.serialize_entry(template, &PathItem { item, served: &served })?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A path item without its skipped operations (`served` says which are kept) and its `x-gateway`.
+struct PathItem<'a, F: Fn(&str, &Value) -> bool> {
+    item: &'a Map<String, Value>,
+    served: &'a F,
+}
+
+impl<F: Fn(&str, &Value) -> bool> Serialize for PathItem<'_, F> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.item {
+            if key != EXTENSION && (self.served)(key, value) {
+                map.serialize_entry(key, &Stripped(value))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A value without any `x-gateway` key, at any depth.
+struct Stripped<'a>(&'a Value);
+
+impl Serialize for Stripped<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Object(object) => {
+                let mut map = serializer.serialize_map(None)?;
+                for (key, value) in object {
+                    if key != EXTENSION {
+                        map.serialize_entry(key, &Stripped(value))?;
+                    }
+                }
+                map.end()
+            }
+            Value::Array(items) => serializer.collect_seq(items.iter().map(Stripped)),
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// Whether an object's `x-gateway` says `skip: true`.
+fn skipped(item: &Map<String, Value>) -> Option<bool> {
     item.get(EXTENSION)?.get("skip")?.as_bool()
 }
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
-
-/// Removes operations with `skip: true` (their own, else their path item's), and path items left without any.
-fn drop_skipped(document: &mut Value) {
-    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
-        return;
-    };
-    paths.retain(|_, item| {
-        let Some(item) = item.as_object_mut() else {
-            return true;
-        };
-        let item_skip = skipped(&Value::Object(item.clone())).unwrap_or(false);
-        item.retain(|key, op| !METHODS.contains(&key.as_str()) || !skipped(op).unwrap_or(item_skip));
-        // A `$ref`'d path item is kept as written; one whose operations were all skipped goes.
-        item.contains_key("$ref") || METHODS.iter().any(|m| item.contains_key(*m))
-    });
-}
 
 #[cfg(test)]
 mod tests {

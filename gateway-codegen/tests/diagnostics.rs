@@ -1358,13 +1358,18 @@ fn cors_policies_are_checked() {
     let g = run(&off).expect("valid");
     let api = &g.files["src/api.rs"];
     assert!(has(api, "cors: Some(&CORS[0])"), "the API's policy stays: {api}");
-    assert!(!entry(api, "getPet").contains("cors:"), "off: the default, left out: {api}");
+    assert!(
+        !entry(api, "getPet").contains("cors:"),
+        "off: the default, left out: {api}"
+    );
 }
 
 /// The entry of operation `id` in a generated `api.rs`: from its `id` to `..OperationSpec::DEFAULT`.
 fn entry<'a>(api: &'a str, id: &str) -> &'a str {
     let start = api.find(&format!("id: \"{id}\"")).expect("the operation's entry");
-    let len = api[start..].find("..OperationSpec::DEFAULT").expect("the end of the entry");
+    let len = api[start..]
+        .find("..OperationSpec::DEFAULT")
+        .expect("the end of the entry");
     &api[start..start + len]
 }
 

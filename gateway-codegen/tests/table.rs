@@ -53,7 +53,9 @@ fn generated(spec: &str) -> Generated {
 /// The entry of operation `id`: from its `id` to `..OperationSpec::DEFAULT`.
 fn entry<'a>(api: &'a str, id: &str) -> &'a str {
     let start = api.find(&format!("id: \"{id}\"")).expect("the operation's entry");
-    let len = api[start..].find("..OperationSpec::DEFAULT").expect("the end of the entry");
+    let len = api[start..]
+        .find("..OperationSpec::DEFAULT")
+        .expect("the end of the entry");
     &api[start..start + len]
 }
 
@@ -75,14 +77,32 @@ fn an_entry_spells_what_differs_from_the_default_and_shared_values_once() {
         assert!(get.contains(expected), "{expected} in {get}");
     }
     // Defaults are left out.
-    for default in ["cors:", "ip:", "websocket:", "plans:", "body:", "cache:", "path_suffixes:"] {
+    for default in [
+        "cors:",
+        "ip:",
+        "websocket:",
+        "plans:",
+        "body:",
+        "cache:",
+        "path_suffixes:",
+    ] {
         assert!(!get.contains(default), "{default} in {get}");
     }
     assert!(entry(api, "deletePet").contains("security: SECURITY_0,"));
     // Written once, with what it is in its doc comment.
-    assert_eq!(api.matches("const SECURITY_0: &[&[Requirement]] = &[").count(), 1, "{api}");
-    assert!(api.contains("/// The security of 2 operations: `key`, or `bearer` (read)."), "{api}");
-    assert!(api.contains("/// The schema-checked parameters of 2 operations: `filter` (query)."), "{api}");
+    assert_eq!(
+        api.matches("const SECURITY_0: &[&[Requirement]] = &[").count(),
+        1,
+        "{api}"
+    );
+    assert!(
+        api.contains("/// The security of 2 operations: `key`, or `bearer` (read)."),
+        "{api}"
+    );
+    assert!(
+        api.contains("/// The schema-checked parameters of 2 operations: `filter` (query)."),
+        "{api}"
+    );
     assert!(!api.contains("SECURITY_1"), "{api}");
     // Open: no security at all.
     let health = entry(api, "health");

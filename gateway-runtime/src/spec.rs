@@ -1165,7 +1165,10 @@ const fn next_path_part(template: &'static [u8]) -> (PathPart, &'static [u8]) {
         while end < template.len() && template[end] != b'}' {
             end += 1;
         }
-        assert!(end < template.len(), "an upstream path placeholder is not closed with `}}`");
+        assert!(
+            end < template.len(),
+            "an upstream path placeholder is not closed with `}}`"
+        );
         let (placeholder, after) = template.split_at(end + 1);
         // Without the braces.
         let (inside, _) = placeholder.split_at(placeholder.len() - 1);
@@ -1372,11 +1375,20 @@ mod tests {
 
     #[test]
     fn an_operation_written_against_the_default_keeps_its_fields_and_takes_the_defaults() {
-        assert_eq!((POST.id, POST.method.as_str(), POST.route), ("createPet", "POST", "/pets"));
-        assert!(matches!(POST.target, TargetSpec::Upstream(UpstreamTarget { upstream: 0, .. })));
+        assert_eq!(
+            (POST.id, POST.method.as_str(), POST.route),
+            ("createPet", "POST", "/pets")
+        );
+        assert!(matches!(
+            POST.target,
+            TargetSpec::Upstream(UpstreamTarget { upstream: 0, .. })
+        ));
         assert!(POST.security.is_empty() && POST.validate.is_none() && POST.cache.is_none());
         assert_eq!((POST.body.max, POST.body.validate), (DEFAULT_MAX_BODY, false));
-        assert!(matches!(OperationSpec::DEFAULT.target, TargetSpec::Mock(MockSpec { status: 501, .. })));
+        assert!(matches!(
+            OperationSpec::DEFAULT.target,
+            TargetSpec::Mock(MockSpec { status: 501, .. })
+        ));
     }
 
     /// `path!` as generated code uses it: in a `static`, evaluated at compile time.

@@ -760,7 +760,10 @@ fn operation(op: &Operation, cors: Option<usize>, schemes: &[Scheme], shared: &m
         fields.set("throttle", quote!(Some(#t)));
     }
     if let Some(policy) = &op.cache {
-        fields.share("cache", shared.add(SharedKind::Cache, cache_policy(policy), String::new));
+        fields.share(
+            "cache",
+            shared.add(SharedKind::Cache, cache_policy(policy), String::new),
+        );
     }
     if !op.responses.is_empty() {
         let responses = op.responses.iter().map(gateway_response);
@@ -790,7 +793,10 @@ fn operation(op: &Operation, cors: Option<usize>, schemes: &[Scheme], shared: &m
         fields.share("schema_params", shared.add(SharedKind::SchemaParams, value, detail));
     }
     if let Some(t) = &op.transform {
-        fields.share("transform", shared.add(SharedKind::Transform, transform(t), String::new));
+        fields.share(
+            "transform",
+            shared.add(SharedKind::Transform, transform(t), String::new),
+        );
     }
     if let Some(c) = &op.responses_check {
         fields.share(

@@ -50,6 +50,8 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
             Some(lowered)
         })
         .collect();
+    let mut operations = operations;
+    share_enums(&mut operations, &mut types);
     let has_functions = operations.iter().any(|op| matches!(op.target, Target::Function(_)));
     let functions = spec
         .root
@@ -87,6 +89,88 @@ pub fn lower(spec: &ParsedSpec, checked: Checked<'_>, spec_file: &str, diags: &m
         shared: checked.shared,
         functions,
         types: space.finish(),
+    }
+}
+
+/// Makes the inline enums that several operations declare alike — a parameter of the same name with the same
+/// values (`direction: asc | desc` on every list of a large API) — one type, named after the parameter
+/// (`Direction`, `…Item` for an array's items) where that name is free, else after the first of them. Enums of a
+/// `$ref`'d schema are one type already, named after it.
+fn share_enums(operations: &mut [Operation], types: &mut Types) {
+    fn structs(op: &mut Operation) -> impl Iterator<Item = &mut ParamStruct> {
+        op.params.iter_mut().chain(
+            op.merged
+                .iter_mut()
+                .flat_map(|m| m.alternatives.iter_mut().map(|(_, s)| s)),
+        )
+    }
+    /// The enum a field's type names, with the suffix its inline name has after the struct's (`Direction`).
+    fn inline_enum(base: &str, field: &Param) -> Option<(String, String)> {
+        let (name, item) = match &field.ty {
+            ParamType::Scalar(Scalar::Enum(name)) => (name, ""),
+            ParamType::List(Scalar::Enum(name)) => (name, "Item"),
+            _ => return None,
+        };
+        let suffix = format!("{}{item}", names::type_name(&field.name, "Param"));
+        (name.strip_prefix(base) == Some(suffix.as_str())).then(|| (name.clone(), suffix))
+    }
+    // The inline enums, by suffix and values, in order of first use.
+    // The inline enums, keyed by (type-name suffix, variants), with the names they were given.
+    type Group = ((String, Vec<(String, String)>), Vec<String>);
+    let mut groups: Vec<Group> = Vec::new();
+    for op in operations.iter_mut() {
+        for params in structs(op) {
+            let base = params.name.trim_end_matches("Params").to_owned();
+            for field in &params.fields {
+                let Some((name, suffix)) = inline_enum(&base, field) else {
+                    continue;
+                };
+                let Some(variants) = types.enums.get(&name).map(|e| e.variants.clone()) else {
+                    continue;
+                };
+                let key = (suffix, variants);
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, names)) if !names.contains(&name) => names.push(name),
+                    Some(_) => {}
+                    None => groups.push((key, vec![name])),
+                }
+            }
+        }
+    }
+    let mut renamed: BTreeMap<String, String> = BTreeMap::new();
+    for ((suffix, _), names) in groups.into_iter().filter(|(_, names)| names.len() > 1) {
+        let shared = if types.scope.is_free(&suffix) {
+            types.scope.claim(suffix, "")
+        } else {
+            names[0].clone()
+        };
+        let Some(mut kept) = types.enums.remove(&names[0]) else {
+            continue;
+        };
+        for name in &names[1..] {
+            types.enums.remove(name);
+        }
+        kept.name = shared.clone();
+        types.enums.insert(shared.clone(), kept);
+        for name in names.into_iter().filter(|n| *n != shared) {
+            renamed.insert(name, shared.clone());
+        }
+    }
+    if renamed.is_empty() {
+        return;
+    }
+    for op in operations.iter_mut() {
+        for params in structs(op) {
+            for field in &mut params.fields {
+                let (ParamType::Scalar(Scalar::Enum(name)) | ParamType::List(Scalar::Enum(name))) = &mut field.ty
+                else {
+                    continue;
+                };
+                if let Some(shared) = renamed.get(name) {
+                    name.clone_from(shared);
+                }
+            }
+        }
     }
 }
 
