@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use gateway_runtime::http::{Method, Request, StatusCode};
 use gateway_runtime::serving::server::{self, ServerConfig, ServerError};
 use gateway_runtime::spec::{
-    ApiSpec, BodySpec, DEFAULT_MAX_BODY, OperationSpec, StoreAction, StoreBackendSpec, StoreFilterKind,
-    StoreFilterSpec, StoreKeyPart, StoreSpec, StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
+    ApiSpec, OperationSpec, StoreAction, StoreBackendSpec, StoreFilterKind, StoreFilterSpec, StoreKeyPart, StoreSpec,
+    StoreSync, StoreTableSpec, StoreTargetSpec, TargetSpec,
 };
 use gateway_runtime::store::{StoreError, StoreLocation, StoreOverride};
 use serde_json::{Value, json};
@@ -28,22 +28,8 @@ const fn store_op(
         template: route,
         route,
         path_params,
-        path_suffixes: &[],
-        validate: None,
-        security: &[],
-        cors: None,
-        ip: None,
-        compression: None,
-        websocket: false,
-        plans: &[],
-        throttle: None,
-        cache: None,
-        responses: &[],
-        body: BodySpec::limit(DEFAULT_MAX_BODY),
-        schema_params: &[],
-        transform: None,
-        responses_check: None,
         target: TargetSpec::Store(target),
+        ..OperationSpec::DEFAULT
     }
 }
 

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
 
-use crate::support::{assert_problem, setup, setup_with};
+use crate::support::{assert_problem, setup, setup_with, violations};
 
 const ADMIN: &str = "admin-token-for-contract-tests";
 
@@ -23,24 +23,6 @@ async fn call(method: Method, url: &str, headers: &[(&str, &str)], body: &str) -
 
 async fn put_json(url: &str, body: &str) -> Reply {
     call(Method::PUT, url, &[("content-type", "application/json")], body).await
-}
-
-/// The `(pointer, keyword)` pairs of a problem's `errors` member.
-fn violations(problem: &serde_json::Value) -> Vec<(String, String)> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    (
-                        e["pointer"].as_str().unwrap_or("?").to_owned(),
-                        e["keyword"].as_str().unwrap_or("?").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

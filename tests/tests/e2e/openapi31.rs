@@ -13,7 +13,7 @@ use gateway_tests::gateway::Gateway;
 use gateway_tests::upstream::Upstream;
 use http::{Method, StatusCode};
 
-use crate::support::assert_problem;
+use crate::support::{assert_problem, violations};
 
 const BIN: &str = "duo-gateway";
 const JSON: (&str, &str) = ("content-type", "application/json");
@@ -30,24 +30,6 @@ async fn post(gw: &Gateway, path: &str, body: &str) -> Reply {
     send(Method::POST, &url, &[JSON], Bytes::from(body.to_owned()))
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"))
-}
-
-/// The `(pointer, keyword)` pairs of a problem's `errors` member.
-fn violations(problem: &serde_json::Value) -> Vec<(String, String)> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| {
-                    (
-                        e["pointer"].as_str().unwrap_or("?").to_owned(),
-                        e["keyword"].as_str().unwrap_or("?").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -80,3 +80,21 @@ impl Drop for KeyFile {
         }
     }
 }
+
+/// The `(pointer, keyword)` pairs of a problem's `errors` member (a validation refusal).
+pub fn violations(problem: &serde_json::Value) -> Vec<(String, String)> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["pointer"].as_str().unwrap_or("?").to_owned(),
+                        e["keyword"].as_str().unwrap_or("?").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
