@@ -17,12 +17,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The generator allocates a great deal — the spec's documents, token streams, syntax trees, the formatted files —
-/// and glibc's allocator made a third of its time on the largest specs; mimalloc (the gateways' allocator) halves
-/// that (docs/benchmarks.md, code generation).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Tasks of the OpenAPI gateway compiler")]
 struct Cli {
