@@ -27,6 +27,11 @@ pub fn escape_segment(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// Unescapes one JSON pointer segment (RFC 6901: `~1` → `/`, then `~0` → `~`).
+pub fn unescape_segment(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
 /// Joins segments into a JSON pointer.
 pub fn pointer<S: AsRef<str>>(segments: &[S]) -> String {
     let mut out = String::new();

@@ -93,38 +93,25 @@ pub fn parse_with(
     }
     let version = check_version(&document, diags)?;
     if version == Version::Swagger2 {
-        let mut found = Diagnostics::default();
-        let converted = swagger2::convert(&document, &mut found);
         // The converter's findings are about the 2.0 document: pinned to where that was written.
-        for d in found.items() {
-            diags.push(pin(d.clone(), sources));
-        }
-        let converted = converted?;
-        let mut map = PointerMap::default();
-        for (derived, source) in converted.origins {
-            map.moved(derived, source);
-        }
-        sources.push(map);
-        document = converted.document;
+        document = pinned_step(sources, diags, |map, found| {
+            let converted = swagger2::convert(&document, found)?;
+            for (derived, source) in converted.origins {
+                map.moved(derived, source);
+            }
+            Some(converted.document)
+        })?;
     }
     let as_written = document.clone();
     sources.push(path_items::inline(&mut document, diags));
     // The repairs' findings are about the document before them (they remove list elements): pinned there.
-    let mut found = Diagnostics::default();
-    let mut map = PointerMap::default();
-    repair::repair(&mut document, leniency, &mut map, &mut found);
-    for d in found.items() {
-        diags.push(pin(d.clone(), sources));
-    }
-    sources.push(map);
+    pinned_step(sources, diags, |map, found| {
+        repair::repair(&mut document, leniency, map, found)
+    });
     // Path keys renamed last, as a step of their own: the repairs above point at them as written.
-    let mut found = Diagnostics::default();
-    let mut map = PointerMap::default();
-    repair::slash_paths(&mut document, &mut map, &mut found);
-    for d in found.items() {
-        diags.push(pin(d.clone(), sources));
-    }
-    sources.push(map);
+    pinned_step(sources, diags, |map, found| {
+        repair::slash_paths(&mut document, map, found)
+    });
     let schema_document = match version {
         Version::V3_1 => Some(downgrade::read_3_1(&mut document, diags)?),
         _ => None,
@@ -178,6 +165,23 @@ fn apply_overlays(
         );
     }
     sources.push(map);
+}
+
+/// Runs a step that moves nodes: what it finds is about the document it was given, so each finding is pinned to
+/// where that was written before the step's map (which `step` fills) joins `sources`.
+fn pinned_step<T>(
+    sources: &mut Sources,
+    diags: &mut Diagnostics,
+    step: impl FnOnce(&mut PointerMap, &mut Diagnostics) -> T,
+) -> T {
+    let mut map = PointerMap::default();
+    let mut found = Diagnostics::default();
+    let out = step(&mut map, &mut found);
+    for d in found.items() {
+        diags.push(pin(d.clone(), sources));
+    }
+    sources.push(map);
+    out
 }
 
 /// `d`, with its pointers followed back to the file they are written in (for diagnostics about a document that a
@@ -480,7 +484,7 @@ mod relocate {
         let deeper = d.pointer.strip_prefix(at).and_then(|rest| rest.rsplit('/').next());
         match deeper {
             Some(key) if !key.is_empty() && !key.bytes().all(|b| b.is_ascii_digit()) => {
-                let key = key.replace("~1", "/").replace("~0", "~");
+                let key = crate::locate::unescape_segment(key);
                 let at = d.pointer.clone();
                 named(Some(d), &key, &at)
             }

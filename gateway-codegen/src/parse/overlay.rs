@@ -15,7 +15,7 @@ use serde_json_path::JsonPath;
 
 use super::sources::PointerMap;
 use crate::diagnostics::{Diagnostic, Diagnostics};
-use crate::locate::escape_segment;
+use crate::locate::{escape_segment, unescape_segment};
 
 /// One overlay file, read.
 #[derive(Debug, Clone, Copy)]
@@ -286,7 +286,7 @@ fn remove_node(document: &mut Value, pointer: &str, map: &mut PointerMap) {
     let Some((parent, last)) = pointer.rsplit_once('/') else {
         return;
     };
-    let key = last.replace("~1", "/").replace("~0", "~");
+    let key = unescape_segment(last);
     match document.pointer_mut(parent) {
         Some(Value::Object(object)) => {
             let removed = object.shift_remove(&key);

@@ -103,5 +103,5 @@ fn component_name<T: Component>(reference: &str) -> Result<String, RefError> {
     })?;
     // Component names are JSON pointer segments: unescape `~1` and `~0`, then percent-decoding is not applied
     // (OpenAPI component names are restricted to `[a-zA-Z0-9.\-_]`).
-    Ok(name.replace("~1", "/").replace("~0", "~"))
+    Ok(crate::locate::unescape_segment(name))
 }

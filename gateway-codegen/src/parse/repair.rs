@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::sources::PointerMap;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::locate::escape_segment;
+use crate::locate::{escape_segment, unescape_segment};
 use crate::template;
 
 /// How forgiving the repairs are.
@@ -243,7 +243,7 @@ fn param_key(param: &Value, components: &Map<String, Value>) -> Option<(String, 
             return Some((name, param.get("in")?.as_str()?.to_owned()));
         };
         let name = reference.strip_prefix("#/components/parameters/")?;
-        param = components.get(&name.replace("~1", "/").replace("~0", "~"))?;
+        param = components.get(&unescape_segment(name))?;
     }
     None
 }

@@ -29,7 +29,7 @@
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
-use crate::locate::escape_segment;
+use crate::locate::{escape_segment, unescape_segment};
 
 /// A Swagger 2.0 document as OpenAPI 3.0.3.
 #[derive(Debug)]
@@ -144,11 +144,6 @@ const COLLECTION_FORMATS: [&str; 5] = ["csv", "ssv", "tsv", "pipes", "multi"];
 /// `pointer/segment`, the segment escaped.
 fn join(pointer: &str, segment: &str) -> String {
     format!("{pointer}/{}", escape_segment(segment))
-}
-
-/// One JSON pointer segment unescaped (`~1` → `/`, `~0` → `~`).
-fn unescape(segment: &str) -> String {
-    segment.replace("~1", "/").replace("~0", "~")
 }
 
 /// Whether `key` is a specification extension.
@@ -545,7 +540,7 @@ impl<'d, 'g> Converter<'d, 'g> {
                 };
                 let ref_at = format!("{entry_at}/$ref");
                 if let Some(rest) = reference.strip_prefix("#/parameters/") {
-                    let name = unescape(rest);
+                    let name = unescape_segment(rest);
                     if let Some(target) = self.root_parameter(&name) {
                         let kind = kind_of_map(target);
                         if kind != Kind::Other {
@@ -1218,7 +1213,7 @@ impl<'d, 'g> Converter<'d, 'g> {
             return format!("#/components/schemas/{rest}");
         }
         if let Some(rest) = reference.strip_prefix("#/parameters/") {
-            let name = unescape(rest.split('/').next().unwrap_or(rest));
+            let name = unescape_segment(rest.split('/').next().unwrap_or(rest));
             let kind = self.root_parameter(&name).map_or(Kind::Other, kind_of_map);
             let table = if kind == Kind::Body {
                 "requestBodies"
