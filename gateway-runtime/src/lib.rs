@@ -51,10 +51,33 @@ pub use serving::cli;
 /// context.
 pub use targets::store;
 
-/// The allocator of every gateway binary (the runtime is the whole program around a generated table).
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator of every gateway binary: the system's, or mimalloc with the `mimalloc` feature.
+/// A library does not pick the process's allocator; a gateway's `main.rs` does, with [`global_allocator!`], so
+/// that other programs linking the runtime (its tests, which count allocations) can choose their own.
+pub mod allocator {
+    /// The allocator type.
+    #[cfg(feature = "mimalloc")]
+    pub type Allocator = mimalloc::MiMalloc;
+    /// The allocator type.
+    #[cfg(not(feature = "mimalloc"))]
+    pub type Allocator = std::alloc::System;
+
+    /// The allocator.
+    #[cfg(feature = "mimalloc")]
+    pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
+    /// The allocator.
+    #[cfg(not(feature = "mimalloc"))]
+    pub const ALLOCATOR: Allocator = std::alloc::System;
+}
+
+/// Makes the runtime's [`allocator`] the process's global allocator: one line of every generated `main.rs`.
+#[macro_export]
+macro_rules! global_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: $crate::allocator::Allocator = $crate::allocator::ALLOCATOR;
+    };
+}
 
 /// What function targets are written with: the context a function gets, and what generated request and response
 /// types implement.

@@ -253,7 +253,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         repeat: args.repeat,
         placement,
         tools,
-        bin: workspace_root().join("target/release"),
+        bin: crate::target_dir().join("release"),
         build: !args.no_build,
         scratch,
     };

@@ -243,10 +243,7 @@ struct Build {
 /// `CARGO_TARGET_DIR` when set, else the project's, so the dependencies already built are reused. Errors (of any
 /// crate) and the generated crates' warnings are printed as rustc renders them, as they come.
 fn build_crates(out: &Path, release: bool) -> anyhow::Result<Build> {
-    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => std::env::current_dir()?.join(dir),
-        None => workspace_root().join("target"),
-    };
+    let target_dir = crate::target_dir();
     let mut build = cargo();
     build
         .current_dir(out)

@@ -85,7 +85,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
     crate::process::build_examples_release()?;
 
-    let bin = workspace_root().join("target/release");
+    let bin = crate::target_dir().join("release");
     let upstream = Server::start(
         &bin.join("test-upstream"),
         &["--listen".into(), "127.0.0.1:0".into()],

@@ -71,6 +71,23 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// The directory cargo builds into: `CARGO_TARGET_DIR` when it is set (relative to the current directory), else
+/// the workspace's `target/`. Binaries are looked for under it, and crates the tasks generate are written and built
+/// there, so nothing depends on where it lies or whether it is reached through a symlink.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::env::current_dir().map_or_else(|_| PathBuf::from(&dir), |cwd| cwd.join(&dir)),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// The workspace crate in directory `name` as an absolute path with symlinks resolved: what a crate generated
+/// outside the workspace's tree (under [`target_dir`]) names as a `path` dependency.
+pub fn workspace_crate(name: &str) -> String {
+    let dir = workspace_root().join(name);
+    std::fs::canonicalize(&dir).unwrap_or(dir).display().to_string()
+}
+
 /// `path` relative to the workspace root where possible, for messages and generated headers.
 pub fn display_path(path: &Path) -> String {
     let root = workspace_root();

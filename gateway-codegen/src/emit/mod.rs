@@ -486,6 +486,8 @@ fn main_rs(api: &Api, types: Option<&TypesCrate>) -> TokenStream {
 
         // Generated modules are formatted by the generator (prettyplease); `cargo fmt` must not reformat them, or
         // they would no longer match what `cargo xtask generate --check` expects.
+        ::gateway_runtime::global_allocator!();
+
         #[rustfmt::skip]
         mod api;
         #modules
@@ -555,6 +557,8 @@ fn gateway_main_rs(gateway: &str, apis: &[Api], modules: &[String], types: Optio
 
         // Generated modules are formatted by the generator (prettyplease); `cargo fmt` must not reformat them, or
         // they would no longer match what `cargo xtask generate --check` expects.
+        ::gateway_runtime::global_allocator!();
+
         #(#mods)*
 
         /// Every API of the gateway, each under its base path.

@@ -37,6 +37,16 @@ pub struct Arrival {
     pub tls: bool,
     /// The connection's verified client certificate (mutual TLS).
     pub client_cert: Option<std::sync::Arc<crate::serving::tls::ClientCert>>,
+    /// The peer's address as `X-Forwarded-For` records it, made once per connection.
+    pub forwarded_for: Option<http::HeaderValue>,
+}
+
+impl Arrival {
+    /// The peer's address as `X-Forwarded-For` records it: IPv4 clients of dual-stack listeners (`::ffff:a.b.c.d`)
+    /// as the address they actually have.
+    pub fn forwarded_for(peer: SocketAddr) -> Option<http::HeaderValue> {
+        http::HeaderValue::from_str(&peer.ip().to_canonical().to_string()).ok()
+    }
 }
 
 /// How the response cache answered.
@@ -92,6 +102,8 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The connection's peer (absent only for requests that did not come through the server).
     pub client: Option<SocketAddr>,
+    /// [`client`](Self::client) as `X-Forwarded-For` records it.
+    pub forwarded_for: Option<http::HeaderValue>,
     /// Whether the request came over TLS.
     pub tls: bool,
     /// The verified client certificate of the connection (mutual TLS).
@@ -149,6 +161,7 @@ impl RequestCtx {
             method: parts.method.clone(),
             started: arrival.map_or_else(Instant::now, |a| a.at),
             client: arrival.map(|a| a.peer),
+            forwarded_for: arrival.and_then(|a| a.forwarded_for.clone()),
             tls: arrival.is_some_and(|a| a.tls),
             client_cert: arrival.and_then(|a| a.client_cert.clone()),
             api: None,

@@ -103,7 +103,8 @@ pub struct CacheStats {
 
 /// What the request looks like to the cache, read before the request is handed to the target.
 pub struct Lookup {
-    key: Option<Arc<str>>,
+    /// Made for every cached request; turned into the stored `Arc<str>` only when the response is stored.
+    key: Option<String>,
     refresh: bool,
     head: bool,
 }
@@ -204,13 +205,17 @@ impl ResponseCache {
         let Some(key) = lookup.key else {
             return (CacheStatus::Bypass, fetch().await);
         };
+        if !lookup.refresh {
+            // A hit is one look-up: no coalescing machinery, no stored key made.
+            if let Some(hit) = self.entries.get(key.as_str()).await {
+                return (CacheStatus::Hit, Ok(hit_response(&hit)));
+            }
+        }
         if lookup.head {
             // HEAD is answered from a stored GET; it is never stored itself (it has no body to store).
-            return match self.entries.get(&key).await {
-                Some(hit) => (CacheStatus::Hit, Ok(hit_response(&hit))),
-                None => (CacheStatus::Miss, fetch().await),
-            };
+            return (CacheStatus::Miss, fetch().await);
         }
+        let key: Arc<str> = Arc::from(key);
         if lookup.refresh {
             self.entries.invalidate(&key).await;
             if let Some(shared) = &self.shared {
@@ -350,7 +355,7 @@ fn has_cache_directive(headers: &HeaderMap, directives: &[&str]) -> bool {
 /// redirects), path parameter values, then the listed query parameters and headers, normalised: query parameters
 /// are taken by name (their order in the URL does not matter), header names are case-insensitive. Every value is
 /// length-prefixed, so no value can be crafted to look like another key.
-fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &RequestCtx) -> Arc<str> {
+fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &RequestCtx) -> String {
     let mut key = String::with_capacity(96);
     key.push_str(op_id);
     key.push('\u{0}');
@@ -398,7 +403,7 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
             }
         }
     }
-    Arc::from(key)
+    key
 }
 
 /// Whether a response may be stored: a listed status, nothing private, and a body within `max_entry`.
@@ -520,7 +525,7 @@ mod tests {
         invalidate: Invalidate::Any,
     };
 
-    fn key(uri: &str, headers: &[(&str, &str)]) -> Arc<str> {
+    fn key(uri: &str, headers: &[(&str, &str)]) -> String {
         let mut builder = http::Request::get(uri);
         for (k, v) in headers {
             builder = builder.header(*k, *v);

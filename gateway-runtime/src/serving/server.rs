@@ -724,6 +724,7 @@ impl Serving {
             stage: self.stage,
             tls: tls.is_some(),
             client_cert: None,
+            forwarded_for: Arrival::forwarded_for(peer),
             max_requests: self.limits.max_requests_per_connection,
             served: Arc::new(std::sync::atomic::AtomicU32::new(0)),
             enough: Arc::clone(&enough),
@@ -802,6 +803,8 @@ struct ConnectionService {
     stage: Option<&'static ResolvedStage>,
     tls: bool,
     client_cert: Option<Arc<ClientCert>>,
+    /// The peer as `X-Forwarded-For` records it, made once for the connection's requests.
+    forwarded_for: Option<http::HeaderValue>,
     max_requests: Option<std::num::NonZeroU32>,
     /// Requests so far (shared: hyper's adapter clones the service for every request).
     served: Arc<std::sync::atomic::AtomicU32>,
@@ -825,6 +828,7 @@ impl tower::Service<Request<Incoming>> for ConnectionService {
             stage: self.stage,
             tls: self.tls,
             client_cert: self.client_cert.clone(),
+            forwarded_for: self.forwarded_for.clone(),
         });
         if let Some(max) = self.max_requests
             && self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= max.get()

@@ -3,6 +3,7 @@
 
 //! The `petstore` gateway: Petstore 1.0.0, generated from `specs/petstore.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

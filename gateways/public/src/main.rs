@@ -6,6 +6,7 @@
 //! - `pets-v1`: Pets 1.0.0, under `/v1`, generated from `specs/pets-v1.yaml`.
 //! - `pets-v2`: Pets 2.0.0, under `/v2`, generated from `specs/pets-v2.yaml`.
 
+::gateway_runtime::global_allocator!();
 /// The API of `specs/pets-v1.yaml`.
 #[rustfmt::skip]
 mod pets_v1 {

@@ -3,6 +3,7 @@
 
 //! The `store` gateway: Store 1.0.0, generated from `specs/store.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

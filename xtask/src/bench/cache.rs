@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::process::http_get_with;
 
 use super::memory::{Sample, mib};
-use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Phase, Series, measure, throughput_ratio, warm_up};
 use super::servers::{BODY_BYTES, CACHED_URLS, PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape};
@@ -248,6 +248,7 @@ fn render(
         "p99 ms",
         "p99.9 ms",
         "errors",
+        CPU_COLUMN,
         "origin calls",
         "peak RSS",
     ]);

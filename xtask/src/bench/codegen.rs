@@ -5,12 +5,12 @@
 //! operations, with its overlay (`specs/examples/<stem>.overlay.yaml`) when there is one; those refused are listed —
 //! and Stripe's, the long-standing reference. For each:
 //!
-//! - the generator (`gateway_codegen::generate`, no file I/O) in an optimized program (`target/bench-codegen/timer/`,
+//! - the generator (`gateway_codegen::generate`, no file I/O) in an optimized program (`bench-codegen/timer/` under the target directory,
 //!   built with the workspace's release profile), once per process (cold, as a build script or a one-off run
 //!   generates) and several times in one (warm); `cargo xtask generate` of the spec (this xtask's own build,
 //!   unoptimized unless it was run with `--release`; files written), one process each; and in-process in this
 //!   xtask, warm. Each `--repeat` times, medians reported;
-//! - the crate, written to `target/bench-codegen/<name>/` as a standalone crate with the workspace's `Cargo.lock`,
+//! - the crate, written to `bench-codegen/<name>/` under the target directory as a standalone crate with the workspace's `Cargo.lock`,
 //!   checked (`cargo check`, the workspace's dev profile) and built in release (the workspace's release profile), both
 //!   with the workspace's target directory so that the runtime and every dependency are shared: a first run compiles
 //!   whatever is missing, then the crate's sources are touched and the timed run compiles the generated crate alone;
@@ -37,10 +37,8 @@ use super::{Bench, Scenario};
 const CORPUS: &str = "../shared/specs-corpus";
 /// The reference spec, measured besides the largest.
 const STRIPE: &str = "stripe-spec3-2023-05-30.yaml";
-/// Where the crates are written, under the workspace.
-const OUT: &str = "target/bench-codegen";
-/// The runtime, from `target/bench-codegen/<name>/`.
-const RUNTIME_FROM_CRATE: &str = "../../../gateway-runtime";
+/// Where the crates are written, under the target directory.
+const OUT: &str = "bench-codegen";
 /// The corpus specs' servers are real services or relative URLs; a closed local port keeps the build honest.
 const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:9";
 /// A bound on one build or check.
@@ -184,7 +182,7 @@ fn measure(
     for _ in 0..bench.repeat {
         xtask_generate_ms.push(xtask_generate(input)?);
     }
-    let dir = workspace_root().join(OUT).join(&generated.name);
+    let dir = crate::target_dir().join(OUT).join(&generated.name);
     let (api_lines, lines) = write_crate(&dir, &generated)?;
     println!("  {name}: cargo check, first to fill the cache, then the crate alone");
     let first_check = cargo_run(&dir, "check", "dev", dev_profile)?;
@@ -197,7 +195,7 @@ fn measure(
     let first_build = build(&dir, release_profile)?;
     touch_sources(&dir)?;
     let crate_build = build(&dir, release_profile)?;
-    let binary = workspace_root().join("target/release").join(&generated.package);
+    let binary = crate::target_dir().join("release").join(&generated.package);
     let operations = generated.operations.max(1) as f64;
     Ok(SpecResults {
         spec: name,
@@ -392,7 +390,7 @@ fn specs_by_size(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// The options every generation here uses (the timer's are the same; see [`TIMER_MAIN`]).
 fn options() -> Options {
     Options {
-        runtime_path: RUNTIME_FROM_CRATE.to_owned(),
+        runtime_path: crate::workspace_crate("gateway-runtime"),
         standalone: true,
         default_upstream: Some(DEFAULT_UPSTREAM.to_owned()),
         spec_dir: None,
@@ -466,18 +464,19 @@ fn main() -> ExitCode {
 /// Writes and builds the timer (release, the workspace's profile and target directory); its path, or `None` if it
 /// did not build (reported, and the optimized figures left out).
 fn build_timer(profile: &BTreeMap<String, String>) -> anyhow::Result<Option<PathBuf>> {
-    let dir = workspace_root().join(OUT).join(TIMER);
+    let dir = crate::target_dir().join(OUT).join(TIMER);
     fs::create_dir_all(dir.join("src"))?;
     let manifest = format!(
         "# Written by `cargo xtask bench codegen`: times the generator in an optimized build.\n\
          [package]\nname = \"{TIMER_PACKAGE}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
-         [dependencies]\ngateway-codegen = {{ path = \"../../../gateway-codegen\" }}\n\n[workspace]\n"
+         [dependencies]\ngateway-codegen = {{ path = {codegen:?} }}\n\n[workspace]\n",
+        codegen = crate::workspace_crate("gateway-codegen")
     );
     fs::write(dir.join("Cargo.toml"), manifest)?;
     fs::write(dir.join("src/main.rs"), TIMER_MAIN)?;
     fs::copy(workspace_root().join("Cargo.lock"), dir.join("Cargo.lock")).context("copying Cargo.lock")?;
     match build(&dir, profile) {
-        Ok(_) => Ok(Some(workspace_root().join("target/release").join(TIMER_PACKAGE))),
+        Ok(_) => Ok(Some(crate::target_dir().join("release").join(TIMER_PACKAGE))),
         Err(e) => {
             println!("  the timer did not build: {e:#}");
             Ok(None)
@@ -505,10 +504,10 @@ fn time_optimized(timer: &Path, input: &Input, repeat: u32) -> anyhow::Result<Ve
         .collect()
 }
 
-/// `cargo xtask generate` of `input` (its overlay too) into `target/bench-codegen/xtask-generate/`, as a process of
+/// `cargo xtask generate` of `input` (its overlay too) into `bench-codegen/xtask-generate/` under the target directory, as a process of
 /// this xtask's own binary; the milliseconds it took, start to exit.
 fn xtask_generate(input: &Input) -> anyhow::Result<f64> {
-    let out = workspace_root().join(OUT).join("xtask-generate");
+    let out = crate::target_dir().join(OUT).join("xtask-generate");
     let mut command = Command::new(std::env::current_exe().context("this xtask's path")?);
     command
         .current_dir(workspace_root())
@@ -597,7 +596,7 @@ fn cargo_run(dir: &Path, task: &str, name: &str, profile: &BTreeMap<String, Stri
     let mut command: Command = cargo();
     command
         .current_dir(dir)
-        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
+        .env("CARGO_TARGET_DIR", crate::target_dir())
         .args([task, "--quiet"]);
     if name == "release" {
         command.arg("--release");

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::process::http_request;
 
-use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Series, measure, no_hook, throughput_ratio, warm_up};
 use super::servers::{Proxy, Stack, Target};
 use super::variants;
@@ -99,7 +99,7 @@ fn check_contract(stack: &mut Stack) -> anyhow::Result<()> {
 
 fn render(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Ratios, notes: &[String]) -> String {
     let mut table = Table::new(&[
-        "target", "request", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "ratio",
+        "target", "request", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN, "ratio",
     ]);
     for s in series {
         let vs = match s.target {

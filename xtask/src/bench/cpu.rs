@@ -28,6 +28,12 @@ pub fn seconds(server: &mut Server) -> Option<f64> {
     Some(ticks as f64 / *TICKS_PER_SECOND)
 }
 
+/// The CPU µs per request between two readings of [`seconds`] around a run that served `requests`.
+pub fn per_request(before: Option<f64>, after: Option<f64>, requests: f64) -> Option<f64> {
+    let spent = after? - before?;
+    (requests > 0.0 && spent >= 0.0).then(|| spent * 1e6 / requests)
+}
+
 /// `utime + stime` of one process, in clock ticks.
 fn ticks_of(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::process::http_request;
 
 use super::cpu;
-use super::report::{Section, Table, load_cells, ms, ratio, review, us, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, us, with_notes};
 use super::rounds::{Series, measure, no_hook, throughput_ratio, warm_up};
 use super::servers::{Proxy, Stack, Target};
 use super::wrk::{self, Shape};
@@ -112,7 +112,7 @@ fn render(
     notes: &[String],
 ) -> String {
     let mut table = Table::new(&[
-        "target", "request", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "ratio",
+        "target", "request", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN, "ratio",
     ]);
     for s in series {
         let vs = match s.target {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::report::{Section, Table, load_cells, review, us, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, review, us, with_notes};
 use super::rounds::{Series, measure, no_hook, paired, warm_up};
 use super::servers::{BODY_BYTES, PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape};
@@ -48,6 +48,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         "p99 µs",
         "p99.9 µs",
         "errors",
+        CPU_COLUMN,
         "added p50 µs",
     ]);
     for s in &series {

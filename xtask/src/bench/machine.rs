@@ -66,13 +66,16 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Where processes run: all cores shared, or wrk on CPU 0 and the servers on CPU 1.
+/// Where processes run: all cores shared, or (`--pin`) the proxy under test on cores of its own, the upper half
+/// (CPU 1 of two), and the load generator, the origin and any Redis on the others.
 #[derive(Debug, Serialize)]
 pub struct Placement {
     /// Whether `--pin` was given.
     pub pinned: bool,
-    /// Workers of the gateway, nginx worker processes, haproxy threads, origin threads.
+    /// Workers of the gateway, nginx worker processes, haproxy threads.
     pub server_threads: usize,
+    /// Threads of the origin.
+    pub origin_threads: usize,
     /// The cores of the machine.
     pub cores: usize,
     /// The open-files limit set for every child, when the inherited one is too low.
@@ -80,11 +83,6 @@ pub struct Placement {
     #[serde(skip)]
     taskset: Option<PathBuf>,
 }
-
-/// The CPU wrk is pinned to with `--pin`.
-const CLIENT_CPU: &str = "0";
-/// The CPU every server is pinned to with `--pin`.
-const SERVER_CPU: &str = "1";
 
 impl Placement {
     /// Checks the machine can hold `connections` open (each proxied one costs a proxy two descriptors).
@@ -105,23 +103,41 @@ impl Placement {
                  (raise it, e.g. in /etc/security/limits.conf)"
             )
         };
+        // Pinned, the proxy gets the upper half of the cores (one of two) to itself.
+        let load_cores = cores / 2;
         Ok(Self {
             pinned: pin,
-            server_threads: if pin { 1 } else { cores },
+            server_threads: if pin { cores - load_cores } else { cores },
+            origin_threads: if pin { load_cores } else { cores },
             cores,
             fd_limit,
             taskset: if pin { find_program("taskset") } else { None },
         })
     }
 
-    /// A command running `program` as a server.
+    /// The cores of the proxy under test when pinned (`1` of two; `4-7` of eight).
+    fn proxy_cpus(&self) -> String {
+        cpu_range(self.cores / 2, self.cores - 1)
+    }
+
+    /// The cores of the load generator, the origin and Redis when pinned.
+    fn load_cpus(&self) -> String {
+        cpu_range(0, (self.cores / 2).saturating_sub(1))
+    }
+
+    /// A command running `program` as the proxy under test.
     pub fn server(&self, program: &Path) -> Command {
-        self.command(SERVER_CPU, program)
+        self.command(&self.proxy_cpus(), program)
+    }
+
+    /// A command running `program` beside the load: the origin, Redis.
+    pub fn backend(&self, program: &Path) -> Command {
+        self.command(&self.load_cpus(), program)
     }
 
     /// A command running `program` as the load generator.
     pub fn client(&self, program: &Path) -> Command {
-        self.command(CLIENT_CPU, program)
+        self.command(&self.load_cpus(), program)
     }
 
     /// `program`, under `taskset` when pinned and under `sh -c 'ulimit -n N; exec …'` when the open-files limit
@@ -151,8 +167,12 @@ impl Placement {
             .map_or(String::new(), |n| format!("; open-files limit raised to {n}"));
         if self.pinned {
             format!(
-                "cores: pinned — wrk on CPU {CLIENT_CPU}; the origin and the proxy under test on CPU {SERVER_CPU} \
-                 (gateway --workers 1, nginx worker_processes 1, haproxy nbthread 1){limit}"
+                "cores: pinned — the proxy under test alone on CPU {} (gateway --workers {n}, nginx worker_processes \
+                 {n}, haproxy nbthread {n}); wrk, the origin ({} threads) and Redis on CPU {}{limit}",
+                self.proxy_cpus(),
+                self.origin_threads,
+                self.load_cpus(),
+                n = self.server_threads
             )
         } else {
             format!(
@@ -162,6 +182,15 @@ impl Placement {
                 n = self.server_threads
             )
         }
+    }
+}
+
+/// `a` or `a-b`, as taskset takes them.
+fn cpu_range(first: usize, last: usize) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}-{last}")
     }
 }
 

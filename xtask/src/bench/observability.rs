@@ -31,7 +31,7 @@ use crate::process::http_get;
 use super::cache;
 use super::cpu;
 use super::memory::{Sample, mib};
-use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Phase, Run, Series, measure, paired, throughput_ratio, warm_up};
 use super::servers::{ACCESS_LOG, CACHED_PATH, PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape, median};
@@ -478,6 +478,7 @@ fn render(bench: &Bench, results: &Results) -> String {
         "p99 ms",
         "p99.9 ms",
         "errors",
+        CPU_COLUMN,
         "CPU µs/req",
         "peak RSS",
     ]);

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::memory::{Sample, mib};
-use super::report::{Section, Table, load_cells, ms, ratio, review, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Series, measure, no_hook, paired, throughput_ratio, warm_up};
 use super::servers::{BODY_BYTES, ORIGIN_PATH, PASSTHROUGH_PATH, Proxy, Stack, TYPED_PATH, Target};
 use super::wrk::{self, Shape};
@@ -100,7 +100,7 @@ fn render(
     notes: &[String],
 ) -> String {
     let mut table = Table::new(&[
-        "target", "GET", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "peak RSS",
+        "target", "GET", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN, "peak RSS",
     ]);
     for s in series {
         let peak = memory

@@ -8,7 +8,9 @@
 //!   on plan `pro` (the key lookup, the API-wide, operation and plan buckets, the quota and the `RateLimit` headers).
 //!   Every limit is 10,000,000/s, so every check runs and none refuses: a single `429` is a problem. A smoke check
 //!   confirms that the keyed route refuses a request without a key and that its answers name all four limits.
-//!   Overhead = 1 − keyed/plain throughput, per round, median.
+//!   Overhead = 1 − keyed/plain throughput, per round, median. Then the whole stack at once: `PUT /full/7` with the
+//!   key, an RS256 token and a ~2 KiB JSON body validated against its schema, against the same `PUT` through the
+//!   gateway without policies (goal ≥ 0.9×).
 //! - **Accuracy.** `GET /limited` (one bucket, `rate` 1,000/s, `burst` 100) driven by an unthrottled wrk for
 //!   `--duration`, `--repeat` times, the bucket full at the start of each run. wrk's `count.lua` counts the 200s and
 //!   429s; admitted = the 200s; expected = rate × wrk's own measured duration + burst; the offered rate (requests /
@@ -22,15 +24,17 @@ use serde::Serialize;
 
 use crate::process::{http_get, http_get_with};
 
-use super::report::{Section, Table, load_cells, ms, ratio, review, rps, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, rps, with_notes};
 use super::rounds::{Series, measure, no_hook, throughput_ratio, warm_up};
-use super::servers::{KEYED_PATH, LIMITED_PATH, OPEN_PATH, PASSTHROUGH_PATH, Proxy, Stack, Target};
+use super::servers::{
+    FULL_STACK_PATH, KEYED_PATH, LIMITED_PATH, OPEN_PATH, PASSTHROUGH_PATH, PLAIN_BODY_PATH, Proxy, Stack, Target,
+};
 use super::variants::{self, LIMITED_BURST, LIMITED_RATE, UNREACHED};
 use super::wrk::{self, Load, Requests, Scripts, Shape, Statuses, median};
 use super::{Bench, Scenario};
 
 /// The overhead targets, measured in this order every round.
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 9] = [
     Target::Plain,
     Target::ApiThrottle,
     Target::Keyed,
@@ -38,10 +42,15 @@ const TARGETS: [Target; 7] = [
     Target::JwtEs256,
     Target::JwtRs256Uncached,
     Target::JwtEs256Uncached,
+    Target::PlainBody,
+    Target::FullStack,
 ];
 
 /// The issue's goal for the overhead: below this fraction of throughput.
 const OVERHEAD_GOAL: f64 = 0.05;
+/// The goal for the whole stack (key, token, buckets, quota, body validation): at least this much of the same
+/// request's throughput through the gateway without policies.
+const FULL_STACK_GOAL: f64 = 0.9;
 /// The issue's goal for accuracy: admitted within this fraction of rate × seconds + burst.
 const ACCURACY_GOAL: f64 = 0.02;
 /// The offered load must be at least this many times the rate.
@@ -60,6 +69,8 @@ struct Ratios {
     es256_over_open: Option<f64>,
     rs256_uncached_over_open: Option<f64>,
     es256_uncached_over_open: Option<f64>,
+    /// `PUT /full/7` (every policy) over `PUT /body/7` of the gateway without policies (the same body).
+    full_stack_over_plain_body: Option<f64>,
 }
 
 /// One accuracy run.
@@ -117,6 +128,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         Target::JwtEs256,
         Target::JwtRs256Uncached,
         Target::JwtEs256Uncached,
+        Target::PlainBody,
+        Target::FullStack,
     ])?;
     check_limits(&mut stack)?;
     let shape = Shape {
@@ -136,6 +149,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         es256_over_open: throughput_ratio(&series, Target::JwtEs256, Target::ApiThrottle),
         rs256_uncached_over_open: throughput_ratio(&series, Target::JwtRs256Uncached, Target::ApiThrottle),
         es256_uncached_over_open: throughput_ratio(&series, Target::JwtEs256Uncached, Target::ApiThrottle),
+        full_stack_over_plain_body: throughput_ratio(&series, Target::FullStack, Target::PlainBody),
     };
     let accuracy = accuracy(bench, &mut stack, &scripts, &shape);
 
@@ -320,12 +334,13 @@ fn accuracy_problems(accuracy: &Accuracy) -> Vec<String> {
 
 fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Ratios, notes: &[String]) -> String {
     let mut table = Table::new(&[
-        "target", "GET", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "vs plain", "vs open",
+        "target", "request", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN, "vs plain", "vs open",
     ]);
     for s in series {
         let vs_plain = match s.target {
             Target::ApiThrottle => ratio(ratios.api_bucket_over_plain),
             Target::Keyed => ratio(ratios.keyed_over_plain),
+            Target::FullStack => ratio(ratios.full_stack_over_plain_body),
             _ => String::new(),
         };
         let vs_open = match s.target {
@@ -335,7 +350,8 @@ fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Rat
             Target::JwtEs256Uncached => ratio(ratios.es256_uncached_over_open),
             _ => String::new(),
         };
-        let mut cells = vec![s.target.name().to_owned(), s.url_path.to_owned()];
+        let method = s.target.body().map_or("GET", |(method, _)| method);
+        let mut cells = vec![s.target.name().to_owned(), format!("{method} {}", s.url_path)];
         cells.extend(load_cells(s, ms));
         cells.push(vs_plain);
         cells.push(vs_open);
@@ -372,6 +388,16 @@ fn render_overhead(bench: &Bench, shape: &Shape, series: &[Series], ratios: &Rat
             ratio(ratios.es256_over_open),
             ratio(ratios.rs256_uncached_over_open),
             ratio(ratios.es256_uncached_over_open)
+        ),
+        format!(
+            "full stack (PUT {FULL_STACK_PATH}: key + RS256 token + API-wide, operation and plan buckets + quota + \
+             the ~2 KiB body validated) / the same PUT without policies ({PLAIN_BODY_PATH}): {} ({}; goal ≥ {FULL_STACK_GOAL}×)",
+            ratio(ratios.full_stack_over_plain_body),
+            match ratios.full_stack_over_plain_body {
+                Some(r) if r >= FULL_STACK_GOAL => "met",
+                Some(_) => "not met",
+                None => "—",
+            }
         ),
         String::from("each proxies to the origin's /api/inventory; nothing is cached"),
     ];

@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::process::http_get_with;
 
 use super::cpu;
-use super::report::{Section, Table, load_cells, ms, ratio, review, rps, us, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, rps, us, with_notes};
 use super::rounds::{Phase, Run, Series, measure, no_hook, paired, throughput_ratio, warm_up};
 use super::servers::{KEYED_PATH, LIMITED_PATH, Proxy, REPLICAS, Stack, Target};
 use super::variants::{self, LIMITED_BURST, LIMITED_RATE, UNREACHED, Variant};
@@ -806,6 +806,7 @@ fn render_throughput(bench: &Bench, part: &Part, notes: &[String]) -> String {
         "p99 ms",
         "p99.9 ms",
         "errors",
+        CPU_COLUMN,
         "EVALSHA/req",
         "sent/req",
         "gateway CPU µs/req",
@@ -874,6 +875,7 @@ fn render_one_at_a_time(bench: &Bench, part: &Part) -> String {
         "p99 µs",
         "p99.9 µs",
         "errors",
+        CPU_COLUMN,
         "sent/req",
     ]);
     for s in &part.series {

@@ -173,7 +173,7 @@ pub fn review(series: &[Series], errors_are_problems: impl Fn(&Series) -> bool) 
 }
 
 /// The medians of a series as cells: req/s, p50, p99, p99.9 (in the unit `latency` formats), errors (the total
-/// over all runs). `FAILED` when no run succeeded.
+/// over all runs), the server's CPU µs per request ([`CPU_COLUMN`]). `FAILED` when no run succeeded.
 pub fn load_cells(series: &Series, latency: fn(f64) -> String) -> Vec<String> {
     match &series.median {
         Some(m) => vec![
@@ -182,6 +182,7 @@ pub fn load_cells(series: &Series, latency: fn(f64) -> String) -> Vec<String> {
             latency(m.p99_us),
             latency(m.p999_us),
             count(series.errors_total),
+            cpu_us(m.cpu_us_per_request),
         ],
         None => vec![
             String::from("FAILED"),
@@ -189,8 +190,17 @@ pub fn load_cells(series: &Series, latency: fn(f64) -> String) -> Vec<String> {
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
         ],
     }
+}
+
+/// The header of the column [`load_cells`] ends with.
+pub const CPU_COLUMN: &str = "CPU µs/req";
+
+/// CPU µs per request, one decimal; `?` where it was not measured.
+pub fn cpu_us(value: Option<f64>) -> String {
+    value.map_or_else(|| String::from("?"), |v| format!("{v:.1}"))
 }
 
 /// A table and the notes below it, as one text.

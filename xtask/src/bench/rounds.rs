@@ -1,14 +1,15 @@
 //! Interleaved measurement: a warm-up run of each target, then `--repeat` rounds of one run per target, in the
 //! same order every round. Ratios between targets are taken within a round (the runs closest in time), then the
 //! median over rounds is reported. A scenario may act just before and just after each run ([`Phase`]): re-warm a
-//! cache, check what reached the origin, sample memory.
+//! cache, check what reached the origin, sample memory. Every run also records the CPU time its server spent per
+//! request ([`cpu`]), the figure that stays meaningful when the load generator shares the server's cores.
 
 use serde::Serialize;
 
-use super::Bench;
-use super::report::{ms, rps};
+use super::report::{cpu_us, ms, rps};
 use super::servers::{Stack, Target};
 use super::wrk::{self, Load, Requests, Scripts, Shape, median};
+use super::{Bench, cpu};
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -105,10 +106,13 @@ fn run_once(
         paths: &paths,
         body: body.as_ref().map(|(method, body)| (*method, body.as_str())),
     };
+    let cpu_before = cpu::seconds(stack.server(target)?);
     let load = wrk::run(bench, scripts, &requests, shape);
+    let cpu_after = cpu::seconds(stack.server(target)?);
     let after = hook(Phase::After, stack, target);
     stack.check_alive(target)?;
-    let load = load?;
+    let mut load = load?;
+    load.cpu_us_per_request = cpu::per_request(cpu_before, cpu_after, load.requests);
     after.map(|()| load)
 }
 
@@ -147,13 +151,14 @@ pub fn measure(
             let run = match run_once(bench, stack, scripts, target, shape, &mut hook) {
                 Ok(load) => {
                     println!(
-                        "  round {round}/{} {:<21} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}",
+                        "  round {round}/{} {:<21} {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {}  CPU {} µs/req",
                         bench.repeat,
                         target.name(),
                         rps(load.rps),
                         ms(load.p50_us),
                         ms(load.p99_us),
-                        load.errors()
+                        load.errors(),
+                        cpu_us(load.cpu_us_per_request)
                     );
                     Run::Ok { round, load }
                 }

@@ -56,6 +56,8 @@ pub const KEYED_PATH: &str = "/inventory";
 pub const OPEN_PATH: &str = "/open";
 /// The no-policy gateway's proxied `PUT` with a JSON body.
 pub const PLAIN_BODY_PATH: &str = "/body/7";
+/// The policy gateway's operation with every policy at once (the same body).
+pub const FULL_STACK_PATH: &str = "/full/7";
 /// The same body to the validated and transformed operation.
 pub const CONTRACT_PATH: &str = "/contract/7";
 /// The operation whose upstream responses are all checked.
@@ -217,6 +219,9 @@ pub enum Target {
     Checked,
     /// The policies gateway, `GET /jwt/rs256` with an RS256 token (verified, then cached).
     JwtRs256,
+    /// The policies gateway, `PUT /full/7` with the key, an RS256 token and [`PlainBody`](Self::PlainBody)'s body:
+    /// the key, the token, the API-wide, operation and plan buckets, the quota and body validation.
+    FullStack,
     /// The same, `GET /jwt/es256` with an ES256 token.
     JwtEs256,
     /// `GET /jwt/rs256` on the policies gateway without the token cache: every request verifies the signature.
@@ -273,6 +278,7 @@ impl Target {
             Self::Contract => "body, contract",
             Self::Checked => "responses checked",
             Self::JwtRs256 => "JWT RS256",
+            Self::FullStack => "full stack",
             Self::JwtEs256 => "JWT ES256",
             Self::JwtRs256Uncached => "JWT RS256, no cache",
             Self::JwtEs256Uncached => "JWT ES256, no cache",
@@ -312,6 +318,7 @@ impl Target {
             Self::Keyed | Self::MemoryLimits | Self::SharedLimits => KEYED_PATH,
             Self::Limited | Self::MemoryLimited | Self::SharedLimited => LIMITED_PATH,
             Self::PlainBody => PLAIN_BODY_PATH,
+            Self::FullStack => FULL_STACK_PATH,
             Self::Contract => CONTRACT_PATH,
             Self::Checked => CHECKED_PATH,
             Self::JwtRs256 | Self::JwtRs256Uncached => "/jwt/rs256",
@@ -324,7 +331,7 @@ impl Target {
     /// The method and body of every request, for the targets that send one (`None`: `GET` without a body).
     pub fn body(self) -> Option<(&'static str, String)> {
         match self {
-            Self::PlainBody | Self::Contract => Some(("PUT", variants::request_body())),
+            Self::PlainBody | Self::Contract | Self::FullStack => Some(("PUT", variants::request_body())),
             _ => None,
         }
     }
@@ -355,6 +362,7 @@ impl Target {
             }
             Self::PlainBody | Self::Contract => &[("Content-Type", "application/json")],
             Self::JwtRs256 | Self::JwtRs256Uncached => &RS256_HEADERS[..],
+            Self::FullStack => &FULL_STACK_HEADERS[..],
             Self::JwtEs256 | Self::JwtEs256Uncached => &ES256_HEADERS[..],
             Self::GatewayHandshake | Self::NginxHandshake => &[("Connection", "close")],
             _ => &[],
@@ -369,7 +377,9 @@ impl Target {
             Self::Haproxy => Some(Proxy::Haproxy),
             Self::Direct => None,
             Self::NginxHit | Self::NginxHits => Some(Proxy::NginxCache),
-            Self::ApiThrottle | Self::Keyed | Self::JwtRs256 | Self::JwtEs256 => Some(Proxy::PolicyGateway),
+            Self::ApiThrottle | Self::Keyed | Self::JwtRs256 | Self::JwtEs256 | Self::FullStack => {
+                Some(Proxy::PolicyGateway)
+            }
             Self::JwtRs256Uncached | Self::JwtEs256Uncached => Some(Proxy::PolicyGatewayNoCache),
             Self::Plain | Self::Limited | Self::PlainBody | Self::Contract | Self::Checked => Some(Proxy::PlainGateway),
             Self::Observed | Self::ObservedHit => Some(Proxy::ObservedGateway),
@@ -386,6 +396,14 @@ impl Target {
 /// The headers of the JWT targets (their tokens are signed at run time).
 static RS256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
     std::sync::LazyLock::new(|| [("Authorization", variants::RS256_BEARER.as_str())]);
+/// The full stack's: the key, the RS256 token and the body's type.
+static FULL_STACK_HEADERS: std::sync::LazyLock<[(&str, &str); 3]> = std::sync::LazyLock::new(|| {
+    [
+        (variants::KEY_HEADER, variants::API_KEY),
+        ("Authorization", variants::RS256_BEARER.as_str()),
+        ("Content-Type", "application/json"),
+    ]
+});
 static ES256_HEADERS: std::sync::LazyLock<[(&str, &str); 1]> =
     std::sync::LazyLock::new(|| [("Authorization", variants::ES256_BEARER.as_str())]);
 
@@ -630,14 +648,14 @@ pub(super) fn log_file(dir: &Path, name: &str) -> anyhow::Result<Stdio> {
 
 /// The benchmark origin (`test-upstream --fixed-json`), answering after `delay`.
 pub(super) fn start_origin(bench: &Bench, dir: &Path, delay: Option<Duration>) -> anyhow::Result<Server> {
-    let mut command = bench.placement.server(&bench.bin.join("test-upstream"));
+    let mut command = bench.placement.backend(&bench.bin.join("test-upstream"));
     command.args([
         "--listen".to_owned(),
         "127.0.0.1:0".to_owned(),
         "--fixed-json".to_owned(),
         BODY_BYTES.to_string(),
         "--threads".to_owned(),
-        bench.placement.server_threads.to_string(),
+        bench.placement.origin_threads.to_string(),
     ]);
     if let Some(delay) = delay {
         command.args(["--delay".to_owned(), format!("{}us", delay.as_micros())]);
@@ -738,7 +756,7 @@ const REDIS_LOG: &str = "redis.log";
 /// working directory the scenario's, its log [`REDIS_LOG`].
 fn start_redis(bench: &Bench, dir: &Path) -> anyhow::Result<Server> {
     let listen = free_port()?;
-    let mut command = bench.placement.server(bench.tools.path("redis-server")?);
+    let mut command = bench.placement.backend(bench.tools.path("redis-server")?);
     command
         .args(["--bind", "127.0.0.1", "--port", &listen.port().to_string()])
         .args([

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::memory::{Memory, Sample, mib};
-use super::report::{Section, Table, load_cells, ms, review, rps, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, review, rps, with_notes};
 use super::rounds::{Phase, Series, measure, no_hook, warm_up};
 use super::servers::{PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape};
@@ -119,7 +119,9 @@ fn render(
     memory: &[Sample],
     notes: &[String],
 ) -> String {
-    let mut table = Table::new(&["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "peak RSS"]);
+    let mut table = Table::new(&[
+        "target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN, "peak RSS",
+    ]);
     for s in series {
         let peak = memory
             .iter()

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::process::output_within;
 
 use super::machine::{find_program, version_of};
-use super::report::{Section, Table, count, load_cells, ms, ratio, review, rps, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, count, load_cells, ms, ratio, review, rps, with_notes};
 use super::rounds::{Series, measure, no_hook, throughput_ratio, warm_up};
 use super::servers::{BODY_BYTES, PASSTHROUGH_PATH, Proxy, Stack, Target};
 use super::wrk::{self, Shape, median};
@@ -374,6 +374,7 @@ fn render(bench: &Bench, shape: &Shape, series: &[Series], http2: &H2, ratios: &
         "p99 ms",
         "p99.9 ms",
         "errors",
+        CPU_COLUMN,
     ]);
     for s in series {
         let kind = match s.target {

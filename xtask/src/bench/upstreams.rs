@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::process::http_get;
 
-use super::report::{Section, Table, count, load_cells, ms, ratio, review, with_notes};
+use super::report::{CPU_COLUMN, Section, Table, count, load_cells, ms, ratio, review, with_notes};
 use super::rounds::{Series, measure, no_hook, throughput_ratio, warm_up};
 use super::servers::{Observability, Proxy, Stack, Target, start_gateway, start_origin};
 use super::wrk::{self, Requests, Shape, Statuses};
@@ -246,7 +246,7 @@ fn render(
     failover: Option<&Failover>,
     notes: &[String],
 ) -> String {
-    let mut table = Table::new(&["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"]);
+    let mut table = Table::new(&["target", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", CPU_COLUMN]);
     for s in series {
         let mut cells = vec![s.target.name().to_owned()];
         cells.extend(load_cells(s, ms));

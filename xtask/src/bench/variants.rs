@@ -9,7 +9,10 @@
 //!   JWT (RS256, ES256) verified against a built-in JWKS (the test keys of `tests/fixtures/jwt/`), with the
 //!   API-wide bucket too, so that against `GET /open` they differ by the token's verification alone. `GET /limited`
 //!   takes the key too, and has an operation bucket that refuses (`rate` 1,000, `burst` 100): the `replicas`
-//!   scenario's accuracy runs, with every other check of `GET /inventory` on the way.
+//!   scenario's accuracy runs, with every other check of `GET /inventory` on the way. `PUT /full/{petId}` is the
+//!   whole stack at once: the key and an RS256 bearer token both required, the API-wide, operation and plan
+//!   buckets, the quota, and the ~2 KiB JSON body validated against its schema (`bench-plain`'s `PUT /body/{petId}`
+//!   is the same request with none of it).
 //! - `bench-shared`: `bench-policies` with `x-gateway.shared` (its buckets and quota kept in a Redis, `--redis`,
 //!   one script call per request), and nothing else changed, so that the two differ by where the limits are kept.
 //! - `bench-plain`: the same API with none of that: `GET /inventory` with no key and no bucket; and `GET /limited`,
@@ -22,10 +25,11 @@
 //!   `GET /store/<store>/items` (a list; by `kind` on `full`).
 //!
 //! Every operation proxies to the origin's `/api/inventory`, as the other scenarios' gateway does, and nothing is
-//! cached. Each crate is written to `target/bench-gateways/<name>/` (files rewritten only when they change, so an
-//! unchanged gateway is not rebuilt), standalone with the workspace's `Cargo.lock`, and built in release with the
-//! workspace's profile and target directory (see [`codegen`](super::codegen)); the binaries land in
-//! `target/release/`.
+//! cached. Each crate is written to `bench-gateways/<name>/` under the target directory (files rewritten only when
+//! they change, so an unchanged gateway is not rebuilt), standalone with the workspace's `Cargo.lock`, and built in
+//! release with the workspace's profile and target directory (see [`codegen`](super::codegen)); the binaries land
+//! in its `release/`. The runtime is named by its absolute path, so nothing depends on where the target directory
+//! lies or whether a symlink leads to it.
 
 use std::fs;
 use std::path::Path;
@@ -37,10 +41,8 @@ use crate::workspace_root;
 
 use super::codegen::{build, release_profile};
 
-/// Where the crates (and their specs) are written, under the workspace.
-const OUT: &str = "target/bench-gateways";
-/// The runtime, from `target/bench-gateways/<name>/`.
-const RUNTIME_FROM_CRATE: &str = "../../../gateway-runtime";
+/// Where the crates (and their specs) are written, under the target directory.
+const OUT: &str = "bench-gateways";
 
 /// The header that carries the API key.
 pub const KEY_HEADER: &str = "x-api-key";
@@ -141,7 +143,7 @@ x-gateway:
             .to_string();
         let body = match self {
             Self::Policies | Self::Shared => format!(
-                r#"  throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
+                r##"  throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
   usage_plans:
     pro:
       throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
@@ -149,6 +151,8 @@ x-gateway:
 security:
   - apiKey: []
 components:
+  schemas:
+    Pet: {PET_SCHEMA}
   securitySchemes:
     apiKey: {{ type: apiKey, in: header, name: {KEY_HEADER} }}
     rs: {{ type: http, scheme: bearer, x-gateway: {{ jwks_file: "{jwks}", issuer: bench, audience: bench, algorithms: [RS256] }} }}
@@ -182,7 +186,22 @@ paths:
       x-gateway:
         throttle: {{ rate: {LIMITED_RATE}, burst: {LIMITED_BURST} }}
       responses: {{ "200": {{ description: OK }} }}
-"#
+  /full/{{petId}}:
+    put:
+      operationId: fullStack
+      security: [ {{ apiKey: [], rs: [] }} ]
+      parameters:
+        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}
+      requestBody:
+        required: true
+        content:
+          application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
+      x-gateway:
+        throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
+        plans: [pro]
+        validate: {{ body: true }}
+      responses: {{ "200": {{ description: OK }} }}
+"##
             ),
             Self::Plain => format!(
                 r##"  stores:
@@ -277,15 +296,7 @@ paths:
             application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
 components:
   schemas:
-    Pet:
-      type: object
-      required: [name]
-      properties:
-        id: {{ type: integer, format: int64 }}
-        name: {{ type: string, minLength: 1, maxLength: 64 }}
-        status: {{ type: string, enum: [available, pending, sold] }}
-        tags: {{ type: array, maxItems: 32, items: {{ type: string, maxLength: 32 }} }}
-        note: {{ type: string, maxLength: 65536 }}
+    Pet: {PET_SCHEMA}
     Item:
       type: object
       required: [name, kind]
@@ -302,6 +313,13 @@ components:
     }
 }
 
+/// The schema of the request bodies validated (`contract`'s and the full policy stack's), as a YAML flow mapping.
+const PET_SCHEMA: &str = "{ type: object, required: [name], properties: { \
+    id: { type: integer, format: int64 }, name: { type: string, minLength: 1, maxLength: 64 }, \
+    status: { type: string, enum: [available, pending, sold] }, \
+    tags: { type: array, maxItems: 32, items: { type: string, maxLength: 32 } }, \
+    note: { type: string, maxLength: 65536 } } }";
+
 /// The request body of the `contract` scenario: a pet of about 2 KiB (its `note` makes up the size).
 pub fn request_body() -> String {
     let note = "n".repeat(1900);
@@ -315,7 +333,7 @@ pub fn key_file() -> String {
 
 /// Generates `variants` and builds them in release.
 pub fn build_some(variants: &[Variant]) -> anyhow::Result<()> {
-    let out = workspace_root().join(OUT);
+    let out = crate::target_dir().join(OUT);
     let profile = release_profile()?;
     for &variant in variants {
         let dir = generate(variant, &out)?;
@@ -331,9 +349,9 @@ fn generate(variant: Variant, out: &Path) -> anyhow::Result<std::path::PathBuf> 
     let text = variant.spec();
     let spec = out.join(format!("{}.yaml", variant.name()));
     write_if_changed(&spec, &text)?;
-    let file = format!("{OUT}/{}.yaml", variant.name());
+    let file = format!("target/{OUT}/{}.yaml", variant.name());
     let options = Options {
-        runtime_path: RUNTIME_FROM_CRATE.to_owned(),
+        runtime_path: crate::workspace_crate("gateway-runtime"),
         standalone: true,
         default_upstream: None,
         spec_dir: None,
@@ -384,7 +402,7 @@ mod tests {
         for variant in Variant::ALL {
             let text = variant.spec();
             let options = Options {
-                runtime_path: RUNTIME_FROM_CRATE.to_owned(),
+                runtime_path: crate::workspace_crate("gateway-runtime"),
                 standalone: true,
                 default_upstream: None,
                 spec_dir: None,
@@ -402,7 +420,7 @@ mod tests {
             let generated = generated.map_err(|e| anyhow::anyhow!("{e:?}\n{text}"))?;
             assert_eq!(generated.package, variant.binary());
             let expected = match variant {
-                Variant::Policies | Variant::Shared => 5,
+                Variant::Policies | Variant::Shared => 6,
                 Variant::Plain => 11,
             };
             assert_eq!(generated.operations, expected);

@@ -229,6 +229,9 @@ pub struct Load {
     pub read_errors: f64,
     pub write_errors: f64,
     pub timeouts: f64,
+    /// The CPU time the server under test spent per request over the run (user + system, from `/proc/PID/stat`,
+    /// ÷ requests), in µs; `None` where it was not measured.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl Load {
@@ -253,6 +256,7 @@ impl Load {
             read_errors: of(|l| l.read_errors)?,
             write_errors: of(|l| l.write_errors)?,
             timeouts: of(|l| l.timeouts)?,
+            cpu_us_per_request: median(loads.iter().filter_map(|l| l.cpu_us_per_request).collect()),
         })
     }
 }
@@ -476,6 +480,7 @@ fn parse(stdout: &str) -> anyhow::Result<Load> {
         read_errors: value("read_errors")?,
         write_errors: value("write_errors")?,
         timeouts: value("timeouts")?,
+        cpu_us_per_request: None,
     })
 }
 

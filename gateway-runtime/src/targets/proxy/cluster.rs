@@ -219,19 +219,27 @@ impl Cluster {
 
     /// A new pool for `endpoint`.
     pub(super) fn client_for(&self, endpoint: &Endpoint, limit: Option<SocketLimit>) -> UpstreamClient {
+        let https = endpoint.scheme == http::uri::Scheme::HTTPS;
         let resolve = match endpoint.addr {
             Some(addr) => Resolve::Fixed(addr),
             None => Resolve::System(
                 hyper_util::client::legacy::connect::dns::GaiResolver::new(),
                 self.hosts.clone(),
+                endpoint
+                    .authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                endpoint.authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             ),
         };
-        let http2 = match (self.spec.http2, endpoint.scheme == http::uri::Scheme::HTTPS) {
+        let http2 = match (self.spec.http2, https) {
             (false, _) => connect::Http2::Off,
             (true, true) => connect::Http2::Alpn,
             (true, false) => connect::Http2::PriorKnowledge,
         };
-        connect::client(&self.tls, resolve, self.connect_timeout, limit, http2)
+        connect::client(&self.tls, resolve, https, self.connect_timeout, limit, http2)
     }
 
     /// The pool a worker uses for `server`: the shared one when sockets are bounded, else a new one of its own.

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::hosts::Hosts;
+use super::pool::{Dial, Http1Pool, IDLE_TIMEOUT, PoolError, UpstreamBody};
 use super::{BoxError, UpstreamError};
 
 /// Idle upstream connections a pool keeps per server.
@@ -102,8 +103,9 @@ fn system_roots(
 /// re-resolution (the URL's host name still goes in `Host` and in TLS's server name).
 #[derive(Clone)]
 pub(super) enum Resolve {
-    /// The system's resolver, after `--hosts` when it is given.
-    System(GaiResolver, Option<Hosts>),
+    /// The system's resolver, after `--hosts` when it is given; the host name and port connections go to (the
+    /// gateway's own pool resolves them itself).
+    System(GaiResolver, Option<Hosts>, String, u16),
     Fixed(SocketAddr),
 }
 
@@ -114,14 +116,14 @@ impl tower::Service<Name> for Resolve {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
         match self {
-            Resolve::System(gai, _) => gai.poll_ready(cx),
+            Resolve::System(gai, ..) => gai.poll_ready(cx),
             Resolve::Fixed(_) => Poll::Ready(Ok(())),
         }
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
         match self {
-            Resolve::System(gai, hosts) => {
+            Resolve::System(gai, hosts, ..) => {
                 if let Some(ips) = hosts.as_ref().and_then(|h| h.lookup(name.as_str())) {
                     // The port is the connector's: it replaces the 0 of these addresses.
                     let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
@@ -158,12 +160,12 @@ pub(super) struct TimeoutConnector {
 /// The error of a connection attempt that took longer than the connect timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("connect timed out after {0:?}")]
-struct ConnectTimeout(Duration);
+pub(super) struct ConnectTimeout(pub(super) Duration);
 
 /// The error of a connection that would open more sockets than `max_connections`.
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream's max_connections sockets are open")]
-struct TooManySockets;
+pub(super) struct TooManySockets;
 
 impl tower::Service<Uri> for TimeoutConnector {
     type Response = Counted;
@@ -243,7 +245,72 @@ impl hyper::rt::Write for Counted {
     }
 }
 
-pub(super) type UpstreamClient = Client<TimeoutConnector, Body>;
+/// A worker's connections to one server.
+#[derive(Clone)]
+pub(super) enum UpstreamClient {
+    /// Plain `http` over HTTP/1.1: the gateway's own pool.
+    Http1(Http1Pool),
+    /// `https`, or HTTP/2: hyper-util's pool (TLS, ALPN, multiplexing).
+    Legacy(Box<Client<TimeoutConnector, Body>>),
+}
+
+impl fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http1(pool) => pool.fmt(f),
+            Self::Legacy(_) => f.write_str("Client"),
+        }
+    }
+}
+
+/// Why an upstream request got no response.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error(transparent)]
+    Pool(PoolError),
+    #[error(transparent)]
+    Legacy(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// No connection could be made (nothing reached the server).
+    pub(super) fn is_connect(&self) -> bool {
+        match self {
+            Self::Pool(err) => matches!(err, PoolError::Connect(_)),
+            Self::Legacy(err) => err.is_connect(),
+        }
+    }
+
+    /// The error itself, for walking its chain of causes.
+    pub(super) fn inner(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Pool(PoolError::Exchange(err)) => err,
+            Self::Pool(err) => err,
+            Self::Legacy(err) => err,
+        }
+    }
+}
+
+impl UpstreamClient {
+    /// Whether requests go out with the path alone as their URI (else absolute, scheme and authority included).
+    pub(super) fn origin_form(&self) -> bool {
+        matches!(self, Self::Http1(_))
+    }
+
+    /// Sends `request` (an absolute URI, `Host` set) and waits for the response head.
+    pub(super) async fn request(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
+        match self {
+            Self::Http1(pool) => pool.send(request).await.map_err(SendError::Pool),
+            Self::Legacy(client) => match client.request(request).await {
+                Ok(response) => Ok(response.map(UpstreamBody::unpooled)),
+                Err(err) => Err(SendError::Legacy(err)),
+            },
+        }
+    }
+}
 
 /// Whether, and how, a pool speaks HTTP/2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,15 +326,29 @@ pub(super) enum Http2 {
 /// A keep-alive pool of connections to one server. Needs no runtime: connections are made on first use, on the
 /// runtime of the task that uses them.
 ///
-/// With `http2`, `https` connections offer `h2` by ALPN (falling back to HTTP/1.1), and `http` ones speak HTTP/2
-/// with prior knowledge: one connection then carries many requests at once.
+/// Plain `http` over HTTP/1.1 gets the gateway's own pool ([`Http1Pool`]). With `http2`, `https` connections offer
+/// `h2` by ALPN (falling back to HTTP/1.1), and `http` ones speak HTTP/2 with prior knowledge: one connection then
+/// carries many requests at once.
 pub(super) fn client(
     tls: &TlsConfig,
     resolve: Resolve,
+    https: bool,
     connect_timeout: Duration,
     limit: Option<SocketLimit>,
     http2: Http2,
 ) -> UpstreamClient {
+    // With a socket bound, no more idle sockets than the bound; else enough per pool that 256 busy clients never
+    // churn it, bounded so that a burst of thousands does not leave thousands of idle sockets (and buffers) behind.
+    let max_idle = limit
+        .as_ref()
+        .map_or(MAX_IDLE, |l| l.sockets.available_permits().min(MAX_IDLE));
+    if !https && http2 == Http2::Off {
+        let dial = match resolve {
+            Resolve::Fixed(addr) => Dial::Fixed(addr),
+            Resolve::System(_, hosts, host, port) => Dial::Named { host, port, hosts },
+        };
+        return UpstreamClient::Http1(Http1Pool::new(dial, connect_timeout, limit, max_idle));
+    }
     let mut http = HttpConnector::new_with_resolver(resolve);
     // The HTTPS wrapper decides by scheme; the inner connector must accept `https://` URIs too.
     http.enforce_http(false);
@@ -281,11 +362,6 @@ pub(super) fn client(
     } else {
         builder.wrap_connector(http)
     };
-    // With a socket bound, no more idle sockets than the bound; else enough per pool that 256 busy clients never
-    // churn it, bounded so that a burst of thousands does not leave thousands of idle sockets (and buffers) behind.
-    let max_idle = limit
-        .as_ref()
-        .map_or(MAX_IDLE, |l| l.sockets.available_permits().min(MAX_IDLE));
     let connector = TimeoutConnector {
         inner: https,
         timeout: connect_timeout,
@@ -293,12 +369,14 @@ pub(super) fn client(
     };
     let mut client = Client::builder(TokioExecutor::new());
     client.http2_only(http2 == Http2::PriorKnowledge);
-    client
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(max_idle)
-        // We always set `Host` ourselves.
-        .set_host(false)
-        .build(connector)
+    UpstreamClient::Legacy(Box::new(
+        client
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(max_idle)
+            // We always set `Host` ourselves.
+            .set_host(false)
+            .build(connector),
+    ))
 }

@@ -29,6 +29,7 @@ mod balance;
 mod cluster;
 mod connect;
 mod hosts;
+mod pool;
 mod retry;
 mod websocket;
 
@@ -56,7 +57,6 @@ use http::header::{
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, Version, request};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -71,7 +71,8 @@ use crate::spec::{ApiSpec, Balance, PathPart, SplitSide, SplitTarget, UpstreamTa
 use crate::stage::{self, ResolvedStage};
 use crate::template::{Placeholder, RequestView, TemplatePart, Values};
 use cluster::{Cluster, Server};
-use connect::UpstreamClient;
+use connect::{SendError, UpstreamClient};
+use pool::UpstreamBody;
 use retry::Failure;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -387,10 +388,25 @@ fn parse_upstream_url(raw: &str, shown: String) -> Result<(cluster::Url, String)
     ))
 }
 
-/// One server as one worker sees it: its shared state and the worker's pool of connections to it.
+/// One server as one worker sees it: its shared state, the worker's pool of connections to it, and the worker's
+/// own copy of what every request to it carries (so that no request touches a reference count shared between
+/// cores).
 struct LocalServer {
     shared: Arc<Server>,
     client: UpstreamClient,
+    /// `Host` of requests to it.
+    host: HeaderValue,
+}
+
+impl LocalServer {
+    fn new(shared: &Arc<Server>, client: UpstreamClient) -> Self {
+        Self {
+            host: HeaderValue::from_bytes(shared.endpoint.host.as_bytes())
+                .unwrap_or_else(|_| shared.endpoint.host.clone()),
+            shared: Arc::clone(shared),
+            client,
+        }
+    }
 }
 
 impl balance::Candidate for LocalServer {
@@ -428,10 +444,7 @@ impl Upstream {
             servers: set
                 .servers
                 .iter()
-                .map(|server| LocalServer {
-                    shared: Arc::clone(server),
-                    client: cluster.worker_client(server),
-                })
+                .map(|server| LocalServer::new(server, cluster.worker_client(server)))
                 .collect(),
         };
         Self {
@@ -443,8 +456,8 @@ impl Upstream {
     }
 
     /// This worker's servers, brought up to date first when re-resolution changed the cluster's.
-    fn servers(&self) -> arc_swap::Guard<Arc<Local>> {
-        let local = self.local.load();
+    fn servers(&self) -> Arc<Local> {
+        let local = self.local.load_full();
         if self.cluster.spec.resolve.is_none() {
             return local;
         }
@@ -457,18 +470,18 @@ impl Upstream {
             .iter()
             .map(|server| {
                 let kept = local.servers.iter().find(|l| Arc::ptr_eq(&l.shared, server));
-                LocalServer {
-                    shared: Arc::clone(server),
-                    client: kept.map_or_else(|| self.cluster.worker_client(server), |l| l.client.clone()),
-                }
+                LocalServer::new(
+                    server,
+                    kept.map_or_else(|| self.cluster.worker_client(server), |l| l.client.clone()),
+                )
             })
             .collect();
-        drop(local);
-        self.local.store(Arc::new(Local {
+        let local = Arc::new(Local {
             generation: set.generation,
             servers,
-        }));
-        self.local.load()
+        });
+        self.local.store(Arc::clone(&local));
+        local
     }
 }
 
@@ -480,11 +493,11 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn new(server: &Arc<Server>, admitted: Option<OwnedSemaphorePermit>) -> Self {
+    fn new(server: Arc<Server>, admitted: Option<OwnedSemaphorePermit>) -> Self {
         server.in_flight.fetch_add(1, Relaxed);
         server.requests.fetch_add(1, Relaxed);
         Self {
-            server: Arc::clone(server),
+            server,
             _admitted: admitted,
         }
     }
@@ -604,11 +617,30 @@ pub(crate) enum CallError {
     Timeout,
 }
 
-/// A server picked for one of the gateway's own requests, and its place in flight.
+/// A server picked for a try, and its place in flight: by its index in the worker's servers, whose `Arc` is the
+/// worker's own (nothing shared between cores is counted for a pick).
 struct Picked {
-    server: Arc<Server>,
-    client: UpstreamClient,
+    local: Arc<Local>,
+    index: usize,
     in_flight: Option<InFlight>,
+}
+
+impl Picked {
+    fn local(&self) -> &LocalServer {
+        &self.local.servers[self.index]
+    }
+
+    fn server(&self) -> &Server {
+        &self.local().shared
+    }
+
+    fn client(&self) -> &UpstreamClient {
+        &self.local().client
+    }
+
+    fn host(&self) -> HeaderValue {
+        self.local().host.clone()
+    }
 }
 
 impl Upstream {
@@ -617,14 +649,12 @@ impl Upstream {
     async fn pick(&self, key: Option<&str>, tried: u64) -> Result<(usize, Picked), GatewayError> {
         let cluster = &*self.cluster;
         let local = self.servers();
-        if cluster.plain
-            && let Some(only) = local.servers.first()
-        {
+        if cluster.plain && !local.servers.is_empty() {
             return Ok((
                 0,
                 Picked {
-                    server: Arc::clone(&only.shared),
-                    client: only.client.clone(),
+                    local,
+                    index: 0,
                     in_flight: None,
                 },
             ));
@@ -644,7 +674,7 @@ impl Upstream {
             .with_reason("no_server")
             .with_retry_after(NO_SERVER_RETRY_AFTER));
         };
-        let server = &local.servers[i];
+        let in_flight = Arc::clone(&local.servers[i].shared);
         let admitted = match &cluster.admission {
             None => None,
             Some(admission) => {
@@ -668,9 +698,9 @@ impl Upstream {
         Ok((
             i,
             Picked {
-                server: Arc::clone(&server.shared),
-                client: server.client.clone(),
-                in_flight: Some(InFlight::new(&server.shared, admitted)),
+                local,
+                index: i,
+                in_flight: Some(InFlight::new(in_flight, admitted)),
             },
         ))
     }
@@ -698,22 +728,22 @@ impl Proxy {
         let upstream = self.upstreams.get(index).ok_or(CallError::Invalid)?;
         let cluster = &upstream.cluster;
         let (_, picked) = upstream.pick(None, 0).await.map_err(|_| CallError::Failed)?;
-        let uri = upstream.uri(&picked.server, path).map_err(|_| CallError::Invalid)?;
+        let uri = upstream.uri(picked.server(), path).map_err(|_| CallError::Invalid)?;
         let mut request = Request::new(Body::empty());
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        request.headers_mut().insert(HOST, picked.server.endpoint.host.clone());
-        let sent = tokio::time::timeout(cluster.timeout, picked.client.request(request)).await;
+        request.headers_mut().insert(HOST, picked.host());
+        let sent = tokio::time::timeout(cluster.timeout, picked.client().request(request)).await;
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 tracing::warn!(upstream = cluster.name, error = %ErrorChain(&err), "side call failed");
-                cluster.record(&picked.server, true);
+                cluster.record(picked.server(), true);
                 return Err(CallError::Failed);
             }
             Err(_) => {
                 tracing::warn!(upstream = cluster.name, timeout = ?cluster.timeout, "side call did not answer in time");
-                cluster.record(&picked.server, true);
+                cluster.record(picked.server(), true);
                 return Err(CallError::Timeout);
             }
         };
@@ -750,16 +780,16 @@ impl Proxy {
         let (_, picked) = upstream.pick(None, 0).await?;
         let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let uri = upstream
-            .uri(&picked.server, path)
+            .uri(picked.server(), path)
             .map_err(|_| GatewayError::new(ErrorKind::Internal, "a function asked for an invalid upstream path"))?;
         *request.uri_mut() = uri;
-        request.headers_mut().insert(HOST, picked.server.endpoint.host.clone());
-        let sent = tokio::time::timeout(cluster.timeout, picked.client.request(request)).await;
+        request.headers_mut().insert(HOST, picked.host());
+        let sent = tokio::time::timeout(cluster.timeout, picked.client().request(request)).await;
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 tracing::warn!(upstream = cluster.name, error = %ErrorChain(&err), "a function's upstream request failed");
-                cluster.record(&picked.server, true);
+                cluster.record(picked.server(), true);
                 return Err(GatewayError::upstream(if err.is_connect() {
                     "the upstream could not be reached"
                 } else {
@@ -768,7 +798,7 @@ impl Proxy {
             }
             Err(_) => {
                 tracing::warn!(upstream = cluster.name, timeout = ?cluster.timeout, "a function's upstream request did not answer in time");
-                cluster.record(&picked.server, true);
+                cluster.record(picked.server(), true);
                 return Err(GatewayError::upstream_timeout());
             }
         };
@@ -831,13 +861,9 @@ const REPLAY_LIMIT: u64 = 64 * 1024;
 /// How one try ended.
 enum Tried {
     /// The upstream answered (and the answer is no failure worth retrying or ejecting for).
-    Answered(http::Response<Incoming>),
+    Answered(http::Response<UpstreamBody>),
     /// The try failed; with the upstream's answer when it gave one.
-    Failed(
-        Failure,
-        Option<http::Response<Incoming>>,
-        Option<hyper_util::client::legacy::Error>,
-    ),
+    Failed(Failure, Option<http::Response<UpstreamBody>>, Option<SendError>),
     /// The client's body broke the try (it grew past the operation's limit).
     TooLarge,
     /// The client's body could not be read (malformed chunked framing, the client went away).
@@ -977,14 +1003,21 @@ impl UpstreamRoute {
             if index < 64 {
                 tried |= 1 << index;
             }
-            server_label = picked.server.endpoint.label;
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(picked.server.endpoint.scheme.clone());
-            uri.authority = Some(picked.server.endpoint.authority.clone());
-            uri.path_and_query = Some(path_and_query.clone());
-            let Ok(uri) = Uri::from_parts(uri) else {
-                tracing::error!(upstream = cluster.name, "cannot build the upstream URI");
-                return Err(GatewayError::internal());
+            server_label = picked.server().endpoint.label;
+            // The gateway's own pool sends the path alone (origin-form); hyper-util's wants the absolute URI.
+            let uri = if picked.client().origin_form() {
+                Uri::from(path_and_query.clone())
+            } else {
+                let endpoint = &picked.server().endpoint;
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(endpoint.scheme.clone());
+                uri.authority = Some(endpoint.authority.clone());
+                uri.path_and_query = Some(path_and_query.clone());
+                let Ok(uri) = Uri::from_parts(uri) else {
+                    tracing::error!(upstream = cluster.name, "cannot build the upstream URI");
+                    return Err(GatewayError::internal());
+                };
+                uri
             };
             let last_try = attempt >= tries;
             let mut request = Request::new(match (&replay, streamed.take()) {
@@ -1000,16 +1033,16 @@ impl UpstreamRoute {
             } else {
                 parts.headers.clone()
             };
-            request.headers_mut().insert(HOST, picked.server.endpoint.host.clone());
+            request.headers_mut().insert(HOST, picked.host());
 
-            let tried_now = try_once(cluster, &picked.client, request, retry.as_ref()).await;
+            let tried_now = try_once(cluster, picked.client(), request, retry.as_ref()).await;
             let failure = match &tried_now {
                 Tried::Answered(_) => None,
                 Tried::Failed(failure, ..) => Some(*failure),
                 Tried::TooLarge | Tried::BadBody => None,
             };
             if !cluster.plain {
-                cluster.record(&picked.server, failure.is_some_and(Failure::counts_against_server));
+                cluster.record(picked.server(), failure.is_some_and(Failure::counts_against_server));
             }
             match tried_now {
                 Tried::Answered(response) => break Ok((response, picked.in_flight)),
@@ -1095,8 +1128,8 @@ impl UpstreamRoute {
 
 /// Whether sending failed because the client's request body did: hyper's client reports a body that errored as a
 /// user error caused by the body's own error — for a client's body, its connection's `hyper::Error`.
-fn is_client_body_error(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+fn is_client_body_error(err: &SendError) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err.inner());
     while let Some(e) = current {
         if let Some(hyper_err) = e.downcast_ref::<hyper::Error>()
             && hyper_err.is_user()
@@ -1133,7 +1166,7 @@ async fn try_once(
                 Tried::Answered(response)
             }
         }
-        Ok(Err(err)) if crate::policies::validate::body::is_too_large(&err) => Tried::TooLarge,
+        Ok(Err(err)) if crate::policies::validate::body::is_too_large(err.inner()) => Tried::TooLarge,
         Ok(Err(err)) if is_client_body_error(&err) => Tried::BadBody,
         Ok(Err(err)) => {
             let failure = if err.is_connect() {
@@ -1181,7 +1214,7 @@ fn prepare_headers(ctx: &mut RequestCtx, parts: &mut request::Parts, body: &Body
     trace.apply(headers);
     ctx.trace = Some(trace);
     if let Some(ip) = client_ip {
-        append_forwarded_for(headers, ip);
+        append_forwarded_for(headers, ip, ctx.forwarded_for.as_ref());
     }
     // Extensions are this hop's (router captures, client address); none is meant for the upstream.
     parts.extensions = http::Extensions::new();
@@ -1193,7 +1226,7 @@ fn prepare_headers(ctx: &mut RequestCtx, parts: &mut request::Parts, body: &Body
 /// download is never cut. The timer is only created when the body actually has to wait, which small responses
 /// (already buffered with the head) never do.
 struct IdleTimeout {
-    inner: Incoming,
+    inner: UpstreamBody,
     idle: Duration,
     upstream: &'static str,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -1210,7 +1243,7 @@ struct BodyIdle {
 }
 
 impl IdleTimeout {
-    fn new(inner: Incoming, idle: Duration, upstream: &'static str, in_flight: Option<InFlight>) -> Self {
+    fn new(inner: UpstreamBody, idle: Duration, upstream: &'static str, in_flight: Option<InFlight>) -> Self {
         Self {
             inner,
             idle,
@@ -1294,7 +1327,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies recorded.
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr, prepared: Option<&HeaderValue>) {
+    // The first proxy of the chain: the connection's value, made once for all its requests.
+    if let Some(prepared) = prepared
+        && !headers.contains_key(&X_FORWARDED_FOR)
+    {
+        headers.insert(X_FORWARDED_FOR.clone(), prepared.clone());
+        return;
+    }
     // Dual-stack listeners see IPv4 clients as `::ffff:a.b.c.d`; record the address the client actually has.
     let ip = ip.to_canonical();
     let mut value = Vec::with_capacity(48);
@@ -1401,10 +1441,16 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, "10.0.0.1".parse().expect("ip"));
+        append_forwarded_for(&mut headers, "10.0.0.1".parse().expect("ip"), None);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        append_forwarded_for(&mut headers, "::ffff:127.0.0.1".parse().expect("ip"));
+        let peer: std::net::SocketAddr = "[::ffff:127.0.0.1]:4000".parse().expect("addr");
+        let prepared = crate::pipeline::Arrival::forwarded_for(peer);
+        // With a chain already there, the connection's prepared value is appended, not put in its place.
+        append_forwarded_for(&mut headers, peer.ip(), prepared.as_ref());
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
+        let mut first = HeaderMap::new();
+        append_forwarded_for(&mut first, peer.ip(), prepared.as_ref());
+        assert_eq!(first[&X_FORWARDED_FOR], "127.0.0.1");
     }
 
     #[test]

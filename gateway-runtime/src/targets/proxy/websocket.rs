@@ -50,7 +50,7 @@ pub(super) fn ask_upstream(headers: &mut HeaderMap) {
 /// pending client upgrade (the upstream switched unasked), a `502`.
 pub(super) fn splice(
     client: Option<OnUpgrade>,
-    mut upstream: http::Response<hyper::body::Incoming>,
+    mut upstream: http::Response<super::pool::UpstreamBody>,
     name: &'static str,
     in_flight: Option<InFlight>,
 ) -> Result<Response, GatewayError> {

@@ -3,6 +3,7 @@
 
 //! The `depot` gateway: Depot 1.0.0, generated from `tests/specs/depot.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

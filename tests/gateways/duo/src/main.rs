@@ -7,6 +7,7 @@
 //! - `duo-b`: Duo B 1, under `/b`, generated from `tests/specs/duo-b.yaml`.
 //! - `duo-c`: Duo C 1, under `/c`, generated from `tests/specs/duo-c.yaml`.
 
+::gateway_runtime::global_allocator!();
 /// The API of `tests/specs/duo-a.yaml`.
 #[rustfmt::skip]
 mod duo_a {

@@ -3,6 +3,7 @@
 
 //! The `edge` gateway: Edge 1.0.0, generated from `tests/specs/edge.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

@@ -3,6 +3,7 @@
 
 //! The `fleet` gateway: Fleet 1.0.0, generated from `tests/specs/fleet.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

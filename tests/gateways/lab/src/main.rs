@@ -3,6 +3,7 @@
 
 //! The `lab` gateway: Functions lab 1.0.0, generated from `tests/specs/lab.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

@@ -3,6 +3,7 @@
 
 //! The `mtls` gateway: Mutual TLS 1.0.0, generated from `tests/specs/mtls.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

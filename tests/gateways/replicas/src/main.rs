@@ -3,6 +3,7 @@
 
 //! The `replicas` gateway: Replicas 1.0.0, generated from `tests/specs/replicas.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]

@@ -3,6 +3,7 @@
 
 //! The `swagger2` gateway: Swagger 2.0 pets 1.0.0, generated from `tests/specs/swagger2.yaml`.
 
+::gateway_runtime::global_allocator!();
 #[rustfmt::skip]
 mod api;
 #[rustfmt::skip]
