@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::memory::{Sample, mib};
 use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
-use super::rounds::{Series, measure, no_hook, paired, throughput_ratio, warm_up};
+use super::rounds::{Series, cpu_ratio, measure, no_hook, paired, throughput_ratio, warm_up};
 use super::servers::{BODY_BYTES, ORIGIN_PATH, PASSTHROUGH_PATH, Proxy, Stack, TYPED_PATH, Target};
 use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
@@ -29,6 +29,9 @@ struct Ratios {
     typed_over_passthrough: Option<f64>,
     /// The typed route's p50 minus the plain route's, in µs.
     typed_added_p50_us: Option<f64>,
+    /// CPU time per request of the gateway over nginx's and haproxy's (per round, median).
+    cpu_gateway_over_nginx: Option<f64>,
+    cpu_gateway_over_haproxy: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -74,6 +77,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         typed_added_p50_us: paired(&series, Target::GatewayTyped, Target::Gateway, |t, p| {
             t.p50_us - p.p50_us
         }),
+        cpu_gateway_over_nginx: cpu_ratio(&series, Target::Gateway, Target::Nginx),
+        cpu_gateway_over_haproxy: cpu_ratio(&series, Target::Gateway, Target::Haproxy),
     };
     let (mut notes, mut problems) = review(&series, |s| matches!(s.target, Target::Gateway | Target::GatewayTyped));
     notes.extend(warm_up_failures.iter().cloned());
@@ -124,6 +129,11 @@ fn render(
             ratio(ratios.gateway_over_nginx),
             ratio(ratios.gateway_over_haproxy),
             ratio(ratios.gateway_over_direct)
+        ),
+        format!(
+            "CPU time per request (median of per-round ratios): gateway/nginx {}, gateway/haproxy {} (goal ≤ 0.8× nginx)",
+            ratio(ratios.cpu_gateway_over_nginx),
+            ratio(ratios.cpu_gateway_over_haproxy)
         ),
         format!(
             "typed route (GET {TYPED_PATH}) vs passthrough: {} throughput, p50 {} µs",

@@ -197,6 +197,16 @@ pub fn paired(series: &[Series], a: Target, b: Target, combine: impl Fn(&Load, &
     median(values)
 }
 
+/// The CPU time per request of `a` over that of `b`, per round, median.
+pub fn cpu_ratio(series: &[Series], a: Target, b: Target) -> Option<f64> {
+    paired(series, a, b, |x, y| {
+        match (x.cpu_us_per_request, y.cpu_us_per_request) {
+            (Some(x), Some(y)) if y > 0.0 => x / y,
+            _ => f64::NAN,
+        }
+    })
+}
+
 /// The throughput of `a` over that of `b`, per round, median.
 pub fn throughput_ratio(series: &[Series], a: Target, b: Target) -> Option<f64> {
     paired(series, a, b, |x, y| x.rps / y.rps)

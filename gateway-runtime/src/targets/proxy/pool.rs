@@ -12,10 +12,14 @@
 //!   a message half-read).
 //! - A request that finds its reused connection closed before a byte of it was written (the server's keep-alive
 //!   ran out) is sent again on the next connection: it never reached the server.
+//! - A request that finds none idle connects, and takes whichever comes first: its new connection, or one another
+//!   exchange hands back meanwhile. So a connect that stalls (a SYN dropped by a full accept queue costs a second)
+//!   delays no request while others finish.
 //!
 //! `https` and HTTP/2 servers keep hyper-util's pool ([`super::connect::client`]), which this one replaces only
 //! where it is the proxy's hot path.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +36,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::BoxError;
 use super::connect::{ConnectTimeout, SocketLimit, TooManySockets};
@@ -67,8 +71,8 @@ impl fmt::Debug for Http1Pool {
 }
 
 struct Inner {
-    /// Idle connections, the most recently used last.
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections and the requests waiting for one.
+    slots: Mutex<Slots>,
     max_idle: usize,
     dial: Dial,
     connect_timeout: Duration,
@@ -79,6 +83,15 @@ struct Inner {
 struct Idle {
     sender: http1::SendRequest<Body>,
     since: Instant,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// Idle connections, the most recently used last.
+    idle: Vec<Idle>,
+    /// Requests connecting because none was idle, oldest first: a connection checked in goes to the first still
+    /// waiting (the others gave up: their own connection came first).
+    waiting: VecDeque<oneshot::Sender<http1::SendRequest<Body>>>,
 }
 
 /// Why a request got no response from the pool.
@@ -97,7 +110,7 @@ impl Http1Pool {
     pub(super) fn new(dial: Dial, connect_timeout: Duration, limit: Option<SocketLimit>, max_idle: usize) -> Self {
         let handshake = http1::Builder::new();
         Self(Arc::new(Inner {
-            idle: Mutex::new(Vec::new()),
+            slots: Mutex::new(Slots::default()),
             max_idle,
             dial,
             connect_timeout,
@@ -110,7 +123,11 @@ impl Http1Pool {
     /// caller set) on an idle connection, or a new one when none is idle.
     pub(super) async fn send(&self, mut request: Request<Body>) -> Result<Response<UpstreamBody>, PoolError> {
         origin_form(&mut request);
-        while let Some(mut sender) = self.0.checkout() {
+        loop {
+            let (mut sender, reused) = match self.0.checkout() {
+                Some(sender) => (sender, true),
+                None => self.connect_or_lent().await?,
+            };
             // The previous exchange's end may not have reached the connection's task yet.
             if sender.ready().await.is_err() {
                 continue;
@@ -118,17 +135,34 @@ impl Http1Pool {
             match sender.try_send_request(request).await {
                 Ok(response) => return Ok(self.attach(response, sender)),
                 Err(mut err) => match err.take_message() {
-                    // Never written: the connection was closing. The next one gets it.
-                    Some(unsent) => request = unsent,
-                    None => return Err(PoolError::Exchange(err.into_error())),
+                    // Never written: the connection was closing. The next one gets it (a new connection's
+                    // failure is the answer: a request is not tried on connection after connection).
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(PoolError::Exchange(err.into_error())),
                 },
             }
         }
-        let mut sender = self.0.connect().await?;
-        match sender.send_request(request).await {
-            Ok(response) => Ok(self.attach(response, sender)),
-            Err(err) => Err(PoolError::Exchange(err)),
+    }
+
+    /// A new connection, or one handed back by another exchange while it was being made, whichever comes first
+    /// (the other is dropped: a connection half made is abandoned, a lent one goes to the next waiting request or
+    /// back to idle). Whether it was lent (used before).
+    async fn connect_or_lent(&self) -> Result<(http1::SendRequest<Body>, bool), PoolError> {
+        let (tx, mut lent) = oneshot::channel();
+        self.0.lock().waiting.push_back(tx);
+        let connecting = self.0.connect();
+        tokio::pin!(connecting);
+        let made = tokio::select! {
+            biased;
+            made = &mut connecting => made,
+            Ok(sender) = &mut lent => return Ok((sender, true)),
+        };
+        // One handed over just as the new one was made goes to the next request (or idle), not to waste.
+        lent.close();
+        if let Ok(extra) = lent.try_recv() {
+            self.0.checkin(extra);
         }
+        made.map(|sender| (sender, false))
     }
 
     /// The response, its body holding the connection until it ends; a `101` keeps none (the connection is the
@@ -144,22 +178,22 @@ impl Http1Pool {
     /// Connections waiting idle now (for tests and the admin view).
     #[cfg(test)]
     pub(super) fn idle(&self) -> usize {
-        self.0.lock().len()
+        self.0.lock().idle.len()
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Vec<Idle>> {
-        // A panic while holding the lock left the list itself intact (every operation on it is one call).
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding the lock left the lists themselves intact (every operation on them is one call).
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The most recently used idle connection still open and not expired; the expired ones are closed.
     fn checkout(&self) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.lock();
+        let mut slots = self.lock();
         let now = Instant::now();
-        expire(&mut idle, now);
-        while let Some(entry) = idle.pop() {
+        expire(&mut slots.idle, now);
+        while let Some(entry) = slots.idle.pop() {
             if !entry.sender.is_closed() {
                 return Some(entry.sender);
             }
@@ -167,14 +201,22 @@ impl Inner {
         None
     }
 
-    /// Puts a connection whose exchange ended back on top, unless `max_idle` already wait.
-    fn checkin(&self, sender: http1::SendRequest<Body>) {
+    /// Hands a connection whose exchange ended to the first request still waiting for one, or puts it back on top
+    /// of the idle ones, unless `max_idle` already wait.
+    fn checkin(&self, mut sender: http1::SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.lock();
-        if idle.len() < self.max_idle {
-            idle.push(Idle {
+        let mut slots = self.lock();
+        while let Some(waiting) = slots.waiting.pop_front() {
+            match waiting.send(sender) {
+                Ok(()) => return,
+                // That request's own connection came first.
+                Err(back) => sender = back,
+            }
+        }
+        if slots.idle.len() < self.max_idle {
+            slots.idle.push(Idle {
                 sender,
                 since: Instant::now(),
             });
@@ -447,6 +489,32 @@ mod tests {
         }
         assert_eq!(accepted.load(Relaxed), 4, "four requests at once need four connections");
         assert_eq!(pool.idle(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_finding_no_connection_takes_one_handed_back_while_it_connects() {
+        let (addr, accepted) = origin(OK, None).await;
+        // One socket allowed: the second request's own connection cannot be made until the first one closes.
+        let limit = SocketLimit {
+            sockets: Arc::new(tokio::sync::Semaphore::new(1)),
+            wait: Duration::from_secs(5),
+        };
+        let pool = Http1Pool::new(Dial::Fixed(addr), Duration::from_secs(2), Some(limit), 8);
+        let first = pool.send(get(addr)).await.expect("answer");
+        // Without the hand-over it would wait for a socket until the limit's wait ran out, and fail.
+        let second = tokio::spawn({
+            let pool = pool.clone();
+            async move { read(pool.send(get(addr)).await.expect("answer")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(read(first).await, "hello");
+        let second = second.await.expect("join");
+        assert_eq!(second, "hello");
+        assert_eq!(
+            accepted.load(Relaxed),
+            1,
+            "both requests went over the first connection"
+        );
     }
 
     #[tokio::test]
