@@ -814,7 +814,7 @@ struct ConnectionService {
 impl tower::Service<Request<Incoming>> for ConnectionService {
     type Response = axum::response::Response;
     type Error = std::convert::Infallible;
-    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+    type Future = futures_util::future::Map<axum::routing::future::RouteFuture<std::convert::Infallible>, Respond>;
 
     fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
@@ -830,12 +830,40 @@ impl tower::Service<Request<Incoming>> for ConnectionService {
             client_cert: self.client_cert.clone(),
             forwarded_for: self.forwarded_for.clone(),
         });
+        let mut respond: Respond = std::convert::identity;
         if let Some(max) = self.max_requests
             && self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 >= max.get()
         {
-            // Its response says `Connection: close` (HTTP/2: a `GOAWAY`), and the connection ends.
-            self.enough.notify_one();
+            if request.version() <= http::Version::HTTP_11 {
+                // The response itself says `Connection: close`, so hyper closes the connection once it is written
+                // and the client knows not to send another request on it. (Shutting the connection down from
+                // outside could race the client's next request, which would then meet a closed socket.)
+                respond = close_after;
+            } else {
+                // HTTP/2: a `GOAWAY`; requests in flight finish.
+                self.enough.notify_one();
+            }
         }
-        tower::Service::call(&mut self.router, request)
+        futures_util::FutureExt::map(tower::Service::call(&mut self.router, request), respond)
     }
+}
+
+/// What a connection does to a response before it is written.
+type Respond = fn(
+    Result<axum::response::Response, std::convert::Infallible>,
+) -> Result<axum::response::Response, std::convert::Infallible>;
+
+/// The last response of an HTTP/1 connection: `Connection: close`.
+fn close_after(
+    response: Result<axum::response::Response, std::convert::Infallible>,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    response.map(|mut response| {
+        // An upgrade's `101` keeps the connection for the new protocol.
+        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        response
+    })
 }
