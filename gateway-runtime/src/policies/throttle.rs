@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -308,41 +308,66 @@ impl Quotas for MemoryQuotas {
     }
 }
 
-/// Per-key request counts, for `/_gateway/usage`.
+/// Per-key request counts, for `/_gateway/usage`: one shard per thread that counts (a worker's), merged on read,
+/// so that counting a request takes only a lock no other worker takes and writes only memory no other core
+/// writes.
 #[derive(Default)]
 pub struct UsageBook {
-    keys: Mutex<HashMap<Arc<str>, Arc<KeyUsage>>>,
+    shards: [UsageShard; USAGE_SHARDS],
 }
 
-/// One key's counts.
-#[derive(Debug, Default)]
-pub struct KeyUsage {
-    /// Requests admitted.
-    pub admitted: AtomicU64,
-    /// Requests refused by a throttle or quota.
-    pub throttled: AtomicU64,
+/// Shards of a [`UsageBook`]: threads beyond this many share them.
+const USAGE_SHARDS: usize = 16;
+
+/// One thread's counts: requests admitted and refused (by a throttle or quota) per key. Aligned to its own cache
+/// lines, so that two workers' shards never share one.
+#[derive(Default)]
+#[repr(align(128))]
+struct UsageShard(Mutex<HashMap<Arc<str>, (u64, u64)>>);
+
+/// Whether a counted request was admitted or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    Admitted,
+    Throttled,
+}
+
+std::thread_local! {
+    /// The shard this thread counts into, given out in turn as threads first count.
+    static USAGE_SHARD: usize = {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % USAGE_SHARDS
+    };
 }
 
 impl UsageBook {
-    /// The counters of `key`.
-    pub fn of(&self, key: &Arc<str>) -> Arc<KeyUsage> {
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.entry(key.clone()).or_default().clone()
+    /// Counts one request of `key`.
+    pub fn count(&self, key: &Arc<str>, counted: Counted) {
+        let shard = USAGE_SHARD.with(|s| *s);
+        let mut keys = self.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Looked up by the name itself: the key's `Arc` (shared by every worker) is cloned once per shard only.
+        let counts = match keys.get_mut(&**key) {
+            Some(counts) => counts,
+            None => keys.entry(Arc::clone(key)).or_default(),
+        };
+        match counted {
+            Counted::Admitted => counts.0 += 1,
+            Counted::Throttled => counts.1 += 1,
+        }
     }
 
-    /// Every key seen so far with its counts.
+    /// Every key seen so far with its counts (admitted, throttled), summed over the shards, by name.
     pub fn snapshot(&self) -> Vec<(Arc<str>, u64, u64)> {
-        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<_> = keys
-            .iter()
-            .map(|(k, u)| {
-                (
-                    k.clone(),
-                    u.admitted.load(Ordering::Relaxed),
-                    u.throttled.load(Ordering::Relaxed),
-                )
-            })
-            .collect();
+        let mut merged: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
+        for shard in &self.shards {
+            let keys = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for (key, (admitted, throttled)) in keys.iter() {
+                let total = merged.entry(Arc::clone(key)).or_default();
+                total.0 += admitted;
+                total.1 += throttled;
+            }
+        }
+        let mut out: Vec<_> = merged.into_iter().map(|(k, (a, t))| (k, a, t)).collect();
         out.sort();
         out
     }
@@ -422,6 +447,28 @@ mod tests {
         assert_eq!(admitted, [true, true, true, false, false]);
         let refused = limiter.acquire(ip);
         assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn usage_counted_on_several_threads_is_summed_per_key() {
+        let book = Arc::new(UsageBook::default());
+        let a: Arc<str> = Arc::from("key-a");
+        let b: Arc<str> = Arc::from("key-b");
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (book, a, b) = (Arc::clone(&book), Arc::clone(&a), Arc::clone(&b));
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        book.count(&a, Counted::Admitted);
+                    }
+                    book.count(&b, Counted::Throttled);
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("counting thread");
+        }
+        assert_eq!(book.snapshot(), vec![(a, 400, 0), (b, 0, 4)]);
     }
 }
 
@@ -722,7 +769,7 @@ impl Limits {
             report.bucket(name, limit, &state);
             if !state.admitted {
                 if let Some(name) = ctx.caller.as_ref().and_then(Caller::key_name) {
-                    self.usage.of(name).throttled.fetch_add(1, Ordering::Relaxed);
+                    self.usage.count(name, Counted::Throttled);
                 }
                 return (report, Err(throttled(name, limit, state.retry_after)));
             }
@@ -860,17 +907,16 @@ impl Limits {
         let Some((caller, name)) = ctx.caller.as_ref().and_then(|c| Some((c, c.key_name()?))) else {
             return Ok(());
         };
-        let usage = self.usage.of(name);
         let quota = caller.plan.and_then(|p| api.usage_plans[p].quota.as_ref());
         if let Some(quota) = quota {
             let state = self.quotas.charge(name, quota);
             ctx.limits.get_or_insert_with(Report::default).quota(quota, &state);
             if !state.admitted {
-                usage.throttled.fetch_add(1, Ordering::Relaxed);
+                self.usage.count(name, Counted::Throttled);
                 return Err(quota_exceeded(quota, &state));
             }
         }
-        usage.admitted.fetch_add(1, Ordering::Relaxed);
+        self.usage.count(name, Counted::Admitted);
         Ok(())
     }
 

@@ -168,9 +168,10 @@ impl Placement {
         if self.pinned {
             format!(
                 "cores: pinned — the proxy under test alone on CPU {} (gateway --workers {n}, nginx worker_processes \
-                 {n}, haproxy nbthread {n}); wrk, the origin ({} threads) and Redis on CPU {}{limit}",
+                 {n}, haproxy nbthread {n}); wrk, the origin ({} thread{}) and Redis on CPU {}{limit}",
                 self.proxy_cpus(),
                 self.origin_threads,
+                if self.origin_threads == 1 { "" } else { "s" },
                 self.load_cpus(),
                 n = self.server_threads
             )
