@@ -167,33 +167,35 @@ pub struct StageUpstreamSpec {
     pub connect_timeout: Option<Duration>,
 }
 
-/// An API with nothing in it, for unit tests to fill in with `..EMPTY_API`.
-#[cfg(test)]
-pub(crate) const EMPTY_API: ApiSpec = ApiSpec {
-    name: "t",
-    spec_file: "t.yaml",
-    api_version: "1",
-    upstreams: &[],
-    operations: &[],
-    cache: CacheSettings {
-        capacity: 1024,
-        max_entry: 1024,
-    },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
-};
+impl ApiSpec {
+    /// An API with nothing in it (no upstream, operation or policy; a 1 KiB cache), for tests and hand-written
+    /// tables to fill in with struct update syntax: `ApiSpec { name, upstreams, operations, ..ApiSpec::EMPTY }`.
+    pub const EMPTY: ApiSpec = ApiSpec {
+        name: "t",
+        spec_file: "t.yaml",
+        api_version: "1",
+        upstreams: &[],
+        operations: &[],
+        cache: CacheSettings {
+            capacity: 1024,
+            max_entry: 1024,
+        },
+        throttle: None,
+        usage_plans: &[],
+        hosts: &[],
+        responses: &[],
+        schemes: &[],
+        cors: None,
+        schemas: &[],
+        filters: &[],
+        stages: &[],
+        default_stage: None,
+        spec_sha256: "",
+        published: None,
+        stores: &[],
+        shared: None,
+    };
+}
 
 /// Which gateway responses a [`GatewayResponseSpec`] renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -353,7 +353,7 @@ pub(crate) fn has_placeholder(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{EMPTY_API, StageSpec, ThrottleScope};
+    use crate::spec::{ApiSpec, StageSpec, ThrottleScope};
 
     static STAGED: ApiSpec = ApiSpec {
         stages: &[
@@ -383,7 +383,7 @@ mod tests {
         default_stage: Some(0),
         spec_sha256: "",
         published: None,
-        ..EMPTY_API
+        ..ApiSpec::EMPTY
     };
 
     static NO_DEFAULT: ApiSpec = ApiSpec {
@@ -401,12 +401,12 @@ mod tests {
     fn a_stage_is_picked_by_name_or_by_default() {
         assert_eq!(select(&STAGED, Some("prod")), Ok(Some(1)));
         assert_eq!(select(&STAGED, None), Ok(Some(0)));
-        assert_eq!(select(&EMPTY_API, None), Ok(None));
+        assert_eq!(select(&ApiSpec::EMPTY, None), Ok(None));
         let unknown = select(&STAGED, Some("qa")).expect_err("unknown");
         assert_eq!(unknown.to_string(), "unknown stage `qa` (this gateway has: dev, prod)");
         let none = select(&NO_DEFAULT, None).expect_err("no default");
         assert!(none.to_string().contains("dev, prod"), "{none}");
-        let no_stages = select(&EMPTY_API, Some("dev")).expect_err("no stages");
+        let no_stages = select(&ApiSpec::EMPTY, Some("dev")).expect_err("no stages");
         assert!(no_stages.to_string().contains("declares no stages"), "{no_stages}");
     }
 

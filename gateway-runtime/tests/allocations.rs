@@ -68,20 +68,7 @@ static API: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
+    ..ApiSpec::EMPTY
 };
 
 /// An origin on 127.0.0.1 that answers each request of each connection with [`BODY`], allocating nothing per

@@ -711,14 +711,11 @@ mod tests {
             capacity: 1024,
             max_entry: 1024,
         },
-        throttle: None,
         usage_plans: &[UsagePlanSpec {
             name: "free",
             throttle: None,
             quota: None,
         }],
-        hosts: &[],
-        responses: &[],
         schemes: &[SchemeSpec {
             name: "k",
             kind: SchemeKind::ApiKey(ApiKeyScheme {
@@ -728,15 +725,7 @@ mod tests {
                 forward: false,
             }),
         }],
-        cors: None,
-        schemas: &[],
-        filters: &[],
-        stages: &[],
-        default_stage: None,
-        spec_sha256: "",
-        published: None,
-        stores: &[],
-        shared: None,
+        ..ApiSpec::EMPTY
     };
 
     fn phases(index: usize, hosts: Option<&Arc<Hosts>>) -> Vec<&'static str> {

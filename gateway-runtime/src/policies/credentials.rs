@@ -254,7 +254,7 @@ mod tests {
     fn api(schemes: &'static [SchemeSpec]) -> ApiSpec {
         ApiSpec {
             schemes,
-            ..crate::spec::EMPTY_API
+            ..crate::spec::ApiSpec::EMPTY
         }
     }
 }

@@ -895,7 +895,7 @@ mod tests {
         default_stage: Some(1),
         spec_sha256: "",
         published: None,
-        ..crate::spec::EMPTY_API
+        ..crate::spec::ApiSpec::EMPTY
     };
 
     static NO_DEFAULT: ApiSpec = ApiSpec {
@@ -954,7 +954,7 @@ mod tests {
 
     #[test]
     fn a_stage_for_an_api_without_stages_is_refused_and_none_is_fine() {
-        let api = &crate::spec::EMPTY_API;
+        let api = &crate::spec::ApiSpec::EMPTY;
         let (text, code) = usage_error(choose(api, Some("dev"), &|_| None));
         assert_eq!(code, 2);
         assert!(text.contains("declares no stages"), "{text}");
@@ -985,12 +985,12 @@ mod tests {
             },
         ],
         default_stage: None,
-        ..crate::spec::EMPTY_API
+        ..crate::spec::ApiSpec::EMPTY
     };
 
     static UNSTAGED: ApiSpec = ApiSpec {
         name: "unstaged",
-        ..crate::spec::EMPTY_API
+        ..crate::spec::ApiSpec::EMPTY
     };
 
     fn choose_all(
@@ -1030,7 +1030,7 @@ mod tests {
             err.to_string().contains("API `other`: this gateway declares stages"),
             "{err}"
         );
-        let Err(StageFailure::Usage(err)) = choose_all(&[&UNSTAGED, &crate::spec::EMPTY_API], Some("dev")) else {
+        let Err(StageFailure::Usage(err)) = choose_all(&[&UNSTAGED, &crate::spec::ApiSpec::EMPTY], Some("dev")) else {
             panic!("no API has stages");
         };
         assert!(err.to_string().contains("declares no stages"), "{err}");

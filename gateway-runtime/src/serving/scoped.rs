@@ -126,7 +126,7 @@ pub(crate) fn auth(apis: &[&'static ApiSpec], overrides: &AuthOverrides) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{EMPTY_API, UpstreamSpec};
+    use crate::spec::{ApiSpec, UpstreamSpec};
     use std::time::Duration;
 
     const PETS: UpstreamSpec = UpstreamSpec {
@@ -139,12 +139,12 @@ mod tests {
     static V1: ApiSpec = ApiSpec {
         name: "v1",
         upstreams: &[PETS],
-        ..EMPTY_API
+        ..ApiSpec::EMPTY
     };
     static V2: ApiSpec = ApiSpec {
         name: "v2",
         upstreams: &[PETS, UpstreamSpec { name: "toys", ..PETS }],
-        ..EMPTY_API
+        ..ApiSpec::EMPTY
     };
 
     fn set(name: &str) -> UpstreamOverride {

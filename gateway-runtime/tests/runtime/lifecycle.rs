@@ -274,20 +274,7 @@ static DUPLICATE: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
+    ..ApiSpec::EMPTY
 };
 
 static CONFLICT: ApiSpec = ApiSpec {
@@ -303,20 +290,7 @@ static CONFLICT: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
+    ..ApiSpec::EMPTY
 };
 
 #[test]

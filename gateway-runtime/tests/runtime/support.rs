@@ -140,20 +140,7 @@ pub const ECHO_API: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
+    ..ApiSpec::EMPTY
 };
 
 /// An API key in `x-api-key`, the scheme of the test APIs that need one.
@@ -406,20 +393,7 @@ pub static API: ApiSpec = ApiSpec {
         capacity: 1 << 20,
         max_entry: 1 << 16,
     },
-    throttle: None,
-    usage_plans: &[],
-    hosts: &[],
-    responses: &[],
-    schemes: &[],
-    cors: None,
-    schemas: &[],
-    filters: &[],
-    stages: &[],
-    default_stage: None,
-    spec_sha256: "",
-    published: None,
-    stores: &[],
-    shared: None,
+    ..ApiSpec::EMPTY
 };
 
 // ---- upstreams ----

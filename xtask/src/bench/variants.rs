@@ -190,13 +190,7 @@ paths:
     put:
       operationId: fullStack
       security: [ {{ apiKey: [], rs: [] }} ]
-      parameters:
-        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}
-      requestBody:
-        required: true
-        content:
-          application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
-      x-gateway:
+{PET_PUT}      x-gateway:
         throttle: {{ rate: {UNREACHED}, burst: {UNREACHED} }}
         plans: [pro]
         validate: {{ body: true }}
@@ -269,13 +263,7 @@ paths:
   /contract/{{petId}}:
     put:
       operationId: contract
-      parameters:
-        - {{ name: petId, in: path, required: true, schema: {{ type: integer }} }}
-      requestBody:
-        required: true
-        content:
-          application/json: {{ schema: {{ $ref: "#/components/schemas/Pet" }} }}
-      x-gateway:
+{PET_PUT}      x-gateway:
         validate: {{ body: true }}
         transform:
           request:
@@ -312,6 +300,16 @@ components:
         head + &shared + &body
     }
 }
+
+/// The path parameter and the request body of the `PUT`s whose body is a `Pet` (the full stack's, the contract's):
+/// operation keys of a YAML block at the operation's indentation.
+const PET_PUT: &str = r##"      parameters:
+        - { name: petId, in: path, required: true, schema: { type: integer } }
+      requestBody:
+        required: true
+        content:
+          application/json: { schema: { $ref: "#/components/schemas/Pet" } }
+"##;
 
 /// The schema of the request bodies validated (`contract`'s and the full policy stack's), as a YAML flow mapping.
 const PET_SCHEMA: &str = "{ type: object, required: [name], properties: { \
