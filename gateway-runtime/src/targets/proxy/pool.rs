@@ -473,8 +473,14 @@ mod tests {
         for _ in 0..3 {
             let response = pool.send(get(addr)).await.expect("answer");
             assert_eq!(read(response).await, "hello");
-            // The server's close reaches the idle connection's task.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The server's close reaches the idle connection's task (bounded: a hang fails the test).
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !pool.0.lock().idle.iter().all(|idle| idle.sender.is_closed()) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("the idle connection sees the server's close");
         }
         assert_eq!(accepted.load(Relaxed), 3);
     }
