@@ -55,19 +55,12 @@ pub use targets::store;
 /// A library does not pick the process's allocator; a gateway's `main.rs` does, with [`global_allocator!`], so
 /// that other programs linking the runtime (its tests, which count allocations) can choose their own.
 pub mod allocator {
-    /// The allocator type.
+    /// The allocator (a unit struct: type and value).
     #[cfg(feature = "mimalloc")]
-    pub type Allocator = mimalloc::MiMalloc;
-    /// The allocator type.
+    pub use mimalloc::MiMalloc as Allocator;
+    /// The allocator (a unit struct: type and value).
     #[cfg(not(feature = "mimalloc"))]
-    pub type Allocator = std::alloc::System;
-
-    /// The allocator.
-    #[cfg(feature = "mimalloc")]
-    pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
-    /// The allocator.
-    #[cfg(not(feature = "mimalloc"))]
-    pub const ALLOCATOR: Allocator = std::alloc::System;
+    pub use std::alloc::System as Allocator;
 }
 
 /// Makes the runtime's [`allocator`] the process's global allocator: one line of every generated `main.rs`.
@@ -75,7 +68,7 @@ pub mod allocator {
 macro_rules! global_allocator {
     () => {
         #[global_allocator]
-        static ALLOCATOR: $crate::allocator::Allocator = $crate::allocator::ALLOCATOR;
+        static ALLOCATOR: $crate::allocator::Allocator = $crate::allocator::Allocator;
     };
 }
 

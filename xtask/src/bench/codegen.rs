@@ -5,15 +5,16 @@
 //! operations, with its overlay (`specs/examples/<stem>.overlay.yaml`) when there is one; those refused are listed —
 //! and Stripe's, the long-standing reference. For each:
 //!
-//! - the generator (`gateway_codegen::generate`, no file I/O) in an optimized program (`bench-codegen/timer/` under the target directory,
-//!   built with the workspace's release profile), once per process (cold, as a build script or a one-off run
-//!   generates) and several times in one (warm); `cargo xtask generate` of the spec (this xtask's own build,
-//!   unoptimized unless it was run with `--release`; files written), one process each; and in-process in this
+//! - the generator (`gateway_codegen::generate`, no file I/O) in an optimized program (`bench-codegen/timer/` under the
+//!   target directory, built with the workspace's release profile), once per process (cold, as a build script or a
+//!   one-off run generates) and several times in one (warm); `cargo xtask generate` of the spec (this xtask's own
+//!   build, unoptimized unless it was run with `--release`; files written), one process each; and in-process in this
 //!   xtask, warm. Each `--repeat` times, medians reported;
-//! - the crate, written to `bench-codegen/<name>/` under the target directory as a standalone crate with the workspace's `Cargo.lock`,
-//!   checked (`cargo check`, the workspace's dev profile) and built in release (the workspace's release profile), both
-//!   with the workspace's target directory so that the runtime and every dependency are shared: a first run compiles
-//!   whatever is missing, then the crate's sources are touched and the timed run compiles the generated crate alone;
+//! - the crate, written to `bench-codegen/<name>/` under the target directory as a standalone crate with the
+//!   workspace's `Cargo.lock`, checked (`cargo check`, the workspace's dev profile) and built in release (the
+//!   workspace's release profile), both with the workspace's target directory so that the runtime and every dependency
+//!   are shared: a first run compiles whatever is missing, then the crate's sources are touched and the timed run
+//!   compiles the generated crate alone;
 //! - the binary's size and the lines of generated Rust: `api.rs` and all `.rs` files, per operation.
 
 use std::collections::BTreeMap;
@@ -504,8 +505,8 @@ fn time_optimized(timer: &Path, input: &Input, repeat: u32) -> anyhow::Result<Ve
         .collect()
 }
 
-/// `cargo xtask generate` of `input` (its overlay too) into `bench-codegen/xtask-generate/` under the target directory, as a process of
-/// this xtask's own binary; the milliseconds it took, start to exit.
+/// `cargo xtask generate` of `input` (its overlay too) into `bench-codegen/xtask-generate/` under the target
+/// directory, as a process of this xtask's own binary; the milliseconds it took, start to exit.
 fn xtask_generate(input: &Input) -> anyhow::Result<f64> {
     let out = crate::target_dir().join(OUT).join("xtask-generate");
     let mut command = Command::new(std::env::current_exe().context("this xtask's path")?);

@@ -56,10 +56,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         .flat_map(|s| s.runs.iter())
         .filter_map(|r| r.load().map(|l| l.requests))
         .sum();
-    let cpu_us_per_request = match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) if requests > 0.0 => Some((after - before) * 1e6 / requests),
-        _ => None,
-    };
+    let cpu_us_per_request = cpu::per_request(cpu_before, cpu_after, requests);
     let function_over_mock = throughput_ratio(&series, Target::Function, Target::Mocked);
     let (mut notes, mut problems) = review(&series, |_| true);
     notes.extend(warm_up_failures.iter().cloned());

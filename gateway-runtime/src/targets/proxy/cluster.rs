@@ -18,8 +18,9 @@ use http::uri::{Authority, Scheme};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::connect::{self, Resolve, SocketLimit, TlsConfig, UpstreamClient};
+use super::connect::{self, SocketLimit, TlsConfig, UpstreamClient};
 use super::hosts::Hosts;
+use super::pool::Dial;
 use super::retry::Budget;
 use crate::spec::{EjectSpec, UpstreamSpec};
 
@@ -220,26 +221,25 @@ impl Cluster {
     /// A new pool for `endpoint`.
     pub(super) fn client_for(&self, endpoint: &Endpoint, limit: Option<SocketLimit>) -> UpstreamClient {
         let https = endpoint.scheme == http::uri::Scheme::HTTPS;
-        let resolve = match endpoint.addr {
-            Some(addr) => Resolve::Fixed(addr),
-            None => Resolve::System(
-                hyper_util::client::legacy::connect::dns::GaiResolver::new(),
-                self.hosts.clone(),
-                endpoint
+        let dial = match endpoint.addr {
+            Some(addr) => Dial::Fixed(addr),
+            None => Dial::Named {
+                host: endpoint
                     .authority
                     .host()
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_owned(),
-                endpoint.authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
-            ),
+                port: endpoint.authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+                hosts: self.hosts.clone(),
+            },
         };
         let http2 = match (self.spec.http2, https) {
             (false, _) => connect::Http2::Off,
             (true, true) => connect::Http2::Alpn,
             (true, false) => connect::Http2::PriorKnowledge,
         };
-        connect::client(&self.tls, resolve, https, self.connect_timeout, limit, http2)
+        connect::client(&self.tls, dial, https, self.connect_timeout, limit, http2)
     }
 
     /// The pool a worker uses for `server`: the shared one when sockets are bounded, else a new one of its own.

@@ -103,9 +103,8 @@ fn system_roots(
 /// re-resolution (the URL's host name still goes in `Host` and in TLS's server name).
 #[derive(Clone)]
 pub(super) enum Resolve {
-    /// The system's resolver, after `--hosts` when it is given; the host name and port connections go to (the
-    /// gateway's own pool resolves them itself).
-    System(GaiResolver, Option<Hosts>, String, u16),
+    /// The system's resolver, after `--hosts` when it is given.
+    System(GaiResolver, Option<Hosts>),
     Fixed(SocketAddr),
 }
 
@@ -116,14 +115,14 @@ impl tower::Service<Name> for Resolve {
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
         match self {
-            Resolve::System(gai, ..) => gai.poll_ready(cx),
+            Resolve::System(gai, _) => gai.poll_ready(cx),
             Resolve::Fixed(_) => Poll::Ready(Ok(())),
         }
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
         match self {
-            Resolve::System(gai, hosts, ..) => {
+            Resolve::System(gai, hosts) => {
                 if let Some(ips) = hosts.as_ref().and_then(|h| h.lookup(name.as_str())) {
                     // The port is the connector's: it replaces the 0 of these addresses.
                     let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
@@ -146,6 +145,16 @@ pub(super) struct SocketLimit {
     pub(super) sockets: Arc<Semaphore>,
     /// How long a new connection waits for a socket to close before it fails.
     pub(super) wait: Duration,
+}
+
+impl SocketLimit {
+    /// A socket of the bound, waiting up to `wait` for one to close.
+    pub(super) async fn acquire(&self) -> Result<OwnedSemaphorePermit, TooManySockets> {
+        match tokio::time::timeout(self.wait, Arc::clone(&self.sockets).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(TooManySockets),
+        }
+    }
 }
 
 /// Bounds the whole connection set-up (TCP connect and TLS handshake) by the upstream's connect timeout, connects
@@ -183,10 +192,7 @@ impl tower::Service<Uri> for TimeoutConnector {
         Box::pin(async move {
             let permit = match limit {
                 None => None,
-                Some(limit) => match tokio::time::timeout(limit.wait, limit.sockets.acquire_owned()).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => return Err(TooManySockets.into()),
-                },
+                Some(limit) => Some(limit.acquire().await?),
             };
             match tokio::time::timeout(timeout, tower::ServiceExt::oneshot(&mut inner, uri)).await {
                 Ok(Ok(io)) => Ok(Counted { io, _permit: permit }),
@@ -331,7 +337,7 @@ pub(super) enum Http2 {
 /// carries many requests at once.
 pub(super) fn client(
     tls: &TlsConfig,
-    resolve: Resolve,
+    dial: Dial,
     https: bool,
     connect_timeout: Duration,
     limit: Option<SocketLimit>,
@@ -343,12 +349,13 @@ pub(super) fn client(
         .as_ref()
         .map_or(MAX_IDLE, |l| l.sockets.available_permits().min(MAX_IDLE));
     if !https && http2 == Http2::Off {
-        let dial = match resolve {
-            Resolve::Fixed(addr) => Dial::Fixed(addr),
-            Resolve::System(_, hosts, host, port) => Dial::Named { host, port, hosts },
-        };
         return UpstreamClient::Http1(Http1Pool::new(dial, connect_timeout, limit, max_idle));
     }
+    // hyper-util's connector takes the host from each request's URI; only the resolver is ours.
+    let resolve = match dial {
+        Dial::Fixed(addr) => Resolve::Fixed(addr),
+        Dial::Named { hosts, .. } => Resolve::System(GaiResolver::new(), hosts),
+    };
     let mut http = HttpConnector::new_with_resolver(resolve);
     // The HTTPS wrapper decides by scheme; the inner connector must accept `https://` URIs too.
     http.enforce_http(false);

@@ -37,8 +37,6 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::io::Write as _;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -1183,7 +1181,6 @@ async fn try_once(
 /// Turns the client's request head into the upstream's: hop-by-hop headers out, the forwarding headers and the
 /// request id and trace context in (`Host` is the server's, set per try).
 fn prepare_headers(ctx: &mut RequestCtx, parts: &mut request::Parts, body: &Body) {
-    let client_ip = ctx.client.map(|addr| addr.ip());
     let original_host = parts.headers.remove(HOST).or_else(|| {
         parts
             .uri
@@ -1213,8 +1210,8 @@ fn prepare_headers(ctx: &mut RequestCtx, parts: &mut request::Parts, body: &Body
         .unwrap_or_else(|| crate::pipeline::trace::TraceContext::of(headers));
     trace.apply(headers);
     ctx.trace = Some(trace);
-    if let Some(ip) = client_ip {
-        append_forwarded_for(headers, ip, ctx.forwarded_for.as_ref());
+    if let Some(peer) = &ctx.forwarded_for {
+        append_forwarded_for(headers, peer);
     }
     // Extensions are this hop's (router captures, client address); none is meant for the upstream.
     parts.extensions = http::Extensions::new();
@@ -1326,35 +1323,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies recorded.
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr, prepared: Option<&HeaderValue>) {
-    // The first proxy of the chain: the connection's value, made once for all its requests.
-    if let Some(prepared) = prepared
-        && !headers.contains_key(&X_FORWARDED_FOR)
-    {
-        headers.insert(X_FORWARDED_FOR.clone(), prepared.clone());
+/// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies recorded: `peer` is the
+/// connection's, as [`Arrival::forwarded_for`](crate::pipeline::Arrival::forwarded_for) made it once for all its
+/// requests (which are then, as the first proxy of a chain, given it without a copy).
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        headers.insert(X_FORWARDED_FOR.clone(), peer.clone());
         return;
     }
-    // Dual-stack listeners see IPv4 clients as `::ffff:a.b.c.d`; record the address the client actually has.
-    let ip = ip.to_canonical();
     let mut value = Vec::with_capacity(48);
     for existing in headers.get_all(&X_FORWARDED_FOR) {
         value.extend_from_slice(existing.as_bytes());
         value.extend_from_slice(b", ");
     }
-    // Writing to a Vec cannot fail.
-    let _ = write!(value, "{ip}");
-    match HeaderValue::from_maybe_shared(Bytes::from(value)) {
-        Ok(value) => {
-            headers.insert(X_FORWARDED_FOR.clone(), value);
-        }
-        Err(_) => {
-            // Only reachable if a client sent bytes not allowed in a header value; start the chain afresh.
-            if let Ok(value) = HeaderValue::from_str(&ip.to_string()) {
-                headers.insert(X_FORWARDED_FOR.clone(), value);
-            }
-        }
-    }
+    value.extend_from_slice(peer.as_bytes());
+    // Only refused if a client sent bytes not allowed in a header value; the chain then starts afresh.
+    let value = HeaderValue::from_maybe_shared(Bytes::from(value)).unwrap_or_else(|_| peer.clone());
+    headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
 /// Displays an error with its chain of sources, which is where hyper puts the useful part.
@@ -1440,17 +1425,15 @@ mod tests {
 
     #[test]
     fn forwarded_for_appends() {
+        let peer =
+            |addr: &str| crate::pipeline::Arrival::forwarded_for(addr.parse().expect("addr")).expect("a header value");
         let mut headers = HeaderMap::new();
-        append_forwarded_for(&mut headers, "10.0.0.1".parse().expect("ip"), None);
+        append_forwarded_for(&mut headers, &peer("10.0.0.1:4000"));
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        let peer: std::net::SocketAddr = "[::ffff:127.0.0.1]:4000".parse().expect("addr");
-        let prepared = crate::pipeline::Arrival::forwarded_for(peer);
-        // With a chain already there, the connection's prepared value is appended, not put in its place.
-        append_forwarded_for(&mut headers, peer.ip(), prepared.as_ref());
+        // With a chain already there, the connection's value is appended, not put in its place; a dual-stack
+        // listener's IPv4 client is recorded as the address it has.
+        append_forwarded_for(&mut headers, &peer("[::ffff:127.0.0.1]:4000"));
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 127.0.0.1");
-        let mut first = HeaderMap::new();
-        append_forwarded_for(&mut first, peer.ip(), prepared.as_ref());
-        assert_eq!(first[&X_FORWARDED_FOR], "127.0.0.1");
     }
 
     #[test]

@@ -36,10 +36,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::sync::oneshot;
 
 use super::BoxError;
-use super::connect::{ConnectTimeout, SocketLimit, TooManySockets};
+use super::connect::{ConnectTimeout, SocketLimit};
 use super::hosts::Hosts;
 
 /// How long a connection may wait idle before the pool closes it (hyper-util's default, which the `https` pools
@@ -175,7 +175,7 @@ impl Http1Pool {
         response.map(|inner| UpstreamBody { inner, checkin })
     }
 
-    /// Connections waiting idle now (for tests and the admin view).
+    /// Connections waiting idle now.
     #[cfg(test)]
     pub(super) fn idle(&self) -> usize {
         self.0.lock().idle.len()
@@ -227,12 +227,9 @@ impl Inner {
     /// A new connection: a socket of the upstream's bound (when it has one), TCP within the connect timeout,
     /// `TCP_NODELAY`, the HTTP/1.1 handshake, and a task of its own that drives it until it closes.
     async fn connect(&self) -> Result<http1::SendRequest<Body>, PoolError> {
-        let permit: Option<OwnedSemaphorePermit> = match &self.limit {
+        let permit = match &self.limit {
             None => None,
-            Some(limit) => match tokio::time::timeout(limit.wait, Arc::clone(&limit.sockets).acquire_owned()).await {
-                Ok(Ok(permit)) => Some(permit),
-                _ => return Err(PoolError::Connect(TooManySockets.into())),
-            },
+            Some(limit) => Some(limit.acquire().await.map_err(|err| PoolError::Connect(err.into()))?),
         };
         let stream = match tokio::time::timeout(self.connect_timeout, dial(&self.dial)).await {
             Ok(Ok(stream)) => stream,
