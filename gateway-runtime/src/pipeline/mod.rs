@@ -46,7 +46,7 @@ use crate::observe::metrics::{Meter, WorkerMetrics};
 use crate::params::{ParamError, ParamIn, RequestParams};
 use crate::policies::auth::authorizer::AuthorizerClient;
 use crate::policies::auth::{self, Auth};
-use crate::policies::cache::ResponseCache;
+use crate::policies::cache::{Lookup, ResponseCache};
 use crate::policies::cors::Cors;
 use crate::policies::hosts::Hosts;
 use crate::policies::throttle::Limits;
@@ -298,22 +298,29 @@ impl Operation {
         }
         match &self.cache {
             None => self.answer(ctx, parts, body, read).await,
-            // Boxed: the cache's future (coalescing, moka's entry API) is large, and inline it would make every
-            // request's future, cached or not, that much larger to build and move.
-            Some((cache, policy)) => Box::pin(self.serve_cached(cache, policy, ctx, parts, body, read)).await,
+            Some(cached @ (cache, policy)) => {
+                let lookup = cache.lookup(self.op.id, policy, &parts, ctx);
+                if let Some(hit) = cache.hit(&lookup).await {
+                    ctx.cache = Some(CacheStatus::Hit);
+                    return Ok(hit);
+                }
+                // Boxed: the future of a miss (coalescing, moka's entry API, the target's) is large (about
+                // 11 KiB), and inline it would make every request's future, cached or not, that much larger to
+                // build and move; a hit never builds it.
+                Box::pin(self.serve_cached(cached, lookup, ctx, parts, body, read)).await
+            }
         }
     }
 
     async fn serve_cached(
         &self,
-        cache: &ResponseCache,
-        policy: &'static CacheSpec,
+        (cache, policy): &(ResponseCache, &'static CacheSpec),
+        lookup: Lookup,
         ctx: &mut RequestCtx,
         parts: request::Parts,
         body: Body,
         read: Option<ReadBody>,
     ) -> Result<Response, GatewayError> {
-        let lookup = cache.lookup(self.op.id, policy, &parts, ctx);
         let (status, result) = cache
             .serve(policy, lookup, || self.answer(ctx, parts, body, read))
             .await;

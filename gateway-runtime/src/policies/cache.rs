@@ -9,7 +9,6 @@
 //! request that fetched it (streamed), and each waiter then fetches its own, so nothing meant for one caller is
 //! ever given to another, and an upstream error is neither stored nor handed to the waiters.
 
-use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -190,8 +189,16 @@ impl ResponseCache {
         }
     }
 
-    /// Serves a cached operation: from the cache, or through `fetch` (called at most once, and only when the
-    /// target must be asked), storing what may be stored. Says how it answered.
+    /// The stored answer to `lookup`, when it may be served from the cache: one look-up, nothing else made.
+    /// Apart from [`serve`](Self::serve) so that a hit does not build (nor move) the coalescing machinery's future.
+    pub async fn hit(&self, lookup: &Lookup) -> Option<Response> {
+        let key = lookup.key.as_deref().filter(|_| !lookup.refresh)?;
+        self.entries.get(key).await.map(|hit| hit_response(&hit))
+    }
+
+    /// Serves a cached operation that [`hit`](Self::hit) found nothing for: from the cache (an entry stored
+    /// meanwhile, or by the request that leads a fetch of the same key), or through `fetch` (called at most once,
+    /// and only when the target must be asked), storing what may be stored. Says how it answered.
     pub async fn serve<F, Fut>(
         &self,
         policy: &CacheSpec,
@@ -205,12 +212,6 @@ impl ResponseCache {
         let Some(key) = lookup.key else {
             return (CacheStatus::Bypass, fetch().await);
         };
-        if !lookup.refresh {
-            // A hit is one look-up: no coalescing machinery, no stored key made.
-            if let Some(hit) = self.entries.get(key.as_str()).await {
-                return (CacheStatus::Hit, Ok(hit_response(&hit)));
-            }
-        }
         if lookup.head {
             // HEAD is answered from a stored GET; it is never stored itself (it has no body to store).
             return (CacheStatus::Miss, fetch().await);
@@ -359,15 +360,12 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
     let mut key = String::with_capacity(96);
     key.push_str(op_id);
     key.push('\u{0}');
-    let scheme = ctx.scheme();
-    let _ = write!(key, "s{}:{scheme}", scheme.len());
+    push_part(&mut key, "s", ctx.scheme());
     // The host is written straight into the key (lower-cased as it goes), length-prefixed like every value.
     let host = crate::policies::hosts::normalised(parts).over_tls(ctx.tls);
-    let _ = write!(key, "a{}:", host.len());
+    push_tag(&mut key, "a", host.len());
     host.write(&mut key);
-    let mut push = |tag: &str, value: &str| {
-        let _ = write!(key, "{tag}{}:{value}", value.len());
-    };
+    let mut push = |tag: &str, value: &str| push_part(&mut key, tag, value);
     for value in ctx.path_values() {
         push("p", value);
     }
@@ -404,6 +402,19 @@ fn cache_key(op_id: &str, policy: &CacheSpec, parts: &request::Parts, ctx: &Requ
         }
     }
     key
+}
+
+/// `{tag}{value's length}:{value}` onto `key`.
+fn push_part(key: &mut String, tag: &str, value: &str) {
+    push_tag(key, tag, value.len());
+    key.push_str(value);
+}
+
+/// `{tag}{len}:` onto `key` (without `fmt`: this is on every cached request's path).
+fn push_tag(key: &mut String, tag: &str, len: usize) {
+    key.push_str(tag);
+    key.push_str(itoa::Buffer::new().format(len));
+    key.push(':');
 }
 
 /// Whether a response may be stored: a listed status, nothing private, and a body within `max_entry`.
@@ -483,9 +494,16 @@ async fn store(response: Response, policy: &CacheSpec, max_entry: u64) -> Result
 fn serve_stored(cached: &Cached) -> Response {
     let mut response = Response::new(Body::from(cached.body.clone()));
     *response.status_mut() = cached.status;
-    *response.headers_mut() = cached.headers.clone();
+    // Copied into a map with room for what the gateway adds (`Age`, `X-Cache`, `X-Request-Id`, ...): a clone
+    // of the stored map is exactly full, and growing it re-hashes it once per added header.
+    let mut headers = HeaderMap::with_capacity(cached.headers.len() + ADDED_HEADERS);
+    headers.extend(cached.headers.iter().map(|(name, value)| (name.clone(), value.clone())));
+    *response.headers_mut() = headers;
     response
 }
+
+/// Headers a served entry gets on its way out, at most, without the response map growing.
+const ADDED_HEADERS: usize = 4;
 
 fn hit_response(cached: &Cached) -> Response {
     let mut response = serve_stored(cached);
