@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -218,30 +218,57 @@ fn period_bounds(period: QuotaPeriod, now: &Zoned) -> (Zoned, Zoned) {
 }
 
 /// The current day, week and month, recomputed only when they end: calendar arithmetic in time zones is not work
-/// for every request.
+/// for every request. Each is one word (see [`Periods::pack`]) read without a lock by every worker.
 #[derive(Debug, Default)]
 pub(crate) struct Periods {
-    slots: Mutex<[Option<(jiff::Timestamp, jiff::Timestamp)>; 3]>,
+    slots: [AtomicU64; 3],
 }
+
+/// Bits of a packed period holding its length in seconds (a month is at most 2,678,400 s, under 2^22); the start,
+/// in seconds since 1970, is above them.
+const PERIOD_LENGTH_BITS: u32 = 22;
 
 impl Periods {
     /// The start and end of the `period` containing `now`.
     pub(crate) fn bounds(&self, period: QuotaPeriod, now: jiff::Timestamp) -> (jiff::Timestamp, jiff::Timestamp) {
-        let slot = match period {
+        let slot = &self.slots[match period {
             QuotaPeriod::Day => 0,
             QuotaPeriod::Week => 1,
             QuotaPeriod::Month => 2,
-        };
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        match slots[slot] {
-            Some((start, end)) if start <= now && now < end => (start, end),
-            _ => {
-                let (start, end) = period_bounds(period, &now.to_zoned(TimeZone::UTC));
-                let bounds = (start.timestamp(), end.timestamp());
-                slots[slot] = Some(bounds);
-                bounds
-            }
+        }];
+        if let Some((start, end)) = Self::unpack(slot.load(Ordering::Relaxed))
+            && start <= now.as_second()
+            && now.as_second() < end
+            && let (Ok(start), Ok(end)) = (jiff::Timestamp::from_second(start), jiff::Timestamp::from_second(end))
+        {
+            return (start, end);
         }
+        let (start, end) = period_bounds(period, &now.to_zoned(TimeZone::UTC));
+        let bounds = (start.timestamp(), end.timestamp());
+        if let Some(packed) = Self::pack(bounds) {
+            slot.store(packed, Ordering::Relaxed);
+        }
+        bounds
+    }
+
+    /// A period as one word: its start's second above its length in seconds; `None` for one that does not fit
+    /// (before 1970, a length over 2^22 s, a start with a fraction), which is then computed on every request.
+    fn pack((start, end): (jiff::Timestamp, jiff::Timestamp)) -> Option<u64> {
+        let length = u64::try_from(end.as_second().checked_sub(start.as_second())?).ok()?;
+        let first = u64::try_from(start.as_second()).ok()?;
+        let fits = start.subsec_nanosecond() == 0
+            && end.subsec_nanosecond() == 0
+            && length > 0
+            && length < 1 << PERIOD_LENGTH_BITS
+            && first < 1 << (64 - PERIOD_LENGTH_BITS);
+        fits.then_some((first << PERIOD_LENGTH_BITS) | length)
+    }
+
+    /// The start and end seconds of a packed period; `None` for an empty slot.
+    fn unpack(packed: u64) -> Option<(i64, i64)> {
+        let length = packed & ((1 << PERIOD_LENGTH_BITS) - 1);
+        let start = i64::try_from(packed >> PERIOD_LENGTH_BITS).ok()?;
+        (length > 0).then(|| (start, start + i64::try_from(length).unwrap_or(0)))
     }
 }
 
@@ -263,38 +290,100 @@ fn quota_state(
     }
 }
 
-/// Per-key counters for the current period, in this process's memory.
+/// Per-key counters for the current period, in this process's memory. A key's counter is one atomic word shared by
+/// every worker (a quota holds across them); each worker finds it through its own index of the keys it has met, so
+/// that a charge takes no lock another worker takes: only the first request of a key on a worker visits the
+/// process-wide map.
 #[derive(Default)]
 pub struct MemoryQuotas {
-    counters: Mutex<HashMap<Arc<str>, (jiff::Timestamp, u64)>>,
+    /// Every key's counter, by name.
+    counters: Mutex<HashMap<Arc<str>, Arc<QuotaCounter>>>,
+    /// Each worker's index of the counters it has charged (see [`thread_shard`]).
+    shards: [QuotaShard; THREAD_SHARDS],
     periods: Periods,
+}
+
+/// One worker's index into a [`MemoryQuotas`]. Aligned to its own cache lines, so that two workers' never share one.
+#[derive(Default)]
+#[repr(align(128))]
+struct QuotaShard(Mutex<HashMap<Arc<str>, Arc<QuotaCounter>>>);
+
+/// A key's count in its current period: the day number (since 1970) of the period's first day in the bits above
+/// [`COUNT_BITS`], the requests counted in it below. One word, so that a new period's reset and a charge are one
+/// compare-and-swap: no request is counted into a period it is not in.
+#[derive(Default)]
+struct QuotaCounter(AtomicU64);
+
+/// Bits of a [`QuotaCounter`] holding the count (up to 2^40 - 1 requests in a period); the day number (24 bits,
+/// good for 45,000 years) is above.
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+impl QuotaCounter {
+    /// Counts one request (with `charge`, if within `limit`) in the period starting on day `day`; whether it was
+    /// within the limit, and the count. A period later than the caller's (the caller raced its end) is the one
+    /// counted into: a count never goes back to an earlier period.
+    fn apply(&self, day: u64, limit: u64, charge: bool) -> (bool, u64) {
+        let mut current = self.0.load(Ordering::Relaxed);
+        loop {
+            let stored_day = current >> COUNT_BITS;
+            let (day, used) = if stored_day >= day {
+                (stored_day, current & COUNT_MASK)
+            } else {
+                // A new period: the count starts again.
+                (day, 0)
+            };
+            let admitted = used < limit;
+            if !charge || !admitted || used == COUNT_MASK {
+                return (admitted, used);
+            }
+            let next = (day << COUNT_BITS) | (used + 1);
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return (true, used + 1),
+                Err(actual) => current = actual,
+            }
+        }
+    }
 }
 
 impl MemoryQuotas {
     fn apply(&self, key: &str, quota: &QuotaSpec, charge: bool) -> QuotaState {
         let now = jiff::Timestamp::now();
         let (start, end) = self.periods.bounds(quota.period, now);
-        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        // The key's name is allocated once, on its first request.
-        if !counters.contains_key(key) {
-            counters.insert(Arc::from(key), (start, 0));
-        }
-        let (admitted, used) = match counters.get_mut(key) {
-            Some(entry) => {
-                if entry.0 != start {
-                    // A new period: the count starts again.
-                    *entry = (start, 0);
-                }
-                let admitted = entry.1 < quota.limit;
-                if charge && admitted {
-                    entry.1 += 1;
-                }
-                (admitted, entry.1)
-            }
-            None => (true, 0),
-        };
-        drop(counters);
+        let day = u64::try_from(start.as_second().div_euclid(86_400)).unwrap_or(0);
+        let (admitted, used) = self.with_counter(key, |counter| counter.apply(day, quota.limit, charge));
         quota_state(quota, admitted, used, (start, end), now)
+    }
+
+    /// `f` of `key`'s counter, found through this worker's index (the counter's `Arc` is not cloned: its count
+    /// would be one more write to the line every worker's charges share).
+    fn with_counter<R>(&self, key: &str, f: impl FnOnce(&QuotaCounter) -> R) -> R {
+        let mut shard = self.shards[thread_shard()]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(counter) = shard.get(key) {
+            return f(counter);
+        }
+        let (name, counter) = {
+            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            match counters.get_key_value(key) {
+                Some((name, counter)) => (Arc::clone(name), Arc::clone(counter)),
+                None => {
+                    // The key's name is allocated once, on its first request.
+                    let name: Arc<str> = Arc::from(key);
+                    let counter = Arc::new(QuotaCounter::default());
+                    counters.insert(Arc::clone(&name), Arc::clone(&counter));
+                    (name, counter)
+                }
+            }
+        };
+        let answer = f(&counter);
+        shard.insert(name, counter);
+        answer
     }
 }
 
@@ -313,11 +402,12 @@ impl Quotas for MemoryQuotas {
 /// writes.
 #[derive(Default)]
 pub struct UsageBook {
-    shards: [UsageShard; USAGE_SHARDS],
+    shards: [UsageShard; THREAD_SHARDS],
 }
 
-/// Shards of a [`UsageBook`]: threads beyond this many share them.
-const USAGE_SHARDS: usize = 16;
+/// Shards of the per-thread structures ([`UsageBook`], [`MemoryQuotas`]' indexes): threads beyond this many share
+/// them.
+const THREAD_SHARDS: usize = 16;
 
 /// One thread's counts: requests admitted and refused (by a throttle or quota) per key. Aligned to its own cache
 /// lines, so that two workers' shards never share one.
@@ -333,18 +423,26 @@ pub enum Counted {
 }
 
 std::thread_local! {
-    /// The shard this thread counts into, given out in turn as threads first count.
-    static USAGE_SHARD: usize = {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        NEXT.fetch_add(1, Ordering::Relaxed) % USAGE_SHARDS
+    /// The shard this thread uses, given out in turn as threads first need one.
+    static THREAD_SHARD: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % THREAD_SHARDS
     };
+}
+
+/// The calling thread's shard of the per-thread structures: a worker's own, as long as there are at most
+/// [`THREAD_SHARDS`] threads.
+fn thread_shard() -> usize {
+    THREAD_SHARD.with(|s| *s)
 }
 
 impl UsageBook {
     /// Counts one request of `key`.
     pub fn count(&self, key: &Arc<str>, counted: Counted) {
-        let shard = USAGE_SHARD.with(|s| *s);
-        let mut keys = self.shards[shard].0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self.shards[thread_shard()]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Looked up by the name itself: the key's `Arc` (shared by every worker) is cloned once per shard only.
         let counts = match keys.get_mut(&**key) {
             Some(counts) => counts,
@@ -432,6 +530,65 @@ mod tests {
         assert!(!third.admitted);
         assert_eq!((third.used, third.remaining), (2, 0));
         assert!(quotas.charge("b", &q).admitted, "keys do not share a quota");
+    }
+
+    #[test]
+    fn a_quota_shared_by_threads_admits_exactly_its_limit() {
+        let quotas = Arc::new(MemoryQuotas::default());
+        let q = QuotaSpec {
+            limit: 1_000,
+            period: QuotaPeriod::Month,
+        };
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let quotas = Arc::clone(&quotas);
+                std::thread::spawn(move || (0..400).filter(|_| quotas.charge("shared", &q).admitted).count())
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().expect("charging thread")).sum();
+        assert_eq!(
+            admitted, 1_000,
+            "1,600 requests on four threads against a quota of 1,000"
+        );
+        let state = quotas.peek("shared", &q);
+        assert_eq!((state.used, state.remaining, state.admitted), (1_000, 0, false));
+    }
+
+    #[test]
+    fn a_counter_starts_again_in_a_new_period_and_never_goes_back() {
+        let counter = QuotaCounter::default();
+        assert_eq!(counter.apply(20_000, 2, true), (true, 1));
+        assert_eq!(counter.apply(20_000, 2, true), (true, 2));
+        assert_eq!(counter.apply(20_000, 2, true), (false, 2));
+        assert_eq!(counter.apply(20_000, 2, false), (false, 2), "a peek counts nothing");
+        assert_eq!(counter.apply(20_001, 2, true), (true, 1), "the next day starts at zero");
+        assert_eq!(
+            counter.apply(20_000, 2, true),
+            (true, 2),
+            "a request that raced the day's end counts into the new day"
+        );
+    }
+
+    #[test]
+    fn cached_periods_match_the_calendar() {
+        let periods = Periods::default();
+        for text in [
+            "2026-11-25T13:45:00Z",
+            "2026-11-30T23:59:59.999Z",
+            "2026-12-01T00:00:00Z",
+            "2024-02-29T12:00:00Z",
+            "2026-12-31T23:59:59Z",
+            "2027-01-01T00:00:00.5Z",
+        ] {
+            let now: jiff::Timestamp = text.parse().expect("time");
+            for period in [QuotaPeriod::Day, QuotaPeriod::Week, QuotaPeriod::Month] {
+                let (start, end) = period_bounds(period, &now.to_zoned(TimeZone::UTC));
+                let expected = (start.timestamp(), end.timestamp());
+                // Twice: computed (and stored), then read from the slot.
+                assert_eq!(periods.bounds(period, now), expected, "{period:?} at {text}");
+                assert_eq!(periods.bounds(period, now), expected, "{period:?} at {text}, cached");
+            }
+        }
     }
 
     #[test]
