@@ -4,8 +4,8 @@
 //!
 //! The HTTP/1.1 limits are hyper's, configured here: a head larger than `max_header_bytes` or with more than
 //! `max_headers` fields is answered `431` and the connection closed; a head not complete within `header_timeout` —
-//! counted from when the connection is ready for the next request, so it also bounds an idle keep-alive connection —
-//! closes it (slowloris). Request smuggling is refused by hyper's parser (two different `Content-Length`s, a
+//! counted from when the connection is ready for the next request, so it also bounds an idle keep-alive connection
+//! and a new connection that sends nothing at all — closes it (slowloris). Request smuggling is refused by hyper's parser (two different `Content-Length`s, a
 //! `Transfer-Encoding` whose last coding is not `chunked`, obs-fold, bad chunk sizes: `400`); a request with both
 //! `Content-Length` and `Transfer-Encoding: chunked` is read by the chunked framing alone, with the length dropped
 //! before anything sees it, and its connection is closed after the response (RFC 9112 §6.3), so no byte of it can
@@ -19,8 +19,8 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The limits of the client side.
@@ -63,18 +63,17 @@ impl Limits {
     /// hyper's read buffer cannot be smaller.
     const MIN_HEADER_BYTES: usize = 8 * 1024;
 
-    /// The connection builder: HTTP/1.1, and HTTP/2 for clients that open with its preface.
-    pub(crate) fn builder(&self) -> auto::Builder<TokioExecutor> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+    /// The connection builders: HTTP/1.1, and HTTP/2 for clients that open with its preface.
+    pub(crate) fn builders(&self) -> Builders {
+        let mut http1 = http1::Builder::new();
+        http1
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
             .max_headers(self.max_headers)
             .max_buf_size(self.max_header_bytes.max(Self::MIN_HEADER_BYTES));
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.h2_max_streams)
             .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
@@ -82,8 +81,21 @@ impl Limits {
             // reset by the client before the server saw them, and 1,024 the server had to reset itself.
             .max_pending_accept_reset_streams(20)
             .max_local_error_reset_streams(1024);
-        builder
+        Builders {
+            http1,
+            http2,
+            header_timeout: self.header_timeout,
+        }
     }
+}
+
+/// How client connections are served, by the protocol they open with (see [`super::preface`]).
+#[derive(Debug)]
+pub(crate) struct Builders {
+    pub(crate) http1: http1::Builder,
+    pub(crate) http2: http2::Builder<TokioExecutor>,
+    /// Also bounds the wait for a connection's first bytes, before either builder has the connection.
+    pub(crate) header_timeout: Duration,
 }
 
 impl Default for Limits {

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod limits;
+mod preface;
 mod redirect;
 mod scoped;
 pub mod server;

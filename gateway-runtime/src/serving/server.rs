@@ -19,8 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
@@ -33,7 +32,8 @@ use crate::pipeline::Arrival;
 use crate::policies::auth::keys::{KeyScope, KeyStore};
 use crate::policies::auth::{AuthOverrides, AuthSetupError, Authenticators};
 use crate::router::{self, ApiRouting, RouterError};
-use crate::serving::limits::{ConnectionSlots, Limits};
+use crate::serving::limits::{Builders, ConnectionSlots, Limits};
+use crate::serving::preface::{self, Protocol as Http};
 use crate::serving::redirect;
 use crate::serving::scoped;
 use crate::serving::tls::{ClientCert, Tls};
@@ -652,7 +652,7 @@ struct Serving {
 impl Serving {
     /// Accepts connections until shutdown, then drains them.
     async fn serve(self, listener: TcpListener) {
-        let builder = Arc::new(self.limits.builder());
+        let builders = Arc::new(self.limits.builders());
         let mut connections = tokio::task::JoinSet::new();
         let mut stop = self.shutdown.clone();
         let stop = async move {
@@ -678,7 +678,7 @@ impl Serving {
                 Ok((stream, peer)) => {
                     // Responses are written whole by hyper; waiting for more data (Nagle) only adds latency.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(self.connection(&builder, stream, peer, slot));
+                    connections.spawn(self.connection(&builders, stream, peer, slot));
                 }
                 // The peer gave up before we accepted: nothing to do.
                 Err(err)
@@ -708,12 +708,12 @@ impl Serving {
     /// `GOAWAY` on HTTP/2), or it has carried `max_requests_per_connection` requests.
     fn connection(
         &self,
-        builder: &Arc<auto::Builder<TokioExecutor>>,
+        builders: &Arc<Builders>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
         slot: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let builder = Arc::clone(builder);
+        let builders = Arc::clone(builders);
         let handshake_timeout = self.limits.header_timeout;
         let tls = self.tls.clone();
         let shutdown = self.shutdown.clone();
@@ -731,7 +731,7 @@ impl Serving {
         };
         async move {
             let result = match tls {
-                None => drive(&builder, stream, service, shutdown, &enough).await,
+                None => drive(&builders, stream, service, shutdown, &enough).await,
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         // rustls verified it against --tls-client-ca; the leaf is what requests know.
@@ -742,7 +742,7 @@ impl Serving {
                             .and_then(|chain| chain.first())
                             .and_then(|leaf| ClientCert::from_der(leaf))
                             .map(Arc::new);
-                        drive(&builder, stream, service, shutdown, &enough).await
+                        drive(&builders, stream, service, shutdown, &enough).await
                     }
                     Ok(Err(err)) => {
                         tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -763,8 +763,9 @@ impl Serving {
 }
 
 /// Serves one connection over `io` until it ends, closing it gracefully on shutdown or once `enough` is notified.
+/// Its first bytes, which tell HTTP/1 from HTTP/2, must come within the header timeout.
 async fn drive<I>(
-    builder: &auto::Builder<TokioExecutor>,
+    builders: &Builders,
     io: I,
     service: ConnectionService,
     mut shutdown: watch::Receiver<bool>,
@@ -773,25 +774,47 @@ async fn drive<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    tokio::pin!(connection);
-    let stop = async move {
-        // An error means the handle is gone, which also means stop.
-        let _ = shutdown.wait_for(|stop| *stop).await;
+    let sniffed = tokio::select! {
+        sniffed = tokio::time::timeout(builders.header_timeout, preface::sniff(io)) => sniffed,
+        // Shutdown before a request began: nothing to finish.
+        _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+    };
+    let (protocol, io) = match sniffed {
+        Ok(found) => found?,
+        Err(_) => {
+            tracing::debug!(timeout = ?builders.header_timeout, "no request began within the header timeout");
+            return Ok(());
+        }
     };
     let close = async move {
         tokio::select! {
-            () = stop => {}
+            // An error means the handle is gone, which also means stop.
+            _ = shutdown.wait_for(|stop| *stop) => {}
             () = enough.notified() => {}
         }
     };
-    tokio::select! {
-        result = connection.as_mut() => result,
-        () = close => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+    let io = TokioIo::new(io);
+    let service = TowerToHyperService::new(service);
+    // The connection until it ends, or until `close`: then gracefully (idle at once, busy after the response in
+    // flight; `GOAWAY` on HTTP/2).
+    macro_rules! serve_until_closed {
+        ($connection:expr) => {{
+            let connection = $connection;
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = close => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }};
     }
+    let served = match protocol {
+        Http::Http1 => serve_until_closed!(builders.http1.serve_connection(io, service).with_upgrades()),
+        Http::Http2 => serve_until_closed!(builders.http2.serve_connection(io, service)),
+    };
+    Ok(served?)
 }
 
 /// The router, for one connection: it stamps each request with its [`Arrival`] and counts them against

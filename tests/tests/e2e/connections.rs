@@ -161,6 +161,23 @@ async fn a_client_that_sends_its_head_too_slowly_is_cut_off_by_the_header_timeou
 }
 
 #[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_closed_at_the_header_timeout() {
+    let (_upstream, gw) = setup_with(&["--header-timeout", "1s"]).await;
+    let mut silent = TcpStream::connect(gw.addr).await.expect("connect");
+    let (text, closed) = read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert!(closed, "a connection without a byte sent was still open after 5 s");
+    assert!(text.is_empty(), "{text}");
+    // The timeout is the head's: a client that does send one is served.
+    let mut prompt = TcpStream::connect(gw.addr).await.expect("connect");
+    prompt
+        .write_all(b"GET /pets HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (text, _) = read_until_closed(&mut prompt, Duration::from_secs(5)).await;
+    assert_eq!(responses(&text), ["HTTP/1.1 200 OK"], "{text}");
+}
+
+#[tokio::test]
 async fn a_request_whose_body_trickles_in_gets_408_at_the_request_timeout() {
     let (_upstream, gw) = setup_with(&["--request-timeout", "1s"]).await;
     let mut slow = TcpStream::connect(gw.addr).await.expect("connect");
