@@ -732,27 +732,34 @@ impl Serving {
         async move {
             let result = match tls {
                 None => drive(&builders, stream, service, shutdown, &enough).await,
-                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        // rustls verified it against --tls-client-ca; the leaf is what requests know.
-                        service.client_cert = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|chain| chain.first())
-                            .and_then(|leaf| ClientCert::from_der(leaf))
-                            .map(Arc::new);
-                        drive(&builders, stream, service, shutdown, &enough).await
-                    }
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        Ok(())
-                    }
-                },
+                // Boxed: a TLS stream's state is large, and inline it would make every connection's task, plain
+                // ones too, that much larger.
+                Some(acceptor) => {
+                    Box::pin(async move {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                // rustls verified it against --tls-client-ca; the leaf is what requests know.
+                                service.client_cert = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .and_then(|leaf| ClientCert::from_der(leaf))
+                                    .map(Arc::new);
+                                drive(&builders, stream, service, shutdown, &enough).await
+                            }
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                Ok(())
+                            }
+                        }
+                    })
+                    .await
+                }
             };
             if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -798,9 +805,8 @@ where
     // The connection until it ends, or until `close`: then gracefully (idle at once, busy after the response in
     // flight; `GOAWAY` on HTTP/2).
     macro_rules! serve_until_closed {
-        ($connection:expr) => {{
-            let connection = $connection;
-            tokio::pin!(connection);
+        ($pinned:expr) => {{
+            let mut connection = $pinned;
             tokio::select! {
                 result = connection.as_mut() => result,
                 () = close => {
@@ -811,8 +817,12 @@ where
         }};
     }
     let served = match protocol {
-        Http::Http1 => serve_until_closed!(builders.http1.serve_connection(io, service).with_upgrades()),
-        Http::Http2 => serve_until_closed!(builders.http2.serve_connection(io, service)),
+        Http::Http1 => serve_until_closed!(std::pin::pin!(
+            builders.http1.serve_connection(io, service).with_upgrades()
+        )),
+        // Boxed: HTTP/2's connection state is large, and inline it would make every connection's task, most of
+        // them HTTP/1, that much larger.
+        Http::Http2 => serve_until_closed!(Box::pin(builders.http2.serve_connection(io, service))),
     };
     Ok(served?)
 }
