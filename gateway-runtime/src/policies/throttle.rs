@@ -308,39 +308,71 @@ pub struct MemoryQuotas {
 #[repr(align(128))]
 struct QuotaShard(Mutex<HashMap<Arc<str>, Arc<QuotaCounter>>>);
 
-/// A key's count in its current period: the day number (since 1970) of the period's first day in the bits above
-/// [`COUNT_BITS`], the requests counted in it below. One word, so that a new period's reset and a charge are one
-/// compare-and-swap: no request is counted into a period it is not in.
+/// A key's count in its current period: the period (its kind, and the number since 1970 of its first day) in the
+/// bits above [`COUNT_BITS`], the requests counted in it below. One word, so that a new period's reset and a charge
+/// are one compare-and-swap: no request is counted into a period it is not in.
 #[derive(Default)]
 struct QuotaCounter(AtomicU64);
 
-/// Bits of a [`QuotaCounter`] holding the count (up to 2^40 - 1 requests in a period); the day number (24 bits,
-/// good for 45,000 years) is above.
+/// Bits of a [`QuotaCounter`] holding the count (up to 2^40 - 1 requests in a period). Above them the day number
+/// ([`DAY_BITS`], to the year 13,000), and above that the period's kind (2 bits).
 const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const DAY_BITS: u32 = 22;
+const DAY_MASK: u64 = (1 << DAY_BITS) - 1;
+
+/// A quota period as a [`QuotaCounter`] holds it: its kind and the day it starts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PeriodTag {
+    kind: u64,
+    day: u64,
+}
+
+impl PeriodTag {
+    fn new(period: QuotaPeriod, start: jiff::Timestamp) -> Self {
+        let kind = match period {
+            QuotaPeriod::Day => 0,
+            QuotaPeriod::Week => 1,
+            QuotaPeriod::Month => 2,
+        };
+        let day = u64::try_from(start.as_second().div_euclid(86_400)).unwrap_or(0) & DAY_MASK;
+        Self { kind, day }
+    }
+
+    fn of(word: u64) -> Self {
+        Self {
+            kind: word >> (COUNT_BITS + DAY_BITS),
+            day: (word >> COUNT_BITS) & DAY_MASK,
+        }
+    }
+
+    fn word(self, count: u64) -> u64 {
+        (self.kind << (COUNT_BITS + DAY_BITS)) | (self.day << COUNT_BITS) | count
+    }
+}
 
 impl QuotaCounter {
-    /// Counts one request (with `charge`, if within `limit`) in the period starting on day `day`; whether it was
-    /// within the limit, and the count. A period later than the caller's (the caller raced its end) is the one
-    /// counted into: a count never goes back to an earlier period.
-    fn apply(&self, day: u64, limit: u64, charge: bool) -> (bool, u64) {
+    /// Counts one request (with `charge`, if within `limit`) in `period`; whether it was within the limit, and the
+    /// count. A period of the same kind later than the caller's (the caller raced its end) is the one counted into:
+    /// a count never goes back to an earlier period. A period of another kind (the key's plan changed on a reload)
+    /// starts the count again.
+    fn apply(&self, period: PeriodTag, limit: u64, charge: bool) -> (bool, u64) {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {
-            let stored_day = current >> COUNT_BITS;
-            let (day, used) = if stored_day >= day {
-                (stored_day, current & COUNT_MASK)
+            let stored = PeriodTag::of(current);
+            let (period, used) = if stored.kind == period.kind && stored.day >= period.day {
+                (stored, current & COUNT_MASK)
             } else {
                 // A new period: the count starts again.
-                (day, 0)
+                (period, 0)
             };
             let admitted = used < limit;
             if !charge || !admitted || used == COUNT_MASK {
                 return (admitted, used);
             }
-            let next = (day << COUNT_BITS) | (used + 1);
             match self
                 .0
-                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(current, period.word(used + 1), Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => return (true, used + 1),
                 Err(actual) => current = actual,
@@ -353,8 +385,8 @@ impl MemoryQuotas {
     fn apply(&self, key: &str, quota: &QuotaSpec, charge: bool) -> QuotaState {
         let now = jiff::Timestamp::now();
         let (start, end) = self.periods.bounds(quota.period, now);
-        let day = u64::try_from(start.as_second().div_euclid(86_400)).unwrap_or(0);
-        let (admitted, used) = self.with_counter(key, |counter| counter.apply(day, quota.limit, charge));
+        let period = PeriodTag::new(quota.period, start);
+        let (admitted, used) = self.with_counter(key, |counter| counter.apply(period, quota.limit, charge));
         quota_state(quota, admitted, used, (start, end), now)
     }
 
@@ -557,15 +589,30 @@ mod tests {
     #[test]
     fn a_counter_starts_again_in_a_new_period_and_never_goes_back() {
         let counter = QuotaCounter::default();
-        assert_eq!(counter.apply(20_000, 2, true), (true, 1));
-        assert_eq!(counter.apply(20_000, 2, true), (true, 2));
-        assert_eq!(counter.apply(20_000, 2, true), (false, 2));
-        assert_eq!(counter.apply(20_000, 2, false), (false, 2), "a peek counts nothing");
-        assert_eq!(counter.apply(20_001, 2, true), (true, 1), "the next day starts at zero");
+        let day = |day| PeriodTag { kind: 0, day };
+        assert_eq!(counter.apply(day(20_000), 2, true), (true, 1));
+        assert_eq!(counter.apply(day(20_000), 2, true), (true, 2));
+        assert_eq!(counter.apply(day(20_000), 2, true), (false, 2));
         assert_eq!(
-            counter.apply(20_000, 2, true),
+            counter.apply(day(20_000), 2, false),
+            (false, 2),
+            "a peek counts nothing"
+        );
+        assert_eq!(
+            counter.apply(day(20_001), 2, true),
+            (true, 1),
+            "the next day starts at zero"
+        );
+        assert_eq!(
+            counter.apply(day(20_000), 2, true),
             (true, 2),
             "a request that raced the day's end counts into the new day"
+        );
+        let week = PeriodTag { kind: 1, day: 19_999 };
+        assert_eq!(
+            counter.apply(week, 2, true),
+            (true, 1),
+            "another kind of period (a new plan) starts again, even one that began earlier"
         );
     }
 

@@ -4,8 +4,10 @@
 //!
 //! The HTTP/1.1 limits are hyper's, configured here: a head larger than `max_header_bytes` or with more than
 //! `max_headers` fields is answered `431` and the connection closed; a head not complete within `header_timeout` —
-//! counted from when the connection is ready for the next request, so it also bounds an idle keep-alive connection
-//! and a new connection that sends nothing at all — closes it (slowloris). Request smuggling is refused by hyper's parser (two different `Content-Length`s, a
+//! counted from when the connection is ready for the next request, so it also bounds an idle keep-alive connection —
+//! closes it (slowloris). A new connection's first bytes (which tell HTTP/1 from HTTP/2) must come within
+//! `header_timeout` too, before that count starts: a client that sends nothing is closed after one timeout, and its
+//! first head may take up to two. Request smuggling is refused by hyper's parser (two different `Content-Length`s, a
 //! `Transfer-Encoding` whose last coding is not `chunked`, obs-fold, bad chunk sizes: `400`); a request with both
 //! `Content-Length` and `Transfer-Encoding: chunked` is read by the chunked framing alone, with the length dropped
 //! before anything sees it, and its connection is closed after the response (RFC 9112 §6.3), so no byte of it can

@@ -24,8 +24,8 @@ pub(crate) enum Protocol {
 }
 
 /// Reads from `io` until its first bytes tell the protocol: as soon as they leave the HTTP/2 preface (one read,
-/// for every HTTP/1 request), or once the whole preface has come. A connection closed before then is HTTP/1 (hyper
-/// ends it quietly).
+/// for every HTTP/1 request), or once the whole preface has come. A connection closed before then is HTTP/1: hyper
+/// ends it quietly when nothing came, and as a malformed head (a debug log line) when part of a preface did.
 pub(crate) async fn sniff<I: AsyncRead + Unpin>(mut io: I) -> io::Result<(Protocol, Replay<I>)> {
     let mut first = [0_u8; 24];
     let mut filled = 0;
