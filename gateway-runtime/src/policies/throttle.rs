@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
@@ -298,15 +298,10 @@ fn quota_state(
 pub struct MemoryQuotas {
     /// Every key's counter, by name.
     counters: Mutex<HashMap<Arc<str>, Arc<QuotaCounter>>>,
-    /// Each worker's index of the counters it has charged (see [`thread_shard`]).
-    shards: [QuotaShard; THREAD_SHARDS],
+    /// Each worker's index of the counters it has charged.
+    shards: PerThread<Arc<QuotaCounter>>,
     periods: Periods,
 }
-
-/// One worker's index into a [`MemoryQuotas`]. Aligned to its own cache lines, so that two workers' never share one.
-#[derive(Default)]
-#[repr(align(128))]
-struct QuotaShard(Mutex<HashMap<Arc<str>, Arc<QuotaCounter>>>);
 
 /// A key's count in its current period: the period (its kind, and the number since 1970 of its first day) in the
 /// bits above [`COUNT_BITS`], the requests counted in it below. One word, so that a new period's reset and a charge
@@ -393,10 +388,7 @@ impl MemoryQuotas {
     /// `f` of `key`'s counter, found through this worker's index (the counter's `Arc` is not cloned: its count
     /// would be one more write to the line every worker's charges share).
     fn with_counter<R>(&self, key: &str, f: impl FnOnce(&QuotaCounter) -> R) -> R {
-        let mut shard = self.shards[thread_shard()]
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut shard = self.shards.mine();
         if let Some(counter) = shard.get(key) {
             return f(counter);
         }
@@ -434,18 +426,40 @@ impl Quotas for MemoryQuotas {
 /// writes.
 #[derive(Default)]
 pub struct UsageBook {
-    shards: [UsageShard; THREAD_SHARDS],
+    /// Requests admitted and refused (by a throttle or quota) per key, by thread.
+    shards: PerThread<(u64, u64)>,
 }
 
-/// Shards of the per-thread structures ([`UsageBook`], [`MemoryQuotas`]' indexes): threads beyond this many share
-/// them.
+/// Maps by key name, one per thread that uses them (see [`thread_shard`]), so that a worker takes only a lock no
+/// other worker takes: [`UsageBook`]'s counts, [`MemoryQuotas`]' indexes.
+struct PerThread<T>([ThreadShard<T>; THREAD_SHARDS]);
+
+/// Shards of a [`PerThread`]: threads beyond this many share them.
 const THREAD_SHARDS: usize = 16;
 
-/// One thread's counts: requests admitted and refused (by a throttle or quota) per key. Aligned to its own cache
-/// lines, so that two workers' shards never share one.
-#[derive(Default)]
+/// One thread's map of a [`PerThread`]. Aligned to its own cache lines, so that two workers' never share one.
 #[repr(align(128))]
-struct UsageShard(Mutex<HashMap<Arc<str>, (u64, u64)>>);
+struct ThreadShard<T>(Mutex<HashMap<Arc<str>, T>>);
+
+impl<T> Default for PerThread<T> {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| ThreadShard(Mutex::default())))
+    }
+}
+
+impl<T> PerThread<T> {
+    /// The calling thread's map.
+    fn mine(&self) -> MutexGuard<'_, HashMap<Arc<str>, T>> {
+        self.0[thread_shard()].0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every thread's map, in turn.
+    fn each(&self) -> impl Iterator<Item = MutexGuard<'_, HashMap<Arc<str>, T>>> {
+        self.0
+            .iter()
+            .map(|shard| shard.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// Whether a counted request was admitted or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,8 +476,8 @@ std::thread_local! {
     };
 }
 
-/// The calling thread's shard of the per-thread structures: a worker's own, as long as there are at most
-/// [`THREAD_SHARDS`] threads.
+/// The calling thread's shard of a [`PerThread`]: a worker's own, as long as there are at most [`THREAD_SHARDS`]
+/// threads.
 fn thread_shard() -> usize {
     THREAD_SHARD.with(|s| *s)
 }
@@ -471,10 +485,7 @@ fn thread_shard() -> usize {
 impl UsageBook {
     /// Counts one request of `key`.
     pub fn count(&self, key: &Arc<str>, counted: Counted) {
-        let mut keys = self.shards[thread_shard()]
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self.shards.mine();
         // Looked up by the name itself: the key's `Arc` (shared by every worker) is cloned once per shard only.
         let counts = match keys.get_mut(&**key) {
             Some(counts) => counts,
@@ -489,8 +500,7 @@ impl UsageBook {
     /// Every key seen so far with its counts (admitted, throttled), summed over the shards, by name.
     pub fn snapshot(&self) -> Vec<(Arc<str>, u64, u64)> {
         let mut merged: HashMap<Arc<str>, (u64, u64)> = HashMap::new();
-        for shard in &self.shards {
-            let keys = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for keys in self.shards.each() {
             for (key, (admitted, throttled)) in keys.iter() {
                 let total = merged.entry(Arc::clone(key)).or_default();
                 total.0 += admitted;

@@ -83,7 +83,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         threads: 2,
         duration: bench.duration,
     };
-    let mut origin = OriginWatch::default();
+    let mut origin = OriginWatch::new(&CACHED);
     let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, |phase, stack, target| {
         origin.hook(phase, stack, target)
     });
@@ -176,9 +176,10 @@ fn expect_body(target: Target, path: &str, (status, response): (u16, String)) ->
     Ok(())
 }
 
-/// The origin's call count around each run: refreshed entries before, no call during.
-#[derive(Default)]
-struct OriginWatch {
+/// The origin's call count around each run: the cached targets' entries refreshed before, no call during.
+pub(super) struct OriginWatch {
+    /// The targets served from the cache.
+    cached: &'static [Target],
     /// The count just before the run under way.
     before: i64,
     /// Calls during each target's runs.
@@ -186,8 +187,16 @@ struct OriginWatch {
 }
 
 impl OriginWatch {
-    fn hook(&mut self, phase: Phase, stack: &mut Stack, target: Target) -> anyhow::Result<()> {
-        let cached = CACHED.contains(&target);
+    pub(super) fn new(cached: &'static [Target]) -> Self {
+        Self {
+            cached,
+            before: 0,
+            during_load: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn hook(&mut self, phase: Phase, stack: &mut Stack, target: Target) -> anyhow::Result<()> {
+        let cached = self.cached.contains(&target);
         match phase {
             Phase::Before => {
                 if cached {

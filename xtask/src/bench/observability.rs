@@ -29,12 +29,11 @@ use serde::Serialize;
 use crate::process::http_get;
 
 use super::cache;
-use super::cpu;
 use super::memory::{Sample, mib};
 use super::report::{CPU_COLUMN, Section, Table, load_cells, ms, ratio, review, with_notes};
-use super::rounds::{Phase, Run, Series, measure, paired, throughput_ratio, warm_up};
+use super::rounds::{Series, cpu_ratio, measure, paired, throughput_ratio, warm_up};
 use super::servers::{ACCESS_LOG, CACHED_PATH, PASSTHROUGH_PATH, Proxy, Stack, Target};
-use super::wrk::{self, Shape, median};
+use super::wrk::{self, Shape};
 use super::{Bench, Scenario};
 
 /// Measured in this order every round: each route off, then on.
@@ -44,6 +43,9 @@ const TARGETS: [Target; 4] = [
     Target::GatewayHit,
     Target::ObservedHit,
 ];
+
+/// The targets served from the cache.
+const CACHED: [Target; 2] = [Target::GatewayHit, Target::ObservedHit];
 
 /// The routes: (off, on).
 const PAIRS: [(Target, Target); 2] = [
@@ -122,8 +124,6 @@ struct Results {
     shape: Shape,
     series: Vec<Series>,
     comparisons: Vec<Comparison>,
-    /// CPU time per request of each measured run, in µs, by round (`None`: no figure for that run).
-    cpu_us_per_request: Vec<(Target, Vec<Option<f64>>)>,
     scrapes: Scrapes,
     access_log: Option<LogAccount>,
     memory: Vec<Sample>,
@@ -152,11 +152,12 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
     };
 
     let scraper = Scraper::start(admin);
-    let mut warm = Watch::default();
+    // Around each run: the cache hits' entries refreshed before it (so that none expires during the run), and no
+    // request of the run reaching the origin.
+    let mut watch = cache::OriginWatch::new(&CACHED);
     let warm_up_failures = warm_up(bench, &mut stack, &scripts, &TARGETS, &shape, |phase, stack, target| {
-        warm.hook(phase, stack, target)
+        watch.hook(phase, stack, target)
     });
-    let mut watch = Watch::default();
     let series = measure(bench, &mut stack, &scripts, &TARGETS, &shape, |phase, stack, target| {
         watch.hook(phase, stack, target)
     });
@@ -173,8 +174,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
     let account = settle(admin, &log);
     // A default run writes about a gigabyte of lines; the count is what is kept (the rest of the directory stays).
     let _ = std::fs::remove_file(&log);
-    let cpu = watch.per_request(&series);
-    let comparisons: Vec<Comparison> = PAIRS.iter().map(|&(off, on)| compare(&series, &cpu, off, on)).collect();
+    let comparisons: Vec<Comparison> = PAIRS.iter().map(|&(off, on)| compare(&series, off, on)).collect();
 
     let (mut notes, mut problems) = review(&series, |_| true);
     let mut found = warm_up_failures;
@@ -209,7 +209,6 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
         shape,
         series,
         comparisons,
-        cpu_us_per_request: cpu,
         scrapes,
         access_log: account,
         memory,
@@ -219,105 +218,23 @@ pub fn run(bench: &Bench) -> anyhow::Result<Section> {
     Ok(Section::new(Scenario::Observability, text, results, problems))
 }
 
-/// Around each run: refreshes a cached target's entry before it (so that none expires during the run) and checks
-/// that no request of the run reached the origin; samples the CPU time of the target's gateway before and after.
-#[derive(Default)]
-struct Watch {
-    /// The origin's call count and the gateway's CPU seconds just before the run under way.
-    before: Option<(i64, Option<f64>)>,
-    /// Each target's CPU seconds per run, by the order its runs were started in (its round, in `measure`).
-    cpu: Vec<(Target, Vec<Option<f64>>)>,
-}
-
-impl Watch {
-    fn hook(&mut self, phase: Phase, stack: &mut Stack, target: Target) -> anyhow::Result<()> {
-        let cached = matches!(target, Target::GatewayHit | Target::ObservedHit);
-        match phase {
-            Phase::Before => {
-                // A slot for every run started, so that a run's place is its round even when a hook fails.
-                self.runs(target).push(None);
-                if cached {
-                    cache::refresh(stack, target)?;
-                }
-                let cpu = cpu::seconds(stack.server(target)?);
-                self.before = Some((stack.origin_calls()?, cpu));
-            }
-            Phase::After => {
-                let Some((calls, cpu_before)) = self.before.take() else {
-                    return Ok(());
-                };
-                let cpu_after = cpu::seconds(stack.server(target)?);
-                if let Some(slot) = self.runs(target).last_mut() {
-                    *slot = cpu_before.zip(cpu_after).map(|(b, a)| a - b);
-                }
-                let reached = stack.origin_calls()? - calls;
-                if cached && reached != 0 {
-                    bail!("{reached} requests reached the origin during the run: not all were hits");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn runs(&mut self, target: Target) -> &mut Vec<Option<f64>> {
-        let i = match self.cpu.iter().position(|(t, _)| *t == target) {
-            Some(i) => i,
-            None => {
-                self.cpu.push((target, Vec::new()));
-                self.cpu.len() - 1
-            }
-        };
-        &mut self.cpu[i].1
-    }
-
-    /// CPU µs per request of each run that succeeded, by round: the run's CPU seconds over wrk's requests.
-    fn per_request(&self, series: &[Series]) -> Vec<(Target, Vec<Option<f64>>)> {
+/// `off` against `on`: throughput ratio, latency deltas, CPU per request (each run's, [`Load::cpu_us_per_request`]).
+fn compare(series: &[Series], off: Target, on: Target) -> Comparison {
+    let cpu_us = |target: Target| {
         series
             .iter()
-            .map(|s| {
-                let seconds = self.cpu.iter().find(|(t, _)| *t == s.target).map(|(_, v)| v.as_slice());
-                let per_run = s
-                    .runs
-                    .iter()
-                    .map(|run| match run {
-                        Run::Ok { round, load } if load.requests > 0.0 => {
-                            let cpu = (*seconds?.get(usize::try_from(*round).ok()? - 1)?)?;
-                            Some(cpu * 1e6 / load.requests)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                (s.target, per_run)
-            })
-            .collect()
-    }
-}
-
-/// `off` against `on`: throughput ratio, latency deltas, CPU per request.
-fn compare(series: &[Series], cpu: &[(Target, Vec<Option<f64>>)], off: Target, on: Target) -> Comparison {
-    let runs = |target: Target| {
-        cpu.iter()
-            .find(|(t, _)| *t == target)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
+            .find(|s| s.target == target)
+            .and_then(|s| s.median.as_ref()?.cpu_us_per_request)
     };
-    let (cpu_off, cpu_on) = (runs(off), runs(on));
-    let cpu_ratio = median(
-        cpu_off
-            .iter()
-            .zip(&cpu_on)
-            .filter_map(|(off, on)| Some((*on)? / (*off)?))
-            .collect(),
-    );
     Comparison {
         off,
         on,
         throughput_ratio: throughput_ratio(series, on, off),
         p50_delta_us: paired(series, on, off, |on, off| on.p50_us - off.p50_us),
         p99_delta_us: paired(series, on, off, |on, off| on.p99_us - off.p99_us),
-        cpu_off_us: median(cpu_off.into_iter().flatten().collect()),
-        cpu_on_us: median(cpu_on.into_iter().flatten().collect()),
-        cpu_ratio,
+        cpu_off_us: cpu_us(off),
+        cpu_on_us: cpu_us(on),
+        cpu_ratio: cpu_ratio(series, on, off),
     }
 }
 
@@ -463,7 +380,6 @@ fn render(bench: &Bench, results: &Results) -> String {
         shape,
         series,
         comparisons,
-        cpu_us_per_request: cpu,
         scrapes,
         access_log: account,
         memory,
@@ -479,16 +395,10 @@ fn render(bench: &Bench, results: &Results) -> String {
         "p99.9 ms",
         "errors",
         CPU_COLUMN,
-        "CPU µs/req",
         "peak RSS",
     ]);
     for s in series {
         let on = matches!(s.target, Target::Observed | Target::ObservedHit);
-        let cpu = cpu
-            .iter()
-            .find(|(t, _)| *t == s.target)
-            .and_then(|(_, runs)| median(runs.iter().flatten().copied().collect()))
-            .map_or_else(|| String::from("—"), |us| format!("{us:.1}"));
         let peak = memory
             .iter()
             .find(|m| m.target == s.target)
@@ -499,7 +409,6 @@ fn render(bench: &Bench, results: &Results) -> String {
             s.url_path.to_owned(),
         ];
         cells.extend(load_cells(s, ms));
-        cells.push(cpu);
         cells.push(peak);
         table.row(cells);
     }

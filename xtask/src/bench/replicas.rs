@@ -209,22 +209,19 @@ fn redis_command(addr: SocketAddr, args: &[&str]) -> anyhow::Result<String> {
     }
 }
 
-/// The readings just before a run.
+/// The readings just before a run (the gateway's CPU time is every run's own, [`Load::cpu_us_per_request`]).
 struct Snapshot {
     commands: CommandStats,
-    gateway_cpu: Option<f64>,
     redis_cpu: Option<f64>,
 }
 
 impl Snapshot {
-    fn take(stack: &mut Stack, target: Target) -> anyhow::Result<Self> {
-        let gateway_cpu = cpu::seconds(stack.server(target)?);
+    fn take(stack: &mut Stack) -> anyhow::Result<Self> {
         let redis = stack.redis().context("the stack has no Redis")?;
         let redis_cpu = cpu::seconds(redis);
         let addr = redis.addr;
         Ok(Self {
             commands: CommandStats::read(addr)?,
-            gateway_cpu,
             redis_cpu,
         })
     }
@@ -234,11 +231,10 @@ impl Snapshot {
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Sample {
     commands: Commands,
-    gateway_cpu_s: Option<f64>,
     redis_cpu_s: Option<f64>,
 }
 
-/// Reads Redis's command counts and the CPU time of the gateway and of redis-server around each run.
+/// Reads Redis's command counts and redis-server's CPU time around each run.
 #[derive(Default)]
 struct Watch {
     before: Option<Snapshot>,
@@ -252,17 +248,16 @@ impl Watch {
             Phase::Before => {
                 // A slot for every run started, so that a run's place is its round even when a hook fails.
                 self.runs(target).push(None);
-                self.before = Some(Snapshot::take(stack, target)?);
+                self.before = Some(Snapshot::take(stack)?);
             }
             Phase::After => {
                 let Some(before) = self.before.take() else {
                     return Ok(());
                 };
-                let after = Snapshot::take(stack, target)?;
+                let after = Snapshot::take(stack)?;
                 let spent = |b: Option<f64>, a: Option<f64>| b.zip(a).map(|(b, a)| a - b);
                 let sample = Sample {
                     commands: after.commands.since(&before.commands),
-                    gateway_cpu_s: spent(before.gateway_cpu, after.gateway_cpu),
                     redis_cpu_s: spent(before.redis_cpu, after.redis_cpu),
                 };
                 if let Some(slot) = self.runs(target).last_mut() {
@@ -328,9 +323,7 @@ struct PerRequest {
     within_goal: bool,
     /// Redis's own time per `EVALSHA`, in µs (`None` without calls).
     evalsha_us: Option<f64>,
-    /// CPU time of the gateway per request, in µs.
-    gateway_cpu_us: Option<f64>,
-    /// CPU time of redis-server per request, in µs.
+    /// CPU time of redis-server per request, in µs (the gateway's is the run's, in the series).
     redis_cpu_us: Option<f64>,
 }
 
@@ -351,7 +344,6 @@ impl PerRequest {
             in_script: (scripts > 0).then(|| c.in_scripts as f64 / scripts as f64),
             within_goal: c.sent() as f64 <= ROUND_TRIP_GOAL * (requests + f64::from(connections)),
             evalsha_us: (c.evalsha > 0).then(|| c.evalsha_usec as f64 / c.evalsha as f64),
-            gateway_cpu_us: sample.gateway_cpu_s.map(|s| s * 1e6 / requests),
             redis_cpu_us: sample.redis_cpu_s.map(|s| s * 1e6 / requests),
         })
     }
@@ -366,7 +358,6 @@ struct PerRequestMedians {
     /// Every run within the goal (`None` without runs).
     within_goal: Option<bool>,
     evalsha_us: Option<f64>,
-    gateway_cpu_us: Option<f64>,
     redis_cpu_us: Option<f64>,
 }
 
@@ -379,7 +370,6 @@ impl PerRequestMedians {
             in_script: of(|r| r.in_script),
             within_goal: (!runs.is_empty()).then(|| runs.iter().all(|r| r.within_goal)),
             evalsha_us: of(|r| r.evalsha_us),
-            gateway_cpu_us: of(|r| r.gateway_cpu_us),
             redis_cpu_us: of(|r| r.redis_cpu_us),
         }
     }
@@ -809,7 +799,6 @@ fn render_throughput(bench: &Bench, part: &Part, notes: &[String]) -> String {
         CPU_COLUMN,
         "EVALSHA/req",
         "sent/req",
-        "gateway CPU µs/req",
         "Redis CPU µs/req",
     ]);
     for s in &part.series {
@@ -819,7 +808,6 @@ fn render_throughput(bench: &Bench, part: &Part, notes: &[String]) -> String {
         cells.extend([
             per_request(m.evalsha, 3),
             per_request(m.sent, 3),
-            per_request(m.gateway_cpu_us, 1),
             per_request(m.redis_cpu_us, 1),
         ]);
         table.row(cells);
